@@ -1,0 +1,189 @@
+"""Where an actor incarnation runs: its own OS process (default) or a thread of the node.
+
+Both placements give the supervisor the same handle: a ``sentinel`` file
+descriptor that becomes readable when the incarnation ends, an ``exitcode``, a
+``pid`` and ``kill()``. Processes come from a multiprocessing forkserver that
+has preloaded sniperbot's modules, so a restart costs a fork, not an interpreter
+start and imports.
+
+Thread placement runs the same :class:`ActorRuntime` inside a pykka
+``ThreadingActor``: pykka gives it a thread, a mailbox for lifecycle messages
+and failure reporting. A thread cannot be killed: a hung thread actor is
+abandoned (its sockets stay with it) and a fresh incarnation is started; its
+messages are ignored by incarnation number if it ever wakes up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from typing import Any, Literal, Protocol
+
+import msgspec
+import pykka
+import zmq
+
+from sniperbot.actors.runtime import EXIT_CRASH, EXIT_NORMAL, ActorLaunch, ActorRuntime, run_actor_process
+
+Placement = Literal["process", "thread"]
+
+# Modules imported once in the forkserver so that every actor process starts warm.
+PRELOAD = [
+    "sniperbot.actors.runtime",
+    "sniperbot.actors.sim_feed",
+    "sniperbot.actors.strategy",
+    "sniperbot.actors.risk_guard",
+    "sniperbot.actors.paper_executor",
+    "sniperbot.actors.portfolio",
+]
+
+
+class ActorHandle(Protocol):
+    """What a supervisor holds of a running incarnation."""
+
+    pid: int | None
+    sentinel: int
+
+    def exitcode(self) -> int | None:
+        """Exit code once ended, else None."""
+        ...
+
+    def kill(self) -> None:
+        """End the incarnation now (SIGKILL for a process)."""
+        ...
+
+    def release(self) -> None:
+        """Free OS resources once the incarnation has ended."""
+        ...
+
+
+class ProcessHandle:
+    """An actor incarnation in its own OS process."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self._process = process
+        self.pid = process.pid
+        self.sentinel = process.sentinel
+
+    def exitcode(self) -> int | None:
+        """Exit code once the process ended (negative: killed by that signal)."""
+        if self._process.is_alive():
+            return None
+        return self._process.exitcode
+
+    def kill(self) -> None:
+        """SIGKILL the process."""
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def release(self) -> None:
+        """Reap the process and close its sentinel."""
+        self._process.join(0.5)
+        if not self._process.is_alive():
+            self._process.close()
+
+
+class _Pump:
+    """Mailbox message: run one step of the actor loop, then queue the next pump."""
+
+
+_PUMP = _Pump()
+_PUMP_WAIT_MS = 20  # bounds how long pykka's mailbox (stop, asks) waits behind zmq polling
+
+
+class _ThreadHost(pykka.ThreadingActor):
+    """A pykka actor that drives an ActorRuntime one step per mailbox message."""
+
+    def __init__(self, launch: ActorLaunch, zctx: zmq.Context, done_w: int, handle: ThreadHandle) -> None:
+        super().__init__()
+        self._runtime = ActorRuntime(launch, zctx)
+        self._done_w = done_w
+        self._handle = handle
+
+    def on_start(self) -> None:
+        try:
+            self._runtime.open()
+        except Exception:
+            # pykka stops the actor without calling on_failure when on_start raises.
+            self.on_failure()
+            raise
+        self.actor_ref.tell(_PUMP)
+
+    def on_receive(self, message: Any) -> Any:
+        if message is _PUMP:
+            if self._runtime.step(_PUMP_WAIT_MS):
+                self.actor_ref.tell(_PUMP)
+            else:
+                self._handle.code = self._runtime.exit_code
+                self.stop()
+        return None
+
+    def on_stop(self) -> None:
+        self._finish(clean=True)
+
+    def on_failure(self, *_: Any) -> None:
+        self._handle.code = EXIT_CRASH
+        self._finish(clean=False)
+
+    def _finish(self, clean: bool) -> None:
+        if self._done_w < 0:
+            return
+        try:
+            self._runtime.close(clean=clean)
+        finally:
+            if self._handle.code is None:
+                self._handle.code = EXIT_NORMAL
+            os.close(self._done_w)
+            self._done_w = -1
+
+
+class ThreadHandle:
+    """An actor incarnation in a pykka thread of the node process."""
+
+    def __init__(self, launch: ActorLaunch, zctx: zmq.Context) -> None:
+        self.pid = os.getpid()
+        self.code: int | None = None
+        self.sentinel, done_w = os.pipe()
+        self._ref = _ThreadHost.start(launch, zctx, done_w, self)
+
+    def exitcode(self) -> int | None:
+        """Exit code once the thread's actor stopped."""
+        return self.code
+
+    def kill(self) -> None:
+        """Ask the thread to stop; a hung thread cannot be killed and is abandoned."""
+        self.code = self.code if self.code is not None else -signal.SIGKILL
+        self._ref.stop(block=False)
+
+    def release(self) -> None:
+        """Close the sentinel."""
+        try:
+            os.close(self.sentinel)
+        except OSError:
+            pass
+
+
+class Launcher:
+    """Starts actor incarnations in their placement."""
+
+    def __init__(self, zctx: zmq.Context, preload: list[str] | None = None) -> None:
+        self._zctx = zctx
+        self._mp = multiprocessing.get_context("forkserver")
+        self._mp.set_forkserver_preload(PRELOAD if preload is None else preload)
+
+    def start(self, launch: ActorLaunch, placement: Placement) -> ActorHandle:
+        """Start one incarnation and return its handle (it is not ready yet)."""
+        if placement == "thread":
+            return ThreadHandle(launch, self._zctx)
+        process = self._mp.Process(
+            target=run_actor_process,
+            args=(msgspec.msgpack.encode(launch),),
+            name=f"sniperbot:{launch.actor_id}",
+            daemon=False,
+        )
+        process.start()
+        return ProcessHandle(process)

@@ -1,0 +1,62 @@
+"""The portfolio actor: positions, realised and unrealised P&L, fees, order counts."""
+
+from __future__ import annotations
+
+import time
+
+from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.messages import Envelope, Fill, Order, OrderUpdate, Quote
+from sniperbot.messages import topics as topic
+from sniperbot.portfolio.ledger import Ledger
+
+
+class PortfolioActor(Actor):
+    """Keeps the ledger from journaled fills and marks it to market.
+
+    The journal is the source of truth: the ledger is rebuilt from it at start
+    and tailed on every snapshot, so a fill missed on the bus (at-most-once) is
+    still counted; bus fills only make the view faster. Fills are applied once
+    by ``fill_id``.
+    """
+
+    topics = ("md.", topic.EVENTS)
+
+    def __init__(self, ctx: ActorContext, *, snapshot_interval_s: float) -> None:
+        super().__init__(ctx)
+        self.ledger = Ledger()
+        self.snapshot_interval_s = snapshot_interval_s
+        self._applied: set[str] = set()
+        self._last_seq = 0
+        self.orders = 0
+
+    def on_start(self) -> None:
+        """Rebuild from the journal and start publishing snapshots."""
+        self._catch_up()
+        self.ctx.every(self.snapshot_interval_s, self._snapshot)
+
+    def on_message(self, envelope: Envelope) -> None:
+        """Marks from quotes; fills and rejections from events."""
+        payload = envelope.payload
+        if isinstance(payload, Quote):
+            self.ledger.mark(payload.symbol, payload.mid)
+        elif isinstance(payload, Fill):
+            self._apply(payload)
+
+    def _apply(self, fill: Fill) -> None:
+        if fill.fill_id not in self._applied:
+            self._applied.add(fill.fill_id)
+            self.ledger.apply_fill(fill)
+
+    def _catch_up(self) -> None:
+        for seq, record in self.ctx.journal.records(after_seq=self._last_seq):
+            self._last_seq = seq
+            if isinstance(record, Fill):
+                self._apply(record)
+            elif isinstance(record, Order):
+                self.orders += 1
+            elif isinstance(record, OrderUpdate):
+                self.ledger.on_order_update(record)
+
+    def _snapshot(self) -> None:
+        self._catch_up()
+        self.ctx.publish(topic.STATUS_PORTFOLIO, self.ledger.snapshot(time.time_ns(), orders=self.orders))

@@ -1,0 +1,385 @@
+"""The actor runtime: one event loop per actor, the same for every placement.
+
+It owns the actor's sockets (bus publisher and subscriber, reliable inbox and
+outboxes, control DEALER to the supervisor), delivers decoded messages to the
+actor, runs its timers, heartbeats to the supervisor and stops itself when the
+supervisor goes silent (an orphan must not keep trading).
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import zmq
+
+from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.logs import actor_logger
+from sniperbot.messages import (
+    Envelope,
+    Heartbeat,
+    InvalidFrame,
+    Payload,
+    Ready,
+    Stop,
+    decode_envelope,
+    encode_envelope,
+)
+from sniperbot.rundir import RunDir
+from sniperbot.transport.bus import Publisher, Subscriber, tune
+from sniperbot.transport.reliable import Inbox, Outbox, decode_routed
+
+# Exit codes a supervisor reads as a reason (OTP: normal / shutdown / abnormal).
+EXIT_NORMAL = 0
+EXIT_CRASH = 1
+EXIT_ORPHANED = 3
+
+_DRAIN_BATCH = 2048  # messages taken from one socket before the others get a turn
+_RESEND_CHECK_S = 0.05
+_READY_TOPIC = "ctl.ready."
+_READY_PREFIX = _READY_TOPIC.encode()
+
+
+class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything a fresh actor incarnation needs, sent to the new process or thread."""
+
+    actor_id: str
+    actor: str  # "package.module:Class"
+    args: dict[str, Any]
+    run_dir: str
+    incarnation: int
+    heartbeat_interval_s: float = 0.5
+    heartbeat_liveness: int = 4
+    journal_durability: Literal["fsync", "process"] = "fsync"
+    log_level: str = "WARNING"
+
+
+_journals: dict[str, Any] = {}
+_journals_lock = threading.Lock()
+
+
+def process_journal(run_dir: Path, durability: str) -> Any:
+    """The one journal handle of this process (LMDB forbids opening a path twice per process)."""
+    from sniperbot.journal import Journal
+
+    key = str(run_dir)
+    with _journals_lock:
+        journal = _journals.get(key)
+        if journal is None:
+            journal = Journal.open(run_dir, durability=durability)  # type: ignore[arg-type]
+            _journals[key] = journal
+        return journal
+
+
+def close_process_journals() -> None:
+    """Close every journal this process opened (node shutdown, tests)."""
+    with _journals_lock:
+        for journal in _journals.values():
+            journal.close()
+        _journals.clear()
+
+
+def load_actor_class(path: str) -> type[Actor]:
+    """Import ``package.module:Class`` and check it is an :class:`Actor`."""
+    module_name, _, class_name = path.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Actor)):
+        raise TypeError(f"{path!r} is not an Actor class")
+    return cls
+
+
+class _Timer:
+    __slots__ = ("callback", "interval_ns")
+
+    def __init__(self, interval_ns: int, callback: Callable[[], None]) -> None:
+        self.interval_ns = interval_ns
+        self.callback = callback
+
+
+class ActorRuntime(ActorContext):
+    """Runs one incarnation of one actor: sockets, loop, timers, heartbeats."""
+
+    def __init__(self, launch: ActorLaunch, zmq_ctx: zmq.Context | None = None) -> None:
+        self.launch = launch
+        self.actor_id = launch.actor_id
+        self.incarnation = launch.incarnation
+        self.rundir = RunDir(launch.run_dir)
+        self.run_dir = Path(launch.run_dir)
+        self.log = actor_logger(launch.actor_id, launch.incarnation)
+        self._own_ctx = zmq_ctx is None
+        self._zctx = zmq_ctx or zmq.Context()
+        self._timers: list[tuple[int, int, _Timer]] = []
+        self._timer_ids = itertools.count()
+        self._outboxes: dict[str, Outbox] = {}
+        self._outbox_by_socket: dict[zmq.Socket, Outbox] = {}
+        self._journal: Any = None
+        self._stopping = False
+        self.exit_code = EXIT_NORMAL
+        self.invalid_frames = 0
+        self.handled = 0
+        self._invalid_reasons_logged: set[tuple[str, str]] = set()
+        self._hb_seq = 0
+        self._last_supervisor_ns = time.monotonic_ns()
+        self.actor: Actor | None = None
+        self.poller = zmq.Poller()
+
+    # -- ActorContext -------------------------------------------------------------------
+    def publish(self, topic: str, payload: Payload) -> None:
+        """Publish on the bus."""
+        self._pub.publish(topic, payload)
+
+    def send(self, actor_id: str, payload: Payload) -> None:
+        """Send reliably to ``actor_id``'s inbox."""
+        outbox = self._outboxes.get(actor_id)
+        if outbox is None:
+            outbox = Outbox(self._zctx, self.rundir.inbox(actor_id), self.actor_id, self.incarnation)
+            self._outboxes[actor_id] = outbox
+            self._outbox_by_socket[outbox.socket] = outbox
+            self.poller.register(outbox.socket, zmq.POLLIN)
+        outbox.send("to." + actor_id, payload)
+
+    def every(self, interval_s: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` every ``interval_s`` seconds."""
+        timer = _Timer(int(interval_s * 1e9), callback)
+        heapq.heappush(self._timers, (time.monotonic_ns() + timer.interval_ns, next(self._timer_ids), timer))
+
+    @property
+    def journal(self) -> Any:
+        """The node's journal (opened once per process and shared by its threads)."""
+        if self._journal is None:
+            self._journal = process_journal(self.rundir.path, self.launch.journal_durability)
+        return self._journal
+
+    def stop(self) -> None:
+        """Finish this incarnation normally."""
+        self._stopping = True
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def open(self) -> None:
+        """Bind and connect sockets, construct the actor, announce readiness."""
+        cls = load_actor_class(self.launch.actor)
+        # Constructed before the sockets so that topics may depend on the actor's arguments.
+        self.actor = actor = cls(self, **self.launch.args)
+        self._pub = Publisher(self._zctx, self.rundir.bus_in, self.actor_id, self.incarnation)
+        self._control = self._zctx.socket(zmq.DEALER)
+        tune(self._control)
+        self._control.setsockopt(zmq.ROUTING_ID, f"{self.actor_id}#{self.incarnation}".encode())
+        self._control.connect(self.rundir.control)
+        self.poller.register(self._control, zmq.POLLIN)
+        self._wants_ready = any(_READY_TOPIC.startswith(t) for t in actor.topics)
+        self._inbox: Inbox | None = None
+        # Every actor hears peers' Ready so its outboxes resend at once after a peer restart.
+        self._sub = Subscriber(self._zctx, self.rundir.bus_out, (*actor.topics, _READY_TOPIC))
+        self.poller.register(self._sub.socket, zmq.POLLIN)
+        if actor.inbox:
+            inbox_path = self.rundir.ipc_path("inbox-" + self.actor_id)
+            # A killed predecessor leaves its socket file behind; binding over it is safe.
+            if os.path.exists(inbox_path):
+                os.unlink(inbox_path)
+            self._inbox = Inbox(self._zctx, self.rundir.inbox(self.actor_id), self.actor_id, self.incarnation)
+            self.poller.register(self._inbox.socket, zmq.POLLIN)
+        self.every(self.launch.heartbeat_interval_s, self._heartbeat)
+        self.every(_RESEND_CHECK_S, self._resend_due)
+        self.actor.on_start()
+        ready = Ready(
+            actor_id=self.actor_id, incarnation=self.incarnation, pid=os.getpid(), ts_ns=time.time_ns()
+        )
+        self._send_control(ready)
+        self.publish("ctl.ready." + self.actor_id, ready)
+        self.log.info("ready", extra={"event": "ready", "pid": os.getpid()})
+
+    def step(self, max_wait_ms: int | None = None) -> bool:
+        """Wait for and handle one round of input and due timers; False once stopping."""
+        if self._stopping:
+            return False
+        now = time.monotonic_ns()
+        timeout_ms = max(0, (self._timers[0][0] - now) // 1_000_000) if self._timers else 1000
+        if max_wait_ms is not None:
+            timeout_ms = min(timeout_ms, max_wait_ms)
+        for sock, _ in self.poller.poll(timeout_ms):
+            self._drain(sock)
+        self._run_due_timers()
+        return not self._stopping
+
+    def run(self) -> int:
+        """Open, loop until stopped, close; returns the exit code."""
+        self.open()
+        try:
+            while self.step():
+                pass
+        finally:
+            self.close(clean=True)
+        return self.exit_code
+
+    def close(self, clean: bool) -> None:
+        """Run ``on_stop`` (when ``clean``) and close every socket."""
+        try:
+            if clean and self.actor is not None:
+                self.actor.on_stop()
+        finally:
+            for outbox in self._outboxes.values():
+                outbox.close()
+            for owned in (getattr(self, "_sub", None), getattr(self, "_inbox", None)):
+                if owned is not None:
+                    owned.close()
+            if hasattr(self, "_pub"):
+                self._pub.close()
+                self._control.close(0)
+            if self._own_ctx:
+                self._zctx.term()
+
+    # -- internals ------------------------------------------------------------------------
+    def _drain(self, sock: zmq.Socket) -> None:
+        on_message = self.actor.on_message if self.actor else None
+        assert on_message is not None
+        for _ in range(_DRAIN_BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                if sock is self._sub.socket:
+                    if len(frames) != 2:
+                        raise InvalidFrame(f"expected 2 frames (topic, envelope), received {len(frames)}")
+                    envelope = decode_envelope(frames[1])
+                    if frames[0].startswith(_READY_PREFIX):
+                        self.on_peer_ready(envelope.sender)
+                        if not self._wants_ready:
+                            continue
+                    self.handled += 1
+                    on_message(envelope)
+                elif self._inbox is not None and sock is self._inbox.socket:
+                    identity, envelope = decode_routed(frames)
+                    if not self._inbox.is_duplicate(envelope):
+                        self.handled += 1
+                        on_message(envelope)
+                    else:
+                        self._inbox.duplicates += 1
+                    self._inbox.ack(identity, envelope)
+                elif sock is self._control:
+                    if len(frames) != 1:
+                        raise InvalidFrame(f"expected 1 control frame, received {len(frames)}")
+                    self._on_control(decode_envelope(frames[0]))
+                else:
+                    if len(frames) != 1:
+                        raise InvalidFrame(f"expected 1 ack frame, received {len(frames)}")
+                    self._outbox_by_socket[sock].on_ack(decode_envelope(frames[0]))
+            except InvalidFrame as e:
+                self._count_invalid(sock, e.reason)
+            if self._stopping:
+                return
+
+    def _count_invalid(self, sock: zmq.Socket, reason: str) -> None:
+        self.invalid_frames += 1
+        kind = {zmq.SUB: "bus", zmq.ROUTER: "inbox", zmq.DEALER: "control"}.get(sock.type, "?")
+        key = (kind, reason.split(" - ")[0][:60])
+        if key not in self._invalid_reasons_logged:
+            self._invalid_reasons_logged.add(key)
+            self.log.warning(
+                "dropped invalid frame",
+                extra={"event": "invalid_frame", "socket": kind, "reason": reason},
+            )
+
+    def _on_control(self, envelope: Envelope) -> None:
+        payload = envelope.payload
+        self._last_supervisor_ns = time.monotonic_ns()
+        if isinstance(payload, Heartbeat):
+            return
+        if isinstance(payload, Stop):
+            self.log.info("stop requested", extra={"event": "stop", "reason": payload.reason})
+            self._stopping = True
+            return
+        assert self.actor is not None
+        self.actor.on_message(envelope)
+
+    def _send_control(self, payload: Payload) -> None:
+        frame = encode_envelope(Envelope("ctl", self.actor_id, self.incarnation, 0, time.time_ns(), payload))
+        try:
+            self._control.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def _heartbeat(self) -> None:
+        self._hb_seq += 1
+        self._send_control(
+            Heartbeat(
+                seq=self._hb_seq,
+                ts_ns=time.time_ns(),
+                invalid_frames=self.invalid_frames,
+                handled=self.handled,
+            )
+        )
+        silent_ns = time.monotonic_ns() - self._last_supervisor_ns
+        limit_ns = self.launch.heartbeat_interval_s * self.launch.heartbeat_liveness * 1e9
+        if silent_ns > limit_ns:
+            self.log.error(
+                "supervisor silent; stopping this orphaned actor",
+                extra={"event": "orphaned", "silent_s": round(silent_ns / 1e9, 3)},
+            )
+            self.exit_code = EXIT_ORPHANED
+            self._stopping = True
+
+    def _resend_due(self) -> None:
+        now = time.time_ns()
+        for outbox in self._outboxes.values():
+            if outbox.unacked:
+                outbox.resend_due(now)
+
+    def on_peer_ready(self, actor_id: str) -> None:
+        """A peer restarted: resend what it has not acknowledged."""
+        outbox = self._outboxes.get(actor_id)
+        if outbox is not None:
+            outbox.resend_all()
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic_ns()
+        while self._timers and self._timers[0][0] <= now and not self._stopping:
+            _, _, timer = heapq.heappop(self._timers)
+            timer.callback()
+            heapq.heappush(self._timers, (now + timer.interval_ns, next(self._timer_ids), timer))
+
+
+def run_actor_process(launch_bytes: bytes) -> None:
+    """Entry point of an actor process (called in the forkserver's child)."""
+    import signal
+    import sys
+
+    from sniperbot.logs import configure_logging
+
+    launch = msgspec.msgpack.decode(launch_bytes, type=ActorLaunch)
+    configure_logging(launch.log_level)
+    _die_with_parent()
+    runtime = ActorRuntime(launch)
+    # Ctrl-C reaches the whole process group; only the supervisor decides the stop order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
+    try:
+        code = runtime.run()
+    except Exception:
+        runtime.log.exception("actor crashed", extra={"event": "crash"})
+        logging.shutdown()
+        os._exit(EXIT_CRASH)
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM us if the forkserver (hence the node) dies."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: heartbeat-based orphan detection still applies

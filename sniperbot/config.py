@@ -1,0 +1,231 @@
+"""The node's configuration: a TOML file decoded by msgspec into frozen Structs.
+
+Unknown keys are rejected, types are strict, and impossible values are caught
+before any process starts; every error names the field path, for example
+``risk.max_position``. The defaults of these Structs *are* the embedded default
+configuration, spelled out in ``config/default.toml``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+PlacementName = Literal["process", "thread"]
+TradingStateName = Literal["ACTIVE", "REDUCING", "HALTED"]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config section: strict, immutable."""
+
+
+class NodeSection(_Section):
+    """The node process: liveness timing and logging."""
+
+    heartbeat_interval_s: Positive = 0.5
+    heartbeat_liveness: Annotated[int, msgspec.Meta(ge=2)] = 4
+    start_timeout_s: Positive = 10.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+
+class SupervisorSection(_Section):
+    """The root supervisor's restart intensity (nested supervisors get their own below)."""
+
+    intensity: Annotated[int, msgspec.Meta(ge=0)] = 10
+    period_s: Positive = 60.0
+
+
+class JournalSection(_Section):
+    """The LMDB journal: ``fsync`` survives power loss, ``process`` survives process crashes."""
+
+    durability: Literal["fsync", "process"] = "fsync"
+
+
+class SymbolSection(_Section):
+    """One simulated instrument."""
+
+    symbol: str
+    start_price: Positive
+    base_vol_bps: Positive = 2.0
+    spread_bps: Positive = 1.0
+    top_size: Positive = 1.0
+    trade_prob: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.6
+
+
+def _default_symbols() -> list[SymbolSection]:
+    return [
+        SymbolSection(symbol="BTC/USDT", start_price=60_000.0, top_size=0.5),
+        SymbolSection(symbol="ETH/USDT", start_price=3_000.0, base_vol_bps=2.5, top_size=5.0),
+    ]
+
+
+class MarketSection(_Section):
+    """The simulated market: venue name, seed, tick cadence and instruments."""
+
+    venue: str = "sim"
+    seed: int = 7
+    tick_interval_s: Positive = 0.1
+    symbols: list[SymbolSection] = msgspec.field(default_factory=_default_symbols)
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ValueError("at least one symbol is required")
+        names = [s.symbol for s in self.symbols]
+        if len(set(names)) != len(names):
+            raise ValueError("symbols must be unique")
+
+
+class StrategySection(_Section):
+    """One strategy instance: which strategy, on which symbol, with which parameters."""
+
+    id: str
+    symbol: str
+    quantity: Positive
+    strategy: str = "sma_cross"
+    bar_interval_s: Positive = 1.0
+    params: dict[str, int | float | bool] = {}
+
+
+def _default_strategies() -> list[StrategySection]:
+    return [
+        StrategySection(id="sma_btc", symbol="BTC/USDT", quantity=0.05, params={"fast": 3, "slow": 8}),
+        StrategySection(id="sma_eth", symbol="ETH/USDT", quantity=1.0, params={"fast": 4, "slow": 12}),
+    ]
+
+
+class RiskSection(_Section):
+    """Pre-trade limits enforced by the risk guard, and its trading state at start."""
+
+    max_order_notional: Positive = 10_000.0
+    max_position: Positive = 0.5
+    max_orders_per_second: Positive = 5.0
+    trading_state: TradingStateName = "ACTIVE"
+
+
+class ExecutionSection(_Section):
+    """The paper executor's cost model."""
+
+    fee_bps: NonNegative = 10.0
+    slippage_bps: NonNegative = 1.0
+
+
+class PortfolioSection(_Section):
+    """How often the portfolio publishes its snapshot."""
+
+    snapshot_interval_s: Positive = 0.5
+
+
+class PlacementSection(_Section):
+    """Where actors run: a default, and overrides by actor id."""
+
+    default: PlacementName = "process"
+    actors: dict[str, PlacementName] = {}
+
+
+class Config(_Section):
+    """The whole node configuration."""
+
+    node: NodeSection = NodeSection()
+    supervisor: SupervisorSection = SupervisorSection()
+    journal: JournalSection = JournalSection()
+    market: MarketSection = msgspec.field(default_factory=MarketSection)
+    strategies: list[StrategySection] = msgspec.field(default_factory=_default_strategies)
+    risk: RiskSection = RiskSection()
+    execution: ExecutionSection = ExecutionSection()
+    portfolio: PortfolioSection = PortfolioSection()
+    placement: PlacementSection = PlacementSection()
+
+    def __post_init__(self) -> None:
+        symbols = {s.symbol for s in self.market.symbols}
+        ids: set[str] = set()
+        for index, strategy in enumerate(self.strategies):
+            if strategy.symbol not in symbols:
+                raise ValueError(f"strategies[{index}].symbol: {strategy.symbol!r} is not in market.symbols")
+            if strategy.id in ids:
+                raise ValueError(f"strategies[{index}].id: duplicate strategy id {strategy.id!r}")
+            ids.add(strategy.id)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and field path."""
+
+
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _field_path(message: str) -> tuple[str, str]:
+    """Split msgspec's ``"... - at `$.a.b`"`` into (``a.b``, what was wrong)."""
+    match = _PATH.search(message)
+    if not match:
+        return "", message
+    path = match.group("path").lstrip(".")
+    what = message[: match.start()]
+    unknown = re.match(r"Object contains unknown field `(?P<name>[^`]+)`", what)
+    if unknown:
+        path = f"{path}.{unknown.group('name')}" if path else unknown.group("name")
+        what = "unknown field"
+    return path, what
+
+
+def decode_config(data: bytes | str, source: str = "<config>") -> Config:
+    """Decode TOML text into a :class:`Config`, raising :class:`ConfigError` on any problem."""
+    try:
+        config = msgspec.toml.decode(data, type=Config)
+    except msgspec.ValidationError as e:
+        path, what = _field_path(str(e))
+        where = f" at {path}" if path else ""
+        raise ConfigError(f"invalid config {source}{where}: {what}") from None
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"invalid config {source}: not valid TOML: {e}") from None
+    _check_strategy_params(config, source)
+    return config
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load a TOML file, or the embedded default when ``path`` is None."""
+    if path is None:
+        return Config()
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {file}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {file}: {e.strerror}") from None
+    return decode_config(data, str(file))
+
+
+def _check_strategy_params(config: Config, source: str) -> None:
+    """Build each strategy once so that bad parameters fail here, naming the field."""
+    from sniperbot.strategies import STRATEGIES
+
+    for index, section in enumerate(config.strategies):
+        where = f"strategies[{index}]"
+        cls = STRATEGIES.get(section.strategy)
+        if cls is None:
+            known = ", ".join(sorted(STRATEGIES))
+            raise ConfigError(
+                f"invalid config {source} at {where}.strategy: unknown strategy "
+                f"{section.strategy!r} (known: {known})"
+            )
+        try:
+            cls(
+                strategy_id=section.id,
+                venue=config.market.venue,
+                symbol=section.symbol,
+                quantity=section.quantity,
+                **section.params,
+            )
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"invalid config {source} at {where}.params: {e}") from None
+
+
+def with_overrides(config: Config, **changes: Any) -> Config:
+    """A copy of ``config`` with top-level market fields replaced (``seed`` from the CLI)."""
+    market = msgspec.structs.replace(config.market, **changes)
+    return msgspec.structs.replace(config, market=market)

@@ -1,0 +1,193 @@
+"""A paper venue: fills orders against the last quote, with fees, slippage and impact.
+
+Execution model:
+
+* **Market orders** fill immediately as taker against the quote's touch (ask for a buy,
+  bid for a sell). Depth beyond the touch is a synthetic book: the touch holds the
+  quoted size, and each further chunk of that same size sits one more spread away
+  (a buy of 2.5x ``ask_size`` gets 1x at ``ask``, 1x at ``ask + spread`` and 0.5x at
+  ``ask + 2 * spread``). The order gets one fill at that walk's volume-weighted price,
+  then moved ``slippage_bps`` against the taker (up for buys, down for sells).
+* **Limit orders** that are marketable on arrival fill the same way, in full, at a price
+  never worse than the limit. Otherwise they rest and fill in full as maker, at the limit
+  price, on the first later quote that crosses it (ask <= limit for a buy, bid >= limit for
+  a sell). Resting orders fill in arrival order.
+* **Fees** are ``notional * fee_bps / 1e4`` for taker and maker fills alike.
+* Like a real exchange, a reused ``client_order_id`` is rejected
+  (``duplicate_client_order_id``) without touching the original order, and an order for a
+  symbol with no quote yet is rejected (``no_market``).
+
+Fill ids are deterministic, ``f"{client_order_id}-f{n}"`` with ``n`` counting from 1, so a
+replayed order produces the same ids. :meth:`PaperVenue.ledger` is the venue's own record
+(what it received, what it filled) for reconciliation against the journal.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from sniperbot.messages import Fill, Order, OrderStatus, OrderUpdate, Quote
+
+Liquidity = Literal["maker", "taker"]
+
+
+class PaperVenue:
+    """Simulated exchange matching engine for one venue name."""
+
+    def __init__(self, venue: str, fee_bps: float, slippage_bps: float) -> None:
+        if fee_bps < 0:
+            raise ValueError(f"fee_bps must be >= 0, got {fee_bps}")
+        if slippage_bps < 0:
+            raise ValueError(f"slippage_bps must be >= 0, got {slippage_bps}")
+        self.venue = venue
+        self.fee_bps = fee_bps
+        self.slippage_bps = slippage_bps
+        self._books: dict[str, Quote] = {}
+        self._orders: dict[str, Order] = {}
+        self._status: dict[str, OrderStatus] = {}
+        self._resting: dict[str, Order] = {}  # insertion order is arrival order
+        self._fill_counts: dict[str, int] = {}
+        self._received: list[str] = []
+        self._fills: list[Fill] = []
+
+    def knows(self, client_order_id: str) -> bool:
+        """Whether this venue ever received an order with this id."""
+        return client_order_id in self._status
+
+    def order_status(self, client_order_id: str) -> str | None:
+        """Last status of an order (``accepted`` while it rests), or None if unknown."""
+        return self._status.get(client_order_id)
+
+    def open_orders(self) -> list[str]:
+        """Client order ids of resting limit orders, in arrival order."""
+        return list(self._resting)
+
+    def ledger(self) -> dict[str, Any]:
+        """The venue's own record: ``received`` ids in arrival order and all ``fills``.
+
+        A resent order whose id was already taken is not received a second time.
+        """
+        return {"received": list(self._received), "fills": list(self._fills)}
+
+    def on_quote(self, q: Quote) -> list[OrderUpdate | Fill]:
+        """Update the book and fill resting limit orders the new quote crosses."""
+        if q.venue != self.venue:
+            return []
+        self._books[q.symbol] = q
+        events: list[OrderUpdate | Fill] = []
+        for client_order_id, order in list(self._resting.items()):
+            if order.symbol != q.symbol or order.limit_price is None:
+                continue
+            limit = order.limit_price
+            if (q.ask <= limit) if order.side == "buy" else (q.bid >= limit):
+                del self._resting[client_order_id]
+                events += self._execute(order, limit, "maker", q.ts_ns)
+        return events
+
+    def submit(self, order: Order, now_ns: int) -> list[OrderUpdate | Fill]:
+        """Receive an order: reject it, or accept it and fill or rest it."""
+        if order.client_order_id in self._status:
+            return [self._update(order, "rejected", now_ns, "duplicate_client_order_id")]
+        self._received.append(order.client_order_id)
+        self._orders[order.client_order_id] = order
+        reason = self._rejection(order)
+        if reason is not None:
+            self._status[order.client_order_id] = "rejected"
+            return [self._update(order, "rejected", now_ns, reason)]
+        self._status[order.client_order_id] = "accepted"
+        events: list[OrderUpdate | Fill] = [self._update(order, "accepted", now_ns)]
+        book = self._books[order.symbol]
+        if order.order_type == "market":
+            return events + self._execute(order, self._taker_price(order, book), "taker", now_ns)
+        limit = order.limit_price
+        assert limit is not None
+        buying = order.side == "buy"
+        if not (book.ask <= limit if buying else book.bid >= limit):
+            self._resting[order.client_order_id] = order
+            return events
+        taker = self._taker_price(order, book)
+        capped = min(taker, limit) if buying else max(taker, limit)
+        return events + self._execute(order, capped, "taker", now_ns)
+
+    def cancel(self, client_order_id: str, now_ns: int) -> list[OrderUpdate]:
+        """Cancel a resting order; returns nothing if it is unknown or no longer open.
+
+        A failed cancel is not reported as ``rejected``: that status means the order was
+        refused, and consumers would wrongly release an order that in fact filled.
+        """
+        order = self._resting.pop(client_order_id, None)
+        if order is None:
+            return []
+        self._status[client_order_id] = "cancelled"
+        return [self._update(order, "cancelled", now_ns)]
+
+    def _rejection(self, order: Order) -> str | None:
+        """Why the venue refuses this order outright, or None."""
+        if order.venue != self.venue:
+            return "wrong_venue"
+        if not (order.quantity > 0 and math.isfinite(order.quantity)):
+            return "invalid_quantity"
+        if order.order_type == "limit" and not (
+            order.limit_price is not None and order.limit_price > 0 and math.isfinite(order.limit_price)
+        ):
+            return "invalid_limit_price"
+        if order.symbol not in self._books:
+            return "no_market"
+        return None
+
+    def _taker_price(self, order: Order, book: Quote) -> float:
+        """Volume-weighted price of walking the synthetic book, plus slippage."""
+        spread = max(book.ask - book.bid, 0.0)
+        if order.side == "buy":
+            touch, level_size, step = book.ask, book.ask_size, spread
+        else:
+            touch, level_size, step = book.bid, book.bid_size, -spread
+        quantity = order.quantity
+        if level_size <= 0:
+            # A quote without size says nothing about depth; take it all at the touch.
+            level_size = quantity
+        full_levels = math.floor(quantity / level_size)
+        remainder = quantity - full_levels * level_size
+        # Sum over full levels i = 0..n-1 of size * (touch + i * step), in closed form so
+        # a huge order costs no loop.
+        cost = level_size * (full_levels * touch + step * full_levels * (full_levels - 1) / 2)
+        cost += remainder * (touch + full_levels * step)
+        vwap = cost / quantity
+        slip = self.slippage_bps / 1e4
+        return vwap * (1.0 + slip) if order.side == "buy" else vwap * (1.0 - slip)
+
+    def _execute(
+        self, order: Order, price: float, liquidity: Liquidity, ts_ns: int
+    ) -> list[OrderUpdate | Fill]:
+        """Fill the whole order at ``price``, then report it filled."""
+        n = self._fill_counts.get(order.client_order_id, 0) + 1
+        self._fill_counts[order.client_order_id] = n
+        fill = Fill(
+            fill_id=f"{order.client_order_id}-f{n}",
+            client_order_id=order.client_order_id,
+            strategy_id=order.strategy_id,
+            venue=self.venue,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            price=price,
+            fee=order.quantity * price * self.fee_bps / 1e4,
+            liquidity=liquidity,
+            ts_ns=ts_ns,
+        )
+        self._fills.append(fill)
+        self._status[order.client_order_id] = "filled"
+        return [fill, self._update(order, "filled", ts_ns)]
+
+    def _update(self, order: Order, status: OrderStatus, ts_ns: int, reason: str = "") -> OrderUpdate:
+        """An order update for ``order`` from this venue."""
+        return OrderUpdate(
+            client_order_id=order.client_order_id,
+            strategy_id=order.strategy_id,
+            venue=self.venue,
+            symbol=order.symbol,
+            status=status,
+            reason=reason,
+            ts_ns=ts_ns,
+        )

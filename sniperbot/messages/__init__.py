@@ -1,0 +1,64 @@
+"""The message vocabulary: every payload that crosses an actor boundary, and its envelope.
+
+Payloads are frozen msgspec Structs with explicit tags (field ``t``); the
+:class:`Envelope` carries one of them with its routing and ordering data.
+"""
+
+from sniperbot.messages.base import Message
+from sniperbot.messages.control import (
+    Ack,
+    Heartbeat,
+    PortfolioSnapshot,
+    Position,
+    Ready,
+    RiskStatus,
+    SetTradingState,
+    Stop,
+)
+from sniperbot.messages.envelope import (
+    WIRE_VERSION,
+    Envelope,
+    InvalidFrame,
+    Payload,
+    decode_envelope,
+    encode_envelope,
+)
+from sniperbot.messages.market import Bar, Quote, Side, TradeTick
+from sniperbot.messages.orders import (
+    CancelOrder,
+    Fill,
+    Order,
+    OrderIntent,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+)
+
+__all__ = [
+    "WIRE_VERSION",
+    "Ack",
+    "Bar",
+    "CancelOrder",
+    "Envelope",
+    "Fill",
+    "Heartbeat",
+    "InvalidFrame",
+    "Message",
+    "Order",
+    "OrderIntent",
+    "OrderStatus",
+    "OrderType",
+    "OrderUpdate",
+    "Payload",
+    "PortfolioSnapshot",
+    "Position",
+    "Quote",
+    "Ready",
+    "RiskStatus",
+    "SetTradingState",
+    "Side",
+    "Stop",
+    "TradeTick",
+    "decode_envelope",
+    "encode_envelope",
+]

@@ -1,0 +1,77 @@
+"""Control messages between actors and their supervisor, and node-wide status."""
+
+from __future__ import annotations
+
+from sniperbot.messages.base import Message
+
+
+class Heartbeat(Message, tag="hb"):
+    """I am alive: sent by every actor to its supervisor, and by the supervisor back.
+
+    ``invalid_frames`` counts frames the actor dropped because they did not decode.
+    """
+
+    seq: int
+    ts_ns: int
+    invalid_frames: int = 0
+    handled: int = 0
+
+
+class Ready(Message, tag="ready"):
+    """The actor has bound its sockets and is serving; published once per incarnation."""
+
+    actor_id: str
+    incarnation: int
+    pid: int
+    ts_ns: int
+
+
+class Stop(Message, tag="stop"):
+    """Stop in an orderly way (run ``on_stop``, flush, exit 0)."""
+
+    reason: str = "shutdown"
+
+
+class Ack(Message, tag="ack"):
+    """Receipt of a reliable message identified by its sender's ``seq``."""
+
+    seq: int
+
+
+class Position(Message, tag="position"):
+    """A signed position in one symbol with its average entry price and realised P&L."""
+
+    symbol: str
+    quantity: float
+    avg_price: float
+    realized_pnl: float
+    unrealized_pnl: float = 0.0
+
+
+class PortfolioSnapshot(Message, tag="portfolio"):
+    """The portfolio's view, published periodically for the node and the operator."""
+
+    positions: list[Position]
+    realized_pnl: float
+    unrealized_pnl: float
+    fees: float
+    orders: int
+    fills: int
+    rejected: int
+    ts_ns: int
+
+
+class RiskStatus(Message, tag="risk"):
+    """The risk guard's trading state and counters."""
+
+    trading_state: str
+    approved: int
+    rejected: int
+    ts_ns: int
+
+
+class SetTradingState(Message, tag="set_trading_state"):
+    """Operator command to the risk guard: ACTIVE, REDUCING or HALTED."""
+
+    state: str
+    reason: str = ""

@@ -1,0 +1,82 @@
+"""The envelope every message travels in, and the one codec for it.
+
+Wire format: msgpack of an array ``[topic, sender, incarnation, seq, ts_ns, payload]``
+where ``payload`` is a map tagged by its field ``t``. The envelope evolves append-only:
+new fields go at the end, with defaults, so old and new peers interoperate.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from sniperbot.messages.control import (
+    Ack,
+    Heartbeat,
+    PortfolioSnapshot,
+    Ready,
+    RiskStatus,
+    SetTradingState,
+    Stop,
+)
+from sniperbot.messages.market import Bar, Quote, TradeTick
+from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
+
+WIRE_VERSION = 1
+
+Payload = (
+    TradeTick
+    | Quote
+    | Bar
+    | OrderIntent
+    | Order
+    | OrderUpdate
+    | Fill
+    | CancelOrder
+    | Heartbeat
+    | Ready
+    | Stop
+    | Ack
+    | PortfolioSnapshot
+    | RiskStatus
+    | SetTradingState
+)
+
+
+class Envelope(msgspec.Struct, frozen=True, array_like=True):
+    """Routing and ordering data around one payload.
+
+    ``seq`` increases by one per message within one (``sender``, ``incarnation``);
+    receivers use the triple as the message id.
+    """
+
+    topic: str
+    sender: str
+    incarnation: int
+    seq: int
+    ts_ns: int
+    payload: Payload
+
+
+class InvalidFrame(ValueError):
+    """A frame that is not a valid envelope; ``reason`` says why (msgspec's words and path)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Envelope)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """Encode an envelope to its wire bytes."""
+    return _encoder.encode(envelope)
+
+
+def decode_envelope(frame: bytes | memoryview) -> Envelope:
+    """Decode wire bytes to an envelope, raising :class:`InvalidFrame` with the reason."""
+    try:
+        return _decoder.decode(frame)
+    except msgspec.DecodeError as e:
+        raise InvalidFrame(str(e)) from None

@@ -1,0 +1,86 @@
+"""Order flow: what strategies want, what the executor did, what the venue filled."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sniperbot.messages.base import Message
+from sniperbot.messages.market import Side
+
+OrderType = Literal["market", "limit"]
+OrderStatus = Literal["accepted", "rejected", "cancelled", "filled"]
+
+
+class OrderIntent(Message, tag="intent"):
+    """A strategy's wish to trade; nothing is sent to a venue until the risk guard approves it.
+
+    ``intent_id`` is deterministic, ``"{strategy_id}-{intent_seq}"``, so a resent
+    intent is recognised everywhere downstream.
+    """
+
+    intent_id: str
+    strategy_id: str
+    intent_seq: int
+    venue: str
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType = "market"
+    limit_price: float | None = None
+    reduce_only: bool = False
+    ts_ns: int = 0
+
+
+class Order(Message, tag="order"):
+    """An approved order as the executor journals and sends it to the venue."""
+
+    client_order_id: str
+    intent_id: str
+    strategy_id: str
+    venue: str
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType = "market"
+    limit_price: float | None = None
+    reduce_only: bool = False
+    ts_ns: int = 0
+
+
+class OrderUpdate(Message, tag="update"):
+    """A change of an order's state: accepted, rejected (with the reason), cancelled, filled."""
+
+    client_order_id: str
+    strategy_id: str
+    venue: str
+    symbol: str
+    status: OrderStatus
+    reason: str = ""
+    ts_ns: int = 0
+
+
+class Fill(Message, tag="fill"):
+    """An execution against an order; ``fee`` is in quote currency, always >= 0."""
+
+    fill_id: str
+    client_order_id: str
+    strategy_id: str
+    venue: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    fee: float
+    liquidity: Literal["maker", "taker"] = "taker"
+    ts_ns: int = 0
+
+
+class CancelOrder(Message, tag="cancel"):
+    """A request to cancel an open order by its client order id."""
+
+    client_order_id: str
+    strategy_id: str
+    venue: str
+    symbol: str
+    reason: str = ""
+    ts_ns: int = 0

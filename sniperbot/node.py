@@ -1,0 +1,357 @@
+"""The node: one OS process that owns the bus, the supervisors and the admin socket.
+
+It runs one event loop (never blocking for long) that watches every actor
+process's exit, relays heartbeats, serves the admin socket and follows the
+portfolio and risk status. It exits 0 after an orderly shutdown (SIGINT,
+SIGTERM or the end of ``--duration``), and 70 only if the root supervisor
+exceeded its restart intensity (the outer process manager restarts it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+from sniperbot.actors.placement import ActorHandle, Launcher
+from sniperbot.actors.runtime import ActorLaunch, close_process_journals, process_journal
+from sniperbot.admin.protocol import AdminError, AdminReply, encoder, request_decoder
+from sniperbot.config import Config
+from sniperbot.messages import (
+    Envelope,
+    Heartbeat,
+    InvalidFrame,
+    Payload,
+    PortfolioSnapshot,
+    Ready,
+    RiskStatus,
+    decode_envelope,
+    encode_envelope,
+)
+from sniperbot.messages import topics as topic
+from sniperbot.rundir import RunDir
+from sniperbot.supervision import Child, ChildSpec, Supervisor
+from sniperbot.topology import build_tree
+from sniperbot.transport.bus import BusProxy, Subscriber, tune
+
+log = logging.getLogger("sniperbot.node")
+
+EXIT_ROOT_FAILED = 70
+_LOOP_TICK_S = 0.05
+_SHUTDOWN_GRACE_S = 60.0
+
+
+class Node:
+    """A supervised trading node on one machine."""
+
+    def __init__(self, config: Config, run_dir: str | Path, *, epoch_ns: int | None = None) -> None:
+        self.config = config
+        self.rundir = RunDir(run_dir)
+        self.heartbeat_interval_s = config.node.heartbeat_interval_s
+        self.heartbeat_liveness = config.node.heartbeat_liveness
+        self.start_timeout_s = config.node.start_timeout_s
+        self.tree_spec = build_tree(config, epoch_ns)
+        self.started_at = 0.0
+        self.exit_code = 0
+        self.invalid_frames = 0
+        self.stale_messages = 0
+        self.portfolio: PortfolioSnapshot | None = None
+        self.risk: RiskStatus | None = None
+        self._stop_requested = ""
+        self._stopped = False
+        self._incarnations: dict[str, int] = {}
+        self._children: dict[str, Child] = {}
+        self._watched: dict[int, Callable[[], None]] = {}
+        self._logged_invalid: set[str] = set()
+
+    # -- SupervisorHost ---------------------------------------------------------------------
+    def clock(self) -> float:
+        """Monotonic seconds."""
+        return time.monotonic()
+
+    def start_actor(self, spec: ChildSpec, incarnation: int) -> ActorHandle:
+        """Start one incarnation of a worker in its placement."""
+        launch = ActorLaunch(
+            actor_id=spec.id,
+            actor=spec.actor,
+            args=spec.args,
+            run_dir=str(self.rundir.path),
+            incarnation=incarnation,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            heartbeat_liveness=self.heartbeat_liveness,
+            journal_durability=self.config.journal.durability,
+            log_level=self.config.node.log_level,
+        )
+        return self._launcher.start(launch, spec.placement)  # type: ignore[arg-type]
+
+    def watch(self, handle: ActorHandle, on_exit: Callable[[], None]) -> None:
+        """Call ``on_exit`` as soon as the incarnation's sentinel becomes readable."""
+        self._watched[handle.sentinel] = on_exit
+        self._poller.register(handle.sentinel, zmq.POLLIN)
+
+    def unwatch(self, handle: ActorHandle) -> None:
+        """Stop watching an incarnation's sentinel."""
+        if self._watched.pop(handle.sentinel, None) is not None:
+            self._poller.unregister(handle.sentinel)
+
+    def send_control(self, actor_id: str, incarnation: int, payload: Payload) -> None:
+        """Send a control message to one incarnation (dropped if it is not connected)."""
+        frame = encode_envelope(Envelope("ctl", "node", 0, 0, time.time_ns(), payload))
+        with contextlib.suppress(zmq.ZMQError):
+            self._control.send_multipart((f"{actor_id}#{incarnation}".encode(), frame), zmq.NOBLOCK)
+
+    def next_incarnation(self, actor_id: str) -> int:
+        """Incarnations increase node-wide, whichever supervisor instance starts the actor."""
+        self._incarnations[actor_id] = self._incarnations.get(actor_id, 0) + 1
+        return self._incarnations[actor_id]
+
+    def register(self, actor_id: str, child: Child) -> None:
+        """Route control messages from ``actor_id`` to ``child``."""
+        self._children[actor_id] = child
+
+    def root_failed(self, supervisor: Supervisor) -> None:
+        """The root gave up: exit non-zero for the outer process manager."""
+        log.critical("root supervisor exceeded its restart intensity", extra={"event": "root_failed"})
+        self.exit_code = EXIT_ROOT_FAILED
+        self._stopped = True
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """Begin an orderly shutdown (children stop in reverse start order)."""
+        if not self._stop_requested:
+            self._stop_requested = reason
+            log.info("stopping", extra={"event": "node_stop", "reason": reason})
+
+    def run(
+        self,
+        duration_s: float | None = None,
+        on_idle: Callable[[Node], None] | None = None,
+    ) -> int:
+        """Run until stopped; returns the process exit code."""
+        self._open()
+        try:
+            self._loop(duration_s, on_idle)
+        finally:
+            self._close()
+        return self.exit_code
+
+    def _open(self) -> None:
+        self.rundir.create()
+        self._lock_fd = self.rundir.lock()
+        for stale in self.rundir.path.glob("*.sock"):
+            stale.unlink()  # left by a node that was killed; we hold the lock now
+        self._zctx = zmq.Context()
+        self._proxy = BusProxy(self._zctx, self.rundir.bus_in, self.rundir.bus_out)
+        self._proxy.start()
+        self._poller = zmq.Poller()
+        self._control = self._zctx.socket(zmq.ROUTER)
+        tune(self._control)
+        self._control.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._control.bind(self.rundir.control)
+        old_umask = os.umask(0o177)
+        try:
+            self._admin = self._zctx.socket(zmq.ROUTER)
+            tune(self._admin)
+            self._admin.bind(self.rundir.admin)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.rundir.ipc_path("admin"), 0o600)
+        self._status = Subscriber(
+            self._zctx, self.rundir.bus_out, (topic.STATUS_PORTFOLIO, topic.STATUS_RISK)
+        )
+        for sock in (self._control, self._admin, self._status.socket):
+            self._poller.register(sock, zmq.POLLIN)
+        self.journal = process_journal(self.rundir.path, self.config.journal.durability)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        self._poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        self._old_handlers = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        self._launcher = Launcher(self._zctx)
+        self.root = Supervisor(self.tree_spec, self)
+        self.started_at = time.monotonic()
+        log.info("node starting", extra={"event": "node_start", "run_dir": str(self.rundir.path)})
+        self.root.start(on_started=lambda: log.info("all actors ready", extra={"event": "node_ready"}))
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.request_stop(signal.Signals(signum).name)
+
+    def _loop(self, duration_s: float | None, on_idle: Callable[[Node], None] | None) -> None:
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        next_heartbeat = 0.0
+        next_idle = 0.0
+        stop_deadline = 0.0
+        while not self._stopped:
+            for sock, _ in self._poller.poll(int(_LOOP_TICK_S * 1000)):
+                self._dispatch(sock)
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self.request_stop("duration")
+            if self._stop_requested and self.root.state not in ("stopping", "stopped", "failed"):
+                stop_deadline = now + _SHUTDOWN_GRACE_S
+                self.root.stop(on_stopped=self._all_stopped)
+            if stop_deadline and now > stop_deadline:
+                log.error("shutdown grace exceeded; killing remaining actors")
+                for child in self.root.workers():
+                    if child.handle is not None:
+                        child.handle.kill()
+                self._stopped = True
+            if now >= next_heartbeat:
+                next_heartbeat = now + self.heartbeat_interval_s
+                self.root.send_heartbeats()
+            self.root.tick()
+            if on_idle is not None and now >= next_idle:
+                next_idle = now + 0.5
+                on_idle(self)
+
+    def _all_stopped(self) -> None:
+        self._stopped = True
+
+    def _dispatch(self, sock: Any) -> None:
+        if sock is self._control:
+            self._drain(self._control, self._on_control)
+        elif sock is self._admin:
+            self._drain(self._admin, self._on_admin)
+        elif sock is self._status.socket:
+            self._drain(self._status.socket, self._on_status)
+        elif sock == self._wake_r.fileno():
+            with contextlib.suppress(BlockingIOError):
+                self._wake_r.recv(4096)
+        else:
+            on_exit = self._watched.get(sock)
+            if on_exit is not None:
+                on_exit()
+
+    def _drain(self, sock: zmq.Socket, handler: Callable[[list[bytes]], None]) -> None:
+        for _ in range(1000):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                handler(frames)
+            except InvalidFrame as e:
+                self._count_invalid(sock, e.reason)
+
+    def _count_invalid(self, sock: zmq.Socket, reason: str) -> None:
+        self.invalid_frames += 1
+        where = {id(self._control): "control", id(self._admin): "admin"}.get(id(sock), "status")
+        key = where + reason.split(" - ")[0][:60]
+        if key not in self._logged_invalid:
+            self._logged_invalid.add(key)
+            log.warning(
+                "dropped invalid frame", extra={"event": "invalid_frame", "socket": where, "reason": reason}
+            )
+
+    def _on_control(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:
+            raise InvalidFrame(f"expected 2 frames (identity, envelope), received {len(frames)}")
+        actor_id, _, incarnation = frames[0].decode(errors="replace").rpartition("#")
+        envelope = decode_envelope(frames[1])
+        child = self._children.get(actor_id)
+        if child is None or not incarnation.isdigit():
+            raise InvalidFrame(f"control message from unknown sender {frames[0][:40]!r}")
+        if int(incarnation) != child.incarnation:
+            self.stale_messages += 1  # an old incarnation woke up; it no longer counts
+            return
+        payload = envelope.payload
+        if isinstance(payload, Heartbeat):
+            child.on_heartbeat(payload, time.monotonic())
+        elif isinstance(payload, Ready):
+            child.last_heartbeat = time.monotonic()
+            child.owner.on_ready(child)
+
+    def _on_status(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:
+            raise InvalidFrame(f"expected 2 frames (topic, envelope), received {len(frames)}")
+        payload = decode_envelope(frames[1]).payload
+        if isinstance(payload, PortfolioSnapshot):
+            self.portfolio = payload
+        elif isinstance(payload, RiskStatus):
+            self.risk = payload
+
+    def _on_admin(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            raise InvalidFrame(f"expected identity and request frames, received {len(frames)}")
+        try:
+            request = request_decoder.decode(frames[-1])
+        except msgspec.DecodeError as e:
+            reply = AdminReply(ok=False, error=AdminError("invalid_message", str(e)))
+            self._count_invalid(self._admin, str(e))
+        else:
+            handler = {"ping": self.ping, "tree": self.tree, "status": self.status}[request.cmd]
+            reply = AdminReply(ok=True, result=handler())
+        with contextlib.suppress(zmq.ZMQError):
+            self._admin.send_multipart([*frames[:-1], encoder.encode(reply)], zmq.NOBLOCK)
+
+    def _close(self) -> None:
+        for sig, handler in getattr(self, "_old_handlers", {}).items():
+            signal.signal(sig, handler)
+        if hasattr(self, "_old_wakeup"):
+            signal.set_wakeup_fd(self._old_wakeup)
+            self._wake_r.close()
+            self._wake_w.close()
+        if hasattr(self, "root"):
+            for child in self.root.workers():
+                if child.handle is not None:
+                    child.handle.kill()
+                    child.handle.release()
+        for name in ("_control", "_admin"):
+            if hasattr(self, name):
+                getattr(self, name).close(0)
+        if hasattr(self, "_status"):
+            self._status.close()
+        if hasattr(self, "_proxy"):
+            self._proxy.stop()
+        close_process_journals()
+        if hasattr(self, "_zctx"):
+            self._zctx.term()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.rundir.ipc_path("admin"))
+        if hasattr(self, "_lock_fd"):
+            os.close(self._lock_fd)
+        log.info("node stopped", extra={"event": "node_stopped", "exit_code": self.exit_code})
+
+    # -- admin views --------------------------------------------------------------------------
+    def ping(self) -> dict[str, Any]:
+        """Liveness of the node itself."""
+        return {"pid": os.getpid(), "uptime_s": round(time.monotonic() - self.started_at, 3)}
+
+    def tree(self) -> dict[str, Any]:
+        """The supervision tree with every actor's placement, pid, state and restarts."""
+        return self.root.describe()
+
+    def status(self) -> dict[str, Any]:
+        """Positions, P&L, order and fill counts, trading state."""
+        counts = self.journal.counts()
+        snapshot = self.portfolio
+        positions = {p.symbol: p.quantity for p in snapshot.positions} if snapshot else {}
+        return {
+            "positions": positions,
+            "pnl": {
+                "realized": snapshot.realized_pnl if snapshot else 0.0,
+                "unrealized": snapshot.unrealized_pnl if snapshot else 0.0,
+                "fees": snapshot.fees if snapshot else 0.0,
+                "net": (snapshot.realized_pnl + snapshot.unrealized_pnl - snapshot.fees) if snapshot else 0.0,
+            },
+            "orders": counts.get("orders", 0),
+            "fills": counts.get("fills", 0),
+            "rejected": snapshot.rejected if snapshot else 0,
+            "trading_state": self.risk.trading_state if self.risk else "UNKNOWN",
+            "actors": sum(1 for c in self.root.workers() if c.state == "running"),
+            "restarts": sum(c.restarts for c in self.root.workers()),
+            "invalid_frames": self.invalid_frames + sum(c.invalid_frames for c in self.root.workers()),
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+        }

@@ -1,0 +1,84 @@
+"""The run directory: where one node keeps its sockets, journal and lock.
+
+Everything a node binds is an ``ipc://`` socket in this directory, so two nodes
+with different run directories never collide and the operator can see them all.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+# Linux's sun_path is 108 bytes including the terminating NUL.
+_MAX_IPC_PATH = 107
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used (too long a path, or another node holds it)."""
+
+
+class RunDir:
+    """Paths of one node's sockets, journal and lock file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).absolute()
+
+    def create(self) -> None:
+        """Create the directory (mode 0700: only its owner may reach the sockets)."""
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        longest = self.ipc_path("inbox-" + "x" * 40)
+        if len(longest) > _MAX_IPC_PATH:
+            raise RunDirError(
+                f"run directory path is too long for unix sockets ({len(str(self.path))} chars): "
+                f"{self.path}; choose a shorter --run-dir"
+            )
+
+    def ipc_path(self, name: str) -> str:
+        """File path of the unix socket called ``name``."""
+        return str(self.path / f"{name}.sock")
+
+    def endpoint(self, name: str) -> str:
+        """ZeroMQ endpoint of the unix socket called ``name``."""
+        return "ipc://" + self.ipc_path(name)
+
+    @property
+    def bus_in(self) -> str:
+        """Where publishers connect (the proxy's XSUB)."""
+        return self.endpoint("bus-in")
+
+    @property
+    def bus_out(self) -> str:
+        """Where subscribers connect (the proxy's XPUB)."""
+        return self.endpoint("bus-out")
+
+    @property
+    def control(self) -> str:
+        """The supervisors' ROUTER that every actor's control DEALER connects to."""
+        return self.endpoint("control")
+
+    @property
+    def admin(self) -> str:
+        """The operator's admin socket."""
+        return self.endpoint("admin")
+
+    def inbox(self, actor_id: str) -> str:
+        """The reliable inbox (ROUTER) of one actor."""
+        return self.endpoint("inbox-" + actor_id)
+
+    @property
+    def journal(self) -> Path:
+        """The LMDB journal directory."""
+        return self.path / "journal"
+
+    def lock(self) -> int:
+        """Take the node lock; raises :class:`RunDirError` if another node runs here."""
+        fd = os.open(self.path / "node.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirError(f"another node is running in {self.path}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return fd

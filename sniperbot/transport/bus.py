@@ -1,0 +1,123 @@
+"""The pub/sub bus: a proxy owned by the node, publishers and subscribers owned by actors.
+
+A bus message is two frames, ``[topic, envelope]``; ZeroMQ filters on the topic
+frame by prefix. Delivery is at-most-once (a subscriber that is not connected
+yet, or too slow past its high-water mark, misses messages); receivers detect
+gaps with the envelope's per-sender ``seq``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import zmq
+
+from sniperbot.messages import Envelope, Payload, encode_envelope
+
+# Market data is worth little once stale; a bounded queue keeps a slow
+# subscriber from growing the proxy's memory without limit.
+BUS_HWM = 100_000
+
+
+def tune(sock: zmq.Socket) -> None:
+    """Options every sniperbot socket gets: no linger on close, fast reconnect."""
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RECONNECT_IVL, 10)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 200)
+
+
+class BusProxy:
+    """XSUB/XPUB forwarder running in a thread of the node (the copy loop is libzmq's, in C)."""
+
+    def __init__(self, ctx: zmq.Context, bus_in: str, bus_out: str) -> None:
+        self._ctx = ctx
+        self._bus_in = bus_in
+        self._bus_out = bus_out
+        self._control_addr = f"inproc://bus-proxy-control-{id(self)}"
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        """Bind both sides and start forwarding; returns once the sockets are bound."""
+        self._thread = threading.Thread(target=self._run, name="bus-proxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(5.0):
+            raise RuntimeError("bus proxy did not start within 5 s")
+
+    def _run(self) -> None:
+        xsub = self._ctx.socket(zmq.XSUB)
+        xpub = self._ctx.socket(zmq.XPUB)
+        control = self._ctx.socket(zmq.PAIR)
+        for sock in (xsub, xpub, control):
+            tune(sock)
+        xsub.setsockopt(zmq.RCVHWM, BUS_HWM)
+        xpub.setsockopt(zmq.SNDHWM, BUS_HWM)
+        xsub.bind(self._bus_in)
+        xpub.bind(self._bus_out)
+        control.bind(self._control_addr)
+        self._ready.set()
+        try:
+            zmq.proxy_steerable(xsub, xpub, None, control)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            for sock in (xsub, xpub, control):
+                sock.close(0)
+
+    def stop(self) -> None:
+        """Stop forwarding and close the proxy's sockets."""
+        if self._thread is None:
+            return
+        control = self._ctx.socket(zmq.PAIR)
+        control.setsockopt(zmq.LINGER, 1000)
+        control.connect(self._control_addr)
+        control.send(b"TERMINATE")
+        self._thread.join(2.0)
+        control.close(0)
+        self._thread = None
+
+
+class Publisher:
+    """Publishes payloads on the bus, stamping each with this sender's sequence."""
+
+    def __init__(self, ctx: zmq.Context, bus_in: str, sender: str, incarnation: int) -> None:
+        self.socket = ctx.socket(zmq.PUB)
+        tune(self.socket)
+        self.socket.setsockopt(zmq.SNDHWM, BUS_HWM)
+        self.socket.connect(bus_in)
+        self.sender = sender
+        self.incarnation = incarnation
+        self.seq = 0
+
+    def publish(self, topic: str, payload: Payload) -> None:
+        """Send ``payload`` under ``topic``; never blocks (PUB drops past its HWM)."""
+        self.seq += 1
+        frame = encode_envelope(
+            Envelope(topic, self.sender, self.incarnation, self.seq, time.time_ns(), payload)
+        )
+        self.socket.send_multipart((topic.encode(), frame), copy=False)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.socket.close(0)
+
+
+class Subscriber:
+    """A SUB socket on the bus, subscribed to topic prefixes."""
+
+    def __init__(self, ctx: zmq.Context, bus_out: str, topics: tuple[str, ...]) -> None:
+        self.socket = ctx.socket(zmq.SUB)
+        tune(self.socket)
+        self.socket.setsockopt(zmq.RCVHWM, BUS_HWM)
+        for topic in topics:
+            self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self.socket.connect(bus_out)
+
+    def subscribe(self, topic: str) -> None:
+        """Add a topic prefix."""
+        self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.socket.close(0)

@@ -1,0 +1,137 @@
+"""The reliable point-to-point path for order flow: at-least-once, deduplicated by id.
+
+An :class:`Outbox` (DEALER) keeps every message until its :class:`Inbox` (ROUTER)
+acknowledges it, and resends what is unacknowledged after a timeout or at once
+when the receiver announces a new incarnation. The inbox acknowledges only
+after its handler returned, and drops a message id it has already handled, so
+each message takes effect once even though it may travel twice. Message id:
+``(sender, incarnation, seq)``, ``seq`` counted per channel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import zmq
+
+from sniperbot.messages import (
+    Ack,
+    Envelope,
+    InvalidFrame,
+    Payload,
+    decode_envelope,
+    encode_envelope,
+)
+from sniperbot.transport.bus import tune
+
+# Enough to cover every id that can still be resent: a sender resends for as
+# long as it lives, but only unacknowledged ones, which are few.
+_DEDUP_WINDOW = 200_000
+
+
+class Outbox:
+    """Sends payloads to one actor's inbox and resends them until acknowledged."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        sender: str,
+        incarnation: int,
+        resend_after_s: float = 0.5,
+    ) -> None:
+        self.socket = ctx.socket(zmq.DEALER)
+        tune(self.socket)
+        self.socket.connect(endpoint)
+        self.sender = sender
+        self.incarnation = incarnation
+        self.resend_after_ns = int(resend_after_s * 1e9)
+        self.seq = 0
+        self.resent = 0
+        self._unacked: dict[int, tuple[bytes, int]] = {}
+
+    @property
+    def unacked(self) -> int:
+        """How many messages wait for an acknowledgement."""
+        return len(self._unacked)
+
+    def send(self, topic: str, payload: Payload) -> int:
+        """Queue ``payload`` for delivery and return its sequence number."""
+        self.seq += 1
+        now = time.time_ns()
+        frame = encode_envelope(Envelope(topic, self.sender, self.incarnation, self.seq, now, payload))
+        self._unacked[self.seq] = (frame, now)
+        self._try_send(frame)
+        return self.seq
+
+    def _try_send(self, frame: bytes) -> None:
+        try:
+            self.socket.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the resend timer tries again
+
+    def on_ack(self, envelope: Envelope) -> None:
+        """Forget an acknowledged message."""
+        payload = envelope.payload
+        if isinstance(payload, Ack):
+            self._unacked.pop(payload.seq, None)
+
+    def resend_due(self, now_ns: int) -> None:
+        """Resend messages unacknowledged for longer than the resend timeout."""
+        for seq, (frame, sent_ns) in list(self._unacked.items()):
+            if now_ns - sent_ns >= self.resend_after_ns:
+                self._unacked[seq] = (frame, now_ns)
+                self.resent += 1
+                self._try_send(frame)
+
+    def resend_all(self) -> None:
+        """Resend everything unacknowledged now (the receiver just restarted)."""
+        self.resend_due(time.time_ns() + self.resend_after_ns)
+
+    def close(self) -> None:
+        """Close the socket; unacknowledged messages are dropped."""
+        self.socket.close(0)
+
+
+class Inbox:
+    """An actor's ROUTER for reliable messages: decodes, deduplicates, acknowledges."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, owner: str, incarnation: int) -> None:
+        self.socket = ctx.socket(zmq.ROUTER)
+        tune(self.socket)
+        self.socket.bind(endpoint)
+        self.owner = owner
+        self.incarnation = incarnation
+        self.duplicates = 0
+        self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+
+    def is_duplicate(self, envelope: Envelope) -> bool:
+        """True if this message id was already handled (and acknowledged)."""
+        return (envelope.sender, envelope.incarnation, envelope.seq) in self._seen
+
+    def ack(self, identity: bytes, envelope: Envelope) -> None:
+        """Record the message as handled and acknowledge it to its sender."""
+        key = (envelope.sender, envelope.incarnation, envelope.seq)
+        if key not in self._seen:
+            self._seen[key] = None
+            if len(self._seen) > _DEDUP_WINDOW:
+                self._seen.popitem(last=False)
+        frame = encode_envelope(
+            Envelope("ack", self.owner, self.incarnation, 0, time.time_ns(), Ack(seq=envelope.seq))
+        )
+        try:
+            self.socket.send_multipart((identity, frame), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the sender is gone or full; it resends and we ack again
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.socket.close(0)
+
+
+def decode_routed(frames: list[bytes]) -> tuple[bytes, Envelope]:
+    """Split a ROUTER message into (identity, envelope); raises InvalidFrame on bad shape."""
+    if len(frames) != 2:
+        raise InvalidFrame(f"expected 2 frames (identity, envelope), received {len(frames)}")
+    return frames[0], decode_envelope(frames[1])

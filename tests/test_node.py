@@ -1,0 +1,251 @@
+"""A real node in a real process: it trades, survives kill -9 and hangs, stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import time
+from pathlib import Path
+
+import zmq
+
+from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
+
+
+def _fills(node: RunningNode) -> int:
+    return node.admin("status")["fills"]
+
+
+def test_default_node_trades_and_kill9_of_each_actor_is_recovered(node: RunningNode) -> None:
+    before = node.wait_ready()
+    assert set(before) == {
+        "feed.sim",
+        "portfolio",
+        "risk_guard",
+        "executor.sim",
+        "strategy.fast_btc",
+        "strategy.fast_eth",
+    }
+    eventually(lambda: _fills(node) >= 2, 20, what="first fills")
+    for actor_id in before:
+        current = node.workers()
+        victim = current[actor_id]
+        os.kill(victim["pid"], signal.SIGKILL)
+        back = eventually(
+            lambda a=actor_id, v=victim: (
+                (w := node.workers()[a])["state"] == "running"
+                and w["incarnation"] == v["incarnation"] + 1
+                and w
+            ),
+            10,
+            what=f"{actor_id} restarted",
+        )
+        assert back["pid"] != victim["pid"]
+        assert back["restarts"] == victim["restarts"] + 1
+        others = node.workers()
+        for other_id, other in others.items():
+            if other_id != actor_id:  # nobody else was restarted
+                assert other["incarnation"] == current[other_id]["incarnation"], other_id
+    fills = _fills(node)
+    eventually(lambda: _fills(node) > fills, 20, what="trading after the kills")
+    assert node.process.poll() is None
+    assert node.stop() == 0
+
+
+def test_hung_actor_is_killed_and_replaced(node: RunningNode) -> None:
+    workers = node.wait_ready()
+    victim = workers["strategy.fast_btc"]
+    os.kill(victim["pid"], signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    back = eventually(
+        lambda: (
+            (w := node.workers()["strategy.fast_btc"])["incarnation"] == victim["incarnation"] + 1
+            and w["state"] == "running"
+            and w
+        ),
+        10,
+        what="hung strategy replaced",
+    )
+    # heartbeat 0.2 s x liveness 5 = 1 s of silence before it counts as hung
+    assert time.monotonic() - stopped_at >= 0.9
+    assert back["pid"] != victim["pid"]
+    # The hung incarnation was SIGKILLed, so waking it up resurrects nothing.
+    eventually(
+        lambda: (
+            not Path(f"/proc/{victim['pid']}").exists()
+            or "Z" in Path(f"/proc/{victim['pid']}/stat").read_text().split()[2]
+        ),
+        5,
+        what="old incarnation gone",
+    )
+    assert "hung" in node.log()
+    assert node.stop() == 0
+
+
+def test_sigint_and_sigterm_stop_in_reverse_start_order(short_tmp: Path, fast_config: Path) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        running = RunningNode(short_tmp / f"run-{sig}", fast_config)
+        running.wait_ready()
+        assert running.stop(sig) == 0
+        stops = [
+            json.loads(line)["actor"] for line in running.log().splitlines() if '"event": "stop"' in line
+        ]
+        assert stops == [
+            "strategy.fast_eth",
+            "strategy.fast_btc",
+            "executor.sim",
+            "risk_guard",
+            "portfolio",
+            "feed.sim",
+        ]
+        assert not (short_tmp / f"run-{sig}" / "admin.sock").exists()
+
+
+def test_duration_ends_the_run_with_exit_0(short_tmp: Path, fast_config: Path) -> None:
+    result = sniperbot(
+        "run", "--config", str(fast_config), "--run-dir", str(short_tmp / "r"), "--duration", "3"
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"event": "node_stopped"' in result.stderr
+
+
+def test_journal_restores_positions_and_pnl_on_restart(short_tmp: Path, fast_config: Path) -> None:
+    run_dir = short_tmp / "run"
+    first = RunningNode(run_dir, fast_config)
+    first.wait_ready()
+    eventually(lambda: _fills(first) >= 3, 20, what="fills")
+    # The journal can be read while the node runs.
+    live = sniperbot("journal", "--run-dir", str(run_dir), "fills", "--json")
+    assert live.returncode == 0, live.stderr
+    assert len(json.loads(live.stdout)) >= 3
+    assert first.stop() == 0
+
+    result = sniperbot("journal", "--run-dir", str(run_dir), "fills", "--json")
+    assert result.returncode == 0, result.stderr
+    fills = json.loads(result.stdout)
+    for fill in fills:
+        assert {"symbol", "side", "quantity", "price", "fee", "client_order_id"} <= set(fill)
+    expected: dict[str, float] = {}
+    for f in fills:
+        expected[f["symbol"]] = expected.get(f["symbol"], 0.0) + (
+            f["quantity"] if f["side"] == "buy" else -f["quantity"]
+        )
+    fees = sum(f["fee"] for f in fills)
+
+    halted = short_tmp / "halted.toml"  # no new trades, so the restored book is all we see
+    halted.write_text(FAST_CONFIG.replace("[risk]\n", '[risk]\ntrading_state = "HALTED"\n'))
+    second = RunningNode(run_dir, halted)
+    second.wait_ready()
+    status = eventually(
+        lambda: (s := second.admin("status"))["positions"] and s, 10, what="restored snapshot"
+    )
+    assert status["trading_state"] == "HALTED"
+    assert status["fills"] == len(fills)
+    for symbol, quantity in expected.items():
+        assert abs(status["positions"].get(symbol, 0.0) - quantity) < 1e-9
+    assert abs(status["pnl"]["fees"] - fees) < 1e-6
+    assert second.stop() == 0
+
+
+def test_garbage_on_every_socket_kills_nothing(node: RunningNode) -> None:
+    before = node.wait_ready()
+    eventually(lambda: _fills(node) >= 1, 20, what="first fill")
+    sockets = sorted(p for p in node.run_dir.iterdir() if p.suffix == ".sock")
+    names = {p.stem for p in sockets}
+    assert {"bus-in", "bus-out", "control", "admin", "inbox-risk_guard", "inbox-executor.sim"} <= names
+    garbage = [b"\x00\xff garbage", os.urandom(64), b"\x96\xa1x"]
+    ctx = zmq.Context()
+    try:
+        for path in sockets:
+            raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # not even ZMTP
+            raw.connect(str(path))
+            raw.sendall(os.urandom(256))
+            raw.close()
+            kind = zmq.PUB if path.stem == "bus-in" else zmq.SUB if path.stem == "bus-out" else zmq.DEALER
+            sock = ctx.socket(kind)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(f"ipc://{path}")
+            if kind == zmq.SUB:
+                sock.setsockopt(zmq.SUBSCRIBE, os.urandom(8))
+                continue
+            time.sleep(0.1)
+            for frame in garbage:
+                if kind == zmq.PUB:
+                    sock.send_multipart([b"md.sim.BTC/USDT.trade", frame])
+                    sock.send_multipart([b"ev.fast_btc.fill", frame, frame])
+                    sock.send(b"ev.")
+                else:
+                    sock.send(frame)
+                    sock.send_multipart([frame, frame, frame])
+            time.sleep(0.1)
+            sock.close()
+        admin = ctx.socket(zmq.DEALER)
+        admin.connect(f"ipc://{node.run_dir / 'admin.sock'}")
+        admin.send(b'{"cmd": "tree", "args": {}, "bogus": 1}')
+        assert admin.poll(5000)
+        reply = json.loads(admin.recv())
+        assert reply["ok"] is False and reply["error"]["code"] == "invalid_message"
+        assert "bogus" in reply["error"]["message"]
+        admin.close()
+    finally:
+        ctx.term()
+    time.sleep(1.0)
+    after = node.workers()
+    for actor_id, worker in before.items():
+        assert after[actor_id]["incarnation"] == worker["incarnation"], actor_id
+        assert after[actor_id]["state"] == "running"
+    status = eventually(lambda: (s := node.admin("status"))["invalid_frames"] > 0 and s, 5)
+    assert status["invalid_frames"] > 0
+    hit = {a for a, w in node.workers().items() if w["invalid_frames"] > 0}
+    assert {"strategy.fast_btc", "risk_guard", "executor.sim"} <= hit
+    fills = _fills(node)
+    eventually(lambda: _fills(node) > fills, 20, what="still trading")
+    assert "dropped invalid frame" in node.log()
+    assert node.stop() == 0
+
+
+def test_admin_socket_is_owner_only_and_tree_is_complete(node: RunningNode) -> None:
+    node.wait_ready()
+    mode = stat.S_IMODE((node.run_dir / "admin.sock").stat().st_mode)
+    assert mode == 0o600
+    tree = node.admin("tree")
+    assert tree["id"] == "root" and tree["kind"] == "supervisor"
+    assert [c["id"] for c in tree["children"]] == [
+        "market",
+        "portfolio",
+        "risk_guard",
+        "execution",
+        "strategies",
+    ]
+    for worker in node.workers().values():
+        assert {"id", "placement", "pid", "state", "restarts", "children", "incarnation"} <= set(worker)
+        assert worker["placement"] == "process" and worker["pid"] != node.process.pid
+    status = eventually(lambda: (s := node.admin("status"))["trading_state"] != "UNKNOWN" and s, 5)
+    assert {"positions", "orders", "fills", "pnl", "trading_state"} <= set(status)
+    assert status["trading_state"] == "ACTIVE"
+    text = sniperbot("admin", "--run-dir", str(node.run_dir), "tree")
+    assert text.returncode == 0 and "risk_guard" in text.stdout
+
+
+def test_thread_placement_runs_the_same_actors(short_tmp: Path) -> None:
+    config = short_tmp / "threads.toml"
+    config.write_text(FAST_CONFIG + '\n[placement]\ndefault = "thread"\n')
+    running = RunningNode(short_tmp / "run", config)
+    try:
+        workers = running.wait_ready()
+        for worker in workers.values():
+            assert worker["placement"] == "thread"
+            assert worker["pid"] == running.process.pid
+        eventually(lambda: _fills(running) >= 2, 20, what="fills with thread placement")
+    finally:
+        assert running.stop() == 0
+
+
+def test_a_second_node_on_the_same_run_dir_is_refused(node: RunningNode) -> None:
+    node.wait_ready()
+    result = sniperbot("run", "--run-dir", str(node.run_dir), "--duration", "1")
+    assert result.returncode == 2
+    assert "another node is running" in result.stderr
