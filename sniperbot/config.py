@@ -93,16 +93,21 @@ class StrategySection(_Section):
 
 def _default_strategies() -> list[StrategySection]:
     return [
-        StrategySection(id="sma_btc", symbol="BTC/USDT", quantity=0.05, params={"fast": 3, "slow": 8}),
-        StrategySection(id="sma_eth", symbol="ETH/USDT", quantity=1.0, params={"fast": 4, "slow": 12}),
+        StrategySection(id="sma_btc", symbol="BTC/USDT", quantity=0.05, params={"fast": 2, "slow": 5}),
+        StrategySection(id="sma_eth", symbol="ETH/USDT", quantity=1.0, params={"fast": 3, "slow": 8}),
     ]
 
 
 class RiskSection(_Section):
-    """Pre-trade limits enforced by the risk guard, and its trading state at start."""
+    """Pre-trade limits enforced by the risk guard, and its trading state at start.
+
+    ``max_position`` is the absolute position limit of every symbol (base units);
+    ``position_limits`` overrides it per symbol, since one number cannot suit BTC and ETH.
+    """
 
     max_order_notional: Positive = 10_000.0
     max_position: Positive = 0.5
+    position_limits: dict[str, Positive] = msgspec.field(default_factory=lambda: {"ETH/USDT": 10.0})
     max_orders_per_second: Positive = 5.0
     trading_state: TradingStateName = "ACTIVE"
 

@@ -67,6 +67,7 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         limits={
             "max_order_notional": config.risk.max_order_notional,
             "max_position": config.risk.max_position,
+            "position_limits": dict(config.risk.position_limits),
             "max_orders_per_second": config.risk.max_orders_per_second,
         },
         trading_state=config.risk.trading_state,

@@ -15,6 +15,7 @@ messages are ignored by incarnation number if it ever wakes up.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import signal
@@ -172,8 +173,13 @@ class Launcher:
 
     def __init__(self, zctx: zmq.Context, preload: list[str] | None = None) -> None:
         self._zctx = zctx
+        modules = PRELOAD if preload is None else preload
+        # Import here first: a module that fails to import would otherwise kill the
+        # forkserver and leave every later start hanging instead of failing loudly.
+        for module in modules:
+            importlib.import_module(module)
         self._mp = multiprocessing.get_context("forkserver")
-        self._mp.set_forkserver_preload(PRELOAD if preload is None else preload)
+        self._mp.set_forkserver_preload(modules)
 
     def start(self, launch: ActorLaunch, placement: Placement) -> ActorHandle:
         """Start one incarnation and return its handle (it is not ready yet)."""

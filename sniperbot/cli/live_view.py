@@ -65,8 +65,13 @@ class LiveView:
 
     def refresh(self, node: Node) -> None:
         """Redraw from the node's current tree and status."""
+        status = node.status()
+        header = (
+            f"[bold]sniperbot[/] run dir {node.rundir.path}  up {status['uptime_s']:.0f}s  "
+            f"actors {status['actors']}  restarts {status['restarts']}  [dim]Ctrl-C stops[/]"
+        )
         self._live.update(
-            Group(_tree_renderable(node.tree()), _status_renderable(node.status())), refresh=True
+            Group(header, _tree_renderable(node.tree()), _status_renderable(status)), refresh=True
         )
 
     def print_summary(self, node: Node) -> None:

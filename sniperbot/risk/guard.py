@@ -38,11 +38,17 @@ _WINDOW_NS: Final = 1_000_000_000
 _QUANTITY_EPSILON: Final = 1e-12
 
 
-class RiskLimits(msgspec.Struct, frozen=True):
+class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
     """Hard limits the guard enforces on every intent."""
 
     max_order_notional: float
     max_position: float
+    position_limits: dict[str, float] = {}  # per-symbol overrides of max_position
+
+    def position_limit(self, symbol: str) -> float:
+        """The absolute position limit of ``symbol``."""
+        return self.position_limits.get(symbol, self.max_position)
+
     max_orders_per_second: float
 
 
@@ -178,7 +184,7 @@ class RiskGuard:
             return "reducing_only"
         if intent.quantity * price > self.limits.max_order_notional:
             return "max_order_notional"
-        if abs(after) > self.limits.max_position and not reduces:
+        if abs(after) > self.limits.position_limit(intent.symbol) and not reduces:
             return "max_position"
         while self._approval_times and self._approval_times[0] <= now_ns - _WINDOW_NS:
             self._approval_times.popleft()
