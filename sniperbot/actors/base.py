@@ -35,8 +35,18 @@ class ActorContext:
         """Publish on the bus (at-most-once)."""
         raise NotImplementedError
 
-    def send(self, actor_id: str, payload: Payload) -> None:
-        """Send reliably to another actor's inbox (at-least-once, deduplicated there)."""
+    def send(self, actor_id: str, payload: Payload, on_ack: Callable[[], None] | None = None) -> None:
+        """Send reliably to another actor's inbox (at-least-once, deduplicated there).
+
+        ``on_ack`` runs when the receiver has handled the message.
+        """
+        raise NotImplementedError
+
+    def hold_ack(self) -> Callable[[], None]:
+        """While handling an inbox message: acknowledge it later, by calling the result.
+
+        Without this, an inbox message is acknowledged when ``on_message`` returns.
+        """
         raise NotImplementedError
 
     def every(self, interval_s: float, callback: Callable[[], None]) -> None:

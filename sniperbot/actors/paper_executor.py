@@ -6,7 +6,7 @@ import time
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.execution.paper import PaperVenue
-from sniperbot.messages import Envelope, Fill, Order, OrderUpdate, Quote
+from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate, Quote
 from sniperbot.messages import topics as topic
 
 
@@ -53,7 +53,7 @@ class PaperExecutor(Actor):
             )
 
     def on_message(self, envelope: Envelope) -> None:
-        """Orders from the inbox; quotes from the bus."""
+        """Orders and cancels from the inbox; quotes from the bus."""
         payload = envelope.payload
         if isinstance(payload, Quote):
             events = self.venue.on_quote(payload)
@@ -61,6 +61,11 @@ class PaperExecutor(Actor):
                 self._record(events)
         elif isinstance(payload, Order):
             self._on_order(payload)
+        elif isinstance(payload, CancelOrder):
+            # Unknown or already finished orders have nothing to cancel: no event.
+            events = self.venue.cancel(payload.client_order_id, time.time_ns())
+            if events:
+                self._record(events)
 
     def _on_order(self, order: Order) -> None:
         journal = self.ctx.journal

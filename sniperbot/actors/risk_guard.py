@@ -27,7 +27,8 @@ class RiskGuardActor(Actor):
 
     The client order id is the intent id, so an intent that arrives twice (a
     resend after a restart) maps to the same order, which the executor's
-    journal accepts only once. Rejections are journaled and published as
+    journal accepts only once. An approved intent is acknowledged to the
+    strategy only when the executor has acknowledged the order. Rejections are journaled and published as
     ``OrderUpdate(status="rejected", reason=...)``.
     """
 
@@ -104,6 +105,9 @@ class RiskGuardActor(Actor):
             self.ctx.publish(topic.order_update(intent.strategy_id), update)
             return
         assert executor is not None
+        # Acknowledge the intent only once the executor has the order: if we die in
+        # between, the strategy resends the intent and nothing is lost.
+        release = self.ctx.hold_ack()
         order = Order(
             client_order_id=intent.intent_id,
             intent_id=intent.intent_id,
@@ -117,7 +121,7 @@ class RiskGuardActor(Actor):
             reduce_only=intent.reduce_only,
             ts_ns=now,
         )
-        self.ctx.send(executor, order)
+        self.ctx.send(executor, order, on_ack=release)
 
     def _publish_status(self) -> None:
         self.ctx.publish(

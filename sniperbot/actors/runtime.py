@@ -131,21 +131,30 @@ class ActorRuntime(ActorContext):
         self._last_supervisor_ns = time.monotonic_ns()
         self.actor: Actor | None = None
         self.poller = zmq.Poller()
+        self._current: tuple[bytes, Envelope] | None = None
+        self._ack_held = False
 
     # -- ActorContext -------------------------------------------------------------------
     def publish(self, topic: str, payload: Payload) -> None:
         """Publish on the bus."""
         self._pub.publish(topic, payload)
 
-    def send(self, actor_id: str, payload: Payload) -> None:
-        """Send reliably to ``actor_id``'s inbox."""
+    def send(self, actor_id: str, payload: Payload, on_ack: Callable[[], None] | None = None) -> None:
+        """Send reliably to ``actor_id``'s inbox; ``on_ack`` runs when it is acknowledged."""
         outbox = self._outboxes.get(actor_id)
         if outbox is None:
             outbox = Outbox(self._zctx, self.rundir.inbox(actor_id), self.actor_id, self.incarnation)
             self._outboxes[actor_id] = outbox
             self._outbox_by_socket[outbox.socket] = outbox
             self.poller.register(outbox.socket, zmq.POLLIN)
-        outbox.send("to." + actor_id, payload)
+        outbox.send("to." + actor_id, payload, on_ack)
+
+    def hold_ack(self) -> Callable[[], None]:
+        """Hold back the acknowledgement of the inbox message being handled; call the result to ack."""
+        if self._inbox is None or self._current is None:
+            raise RuntimeError("hold_ack() is only valid while handling an inbox message")
+        self._ack_held = True
+        return self._inbox.hold(*self._current)
 
     def every(self, interval_s: float, callback: Callable[[], None]) -> None:
         """Run ``callback`` every ``interval_s`` seconds."""
@@ -259,12 +268,21 @@ class ActorRuntime(ActorContext):
                     on_message(envelope)
                 elif self._inbox is not None and sock is self._inbox.socket:
                     identity, envelope = decode_routed(frames)
-                    if not self._inbox.is_duplicate(envelope):
-                        self.handled += 1
-                        on_message(envelope)
-                    else:
+                    if self._inbox.is_duplicate(envelope):
                         self._inbox.duplicates += 1
-                    self._inbox.ack(identity, envelope)
+                        self._inbox.ack(identity, envelope)  # our first ack may have been lost
+                    elif self._inbox.is_held(envelope):
+                        self._inbox.duplicates += 1  # still being handled; acked when done
+                    else:
+                        self.handled += 1
+                        self._current = (identity, envelope)
+                        self._ack_held = False
+                        try:
+                            on_message(envelope)
+                        finally:
+                            self._current = None
+                        if not self._ack_held:
+                            self._inbox.ack(identity, envelope)
                 elif sock is self._control:
                     if len(frames) != 1:
                         raise InvalidFrame(f"expected 1 control frame, received {len(frames)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 import zmq
 
@@ -50,18 +51,24 @@ class Outbox:
         self.seq = 0
         self.resent = 0
         self._unacked: dict[int, tuple[bytes, int]] = {}
+        self._on_ack: dict[int, Callable[[], None]] = {}
 
     @property
     def unacked(self) -> int:
         """How many messages wait for an acknowledgement."""
         return len(self._unacked)
 
-    def send(self, topic: str, payload: Payload) -> int:
-        """Queue ``payload`` for delivery and return its sequence number."""
+    def send(self, topic: str, payload: Payload, on_ack: Callable[[], None] | None = None) -> int:
+        """Queue ``payload`` for delivery and return its sequence number.
+
+        ``on_ack`` runs once, when the receiver acknowledges the message.
+        """
         self.seq += 1
         now = time.time_ns()
         frame = encode_envelope(Envelope(topic, self.sender, self.incarnation, self.seq, now, payload))
         self._unacked[self.seq] = (frame, now)
+        if on_ack is not None:
+            self._on_ack[self.seq] = on_ack
         self._try_send(frame)
         return self.seq
 
@@ -74,8 +81,10 @@ class Outbox:
     def on_ack(self, envelope: Envelope) -> None:
         """Forget an acknowledged message."""
         payload = envelope.payload
-        if isinstance(payload, Ack):
-            self._unacked.pop(payload.seq, None)
+        if isinstance(payload, Ack) and self._unacked.pop(payload.seq, None) is not None:
+            callback = self._on_ack.pop(payload.seq, None)
+            if callback is not None:
+                callback()
 
     def resend_due(self, now_ns: int) -> None:
         """Resend messages unacknowledged for longer than the resend timeout."""
@@ -105,10 +114,32 @@ class Inbox:
         self.incarnation = incarnation
         self.duplicates = 0
         self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        self._held: set[tuple[str, int, int]] = set()
 
     def is_duplicate(self, envelope: Envelope) -> bool:
         """True if this message id was already handled (and acknowledged)."""
         return (envelope.sender, envelope.incarnation, envelope.seq) in self._seen
+
+    def is_held(self, envelope: Envelope) -> bool:
+        """True if this message is being handled and its acknowledgement is held back."""
+        return (envelope.sender, envelope.incarnation, envelope.seq) in self._held
+
+    def hold(self, identity: bytes, envelope: Envelope) -> Callable[[], None]:
+        """Hold back the acknowledgement; the returned function sends it (once).
+
+        An actor that forwards a message holds its ack until the next hop has
+        acknowledged, so a crash in between makes the sender resend it.
+        Resends of a held message are ignored until then.
+        """
+        key = (envelope.sender, envelope.incarnation, envelope.seq)
+        self._held.add(key)
+
+        def release() -> None:
+            if key in self._held:
+                self._held.discard(key)
+                self.ack(identity, envelope)
+
+        return release
 
     def ack(self, identity: bytes, envelope: Envelope) -> None:
         """Record the message as handled and acknowledge it to its sender."""
