@@ -475,3 +475,25 @@ def test_writer_killed_inside_transaction(tmp_path: Path) -> None:
         # and its uncommitted page is gone.
         assert _append_within(journal, _fill("f1", "c1"), 5.0) == 2
         assert list(journal.records()) == [(1, _order("c1")), (2, _fill("f1", "c1"))]
+
+
+def test_node_state_survives_reopen_and_is_listed_by_prefix(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    journal.put_state("breaker/global", b"open")
+    journal.put_state("breaker/venue:sim", b"closed")
+    journal.put_state("spec/strategies/a", b"{}")
+    journal.put_state("spec/strategies/b", b"{}")
+    journal.put_state("spec/strategies/b", None)
+    journal.close()
+    reopened = Journal.open(tmp_path, readonly=True)
+    try:
+        assert reopened.get_state("breaker/global") == b"open"
+        assert reopened.get_state("missing") is None
+        assert reopened.state_items("breaker/") == [
+            ("breaker/global", b"open"),
+            ("breaker/venue:sim", b"closed"),
+        ]
+        assert reopened.state_items("spec/") == [("spec/strategies/a", b"{}")]
+        assert reopened.counts() == {"orders": 0, "fills": 0, "updates": 0}
+    finally:
+        reopened.close()

@@ -108,9 +108,10 @@ class _Dbs(NamedTuple):
     status: lmdb._Database
     intents: lmdb._Database
     meta: lmdb._Database
+    state: lmdb._Database
 
 
-_DB_NAMES = (b"log", b"orders", b"fills", b"status", b"intents", b"meta")
+_DB_NAMES = (b"log", b"orders", b"fills", b"status", b"intents", b"meta", b"state")
 
 
 def _seq_key(seq: int) -> bytes:
@@ -605,6 +606,45 @@ class Journal:
             return out
 
         return self._read(get, [])
+
+    # ------------------------------------------------------------------ node state
+
+    def put_state(self, key: str, value: bytes | None) -> None:
+        """Store (or, with None, delete) one piece of node state durably: breakers,
+        trading state, hot-added child specs. Not part of the record log."""
+        encoded = _key(key, "state key")
+
+        def put(txn: lmdb.Transaction) -> None:
+            assert self._dbs is not None
+            if value is None:
+                txn.delete(encoded, db=self._dbs.state)
+            else:
+                txn.put(encoded, value, db=self._dbs.state)
+
+        with self._lock:
+            self._check_usable(write=True)
+            self._write_txn(put)
+
+    def get_state(self, key: str) -> bytes | None:
+        """One piece of node state, or None."""
+        encoded = _key(key, "state key")
+        return self._read(lambda txn, dbs: txn.get(encoded, db=dbs.state), None)
+
+    def state_items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """Every piece of node state whose key starts with ``prefix``, in key order."""
+        start = prefix.encode()
+
+        def scan(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[str, bytes]]:
+            out: list[tuple[str, bytes]] = []
+            cur = txn.cursor(db=dbs.state)
+            if cur.set_range(start):
+                for key, value in cur:
+                    if not key.startswith(start):
+                        break
+                    out.append((key.decode(), bytes(value)))
+            return out
+
+        return self._read(scan, [])
 
     def counts(self) -> dict[str, int]:
         """Number of journaled orders, fills and updates."""
