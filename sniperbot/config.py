@@ -166,10 +166,8 @@ _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 def _field_path(message: str) -> tuple[str, str]:
     """Split msgspec's ``"... - at `$.a.b`"`` into (``a.b``, what was wrong)."""
     match = _PATH.search(message)
-    if not match:
-        return "", message
-    path = match.group("path").lstrip(".")
-    what = message[: match.start()]
+    path = match.group("path").lstrip(".") if match else ""
+    what = message[: match.start()] if match else message
     unknown = re.match(r"Object contains unknown field `(?P<name>[^`]+)`", what)
     if unknown:
         path = f"{path}.{unknown.group('name')}" if path else unknown.group("name")

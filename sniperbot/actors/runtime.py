@@ -347,7 +347,7 @@ class ActorRuntime(ActorContext):
             self._stopping = True
 
     def _resend_due(self) -> None:
-        now = time.time_ns()
+        now = time.monotonic_ns()
         for outbox in self._outboxes.values():
             if outbox.unacked:
                 outbox.resend_due(now)

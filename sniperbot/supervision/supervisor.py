@@ -319,8 +319,7 @@ class Supervisor:
                 else:
                     child.stop_deadline = self.host.clock() + shutdown
                     self.host.send_control(child.spec.id, child.incarnation, Stop())
-                if child.handle is not None:
-                    return  # resumes from _child_exited
+                return  # resumes from _child_exited (already done for a thread killed at once)
             child.state = "stopped"
             self._cursor -= 1
         self.state = "stopped"

@@ -64,9 +64,11 @@ class Outbox:
         ``on_ack`` runs once, when the receiver acknowledges the message.
         """
         self.seq += 1
-        now = time.time_ns()
-        frame = encode_envelope(Envelope(topic, self.sender, self.incarnation, self.seq, now, payload))
-        self._unacked[self.seq] = (frame, now)
+        frame = encode_envelope(
+            Envelope(topic, self.sender, self.incarnation, self.seq, time.time_ns(), payload)
+        )
+        # Resend timing uses the monotonic clock: a wall-clock step must not stall resends.
+        self._unacked[self.seq] = (frame, time.monotonic_ns())
         if on_ack is not None:
             self._on_ack[self.seq] = on_ack
         self._try_send(frame)
@@ -87,7 +89,7 @@ class Outbox:
                 callback()
 
     def resend_due(self, now_ns: int) -> None:
-        """Resend messages unacknowledged for longer than the resend timeout."""
+        """Resend messages unacknowledged for longer than the resend timeout (monotonic ns)."""
         for seq, (frame, sent_ns) in list(self._unacked.items()):
             if now_ns - sent_ns >= self.resend_after_ns:
                 self._unacked[seq] = (frame, now_ns)
@@ -96,7 +98,11 @@ class Outbox:
 
     def resend_all(self) -> None:
         """Resend everything unacknowledged now (the receiver just restarted)."""
-        self.resend_due(time.time_ns() + self.resend_after_ns)
+        now = time.monotonic_ns()
+        for seq, (frame, _) in list(self._unacked.items()):
+            self._unacked[seq] = (frame, now)
+            self.resent += 1
+            self._try_send(frame)
 
     def close(self) -> None:
         """Close the socket; unacknowledged messages are dropped."""
