@@ -334,7 +334,7 @@ def test_transient_child_supervisor_that_escalates_is_not_restarted() -> None:
     assert [e for e in host.events("start") if e[2] > 1] == [("start", "s1", 2)]
     assert root.state == "running" and host.failed == []
     strategies = next(c for c in root.describe()["children"] if c["id"] == "strategies")
-    assert strategies["state"] == "stopped" and strategies["restarts"] == 0
+    assert strategies["state"] == "failed" and strategies["restarts"] == 0
 
 
 def test_escalations_count_toward_the_parent_intensity() -> None:
@@ -390,7 +390,8 @@ def test_exits_that_do_not_restart_never_exhaust_the_intensity() -> None:
     host.exit("t", 1)
     host.exit("n", 0)
     assert host.failed == [] and root.state == "running"
-    assert states(root) == {"t": "stopped", "n": "stopped"}
+    # OTP-08: a temporary child's spec is deleted when it ends
+    assert states(root) == {"n": "stopped"}
 
 
 def test_a_child_that_crashes_while_starting_is_restarted_and_the_start_resumes() -> None:
@@ -617,11 +618,15 @@ def test_describe_reports_states_restarts_and_exits() -> None:
     assert (s3["invalid_frames"], s3["handled"]) == (2, 9)
     assert s2["uptime_s"] == 2.0 and s2["kind"] == "worker" and s2["placement"] == "process"
     assert s2["actor"] == "tests.test_supervisor:Quiet"
-    # a temporary child that is gone shows no pid
-    root2, host2 = started(sup("r", [worker("t", restart="temporary")]))
-    host2.exit("t", 1)
+    # a transient child that ended normally shows no pid, and why it ended
+    root2, host2 = started(sup("r", [worker("t", restart="transient")]))
+    host2.exit("t", 0)
     (t,) = root2.describe()["children"]
-    assert (t["state"], t["pid"], t["uptime_s"], t["last_exit"]) == ("stopped", None, 0.0, "exit code 1")
+    assert (t["state"], t["pid"], t["uptime_s"], t["last_exit"]) == ("stopped", None, 0.0, "normal")
+    # a temporary child that ended is gone, spec and all (OTP-08)
+    root3, host3 = started(sup("r", [worker("t", restart="temporary")]))
+    host3.exit("t", 1)
+    assert root3.describe()["children"] == []
 
 
 def test_exit_of_a_replaced_incarnation_is_ignored() -> None:

@@ -15,9 +15,37 @@ from typing import Any, Literal
 import msgspec
 
 Restart = Literal["permanent", "transient", "temporary"]
-RestartStrategy = Literal["one_for_one"]
+RestartStrategy = Literal["one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"]
 ChildKind = Literal["worker", "supervisor"]
 Placement = Literal["process", "thread"]
+
+
+class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Delay between restarts of one child (Akka's backoff; an extension to OTP).
+
+    The n-th consecutive restart waits ``min(max_s, min_s * 2**(n-1))`` seconds,
+    +/- ``random_factor`` of that; the count resets once the child has run for
+    ``reset_after_s`` seconds. Each delayed restart still counts toward the
+    supervisor's intensity, so the period must cover the backoff steps.
+    """
+
+    min_s: float = 0.1
+    max_s: float = 10.0
+    random_factor: float = 0.2
+    reset_after_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_s <= self.max_s:
+            raise ValueError("backoff needs 0 <= min_s <= max_s")
+        if not 0 <= self.random_factor < 1:
+            raise ValueError("backoff random_factor must be in [0, 1)")
+
+    def delay(self, attempt: int, jitter: float) -> float:
+        """Seconds to wait before restart number ``attempt`` (1-based); ``jitter`` in [-1, 1]."""
+        if attempt <= 0:
+            return 0.0
+        base = min(self.max_s, self.min_s * 2 ** (attempt - 1))
+        return max(0.0, base * (1 + self.random_factor * jitter))
 
 
 class SupFlags(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -50,6 +78,8 @@ class ChildSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     placement: Placement = "process"
     flags: SupFlags = SupFlags()
     children: list[ChildSpec] = []
+    backoff: Backoff | None = None
+    breaker: str = ""  # a supervisor child with a breaker scope trips it instead of escalating
 
     def __post_init__(self) -> None:
         if not self.id or any(c in self.id for c in "#/ "):
@@ -60,6 +90,10 @@ class ChildSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"supervisor {self.id!r} takes children, not an actor")
         if isinstance(self.shutdown_s, float | int) and self.shutdown_s < 0:
             raise ValueError(f"shutdown_s of {self.id!r} must be >= 0")
+        if self.breaker and self.type != "supervisor":
+            raise ValueError(f"breaker of {self.id!r}: only a supervisor child can have one")
+        if self.flags.strategy == "simple_one_for_one" and len(self.children) != 1:
+            raise ValueError(f"simple_one_for_one supervisor {self.id!r} needs exactly one child spec")
 
     def walk(self) -> list[ChildSpec]:
         """This spec and every spec below it, depth first in start order."""
