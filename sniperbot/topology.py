@@ -3,18 +3,22 @@
 ::
 
     root                 one_for_one  (config [supervisor])
-    ├─ market            one_for_one 5/30   venue feeds (price source of the paper venue)
-    │  └─ feed.<venue>
+    ├─ venue.<venue>     rest_for_one 3/30, breaker venue:<venue>
+    │  ├─ feed.<venue>                      market data (also the paper venue's price source)
+    │  └─ executor.<venue>                  orders to the venue, journal first
     ├─ portfolio                            positions, P&L
-    ├─ risk_guard                           every intent passes here
-    ├─ execution         one_for_one 5/30   one executor per venue
-    │  └─ executor.<venue>
-    └─ strategies        one_for_one 10/60  one actor per strategy instance
+    ├─ risk              one_for_all 3/30, breaker global
+    │  └─ risk_guard                        every intent passes here
+    └─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
        └─ strategy.<id>
 
-Start order is top to bottom, so prices flow before anyone trades and the
-executor is up before the first strategy; stop order is the reverse, so
-strategies stop emitting before the executor and risk guard go away.
+Why this shape: a venue's actors depend on each other in start order (the
+executor needs the feed's prices), hence ``rest_for_one``; when a venue keeps
+failing, its breaker opens instead of taking the node down, and the risk guard
+rejects intents for that venue until the venue has recovered. A failing risk
+subtree opens the ``global`` breaker: nothing trades without risk. Start order
+is top to bottom, so prices flow and orders can be executed before the first
+strategy runs; stop order is the reverse, so strategies stop emitting first.
 """
 
 from __future__ import annotations
@@ -23,10 +27,37 @@ import time
 
 import msgspec
 
-from sniperbot.config import Config
+from sniperbot.config import Config, StrategySection
 from sniperbot.supervision import ChildSpec, SupFlags, check_unique_ids
 
 _ACTORS = "sniperbot.actors"
+STRATEGIES_SUPERVISOR = "strategies"
+
+
+def _worker(config: Config, actor_id: str, actor: str, **args: object) -> ChildSpec:
+    placement = config.placement
+    return ChildSpec(
+        id=actor_id,
+        actor=f"{_ACTORS}.{actor}",
+        args=args,
+        placement=placement.actors.get(actor_id, placement.default),
+    )
+
+
+def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
+    """The child spec of one strategy instance (also used to hot-add one)."""
+    return _worker(
+        config,
+        f"strategy.{section.id}",
+        "strategy:StrategyActor",
+        strategy_id=section.id,
+        strategy=section.strategy,
+        venue=config.market.venue,
+        symbol=section.symbol,
+        bar_interval_s=section.bar_interval_s,
+        quantity=section.quantity,
+        params=dict(section.params),
+    )
 
 
 def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
@@ -34,15 +65,9 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
     epoch_ns = time.time_ns() if epoch_ns is None else epoch_ns
     market = config.market
     venue = market.venue
-    placement = config.placement
 
     def worker(actor_id: str, actor: str, **args: object) -> ChildSpec:
-        return ChildSpec(
-            id=actor_id,
-            actor=f"{_ACTORS}.{actor}",
-            args=args,
-            placement=placement.actors.get(actor_id, placement.default),
-        )
+        return _worker(config, actor_id, actor, **args)
 
     feed = worker(
         f"feed.{venue}",
@@ -78,33 +103,26 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         "portfolio:PortfolioActor",
         snapshot_interval_s=config.portfolio.snapshot_interval_s,
     )
-    strategies = [
-        worker(
-            f"strategy.{s.id}",
-            "strategy:StrategyActor",
-            strategy_id=s.id,
-            strategy=s.strategy,
-            venue=venue,
-            symbol=s.symbol,
-            bar_interval_s=s.bar_interval_s,
-            quantity=s.quantity,
-            params=dict(s.params),
-        )
-        for s in config.strategies
-    ]
+    strategies = [strategy_child(config, s) for s in config.strategies]
 
-    def supervisor(sup_id: str, flags: SupFlags, children: list[ChildSpec]) -> ChildSpec:
-        return ChildSpec(id=sup_id, type="supervisor", flags=flags, children=children)
+    def supervisor(sup_id: str, flags: SupFlags, children: list[ChildSpec], breaker: str = "") -> ChildSpec:
+        return ChildSpec(id=sup_id, type="supervisor", flags=flags, children=children, breaker=breaker)
 
     root = supervisor(
         "root",
         SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s),
         [
-            supervisor("market", SupFlags(intensity=5, period_s=30.0), [feed]),
+            supervisor(
+                f"venue.{venue}",
+                SupFlags(strategy="rest_for_one", intensity=3, period_s=30.0),
+                [feed, executor],
+                breaker=f"venue:{venue}",
+            ),
             portfolio,
-            risk,
-            supervisor("execution", SupFlags(intensity=5, period_s=30.0), [executor]),
-            supervisor("strategies", SupFlags(intensity=10, period_s=60.0), strategies),
+            supervisor(
+                "risk", SupFlags(strategy="one_for_all", intensity=3, period_s=30.0), [risk], breaker="global"
+            ),
+            supervisor(STRATEGIES_SUPERVISOR, SupFlags(intensity=10, period_s=60.0), strategies),
         ],
     )
     check_unique_ids(root)
