@@ -103,6 +103,10 @@ class RiskSection(_Section):
 
     ``max_position`` is the absolute position limit of every symbol (base units);
     ``position_limits`` overrides it per symbol, since one number cannot suit BTC and ETH.
+    A breach of ``daily_loss_limit`` or ``max_drawdown`` (net P&L after fees) moves the
+    trading state to ``loss_action``; only an operator's ``resume`` lifts it. The state
+    in force is journaled, so it survives restarts; ``trading_state`` here applies only
+    to a fresh run directory.
     """
 
     max_order_notional: Positive = 10_000.0
@@ -110,6 +114,9 @@ class RiskSection(_Section):
     position_limits: dict[str, Positive] = msgspec.field(default_factory=lambda: {"ETH/USDT": 10.0})
     max_orders_per_second: Positive = 5.0
     trading_state: TradingStateName = "ACTIVE"
+    daily_loss_limit: NonNegative = 0.0  # quote currency lost since 00:00 UTC; 0 = off
+    max_drawdown: NonNegative = 0.0  # quote currency below the peak of net P&L; 0 = off
+    loss_action: Literal["REDUCING", "HALTED"] = "HALTED"
 
 
 class ExecutionSection(_Section):
@@ -117,6 +124,14 @@ class ExecutionSection(_Section):
 
     fee_bps: NonNegative = 10.0
     slippage_bps: NonNegative = 1.0
+
+
+class BreakersSection(_Section):
+    """Circuit breakers: cooldown after a trip (doubling per trip, capped) and probe period."""
+
+    cooldown_s: Positive = 5.0
+    max_cooldown_s: Positive = 300.0
+    probe_s: Positive = 10.0
 
 
 class PortfolioSection(_Section):
@@ -141,6 +156,7 @@ class Config(_Section):
     market: MarketSection = msgspec.field(default_factory=MarketSection)
     strategies: list[StrategySection] = msgspec.field(default_factory=_default_strategies)
     risk: RiskSection = RiskSection()
+    breakers: BreakersSection = BreakersSection()
     execution: ExecutionSection = ExecutionSection()
     portfolio: PortfolioSection = PortfolioSection()
     placement: PlacementSection = PlacementSection()
@@ -205,27 +221,33 @@ def load_config(path: str | Path | None) -> Config:
 
 def _check_strategy_params(config: Config, source: str) -> None:
     """Build each strategy once so that bad parameters fail here, naming the field."""
+    for index, section in enumerate(config.strategies):
+        check_strategy(config, section, source, f"strategies[{index}]")
+
+
+def check_strategy(config: Config, section: StrategySection, source: str, where: str = "strategy") -> None:
+    """Raise ConfigError if ``section`` names an unknown strategy or invalid parameters."""
     from sniperbot.strategies import STRATEGIES
 
-    for index, section in enumerate(config.strategies):
-        where = f"strategies[{index}]"
-        cls = STRATEGIES.get(section.strategy)
-        if cls is None:
-            known = ", ".join(sorted(STRATEGIES))
-            raise ConfigError(
-                f"invalid config {source} at {where}.strategy: unknown strategy "
-                f"{section.strategy!r} (known: {known})"
-            )
-        try:
-            cls(
-                strategy_id=section.id,
-                venue=config.market.venue,
-                symbol=section.symbol,
-                quantity=section.quantity,
-                **section.params,
-            )
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"invalid config {source} at {where}.params: {e}") from None
+    cls = STRATEGIES.get(section.strategy)
+    if cls is None:
+        known = ", ".join(sorted(STRATEGIES))
+        raise ConfigError(
+            f"invalid config {source} at {where}.strategy: unknown strategy "
+            f"{section.strategy!r} (known: {known})"
+        )
+    if section.symbol not in {s.symbol for s in config.market.symbols}:
+        raise ConfigError(f"invalid config {source} at {where}.symbol: {section.symbol!r} is not traded")
+    try:
+        cls(
+            strategy_id=section.id,
+            venue=config.market.venue,
+            symbol=section.symbol,
+            quantity=section.quantity,
+            **section.params,
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid config {source} at {where}.params: {e}") from None
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:

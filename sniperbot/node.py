@@ -25,8 +25,11 @@ import zmq
 from sniperbot.actors.placement import ActorHandle, Launcher
 from sniperbot.actors.runtime import ActorLaunch, close_process_journals, process_journal
 from sniperbot.admin.protocol import AdminError, AdminReply, encoder, request_decoder
+from sniperbot.admin.server import AdminCommands, failure
 from sniperbot.config import Config
 from sniperbot.messages import (
+    BreakerChanged,
+    CancelOrder,
     Envelope,
     Heartbeat,
     InvalidFrame,
@@ -34,18 +37,23 @@ from sniperbot.messages import (
     PortfolioSnapshot,
     Ready,
     RiskStatus,
+    SetTradingState,
+    SnapshotRequest,
     decode_envelope,
     encode_envelope,
 )
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
 from sniperbot.supervision import Child, ChildSpec, Supervisor
+from sniperbot.supervision.breaker import BreakerBoard, BreakerState
 from sniperbot.topology import build_tree
-from sniperbot.transport.bus import BusProxy, Subscriber, tune
+from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, tune
 
 log = logging.getLogger("sniperbot.node")
 
 EXIT_ROOT_FAILED = 70
+RUNNING_KEY = "node/running"
+TRADING_STATE_KEY = "risk/trading_state"
 _LOOP_TICK_S = 0.05
 _SHUTDOWN_GRACE_S = 60.0
 
@@ -53,8 +61,16 @@ _SHUTDOWN_GRACE_S = 60.0
 class Node:
     """A supervised trading node on one machine."""
 
-    def __init__(self, config: Config, run_dir: str | Path, *, epoch_ns: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_dir: str | Path,
+        *,
+        epoch_ns: int | None = None,
+        enable_chaos: bool = False,
+    ) -> None:
         self.config = config
+        self.enable_chaos = enable_chaos
         self.rundir = RunDir(run_dir)
         self.heartbeat_interval_s = config.node.heartbeat_interval_s
         self.heartbeat_liveness = config.node.heartbeat_liveness
@@ -72,6 +88,9 @@ class Node:
         self._children: dict[str, Child] = {}
         self._watched: dict[int, Callable[[], None]] = {}
         self._logged_invalid: set[str] = set()
+        self._last_values: dict[bytes, bytes] = {}  # market-data topic -> last frame (Clone pattern)
+        self._deferred: list[tuple[float, Callable[[AdminReply], None], str]] = []
+        self.commands = AdminCommands(self)
 
     # -- SupervisorHost ---------------------------------------------------------------------
     def clock(self) -> float:
@@ -119,10 +138,82 @@ class Node:
         self._children[actor_id] = child
 
     def root_failed(self, supervisor: Supervisor) -> None:
-        """The root gave up: exit non-zero for the outer process manager."""
+        """The root gave up: persist the global breaker open, exit non-zero for the outer manager."""
         log.critical("root supervisor exceeded its restart intensity", extra={"event": "root_failed"})
+        self.breakers.trip("global", "root supervisor exceeded its restart intensity", timed=True)
         self.exit_code = EXIT_ROOT_FAILED
         self._stopped = True
+
+    def breaker_tripped(self, scope: str, reason: str) -> float:
+        """A subtree escalated: open its breaker, cancel open orders in scope; returns the cooldown."""
+        cooldown = self.breakers.trip(scope, reason)
+        self._cancel_open_orders(scope, reason)
+        return cooldown
+
+    def breaker_half_open(self, scope: str) -> None:
+        """The tripped subtree is being started again on probation."""
+        self.breakers.half_open(scope)
+
+    def breaker_closed(self, scope: str) -> None:
+        """The subtree passed its probe period."""
+        self.breakers.close(scope)
+
+    def breaker_state(self, scope: str) -> BreakerState:
+        """Current state of a breaker."""
+        return self.breakers.state(scope)
+
+    def persist_child_spec(self, sup_id: str, spec: ChildSpec, delete: bool) -> None:
+        """Journal (or forget) a child added at run time, so it survives restarts."""
+        key = f"spec/{sup_id}/{spec.id}"
+        self.journal.put_state(key, None if delete else msgspec.json.encode(spec))
+
+    def persisted_child_specs(self, sup_id: str) -> list[ChildSpec]:
+        """Children added at run time to ``sup_id``, from the journal."""
+        return [
+            msgspec.json.decode(raw, type=ChildSpec) for _, raw in self.journal.state_items(f"spec/{sup_id}/")
+        ]
+
+    def _cancel_open_orders(self, scope: str, reason: str) -> None:
+        venue = None if scope == "global" else scope.removeprefix("venue:")
+        for order in self.journal.open_orders():
+            if venue is not None and order.venue != venue:
+                continue
+            executor = self._children.get(f"executor.{order.venue}")
+            if executor is None or executor.handle is None:
+                continue  # its executor is down: it reconciles open orders when it restarts
+            self.send_control(
+                executor.spec.id,
+                executor.incarnation,
+                CancelOrder(
+                    client_order_id=order.client_order_id,
+                    strategy_id=order.strategy_id,
+                    venue=order.venue,
+                    symbol=order.symbol,
+                    reason=f"breaker {scope}: {reason}",
+                    ts_ns=time.time_ns(),
+                ),
+            )
+
+    def set_trading_state(self, state: str, reason: str) -> None:
+        """Operator change of the trading state: journaled, then told to the risk guard."""
+        self.journal.put_state(TRADING_STATE_KEY, msgspec.json.encode({"state": state, "reason": reason}))
+        guard = self._children.get("risk_guard")
+        if guard is not None and guard.handle is not None:
+            self.send_control(guard.spec.id, guard.incarnation, SetTradingState(state=state, reason=reason))
+
+    def deferred(
+        self, reply: Callable[[AdminReply], None], timeout_s: float, what: str
+    ) -> Callable[[AdminReply], None]:
+        """Wrap an admin reply that comes later: sent once, or as ``timeout`` after ``timeout_s``."""
+        sent = [False]
+
+        def once(answer: AdminReply) -> None:
+            if not sent[0]:
+                sent[0] = True
+                reply(answer)
+
+        self._deferred.append((time.monotonic() + timeout_s, once, what))
+        return once
 
     # -- lifecycle ----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -171,6 +262,23 @@ class Node:
         for sock in (self._control, self._admin, self._status.socket):
             self._poller.register(sock, zmq.POLLIN)
         self.journal = process_journal(self.rundir.path, self.config.journal.durability)
+        self._pub = Publisher(self._zctx, self.rundir.bus_in, "node", 0)
+        cfg = self.config.breakers
+        self.breakers = BreakerBoard(
+            self.journal,
+            self._announce_breaker,
+            base_cooldown_s=cfg.cooldown_s,
+            max_cooldown_s=cfg.max_cooldown_s,
+            probe_s=cfg.probe_s,
+        )
+        self.breaker_probe_s = cfg.probe_s
+        self.breakers.load()
+        if self.journal.get_state(RUNNING_KEY) == b"1":
+            # The last run did not shut down in order: start fail-closed.
+            self.breakers.trip("global", "unclean_shutdown", timed=True)
+        self.journal.put_state(RUNNING_KEY, b"1")
+        self._market = Subscriber(self._zctx, self.rundir.bus_out, ("md.",))
+        self._poller.register(self._market.socket, zmq.POLLIN)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -184,6 +292,9 @@ class Node:
         self.started_at = time.monotonic()
         log.info("node starting", extra={"event": "node_start", "run_dir": str(self.rundir.path)})
         self.root.start(on_started=lambda: log.info("all actors ready", extra={"event": "node_ready"}))
+
+    def _announce_breaker(self, change: BreakerChanged) -> None:
+        self._pub.publish(topic.breaker(change.scope), change)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.request_stop(signal.Signals(signum).name)
@@ -212,12 +323,20 @@ class Node:
                 next_heartbeat = now + self.heartbeat_interval_s
                 self.root.send_heartbeats()
             self.root.tick()
+            self.breakers.tick(self.root.state == "running" and not self._stop_requested)
+            if self._deferred:
+                self._expire_deferred(now)
             if on_idle is not None and now >= next_idle:
                 next_idle = now + 0.5
                 on_idle(self)
 
     def _all_stopped(self) -> None:
         self._stopped = True
+
+    def _expire_deferred(self, now: float) -> None:
+        for _, reply, what in [d for d in self._deferred if d[0] <= now]:
+            reply(failure("timeout", what))
+        self._deferred = [d for d in self._deferred if d[0] > now]
 
     def _dispatch(self, sock: Any) -> None:
         if sock is self._control:
@@ -226,6 +345,8 @@ class Node:
             self._drain(self._admin, self._on_admin)
         elif sock is self._status.socket:
             self._drain(self._status.socket, self._on_status)
+        elif sock is self._market.socket:
+            self._drain(self._market.socket, self._on_market)
         elif sock == self._wake_r.fileno():
             with contextlib.suppress(BlockingIOError):
                 self._wake_r.recv(4096)
@@ -272,6 +393,21 @@ class Node:
         elif isinstance(payload, Ready):
             child.last_heartbeat = time.monotonic()
             child.owner.on_ready(child)
+        elif isinstance(payload, SnapshotRequest):
+            self._send_snapshot(child, payload)
+
+    def _on_market(self, frames: list[bytes]) -> None:
+        # Raw frames, not decoded: the cache costs a dict store per message.
+        if len(frames) == 2:
+            self._last_values[frames[0]] = frames[1]
+
+    def _send_snapshot(self, child: Child, request: SnapshotRequest) -> None:
+        prefixes = tuple(t.encode() for t in request.topics)
+        identity = f"{child.spec.id}#{child.incarnation}".encode()
+        for key, frame in list(self._last_values.items()):
+            if key.startswith(prefixes):
+                with contextlib.suppress(zmq.ZMQError):
+                    self._control.send_multipart((identity, frame), zmq.NOBLOCK)
 
     def _on_status(self, frames: list[bytes]) -> None:
         if len(frames) != 2:
@@ -285,16 +421,19 @@ class Node:
     def _on_admin(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
             raise InvalidFrame(f"expected identity and request frames, received {len(frames)}")
+        envelope = frames[:-1]
+
+        def reply(answer: AdminReply) -> None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._admin.send_multipart([*envelope, encoder.encode(answer)], zmq.NOBLOCK)
+
         try:
             request = request_decoder.decode(frames[-1])
         except msgspec.DecodeError as e:
-            reply = AdminReply(ok=False, error=AdminError("invalid_message", str(e)))
             self._count_invalid(self._admin, str(e))
-        else:
-            handler = {"ping": self.ping, "tree": self.tree, "status": self.status}[request.cmd]
-            reply = AdminReply(ok=True, result=handler())
-        with contextlib.suppress(zmq.ZMQError):
-            self._admin.send_multipart([*frames[:-1], encoder.encode(reply)], zmq.NOBLOCK)
+            reply(AdminReply(ok=False, error=AdminError("invalid_message", str(e))))
+            return
+        self.commands.handle(request, reply)
 
     def _close(self) -> None:
         for sig, handler in getattr(self, "_old_handlers", {}).items():
@@ -313,6 +452,10 @@ class Node:
                 getattr(self, name).close(0)
         if hasattr(self, "_status"):
             self._status.close()
+            self._market.close()
+            self._pub.close()
+        if hasattr(self, "journal") and self.exit_code == 0:
+            self.journal.put_state(RUNNING_KEY, b"0")  # an orderly stop: no fail-closed start
         if hasattr(self, "_proxy"):
             self._proxy.stop()
         close_process_journals()
@@ -350,6 +493,7 @@ class Node:
             "fills": counts.get("fills", 0),
             "rejected": snapshot.rejected if snapshot else 0,
             "trading_state": self.risk.trading_state if self.risk else "UNKNOWN",
+            "breakers": self.breakers.snapshot(),
             "actors": sum(1 for c in self.root.workers() if c.state == "running"),
             "restarts": sum(c.restarts for c in self.root.workers()),
             "invalid_frames": self.invalid_frames + sum(c.invalid_frames for c in self.root.workers()),

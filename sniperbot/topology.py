@@ -97,6 +97,9 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         },
         trading_state=config.risk.trading_state,
         executors={venue: executor_id},
+        daily_loss_limit=config.risk.daily_loss_limit,
+        max_drawdown=config.risk.max_drawdown,
+        loss_action=config.risk.loss_action,
     )
     portfolio = worker(
         "portfolio",

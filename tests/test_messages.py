@@ -11,6 +11,7 @@ import pytest
 from sniperbot.messages import (
     Ack,
     Bar,
+    BreakerChanged,
     CancelOrder,
     Envelope,
     Fill,
@@ -27,6 +28,7 @@ from sniperbot.messages import (
     Ready,
     RiskStatus,
     SetTradingState,
+    SnapshotRequest,
     Stop,
     TradeTick,
     decode_envelope,
@@ -124,6 +126,8 @@ SAMPLES: list[Message] = [
     ),
     RiskStatus(trading_state="REDUCING", approved=5, rejected=2, ts_ns=13),
     SetTradingState(state="HALTED", reason="operator halt"),
+    BreakerChanged(scope="venue:sim", state="open", reason="escalated", trips=2, cooldown_s=10.0, ts_ns=14),
+    SnapshotRequest(topics=["md.sim.BTC/USDT.", "ev.s1."]),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -144,6 +148,8 @@ TAGS: dict[type[Message], str] = {
     PortfolioSnapshot: "portfolio",
     RiskStatus: "risk",
     SetTradingState: "set_trading_state",
+    BreakerChanged: "breaker",
+    SnapshotRequest: "snapshot_req",
 }
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
+
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import (
+    BreakerChanged,
     Envelope,
     Fill,
     Order,
     OrderIntent,
     OrderUpdate,
+    PortfolioSnapshot,
     Quote,
     RiskStatus,
     SetTradingState,
@@ -20,6 +24,9 @@ from sniperbot.messages import topics as topic
 from sniperbot.risk.guard import RiskGuard, RiskLimits
 
 _STATUS_INTERVAL_S = 0.5
+TRADING_STATE_KEY = "risk/trading_state"
+_LOSS_KEY = "risk/loss"
+_DAY_NS = 86_400 * 10**9
 
 
 class RiskGuardActor(Actor):
@@ -41,26 +48,44 @@ class RiskGuardActor(Actor):
         limits: dict[str, Any],
         trading_state: str,
         executors: dict[str, str],
+        daily_loss_limit: float = 0.0,
+        max_drawdown: float = 0.0,
+        loss_action: str = "HALTED",
     ) -> None:
         super().__init__(ctx)
         self.guard = RiskGuard(RiskLimits(**limits), trading_state)  # type: ignore[arg-type]
         self.executors = executors
-        self.topics = ("md.", topic.EVENTS)
+        self.daily_loss_limit = daily_loss_limit
+        self.max_drawdown = max_drawdown
+        self.loss_action = loss_action
+        self.topics = ("md.", topic.EVENTS, topic.BREAKERS, topic.STATUS_PORTFOLIO)
         self._prices: dict[tuple[str, str], float] = {}
         self._seen_fills: set[str] = set()
+        self._breakers: dict[str, str] = {}
+        self._loss = {"day": -1, "day_start": 0.0, "peak": 0.0}
 
     def on_start(self) -> None:
-        """Restore positions from journaled fills; publish status periodically."""
+        """Restore positions, trading state, breakers and loss marks from the journal."""
+        journal = self.ctx.journal
         positions: dict[str, float] = {}
-        for fill in self.ctx.journal.fills():
+        for fill in journal.fills():
             self._seen_fills.add(fill.fill_id)
             signed = fill.quantity if fill.side == "buy" else -fill.quantity
             positions[fill.symbol] = positions.get(fill.symbol, 0.0) + signed
         self.guard.restore_positions(positions)
+        saved = journal.get_state(TRADING_STATE_KEY)
+        if saved is not None:
+            self.guard.set_state(msgspec.json.decode(saved)["state"])
+        for key, raw in journal.state_items("breaker/"):
+            self._breakers[key.removeprefix("breaker/")] = msgspec.json.decode(raw)["state"]
+        loss = journal.get_state(_LOSS_KEY)
+        if loss is not None:
+            self._loss = msgspec.json.decode(loss)
         self.ctx.every(_STATUS_INTERVAL_S, self._publish_status)
+        self._publish_status()
 
     def on_message(self, envelope: Envelope) -> None:
-        """Intents and commands from the inbox; prices and order events from the bus."""
+        """Intents and commands from the inbox; prices, events, breakers and P&L from the bus."""
         payload = envelope.payload
         if isinstance(payload, Quote):
             self._prices[(payload.venue, payload.symbol)] = payload.mid
@@ -72,13 +97,62 @@ class RiskGuardActor(Actor):
                 self.guard.on_fill(payload)
         elif isinstance(payload, OrderUpdate):
             self.guard.on_order_update(payload)
+        elif isinstance(payload, BreakerChanged):
+            self._breakers[payload.scope] = payload.state
+        elif isinstance(payload, PortfolioSnapshot):
+            self._check_losses(payload)
         elif isinstance(payload, SetTradingState):
-            self.ctx.log.warning(
-                "trading state changed",
-                extra={"event": "trading_state", "state": payload.state, "reason": payload.reason},
-            )
-            self.guard.set_state(payload.state)  # type: ignore[arg-type]
-            self._publish_status()
+            self._set_state(payload.state, payload.reason)
+
+    def _set_state(self, state: str, reason: str) -> None:
+        if state == self.guard.state:
+            return
+        self.ctx.log.warning(
+            "trading state changed",
+            extra={"event": "trading_state", "state": state, "reason": reason},
+        )
+        self.ctx.journal.put_state(TRADING_STATE_KEY, msgspec.json.encode({"state": state, "reason": reason}))
+        self.guard.set_state(state)  # type: ignore[arg-type]
+        self._publish_status()
+
+    def _check_losses(self, snapshot: PortfolioSnapshot) -> None:
+        """Daily loss limit and max drawdown on net P&L (after fees)."""
+        if not (self.daily_loss_limit or self.max_drawdown):
+            return
+        net = snapshot.realized_pnl + snapshot.unrealized_pnl - snapshot.fees
+        day = snapshot.ts_ns // _DAY_NS
+        loss = self._loss
+        changed = False
+        if loss["day"] != day:
+            loss.update(day=day, day_start=net)
+            changed = True
+        if net > loss["peak"]:
+            loss["peak"] = net
+            changed = True
+        if changed:
+            self.ctx.journal.put_state(_LOSS_KEY, msgspec.json.encode(loss))
+        if self.guard.state == "HALTED":
+            return
+        breach = ""
+        if self.daily_loss_limit and loss["day_start"] - net > self.daily_loss_limit:
+            breach = f"daily loss {loss['day_start'] - net:.2f} over limit {self.daily_loss_limit}"
+        elif self.max_drawdown and loss["peak"] - net > self.max_drawdown:
+            breach = f"drawdown {loss['peak'] - net:.2f} over limit {self.max_drawdown}"
+        if breach and self.guard.state != self.loss_action:
+            self._set_state(self.loss_action, breach)
+
+    def _breaker_blocks(self, intent: OrderIntent) -> str | None:
+        """Why a breaker stops this intent: open blocks all, half-open lets only reductions pass."""
+        for scope in ("global", f"venue:{intent.venue}"):
+            state = self._breakers.get(scope, "closed")
+            if state == "open":
+                return f"breaker_open:{scope}"
+            if state == "half_open":
+                position = self.guard.positions.get(intent.symbol, 0.0)
+                signed = intent.quantity if intent.side == "buy" else -intent.quantity
+                if abs(position + signed) >= abs(position) or position * (position + signed) < 0:
+                    return f"breaker_half_open:{scope}"
+        return None
 
     def _on_intent(self, intent: OrderIntent) -> None:
         journal = self.ctx.journal
@@ -89,7 +163,8 @@ class RiskGuardActor(Actor):
         reason = (
             "unknown_venue"
             if executor is None
-            else self.guard.check(intent, self._prices.get((intent.venue, intent.symbol)), now)
+            else self._breaker_blocks(intent)
+            or self.guard.check(intent, self._prices.get((intent.venue, intent.symbol)), now)
         )
         if reason is not None:
             update = OrderUpdate(

@@ -30,6 +30,7 @@ from sniperbot.messages import (
     InvalidFrame,
     Payload,
     Ready,
+    SnapshotRequest,
     Stop,
     decode_envelope,
     encode_envelope,
@@ -204,6 +205,10 @@ class ActorRuntime(ActorContext):
         )
         self._send_control(ready)
         self.publish("ctl.ready." + self.actor_id, ready)
+        if actor.topics:
+            # Clone pattern: the node answers with the last value of each topic we follow,
+            # so a (re)started actor does not wait for the next tick.
+            self._send_control(SnapshotRequest(topics=list(actor.topics)))
         self.log.info("ready", extra={"event": "ready", "pid": os.getpid()})
 
     def step(self, max_wait_ms: int | None = None) -> bool:

@@ -15,7 +15,7 @@ class AdminUnavailable(RuntimeError):
     """No node answered on the run directory's admin socket."""
 
 
-def admin_request(run_dir: str | Path, cmd: str, timeout_s: float = 5.0, **args: Any) -> AdminReply:
+def admin_request(run_dir: str | Path, cmd: str, timeout_s: float = 20.0, **args: Any) -> AdminReply:
     """Send ``cmd`` to the node in ``run_dir``; raises AdminUnavailable on no answer."""
     rundir = RunDir(run_dir)
     if not Path(rundir.ipc_path("admin")).exists():

@@ -15,6 +15,51 @@ from typing import Any
 
 DEFAULT_RUN_DIR = ".sniperbot"
 
+_SUP = (("--sup",), {"required": True, "help": "supervisor id (see admin tree)"})
+_ID = (("--id",), {"required": True, "help": "child id"})
+_REASON = (("--reason",), {"default": "operator", "help": "why (journaled and logged)"})
+
+# (command, help, [(flags, argparse kwargs)]); the admin socket's command is the name with "_".
+ADMIN_COMMANDS: list[tuple[str, str, list[tuple[tuple[str, ...], dict[str, Any]]]]] = [
+    ("ping", "is the node alive", []),
+    ("tree", "the supervision tree", []),
+    ("status", "positions, P&L, counts, trading state, breakers", []),
+    ("which-children", "children of a supervisor in start order", [_SUP]),
+    ("count-children", "OTP counts of a supervisor's children", [_SUP]),
+    ("get-childspec", "the full spec of a child", [_SUP, _ID]),
+    ("start-child", "add and start a child from a JSON spec", [_SUP, (("--spec",), {"required": True})]),
+    ("terminate-child", "stop a child, keep its spec", [_SUP, _ID]),
+    ("restart-child", "start a stopped child again", [_SUP, _ID]),
+    ("delete-child", "forget a stopped child", [_SUP, _ID]),
+    (
+        "add-strategy",
+        "start a new strategy actor now (journaled: it survives restarts)",
+        [
+            (("--id",), {"required": True, "help": "strategy id"}),
+            (("--strategy",), {"required": True, "help": "strategy name, e.g. sma_cross"}),
+            (("--symbol",), {"help": "symbol (default: the first one of the market)"}),
+            (("--quantity",), {"type": float, "help": "order quantity"}),
+            (("--bar-interval",), {"type": float, "dest": "bar_interval_s", "help": "bar seconds"}),
+            (("--param",), {"action": "append", "default": [], "metavar": "K=V", "help": "parameter"}),
+        ],
+    ),
+    ("remove-strategy", "stop a strategy actor and forget it", [(("--id",), {"required": True})]),
+    (
+        "halt",
+        "stop trading (HALTED, or REDUCING with --reducing)",
+        [(("--reducing",), {"action": "store_true"}), _REASON],
+    ),
+    ("resume", "trade normally again (ACTIVE)", [_REASON]),
+    ("breaker-status", "circuit breakers with state, trips and cooldown", []),
+    ("breaker-reset", "close a circuit breaker now", [(("--scope",), {"required": True})]),
+    (
+        "chaos",
+        "send a signal to an actor (node started with --enable-chaos only)",
+        [(("--actor",), {"required": True}), (("--signal",), {"default": "KILL"})],
+    ),
+    ("shutdown", "stop the node in an orderly way", []),
+]
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -27,12 +72,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="sockets and journal (default: %(default)s)")
     run.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
     run.add_argument("--seed", type=int, help="seed of the simulated market (overrides market.seed)")
+    run.add_argument(
+        "--enable-chaos",
+        action="store_true",
+        help="allow fault injection through the admin socket (sniperbot chaos)",
+    )
 
-    admin = sub.add_parser("admin", help="query a running node through its admin socket")
+    admin = sub.add_parser("admin", help="inspect and change a running node through its admin socket")
     admin.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
-    for name, help_text in (("tree", "the supervision tree"), ("status", "positions, P&L, counts")):
+    for name, help_text, options in ADMIN_COMMANDS:
         cmd = admin_sub.add_parser(name, help=help_text)
+        for flags, kwargs in options:
+            cmd.add_argument(*flags, **kwargs)
         cmd.add_argument("--json", action="store_true", help="print JSON")
 
     journal = sub.add_parser("journal", help="read a node's journal (running or stopped)")
@@ -82,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(config.node.log_level)
     from sniperbot.node import Node
 
-    node = Node(config, args.run_dir)
+    node = Node(config, args.run_dir, enable_chaos=args.enable_chaos)
     on_idle = None
     view = None
     if sys.stdout.isatty():
@@ -105,15 +157,57 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
+def _admin_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The admin socket's arguments for the parsed command line."""
+    fields = {k: v for k, v in vars(args).items() if k not in ("command", "admin_command", "run_dir", "json")}
+    if args.admin_command == "start-child":
+        try:
+            fields["spec"] = json.loads(fields["spec"])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--spec is not valid JSON: {e}") from None
+    if args.admin_command == "add-strategy":
+        fields["params"] = _params(fields.pop("param"))
+    if args.admin_command == "halt":
+        fields["state"] = "REDUCING" if fields.pop("reducing") else "HALTED"
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _params(items: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; values read as int, float or bool when they look like one."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param takes K=V, received {item!r}")
+        value: Any = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    pass
+        params[key] = value
+    return params
+
+
 def _admin(args: argparse.Namespace) -> int:
     from sniperbot.admin import AdminUnavailable, admin_request
 
     try:
-        reply = admin_request(args.run_dir, args.admin_command)
+        request_args = _admin_args(args)
+    except ValueError as e:
+        return _fail(str(e), 2)
+    try:
+        reply = admin_request(args.run_dir, args.admin_command.replace("-", "_"), **request_args)
     except AdminUnavailable as e:
         return _fail(str(e), 1)
     if not reply.ok:
         assert reply.error is not None
+        if args.json:
+            print(json.dumps({"ok": False, "code": reply.error.code, "message": reply.error.message}))
         return _fail(f"{reply.error.code}: {reply.error.message}", 1)
     if args.json:
         print(json.dumps(reply.result, indent=2))
@@ -121,10 +215,12 @@ def _admin(args: argparse.Namespace) -> int:
         from sniperbot.cli.live_view import print_tree
 
         print_tree(reply.result)
-    else:
+    elif args.admin_command == "status":
         from sniperbot.cli.live_view import print_status
 
         print_status(reply.result)
+    else:
+        print(json.dumps(reply.result, indent=2) if reply.result is not None else "ok")
     return 0
 
 

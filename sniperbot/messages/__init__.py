@@ -7,12 +7,14 @@ Payloads are frozen msgspec Structs with explicit tags (field ``t``); the
 from sniperbot.messages.base import Message
 from sniperbot.messages.control import (
     Ack,
+    BreakerChanged,
     Heartbeat,
     PortfolioSnapshot,
     Position,
     Ready,
     RiskStatus,
     SetTradingState,
+    SnapshotRequest,
     Stop,
 )
 from sniperbot.messages.envelope import (
@@ -38,6 +40,7 @@ __all__ = [
     "WIRE_VERSION",
     "Ack",
     "Bar",
+    "BreakerChanged",
     "CancelOrder",
     "Envelope",
     "Fill",
@@ -57,6 +60,7 @@ __all__ = [
     "RiskStatus",
     "SetTradingState",
     "Side",
+    "SnapshotRequest",
     "Stop",
     "TradeTick",
     "decode_envelope",

@@ -75,3 +75,20 @@ class SetTradingState(Message, tag="set_trading_state"):
 
     state: str
     reason: str = ""
+
+
+class BreakerChanged(Message, tag="breaker"):
+    """A circuit breaker changed state (closed, open, half_open); also an alert."""
+
+    scope: str
+    state: str
+    reason: str
+    trips: int
+    cooldown_s: float
+    ts_ns: int
+
+
+class SnapshotRequest(Message, tag="snapshot_req"):
+    """A (re)started actor asks the node for the last value of each topic it follows."""
+
+    topics: list[str]

@@ -11,11 +11,13 @@ import msgspec
 
 from sniperbot.messages.control import (
     Ack,
+    BreakerChanged,
     Heartbeat,
     PortfolioSnapshot,
     Ready,
     RiskStatus,
     SetTradingState,
+    SnapshotRequest,
     Stop,
 )
 from sniperbot.messages.market import Bar, Quote, TradeTick
@@ -39,6 +41,8 @@ Payload = (
     | PortfolioSnapshot
     | RiskStatus
     | SetTradingState
+    | BreakerChanged
+    | SnapshotRequest
 )
 
 

@@ -40,3 +40,11 @@ def order_update(strategy_id: str) -> str:
 def fill(strategy_id: str) -> str:
     """Topic of a strategy's fills."""
     return f"ev.{strategy_id}.fill"
+
+
+def breaker(scope: str) -> str:
+    """Topic of a circuit breaker's state changes (an alert)."""
+    return f"ctl.breaker.{scope}"
+
+
+BREAKERS = "ctl.breaker."

@@ -392,7 +392,7 @@ class Supervisor:
                 if (
                     child.spec.breaker
                     and child.state == "running"
-                    and now - child.ready_at >= PROBE_S
+                    and now - child.ready_at >= getattr(self.host, "breaker_probe_s", PROBE_S)
                     and self._breaker_host().breaker_state(child.spec.breaker) == "half_open"
                 ):
                     self._breaker_host().breaker_closed(child.spec.breaker)

@@ -1,0 +1,280 @@
+"""The admin commands a node executes for its operator (see protocol.py for the wire format)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from sniperbot.admin.protocol import AdminError, AdminReply, AdminRequest
+from sniperbot.config import ConfigError, StrategySection, check_strategy
+from sniperbot.supervision import ChildSpec, Supervisor
+from sniperbot.supervision.supervisor import SupervisorError
+from sniperbot.topology import STRATEGIES_SUPERVISOR, strategy_child
+
+if TYPE_CHECKING:
+    from sniperbot.node import Node
+
+Reply = Callable[[AdminReply], None]
+
+CHAOS_SIGNALS = {
+    "KILL": signal.SIGKILL,
+    "STOP": signal.SIGSTOP,
+    "TERM": signal.SIGTERM,
+    "CONT": signal.SIGCONT,
+}
+
+
+class AdminFailure(Exception):
+    """A request that cannot be carried out; ``code`` goes on the wire."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def ok(result: Any = None) -> AdminReply:
+    """A success reply."""
+    return AdminReply(ok=True, result=result)
+
+
+def failure(code: str, message: str) -> AdminReply:
+    """An error reply."""
+    return AdminReply(ok=False, error=AdminError(code, message))
+
+
+def _arg(args: dict[str, Any], name: str, kind: type = str, default: Any = ...) -> Any:
+    value = args.get(name, default)
+    if value is ...:
+        raise AdminFailure("invalid_message", f"missing argument {name!r}")
+    if value is not None and not isinstance(value, kind):
+        raise AdminFailure("invalid_message", f"argument {name!r} must be {kind.__name__}")
+    return value
+
+
+class AdminCommands:
+    """Runs each admin command against the node; replies may come later (starts, stops)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def handle(self, request: AdminRequest, reply: Reply) -> None:
+        """Execute ``request``; ``reply`` is called exactly once (now or when the work is done)."""
+        handler = getattr(self, "cmd_" + request.cmd)
+        try:
+            handler(request.args, reply)
+        except AdminFailure as e:
+            reply(failure(e.code, str(e)))
+        except SupervisorError as e:
+            reply(failure(e.code, str(e)))
+
+    # -- views ----------------------------------------------------------------------------
+    def cmd_ping(self, args: dict[str, Any], reply: Reply) -> None:
+        """Node liveness."""
+        reply(ok(self.node.ping()))
+
+    def cmd_tree(self, args: dict[str, Any], reply: Reply) -> None:
+        """The supervision tree."""
+        reply(ok(self.node.tree()))
+
+    def cmd_status(self, args: dict[str, Any], reply: Reply) -> None:
+        """Positions, P&L, counts, trading state, breakers."""
+        reply(ok(self.node.status()))
+
+    # -- OTP management -------------------------------------------------------------------
+    def _supervisor(self, args: dict[str, Any]) -> Supervisor:
+        sup_id = _arg(args, "sup")
+        sup = self.node.root.find_supervisor(sup_id)
+        if sup is None:
+            raise AdminFailure("not_found", f"no supervisor {sup_id!r}")
+        return sup
+
+    def cmd_which_children(self, args: dict[str, Any], reply: Reply) -> None:
+        """Children of a supervisor in start order."""
+        reply(ok(self._supervisor(args).which_children()))
+
+    def cmd_count_children(self, args: dict[str, Any], reply: Reply) -> None:
+        """OTP's counts of a supervisor's children."""
+        reply(ok(self._supervisor(args).count_children()))
+
+    def cmd_get_childspec(self, args: dict[str, Any], reply: Reply) -> None:
+        """The full spec of one child."""
+        spec = self._supervisor(args).get_childspec(_arg(args, "id"))
+        reply(ok(msgspec.to_builtins(spec)))
+
+    def cmd_start_child(self, args: dict[str, Any], reply: Reply) -> None:
+        """Add and start a child from a full spec (``args["spec"]``)."""
+        sup = self._supervisor(args)
+        raw = _arg(args, "spec", dict)
+        try:
+            spec: ChildSpec | dict[str, Any] = (
+                raw if sup.template is not None else msgspec.convert(raw, ChildSpec)
+            )
+        except (msgspec.ValidationError, ValueError) as e:
+            raise AdminFailure("invalid_spec", str(e)) from None
+        self._start(sup, spec, reply)
+
+    def _start(self, sup: Supervisor, spec: ChildSpec | dict[str, Any], reply: Reply) -> None:
+        reply = self.node.deferred(reply, self.node.start_timeout_s + 1.0, "the child did not become ready")
+        holder: list[Any] = []
+
+        def ready() -> None:
+            child = holder[0] if holder else None
+            if child is None or child.state != "running":
+                reply(failure("start_failed", "the child could not be started"))
+                return
+            reply(
+                ok(
+                    {
+                        "id": child.spec.id,
+                        "pid": child.handle.pid if child.handle else None,
+                        "incarnation": child.incarnation,
+                    }
+                )
+            )
+
+        holder.append(sup.start_child(spec, ready))
+
+    def cmd_terminate_child(self, args: dict[str, Any], reply: Reply) -> None:
+        """Stop a child and keep its spec."""
+        sup = self._supervisor(args)
+        reply = self.node.deferred(reply, 60.0, "the child did not stop")
+        sup.terminate_child(_arg(args, "id"), lambda: reply(ok()))
+
+    def cmd_restart_child(self, args: dict[str, Any], reply: Reply) -> None:
+        """Start a stopped child again."""
+        sup = self._supervisor(args)
+        child_id = _arg(args, "id")
+        deferred = self.node.deferred(
+            reply, self.node.start_timeout_s + 1.0, "the child did not become ready"
+        )
+
+        def ready() -> None:
+            child = sup.find(child_id)
+            if child is None or child.state != "running":
+                deferred(failure("start_failed", f"{child_id} could not be started"))
+            else:
+                deferred(ok({"id": child_id, "incarnation": child.incarnation}))
+
+        sup.restart_child(child_id, ready)
+
+    def cmd_delete_child(self, args: dict[str, Any], reply: Reply) -> None:
+        """Forget a stopped child."""
+        self._supervisor(args).delete_child(_arg(args, "id"))
+        reply(ok())
+
+    # -- strategies -----------------------------------------------------------------------
+    def cmd_add_strategy(self, args: dict[str, Any], reply: Reply) -> None:
+        """Hot-add a strategy actor; its spec is journaled so it survives restarts."""
+        config = self.node.config
+        sup = self.node.root.find_supervisor(STRATEGIES_SUPERVISOR)
+        if sup is None or sup.state != "running":
+            raise AdminFailure("not_running", "the strategies supervisor is not running")
+        existing = sup.find(f"strategy.{_arg(args, 'id')}")
+        if existing is not None:
+            code = "already_started" if existing.active else "already_present"
+            raise AdminFailure(code, f"strategy {args['id']!r} exists ({existing.state})")
+        fields = {
+            "id": _arg(args, "id"),
+            "strategy": _arg(args, "strategy"),
+            "symbol": _arg(args, "symbol", str, None) or config.market.symbols[0].symbol,
+            "quantity": _arg(args, "quantity", (int, float), None)  # type: ignore[arg-type]
+            or _default_quantity(config, args),
+            "params": _arg(args, "params", dict, {}),
+        }
+        if args.get("bar_interval_s") is not None:
+            fields["bar_interval_s"] = args["bar_interval_s"]
+        try:
+            section = msgspec.convert(fields, StrategySection)
+            check_strategy(config, section, "add-strategy")
+        except msgspec.ValidationError as e:
+            raise AdminFailure("invalid_spec", str(e)) from None
+        except ConfigError as e:
+            raise AdminFailure("invalid_spec", str(e)) from None
+        self._start(sup, strategy_child(config, section), reply)
+
+    def cmd_remove_strategy(self, args: dict[str, Any], reply: Reply) -> None:
+        """Stop a strategy actor and forget it."""
+        strategy_id = _arg(args, "id")
+        child_id = strategy_id if strategy_id.startswith("strategy.") else f"strategy.{strategy_id}"
+        sup = self.node.root.find_supervisor(STRATEGIES_SUPERVISOR)
+        if sup is None or sup.find(child_id) is None:
+            raise AdminFailure("not_found", f"no strategy {strategy_id!r}")
+        deferred = self.node.deferred(reply, 60.0, "the strategy did not stop")
+
+        def stopped() -> None:
+            try:
+                sup.delete_child(child_id)
+            except SupervisorError as e:
+                deferred(failure(e.code, str(e)))
+                return
+            deferred(ok({"id": child_id}))
+
+        sup.terminate_child(child_id, stopped)
+
+    # -- trading and breakers -------------------------------------------------------------
+    def cmd_halt(self, args: dict[str, Any], reply: Reply) -> None:
+        """Stop trading: HALTED (nothing passes) or REDUCING (only risk-reducing orders)."""
+        state = _arg(args, "state", str, "HALTED")
+        if state not in ("HALTED", "REDUCING"):
+            raise AdminFailure("invalid_message", "state must be HALTED or REDUCING")
+        self.node.set_trading_state(state, _arg(args, "reason", str, "operator"))
+        reply(ok({"trading_state": state}))
+
+    def cmd_resume(self, args: dict[str, Any], reply: Reply) -> None:
+        """Trade normally again."""
+        self.node.set_trading_state("ACTIVE", _arg(args, "reason", str, "operator"))
+        reply(ok({"trading_state": "ACTIVE"}))
+
+    def cmd_breaker_status(self, args: dict[str, Any], reply: Reply) -> None:
+        """Every breaker with its state, trips, reason and cooldown."""
+        reply(ok(self.node.breakers.details()))
+
+    def cmd_breaker_reset(self, args: dict[str, Any], reply: Reply) -> None:
+        """Close a breaker now (operator override)."""
+        scope = _arg(args, "scope")
+        if not self.node.breakers.reset(scope):
+            raise AdminFailure("not_found", f"no breaker {scope!r}")
+        reply(ok(self.node.breakers.snapshot()))
+
+    # -- faults and shutdown --------------------------------------------------------------
+    def cmd_chaos(self, args: dict[str, Any], reply: Reply) -> None:
+        """Send a signal to one actor process (only on a node started with --enable-chaos)."""
+        if not self.node.enable_chaos:
+            raise AdminFailure("chaos_disabled", "fault injection needs a node started with --enable-chaos")
+        actor_id = _arg(args, "actor")
+        sig_name = _arg(args, "signal", str, "KILL").upper()
+        sig = CHAOS_SIGNALS.get(sig_name)
+        if sig is None:
+            raise AdminFailure("invalid_message", f"signal must be one of {', '.join(CHAOS_SIGNALS)}")
+        child = next((c for c in self.node.root.workers() if c.spec.id == actor_id), None)
+        if child is None or child.handle is None:
+            raise AdminFailure("not_found", f"no running actor {actor_id!r}")
+        if child.spec.placement != "process" or child.handle.pid == os.getpid():
+            raise AdminFailure("invalid_message", f"{actor_id} does not run in its own process")
+        os.kill(child.handle.pid, sig)
+        reply(
+            ok(
+                {
+                    "actor": actor_id,
+                    "pid": child.handle.pid,
+                    "incarnation": child.incarnation,
+                    "signal": sig_name,
+                }
+            )
+        )
+
+    def cmd_shutdown(self, args: dict[str, Any], reply: Reply) -> None:
+        """Stop the node in an orderly way."""
+        self.node.request_stop("admin shutdown")
+        reply(ok())
+
+
+def _default_quantity(config: Any, args: dict[str, Any]) -> float:
+    """Without --quantity: the quantity of a configured strategy on the same symbol, else 1% of a unit."""
+    symbol = args.get("symbol") or config.market.symbols[0].symbol
+    same = [s.quantity for s in config.strategies if s.symbol == symbol]
+    return same[0] if same else 0.01

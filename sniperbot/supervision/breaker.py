@@ -1,0 +1,168 @@
+"""Circuit breakers: stop trading through a failing part of the tree, retry it later.
+
+States: ``closed`` (trading), ``open`` (no new orders in scope; open orders in
+scope are cancelled), ``half_open`` (the subtree runs again on probation; only
+risk-reducing orders pass). Scopes are ``global`` and ``venue:<name>``.
+
+A trip opens the breaker for a cooldown that doubles on each consecutive trip
+(``base_cooldown_s`` .. ``max_cooldown_s``); after the cooldown the breaker is
+half-open, and it closes once the subtree has run for the probe period. The
+trip count resets after a breaker stayed closed for ``max_cooldown_s``.
+
+Every change is journaled (``breaker/<scope>``) before it is announced, and the
+journal is read at start: a node that crashed starts fail-closed (``global``
+open, reason ``unclean_shutdown``) and re-closes only through the same
+cooldown-and-probe cycle once every actor is running, or by an operator reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+
+from sniperbot.messages import BreakerChanged
+
+log = logging.getLogger("sniperbot.breaker")
+
+BreakerState = Literal["closed", "open", "half_open"]
+_KEY = "breaker/"
+
+
+class Breaker(msgspec.Struct):
+    """One scope's breaker, as journaled."""
+
+    scope: str
+    state: BreakerState = "closed"
+    trips: int = 0
+    reason: str = ""
+    cooldown_s: float = 0.0
+    changed_ns: int = 0
+    closed_ns: int = 0
+
+
+class BreakerBoard:
+    """All breakers of a node: state, timing, persistence and announcements."""
+
+    def __init__(
+        self,
+        store: Any,
+        announce: Callable[[BreakerChanged], None],
+        clock: Callable[[], int] = time.time_ns,
+        base_cooldown_s: float = 5.0,
+        max_cooldown_s: float = 300.0,
+        probe_s: float = 10.0,
+    ) -> None:
+        self._store = store
+        self._announce = announce
+        self._clock = clock
+        self.base_cooldown_s = base_cooldown_s
+        self.max_cooldown_s = max_cooldown_s
+        self.probe_s = probe_s
+        self.breakers: dict[str, Breaker] = {}
+        self._timed: set[str] = set()  # scopes this board moves on by itself (no subtree owns them)
+
+    def load(self) -> None:
+        """Read journaled breakers; open ones are carried on by the board's own timer."""
+        for key, raw in self._store.state_items(_KEY):
+            breaker = msgspec.json.decode(raw, type=Breaker)
+            self.breakers[key.removeprefix(_KEY)] = breaker
+            if breaker.state != "closed":
+                self._timed.add(breaker.scope)
+
+    def state(self, scope: str) -> BreakerState:
+        """The state of ``scope`` (closed if it never tripped)."""
+        breaker = self.breakers.get(scope)
+        return breaker.state if breaker else "closed"
+
+    def snapshot(self) -> dict[str, BreakerState]:
+        """Scope -> state, for ``admin status``."""
+        return {scope: b.state for scope, b in sorted(self.breakers.items())}
+
+    def details(self) -> list[dict[str, Any]]:
+        """Every breaker with its trips, reason and cooldown."""
+        return [msgspec.to_builtins(b) for _, b in sorted(self.breakers.items())]
+
+    def trip(self, scope: str, reason: str, timed: bool = False) -> float:
+        """Open ``scope``; returns the cooldown in seconds. ``timed``: the board half-opens it."""
+        now = self._clock()
+        breaker = self.breakers.get(scope) or Breaker(scope=scope)
+        if breaker.state == "closed" and now - breaker.closed_ns > self.max_cooldown_s * 1e9:
+            breaker.trips = 0
+        breaker.trips += 1
+        breaker.cooldown_s = min(self.max_cooldown_s, self.base_cooldown_s * 2 ** (breaker.trips - 1))
+        if timed:
+            self._timed.add(scope)
+        self._set(breaker, "open", reason)
+        return breaker.cooldown_s
+
+    def half_open(self, scope: str) -> None:
+        """Cooldown over: let the subtree run on probation."""
+        breaker = self.breakers.get(scope)
+        if breaker is not None and breaker.state == "open":
+            self._set(breaker, "half_open", breaker.reason)
+
+    def close(self, scope: str, reason: str = "probe passed") -> None:
+        """The subtree ran through its probe period: trade normally."""
+        breaker = self.breakers.get(scope)
+        if breaker is not None and breaker.state != "closed":
+            self._timed.discard(scope)
+            breaker.closed_ns = self._clock()
+            self._set(breaker, "closed", reason)
+
+    def reset(self, scope: str) -> bool:
+        """Operator override: close ``scope`` now. False if there is no such breaker."""
+        if scope not in self.breakers:
+            return False
+        self.close(scope, "operator reset")
+        return True
+
+    def tick(self, node_running: bool) -> None:
+        """Move timed breakers on: open -> half_open after the cooldown, -> closed after the probe.
+
+        Only while the whole tree runs: that is the health check after a crash.
+        """
+        if not node_running:
+            return
+        now = self._clock()
+        for scope in list(self._timed):
+            breaker = self.breakers[scope]
+            elapsed = (now - breaker.changed_ns) / 1e9
+            if breaker.state == "open" and elapsed >= breaker.cooldown_s:
+                self.half_open(scope)
+            elif breaker.state == "half_open" and elapsed >= self.probe_s:
+                self.close(scope)
+
+    def _set(self, breaker: Breaker, state: BreakerState, reason: str) -> None:
+        breaker.state = state
+        breaker.reason = reason
+        breaker.changed_ns = self._clock()
+        self.breakers[breaker.scope] = breaker
+        # Journal first: a crash right after must not forget an open breaker.
+        self._store.put_state(_KEY + breaker.scope, msgspec.json.encode(breaker))
+        level = logging.INFO if state == "closed" else logging.ERROR
+        log.log(
+            level,
+            "circuit breaker " + state,
+            extra={
+                "event": "breaker",
+                "scope": breaker.scope,
+                "state": state,
+                "reason": reason,
+                "trips": breaker.trips,
+                "cooldown_s": breaker.cooldown_s,
+            },
+        )
+        self._announce(
+            BreakerChanged(
+                scope=breaker.scope,
+                state=state,
+                reason=reason,
+                trips=breaker.trips,
+                cooldown_s=breaker.cooldown_s,
+                ts_ns=breaker.changed_ns,
+            )
+        )
