@@ -140,6 +140,25 @@ class PortfolioSection(_Section):
     snapshot_interval_s: Positive = 0.5
 
 
+class AdminSection(_Section):
+    """The admin socket: always the 0600 unix socket in the run dir; optionally TCP with CURVE.
+
+    ``tcp_endpoint`` (e.g. ``tcp://0.0.0.0:7701``) needs ``server_key`` (a secret
+    certificate made by ``sniperbot keygen``) and ``authorized_clients`` (a
+    directory of client public certificates): only those keys may connect.
+    """
+
+    tcp_endpoint: str = ""
+    server_key: str = ""
+    authorized_clients: str = ""
+
+    def __post_init__(self) -> None:
+        if self.tcp_endpoint and not (self.server_key and self.authorized_clients):
+            raise ValueError("tcp_endpoint needs server_key and authorized_clients (CURVE)")
+        if self.tcp_endpoint and not self.tcp_endpoint.startswith("tcp://"):
+            raise ValueError("tcp_endpoint must start with tcp://")
+
+
 class PlacementSection(_Section):
     """Where actors run: a default, and overrides by actor id."""
 
@@ -159,6 +178,7 @@ class Config(_Section):
     breakers: BreakersSection = BreakersSection()
     execution: ExecutionSection = ExecutionSection()
     portfolio: PortfolioSection = PortfolioSection()
+    admin: AdminSection = AdminSection()
     placement: PlacementSection = PlacementSection()
 
     def __post_init__(self) -> None:

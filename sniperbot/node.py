@@ -43,7 +43,7 @@ from sniperbot.messages import (
     encode_envelope,
 )
 from sniperbot.messages import topics as topic
-from sniperbot.rundir import RunDir
+from sniperbot.rundir import RunDir, RunDirError
 from sniperbot.supervision import Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import BreakerBoard, BreakerState
 from sniperbot.topology import build_tree
@@ -256,10 +256,13 @@ class Node:
         finally:
             os.umask(old_umask)
         os.chmod(self.rundir.ipc_path("admin"), 0o600)
+        self._admin_sockets = [self._admin]
+        if self.config.admin.tcp_endpoint:
+            self._admin_sockets.append(self._open_curve_admin())
         self._status = Subscriber(
             self._zctx, self.rundir.bus_out, (topic.STATUS_PORTFOLIO, topic.STATUS_RISK)
         )
-        for sock in (self._control, self._admin, self._status.socket):
+        for sock in (self._control, *self._admin_sockets, self._status.socket):
             self._poller.register(sock, zmq.POLLIN)
         self.journal = process_journal(self.rundir.path, self.config.journal.durability)
         self._pub = Publisher(self._zctx, self.rundir.bus_in, "node", 0)
@@ -292,6 +295,27 @@ class Node:
         self.started_at = time.monotonic()
         log.info("node starting", extra={"event": "node_start", "run_dir": str(self.rundir.path)})
         self.root.start(on_started=lambda: log.info("all actors ready", extra={"event": "node_ready"}))
+
+    def _open_curve_admin(self) -> zmq.Socket:
+        """The TCP admin socket: CURVE-encrypted, only authorized client keys pass ZAP."""
+        from zmq.auth import load_certificate
+        from zmq.auth.thread import ThreadAuthenticator
+
+        cfg = self.config.admin
+        self._authenticator = ThreadAuthenticator(self._zctx)
+        self._authenticator.start()
+        self._authenticator.configure_curve(domain="*", location=cfg.authorized_clients)
+        public, secret = load_certificate(cfg.server_key)
+        if secret is None:
+            raise RunDirError(f"admin.server_key {cfg.server_key} holds no secret key")
+        sock = self._zctx.socket(zmq.ROUTER)
+        tune(sock)
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.curve_server = True
+        sock.bind(cfg.tcp_endpoint)
+        log.info("admin over tcp", extra={"event": "admin_tcp", "endpoint": cfg.tcp_endpoint})
+        return sock
 
     def _announce_breaker(self, change: BreakerChanged) -> None:
         self._pub.publish(topic.breaker(change.scope), change)
@@ -341,8 +365,8 @@ class Node:
     def _dispatch(self, sock: Any) -> None:
         if sock is self._control:
             self._drain(self._control, self._on_control)
-        elif sock is self._admin:
-            self._drain(self._admin, self._on_admin)
+        elif sock in self._admin_sockets:
+            self._drain(sock, lambda frames, s=sock: self._on_admin(frames, s))
         elif sock is self._status.socket:
             self._drain(self._status.socket, self._on_status)
         elif sock is self._market.socket:
@@ -418,19 +442,19 @@ class Node:
         elif isinstance(payload, RiskStatus):
             self.risk = payload
 
-    def _on_admin(self, frames: list[bytes]) -> None:
+    def _on_admin(self, frames: list[bytes], sock: zmq.Socket) -> None:
         if len(frames) < 2:
             raise InvalidFrame(f"expected identity and request frames, received {len(frames)}")
         envelope = frames[:-1]
 
         def reply(answer: AdminReply) -> None:
             with contextlib.suppress(zmq.ZMQError):
-                self._admin.send_multipart([*envelope, encoder.encode(answer)], zmq.NOBLOCK)
+                sock.send_multipart([*envelope, encoder.encode(answer)], zmq.NOBLOCK)
 
         try:
             request = request_decoder.decode(frames[-1])
         except msgspec.DecodeError as e:
-            self._count_invalid(self._admin, str(e))
+            self._count_invalid(sock, str(e))
             reply(AdminReply(ok=False, error=AdminError("invalid_message", str(e))))
             return
         self.commands.handle(request, reply)
@@ -447,9 +471,11 @@ class Node:
                 if child.handle is not None:
                     child.handle.kill()
                     child.handle.release()
-        for name in ("_control", "_admin"):
-            if hasattr(self, name):
-                getattr(self, name).close(0)
+        for sock in [getattr(self, "_control", None), *getattr(self, "_admin_sockets", [])]:
+            if sock is not None:
+                sock.close(0)
+        if hasattr(self, "_authenticator"):
+            self._authenticator.stop()
         if hasattr(self, "_status"):
             self._status.close()
             self._market.close()

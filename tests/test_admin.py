@@ -219,3 +219,38 @@ def test_chaos_command_kills_the_named_actor_only_with_the_flag(short_tmp: Path,
         assert code == 1 and body["code"] == "not_found"
     finally:
         assert running.stop(signal.SIGINT) == 0
+
+
+def test_tcp_admin_accepts_only_authorized_curve_keys(short_tmp: Path) -> None:
+    keys = short_tmp / "keys"
+    allowed = short_tmp / "allowed"
+    for name in ("server", "alice", "mallory"):
+        assert sniperbot("keygen", "--dir", str(keys), "--name", name).returncode == 0
+    allowed.mkdir()
+    (allowed / "alice.key").write_text((keys / "alice.key").read_text())
+    assert oct((keys / "alice.key_secret").stat().st_mode & 0o777) == "0o600"
+    import socket as sockets
+
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = short_tmp / "tcp.toml"
+    config.write_text(
+        FAST_CONFIG
+        + f'\n[admin]\ntcp_endpoint = "tcp://127.0.0.1:{port}"\n'
+        + f'server_key = "{keys / "server.key_secret"}"\nauthorized_clients = "{allowed}"\n'
+    )
+    running = RunningNode(short_tmp / "run", config)
+    try:
+        running.wait_ready()
+        remote = ("admin", "--endpoint", f"tcp://127.0.0.1:{port}", "--server-key", str(keys / "server.key"))
+        ok = sniperbot(*remote, "--client-key", str(keys / "alice.key_secret"), "status", "--json")
+        assert ok.returncode == 0, ok.stderr
+        assert json.loads(ok.stdout)["trading_state"] in ("ACTIVE", "UNKNOWN")
+        # mallory's key is valid CURVE but not on the allow-list: ZAP refuses the handshake
+        mallory = ("--client-key", str(keys / "mallory.key_secret"), "--timeout", "3")
+        denied = sniperbot(*remote, *mallory, "ping")
+        assert denied.returncode == 1 and "did not answer" in denied.stderr
+        assert running.process.poll() is None
+    finally:
+        assert running.stop() == 0

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.auth import load_certificate
 
 from sniperbot.admin.protocol import AdminReply, AdminRequest, encoder, reply_decoder
 from sniperbot.rundir import RunDir
@@ -15,19 +16,43 @@ class AdminUnavailable(RuntimeError):
     """No node answered on the run directory's admin socket."""
 
 
-def admin_request(run_dir: str | Path, cmd: str, timeout_s: float = 20.0, **args: Any) -> AdminReply:
-    """Send ``cmd`` to the node in ``run_dir``; raises AdminUnavailable on no answer."""
+def admin_request(
+    run_dir: str | Path,
+    cmd: str,
+    timeout_s: float = 20.0,
+    *,
+    endpoint: str | None = None,
+    server_key: str | None = None,
+    client_key: str | None = None,
+    **args: Any,
+) -> AdminReply:
+    """Send ``cmd`` to the node in ``run_dir`` (or at a CURVE ``endpoint``); wait for the reply.
+
+    Raises AdminUnavailable when nothing answers in ``timeout_s`` (a node that
+    refuses our key does not answer at all: ZAP drops the handshake).
+    """
     rundir = RunDir(run_dir)
-    if not Path(rundir.ipc_path("admin")).exists():
+    if endpoint is None and not Path(rundir.ipc_path("admin")).exists():
         raise AdminUnavailable(f"no node is running in {rundir.path} (no admin socket)")
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
-        sock.connect(rundir.admin)
+        if endpoint is not None:
+            if not (server_key and client_key):
+                raise AdminUnavailable("a tcp admin endpoint needs --server-key and --client-key (CURVE)")
+            server_public, _ = load_certificate(server_key)
+            public, secret = load_certificate(client_key)
+            if secret is None:
+                raise AdminUnavailable(f"{client_key} holds no secret key")
+            sock.curve_serverkey = server_public
+            sock.curve_publickey = public
+            sock.curve_secretkey = secret
+        sock.connect(endpoint or rundir.admin)
         sock.send(encoder.encode(AdminRequest(cmd=cmd, args=args)))  # type: ignore[arg-type]
+        where = endpoint or str(rundir.path)
         if not sock.poll(int(timeout_s * 1000)):
-            raise AdminUnavailable(f"the node in {rundir.path} did not answer within {timeout_s} s")
+            raise AdminUnavailable(f"the node at {where} did not answer within {timeout_s} s")
         return reply_decoder.decode(sock.recv())
     finally:
         sock.close(0)

@@ -80,12 +80,20 @@ def _parser() -> argparse.ArgumentParser:
 
     admin = sub.add_parser("admin", help="inspect and change a running node through its admin socket")
     admin.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
+    admin.add_argument("--endpoint", help="tcp:// admin endpoint of a remote node (CURVE)")
+    admin.add_argument("--server-key", help="the node's public certificate (with --endpoint)")
+    admin.add_argument("--client-key", help="our secret certificate (with --endpoint)")
+    admin.add_argument("--timeout", type=_positive_float, default=20.0, help="seconds to wait for the node")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
     for name, help_text, options in ADMIN_COMMANDS:
         cmd = admin_sub.add_parser(name, help=help_text)
         for flags, kwargs in options:
             cmd.add_argument(*flags, **kwargs)
         cmd.add_argument("--json", action="store_true", help="print JSON")
+
+    keygen = sub.add_parser("keygen", help="make a CURVE certificate pair for the tcp admin socket")
+    keygen.add_argument("--dir", required=True, help="where to write NAME.key and NAME.key_secret")
+    keygen.add_argument("--name", required=True, help="certificate name, e.g. server or alice")
 
     journal = sub.add_parser("journal", help="read a node's journal (running or stopped)")
     journal.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
@@ -112,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "admin":
         return _admin(args)
+    if args.command == "keygen":
+        return _keygen(args)
     return _journal(args)
 
 
@@ -159,7 +169,17 @@ def _run(args: argparse.Namespace) -> int:
 
 def _admin_args(args: argparse.Namespace) -> dict[str, Any]:
     """The admin socket's arguments for the parsed command line."""
-    fields = {k: v for k, v in vars(args).items() if k not in ("command", "admin_command", "run_dir", "json")}
+    transport = (
+        "command",
+        "admin_command",
+        "run_dir",
+        "json",
+        "endpoint",
+        "server_key",
+        "client_key",
+        "timeout",
+    )
+    fields = {k: v for k, v in vars(args).items() if k not in transport}
     if args.admin_command == "start-child":
         try:
             fields["spec"] = json.loads(fields["spec"])
@@ -201,7 +221,15 @@ def _admin(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _fail(str(e), 2)
     try:
-        reply = admin_request(args.run_dir, args.admin_command.replace("-", "_"), **request_args)
+        reply = admin_request(
+            args.run_dir,
+            args.admin_command.replace("-", "_"),
+            args.timeout,
+            endpoint=args.endpoint,
+            server_key=args.server_key,
+            client_key=args.client_key,
+            **request_args,
+        )
     except AdminUnavailable as e:
         return _fail(str(e), 1)
     if not reply.ok:
@@ -221,6 +249,18 @@ def _admin(args: argparse.Namespace) -> int:
         print_status(reply.result)
     else:
         print(json.dumps(reply.result, indent=2) if reply.result is not None else "ok")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    import os
+
+    import zmq.auth
+
+    os.makedirs(args.dir, mode=0o700, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(args.dir, args.name)
+    os.chmod(secret, 0o600)
+    print(f"public  {public}\nsecret  {secret}  (keep it private; mode 0600)")
     return 0
 
 
