@@ -245,3 +245,35 @@ def test_a_second_node_on_the_same_run_dir_is_refused(node: RunningNode) -> None
     result = sniperbot("run", "--run-dir", str(node.run_dir), "--duration", "1")
     assert result.returncode == 2
     assert "another node is running" in result.stderr
+
+
+def test_actors_of_a_frozen_supervisor_stop_themselves(node: RunningNode) -> None:
+    """Orphan protection: with the node SIGSTOPped, every actor notices the silence and exits."""
+    workers = node.wait_ready()
+    eventually(lambda: _fills(node) >= 1, 20, what="first fill")
+    os.kill(node.process.pid, signal.SIGSTOP)
+    frozen_at = time.time_ns()
+    try:
+        # heartbeat 0.2 s x liveness 5: actors give up after ~1 s of supervisor silence
+        eventually(
+            lambda: (
+                not any(
+                    Path(f"/proc/{w['pid']}").exists()
+                    and "Z" not in Path(f"/proc/{w['pid']}/stat").read_text().split()[2]
+                    for w in workers.values()
+                )
+            ),
+            10,
+            what="every actor of the frozen node exited",
+        )
+    finally:
+        os.kill(node.process.pid, signal.SIGCONT)
+    result = sniperbot("journal", "--run-dir", str(node.run_dir), "fills", "--json")
+    late = [f for f in json.loads(result.stdout) if f["ts_ns"] > frozen_at + 2 * 10**9]
+    assert late == [], "no order was executed after the actors were orphaned"
+    # Once it runs again the node restarts its actors: nothing was lost.
+    back = eventually(
+        lambda: (w := node.workers()) and all(x["state"] == "running" for x in w.values()) and w, 15
+    )
+    assert all(back[a]["incarnation"] > workers[a]["incarnation"] for a in workers)
+    assert node.stop() == 0
