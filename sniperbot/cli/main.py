@@ -95,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--dir", required=True, help="where to write NAME.key and NAME.key_secret")
     keygen.add_argument("--name", required=True, help="certificate name, e.g. server or alice")
 
+    from sniperbot.cli.research import add_data_parser
+
+    add_data_parser(sub)
+
     journal = sub.add_parser("journal", help="read a node's journal (running or stopped)")
     journal.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
     journal_sub = journal.add_subparsers(dest="journal_command", required=True)
@@ -122,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         return _admin(args)
     if args.command == "keygen":
         return _keygen(args)
+    if args.command == "data":
+        from sniperbot.cli.research import run_data
+
+        return run_data(args)
     return _journal(args)
 
 

@@ -1,0 +1,1 @@
+"""Backtesting: performance metrics (:mod:`.metrics`) and the HTML report (:mod:`.report`)."""
