@@ -4,9 +4,9 @@ import pytest
 from sniperbot.messages import Bar, Fill, OrderIntent, OrderUpdate
 from sniperbot.strategies import STRATEGIES, SmaCross
 
-# fast=2 / slow=4 on this series: golden cross on bar 4 (10.5 > 10.25 after 10 == 10),
+# fast=2 / slow=4 on this series: golden cross on bar 4 (10.5 > 10.25 after 10 < 10.25),
 # death cross on bar 8 (11.5 < 12 after 12.5 > 12). Hand-computed in the test names.
-UP_THEN_DOWN = [10.0, 10.0, 10.0, 10.0, 11.0, 12.0, 13.0, 12.0, 11.0, 10.0, 9.0, 8.0]
+UP_THEN_DOWN = [11.0, 10.0, 10.0, 10.0, 11.0, 12.0, 13.0, 12.0, 11.0, 10.0, 9.0, 8.0]
 GOLDEN, DEATH = 4, 8
 
 
@@ -97,8 +97,8 @@ def test_long_on_golden_cross_flat_on_death_cross_exactly_at_the_crosses() -> No
     assert s.next_intent_seq == 3
 
 
-def test_allow_short_flips_to_short_on_the_death_cross() -> None:
-    s = strategy(allow_short=True, quantity=0.5)
+def test_long_short_mode_flips_to_short_on_the_death_cross() -> None:
+    s = strategy(mode="long-short", quantity=0.5)
     emitted = run(s, UP_THEN_DOWN)
     (sell,) = emitted[DEATH]
     assert (sell.side, sell.quantity, sell.reduce_only) == ("sell", 1.0, False)
@@ -168,10 +168,16 @@ def test_next_intent_seq_can_be_given_at_construction() -> None:
 
 def test_flat_market_float_noise_never_fakes_a_cross() -> None:
     s = strategy(fast=2, slow=4)
-    # A bid/ask bounce: both SMAs are exactly equal in real arithmetic at every bar, but
-    # not always in floats (without a tolerance this produces a spurious cross).
+    # A bid/ask bounce: both SMAs are equal in real arithmetic at every bar. The cross is
+    # strict and has no tolerance; the SMAs' running sums are anchored at the first close,
+    # which keeps a two-level bounce exact in floats, so nothing fires.
     closes = [100.5, 100.9] * 150
     assert run(s, closes) == {}
+    # A flat market: windows of equal closes have their SMA exactly equal to the close
+    # (plain running sums leave dust here that fakes a cross inside the flat stretches).
+    flat = [4.29] + [162.84] * 30 + [182.64] * 30
+    # Stepping up from a flat stretch starts from equality: strict, so not a cross either.
+    assert run(strategy(fast=2, slow=4, mode="long-short"), flat) == {}
 
 
 def test_bars_of_other_symbols_are_ignored() -> None:

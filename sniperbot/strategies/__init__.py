@@ -1,8 +1,31 @@
-"""Trading strategies, and the registry that maps a config name to a strategy class."""
+"""Trading strategies, and the registry that maps a config name to a strategy class.
 
+Every strategy is a :class:`~sniperbot.strategies.base.Strategy`: declared parameters,
+a target exposure decided on each bar's close (streaming, ``on_bar``) or for whole
+arrays (``target_exposure``, the backtester's vectorised path), sized by a position
+sizer. See ``sniperbot.strategies.base`` for the contract.
+"""
+
+from sniperbot.strategies.base import MODE, Param, Strategy
+from sniperbot.strategies.bollinger_breakout import BollingerBreakout
+from sniperbot.strategies.ema_cross import EmaCross
+from sniperbot.strategies.macd import MacdCross
+from sniperbot.strategies.rsi_reversion import RsiReversion
 from sniperbot.strategies.sma_cross import SmaCross
 
-# Config files name strategies by these keys; add new strategies here.
-STRATEGIES: dict[str, type] = {"sma_cross": SmaCross}
+# Config files and the CLI name strategies by these keys; add new strategies here.
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (SmaCross, EmaCross, RsiReversion, BollingerBreakout, MacdCross)
+}
 
-__all__ = ["STRATEGIES", "SmaCross"]
+__all__ = [
+    "MODE",
+    "STRATEGIES",
+    "BollingerBreakout",
+    "EmaCross",
+    "MacdCross",
+    "Param",
+    "RsiReversion",
+    "SmaCross",
+    "Strategy",
+]
