@@ -5,6 +5,7 @@
     root                 one_for_one  (config [supervisor])
     ├─ venue.<venue>     rest_for_one 3/30, breaker venue:<venue>
     │  ├─ feed.<venue>                      market data (also the paper venue's price source)
+    │  ├─ paper.<venue>                     the simulated exchange, with its own ledger
     │  └─ executor.<venue>                  orders to the venue, journal first
     ├─ portfolio                            positions, P&L
     ├─ risk              one_for_all 3/30, breaker global
@@ -13,7 +14,9 @@
        └─ strategy.<id>
 
 Why this shape: a venue's actors depend on each other in start order (the
-executor needs the feed's prices), hence ``rest_for_one``; when a venue keeps
+paper venue needs the feed's prices, the executor needs the venue), hence
+``rest_for_one``: a venue that restarts also restarts its executor, which then
+reconciles every unfinished order with it before it takes new ones; when a venue keeps
 failing, its breaker opens instead of taking the node down, and the risk guard
 rejects intents for that venue until the venue has recovered. A failing risk
 subtree opens the ``global`` breaker: nothing trades without risk. Start order
@@ -79,13 +82,17 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         epoch_ns=epoch_ns,
     )
     executor_id = f"executor.{venue}"
-    executor = worker(
-        executor_id,
-        "paper_executor:PaperExecutor",
+    paper_id = f"paper.{venue}"
+    paper = worker(
+        paper_id,
+        "paper_venue:PaperVenueActor",
         venue=venue,
         fee_bps=config.execution.fee_bps,
         slippage_bps=config.execution.slippage_bps,
+        executor=executor_id,
+        durability=config.journal.durability,
     )
+    executor = worker(executor_id, "paper_executor:PaperExecutor", venue=venue, venue_actor=paper_id)
     risk = worker(
         "risk_guard",
         "risk_guard:RiskGuardActor",
@@ -118,7 +125,7 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
             supervisor(
                 f"venue.{venue}",
                 SupFlags(strategy="rest_for_one", intensity=3, period_s=30.0),
-                [feed, executor],
+                [feed, paper, executor],
                 breaker=f"venue:{venue}",
             ),
             portfolio,

@@ -30,7 +30,7 @@ def test_otp_management_commands_and_error_codes(node: RunningNode) -> None:
     code, children = _admin(node, "which-children", "--sup", "strategies")
     assert code == 0 and [c["id"] for c in children] == ["strategy.fast_btc", "strategy.fast_eth"]
     code, counts = _admin(node, "count-children", "--sup", "venue.sim")
-    assert code == 0 and counts == {"specs": 2, "active": 2, "supervisors": 0, "workers": 2}
+    assert code == 0 and counts == {"specs": 3, "active": 3, "supervisors": 0, "workers": 3}
     code, spec = _admin(node, "get-childspec", "--sup", "strategies", "--id", "strategy.fast_btc")
     assert code == 0 and spec["restart"] == "permanent" and spec["args"]["strategy_id"] == "fast_btc"
 

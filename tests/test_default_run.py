@@ -13,7 +13,7 @@ def test_default_config_trades_within_30_seconds(short_tmp: Path) -> None:
     running = RunningNode(short_tmp / "run", ROOT / "config" / "default.toml")
     try:
         workers = running.wait_ready()
-        assert len(workers) == 6
+        assert len(workers) == 7
         eventually(lambda: running.admin("status")["fills"] >= 1, 30, interval_s=0.5, what="a fill")
         assert time.monotonic() - started < 30
     finally:

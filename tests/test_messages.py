@@ -34,6 +34,7 @@ from sniperbot.messages import (
     decode_envelope,
     encode_envelope,
 )
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 
 # One instance of every payload, with every field (including optional ones) set away from
 # its default, so that a field lost or mangled on the way shows up as an inequality.
@@ -128,6 +129,51 @@ SAMPLES: list[Message] = [
     SetTradingState(state="HALTED", reason="operator halt"),
     BreakerChanged(scope="venue:sim", state="open", reason="escalated", trips=2, cooldown_s=10.0, ts_ns=14),
     SnapshotRequest(topics=["md.sim.BTC/USDT.", "ev.s1."]),
+    VenueOrderQuery(client_order_id="c-1", venue="sim"),
+    VenueOrderReport(
+        client_order_id="c-1",
+        venue="sim",
+        known=True,
+        status="filled",
+        reason="crossed",
+        fills=[
+            Fill(
+                fill_id="c-1-f1",
+                client_order_id="c-1",
+                strategy_id="s1",
+                venue="sim",
+                symbol="BTC/USDT",
+                side="sell",
+                quantity=0.1,
+                price=60_001.0,
+                fee=0.6,
+                liquidity="maker",
+                ts_ns=16,
+            )
+        ],
+        ts_ns=15,
+    ),
+    VenueEvents(
+        venue="sim",
+        events=[
+            OrderUpdate(
+                client_order_id="c-1", strategy_id="s1", venue="sim", symbol="BTC/USDT", status="filled"
+            ),
+            Fill(
+                fill_id="c-1-f1",
+                client_order_id="c-1",
+                strategy_id="s1",
+                venue="sim",
+                symbol="BTC/USDT",
+                side="sell",
+                quantity=0.1,
+                price=60_001.0,
+                fee=0.6,
+                liquidity="maker",
+                ts_ns=16,
+            ),
+        ],
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -150,6 +196,9 @@ TAGS: dict[type[Message], str] = {
     SetTradingState: "set_trading_state",
     BreakerChanged: "breaker",
     SnapshotRequest: "snapshot_req",
+    VenueOrderQuery: "venue_query",
+    VenueOrderReport: "venue_report",
+    VenueEvents: "venue_events",
 }
 
 

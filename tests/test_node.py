@@ -23,6 +23,7 @@ def test_default_node_trades_and_kill9_of_each_actor_is_recovered(node: RunningN
     before = node.wait_ready()
     assert set(before) == {
         "feed.sim",
+        "paper.sim",
         "portfolio",
         "risk_guard",
         "executor.sim",
@@ -45,8 +46,9 @@ def test_default_node_trades_and_kill9_of_each_actor_is_recovered(node: RunningN
         )
         assert back["pid"] != victim["pid"]
         assert back["restarts"] == victim["restarts"] + 1
-        # rest_for_one in the venue: the executor depends on the feed, so it restarts with it
-        also = {"feed.sim": {"executor.sim"}}.get(actor_id, set())
+        # rest_for_one in the venue: the paper venue depends on the feed and the executor on
+        # the venue, so they restart with what they depend on
+        also = {"feed.sim": {"paper.sim", "executor.sim"}, "paper.sim": {"executor.sim"}}.get(actor_id, set())
         others = node.workers()
         for other_id, other in others.items():
             if other_id != actor_id and other_id not in also:  # nobody else was restarted
@@ -101,6 +103,7 @@ def test_sigint_and_sigterm_stop_in_reverse_start_order(short_tmp: Path, fast_co
             "risk_guard",
             "portfolio",
             "executor.sim",
+            "paper.sim",
             "feed.sim",
         ]
         assert not (short_tmp / f"run-{sig}" / "admin.sock").exists()

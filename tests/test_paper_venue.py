@@ -1,6 +1,11 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from sniperbot.execution import PaperVenue
+from sniperbot.execution.ledger import LedgerError, VenueLedger
 from sniperbot.messages import Fill, Order, OrderUpdate, Quote
 
 # Fee 10 bps, slippage 5 bps; the book is 100.0 (size 2) / 101.0 (size 1), spread 1.0.
@@ -158,3 +163,50 @@ def test_quotes_from_other_venues_do_not_make_a_market() -> None:
     v.on_quote(quote(venue="elsewhere"))
     (update,) = v.submit(order("a", "buy", 1.0), 1)
     assert update.reason == "no_market"
+
+
+def test_restored_resting_order_fills_with_continuing_fill_ids_and_finished_ones_are_forgotten() -> None:
+    v = PaperVenue("sim", fee_bps=FEE_BPS, slippage_bps=SLIP_BPS, keep_ledger=False)
+    v.on_quote(quote())
+    v.restore_resting(order("r", "buy", 1.0, order_type="limit", limit_price=99.0), fills_so_far=1)
+    assert v.open_orders() == ["r"] and v.order_status("r") == "accepted"
+    v.submit(order("m", "buy", 0.5), 2)
+    v.forget("m")
+    v.forget("r")  # still resting: kept
+    assert not v.knows("m") and v.knows("r")
+    (f,) = fills(v.on_quote(quote(bid=98.0, ask=98.5)))
+    assert (f.fill_id, f.price) == ("r-f2", 99.0)
+    assert v.ledger() == {"received": [], "fills": []}  # the durable ledger lives elsewhere
+    with pytest.raises(ValueError, match="only limit orders rest"):
+        v.restore_resting(order("x", "buy", 1.0))
+
+
+def test_venue_ledger_is_durable_idempotent_and_readable_by_another_process(tmp_path: Path) -> None:
+    o = order("s1-1", "buy", 0.5)
+    events = venue().submit(o, now_ns=10)
+    with VenueLedger.open(tmp_path, "sim", durability="process") as ledger:
+        assert ledger.record([o, *events]) == [o, *events]
+        assert ledger.record([o, *events]) == []  # nothing new: nothing written
+        assert ledger.count_duplicate("s1-1") == 1
+        with pytest.raises(LedgerError, match="already open in this process"):
+            VenueLedger.open(tmp_path, "sim")
+        code = (
+            "import sys; from sniperbot.execution.ledger import VenueLedger as L;"
+            f"l = L.open({str(tmp_path)!r}, 'sim', readonly=True);"
+            "print(l.counts(), l.order('s1-1').status, len(l.fills()))"
+        )
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        assert other.stdout.strip() == "{'orders': 1, 'fills': 1, 'duplicate_submissions': 1} filled 1"
+    with VenueLedger.open(tmp_path, "sim") as again:
+        entry = again.order("s1-1")
+        assert entry is not None and entry.order == o and entry.status == "filled"
+        assert [f.fill_id for f in entry.fills] == ["s1-1-f1"]
+        assert again.orders() == [o] and again.duplicates() == {"s1-1": 1}
+        assert again.order("nope") is None and again.resting() == []
+        with pytest.raises(LedgerError, match="no order"):
+            again.record([_update("ghost")])
+    assert (tmp_path / "venue-sim" / "data.mdb").stat().st_mode & 0o777 == 0o600
+
+
+def _update(cid: str) -> OrderUpdate:
+    return OrderUpdate(client_order_id=cid, strategy_id="s1", venue="sim", symbol="BTC-USD", status="filled")

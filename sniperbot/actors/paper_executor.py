@@ -1,83 +1,272 @@
-"""The paper executor actor: journals each order, fills it on the paper venue, publishes events."""
+"""The executor actor: journals each order, sends it to its venue once, journals what happened.
+
+The venue is another actor (``paper.<venue>``, :mod:`sniperbot.actors.paper_venue`)
+with its own books, so either side can die at any moment. Money stays exact because:
+
+* **Journal first.** An order is journaled before it is sent; the venue's answers
+  (:class:`~sniperbot.messages.venue.VenueEvents`) are journaled before they are
+  published. A resent ``Order`` whose client order id is already journaled is
+  acknowledged and dropped: it was sent once already.
+* **Reconcile before trading.** A new incarnation first asks the venue about every
+  journaled order of this venue without a terminal status
+  (:class:`~sniperbot.messages.venue.VenueOrderQuery`) and journals the answer:
+  missing fills, accepted, rejected, cancelled. Orders and cancels that arrive
+  meanwhile wait, their acknowledgements held, so the risk guard keeps them until
+  they are really taken.
+* **A journaled order the venue never received** (we died between the journal and
+  the send) is sent now, exactly once, if it is still fresh (approved less than
+  ``resend_within_s`` ago, 5 s by default): a short crash must not drop an order
+  the trader's strategy and risk already count on. An older one is cancelled with
+  reason ``expired_unsent``: after a long outage the market has moved and a stale
+  market order must not go out.
+* **A duplicate refusal** (``rejected``/``duplicate_client_order_id``) means the
+  venue had the order already: it is never journaled as the order's status; the
+  executor asks the venue for the real status instead.
+
+On start the executor also republishes the journal's recent events of its venue,
+since a crash between journaling an event and publishing it would otherwise leave
+strategies and the risk guard without it (receivers drop what they already have).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.execution.paper import PaperVenue
-from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate, Quote
+from sniperbot.journal import TERMINAL_STATUSES
+from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
 from sniperbot.messages import topics as topic
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+
+DUPLICATE = "duplicate_client_order_id"
+EXPIRED_UNSENT = "expired_unsent"
+_REPUBLISH_TAIL = 256  # journal records re-announced at start (covers a crash mid-publish)
+_SLOW_RECONCILE_S = 10.0
 
 
 class PaperExecutor(Actor):
-    """Executes approved orders against the simulated book, journal first.
-
-    Order of effects for each order: journal the order, submit it to the
-    venue, journal the venue's updates and fills, then publish them. A
-    duplicate client order id (a resend) is acknowledged and ignored.
-
-    Reconciliation at start: the paper venue lives inside this actor, so an
-    order journaled but not finished by the previous incarnation never reached
-    a venue that still exists; it is journaled as ``cancelled`` with reason
-    ``venue_restart`` before any new order is accepted.
-    """
+    """Sends approved orders to the venue actor, journal first, reconciling after restarts."""
 
     inbox = True
 
-    def __init__(self, ctx: ActorContext, *, venue: str, fee_bps: float, slippage_bps: float) -> None:
+    def __init__(
+        self,
+        ctx: ActorContext,
+        *,
+        venue: str,
+        venue_actor: str = "",
+        resend_within_s: float = 5.0,
+    ) -> None:
         super().__init__(ctx)
-        self.venue_name = venue
-        self.venue = PaperVenue(venue, fee_bps, slippage_bps)
-        self.topics = (topic.market(venue),)
+        self.venue = venue
+        self.venue_actor = venue_actor or f"paper.{venue}"
+        self.resend_within_s = resend_within_s
+        self.reconciling: set[str] = set()
+        self.waiting: list[tuple[Order | CancelOrder, Callable[[], None] | None]] = []
+        self._reconcile_started = 0.0
 
+    # -- start: reconcile -------------------------------------------------------------------
     def on_start(self) -> None:
-        """Reconcile orders the previous incarnation left open."""
+        """Re-announce recent events, then ask the venue about every unfinished order."""
+        self._republish_tail()
+        self._reconcile_started = time.monotonic()
+        unfinished = [o for o in self.ctx.journal.open_orders() if o.venue == self.venue]
+        for order in unfinished:
+            self.reconciling.add(order.client_order_id)
+            self._query(order.client_order_id)
+        if unfinished:
+            self.ctx.log.warning(
+                "reconciling unfinished orders with the venue before accepting new ones",
+                extra={"event": "reconcile_start", "orders": len(unfinished)},
+            )
+            self.ctx.every(_SLOW_RECONCILE_S, self._check_reconcile)
+
+    def on_stop(self) -> None:
+        """Say what is still open at the venue: the next incarnation reconciles it."""
+        still_open = [o.client_order_id for o in self.ctx.journal.open_orders() if o.venue == self.venue]
+        if still_open:
+            self.ctx.log.warning(
+                "stopping with open orders; the next start reconciles them with the venue",
+                extra={"event": "open_at_stop", "orders": len(still_open), "first": still_open[:10]},
+            )
+
+    @property
+    def reconciled(self) -> bool:
+        """Whether every order of the previous incarnations is settled with the venue."""
+        return not self.reconciling
+
+    def _republish_tail(self) -> None:
         journal = self.ctx.journal
-        now = time.time_ns()
-        for order in journal.open_orders():
-            if order.venue != self.venue_name:
-                continue
-            self._record(
-                [
+        for _, record in journal.records(after_seq=max(0, journal.last_seq() - _REPUBLISH_TAIL)):
+            if isinstance(record, Fill | OrderUpdate) and record.venue == self.venue:
+                self._publish(record)
+
+    def _query(self, client_order_id: str) -> None:
+        self.ctx.send(self.venue_actor, VenueOrderQuery(client_order_id=client_order_id, venue=self.venue))
+
+    def _check_reconcile(self) -> None:
+        if self.reconciling:
+            # No timeout that gives up: trading before we know would risk a double order.
+            self.ctx.log.warning(
+                "still waiting for the venue to reconcile",
+                extra={
+                    "event": "reconcile_slow",
+                    "waited_s": round(time.monotonic() - self._reconcile_started, 1),
+                    "orders": sorted(self.reconciling)[:10],
+                },
+            )
+
+    # -- messages ---------------------------------------------------------------------------
+    def on_message(self, envelope: Envelope) -> None:
+        """Orders and cancels (inbox, or cancels from the node); the venue's answers."""
+        payload = envelope.payload
+        if isinstance(payload, VenueEvents):
+            self._on_events(payload.events)
+        elif isinstance(payload, VenueOrderReport):
+            self._on_report(payload)
+        elif isinstance(payload, Order | CancelOrder):
+            if self.reconciled:
+                self._take(payload)
+            else:
+                # Wait for reconciliation. An inbox message keeps its sender resending
+                # (and us safe) until we ack; a control message (a breaker's cancel) has
+                # nothing to hold.
+                release = self.ctx.hold_ack() if envelope.topic.startswith("to.") else None
+                self.waiting.append((payload, release))
+
+    def _take(self, payload: Order | CancelOrder) -> None:
+        if isinstance(payload, Order):
+            self._submit(payload)
+        else:
+            self._cancel(payload)
+
+    def _submit(self, order: Order) -> None:
+        journal = self.ctx.journal
+        if journal.order(order.client_order_id) is not None:
+            return  # sent once already (a resend from the risk guard); acked, never resent
+        journal.append(order)
+        self.ctx.send(self.venue_actor, order)
+
+    def _cancel(self, cancel: CancelOrder) -> None:
+        journal = self.ctx.journal
+        if journal.order(cancel.client_order_id) is None:
+            return  # never ours: nothing to cancel
+        if journal.order_status(cancel.client_order_id) in TERMINAL_STATUSES:
+            return  # already finished
+        self.ctx.send(self.venue_actor, cancel)
+
+    def _on_events(self, events: list[OrderUpdate | Fill]) -> None:
+        refused = [e for e in events if isinstance(e, OrderUpdate) and e.reason == DUPLICATE]
+        for update in refused:
+            # The venue had it before: learn what really happened to it.
+            self.ctx.log.warning(
+                "venue refused a duplicate; asking for the real status",
+                extra={"event": "duplicate_refused", "client_order_id": update.client_order_id},
+            )
+            self._query(update.client_order_id)
+        self._record([e for e in events if not (isinstance(e, OrderUpdate) and e.reason == DUPLICATE)])
+
+    def _on_report(self, report: VenueOrderReport) -> None:
+        cid = report.client_order_id
+        journal = self.ctx.journal
+        order = journal.order(cid)
+        if report.known:
+            events: list[OrderUpdate | Fill] = list(report.fills)
+            if order is not None and report.status:
+                events.append(
                     OrderUpdate(
-                        client_order_id=order.client_order_id,
+                        client_order_id=cid,
                         strategy_id=order.strategy_id,
                         venue=order.venue,
                         symbol=order.symbol,
-                        status="cancelled",
-                        reason="venue_restart",
-                        ts_ns=now,
+                        status=report.status,  # type: ignore[arg-type]
+                        reason=report.reason,
+                        ts_ns=report.ts_ns,
                     )
-                ]
+                )
+            self._record(events)
+        elif cid in self.reconciling and order is not None:
+            self._resolve_unsent(order)
+        self._settled(cid)
+
+    def _resolve_unsent(self, order: Order) -> None:
+        """The journal has it, the venue never got it: send it now once, or cancel it if stale."""
+        age_s = (time.time_ns() - order.ts_ns) / 1e9
+        if order.ts_ns > 0 and age_s <= self.resend_within_s:
+            self.ctx.log.warning(
+                "sending an order the previous incarnation journaled but never sent",
+                extra={"event": "send_unsent", "client_order_id": order.client_order_id},
             )
+            self.ctx.send(self.venue_actor, order)
+            return
+        self.ctx.log.warning(
+            "cancelling an order that never reached the venue and is too old to send",
+            extra={"event": "expired_unsent", "client_order_id": order.client_order_id, "age_s": age_s},
+        )
+        self._record(
+            [
+                OrderUpdate(
+                    client_order_id=order.client_order_id,
+                    strategy_id=order.strategy_id,
+                    venue=order.venue,
+                    symbol=order.symbol,
+                    status="cancelled",
+                    reason=EXPIRED_UNSENT,
+                    ts_ns=time.time_ns(),
+                )
+            ]
+        )
 
-    def on_message(self, envelope: Envelope) -> None:
-        """Orders and cancels from the inbox; quotes from the bus."""
-        payload = envelope.payload
-        if isinstance(payload, Quote):
-            events = self.venue.on_quote(payload)
-            if events:
-                self._record(events)
-        elif isinstance(payload, Order):
-            self._on_order(payload)
-        elif isinstance(payload, CancelOrder):
-            # Unknown or already finished orders have nothing to cancel: no event.
-            events = self.venue.cancel(payload.client_order_id, time.time_ns())
-            if events:
-                self._record(events)
+    def _settled(self, client_order_id: str) -> None:
+        if client_order_id not in self.reconciling:
+            return
+        self.reconciling.discard(client_order_id)
+        if self.reconciling:
+            return
+        self.ctx.log.info(
+            "reconciled with the venue; accepting orders",
+            extra={
+                "event": "reconciled",
+                "waited_s": round(time.monotonic() - self._reconcile_started, 3),
+                "waiting": len(self.waiting),
+            },
+        )
+        waiting, self.waiting = self.waiting, []
+        for payload, release in waiting:
+            self._take(payload)
+            if release is not None:
+                release()
 
-    def _on_order(self, order: Order) -> None:
-        journal = self.ctx.journal
-        if journal.order(order.client_order_id) is not None:
-            return  # already executed once; the resend is acknowledged by the inbox
-        journal.append(order)
-        self._record(self.venue.submit(order, time.time_ns()))
-
+    # -- journal, then publish ------------------------------------------------------------------
     def _record(self, events: list[OrderUpdate | Fill]) -> None:
-        self.ctx.journal.append_many(events)
+        """Journal what is new (fills by id, updates that change a status), then publish it."""
+        journal = self.ctx.journal
+        new: list[OrderUpdate | Fill] = []
+        status: dict[str, str | None] = {}
         for event in events:
             if isinstance(event, Fill):
-                self.ctx.publish(topic.fill(event.strategy_id), event)
-            else:
-                self.ctx.publish(topic.order_update(event.strategy_id), event)
+                if not journal.has_fill(event.fill_id) and all(
+                    not (isinstance(n, Fill) and n.fill_id == event.fill_id) for n in new
+                ):
+                    new.append(event)
+                continue
+            cid = event.client_order_id
+            current = status[cid] if cid in status else journal.order_status(cid)
+            if current == event.status or (
+                current in TERMINAL_STATUSES and event.status not in TERMINAL_STATUSES
+            ):
+                continue  # heard before (resend, or report after events), or late
+            status[cid] = event.status
+            new.append(event)
+        if not new:
+            return
+        journal.append_many(new)
+        for event in new:
+            self._publish(event)
+
+    def _publish(self, event: OrderUpdate | Fill) -> None:
+        if isinstance(event, Fill):
+            self.ctx.publish(topic.fill(event.strategy_id), event)
+        else:
+            self.ctx.publish(topic.order_update(event.strategy_id), event)

@@ -1,5 +1,6 @@
-"""Order execution venues; today the paper venue used for simulation and dry runs."""
+"""Order execution venues: the paper venue's matching engine and its durable ledger."""
 
+from sniperbot.execution.ledger import LedgerError, LedgerOrder, VenueLedger, venue_ledger_dir
 from sniperbot.execution.paper import PaperVenue
 
-__all__ = ["PaperVenue"]
+__all__ = ["LedgerError", "LedgerOrder", "PaperVenue", "VenueLedger", "venue_ledger_dir"]

@@ -20,6 +20,13 @@ Execution model:
 Fill ids are deterministic, ``f"{client_order_id}-f{n}"`` with ``n`` counting from 1, so a
 replayed order produces the same ids. :meth:`PaperVenue.ledger` is the venue's own record
 (what it received, what it filled) for reconciliation against the journal.
+
+This class is the matching engine only, in memory. The paper venue *actor*
+(``sniperbot.actors.paper_venue``) makes it durable: it keeps the authoritative record
+in a :class:`~sniperbot.execution.ledger.VenueLedger`, restores resting orders from it
+with :meth:`PaperVenue.restore_resting` after a restart, and drops finished orders from
+memory with :meth:`PaperVenue.forget` (constructed with ``keep_ledger=False``), so a
+venue that runs for months does not grow.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ Liquidity = Literal["maker", "taker"]
 class PaperVenue:
     """Simulated exchange matching engine for one venue name."""
 
-    def __init__(self, venue: str, fee_bps: float, slippage_bps: float) -> None:
+    def __init__(self, venue: str, fee_bps: float, slippage_bps: float, keep_ledger: bool = True) -> None:
         if fee_bps < 0:
             raise ValueError(f"fee_bps must be >= 0, got {fee_bps}")
         if slippage_bps < 0:
@@ -43,6 +50,7 @@ class PaperVenue:
         self.venue = venue
         self.fee_bps = fee_bps
         self.slippage_bps = slippage_bps
+        self.keep_ledger = keep_ledger
         self._books: dict[str, Quote] = {}
         self._orders: dict[str, Order] = {}
         self._status: dict[str, OrderStatus] = {}
@@ -70,6 +78,27 @@ class PaperVenue:
         """
         return {"received": list(self._received), "fills": list(self._fills)}
 
+    def restore_resting(self, order: Order, fills_so_far: int = 0) -> None:
+        """Put back a resting limit order after a restart (from the venue's durable ledger).
+
+        ``fills_so_far`` keeps fill ids continuing where the ledger left off.
+        """
+        if order.order_type != "limit" or order.limit_price is None:
+            raise ValueError(f"only limit orders rest; {order.client_order_id} is {order.order_type}")
+        cid = order.client_order_id
+        self._orders[cid] = order
+        self._status[cid] = "accepted"
+        self._resting[cid] = order
+        self._fill_counts[cid] = fills_so_far
+
+    def forget(self, client_order_id: str) -> None:
+        """Drop a finished order from memory (its durable record lives elsewhere); keeps resting ones."""
+        if client_order_id in self._resting:
+            return
+        self._orders.pop(client_order_id, None)
+        self._status.pop(client_order_id, None)
+        self._fill_counts.pop(client_order_id, None)
+
     def on_quote(self, q: Quote) -> list[OrderUpdate | Fill]:
         """Update the book and fill resting limit orders the new quote crosses."""
         if q.venue != self.venue:
@@ -89,7 +118,8 @@ class PaperVenue:
         """Receive an order: reject it, or accept it and fill or rest it."""
         if order.client_order_id in self._status:
             return [self._update(order, "rejected", now_ns, "duplicate_client_order_id")]
-        self._received.append(order.client_order_id)
+        if self.keep_ledger:
+            self._received.append(order.client_order_id)
         self._orders[order.client_order_id] = order
         reason = self._rejection(order)
         if reason is not None:
@@ -176,7 +206,8 @@ class PaperVenue:
             liquidity=liquidity,
             ts_ns=ts_ns,
         )
-        self._fills.append(fill)
+        if self.keep_ledger:
+            self._fills.append(fill)
         self._status[order.client_order_id] = "filled"
         return [fill, self._update(order, "filled", ts_ns)]
 

@@ -22,6 +22,7 @@ from sniperbot.messages.control import (
 )
 from sniperbot.messages.market import Bar, Quote, TradeTick
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 
 WIRE_VERSION = 1
 
@@ -43,6 +44,9 @@ Payload = (
     | SetTradingState
     | BreakerChanged
     | SnapshotRequest
+    | VenueOrderQuery
+    | VenueOrderReport
+    | VenueEvents
 )
 
 

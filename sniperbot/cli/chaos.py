@@ -1,0 +1,114 @@
+"""``sniperbot chaos``: fault injection against a running node, then the money invariants.
+
+Wiring (in ``sniperbot/cli/main.py``)::
+
+    from sniperbot.cli.chaos import add_chaos_parser, run_chaos_command
+    add_chaos_parser(sub)                      # next to "run", "admin", "journal"
+    if args.command == "chaos":
+        return run_chaos_command(args)
+
+Exit codes: 0 every check passed; 1 a check failed (an invariant broke, a fault
+was not recovered, the node stopped trading); 2 chaos could not run (bad
+arguments, no node, or the node refuses: it was not started with
+``--enable-chaos``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+DEFAULT_RUN_DIR = ".sniperbot"
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, received {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, received {text}")
+    return value
+
+
+def _signals(text: str) -> tuple[str, ...]:
+    from sniperbot.chaos.tool import SIGNALS
+
+    names = tuple(s.strip().upper().removeprefix("SIG") for s in text.split(",") if s.strip())
+    bad = [n for n in names if n not in SIGNALS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"signals must be a comma list of {', '.join(SIGNALS)}, received {text!r}"
+        )
+    return names
+
+
+def add_chaos_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``chaos`` command to the CLI's subparsers; returns its parser."""
+    chaos = subparsers.add_parser(
+        "chaos",
+        help="inject faults into a running node (--enable-chaos) and check no money was lost",
+        description=(
+            "Kill (KILL) or hang (STOP) random actors of a running node through its admin socket, "
+            "then check: every fault recovered, recovery time p50/p99, breaker trips, the node still "
+            "trades, no order reached the venue twice, no fill lost, positions == sum of fills, "
+            "venue ledger == journal. The node must run with --enable-chaos."
+        ),
+    )
+    chaos.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="run directory of the node")
+    chaos.add_argument("--duration", type=_seconds, required=True, help="seconds of fault injection")
+    chaos.add_argument("--interval", type=_seconds, required=True, help="seconds between faults")
+    chaos.add_argument("--seed", type=int, default=0, help="seed of the actor and signal choices")
+    chaos.add_argument(
+        "--signals", type=_signals, default=("KILL", "STOP"), help="comma list of KILL, STOP, TERM"
+    )
+    chaos.add_argument(
+        "--recovery-timeout", type=_seconds, default=60.0, help="seconds to wait for the last recovery"
+    )
+    chaos.add_argument(
+        "--trade-timeout", type=_seconds, default=30.0, help="seconds to wait for a fill after the faults"
+    )
+    chaos.add_argument("--json", action="store_true", help="print one JSON object")
+    chaos.set_defaults(handler=run_chaos_command)
+    return chaos
+
+
+def run_chaos_command(args: argparse.Namespace) -> int:
+    """Run ``sniperbot chaos`` with parsed arguments; returns the exit code."""
+    import msgspec
+
+    from sniperbot.chaos.tool import ChaosOptions, ChaosUnavailable, format_report, run_chaos
+
+    options = ChaosOptions(
+        run_dir=str(args.run_dir),
+        duration_s=args.duration,
+        interval_s=args.interval,
+        seed=args.seed,
+        signals=tuple(args.signals),
+        recovery_timeout_s=args.recovery_timeout,
+        trade_timeout_s=args.trade_timeout,
+    )
+    say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
+    try:
+        report = run_chaos(options, say)
+    except ChaosUnavailable as e:
+        print(f"sniperbot: error: {e.code}: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(report)))
+    else:
+        print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sniperbot.cli.chaos``: the command on its own."""
+    parser = argparse.ArgumentParser(prog="sniperbot")
+    add_chaos_parser(parser.add_subparsers(dest="command", required=True))
+    return run_chaos_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
