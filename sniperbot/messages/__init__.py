@@ -35,6 +35,7 @@ from sniperbot.messages.orders import (
     OrderType,
     OrderUpdate,
 )
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 
 __all__ = [
     "WIRE_VERSION",
@@ -63,6 +64,9 @@ __all__ = [
     "SnapshotRequest",
     "Stop",
     "TradeTick",
+    "VenueEvents",
+    "VenueOrderQuery",
+    "VenueOrderReport",
     "decode_envelope",
     "encode_envelope",
 ]
