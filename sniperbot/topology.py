@@ -90,7 +90,9 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         fee_bps=config.execution.fee_bps,
         slippage_bps=config.execution.slippage_bps,
         executor=executor_id,
-        durability=config.journal.durability,
+        # The simulated exchange's books need to survive its process, not the machine:
+        # an fsync here would only slow the simulation down (our own journal still fsyncs).
+        durability="process",
     )
     executor = worker(executor_id, "paper_executor:PaperExecutor", venue=venue, venue_actor=paper_id)
     risk = worker(
@@ -112,6 +114,7 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         "portfolio",
         "portfolio:PortfolioActor",
         snapshot_interval_s=config.portfolio.snapshot_interval_s,
+        venues=[venue],
     )
     strategies = [strategy_child(config, s) for s in config.strategies]
 

@@ -179,7 +179,7 @@ def test_garbage_on_every_socket_kills_nothing(node: RunningNode) -> None:
             time.sleep(0.1)
             for frame in garbage:
                 if kind == zmq.PUB:
-                    sock.send_multipart([b"md.sim.BTC/USDT.trade", frame])
+                    sock.send_multipart([b"md.sim.trade.BTC/USDT.", frame])
                     sock.send_multipart([b"ev.fast_btc.fill", frame, frame])
                     sock.send(b"ev.")
                 else:

@@ -92,7 +92,7 @@ class PaperVenueActor(Actor):
         self.executor = executor or f"executor.{venue}"
         self.durability = durability
         self.engine = PaperVenue(venue, fee_bps, slippage_bps, keep_ledger=False)
-        self.topics = (topic.market(venue),)
+        self.topics = (topic.quotes(venue),)
         self.duplicates = 0
 
     def on_start(self) -> None:

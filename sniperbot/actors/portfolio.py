@@ -19,10 +19,9 @@ class PortfolioActor(Actor):
     by ``fill_id``.
     """
 
-    topics = ("md.", topic.EVENTS)
-
-    def __init__(self, ctx: ActorContext, *, snapshot_interval_s: float) -> None:
+    def __init__(self, ctx: ActorContext, *, snapshot_interval_s: float, venues: list[str]) -> None:
         super().__init__(ctx)
+        self.topics = (*(topic.quotes(v) for v in venues), topic.EVENTS)
         self.ledger = Ledger()
         self.snapshot_interval_s = snapshot_interval_s
         self._applied: set[str] = set()

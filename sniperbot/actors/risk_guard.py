@@ -58,7 +58,8 @@ class RiskGuardActor(Actor):
         self.daily_loss_limit = daily_loss_limit
         self.max_drawdown = max_drawdown
         self.loss_action = loss_action
-        self.topics = ("md.", topic.EVENTS, topic.BREAKERS, topic.STATUS_PORTFOLIO)
+        venues = tuple(topic.quotes(v) for v in executors)
+        self.topics = (*venues, topic.EVENTS, topic.BREAKERS, topic.STATUS_PORTFOLIO)
         self._prices: dict[tuple[str, str], float] = {}
         self._seen_fills: set[str] = set()
         self._breakers: dict[str, str] = {}
@@ -156,8 +157,9 @@ class RiskGuardActor(Actor):
 
     def _on_intent(self, intent: OrderIntent) -> None:
         journal = self.ctx.journal
-        if journal.order(intent.intent_id) is not None or journal.order_status(intent.intent_id):
-            return  # decided before a restart: the executor or journal already has it
+        # One read: an intent decided before a restart has a status (rejected) or an order.
+        if journal.order_status(intent.intent_id) or journal.order(intent.intent_id) is not None:
+            return
         now = time.time_ns()
         executor = self.executors.get(intent.venue)
         reason = (

@@ -1,7 +1,9 @@
 """The bus's topic names, in one place (a switchboard).
 
-Topics are dot-separated and end where a subscriber's prefix may stop, so
-``md.sim.BTC/USDT.`` never matches ``md.sim.BTC/USDTX.quote``.
+Topics are dot-separated, kind before symbol so that an actor can follow only
+quotes (``md.<venue>.quote.``) and not be woken by every trade, and market-data
+topics end with ``.`` so that ``md.sim.trade.BTC/USDT.`` never matches
+``md.sim.trade.BTC/USDT:USDT.``.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ STATUS_RISK = "status.risk"
 EVENTS = "ev."
 
 
-def market(venue: str, symbol: str | None = None) -> str:
-    """Prefix of all market data of a venue, or of one of its symbols."""
-    return f"md.{venue}." if symbol is None else f"md.{venue}.{symbol}."
+def market(venue: str) -> str:
+    """Prefix of all market data of a venue (quotes and trades)."""
+    return f"md.{venue}."
+
+
+def quotes(venue: str) -> str:
+    """Prefix of every quote of a venue (what marks, risk checks and fills need)."""
+    return f"md.{venue}.quote."
 
 
 def quote(venue: str, symbol: str) -> str:
     """Topic of a symbol's top-of-book quotes."""
-    return f"md.{venue}.{symbol}.quote"
+    return f"md.{venue}.quote.{symbol}."
 
 
 def trade(venue: str, symbol: str) -> str:
     """Topic of a symbol's trade ticks."""
-    return f"md.{venue}.{symbol}.trade"
+    return f"md.{venue}.trade.{symbol}."
 
 
 def strategy_events(strategy_id: str) -> str:

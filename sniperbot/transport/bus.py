@@ -18,6 +18,7 @@ from sniperbot.messages import Envelope, Payload, encode_envelope
 # Market data is worth little once stale; a bounded queue keeps a slow
 # subscriber from growing the proxy's memory without limit.
 BUS_HWM = 100_000
+_SNDMORE = int(zmq.SNDMORE)
 
 
 def tune(sock: zmq.Socket) -> None:
@@ -96,7 +97,9 @@ class Publisher:
         frame = encode_envelope(
             Envelope(topic, self.sender, self.incarnation, self.seq, time.time_ns(), payload)
         )
-        self.socket.send_multipart((topic.encode(), frame), copy=False)
+        # Two plain sends: pyzmq's send_multipart and flag arithmetic cost more than the copy.
+        self.socket.send(topic.encode(), _SNDMORE)
+        self.socket.send(frame)
 
     def close(self) -> None:
         """Close the socket."""

@@ -1,0 +1,460 @@
+"""Restart latency: ``kill -9`` of an actor process until its next incarnation serves again.
+
+A real node (sniperbot's Node and default topology on the fast test config,
+trading) runs in a subprocess. After each SIGKILL this process watches two
+signals at once: the next incarnation's Ready on the node's bus (a SUB on
+``bus-out.sock``, topic ``ctl.ready.``; actors publish it once their sockets
+are up and ``on_start`` has run) and the supervisor's view over the admin
+socket (``which_children`` every 2 ms: running again once the Ready arrived on
+the reliable control socket). The bus Ready is at-most-once and is in fact
+lost when an actor starts fast (it is published right after the PUB connects),
+so a restart's time is the first of the two; both are also reported alone.
+Kills rotate over strategy, risk guard, executor, portfolio and feed (in its
+rest_for_one venue group, a feed restart also restarts the executor).
+
+The tree is :func:`sniperbot.topology.build_tree` with every supervisor's
+restart intensity raised, so that 50+ kills within a minute measure restarts
+rather than escalations and breaker trips (the config only sets the root's
+intensity; the nested ones are fixed in topology.py).
+
+Floor: kill -9 of a process of a forkserver preloaded with the same modules,
+seen through its sentinel, and a fresh process started from that forkserver
+announcing itself over ipc (the restart mechanism without the actor).
+
+Targets: p50 < 25 ms, p99 < 100 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench.*; PYTHONPATH wins for sniperbot
+
+import msgspec
+import zmq
+
+from bench._common import (
+    NodeProcess,
+    emit,
+    fmt_latency,
+    latency_ms,
+    parse_args,
+    ratio,
+    short_tmp,
+    subprocess_env,
+    verdict,
+    wait_for,
+)
+from sniperbot.admin.protocol import AdminRequest, encoder, reply_decoder
+from sniperbot.config import Config
+from sniperbot.messages import Ready, decode_envelope
+from sniperbot.rundir import RunDir
+from sniperbot.supervision import ChildSpec
+
+TARGET_P50_MS = 25.0
+TARGET_P99_MS = 100.0
+
+# tests/conftest.py's fast config: a market and strategies that trade within seconds.
+FAST_CONFIG = """
+[node]
+heartbeat_interval_s = 0.2
+heartbeat_liveness = 5
+log_level = "WARNING"
+
+[journal]
+durability = "process"
+
+[market]
+seed = 11
+tick_interval_s = 0.02
+
+[[market.symbols]]
+symbol = "BTC/USDT"
+start_price = 60000.0
+base_vol_bps = 6.0
+top_size = 0.5
+trade_prob = 0.9
+
+[[market.symbols]]
+symbol = "ETH/USDT"
+start_price = 3000.0
+base_vol_bps = 6.0
+top_size = 5.0
+trade_prob = 0.9
+
+[[strategies]]
+id = "fast_btc"
+symbol = "BTC/USDT"
+quantity = 0.01
+bar_interval_s = 0.2
+params = { fast = 2, slow = 4 }
+
+[[strategies]]
+id = "fast_eth"
+symbol = "ETH/USDT"
+quantity = 0.1
+bar_interval_s = 0.2
+params = { fast = 2, slow = 5 }
+
+[supervisor]
+intensity = 100000
+
+[risk]
+max_orders_per_second = 50.0
+max_position = 1.0
+"""
+
+VICTIMS = ("strategy.fast_btc", "risk_guard", "executor.sim", "portfolio", "feed.sim")
+_ADMIN_POLL_MS = 2
+
+
+def tree(config: Config, *, intensity: int = 100_000) -> ChildSpec:
+    """The default tree with every supervisor's intensity raised (period and strategy unchanged)."""
+    from sniperbot.topology import build_tree
+
+    def raise_intensity(spec: ChildSpec) -> ChildSpec:
+        if spec.type != "supervisor":
+            return spec
+        return msgspec.structs.replace(
+            spec,
+            flags=msgspec.structs.replace(spec.flags, intensity=intensity),
+            children=[raise_intensity(c) for c in spec.children],
+        )
+
+    return raise_intensity(build_tree(config))
+
+
+class ReadyWatch:
+    """A SUB on the node's bus for every actor's Ready."""
+
+    def __init__(self, zctx: zmq.Context, rundir: RunDir) -> None:
+        self.socket = zctx.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"ctl.ready.")
+        self.socket.connect(rundir.bus_out)
+
+    def drain(self) -> None:
+        """Drop Readies received so far (e.g. of siblings restarted by rest_for_one)."""
+        while self.socket.poll(0):
+            self.socket.recv_multipart()
+
+    def poll_ready(self, actor_id: str, after_incarnation: int, timeout_ms: int) -> tuple[int, Ready] | None:
+        """A Ready of a newer incarnation of ``actor_id`` within ``timeout_ms``: (perf_counter_ns, Ready)."""
+        deadline = time.perf_counter_ns() + timeout_ms * 1_000_000
+        while (left := deadline - time.perf_counter_ns()) > 0:
+            if not self.socket.poll(max(1, left // 1_000_000)):
+                return None
+            _, frame = self.socket.recv_multipart()
+            received = time.perf_counter_ns()
+            ready = decode_envelope(frame).payload
+            if (
+                isinstance(ready, Ready)
+                and ready.actor_id == actor_id
+                and ready.incarnation > after_incarnation
+            ):
+                return received, ready
+        return None
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.socket.close(0)
+
+
+class AdminPoller:
+    """A persistent DEALER on the node's admin socket (what ``sniperbot admin`` sends, without the CLI)."""
+
+    def __init__(self, zctx: zmq.Context, rundir: RunDir) -> None:
+        self.socket = zctx.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(rundir.admin)
+
+    def request(self, cmd: str, **args: Any) -> Any:
+        """One request; its result."""
+        self.socket.send(encoder.encode(AdminRequest(cmd=cmd, args=args)))  # type: ignore[arg-type]
+        if not self.socket.poll(5000):
+            raise TimeoutError(f"the node's admin socket did not answer {cmd}")
+        reply = reply_decoder.decode(self.socket.recv())
+        if not reply.ok:
+            raise RuntimeError(f"admin {cmd} failed: {reply.error}")
+        return reply.result
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Every worker of the tree by id, with ``parent``: its supervisor's id."""
+        out: dict[str, dict[str, Any]] = {}
+        todo = [(self.request("tree"), "")]
+        while todo:
+            node, parent = todo.pop()
+            if node["kind"] == "worker":
+                out[node["id"]] = {**node, "parent": parent}
+            todo.extend((child, node["id"]) for child in node["children"])
+        return out
+
+    def running(self, sup: str, actor_id: str, after_incarnation: int) -> bool:
+        """Whether the supervisor reports a newer incarnation of ``actor_id`` running (its Ready arrived)."""
+        for child in self.request("which_children", sup=sup):
+            if child["id"] == actor_id:
+                return child["incarnation"] > after_incarnation and child["state"] == "running"
+        return False
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.socket.close(0)
+
+
+def measure_node(work: Path, kills_per_actor: int, pause_s: float) -> dict[str, Any]:
+    """Kill each victim ``kills_per_actor`` times, in rotation; samples in ns by actor.
+
+    After each kill two signals are watched at once: the new incarnation's Ready on
+    the bus, and the supervisor's view (``which_children`` every 2 ms: the child is
+    running again once its Ready arrived on the reliable control socket). The bus
+    Ready can be lost (PUB drops what it sends before its connection to the proxy
+    is up), so the restart time of a kill is the first of the two.
+    """
+    node = NodeProcess(work, FAST_CONFIG, tree="bench.restart:tree", name="node", duration_s=600)
+    zctx = zmq.Context()
+    rundir = RunDir(node.run_dir)
+    watch = ReadyWatch(zctx, rundir)
+    admin = AdminPoller(zctx, rundir)
+    first: dict[str, list[int]] = {v: [] for v in VICTIMS}
+    bus: dict[str, list[int]] = {v: [] for v in VICTIMS}
+    seen_by_supervisor: dict[str, list[int]] = {v: [] for v in VICTIMS}
+    stamped: list[int] = []
+    rng = random.Random(1)
+    try:
+        node.wait_ready(30)
+        time.sleep(1.0)  # let it trade a little, so restarts replay a non-empty journal
+        for _ in range(kills_per_actor):
+            for actor in VICTIMS:
+                before = admin.workers()
+                if not all(w["state"] == "running" for w in before.values()):
+                    raise RuntimeError(f"tree not all running before killing {actor}: {before}")
+                victim = before[actor]
+                watch.drain()
+                kill_wall = time.time_ns()
+                t0 = time.perf_counter_ns()
+                os.kill(victim["pid"], signal.SIGKILL)
+                t_bus = t_sup = None
+                deadline = t0 + 10_000_000_000
+                while t_sup is None or (t_bus is None and time.perf_counter_ns() - t_sup < 200_000_000):
+                    if time.perf_counter_ns() > deadline:
+                        raise TimeoutError(f"{actor} did not restart; node log:\n{node.log_tail()}")
+                    if t_bus is None:
+                        got = watch.poll_ready(actor, victim["incarnation"], _ADMIN_POLL_MS)
+                        if got is not None:
+                            t_bus = got[0]
+                            stamped.append(got[1].ts_ns - kill_wall)
+                    else:
+                        time.sleep(_ADMIN_POLL_MS / 1000)
+                    if t_sup is None and admin.running(victim["parent"], actor, victim["incarnation"]):
+                        t_sup = time.perf_counter_ns()
+                seen_by_supervisor[actor].append(t_sup - t0)
+                if t_bus is not None:
+                    bus[actor].append(t_bus - t0)
+                first[actor].append(min(t_sup, t_bus or t_sup) - t0)
+
+                def all_running() -> bool:
+                    node.check_alive()
+                    return all(w["state"] == "running" for w in admin.workers().values())
+
+                wait_for(all_running, 10, "the tree running again", interval_s=0.005)
+                time.sleep(pause_s * rng.uniform(0.5, 1.5))
+        restarts = {a: w["restarts"] for a, w in admin.workers().items()}
+    finally:
+        watch.close()
+        admin.close()
+        zctx.term()
+        code = node.stop()
+    return {
+        "first": first,
+        "bus": bus,
+        "supervisor": seen_by_supervisor,
+        "stamped": stamped,
+        "restarts": restarts,
+        "node_exit": code,
+        "run_dir": node.run_dir,
+    }
+
+
+def open_costs(run_dir: Path) -> dict[str, float]:
+    """ActorRuntime.open() of each victim in this process (warm imports), on the run's journal, in ms.
+
+    This is what a fresh incarnation does between its fork and its Ready:
+    construct the actor, create its sockets, open the journal and run on_start.
+    """
+    from sniperbot.actors.runtime import ActorLaunch, ActorRuntime, close_process_journals
+    from sniperbot.config import decode_config
+
+    specs = {s.id: s for s in tree(decode_config(FAST_CONFIG)).walk() if s.type == "worker"}
+    zctx = zmq.Context()
+    out: dict[str, float] = {}
+    try:
+        for rep in range(3):
+            for actor in VICTIMS:
+                spec = specs[actor]
+                launch = ActorLaunch(
+                    actor_id=f"{actor}-probe",
+                    actor=spec.actor,
+                    args=spec.args,
+                    run_dir=str(run_dir),
+                    incarnation=1000 + rep,
+                    heartbeat_interval_s=3600.0,
+                    heartbeat_liveness=100,
+                    journal_durability="process",
+                )
+                t0 = time.perf_counter_ns()
+                runtime = ActorRuntime(launch, zctx)
+                runtime.open()
+                took = (time.perf_counter_ns() - t0) / 1e6
+                runtime.close(clean=False)
+                close_process_journals()  # each open pays the journal open, as a new process does
+                out[actor] = round(min(out.get(actor, took), took), 2)
+    finally:
+        zctx.term()
+    return out
+
+
+def floor_samples(work: str, kills: int) -> list[int]:
+    """kill -9 of a forkserver child -> sentinel -> new child from the same forkserver says hello (ns).
+
+    Run it in a ``python -c`` process (see :func:`measure_floor`): multiprocessing
+    re-runs a main *script* in every forkserver child, which the node's actor
+    processes (under ``python -m sniperbot``) do not pay.
+    """
+    from bench import _raw
+    from sniperbot.actors.placement import PRELOAD
+
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload([*PRELOAD, "bench._raw"])
+    zctx = zmq.Context()
+    pull = zctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    endpoint = f"ipc://{work}/floor.sock"
+    pull.bind(endpoint)
+
+    def start() -> multiprocessing.process.BaseProcess:
+        proc = mp.Process(target=_raw.ready_child, args=(endpoint,), name="floor")
+        proc.start()
+        if not pull.poll(10_000):
+            raise TimeoutError("floor child did not announce itself")
+        pull.recv()
+        return proc
+
+    samples: list[int] = []
+    proc = start()
+    try:
+        for _ in range(kills):
+            time.sleep(0.05)
+            t0 = time.perf_counter_ns()
+            os.kill(proc.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            multiprocessing.connection.wait([proc.sentinel])
+            proc.join()
+            proc = start()
+            samples.append(time.perf_counter_ns() - t0)
+    finally:
+        proc.kill()
+        proc.join()
+        pull.close(0)
+        zctx.term()
+    return samples
+
+
+def measure_floor(work: Path, kills: int) -> list[int]:
+    """:func:`floor_samples` in a fresh ``python -c`` process (no main script to re-run)."""
+    code = (
+        "import json, sys; from bench.restart import floor_samples; "
+        f"print(json.dumps(floor_samples({str(work)!r}, {kills})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=work,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"floor measurement failed:\n{done.stderr}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def main() -> int:
+    """Measure the node and the floor; print; emit JSON."""
+    args = parse_args(__doc__.splitlines()[0])
+    kills_per_actor = 4 if args.quick else 11
+    pause_s = 0.1 if args.quick else 0.2
+    with short_tmp("sb-rst-") as work:
+        node = measure_node(work, kills_per_actor, pause_s)
+        opens = open_costs(node["run_dir"])
+        floor_ns = measure_floor(work, 20 if args.quick else 50)
+    kills = sum(len(v) for v in node["first"].values())
+    print(
+        f"kill -9 -> the next incarnation serving: {kills} kills, {kills_per_actor} per actor in rotation; "
+        "time to the first of: its Ready on bus-out.sock, its supervisor reporting it running"
+    )
+    per_actor = {a: latency_ms(v) for a, v in node["first"].items()}
+    for actor, stats in per_actor.items():
+        delivered = len(node["bus"][actor])
+        print(fmt_latency(actor, stats, "ms") + f"  (Ready on the bus: {delivered}/{stats['n']})")
+    overall = latency_ms([x for v in node["first"].values() for x in v])
+    print(fmt_latency("all actors", overall, "ms"))
+    bus_all = [x for v in node["bus"].values() for x in v]
+    bus_stats = latency_ms(bus_all)
+    print(fmt_latency("  only kills whose Ready hit the bus", bus_stats, "ms"))
+    stamped = latency_ms(node["stamped"])
+    print(fmt_latency("  ... kill -> Ready stamped by actor", stamped, "ms"))
+    sup_stats = latency_ms([x for v in node["supervisor"].values() for x in v])
+    print(fmt_latency("  supervisor view only (2 ms polls)", sup_stats, "ms"))
+    lost = kills - len(bus_all)
+    floor = latency_ms(floor_ns)
+    print(fmt_latency("floor: forkserver kill+respawn+hello", floor, "ms"))
+    print("ActorRuntime.open() in this process (sockets, journal open, on_start), best of 3, ms:")
+    print("  " + ", ".join(f"{a} {ms}" for a, ms in opens.items()))
+    print(f"restarts counted by the supervisors: {node['restarts']}; node exit {node['node_exit']}")
+    print(f"Ready lost on the bus: {lost} of {kills} restarts")
+    r50 = ratio(overall["p50"], floor["p50"])
+    r99 = ratio(overall["p99"], floor["p99"])
+    ok50 = overall["p50"] < TARGET_P50_MS
+    ok99 = overall["p99"] < TARGET_P99_MS
+    print(f"ratio ours/floor: p50 {r50}, p99 {r99}")
+    print(f"p50 {overall['p50']:.1f} ms < {TARGET_P50_MS:.0f} ms: {verdict(ok50)}")
+    print(f"p99 {overall['p99']:.1f} ms < {TARGET_P99_MS:.0f} ms: {verdict(ok99)}")
+    emit(
+        "restart",
+        {
+            "kills": kills,
+            "kills_per_actor": kills_per_actor,
+            "overall_ms": overall,
+            "per_actor_ms": per_actor,
+            "bus_ready_ms": bus_stats,
+            "bus_ready_lost": lost,
+            "bus_ready_delivered_per_actor": {a: len(v) for a, v in node["bus"].items()},
+            "actor_stamped_ms": stamped,
+            "supervisor_view_ms": sup_stats,
+            "floor_ms": floor,
+            "open_ms": opens,
+            "ratio_p50": r50,
+            "ratio_p99": r99,
+            "target_p50_ms": TARGET_P50_MS,
+            "target_p99_ms": TARGET_P99_MS,
+            "target_p50_met": ok50,
+            "target_p99_met": ok99,
+            "restarts": node["restarts"],
+            "node_exit": node["node_exit"],
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

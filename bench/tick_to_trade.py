@@ -1,0 +1,291 @@
+"""Tick-to-trade latency: feed tick -> strategy -> risk guard -> executor -> "accepted" back at the feed.
+
+Ours: a real Node (``bench._node``: sniperbot's Node running this file's
+:func:`tree`, which is the node's own topology for the config with the feed
+and the strategies swapped for bench actors). The bench strategy turns every
+tick into a market OrderIntent (alternating buy and sell); the bench feed
+publishes one TradeTick at a time and times it until the executor's
+``OrderUpdate(status="accepted")`` on ``ev.<strategy>.order`` (the feed is the
+measuring subscriber). The real RiskGuardActor, PaperExecutor (and paper venue
+actor, portfolio, supervisors, node) are untouched, each actor its own process.
+The path: bus (feed -> proxy -> strategy), reliable (strategy -> risk guard),
+reliable (risk guard -> executor, which journals the order before sending it
+on), the venue's fill, the executor journaling the venue's events, bus
+(executor -> proxy -> feed). Run with journal durability "process", then
+"fsync". Segment times come from the wall-clock stamps the messages carry.
+
+Raw (the floor): A -> B -> C -> D -> A, blocking PUSH/PULL over ipc, each hop
+decoding and re-encoding the msgpack tick, A in this process, B-D in
+processes of a forkserver. Same pacing for both: one tick in flight, the next
+one ``--gap-us`` after the previous answer.
+
+Targets: p99 < 1 ms, and p99 <= 3 x the raw pipeline's p99.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench.*; PYTHONPATH wins for sniperbot
+
+import msgspec
+import zmq
+
+from bench._common import (
+    NodeProcess,
+    emit,
+    fmt_latency,
+    fs_type,
+    latency_us,
+    parse_args,
+    ratio,
+    short_tmp,
+    verdict,
+    wait_for,
+)
+from sniperbot.config import Config
+from sniperbot.messages import TradeTick
+from sniperbot.supervision import ChildSpec
+
+TARGET_P99_US = 1000.0
+TARGET_RATIO = 3.0
+VENUE = "sim"  # the default config's venue and first symbol
+SYMBOL = "BTC/USDT"
+STRATEGY = "t2t"
+
+NODE_CONFIG = """
+[node]
+log_level = "WARNING"
+
+[journal]
+durability = "{durability}"
+
+[supervisor]
+intensity = 0
+
+[risk]
+max_order_notional = 1e12
+max_position = 1e6
+max_orders_per_second = 1e9
+"""
+
+
+def tree(config: Config, *, count: int, warmup: int, gap_s: float, out: str) -> ChildSpec:
+    """The node's own tree for ``config`` with the feed and the strategies swapped for bench actors.
+
+    Everything else (risk guard, executor, paper venue if the topology has one,
+    portfolio, supervisors) is exactly what ``sniperbot run`` starts. Every
+    intensity is 0: a crash fails its supervisor instead of measuring a
+    restarted chain (the benchmark reports lost ticks, rejections, exit code).
+    """
+    from sniperbot.topology import STRATEGIES_SUPERVISOR, build_tree
+
+    venue = config.market.venue
+    feed = ChildSpec(
+        id=f"feed.{venue}",
+        actor="bench.bench_actors:TickFeed",
+        args={
+            "venue": venue,
+            "symbol": SYMBOL,
+            "strategy_id": STRATEGY,
+            "count": count,
+            "warmup": warmup,
+            "gap_s": gap_s,
+            "out": out,
+        },
+    )
+    strategy = ChildSpec(
+        id=f"strategy.{STRATEGY}",
+        actor="bench.bench_actors:TickStrategy",
+        args={"strategy_id": STRATEGY, "venue": venue, "symbol": SYMBOL, "quantity": 0.001},
+    )
+
+    def swap(spec: ChildSpec) -> ChildSpec:
+        if spec.id == feed.id:
+            return feed
+        if spec.type != "supervisor":
+            return spec
+        children = [strategy] if spec.id == STRATEGIES_SUPERVISOR else [swap(c) for c in spec.children]
+        flags = msgspec.structs.replace(spec.flags, intensity=0)
+        return msgspec.structs.replace(spec, children=children, flags=flags)
+
+    return swap(build_tree(config))
+
+
+def run_ours(work: Path, durability: str, count: int, warmup: int, gap_s: float) -> dict[str, Any]:
+    """Run the node until the feed has ``count`` samples; latencies and a per-segment breakdown."""
+    from sniperbot.journal import Journal
+
+    out = work / f"t2t-{durability}.json"
+    name = f"n-{durability}"
+    node = NodeProcess(
+        work,
+        NODE_CONFIG.format(durability=durability),
+        tree="bench.tick_to_trade:tree",
+        tree_args={"count": count, "warmup": warmup, "gap_s": gap_s, "out": str(out)},
+        name=name,
+        duration_s=600,
+    )
+    try:
+        started = time.monotonic()
+
+        def done() -> bool:
+            node.check_alive()
+            return out.exists()
+
+        wait_for(done, 300, f"{count} tick-to-trade samples ({durability})", interval_s=0.1)
+        elapsed = time.monotonic() - started
+    finally:
+        code = node.stop()
+    result = msgspec.json.decode(out.read_bytes())
+    journal = Journal.open(node.run_dir, readonly=True)
+    try:
+        decided = {o.client_order_id: o.ts_ns for o in journal.orders()}
+    finally:
+        journal.close()
+    # Wall-clock stamps along the path: tick (feed), Order.ts_ns (risk guard's decision,
+    # from the journal), OrderUpdate.ts_ns (where the venue accepted), the update's
+    # envelope (executor's publish, after journaling), receipt (feed).
+    names = ("tick -> risk decision", "risk decision -> venue accepts", "venue -> executor publishes")
+    segments: dict[str, list[int]] = {name: [] for name in (*names, "bus back to the feed")}
+    for i, seq in enumerate(result["seq"]):
+        order_ts = decided.get(f"{STRATEGY}-{seq}")
+        if order_ts is None:
+            continue
+        stamps = (result["tick_wall_ns"][i], order_ts, result["update_ts_ns"][i], result["publish_ts_ns"][i])
+        for name, start_ns, end_ns in zip(names, stamps, stamps[1:], strict=False):
+            segments[name].append(end_ns - start_ns)
+        segments["bus back to the feed"].append(result["recv_wall_ns"][i] - result["publish_ts_ns"][i])
+    return {
+        "latency": latency_us(result["latency_ns"]),
+        "segments": {k: latency_us(v) for k, v in segments.items()},
+        "lost": result["lost"],
+        "rejected": result["rejected"],
+        "node_exit": code,
+        "wall_s": round(elapsed, 1),
+    }
+
+
+def run_raw(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any]:
+    """A -> B -> C -> D -> A with blocking PUSH/PULL; A is this process."""
+    from bench import _raw
+
+    mp = multiprocessing.get_context("forkserver")
+    endpoints = [f"ipc://{work}/pipe-{i}.sock" for i in range(4)]  # inputs of B, C, D, A
+    hops = [
+        mp.Process(target=_raw.pipe_hop, args=(endpoints[i], endpoints[i + 1]), name=f"hop-{i}")
+        for i in range(3)
+    ]
+    for hop in hops:
+        hop.start()
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    pull = ctx.socket(zmq.PULL)
+    for sock in (push, pull):
+        sock.setsockopt(zmq.LINGER, 1000)
+    pull.bind(endpoints[3])
+    push.connect(endpoints[0])
+    encode, decode = msgspec.msgpack.encode, msgspec.msgpack.decode
+    samples: list[int] = []
+    try:
+        for seq in range(1, warmup + count + 1):
+            t0_wall = time.time_ns()
+            t0 = time.perf_counter_ns()
+            tick = TradeTick(
+                venue=VENUE,
+                symbol=SYMBOL,
+                price=60_000.0,
+                size=0.001,
+                side="buy",
+                trade_id=seq,
+                ts_ns=t0_wall,
+            )
+            push.send(encode(tick))
+            decode(pull.recv())
+            t1 = time.perf_counter_ns()
+            if seq > warmup:
+                samples.append(t1 - t0)
+            if gap_s:
+                time.sleep(gap_s)
+        push.send(b"")
+        pull.recv()
+    finally:
+        push.close()
+        pull.close()
+        ctx.term()
+        for hop in hops:
+            hop.join(5)
+            if hop.exitcode is None:
+                hop.kill()
+                hop.join()
+    return {"latency": latency_us(samples)}
+
+
+def main() -> int:
+    """Measure raw, ours with "process" and with "fsync" durability; print; emit JSON."""
+
+    def options(parser: Any) -> None:
+        parser.add_argument("--count", type=int, default=0, help="measured round trips per run")
+        parser.add_argument("--gap-us", type=float, default=1000.0, help="pause after each answer")
+
+    args = parse_args(__doc__.splitlines()[0], options)
+    count = args.count or (2_000 if args.quick else 10_000)
+    warmup = 200 if args.quick else 500
+    gap_s = args.gap_us / 1e6
+    with short_tmp("sb-t2t-") as work:
+        fs = fs_type(work)
+        print(
+            f"tick to trade: {count:,} round trips per run after {warmup} warm-up, one in flight, "
+            f"{args.gap_us:.0f} µs pause after each answer; run dir on {fs}"
+        )
+        raw = run_raw(work, count, warmup, gap_s)
+        print(fmt_latency("raw 4-hop ipc pipeline", raw["latency"]))
+        ours: dict[str, dict[str, Any]] = {}
+        for durability in ("process", "fsync"):
+            ours[durability] = run_ours(work, durability, count, warmup, gap_s)
+            r = ours[durability]
+            print(fmt_latency(f"ours, durability={durability}", r["latency"]))
+            for label, stats in r["segments"].items():
+                print(fmt_latency(f"  {label}", stats))
+            print(
+                f"    lost ticks {r['lost']}, rejected {r['rejected'] or 0}, "
+                f"node exit {r['node_exit']}, {r['wall_s']} s"
+            )
+
+    raw_p99 = raw["latency"]["p99"]
+    figures: dict[str, Any] = {
+        "count": count,
+        "warmup": warmup,
+        "gap_us": args.gap_us,
+        "fs": fs,
+        "raw_us": raw["latency"],
+    }
+    print("targets:")
+    for durability, r in ours.items():
+        p99 = r["latency"]["p99"]
+        rp99 = ratio(p99, raw_p99)
+        rp50 = ratio(r["latency"]["p50"], raw["latency"]["p50"])
+        ok_abs = p99 < TARGET_P99_US
+        ok_rel = rp99 <= TARGET_RATIO
+        print(
+            f"  {durability:<8} p99 {p99:.1f} µs < {TARGET_P99_US:.0f} µs: {verdict(ok_abs)};   "
+            f"p99 ratio ours/raw {rp99:.2f} <= {TARGET_RATIO}: {verdict(ok_rel)}   (p50 ratio {rp50:.2f})"
+        )
+        figures[f"{durability}_us"] = r["latency"]
+        figures[f"{durability}_segments_us"] = r["segments"]
+        figures[f"{durability}_p99_ratio"] = rp99
+        figures[f"{durability}_p50_ratio"] = rp50
+        figures[f"{durability}_target_p99_met"] = ok_abs
+        figures[f"{durability}_target_ratio_met"] = ok_rel
+        figures[f"{durability}_lost"] = r["lost"]
+        figures[f"{durability}_rejected"] = r["rejected"]
+    emit("tick_to_trade", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
