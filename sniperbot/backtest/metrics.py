@@ -200,8 +200,13 @@ def compute_metrics(
     in_position: np.ndarray | None = None,
     *,
     fees: float | None = None,
+    pnl: Sequence[float] | np.ndarray | None = None,
 ) -> Metrics:
-    """All metrics of one backtest (definitions in the module docstring)."""
+    """All metrics of one backtest (definitions in the module docstring).
+
+    ``pnl``, the trades' pnl in order, saves reading it from each trade object (engines
+    that keep their trades as columns pass it).
+    """
     time_ns = np.asarray(time_ns, dtype=np.int64)
     equity = np.asarray(equity, dtype=np.float64)
     if len(time_ns) != len(equity) or len(equity) == 0:
@@ -237,7 +242,12 @@ def compute_metrics(
     calmar = (cagr / 100) / abs(mdd / 100) if mdd < 0 and math.isfinite(cagr) else math.nan
     duration = max_drawdown_duration_ns(time_ns, equity)
 
-    pnl = np.array([t.pnl for t in trades], dtype=np.float64)
+    if pnl is None:
+        pnl = np.array([t.pnl for t in trades], dtype=np.float64)
+    else:
+        pnl = np.asarray(pnl, dtype=np.float64)
+        if len(pnl) != len(trades):
+            raise ValueError(f"pnl has {len(pnl)} values for {len(trades)} trades")
     wins = pnl[pnl > 0]
     losses = pnl[pnl < 0]
     count = len(pnl)

@@ -1,8 +1,15 @@
-"""Research subcommands of the ``sniperbot`` command: ``data download`` and ``data info``.
+"""Research subcommands of the ``sniperbot`` command: ``data``, ``backtest`` and ``optimize``.
 
 ``add_data_parser(subparsers)`` adds ``data`` to the main parser; ``run_data(args)``
 runs it and returns the exit status (0 success; 1 the download or the file failed;
 2 bad usage, for example an unreadable date).
+
+``add_backtest_parser`` / ``run_backtest`` and ``add_optimize_parser`` / ``run_optimize``
+do the same for ``backtest`` and ``optimize``: exit status 0 on success, 2 on bad input
+(the message names the argument: unknown strategy, bad parameter name or value, bad
+grid spec, missing file), 1 if Ray could not be started or joined. ``--json`` prints
+one JSON object on stdout; on a terminal a progress bar is drawn on stderr, anywhere
+else nothing but the result is printed.
 """
 
 from __future__ import annotations
@@ -188,3 +195,445 @@ def _info(args: argparse.Namespace) -> int:
     if len(gaps) > 20:
         print(f"  ... {len(gaps) - 20} more (--json lists all)")
     return 0
+
+
+# -- backtest and optimize ----------------------------------------------------------------
+
+
+def _speed_up_numpy() -> None:
+    """Keep freed memory at the top of the heap (glibc M_TOP_PAD = 64 MiB).
+
+    Without it every large numpy temporary is a fresh mmap/brk round trip to the
+    kernel; with it they are reused, which makes array code several times faster.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallopt(-2, 64 << 20)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _add_market_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``backtest`` and ``optimize``: data, strategy, costs, sizing, risk."""
+    parser.add_argument("--data", required=True, metavar="FILE", help="OHLCV file: CSV, Parquet or Feather")
+    parser.add_argument("--strategy", required=True, metavar="NAME", help="strategy name, e.g. sma_cross")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="strategy parameter (repeatable)"
+    )
+    parser.add_argument(
+        "--mode", choices=("long", "long-short"), help="long-only or long-short (parameter mode)"
+    )
+    parser.add_argument("--symbol", help="symbol of the data (default: guessed from the file name)")
+    parser.add_argument("--timeframe", help="bar length, e.g. 1m (default: the median bar spacing)")
+    costs = parser.add_argument_group("costs and execution")
+    costs.add_argument("--cash", type=float, default=100_000.0, help="starting equity (default: %(default)s)")
+    costs.add_argument(
+        "--fee-bps",
+        type=float,
+        default=10.0,
+        help="taker fee, bps of each fill's notional (default: %(default)s)",
+    )
+    costs.add_argument(
+        "--maker-fee-bps", type=float, help="maker fee for resting limit fills (default: --fee-bps)"
+    )
+    costs.add_argument(
+        "--slippage-bps", type=float, default=0.0, help="taker fills this much worse (default: %(default)s)"
+    )
+    costs.add_argument(
+        "--latency-bars", type=int, default=0, help="orders reach the venue this many bars late (default: 0)"
+    )
+    costs.add_argument(
+        "--latency-ms", type=float, default=0.0, help="orders reach the venue this late (default: 0)"
+    )
+    costs.add_argument("--stop-loss-pct", type=float, help="stop-loss this far from each position's entry")
+    costs.add_argument(
+        "--take-profit-pct", type=float, help="take-profit this far from each position's entry"
+    )
+    costs.add_argument(
+        "--sizer",
+        default="fraction:0.9999",
+        help="fraction:F | fixed:QTY | voltarget:VOL:LOOKBACK[:MAX_LEVERAGE] (default: %(default)s)",
+    )
+    costs.add_argument(
+        "--size-at",
+        choices=("fill", "signal"),
+        default="fill",
+        help="size market orders at the fill price (default) or at the signal's close (as live)",
+    )
+    costs.add_argument("--max-position", type=float, help="risk guard: largest absolute position")
+    costs.add_argument("--max-order-notional", type=float, help="risk guard: largest order notional")
+    costs.add_argument(
+        "--path",
+        choices=("auto", "vectorised", "per-bar"),
+        default="auto",
+        help="vectorised (from target arrays) or per-bar (on_bar callbacks); same trades (default: auto)",
+    )
+
+
+def add_backtest_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``backtest`` to the subparsers of the main ``sniperbot`` parser."""
+    parser = subparsers.add_parser(
+        "backtest",
+        help="backtest a strategy on an OHLCV file",
+        description=(
+            "Backtest a strategy on bars: signals on each bar's close, market orders at the next "
+            "bar's open plus slippage, fees on each fill's notional, sizing and risk through the "
+            "live node's sizer and risk guard. Defaults are the reference convention (99.99%% of "
+            "equity per position, an open position closed at the last close)."
+        ),
+    )
+    _add_market_options(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--report", metavar="OUT.html", help="write the self-contained HTML report")
+    return parser
+
+
+def add_optimize_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``optimize`` to the subparsers of the main ``sniperbot`` parser."""
+    parser = subparsers.add_parser(
+        "optimize",
+        help="grid-search a strategy's parameters, ranked by a metric",
+        description=(
+            "Backtest every combination of --grid ranges (start:stop:step, stop included; or "
+            "v1,v2,...) that the strategy accepts, in parallel, and rank them by --metric. "
+            "--walk-forward K adds in-sample / out-of-sample scores so overfitting shows."
+        ),
+    )
+    _add_market_options(parser)
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="K=START:STOP:STEP",
+        help="parameter range (repeatable)",
+    )
+    parser.add_argument(
+        "--constraint", action="append", default=[], metavar="EXPR", help="e.g. fast<slow (repeatable)"
+    )
+    parser.add_argument("--metric", default="sharpe", help="rank by this metric (default: %(default)s)")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run on Ray: no value or 'auto' finds or starts a cluster, 'local' starts one, "
+        "host:port joins one",
+    )
+    parser.add_argument("--walk-forward", type=int, default=0, metavar="K", help="K rolling IS/OOS folds")
+    parser.add_argument(
+        "--top", type=int, default=20, help="rows to print (default: %(default)s; --json: all)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the ranked results as JSON")
+    return parser
+
+
+class _Usage(ValueError):
+    """Bad command-line input: exit status 2."""
+
+
+def _strategy_and_params(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The strategy class and its --param / --mode values, typed; _Usage naming the argument."""
+    from sniperbot.strategies import STRATEGIES
+
+    cls = STRATEGIES.get(args.strategy)
+    if cls is None:
+        raise _Usage(
+            f"--strategy: unknown strategy {args.strategy!r} (known: {', '.join(sorted(STRATEGIES))})"
+        )
+    texts: dict[str, str] = {}
+    for item in args.param:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise _Usage(f"--param: expected K=V, got {item!r}")
+        texts[key.strip()] = text.strip()
+    if args.mode is not None:
+        if texts.get("mode", args.mode) != args.mode:
+            raise _Usage(f"--mode {args.mode} contradicts --param mode={texts['mode']}")
+        texts["mode"] = args.mode
+    params: dict[str, Any] = {}
+    for key, text in texts.items():
+        spec = cls.params.get(key)
+        if spec is None:
+            raise _Usage(f"--param: {cls.name} has no parameter {key!r} (known: {', '.join(cls.params)})")
+        try:
+            params[key] = spec.parse(key, text)
+        except ValueError as e:
+            raise _Usage(f"--param: {cls.name}: {e}") from None
+    return cls, params
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The BacktestConfig of the command line; _Usage naming the option."""
+    from sniperbot.backtest.config import BacktestConfig
+
+    if args.latency_ms < 0 or args.latency_ms != args.latency_ms:
+        raise _Usage(f"--latency-ms must be >= 0, got {args.latency_ms}")
+    fields = {
+        "cash": args.cash,
+        "fee_bps": args.fee_bps,
+        "maker_fee_bps": args.maker_fee_bps,
+        "slippage_bps": args.slippage_bps,
+        "latency_bars": args.latency_bars,
+        "latency_ns": round(args.latency_ms * 1e6),
+        "stop_loss_pct": args.stop_loss_pct,
+        "take_profit_pct": args.take_profit_pct,
+        "sizer": args.sizer,
+        "size_at": args.size_at,
+        "max_position": args.max_position,
+        "max_order_notional": args.max_order_notional,
+    }
+    try:
+        return BacktestConfig(**fields)
+    except ValueError as e:
+        message = str(e)
+        name = message.split(" ", 1)[0]
+        option = "--" + name.replace("_", "-") if name in fields else "--sizer"
+        if name == "latency_ns":
+            option = "--latency-ms"
+        raise _Usage(f"{option}: {message}") from None
+
+
+def _load(args: argparse.Namespace) -> Any:
+    """The bars of --data; _Usage naming --data if missing or unreadable."""
+    from pathlib import Path
+
+    from sniperbot.data import DataError, load_ohlcv
+
+    if not Path(args.data).is_file():
+        raise _Usage(f"--data: no such file: {args.data}")
+    try:
+        bars = load_ohlcv(args.data, symbol=args.symbol, timeframe=args.timeframe)
+    except (DataError, ValueError) as e:
+        raise _Usage(f"--data: {e}") from None
+    if len(bars) == 0:
+        raise _Usage(f"--data: {args.data} has no bars")
+    return bars
+
+
+class _Stages:
+    """A transient progress display on a terminal's stderr; silent anywhere else."""
+
+    def __init__(self, total: float = 1.0) -> None:
+        self.progress: Any = None
+        self.task: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.task = self.progress.add_task("", total=total)
+            self.progress.start()
+
+    def update(self, description: str, completed: float | None = None, total: float | None = None) -> None:
+        """Show a stage and how far it is."""
+        if self.progress is not None:
+            self.progress.update(self.task, description=description, completed=completed, total=total)
+
+    def stop(self) -> None:
+        """Remove the display."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    """Run ``sniperbot backtest``; returns the exit status (2: bad input)."""
+    _speed_up_numpy()
+    stages = _Stages(total=3)
+    try:
+        try:
+            cls, params = _strategy_and_params(args)
+            config = _config(args)
+            stages.update(f"loading {args.data}", 0)
+            bars = _load(args)
+            from sniperbot.backtest.engine import run_backtest as backtest
+
+            stages.update(f"{cls.name} on {len(bars):,} bars", 1)
+            result = backtest(bars, cls, params, config, path=args.path)
+        except _Usage as e:
+            return _fail(str(e), 2)
+        except ValueError as e:
+            return _fail(str(e), 2)
+        if args.report:
+            stages.update(f"writing {args.report}", 2)
+            from sniperbot.backtest.report import write_report
+
+            title = f"{result.strategy} " + " ".join(f"{k}={v}" for k, v in result.params.items())
+            metrics = {**result.metrics.to_dict(), "elapsed_s": result.elapsed_s}
+            try:
+                write_report(args.report, bars, result.equity, result.round_trips, metrics, title)
+            except OSError as e:
+                return _fail(f"--report: cannot write {args.report}: {e.strerror or e}", 2)
+    finally:
+        stages.stop()
+    if args.json:
+        out = result.to_dict()
+        out.update(data=args.data, symbol=bars.symbol, timeframe=bars.timeframe)
+        if args.report:
+            out["report"] = args.report
+        print(json.dumps(out))
+        return 0
+    _print_backtest(result, bars, args)
+    return 0
+
+
+def _fmt(value: Any, kind: str = "num") -> str:
+    """A metric for people: NaN as '-', percentages with a %, money with separators."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if kind == "pct":
+        return f"{value:,.2f} %"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "money":
+        return f"{value:,.2f}"
+    return f"{value:,.3f}"
+
+
+_BACKTEST_ROWS = (
+    ("final_equity", "final equity", "money"),
+    ("total_return_pct", "total return", "pct"),
+    ("cagr_pct", "CAGR", "pct"),
+    ("max_drawdown_pct", "max drawdown", "pct"),
+    ("sharpe", "Sharpe", "num"),
+    ("sortino", "Sortino", "num"),
+    ("calmar", "Calmar", "num"),
+    ("volatility_pct", "volatility (ann.)", "pct"),
+    ("trades", "trades", "int"),
+    ("win_rate_pct", "win rate", "pct"),
+    ("profit_factor", "profit factor", "num"),
+    ("expectancy", "expectancy / trade", "money"),
+    ("exposure_pct", "exposure", "pct"),
+    ("fees", "fees", "money"),
+)
+
+
+def _print_backtest(result: Any, bars: Any, args: argparse.Namespace) -> None:
+    from sniperbot.data import format_ns
+
+    params = ", ".join(f"{k}={v}" for k, v in result.params.items())
+    print(f"{result.strategy} ({params}) on {bars.symbol or '?'} {bars.timeframe}, {len(bars):,} bars")
+    print(f"  {format_ns(bars.start_ns)} -> {format_ns(bars.end_ns)}, {result.path} path")
+    values = result.metrics.to_dict()
+    for key, label, kind in _BACKTEST_ROWS:
+        print(f"  {label:<20} {_fmt(values[key], kind):>16}")
+    if result.rejected:
+        print(f"  {'rejected orders':<20} {result.rejected:>16,}")
+    print(f"  {'elapsed':<20} {result.elapsed_s:>14.3f} s")
+    if args.report:
+        print(f"report: {args.report}")
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    """Run ``sniperbot optimize``; returns the exit status (2: bad input, 1: Ray failed)."""
+    _speed_up_numpy()
+    stages = _Stages(total=1)
+    try:
+        try:
+            cls, fixed = _strategy_and_params(args)
+            config = _config(args)
+            if not args.grid:
+                raise _Usage("--grid: give at least one NAME=START:STOP:STEP")
+            if args.workers is not None and args.workers < 1:
+                raise _Usage(f"--workers must be >= 1, got {args.workers}")
+            if args.walk_forward < 0:
+                raise _Usage(f"--walk-forward must be >= 0, got {args.walk_forward}")
+            from sniperbot.optimize.grid import expand_grid
+            from sniperbot.optimize.search import METRICS
+
+            if args.metric not in METRICS:
+                raise _Usage(f"--metric: unknown metric {args.metric!r} (known: {', '.join(METRICS)})")
+            expand_grid(cls, args.grid, fixed, args.constraint)  # bad specs fail before loading
+            stages.update(f"loading {args.data}", 0)
+            bars = _load(args)
+            from sniperbot.optimize.ray_backend import RayUnavailable
+            from sniperbot.optimize.search import optimize
+
+            def progress(done: int, total: int) -> None:
+                stages.update(f"{cls.name}: {total:,} backtests", done, total)
+
+            try:
+                result = optimize(
+                    bars,
+                    cls,
+                    args.grid,
+                    fixed=fixed,
+                    constraints=args.constraint,
+                    config=config,
+                    metric=args.metric,
+                    workers=args.workers,
+                    ray=args.ray is not None,
+                    ray_address=args.ray,
+                    walk_forward=args.walk_forward,
+                    path=args.path,
+                    progress=progress,
+                )
+            except RayUnavailable as e:
+                return _fail(str(e), 1)
+        except _Usage as e:
+            return _fail(str(e), 2)
+        except ValueError as e:
+            return _fail(str(e), 2)
+    finally:
+        stages.stop()
+    if args.json:
+        out = result.to_dict()
+        out.update(data=args.data, symbol=bars.symbol, timeframe=bars.timeframe)
+        print(json.dumps(out))
+        return 0
+    _print_optimize(result, args)
+    return 0
+
+
+def _print_optimize(result: Any, args: argparse.Namespace) -> None:
+    metric = result.metric
+    grid = result.grid
+    skipped = grid.skipped_invalid + grid.skipped_constraint
+    print(
+        f"{result.strategy}: {len(result.rows):,} of {grid.size:,} grid points backtested "
+        f"({skipped:,} skipped as invalid) on {result.bars:,} bars in {result.elapsed_s:.2f} s, "
+        f"{result.backend} x{result.workers or '?'}; ranked by {metric}"
+    )
+    names = list(grid.axes)
+    walk = bool(result.walk_forward)
+    header = [*names, metric]
+    if walk:
+        header += [f"IS {metric}", f"OOS {metric}"]
+    header += ["return %", "max DD %", "trades", "win %"]
+    lines = [header]
+    for row in result.rows[: max(0, args.top)]:
+        cells = [str(row["params"][n]) for n in names]
+        cells.append(_fmt(row.get(metric)))
+        if walk:
+            cells += [_fmt(row.get(f"is_{metric}")), _fmt(row.get(f"oos_{metric}"))]
+        cells += [
+            _fmt(row.get("total_return_pct")),
+            _fmt(row.get("max_drawdown_pct")),
+            _fmt(row.get("trades"), "int"),
+            _fmt(row.get("win_rate_pct")),
+        ]
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  " + "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
+    if walk:
+        print(f"walk-forward ({len(result.walk_forward)} folds): in-sample winner vs out-of-sample")
+        for fold in result.walk_forward:
+            params = ", ".join(f"{k}={v}" for k, v in fold["params"].items() if k in names)
+            print(
+                f"  fold {fold['fold']}: {params}  IS {_fmt(fold['in_sample'])}  "
+                f"OOS {_fmt(fold['out_of_sample'])} (rank {fold['out_of_sample_rank']} of {len(result.rows)})"
+            )

@@ -7,7 +7,7 @@ from typing import Literal
 from sniperbot.messages.base import Message
 from sniperbot.messages.market import Side
 
-OrderType = Literal["market", "limit"]
+OrderType = Literal["market", "limit", "stop"]
 OrderStatus = Literal["accepted", "rejected", "cancelled", "filled"]
 
 
@@ -29,6 +29,7 @@ class OrderIntent(Message, tag="intent"):
     limit_price: float | None = None
     reduce_only: bool = False
     ts_ns: int = 0
+    stop_price: float | None = None  # trigger price of a stop order
 
 
 class Order(Message, tag="order"):
@@ -45,6 +46,7 @@ class Order(Message, tag="order"):
     limit_price: float | None = None
     reduce_only: bool = False
     ts_ns: int = 0
+    stop_price: float | None = None  # trigger price of a stop order
 
 
 class OrderUpdate(Message, tag="update"):
