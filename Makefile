@@ -1,5 +1,7 @@
 # `make run` starts the node on config/default.toml; `make test` runs the test suite.
 # Both create .venv and install sniperbot into it when it is missing or stale.
+# The Ray tests and benchmark run in a network namespace with only loopback (Ray sends
+# traffic off the machine when it starts): `unshare -rn` makes one without root.
 PYTHON ?= python3
 VENV ?= .venv
 ARGS ?=
@@ -10,15 +12,21 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# Tests also need the test tools and Ray (the cluster extra).
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 run: $(BIN)/.installed
 	$(BIN)/sniperbot run --config config/default.toml $(ARGS)
 
-test: $(BIN)/.installed browser
+test: $(BIN)/.installed-test browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/pytest tests/test_ray.py tests/test_optimize_ray.py'
 
 # The HTML report test renders in headless Chromium (Debian package); as root we install it.
 browser:
@@ -28,14 +36,18 @@ browser:
 	  else echo "note: install the 'chromium' package for the HTML report test"; fi; \
 	fi
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed-test
 	$(BIN)/ruff check .
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed-test
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/tick_to_trade.py
 	$(BIN)/python bench/restart.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/optimize.py
+	$(BIN)/python bench/backtest.py  # needs: $(BIN)/pip install backtesting
+	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/python bench/restart_ray.py'
 
 clean:
 	rm -rf $(VENV) .sniperbot .pytest_cache

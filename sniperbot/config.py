@@ -16,7 +16,7 @@ import msgspec
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
-PlacementName = Literal["process", "thread"]
+PlacementName = Literal["process", "thread", "ray"]
 TradingStateName = Literal["ACTIVE", "REDUCING", "HALTED"]
 
 
@@ -166,6 +166,35 @@ class PlacementSection(_Section):
     actors: dict[str, PlacementName] = {}
 
 
+class ClusterSection(_Section):
+    """Ray placement (``sniperbot run --ray auto|ADDRESS``): the node's tcp endpoints and Ray options.
+
+    ``host`` is the address the node binds its tcp endpoints on (bus, control,
+    inboxes) and that Ray actors connect to: ``127.0.0.1`` for a local cluster,
+    ``auto`` for the address Ray uses for this machine (a real cluster). Every
+    tcp port comes from ``port_min..port_max`` (outside Ray's worker ports and
+    the kernel's ephemeral range). ``actor_resources`` are custom Ray resources
+    each Ray-placed actor requests, e.g. ``{ sniperbot_node = 1 }`` to keep it on
+    the Ray node that mounts the run directory. ``num_cpus`` is what a local
+    cluster (``--ray auto``) offers.
+    """
+
+    host: str = "127.0.0.1"
+    port_min: Annotated[int, msgspec.Meta(ge=1024, le=65535)] = 20000
+    port_max: Annotated[int, msgspec.Meta(ge=1024, le=65535)] = 29999
+    namespace: str = "sniperbot"
+    num_cpus: Annotated[int, msgspec.Meta(ge=1)] = 2
+    actor_resources: dict[str, Positive] = {}
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("host must not be empty")
+        if self.port_max - self.port_min < 16:
+            raise ValueError("port_max must be at least port_min + 16")
+        if not self.namespace:
+            raise ValueError("namespace must not be empty")
+
+
 class Config(_Section):
     """The whole node configuration."""
 
@@ -180,6 +209,7 @@ class Config(_Section):
     portfolio: PortfolioSection = PortfolioSection()
     admin: AdminSection = AdminSection()
     placement: PlacementSection = PlacementSection()
+    cluster: ClusterSection = ClusterSection()
 
     def __post_init__(self) -> None:
         symbols = {s.symbol for s in self.market.symbols}
@@ -190,6 +220,13 @@ class Config(_Section):
             if strategy.id in ids:
                 raise ValueError(f"strategies[{index}].id: duplicate strategy id {strategy.id!r}")
             ids.add(strategy.id)
+
+
+def ray_placements(config: Config) -> list[str]:
+    """The config fields that ask for ``placement = "ray"`` (they need ``run --ray``)."""
+    fields = ['placement.default = "ray"'] if config.placement.default == "ray" else []
+    fields += [f'placement.actors."{a}" = "ray"' for a, p in config.placement.actors.items() if p == "ray"]
+    return fields
 
 
 class ConfigError(ValueError):

@@ -68,9 +68,13 @@ class Node:
         *,
         epoch_ns: int | None = None,
         enable_chaos: bool = False,
+        ray_address: str | None = None,
     ) -> None:
         self.config = config
         self.enable_chaos = enable_chaos
+        self.ray_address = ray_address  # "auto" (start a local Ray) or a cluster address; None: no Ray
+        self._ray: Any = None
+        self._net: Any = None
         self.rundir = RunDir(run_dir)
         self.heartbeat_interval_s = config.node.heartbeat_interval_s
         self.heartbeat_liveness = config.node.heartbeat_liveness
@@ -99,6 +103,11 @@ class Node:
 
     def start_actor(self, spec: ChildSpec, incarnation: int) -> ActorHandle:
         """Start one incarnation of a worker in its placement."""
+        endpoints: dict[str, str] = {}
+        inbox_binds: list[str] = []
+        if self._net is not None:
+            self._net.register(spec.id, spec.actor, spec.placement)
+            endpoints, inbox_binds = self._net.for_launch(spec.id, spec.placement)
         launch = ActorLaunch(
             actor_id=spec.id,
             actor=spec.actor,
@@ -109,6 +118,8 @@ class Node:
             heartbeat_liveness=self.heartbeat_liveness,
             journal_durability=self.config.journal.durability,
             log_level=self.config.node.log_level,
+            endpoints=endpoints,
+            inbox_binds=inbox_binds,
         )
         return self._launcher.start(launch, spec.placement)  # type: ignore[arg-type]
 
@@ -240,6 +251,8 @@ class Node:
         self._lock_fd = self.rundir.lock()
         for stale in self.rundir.path.glob("*.sock"):
             stale.unlink()  # left by a node that was killed; we hold the lock now
+        if self.ray_address is not None:
+            self._start_ray()  # before our signal handlers: ray.init installs its own
         self._zctx = zmq.Context()
         self._proxy = BusProxy(self._zctx, self.rundir.bus_in, self.rundir.bus_out)
         self._proxy.start()
@@ -248,6 +261,8 @@ class Node:
         tune(self._control)
         self._control.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._control.bind(self.rundir.control)
+        if self._ray is not None:
+            self._open_tcp_endpoints()
         old_umask = os.umask(0o177)
         try:
             self._admin = self._zctx.socket(zmq.ROUTER)
@@ -290,11 +305,41 @@ class Node:
         self._old_handlers = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        self._launcher = Launcher(self._zctx)
+        self._launcher = Launcher(self._zctx, ray=self._ray)
         self.root = Supervisor(self.tree_spec, self)
         self.started_at = time.monotonic()
         log.info("node starting", extra={"event": "node_start", "run_dir": str(self.rundir.path)})
         self.root.start(on_started=lambda: log.info("all actors ready", extra={"event": "node_ready"}))
+
+    def _start_ray(self) -> None:
+        """Start or join the Ray cluster (``--ray``); its address goes to ``<run dir>/ray.address``."""
+        from sniperbot.actors.ray_placement import RayCluster, RayUnavailable
+
+        cfg = self.config.cluster
+        cluster = RayCluster(self.ray_address or "auto", cfg.namespace, cfg.num_cpus, cfg.actor_resources)
+        try:
+            cluster.start()
+        except RayUnavailable as e:
+            raise RunDirError(str(e)) from None
+        self._ray = cluster
+        self.rundir.ray_address.write_text(cluster.gcs_address + "\n")
+
+    def _open_tcp_endpoints(self) -> None:
+        """Bind the tcp side (bus bridge, control; inbox ports) that Ray actors connect to."""
+        from sniperbot.actors.ray_placement import ClusterNet, RayUnavailable
+
+        cfg = self.config.cluster
+        host = self._ray.node_ip if cfg.host == "auto" else cfg.host
+        try:
+            self._net = ClusterNet(self._zctx, self.rundir, host, cfg.port_min, cfg.port_max)
+            self._net.open(self._control)
+            # Inbox ports for the whole configured tree now, so that the first launches
+            # already know every peer; children added later get theirs at their first start.
+            for spec in self.tree_spec.walk():
+                if spec.type == "worker":
+                    self._net.register(spec.id, spec.actor, spec.placement)
+        except (RayUnavailable, zmq.ZMQError) as e:
+            raise RunDirError(f"cannot bind the tcp endpoints for Ray on {host}: {e}") from None
 
     def _open_curve_admin(self) -> zmq.Socket:
         """The TCP admin socket: CURVE-encrypted, only authorized client keys pass ZAP."""
@@ -417,6 +462,9 @@ class Node:
         elif isinstance(payload, Ready):
             child.last_heartbeat = time.monotonic()
             child.owner.on_ready(child)
+            # The actor's own Ready on the bus can be lost while its PUB connects (slow
+            # joiner); peers resend to it on Ready, so the node says it again, reliably.
+            self._pub.publish(topic.READY + actor_id, payload)
         elif isinstance(payload, SnapshotRequest):
             self._send_snapshot(child, payload)
 
@@ -482,11 +530,17 @@ class Node:
             self._pub.close()
         if hasattr(self, "journal") and self.exit_code == 0:
             self.journal.put_state(RUNNING_KEY, b"0")  # an orderly stop: no fail-closed start
+        if self._net is not None:
+            self._net.close()
         if hasattr(self, "_proxy"):
             self._proxy.stop()
         close_process_journals()
         if hasattr(self, "_zctx"):
             self._zctx.term()
+        if self._ray is not None:
+            self._ray.shutdown()  # a local cluster (--ray auto) stops with the node
+            with contextlib.suppress(FileNotFoundError):
+                self.rundir.ray_address.unlink()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.rundir.ipc_path("admin"))
         if hasattr(self, "_lock_fd"):

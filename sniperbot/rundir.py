@@ -2,6 +2,8 @@
 
 Everything a node binds is an ``ipc://`` socket in this directory, so two nodes
 with different run directories never collide and the operator can see them all.
+A node with a Ray cluster (``run --ray``) also binds tcp endpoints; they are
+passed to each actor in its ``ActorLaunch.endpoints`` and override these.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ class RunDir:
     def inbox(self, actor_id: str) -> str:
         """The reliable inbox (ROUTER) of one actor."""
         return self.endpoint("inbox-" + actor_id)
+
+    @property
+    def ray_address(self) -> Path:
+        """File holding the Ray cluster address while a node with ``--ray`` runs (for tools)."""
+        return self.path / "ray.address"
 
     @property
     def journal(self) -> Path:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from sniperbot.chaos.invariants import check_run_dir
-from tests.conftest import FAST_CONFIG, ROOT, RunningNode, eventually, sniperbot
+from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
 # Short breaker cooldown and probe, so a tripped venue is back within the session.
 CHAOS_CONFIG = FAST_CONFIG + "\n[breakers]\ncooldown_s = 1.0\nprobe_s = 2.0\n"
@@ -16,17 +15,7 @@ CHAOS_CONFIG = FAST_CONFIG + "\n[breakers]\ncooldown_s = 1.0\nprobe_s = 2.0\n"
 
 def chaos(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
     """``sniperbot chaos ...`` in a fresh process."""
-    result = sniperbot("chaos", *args, timeout=timeout)
-    if result.returncode == 2 and "invalid choice: 'chaos'" in result.stderr:
-        # cli/main.py does not list the command yet: the same parser and handler, standalone.
-        result = subprocess.run(
-            [sys.executable, "-m", "sniperbot.cli.chaos", "chaos", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=ROOT,
-        )
-    return result
+    return sniperbot("chaos", *args, timeout=timeout)
 
 
 def test_seeded_chaos_session_recovers_everything_and_loses_no_money(short_tmp: Path) -> None:

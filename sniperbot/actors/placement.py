@@ -1,4 +1,4 @@
-"""Where an actor incarnation runs: its own OS process (default) or a thread of the node.
+"""Where an actor incarnation runs: its own OS process (default), a thread of the node, or Ray.
 
 Both placements give the supervisor the same handle: a ``sentinel`` file
 descriptor that becomes readable when the incarnation ends, an ``exitcode``, a
@@ -11,11 +11,15 @@ Thread placement runs the same :class:`ActorRuntime` inside a pykka
 and failure reporting. A thread cannot be killed: a hung thread actor is
 abandoned (its sockets stay with it) and a fresh incarnation is started; its
 messages are ignored by incarnation number if it ever wakes up.
+
+Ray placement (``sniperbot.actors.ray_placement``, imported only when used)
+gives the same handle for a Ray actor on the node's Ray cluster.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -27,7 +31,7 @@ import zmq
 
 from sniperbot.actors.runtime import EXIT_CRASH, EXIT_NORMAL, ActorLaunch, ActorRuntime, run_actor_process
 
-Placement = Literal["process", "thread"]
+Placement = Literal["process", "thread", "ray"]
 
 # Modules imported once in the forkserver so that every actor process starts warm.
 PRELOAD = [
@@ -36,6 +40,9 @@ PRELOAD = [
     "sniperbot.actors.strategy",
     "sniperbot.actors.risk_guard",
     "sniperbot.actors.paper_executor",
+    "sniperbot.actors.paper_venue",
+    "sniperbot.journal",
+    "lmdb",
     "sniperbot.actors.portfolio",
 ]
 
@@ -171,8 +178,9 @@ class ThreadHandle:
 class Launcher:
     """Starts actor incarnations in their placement."""
 
-    def __init__(self, zctx: zmq.Context, preload: list[str] | None = None) -> None:
+    def __init__(self, zctx: zmq.Context, preload: list[str] | None = None, ray: Any = None) -> None:
         self._zctx = zctx
+        self._ray = ray  # the node's RayCluster when it runs with --ray
         modules = PRELOAD if preload is None else preload
         # Import here first: a module that fails to import would otherwise kill the
         # forkserver and leave every later start hanging instead of failing loudly.
@@ -185,6 +193,8 @@ class Launcher:
         """Start one incarnation and return its handle (it is not ready yet)."""
         if placement == "thread":
             return ThreadHandle(launch, self._zctx)
+        if placement == "ray":
+            return self._start_ray(launch)
         process = self._mp.Process(
             target=run_actor_process,
             args=(msgspec.msgpack.encode(launch),),
@@ -193,3 +203,36 @@ class Launcher:
         )
         process.start()
         return ProcessHandle(process)
+
+    def _start_ray(self, launch: ActorLaunch) -> ActorHandle:
+        """A Ray actor incarnation; without a cluster, a start that fails at once (counted, retried)."""
+        if self._ray is None:
+            return _FailedStart("placement ray needs a node started with --ray auto|ADDRESS")
+        from sniperbot.actors.ray_placement import RayHandle
+
+        return RayHandle(self._ray, launch)
+
+
+class _FailedStart:
+    """A handle whose incarnation never started: its sentinel is readable at once."""
+
+    def __init__(self, reason: str) -> None:
+        logging.getLogger("sniperbot.placement").error(reason, extra={"event": "start_failed"})
+        self.pid: int | None = None
+        self.reason = reason
+        self.sentinel, done_w = os.pipe()
+        os.close(done_w)
+
+    def exitcode(self) -> int | None:
+        """Always EXIT_CRASH."""
+        return EXIT_CRASH
+
+    def kill(self) -> None:
+        """Nothing runs."""
+
+    def release(self) -> None:
+        """Close the sentinel."""
+        try:
+            os.close(self.sentinel)
+        except OSError:
+            pass

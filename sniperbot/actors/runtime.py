@@ -62,6 +62,11 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     heartbeat_liveness: int = 4
     journal_durability: Literal["fsync", "process"] = "fsync"
     log_level: str = "WARNING"
+    # With a Ray cluster: where to connect instead of the run dir's ipc sockets
+    # ("bus_in", "bus_out", "control", "inbox:<actor_id>"), and every endpoint this
+    # actor's own inbox binds (empty: its ipc socket only).
+    endpoints: dict[str, str] = {}
+    inbox_binds: list[str] = []
 
 
 _journals: dict[str, Any] = {}
@@ -144,7 +149,8 @@ class ActorRuntime(ActorContext):
         """Send reliably to ``actor_id``'s inbox; ``on_ack`` runs when it is acknowledged."""
         outbox = self._outboxes.get(actor_id)
         if outbox is None:
-            outbox = Outbox(self._zctx, self.rundir.inbox(actor_id), self.actor_id, self.incarnation)
+            endpoint = self._endpoint("inbox:" + actor_id, self.rundir.inbox(actor_id))
+            outbox = Outbox(self._zctx, endpoint, self.actor_id, self.incarnation)
             self._outboxes[actor_id] = outbox
             self._outbox_by_socket[outbox.socket] = outbox
             self.poller.register(outbox.socket, zmq.POLLIN)
@@ -179,23 +185,37 @@ class ActorRuntime(ActorContext):
         cls = load_actor_class(self.launch.actor)
         # Constructed before the sockets so that topics may depend on the actor's arguments.
         self.actor = actor = cls(self, **self.launch.args)
-        self._pub = Publisher(self._zctx, self.rundir.bus_in, self.actor_id, self.incarnation)
+        self._pub = Publisher(
+            self._zctx, self._endpoint("bus_in", self.rundir.bus_in), self.actor_id, self.incarnation
+        )
         self._control = self._zctx.socket(zmq.DEALER)
         tune(self._control)
         self._control.setsockopt(zmq.ROUTING_ID, f"{self.actor_id}#{self.incarnation}".encode())
-        self._control.connect(self.rundir.control)
+        self._control.connect(self._endpoint("control", self.rundir.control))
         self.poller.register(self._control, zmq.POLLIN)
         self._wants_ready = any(_READY_TOPIC.startswith(t) for t in actor.topics)
         self._inbox: Inbox | None = None
         # Every actor hears peers' Ready so its outboxes resend at once after a peer restart.
-        self._sub = Subscriber(self._zctx, self.rundir.bus_out, (*actor.topics, _READY_TOPIC))
+        bus_out = self._endpoint("bus_out", self.rundir.bus_out)
+        self._sub = Subscriber(self._zctx, bus_out, (*actor.topics, _READY_TOPIC))
         self.poller.register(self._sub.socket, zmq.POLLIN)
         if actor.inbox:
-            inbox_path = self.rundir.ipc_path("inbox-" + self.actor_id)
-            # A killed predecessor leaves its socket file behind; binding over it is safe.
-            if os.path.exists(inbox_path):
-                os.unlink(inbox_path)
-            self._inbox = Inbox(self._zctx, self.rundir.inbox(self.actor_id), self.actor_id, self.incarnation)
+            binds = list(self.launch.inbox_binds) or [self.rundir.inbox(self.actor_id)]
+            for endpoint in binds:
+                # A killed predecessor leaves its socket file behind; binding over it is safe.
+                if endpoint.startswith("ipc://") and os.path.exists(endpoint[6:]):
+                    os.unlink(endpoint[6:])
+            self._inbox = Inbox(self._zctx, binds[0], self.actor_id, self.incarnation)
+            for endpoint in binds[1:]:
+                try:
+                    self._inbox.socket.bind(endpoint)
+                except zmq.ZMQError as e:
+                    # An abandoned (hung) thread incarnation may still hold the tcp port: keep
+                    # the ipc inbox for local peers rather than failing every restart.
+                    self.log.warning(
+                        "cannot bind extra inbox endpoint",
+                        extra={"event": "inbox_bind_failed", "endpoint": endpoint, "error": str(e)},
+                    )
             self.poller.register(self._inbox.socket, zmq.POLLIN)
         self.every(self.launch.heartbeat_interval_s, self._heartbeat)
         self.every(_RESEND_CHECK_S, self._resend_due)
@@ -216,7 +236,8 @@ class ActorRuntime(ActorContext):
         if self._stopping:
             return False
         now = time.monotonic_ns()
-        timeout_ms = max(0, (self._timers[0][0] - now) // 1_000_000) if self._timers else 1000
+        # Round up: rounding down would spin through the last millisecond before each timer.
+        timeout_ms = max(0, -((now - self._timers[0][0]) // 1_000_000)) if self._timers else 1000
         if max_wait_ms is not None:
             timeout_ms = min(timeout_ms, max_wait_ms)
         for sock, _ in self.poller.poll(timeout_ms):
@@ -252,26 +273,51 @@ class ActorRuntime(ActorContext):
                 self._zctx.term()
 
     # -- internals ------------------------------------------------------------------------
+    def _endpoint(self, name: str, default: str) -> str:
+        """The launch's endpoint for ``name`` (tcp, with a cluster), else the run dir's ipc one."""
+        return self.launch.endpoints.get(name, default)
+
+    def _drain_bus(self, sock: zmq.Socket, on_message: Callable[[Envelope], None]) -> None:
+        """The hot path: bus messages are [topic, envelope], read with two plain recvs.
+
+        RCVMORE is read once, after the topic frame; a message with extra frames
+        desynchronises nothing, since every frame after a message's last one starts
+        a new message (the extra frame is then counted as an invalid one-frame message).
+        """
+        recv = sock.recv
+        for _ in range(_DRAIN_BATCH):
+            try:
+                topic = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                if not sock.get(zmq.RCVMORE):
+                    raise InvalidFrame("expected 2 frames (topic, envelope), received 1")
+                envelope = decode_envelope(recv())
+                if topic.startswith(_READY_PREFIX):
+                    self.on_peer_ready(envelope.sender)
+                    if not self._wants_ready:
+                        continue
+                self.handled += 1
+                on_message(envelope)
+            except InvalidFrame as e:
+                self._count_invalid(sock, e.reason)
+            if self._stopping:
+                return
+
     def _drain(self, sock: zmq.Socket) -> None:
         on_message = self.actor.on_message if self.actor else None
         assert on_message is not None
+        if sock is self._sub.socket:
+            self._drain_bus(sock, on_message)
+            return
         for _ in range(_DRAIN_BATCH):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
-                if sock is self._sub.socket:
-                    if len(frames) != 2:
-                        raise InvalidFrame(f"expected 2 frames (topic, envelope), received {len(frames)}")
-                    envelope = decode_envelope(frames[1])
-                    if frames[0].startswith(_READY_PREFIX):
-                        self.on_peer_ready(envelope.sender)
-                        if not self._wants_ready:
-                            continue
-                    self.handled += 1
-                    on_message(envelope)
-                elif self._inbox is not None and sock is self._inbox.socket:
+                if self._inbox is not None and sock is self._inbox.socket:
                     identity, envelope = decode_routed(frames)
                     if self._inbox.is_duplicate(envelope):
                         self._inbox.duplicates += 1

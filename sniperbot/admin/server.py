@@ -253,7 +253,7 @@ class AdminCommands:
         child = next((c for c in self.node.root.workers() if c.spec.id == actor_id), None)
         if child is None or child.handle is None:
             raise AdminFailure("not_found", f"no running actor {actor_id!r}")
-        if child.spec.placement != "process" or child.handle.pid == os.getpid():
+        if child.spec.placement == "thread" or child.handle.pid in (None, os.getpid()):
             raise AdminFailure("invalid_message", f"{actor_id} does not run in its own process")
         os.kill(child.handle.pid, sig)
         reply(

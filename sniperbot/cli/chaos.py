@@ -101,14 +101,3 @@ def run_chaos_command(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0 if report.ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sniperbot.cli.chaos``: the command on its own."""
-    parser = argparse.ArgumentParser(prog="sniperbot")
-    add_chaos_parser(parser.add_subparsers(dest="command", required=True))
-    return run_chaos_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow fault injection through the admin socket (sniperbot chaos)",
     )
+    run.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="place the actors configured with placement \"ray\" on Ray: 'auto' starts a local "
+        "cluster, ADDRESS (host:port of the GCS) joins a running one (pip install 'sniperbot[cluster]')",
+    )
 
     admin = sub.add_parser("admin", help="inspect and change a running node through its admin socket")
     admin.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
@@ -95,9 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--dir", required=True, help="where to write NAME.key and NAME.key_secret")
     keygen.add_argument("--name", required=True, help="certificate name, e.g. server or alice")
 
-    from sniperbot.cli.research import add_data_parser
+    from sniperbot.cli.chaos import add_chaos_parser
+    from sniperbot.cli.research import add_backtest_parser, add_data_parser, add_optimize_parser
 
     add_data_parser(sub)
+    add_backtest_parser(sub)
+    add_optimize_parser(sub)
+    add_chaos_parser(sub)
 
     journal = sub.add_parser("journal", help="read a node's journal (running or stopped)")
     journal.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
@@ -126,6 +136,18 @@ def main(argv: list[str] | None = None) -> int:
         return _admin(args)
     if args.command == "keygen":
         return _keygen(args)
+    if args.command == "chaos":
+        from sniperbot.cli.chaos import run_chaos_command
+
+        return run_chaos_command(args)
+    if args.command == "backtest":
+        from sniperbot.cli.research import run_backtest
+
+        return run_backtest(args)
+    if args.command == "optimize":
+        from sniperbot.cli.research import run_optimize
+
+        return run_optimize(args)
     if args.command == "data":
         from sniperbot.cli.research import run_data
 
@@ -139,7 +161,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sniperbot.config import ConfigError, load_config, with_overrides
+    from sniperbot.config import ConfigError, load_config, ray_placements, with_overrides
     from sniperbot.logs import configure_logging
     from sniperbot.rundir import RunDirError
 
@@ -149,10 +171,23 @@ def _run(args: argparse.Namespace) -> int:
             config = with_overrides(config, seed=args.seed)
     except ConfigError as e:
         return _fail(str(e), 2)
+    wants_ray = ray_placements(config)
+    if wants_ray and not args.ray:
+        return _fail(f"{', '.join(wants_ray)} needs a Ray cluster: run with --ray auto|ADDRESS", 2)
+    if args.ray:
+        import importlib.util
+
+        # Only looked up: Ray reads its environment at import, which the node sets first.
+        try:
+            installed = importlib.util.find_spec("ray") is not None
+        except (ImportError, ValueError):
+            installed = False
+        if not installed:
+            return _fail("--ray: Ray is not installed: pip install 'sniperbot[cluster]'", 2)
     configure_logging(config.node.log_level)
     from sniperbot.node import Node
 
-    node = Node(config, args.run_dir, enable_chaos=args.enable_chaos)
+    node = Node(config, args.run_dir, enable_chaos=args.enable_chaos, ray_address=args.ray)
     on_idle = None
     view = None
     if sys.stdout.isatty():

@@ -17,7 +17,7 @@ import msgspec
 Restart = Literal["permanent", "transient", "temporary"]
 RestartStrategy = Literal["one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"]
 ChildKind = Literal["worker", "supervisor"]
-Placement = Literal["process", "thread"]
+Placement = Literal["process", "thread", "ray"]
 
 
 class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
