@@ -7,17 +7,12 @@ closes). Target +1 on the up-cross, 0 (or -1 in ``long-short`` mode) on the down
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import numpy as np
-
 from sniperbot.indicators import Ema, ema
-from sniperbot.messages import Bar
-from sniperbot.strategies.base import MODE, Param, Strategy, cross_targets
+from sniperbot.strategies.base import MODE, Param
+from sniperbot.strategies.ma_cross import MovingAverageCross
 
 
-class EmaCross(Strategy):
+class EmaCross(MovingAverageCross):
     """Fast/slow EMA crossover on bar closes."""
 
     name = "ema_cross"
@@ -27,42 +22,5 @@ class EmaCross(Strategy):
         "mode": MODE,
     }
     ordered = (("fast", "slow"),)
-
-    fast: int
-    slow: int
-    mode: str
-
-    def setup(self) -> None:
-        """Streaming EMAs and the previous bar's values."""
-        self._fast_ema = Ema(self.fast)
-        self._slow_ema = Ema(self.slow)
-        self._previous_fast = math.nan
-        self._previous_slow = math.nan
-        self._short = self.short_exposure
-
-    def decide(self, bar: Bar) -> float | None:
-        """+1 when the fast EMA crosses above, the short exposure when it crosses below."""
-        close = bar.close
-        fast = self._fast_ema.update(close)
-        slow = self._slow_ema.update(close)
-        previous_fast, previous_slow = self._previous_fast, self._previous_slow
-        self._previous_fast, self._previous_slow = fast, slow
-        if previous_fast < previous_slow and fast > slow:
-            return 1.0
-        if previous_fast > previous_slow and fast < slow:
-            return self._short
-        return None
-
-    @classmethod
-    def decide_all(
-        cls,
-        open: np.ndarray,
-        high: np.ndarray,
-        low: np.ndarray,
-        close: np.ndarray,
-        volume: np.ndarray,
-        **params: Any,
-    ) -> np.ndarray:
-        """Exposure after every bar from the strict crosses of the two EMAs."""
-        short = -1.0 if params["mode"] == "long-short" else 0.0
-        return cross_targets(ema(close, params["fast"]), ema(close, params["slow"]), short)
+    average = Ema
+    averages = staticmethod(ema)

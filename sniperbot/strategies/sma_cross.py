@@ -15,17 +15,12 @@ way in the backtester and live, since both paths compute bit-identical SMAs.
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import numpy as np
-
 from sniperbot.indicators import Sma, sma
-from sniperbot.messages import Bar
-from sniperbot.strategies.base import MODE, Param, Strategy, cross_targets
+from sniperbot.strategies.base import MODE, Param
+from sniperbot.strategies.ma_cross import MovingAverageCross
 
 
-class SmaCross(Strategy):
+class SmaCross(MovingAverageCross):
     """Fast/slow SMA crossover on bar closes."""
 
     name = "sma_cross"
@@ -35,42 +30,5 @@ class SmaCross(Strategy):
         "mode": MODE,
     }
     ordered = (("fast", "slow"),)
-
-    fast: int
-    slow: int
-    mode: str
-
-    def setup(self) -> None:
-        """Streaming SMAs and the previous bar's values."""
-        self._fast_sma = Sma(self.fast)
-        self._slow_sma = Sma(self.slow)
-        self._previous_fast = math.nan
-        self._previous_slow = math.nan
-        self._short = self.short_exposure
-
-    def decide(self, bar: Bar) -> float | None:
-        """+1 on a golden cross, the short exposure on a death cross, else no change."""
-        close = bar.close
-        fast = self._fast_sma.update(close)
-        slow = self._slow_sma.update(close)
-        previous_fast, previous_slow = self._previous_fast, self._previous_slow
-        self._previous_fast, self._previous_slow = fast, slow
-        if previous_fast < previous_slow and fast > slow:
-            return 1.0
-        if previous_fast > previous_slow and fast < slow:
-            return self._short
-        return None
-
-    @classmethod
-    def decide_all(
-        cls,
-        open: np.ndarray,
-        high: np.ndarray,
-        low: np.ndarray,
-        close: np.ndarray,
-        volume: np.ndarray,
-        **params: Any,
-    ) -> np.ndarray:
-        """Exposure after every bar from the strict crosses of the two SMAs."""
-        short = -1.0 if params["mode"] == "long-short" else 0.0
-        return cross_targets(sma(close, params["fast"]), sma(close, params["slow"]), short)
+    average = Sma
+    averages = staticmethod(sma)
