@@ -36,7 +36,7 @@ def main() -> int:
     configure_logging(config.node.log_level)
     module_name, _, function = args.tree.partition(":")
     factory = getattr(importlib.import_module(module_name), function)
-    node = Node(config, args.run_dir)
+    node = Node(config, args.run_dir, enable_chaos=True)  # benches inject faults
     node.tree_spec = factory(config, **json.loads(args.tree_args))
     return node.run(args.duration)
 

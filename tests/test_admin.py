@@ -254,3 +254,27 @@ def test_tcp_admin_accepts_only_authorized_curve_keys(short_tmp: Path) -> None:
         assert running.process.poll() is None
     finally:
         assert running.stop() == 0
+
+
+def test_injected_crash_restarts_a_thread_actor(short_tmp: Path) -> None:
+    config = short_tmp / "threads.toml"
+    config.write_text(FAST_CONFIG + '\n[placement]\ndefault = "thread"\n')
+    running = RunningNode(short_tmp / "run", config, ("--enable-chaos",))
+    try:
+        before = running.wait_ready()
+        code, body = _admin(running, "chaos", "--actor", "strategy.fast_btc", "--signal", "CRASH")
+        assert code == 0, body
+        back = eventually(
+            lambda: (
+                (w := running.workers()["strategy.fast_btc"])["incarnation"] == 2
+                and w["state"] == "running"
+                and w
+            ),
+            10,
+        )
+        assert back["last_exit"] == "exit code 1"
+        assert running.workers()["risk_guard"]["incarnation"] == before["risk_guard"]["incarnation"]
+        code, body = _admin(running, "chaos", "--actor", "strategy.fast_btc", "--signal", "KILL")
+        assert code == 1 and body["code"] == "invalid_message"  # a thread has no process to signal
+    finally:
+        assert running.stop() == 0

@@ -13,6 +13,7 @@ from sniperbot.messages import (
     Bar,
     BreakerChanged,
     CancelOrder,
+    Crash,
     Envelope,
     Fill,
     Heartbeat,
@@ -129,6 +130,7 @@ SAMPLES: list[Message] = [
     SetTradingState(state="HALTED", reason="operator halt"),
     BreakerChanged(scope="venue:sim", state="open", reason="escalated", trips=2, cooldown_s=10.0, ts_ns=14),
     SnapshotRequest(topics=["md.sim.BTC/USDT.", "ev.s1."]),
+    Crash(reason="chaos"),
     VenueOrderQuery(client_order_id="c-1", venue="sim"),
     VenueOrderReport(
         client_order_id="c-1",
@@ -196,6 +198,7 @@ TAGS: dict[type[Message], str] = {
     SetTradingState: "set_trading_state",
     BreakerChanged: "breaker",
     SnapshotRequest: "snapshot_req",
+    Crash: "crash",
     VenueOrderQuery: "venue_query",
     VenueOrderReport: "venue_report",
     VenueEvents: "venue_events",

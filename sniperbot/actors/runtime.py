@@ -25,6 +25,7 @@ import zmq
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.logs import actor_logger
 from sniperbot.messages import (
+    Crash,
     Envelope,
     Heartbeat,
     InvalidFrame,
@@ -48,6 +49,10 @@ _DRAIN_BATCH = 2048  # messages taken from one socket before the others get a tu
 _RESEND_CHECK_S = 0.05
 _READY_TOPIC = "ctl.ready."
 _READY_PREFIX = _READY_TOPIC.encode()
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by an actor told to crash (fault injection); ends the incarnation abnormally."""
 
 
 class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -363,6 +368,8 @@ class ActorRuntime(ActorContext):
         self._last_supervisor_ns = time.monotonic_ns()
         if isinstance(payload, Heartbeat):
             return
+        if isinstance(payload, Crash):
+            raise InjectedCrash(f"{self.actor_id}: crash injected ({payload.reason})")
         if isinstance(payload, Stop):
             self.log.info("stop requested", extra={"event": "stop", "reason": payload.reason})
             self._stopping = True

@@ -11,6 +11,7 @@ import msgspec
 
 from sniperbot.admin.protocol import AdminError, AdminReply, AdminRequest
 from sniperbot.config import ConfigError, StrategySection, check_strategy
+from sniperbot.messages import Crash
 from sniperbot.supervision import ChildSpec, Supervisor
 from sniperbot.supervision.supervisor import SupervisorError
 from sniperbot.topology import STRATEGIES_SUPERVISOR, strategy_child
@@ -248,24 +249,26 @@ class AdminCommands:
         actor_id = _arg(args, "actor")
         sig_name = _arg(args, "signal", str, "KILL").upper()
         sig = CHAOS_SIGNALS.get(sig_name)
-        if sig is None:
-            raise AdminFailure("invalid_message", f"signal must be one of {', '.join(CHAOS_SIGNALS)}")
+        if sig is None and sig_name != "CRASH":
+            known = ", ".join([*CHAOS_SIGNALS, "CRASH"])
+            raise AdminFailure("invalid_message", f"signal must be one of {known}")
         child = next((c for c in self.node.root.workers() if c.spec.id == actor_id), None)
         if child is None or child.handle is None:
             raise AdminFailure("not_found", f"no running actor {actor_id!r}")
+        result = {
+            "actor": actor_id,
+            "pid": child.handle.pid,
+            "incarnation": child.incarnation,
+            "signal": sig_name,
+        }
+        if sig is None:  # CRASH: the actor raises in its own loop, whatever its placement
+            self.node.send_control(actor_id, child.incarnation, Crash(reason="admin chaos"))
+            reply(ok(result))
+            return
         if child.spec.placement == "thread" or child.handle.pid in (None, os.getpid()):
             raise AdminFailure("invalid_message", f"{actor_id} does not run in its own process")
         os.kill(child.handle.pid, sig)
-        reply(
-            ok(
-                {
-                    "actor": actor_id,
-                    "pid": child.handle.pid,
-                    "incarnation": child.incarnation,
-                    "signal": sig_name,
-                }
-            )
-        )
+        reply(ok(result))
 
     def cmd_shutdown(self, args: dict[str, Any], reply: Reply) -> None:
         """Stop the node in an orderly way."""

@@ -8,6 +8,7 @@ from sniperbot.messages.base import Message
 from sniperbot.messages.control import (
     Ack,
     BreakerChanged,
+    Crash,
     Heartbeat,
     PortfolioSnapshot,
     Position,
@@ -43,6 +44,7 @@ __all__ = [
     "Bar",
     "BreakerChanged",
     "CancelOrder",
+    "Crash",
     "Envelope",
     "Fill",
     "Heartbeat",

@@ -92,3 +92,12 @@ class SnapshotRequest(Message, tag="snapshot_req"):
     """A (re)started actor asks the node for the last value of each topic it follows."""
 
     topics: list[str]
+
+
+class Crash(Message, tag="crash"):
+    """Fault injection: the actor raises inside its own loop (``sniperbot admin chaos --signal CRASH``).
+
+    Unlike a signal it works in every placement, threads included.
+    """
+
+    reason: str = "chaos"

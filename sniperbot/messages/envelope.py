@@ -12,6 +12,7 @@ import msgspec
 from sniperbot.messages.control import (
     Ack,
     BreakerChanged,
+    Crash,
     Heartbeat,
     PortfolioSnapshot,
     Ready,
@@ -44,6 +45,7 @@ Payload = (
     | SetTradingState
     | BreakerChanged
     | SnapshotRequest
+    | Crash
     | VenueOrderQuery
     | VenueOrderReport
     | VenueEvents
