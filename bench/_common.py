@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,21 @@ from typing import Any
 # subprocesses get it on PYTHONPATH, and forkservers inherit sys.path, so both
 # can import the bench actors.
 REPO = Path(__file__).resolve().parent.parent
+
+
+def fast_sim_config(extra: str = "", **node: str) -> str:
+    """``config/fast-sim.toml`` (the tests' fast market) with ``[node]`` keys set and sections appended.
+
+    Values are TOML literals: ``fast_sim_config(log_level='"WARNING"', start_timeout_s="30.0")``.
+    """
+    text = (REPO / "config" / "fast-sim.toml").read_text()
+    for key, value in node.items():
+        line = re.compile(rf"^{key} = .*$", re.MULTILINE)
+        if line.search(text):
+            text = line.sub(f"{key} = {value}", text)
+        else:
+            text = text.replace("[node]\n", f"[node]\n{key} = {value}\n", 1)
+    return text + extra
 
 
 def parse_args(description: str, add: Callable[[argparse.ArgumentParser], None] | None = None) -> Any:

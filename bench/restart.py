@@ -46,6 +46,7 @@ import zmq
 from bench._common import (
     NodeProcess,
     emit,
+    fast_sim_config,
     fmt_latency,
     latency_ms,
     parse_args,
@@ -65,54 +66,7 @@ TARGET_P50_MS = 25.0
 TARGET_P99_MS = 100.0
 
 # tests/conftest.py's fast config: a market and strategies that trade within seconds.
-FAST_CONFIG = """
-[node]
-heartbeat_interval_s = 0.2
-heartbeat_liveness = 5
-log_level = "WARNING"
-
-[journal]
-durability = "process"
-
-[market]
-seed = 11
-tick_interval_s = 0.02
-
-[[market.symbols]]
-symbol = "BTC/USDT"
-start_price = 60000.0
-base_vol_bps = 6.0
-top_size = 0.5
-trade_prob = 0.9
-
-[[market.symbols]]
-symbol = "ETH/USDT"
-start_price = 3000.0
-base_vol_bps = 6.0
-top_size = 5.0
-trade_prob = 0.9
-
-[[strategies]]
-id = "fast_btc"
-symbol = "BTC/USDT"
-quantity = 0.01
-bar_interval_s = 0.2
-params = { fast = 2, slow = 4 }
-
-[[strategies]]
-id = "fast_eth"
-symbol = "ETH/USDT"
-quantity = 0.1
-bar_interval_s = 0.2
-params = { fast = 2, slow = 5 }
-
-[supervisor]
-intensity = 100000
-
-[risk]
-max_orders_per_second = 50.0
-max_position = 1.0
-"""
+FAST_CONFIG = fast_sim_config("\n[supervisor]\nintensity = 100000\n", log_level='"WARNING"')
 
 VICTIMS = ("strategy.fast_btc", "risk_guard", "executor.sim", "portfolio", "feed.sim")
 _ADMIN_POLL_MS = 2
@@ -198,6 +152,10 @@ class AdminPoller:
                 out[node["id"]] = {**node, "parent": parent}
             todo.extend((child, node["id"]) for child in node["children"])
         return out
+
+    def child(self, sup: str, actor_id: str) -> dict[str, Any]:
+        """``which_children`` entry of one child."""
+        return next(c for c in self.request("which_children", sup=sup) if c["id"] == actor_id)
 
     def running(self, sup: str, actor_id: str, after_incarnation: int) -> bool:
         """Whether the supervisor reports a newer incarnation of ``actor_id`` running (its Ready arrived)."""

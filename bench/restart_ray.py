@@ -39,63 +39,26 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench.*; PYTHONP
 import msgspec
 import zmq
 
-from bench._common import emit, fmt_latency, latency_ms, parse_args, short_tmp, subprocess_env, wait_for
-from sniperbot.admin.protocol import AdminRequest, encoder, reply_decoder
+from bench._common import (
+    emit,
+    fast_sim_config,
+    fmt_latency,
+    latency_ms,
+    parse_args,
+    short_tmp,
+    subprocess_env,
+    wait_for,
+)
+from bench.restart import AdminPoller
 from sniperbot.messages import Ready, decode_envelope
 from sniperbot.rundir import RunDir
 
-CONFIG = """
-[node]
-heartbeat_interval_s = 0.2
-heartbeat_liveness = 5
-start_timeout_s = 30.0
-log_level = "WARNING"
-
-[journal]
-durability = "process"
-
-[supervisor]
-intensity = 100000
-
-[market]
-seed = 11
-tick_interval_s = 0.02
-
-[[market.symbols]]
-symbol = "BTC/USDT"
-start_price = 60000.0
-base_vol_bps = 6.0
-top_size = 0.5
-trade_prob = 0.9
-
-[[market.symbols]]
-symbol = "ETH/USDT"
-start_price = 3000.0
-base_vol_bps = 6.0
-top_size = 5.0
-trade_prob = 0.9
-
-[[strategies]]
-id = "fast_btc"
-symbol = "BTC/USDT"
-quantity = 0.01
-bar_interval_s = 0.2
-params = { fast = 2, slow = 4 }
-
-[[strategies]]
-id = "fast_eth"
-symbol = "ETH/USDT"
-quantity = 0.1
-bar_interval_s = 0.2
-params = { fast = 2, slow = 5 }
-
-[risk]
-max_orders_per_second = 50.0
-max_position = 1.0
-
-[placement]
-actors = { "strategy.fast_btc" = "ray", "risk_guard" = "ray" }
-"""
+CONFIG = fast_sim_config(
+    "\n[supervisor]\nintensity = 100000\n"
+    '\n[placement]\nactors = { "strategy.fast_btc" = "ray", "risk_guard" = "ray" }\n',
+    log_level='"WARNING"',
+    start_timeout_s="30.0",
+)
 
 RAY_VICTIMS = ("strategy.fast_btc", "risk_guard")
 PROCESS_VICTIM = "strategy.fast_eth"
@@ -123,40 +86,6 @@ def serve(config_path: str, run_dir: str) -> int:
     node = Node(config, run_dir, ray_address="auto")
     node.tree_spec = raise_intensity(node.tree_spec)
     return node.run(900)
-
-
-class Admin:
-    """A persistent DEALER on the node's admin socket."""
-
-    def __init__(self, zctx: zmq.Context, rundir: RunDir) -> None:
-        self.socket = zctx.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(rundir.admin)
-
-    def request(self, cmd: str, **args: Any) -> Any:
-        """One request; its result."""
-        self.socket.send(encoder.encode(AdminRequest(cmd=cmd, args=args)))  # type: ignore[arg-type]
-        if not self.socket.poll(5000):
-            raise TimeoutError(f"the node's admin socket did not answer {cmd}")
-        reply = reply_decoder.decode(self.socket.recv())
-        if not reply.ok:
-            raise RuntimeError(f"admin {cmd} failed: {reply.error}")
-        return reply.result
-
-    def workers(self) -> dict[str, dict[str, Any]]:
-        """Every worker by id, with ``parent``: its supervisor's id."""
-        out: dict[str, dict[str, Any]] = {}
-        todo = [(self.request("tree"), "")]
-        while todo:
-            node, parent = todo.pop()
-            if node["kind"] == "worker":
-                out[node["id"]] = {**node, "parent": parent}
-            todo.extend((child, node["id"]) for child in node["children"])
-        return out
-
-    def child(self, sup: str, actor_id: str) -> dict[str, Any]:
-        """``which_children`` entry of one child."""
-        return next(c for c in self.request("which_children", sup=sup) if c["id"] == actor_id)
 
 
 def _check_namespace() -> None:
@@ -203,7 +132,7 @@ def measure(work: Path, ray_kills: int, process_kills: int) -> dict[str, Any]:
 
     try:
         wait_for(lambda: (run_dir / "admin.sock").exists() or node.poll() is not None, 120, "admin socket")
-        admin = Admin(zctx, rundir)
+        admin = AdminPoller(zctx, rundir)
         sub = zctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"ctl.ready.")

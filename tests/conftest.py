@@ -17,51 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # A market and strategies fast enough to trade within a couple of seconds.
-FAST_CONFIG = """
-[node]
-heartbeat_interval_s = 0.2
-heartbeat_liveness = 5
-log_level = "INFO"
-
-[journal]
-durability = "process"
-
-[market]
-seed = 11
-tick_interval_s = 0.02
-
-[[market.symbols]]
-symbol = "BTC/USDT"
-start_price = 60000.0
-base_vol_bps = 6.0
-top_size = 0.5
-trade_prob = 0.9
-
-[[market.symbols]]
-symbol = "ETH/USDT"
-start_price = 3000.0
-base_vol_bps = 6.0
-top_size = 5.0
-trade_prob = 0.9
-
-[[strategies]]
-id = "fast_btc"
-symbol = "BTC/USDT"
-quantity = 0.01
-bar_interval_s = 0.2
-params = { fast = 2, slow = 4 }
-
-[[strategies]]
-id = "fast_eth"
-symbol = "ETH/USDT"
-quantity = 0.1
-bar_interval_s = 0.2
-params = { fast = 2, slow = 5 }
-
-[risk]
-max_orders_per_second = 50.0
-max_position = 1.0
-"""
+FAST_CONFIG = (ROOT / "config" / "fast-sim.toml").read_text()
 
 
 def eventually(
