@@ -96,6 +96,21 @@ def _needs_equity(name: str, equity: float | None) -> float:
     return float(equity)
 
 
+def _equity_quantities(
+    name: str,
+    fraction: float | np.ndarray,
+    close: np.ndarray,
+    equity: np.ndarray | float | None,
+    price: np.ndarray | None,
+) -> np.ndarray:
+    """``fraction * equity / price`` on every bar (price defaults to the close); 0 without equity."""
+    if equity is None:
+        raise ValueError(f"{name} needs the account equity")
+    at = np.asarray(close if price is None else price, dtype=np.float64)
+    cash = np.broadcast_to(np.asarray(equity, dtype=np.float64), at.shape)
+    return np.where(cash > 0, fraction * cash / at, 0.0)
+
+
 class FractionOfEquity(PositionSizer):
     """``fraction`` of current equity, in base asset at the order's price (0 once equity is gone)."""
 
@@ -118,11 +133,7 @@ class FractionOfEquity(PositionSizer):
         price: np.ndarray | None = None,
     ) -> np.ndarray:
         """``fraction * equity / price`` on every bar."""
-        if equity is None:
-            raise ValueError("FractionOfEquity needs the account equity")
-        at = np.asarray(close if price is None else price, dtype=np.float64)
-        cash = np.broadcast_to(np.asarray(equity, dtype=np.float64), at.shape)
-        return np.where(cash > 0, self.fraction * cash / at, 0.0)
+        return _equity_quantities("FractionOfEquity", self.fraction, close, equity, price)
 
 
 class VolatilityTarget(PositionSizer):
@@ -191,10 +202,6 @@ class VolatilityTarget(PositionSizer):
         price: np.ndarray | None = None,
     ) -> np.ndarray:
         """``leverage * equity / price`` on every bar, volatility from ``close`` up to that bar."""
-        if equity is None:
-            raise ValueError("VolatilityTarget needs the account equity")
         close = np.asarray(close, dtype=np.float64)
-        at = close if price is None else np.asarray(price, dtype=np.float64)
-        cash = np.broadcast_to(np.asarray(equity, dtype=np.float64), at.shape)
         fraction = self._leverage(rolling_volatility(close, self.lookback))
-        return np.where(cash > 0, fraction * cash / at, 0.0)
+        return _equity_quantities("VolatilityTarget", fraction, close, equity, price)
