@@ -80,15 +80,6 @@ print(json.dumps({
 }))
 """
 
-# The real command; falls back to the same handler when ``sniperbot backtest`` is not wired yet.
-SNIPERBOT_FALLBACK = (
-    "import argparse, sys\n"
-    "from sniperbot.cli.research import add_backtest_parser, run_backtest\n"
-    "parser = argparse.ArgumentParser(prog='sniperbot')\n"
-    "add_backtest_parser(parser.add_subparsers(dest='command', required=True))\n"
-    "sys.exit(run_backtest(parser.parse_args(sys.argv[1:])))\n"
-)
-
 
 def _timed(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
@@ -115,23 +106,14 @@ def _sniperbot_command(work: Path) -> list[str]:
         "--param", "fast=10", "--param", "slow=30", "--fee-bps", "10", "--cash", "100000",
         "--json", "--report", str(work / "sniperbot.html"),
     ]  # fmt: skip
-    probe = subprocess.run(
-        [sys.executable, "-m", "sniperbot", "backtest", "--help"], capture_output=True, text=True, cwd=work
-    )
-    if probe.returncode == 0:
-        return [sys.executable, "-m", "sniperbot", *args]
-    print("  (sniperbot backtest is not wired into the main command yet: timing its handler directly)")
-    return [sys.executable, "-c", SNIPERBOT_FALLBACK, *args]
+    return [sys.executable, "-m", "sniperbot", *args]
 
 
 def _in_process(repeat: int) -> dict[str, Any]:
     """Warm bars/s of both sniperbot paths (best of ``repeat``)."""
-    import ctypes
+    from sniperbot.cli.research import speed_up_numpy
 
-    try:
-        ctypes.CDLL(None).mallopt(-2, 64 << 20)  # as the CLI does (M_TOP_PAD)
-    except (OSError, AttributeError):
-        pass
+    speed_up_numpy()  # as the CLI does
     from sniperbot.backtest import BacktestConfig, run_backtest
     from sniperbot.data import load_ohlcv
 

@@ -30,37 +30,19 @@ DATA = REPO / ".." / "shared" / "data" / "candles" / "binance_spot_BTCUSDT_1m_20
 GRID = ["fast=5:50:5", "slow=60:240:20"]
 TARGET_S = 3.0
 
-# The real command; falls back to the same handler when ``sniperbot optimize`` is not wired yet.
-SNIPERBOT_FALLBACK = (
-    "import argparse, sys\n"
-    "from sniperbot.cli.research import add_optimize_parser, run_optimize\n"
-    "parser = argparse.ArgumentParser(prog='sniperbot')\n"
-    "add_optimize_parser(parser.add_subparsers(dest='command', required=True))\n"
-    "sys.exit(run_optimize(parser.parse_args(sys.argv[1:])))\n"
-)
-
 
 def _command(work: Path) -> list[str]:
     args = ["optimize", "--data", str(DATA), "--strategy", "sma_cross", "--fee-bps", "10"]
     for spec in GRID:
         args += ["--grid", spec]
     args += ["--metric", "sharpe", "--workers", "2", "--json"]
-    probe = subprocess.run(
-        [sys.executable, "-m", "sniperbot", "optimize", "--help"], capture_output=True, text=True, cwd=work
-    )
-    if probe.returncode == 0:
-        return [sys.executable, "-m", "sniperbot", *args]
-    print("  (sniperbot optimize is not wired into the main command yet: timing its handler directly)")
-    return [sys.executable, "-c", SNIPERBOT_FALLBACK, *args]
+    return [sys.executable, "-m", "sniperbot", *args]
 
 
 def _in_process(repeat: int) -> dict[str, Any]:
-    import ctypes
+    from sniperbot.cli.research import speed_up_numpy
 
-    try:
-        ctypes.CDLL(None).mallopt(-2, 64 << 20)  # as the CLI does (M_TOP_PAD)
-    except (OSError, AttributeError):
-        pass
+    speed_up_numpy()  # as the CLI does
     from sniperbot.backtest import BacktestConfig
     from sniperbot.data import load_ohlcv
     from sniperbot.optimize import optimize

@@ -200,7 +200,7 @@ def _info(args: argparse.Namespace) -> int:
 # -- backtest and optimize ----------------------------------------------------------------
 
 
-def _speed_up_numpy() -> None:
+def speed_up_numpy() -> None:
     """Keep freed memory at the top of the heap (glibc M_TOP_PAD = 64 MiB).
 
     Without it every large numpy temporary is a fresh mmap/brk round trip to the
@@ -447,7 +447,7 @@ class _Stages:
 
 def run_backtest(args: argparse.Namespace) -> int:
     """Run ``sniperbot backtest``; returns the exit status (2: bad input)."""
-    _speed_up_numpy()
+    speed_up_numpy()
     stages = _Stages(total=3)
     try:
         try:
@@ -539,7 +539,7 @@ def _print_backtest(result: Any, bars: Any, args: argparse.Namespace) -> None:
 
 def run_optimize(args: argparse.Namespace) -> int:
     """Run ``sniperbot optimize``; returns the exit status (2: bad input, 1: Ray failed)."""
-    _speed_up_numpy()
+    speed_up_numpy()
     stages = _Stages(total=1)
     try:
         try:
