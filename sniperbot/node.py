@@ -295,7 +295,9 @@ class Node:
             # The last run did not shut down in order: start fail-closed.
             self.breakers.trip("global", "unclean_shutdown", timed=True)
         self.journal.put_state(RUNNING_KEY, b"1")
-        self._market = Subscriber(self._zctx, self.rundir.bus_out, ("md.",))
+        # The last-value cache holds market *state*: quotes. Trades are events, and a
+        # node woken by every trade would compete with the actors on the trading path.
+        self._market = Subscriber(self._zctx, self.rundir.bus_out, (topic.quotes(self.config.market.venue),))
         self._poller.register(self._market.socket, zmq.POLLIN)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)

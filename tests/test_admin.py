@@ -278,3 +278,35 @@ def test_injected_crash_restarts_a_thread_actor(short_tmp: Path) -> None:
         assert code == 1 and body["code"] == "invalid_message"  # a thread has no process to signal
     finally:
         assert running.stop() == 0
+
+
+def test_hot_added_strategy_gets_the_last_market_state_at_once(short_tmp: Path) -> None:
+    config = short_tmp / "slow.toml"
+    # one tick every 8 s: anything the new actor handles within 3 s came from the snapshot
+    config.write_text(FAST_CONFIG.replace("tick_interval_s = 0.02", "tick_interval_s = 8.0"))
+    running = RunningNode(short_tmp / "run", config)
+    try:
+        running.wait_ready()
+        code, body = _admin(
+            running,
+            "add-strategy",
+            "--id",
+            "late",
+            "--strategy",
+            "sma_cross",
+            "--param",
+            "fast=2",
+            "--param",
+            "slow=3",
+        )
+        assert code == 0, body
+        added = time.monotonic()
+        worker = eventually(
+            lambda: (w := running.workers()["strategy.late"])["handled"] >= 1 and w,
+            3,
+            what="the last quote delivered to the new strategy",
+        )
+        assert time.monotonic() - added < 5.0
+        assert worker["incarnation"] == 1
+    finally:
+        assert running.stop() == 0

@@ -375,6 +375,7 @@ class ActorRuntime(ActorContext):
             self._stopping = True
             return
         assert self.actor is not None
+        self.handled += 1
         self.actor.on_message(envelope)
 
     def _send_control(self, payload: Payload) -> None:

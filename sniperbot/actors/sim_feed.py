@@ -42,7 +42,8 @@ class SimFeed(Actor):
         }
 
     def on_start(self) -> None:
-        """Start ticking."""
+        """Publish the tick that is due now, then keep ticking."""
+        self._tick()
         self.ctx.every(self.interval_ns / 1e9 / 2, self._tick)
 
     def _tick(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.market.bars import BarBuilder
-from sniperbot.messages import Envelope, Fill, Order, OrderUpdate, TradeTick
+from sniperbot.messages import Envelope, Fill, Order, OrderUpdate, Quote, TradeTick
 from sniperbot.messages import topics as topic
 from sniperbot.strategies import STRATEGIES
 
@@ -42,7 +42,13 @@ class StrategyActor(Actor):
             strategy_id=strategy_id, venue=venue, symbol=symbol, quantity=quantity, **params
         )
         self.bars = BarBuilder(venue, symbol, bar_interval_s)
-        self.topics = (topic.trade(venue, symbol), topic.strategy_events(strategy_id))
+        # The quote topic also brings the last quote at start (the node's last-value cache).
+        self.topics = (
+            topic.trade(venue, symbol),
+            topic.quote(venue, symbol),
+            topic.strategy_events(strategy_id),
+        )
+        self.last_quote: Quote | None = None
         self._seen_fills: set[str] = set()
 
     def on_start(self) -> None:
@@ -73,6 +79,8 @@ class StrategyActor(Actor):
                 self._submit(self.strategy.on_fill(payload))
         elif isinstance(payload, OrderUpdate):
             self.strategy.on_order_update(payload)
+        elif isinstance(payload, Quote):
+            self.last_quote = payload
 
     def _close_bars(self) -> None:
         for bar in self.bars.on_time(time.time_ns()):
