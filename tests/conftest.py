@@ -1,7 +1,23 @@
-"""Shared fixtures: a real node in a real process, on a fast simulated market."""
+"""Shared fixtures: a real node in a real process, on a fast simulated market.
+
+Also the suite's rules for what may not run:
+
+* **No silent skips in CI.** With ``CI=true`` (or ``1``/``yes``) in the environment, every
+  skip is turned into a failure that keeps the skip's reason (:func:`pytest_runtest_makereport`,
+  :func:`pytest_make_collect_report`): in CI a missing test dependency (``talib``,
+  ``pyarrow``, ...) or missing data means the suite did not check what it claims to. Outside
+  CI the skip stays a skip, and ``-rs`` (in ``addopts``) prints every skip's reason. A test
+  that must not run somewhere is deselected there, not skipped. Expected failures
+  (``xfail``) are not skips and are left alone.
+* **Shared data** (the real candles the parity checks use) is found by :func:`shared_dir`:
+  ``$SNIPERBOT_SHARED`` when set (the directory that holds ``data/``), else the first
+  ``shared/`` with a ``data/`` directory beside the checkout or beside one of its parents
+  (``<dir>/main`` finds ``<dir>/shared``; a worktree ``<dir>/wt/x`` finds it too).
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -10,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -18,6 +35,86 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A market and strategies fast enough to trade within a couple of seconds.
 FAST_CONFIG = (ROOT / "config" / "fast-sim.toml").read_text()
+
+# CI sets CI=true (GitHub, GitLab, ...): there a skip is a failure (see the module docstring).
+IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+# -- no silent skips in CI ----------------------------------------------------------------
+
+
+def _skip_reason(longrepr: Any) -> str:
+    """The reason of a skip report (pytest stores it as (path, line, "Skipped: reason"))."""
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _fail_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Turn a skip report into a failure naming the skip's reason, when running in CI."""
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped in CI: {_skip_reason(report.longrepr)}\n"
+            "(CI=true: a missing test dependency or missing data fails the run instead of "
+            "skipping; install it, or see tests/conftest.py for where shared data is looked for)"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Every test skip (skipif marks, ``pytest.skip``, ``importorskip``) fails in CI."""
+    report = yield
+    _fail_in_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """A whole module skipped at import (``importorskip`` at module level) fails in CI."""
+    report = yield
+    _fail_in_ci(report)
+    return report
+
+
+def optional_import(name: str) -> tuple[ModuleType | None, str]:
+    """Import a test-only dependency: (module, "") or (None, why it cannot be imported).
+
+    Tests skip on None with that reason (``pytest.mark.skipif(mod is None, reason=why)``);
+    the hooks above make the skip a failure in CI.
+    """
+    try:
+        return importlib.import_module(name), ""
+    except ImportError as e:  # a missing wheel, or one whose C library does not load
+        return None, f"{name} cannot be imported ({type(e).__name__}: {e})"
+
+
+def shared_dir() -> Path | None:
+    """The shared directory beside the checkout that holds ``data/`` (see the module docstring)."""
+    override = os.environ.get("SNIPERBOT_SHARED")
+    if override:  # set on purpose: no fallback, so a wrong path shows up as missing data
+        return Path(override)
+    for parent in ROOT.parents:
+        candidate = parent / "shared"
+        if (candidate / "data").is_dir():
+            return candidate
+    return None
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ``<shared>/data/`` (it may not exist: callers skip, with this path as reason)."""
+    base = shared_dir()
+    if base is None:
+        return ROOT.parent / "shared" / "data" / Path(*parts)  # where CI puts it; named in the skip
+    return base / "data" / Path(*parts)
+
+
+def missing_data_reason(path: Path) -> str:
+    """Why a test needing ``path`` cannot run, and how to point the suite at the data."""
+    return (
+        f"shared data not found at {path} (it sits in ../shared/data beside the checkout or a parent "
+        "of it; set SNIPERBOT_SHARED to the directory that holds data/)"
+    )
 
 
 def eventually(

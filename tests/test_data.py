@@ -26,10 +26,11 @@ from sniperbot.data import (
     write_csv,
 )
 from sniperbot.data.times import TimeParseError, parse_iso_array, parse_time_column
+from tests.conftest import missing_data_reason, shared_data
 
 MIN_NS = 60_000_000_000
 T0 = 1_747_699_200_000_000_000  # 2025-05-20 00:00:00 UTC
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
+REAL = shared_data("candles")
 
 
 def sample(n: int = 5, step: int = MIN_NS, seed: int = 0) -> OHLCV:
@@ -290,7 +291,7 @@ def test_big_files_take_the_fast_route(tmp_path: Path, monkeypatch: pytest.Monke
     print(f"130,708-row CSV loaded in {elapsed:.3f} s")
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="the shared real data is not present (optional)")
+@pytest.mark.skipif(not REAL.is_dir(), reason=missing_data_reason(REAL))
 def test_real_candles() -> None:
     started = time.perf_counter()
     btc = load_ohlcv(REAL / "binance_spot_BTCUSDT_1m_2025-05-20_2025-08-18.csv")

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 import sniperbot.indicators as ind
+from tests.conftest import optional_import
 
-try:  # test-only dependency: the `ta-lib` wheel on PyPI bundles the C library
-    import talib
-except ImportError:  # the streaming/vectorised and exactness tests still run
-    talib = None
+# Test-only dependency: the `ta-lib` wheel on PyPI bundles the C library. Without it the
+# streaming/vectorised and exactness tests still run; the parity ones skip (fail in CI).
+talib, TALIB_MISSING = optional_import("talib")
 
-needs_talib = pytest.mark.skipif(talib is None, reason="ta-lib is not installed")
+needs_talib = pytest.mark.skipif(talib is None, reason=TALIB_MISSING)
 
 Bars = dict[str, np.ndarray]
 

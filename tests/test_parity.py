@@ -1,7 +1,8 @@
 """Parity: the backtester agrees with other engines, with a plain reference loop, and with itself.
 
-* On the real BTC/USDT minute file beside the checkout (``../shared/data/``; skipped with
-  the reason when absent), SMA 10/30 long-only under the reference convention gives
+* On the real BTC/USDT minute file beside the checkout (``../shared/data/``, or
+  ``$SNIPERBOT_SHARED/data/``: see ``tests/conftest.py``; skipped with the reason when
+  absent, a failure in CI), SMA 10/30 long-only under the reference convention gives
   the figures three independent engines agree on: 2565 trades, final equity 570.60
   (within 0.1 %), max drawdown -99.43 %, on both paths.
 * On generated data, always: the same convention written out as a straightforward loop
@@ -14,7 +15,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,9 @@ import pytest
 from sniperbot.backtest import BacktestConfig, run_backtest
 from sniperbot.data import OHLCV, load_ohlcv
 from sniperbot.strategies import STRATEGIES
+from tests.conftest import missing_data_reason, shared_data
 
-ROOT = Path(__file__).resolve().parent.parent
-REAL = ROOT / ".." / "shared" / "data" / "candles" / "binance_spot_BTCUSDT_1m_2025-05-20_2025-08-18.csv"
+REAL = shared_data("candles", "binance_spot_BTCUSDT_1m_2025-05-20_2025-08-18.csv")
 MINUTE = 60_000_000_000
 
 
@@ -44,9 +44,7 @@ def walk(n: int, seed: int) -> OHLCV:
 # -- the real data ----------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not REAL.exists(), reason=f"real candles not found at {REAL} (they sit beside the checkout)"
-)
+@pytest.mark.skipif(not REAL.exists(), reason=missing_data_reason(REAL))
 @pytest.mark.parametrize("path", ["vectorised", "per-bar"])
 def test_sma_10_30_on_real_btc_minutes_matches_the_reference_engines(path: str) -> None:
     data = load_ohlcv(REAL)
