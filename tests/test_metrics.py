@@ -125,14 +125,12 @@ def test_json_safe_dict() -> None:
     assert m.to_dict()["profit_factor"] == math.inf
 
 
-def test_fast_on_a_long_curve() -> None:
-    import time
-
+def test_a_three_month_minute_curve() -> None:
+    # How fast this runs is a benchmark (bench/metrics.py), not a wall-clock assertion.
     rng = np.random.default_rng(3)
     n = 130_708
     times = T0 + np.arange(n, dtype=np.int64) * 60_000_000_000
     equity = 100_000 * np.cumprod(1 + rng.normal(0, 1e-3, n))
-    started = time.perf_counter()
     m = compute_metrics(times, equity, [], rng.random(n) < 0.5)
-    assert time.perf_counter() - started < 0.5
     assert m.days == 91 and m.bars == n
+    assert m.final_equity == equity[-1] and m.exposure_pct == pytest.approx(50.0, abs=1.0)
