@@ -24,6 +24,17 @@ def _fills_of(node: RunningNode, strategy_id: str) -> int:
     return sum(1 for f in json.loads(result.stdout) if f["client_order_id"].startswith(strategy_id + "-"))
 
 
+def _breaker_changes(node: RunningNode, scope: str) -> list[tuple[str, str]]:
+    """(state, reason) of each change of breaker ``scope``, in order, from the node's log."""
+    changes = []
+    for line in node.log().splitlines():
+        if '"event": "breaker"' in line:
+            record = json.loads(line)
+            if record["scope"] == scope:
+                changes.append((record["state"], record["reason"]))
+    return changes
+
+
 def test_otp_management_commands_and_error_codes(node: RunningNode) -> None:
     node.wait_ready()
     code, children = _admin(node, "which-children", "--sup", "strategies")
@@ -121,7 +132,7 @@ def test_halt_and_resume_are_journaled_and_enforced(short_tmp: Path, fast_config
     first.wait_ready()
     code, body = _admin(first, "halt", "--reason", "test")
     assert code == 0 and body == {"trading_state": "HALTED"}
-    eventually(lambda: first.admin("status")["trading_state"] == "HALTED", 5)
+    eventually(lambda: first.admin("status")["trading_state"] == "HALTED", 30)
     rejected = first.admin("status")["rejected"]
     eventually(lambda: first.admin("status")["rejected"] > rejected, 20, what="intents rejected while halted")
     assert first.stop() == 0
@@ -155,15 +166,16 @@ def test_crashed_node_restarts_fail_closed_and_recloses_after_a_check(short_tmp:
 
     second = RunningNode(run_dir, config)
     second.wait_ready()
-    status = second.admin("status")
-    assert status["breakers"]["global"] in ("open", "half_open")
-    code, details = _admin(second, "breaker-status")
-    assert code == 0 and details[0]["reason"] == "unclean_shutdown"
+    # Read from the node's breaker records, not polled: "open" lasts only the 1 s cooldown,
+    # which a poll through the CLI can miss on a loaded machine.
     eventually(
         lambda: second.admin("status")["breakers"]["global"] == "closed",
-        15,
+        30,
         what="breaker closed after cooldown and probe",
     )
+    changes = _breaker_changes(second, "global")
+    assert changes[0] == ("open", "unclean_shutdown"), changes  # it started fail-closed
+    assert changes[-1][0] == "closed", changes
     fills = second.admin("status")["fills"]
     eventually(lambda: second.admin("status")["fills"] > fills, 20, what="trading after the check")
     assert second.stop() == 0
@@ -180,11 +192,15 @@ def test_a_venue_that_keeps_failing_trips_its_breaker_and_recovers(short_tmp: Pa
             pid = eventually(lambda: (w := running.workers()["executor.sim"])["state"] == "running" and w)
             code, body = _admin(running, "chaos", "--actor", "executor.sim", "--signal", "KILL")
             assert code == 0, body
-            eventually(lambda p=pid: running.workers().get("executor.sim", {}).get("pid") != p["pid"], 10)
+            eventually(lambda p=pid: running.workers().get("executor.sim", {}).get("pid") != p["pid"], 30)
+        # The trip is read from its persisted count: "open" lasts only the 1 s cooldown, which
+        # a poll through the CLI can miss on a loaded machine.
         eventually(
-            lambda: running.admin("status")["breakers"].get("venue:sim") == "open",
-            10,
-            what="venue breaker open",
+            lambda: any(
+                d["scope"] == "venue:sim" and d["trips"] == 1 for d in _admin(running, "breaker-status")[1]
+            ),
+            30,
+            what="venue breaker tripped",
         )
         assert running.admin("status")["breakers"].get("global", "closed") == "closed"
         assert running.workers()["risk_guard"]["restarts"] == 0  # the healthy part kept running
@@ -217,7 +233,7 @@ def test_chaos_command_kills_the_named_actor_only_with_the_flag(short_tmp: Path,
         before = running.wait_ready()
         code, body = _admin(running, "chaos", "--actor", "strategy.fast_eth", "--signal", "KILL")
         assert code == 0 and body["pid"] == before["strategy.fast_eth"]["pid"]
-        eventually(lambda: running.workers()["strategy.fast_eth"]["incarnation"] == 2, 10)
+        eventually(lambda: running.workers()["strategy.fast_eth"]["incarnation"] == 2, 30)
         code, body = _admin(running, "chaos", "--actor", "nope")
         assert code == 1 and body["code"] == "not_found"
     finally:
@@ -273,7 +289,7 @@ def test_injected_crash_restarts_a_thread_actor(short_tmp: Path) -> None:
                 and w["state"] == "running"
                 and w
             ),
-            10,
+            30,
         )
         assert back["last_exit"] == "exit code 1"
         assert running.workers()["risk_guard"]["incarnation"] == before["risk_guard"]["incarnation"]

@@ -43,7 +43,7 @@ def test_default_node_trades_and_kill9_of_each_actor_is_recovered(node: RunningN
                 and w["incarnation"] == v["incarnation"] + 1
                 and w
             ),
-            10,
+            30,
             what=f"{actor_id} restarted",
         )
         assert back["pid"] != victim["pid"]
@@ -244,7 +244,7 @@ def test_admin_socket_is_owner_only_and_tree_is_complete(node: RunningNode) -> N
     for worker in node.workers().values():
         assert {"id", "placement", "pid", "state", "restarts", "children", "incarnation"} <= set(worker)
         assert worker["placement"] == "process" and worker["pid"] != node.process.pid
-    status = eventually(lambda: (s := node.admin("status"))["trading_state"] != "UNKNOWN" and s, 5)
+    status = eventually(lambda: (s := node.admin("status"))["trading_state"] != "UNKNOWN" and s, 30)
     assert {"positions", "orders", "fills", "pnl", "trading_state"} <= set(status)
     assert status["trading_state"] == "ACTIVE"
     text = sniperbot("admin", "--run-dir", str(node.run_dir), "tree")
