@@ -188,7 +188,7 @@ class RunningNode:
         walk(self.admin("tree"))
         return out
 
-    def wait_ready(self, timeout_s: float = 20.0) -> dict[str, dict[str, Any]]:
+    def wait_ready(self, timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
         """Wait until every worker is running."""
         return eventually(
             lambda: (w := self.workers()) and all(n["state"] == "running" for n in w.values()) and w,

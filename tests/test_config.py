@@ -197,7 +197,7 @@ def test_seed_option_overrides_market_seed(short_tmp: Path) -> None:
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     try:
-        eventually(lambda: (run_dir / "bus-out.sock").exists(), 10, what="bus socket")
+        eventually(lambda: (run_dir / "bus-out.sock").exists(), 30, what="bus socket")
         sub.setsockopt(zmq.SUBSCRIBE, b"md.sim.trade.BTC/USDT.")
         sub.connect(f"ipc://{run_dir / 'bus-out.sock'}")
         assert sub.poll(10_000), running.log()

@@ -408,7 +408,7 @@ def test_kill_9_of_executor_venue_risk_and_strategies_loses_no_money(node: Runni
     # journaled fills.
     halted = node.admin("halt")
     assert halted["trading_state"] == "HALTED"
-    eventually(lambda: (r := check_run_dir(node.run_dir)).ok and r.settled, 10, what="settled after halt")
+    eventually(lambda: (r := check_run_dir(node.run_dir)).ok and r.settled, 30, what="settled after halt")
     eventually(
         lambda: check_run_dir(node.run_dir, node.admin("status")["positions"]).ok, 10, what="positions"
     )
