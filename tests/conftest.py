@@ -17,6 +17,7 @@ Also the suite's rules for what may not run:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -146,7 +147,10 @@ def sniperbot(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[
 
 
 class RunningNode:
-    """A ``sniperbot run`` process and ways to look at it."""
+    """A ``sniperbot run`` process and ways to look at it (stopped after its test in any case)."""
+
+    # Nodes not stopped yet: a test that fails before its stop() must not leave one running.
+    live: set[RunningNode] = set()
 
     def __init__(self, run_dir: Path, config: Path, extra: tuple[str, ...] = ()) -> None:
         self.run_dir = run_dir
@@ -168,6 +172,7 @@ class RunningNode:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+        RunningNode.live.add(self)
 
     def admin(self, command: str) -> dict[str, Any]:
         """``sniperbot admin ... --json``."""
@@ -200,13 +205,34 @@ class RunningNode:
         """Signal the node and wait for it to exit."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        code = self.process.wait(timeout)
-        self._log.close()
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # its actors follow (parent-death signal)
+            self.process.wait(10)
+            raise
+        finally:
+            RunningNode.live.discard(self)
+            self._log.close()
         return code
 
     def log(self) -> str:
         """What the node printed so far."""
         return self.log_path.read_text()
+
+
+def _stop_leftover_nodes() -> None:
+    """Stop every node a test started and did not stop (it failed before its ``stop()``)."""
+    for running in list(RunningNode.live):
+        with contextlib.suppress(Exception):
+            running.stop(timeout=20)
+
+
+@pytest.fixture(autouse=True)
+def _no_node_left_running() -> Iterator[None]:
+    """After each test, no node of it is left running."""
+    yield
+    _stop_leftover_nodes()
 
 
 @pytest.fixture
@@ -223,7 +249,10 @@ def short_tmp() -> Iterator[Path]:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="sb-", dir="/tmp") as d:
-        yield Path(d)
+        try:
+            yield Path(d)
+        finally:
+            _stop_leftover_nodes()  # before their run dirs go away
 
 
 @pytest.fixture
