@@ -30,6 +30,7 @@ log = logging.getLogger("sniperbot.breaker")
 
 BreakerState = Literal["closed", "open", "half_open"]
 _KEY = "breaker/"
+_MAX_DOUBLINGS = 64  # far past any sane max_cooldown_s / base_cooldown_s ratio
 
 
 class Breaker(msgspec.Struct):
@@ -93,7 +94,10 @@ class BreakerBoard:
         if breaker.state == "closed" and now - breaker.closed_ns > self.max_cooldown_s * 1e9:
             breaker.trips = 0
         breaker.trips += 1
-        breaker.cooldown_s = min(self.max_cooldown_s, self.base_cooldown_s * 2 ** (breaker.trips - 1))
+        # The exponent is capped: a breaker that flaps for days (never quiet for max_cooldown_s)
+        # counts past 1024 trips, and 2**1024 no longer converts to a float.
+        doublings = min(breaker.trips - 1, _MAX_DOUBLINGS)
+        breaker.cooldown_s = min(self.max_cooldown_s, self.base_cooldown_s * 2.0**doublings)
         if timed:
             self._timed.add(scope)
         self._set(breaker, "open", reason)
