@@ -7,15 +7,26 @@ the journal, the bus (``ctl.breaker.<scope>``) and the admin socket.
 
 from __future__ import annotations
 
+import json
+import re
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+import zmq
 
 from sniperbot.journal import Journal
-from sniperbot.messages import BreakerChanged
+from sniperbot.messages import BreakerChanged, OrderIntent, OrderUpdate, decode_envelope
+from sniperbot.messages import topics as topic
+from sniperbot.rundir import RunDir
 from sniperbot.supervision.breaker import Breaker, BreakerBoard
+from sniperbot.transport.bus import Subscriber
+from sniperbot.transport.reliable import Outbox
+from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
 _S = 1_000_000_000  # ns per second
 
@@ -196,3 +207,199 @@ def test_every_change_is_journaled_then_announced(journal: Journal) -> None:
         assert (stored.state, stored.reason, stored.trips) == (change.state, change.reason, change.trips)
         assert stored.changed_ns == change.ts_ns
     assert seen[0][0].cooldown_s == 5.0 and seen[0][0].reason == "venue.sim escalated"
+
+
+# -- breakers in a real node ---------------------------------------------------------------
+
+# The fast market without strategies: the only intents are the test's own, so positions and
+# outcomes are exact.
+NO_STRATEGIES = "strategies = []\n" + re.sub(r"\[\[strategies\]\]\n(?:[^\[\n].*\n|\n)*", "", FAST_CONFIG)
+BTC = "BTC/USDT"
+
+
+def _config(short_tmp: Path, breakers: str) -> Path:
+    path = short_tmp / "breakers.toml"
+    path.write_text(NO_STRATEGIES + "\n[breakers]\n" + breakers)
+    return path
+
+
+class Trader:
+    """Sends order intents straight to the node's risk guard, as a strategy actor does."""
+
+    def __init__(self, zctx: zmq.Context, run_dir: Path) -> None:
+        self.outbox = Outbox(zctx, RunDir(run_dir).inbox("risk_guard"), "probe", 1)
+        self.run_dir = run_dir
+        self.seq = 0
+
+    def send(self, side: str, quantity: float, limit_price: float | None = None) -> str:
+        """One intent (market, or limit at ``limit_price``); returns its id."""
+        self.seq += 1
+        intent = OrderIntent(
+            intent_id=f"probe-{self.seq}",
+            strategy_id="probe",
+            intent_seq=self.seq,
+            venue="sim",
+            symbol=BTC,
+            side=side,  # type: ignore[arg-type]
+            quantity=quantity,
+            order_type="market" if limit_price is None else "limit",
+            limit_price=limit_price,
+        )
+        self.outbox.send("to.risk_guard", intent)
+        return intent.intent_id
+
+    def outcome(self, intent_id: str, want: str = "", timeout_s: float = 30.0) -> tuple[str, str]:
+        """(status, reason) of the intent once the journal has decided it (``want``: wait for that status)."""
+
+        def decided() -> tuple[str, str] | None:
+            self.outbox.resend_due(time.monotonic_ns())  # keep the intent coming until acknowledged
+            self._drain_acks()
+            with Journal.open(self.run_dir, readonly=True) as journal:
+                status = journal.order_status(intent_id)
+                if not status or (want and status != want):
+                    return None
+                reasons = [
+                    r.reason
+                    for _, r in journal.records(kinds=(OrderUpdate,))
+                    if isinstance(r, OrderUpdate) and r.client_order_id == intent_id and r.status == status
+                ]
+                return status, reasons[-1] if reasons else ""
+
+        return eventually(decided, timeout_s, what=f"a decision on {intent_id}")
+
+    def fill(self, side: str, quantity: float) -> None:
+        """A market order that must fill (retried while the risk guard has no price yet)."""
+        while True:
+            status, reason = self.outcome(self.send(side, quantity))
+            if reason != "no_price":
+                assert status == "filled", (status, reason)
+                return
+
+    def _drain_acks(self) -> None:
+        while self.outbox.socket.poll(0):
+            self.outbox.on_ack(decode_envelope(self.outbox.socket.recv()))
+
+
+class BreakerWatch:
+    """A subscriber on ``ctl.breaker.`` of the node's bus."""
+
+    def __init__(self, zctx: zmq.Context, run_dir: Path) -> None:
+        self.sub = Subscriber(zctx, RunDir(run_dir).bus_out, (topic.BREAKERS,))
+        self.seen: list[tuple[str, BreakerChanged]] = []
+
+    def states(self, scope: str) -> list[str]:
+        """Every state of ``scope`` announced so far, in order."""
+        while self.sub.socket.poll(0):
+            name, frame = self.sub.socket.recv_multipart()
+            change = decode_envelope(frame).payload
+            assert isinstance(change, BreakerChanged)
+            self.seen.append((name.decode(), change))
+        return [c.state for name, c in self.seen if c.scope == scope and name == topic.breaker(scope)]
+
+    def wait(self, scope: str, state: str, timeout_s: float = 30.0) -> BreakerChanged:
+        """The announcement of ``scope`` entering ``state``."""
+        eventually(lambda: state in self.states(scope), timeout_s, what=f"{scope} {state} on the bus")
+        return [c for _, c in self.seen if c.scope == scope and c.state == state][-1]
+
+
+def _admin(node: RunningNode, *args: str) -> tuple[int, object]:
+    result = sniperbot("admin", "--run-dir", str(node.run_dir), *args, "--json")
+    try:
+        return result.returncode, json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return result.returncode, result.stdout + result.stderr
+
+
+def _chaos_until_tripped(node: RunningNode, actor: str, scope: str) -> None:
+    """Kill ``actor`` until its supervisor (3 restarts in 30 s) gives up and trips ``scope``."""
+    for _ in range(4):
+        worker = eventually(lambda: (w := node.workers().get(actor)) and w["state"] == "running" and w, 30)
+        code, body = _admin(node, "chaos", "--actor", actor, "--signal", "KILL")
+        assert code == 0, body
+        eventually(lambda w=worker: node.workers().get(actor, {}).get("pid") != w["pid"], 30)
+    eventually(lambda: node.admin("status")["breakers"].get(scope) == "open", 30, what=f"{scope} open")
+
+
+@pytest.fixture
+def zctx() -> Iterator[zmq.Context]:
+    """A ZeroMQ context for the test's own sockets."""
+    context = zmq.Context()
+    try:
+        yield context
+    finally:
+        context.destroy(linger=0)
+
+
+def _stop(node: RunningNode) -> None:
+    if node.process.poll() is None:
+        try:
+            node.stop(signal.SIGTERM, timeout=30)
+        except subprocess.TimeoutExpired:
+            node.process.kill()
+            node.process.wait(10)
+
+
+def test_open_venue_breaker_blocks_every_intent_and_half_open_passes_only_reductions(
+    short_tmp: Path, zctx: zmq.Context
+) -> None:
+    """venue:sim trips: the risk guard rejects all its intents; half-open, only reductions; then closed."""
+    # A long cooldown keeps the breaker open while the test checks it; a short probe closes it.
+    config = _config(short_tmp, "cooldown_s = 12.0\nprobe_s = 3.0\n")
+    node = RunningNode(short_tmp / "run", config, ("--enable-chaos",))
+    try:
+        node.wait_ready(60)
+        watch = BreakerWatch(zctx, node.run_dir)
+        trader = Trader(zctx, node.run_dir)
+        trader.fill("buy", 0.02)  # a long position the half-open test can reduce
+
+        _chaos_until_tripped(node, "executor.sim", "venue:sim")
+        opened = watch.wait("venue:sim", "open")
+        assert (opened.trips, opened.cooldown_s) == (1, 12.0) and "venue.sim" in opened.reason
+        assert trader.outcome(trader.send("buy", 0.01)) == ("rejected", "breaker_open:venue:sim")
+        assert trader.outcome(trader.send("sell", 0.01)) == ("rejected", "breaker_open:venue:sim")
+        assert node.admin("status")["breakers"].get("global", "closed") == "closed"
+        assert node.workers()["risk_guard"]["restarts"] == 0  # the healthy part kept running
+
+        watch.wait("venue:sim", "half_open", 60)
+        assert trader.outcome(trader.send("buy", 0.01)) == ("rejected", "breaker_half_open:venue:sim")
+        assert trader.outcome(trader.send("sell", 0.03)) == ("rejected", "breaker_half_open:venue:sim")
+        assert trader.outcome(trader.send("sell", 0.01), "filled") == ("filled", "")
+
+        closed = watch.wait("venue:sim", "closed", 60)
+        assert closed.reason == "probe passed"
+        assert watch.states("venue:sim") == ["open", "half_open", "closed"]
+        trader.fill("buy", 0.01)  # trading resumes
+    finally:
+        _stop(node)
+
+
+def test_risk_subtree_trips_global_cancels_resting_orders_and_an_operator_reset_resumes(
+    short_tmp: Path, zctx: zmq.Context
+) -> None:
+    """risk escalates -> global opens, resting orders are cancelled; ``breaker-reset`` resumes trading now."""
+    # A cooldown far longer than the test: only the operator's reset can bring trading back.
+    config = _config(short_tmp, "cooldown_s = 600.0\nprobe_s = 600.0\n")
+    node = RunningNode(short_tmp / "run", config, ("--enable-chaos",))
+    try:
+        node.wait_ready(60)
+        watch = BreakerWatch(zctx, node.run_dir)
+        trader = Trader(zctx, node.run_dir)
+        trader.fill("buy", 0.01)  # the risk guard has prices
+        resting = trader.send("buy", 0.01, limit_price=1000.0)  # far below the market: it rests
+        assert trader.outcome(resting) == ("accepted", "")
+        assert node.admin("status")["breakers"].get("global", "closed") == "closed"
+
+        _chaos_until_tripped(node, "risk_guard", "global")
+        opened = watch.wait("global", "open")
+        assert opened.reason == "risk escalated" and opened.trips == 1
+        assert trader.outcome(resting, "cancelled") == ("cancelled", "breaker global: risk escalated")
+        assert node.admin("status")["breakers"].get("venue:sim", "closed") == "closed"
+
+        code, body = _admin(node, "breaker-reset", "--scope", "global")
+        assert code == 0 and body == {"global": "closed"}, body
+        closed = watch.wait("global", "closed")
+        assert closed.reason == "operator reset" and watch.states("global") == ["open", "closed"]
+        trader.fill("buy", 0.01)  # the risk subtree is back at once, not after the 600 s cooldown
+        assert node.workers()["risk_guard"]["state"] == "running"
+    finally:
+        _stop(node)
