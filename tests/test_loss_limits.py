@@ -66,7 +66,11 @@ def _trip_and_restart(short_tmp: Path, config: Path, state: str) -> tuple[Runnin
     saved = _journaled_state(run_dir)
     assert saved["state"] == state and saved["reason"].startswith("daily loss"), saved
     mark = _last_seq(run_dir)
-    second = RunningNode(run_dir, config)  # the config says ACTIVE; the journal says otherwise
+    # The restart runs without any loss limit (and trading_state ACTIVE in the config): the state
+    # must come from the journal, not from the guard tripping again on the same losses.
+    plain = short_tmp / "plain.toml"
+    plain.write_text(FAST_CONFIG)
+    second = RunningNode(run_dir, plain)
     return second, mark
 
 
