@@ -54,6 +54,15 @@ def _rejections(run_dir: Path, mark: int, reason: str) -> int:
     )
 
 
+def _first_reported_state(node: RunningNode) -> str:
+    """The trading state once the risk guard has reported one (``UNKNOWN`` until then)."""
+    return eventually(
+        lambda: (state := node.admin("status")["trading_state"]) != "UNKNOWN" and state,
+        60,
+        what="the risk guard's first status",
+    )
+
+
 def _trip_and_restart(short_tmp: Path, config: Path, state: str) -> tuple[RunningNode, int]:
     """Run until the loss limit sets ``state``, stop the node, start a new one on the same run dir."""
     run_dir = short_tmp / "run"
@@ -79,7 +88,7 @@ def test_daily_loss_limit_halts_and_the_halt_survives_a_node_restart(short_tmp: 
     second, mark = _trip_and_restart(short_tmp, _config(short_tmp, ""), "HALTED")
     try:
         second.wait_ready(60)
-        assert second.admin("status")["trading_state"] == "HALTED"
+        assert _first_reported_state(second) == "HALTED"
         # The strategies keep asking; every intent is refused and nothing new reaches the venue.
         eventually(lambda: _rejections(second.run_dir, mark, "halted") >= 5, 60, what="intents refused")
         assert [r for r in _after(second.run_dir, mark) if isinstance(r, Order)] == []
@@ -94,7 +103,7 @@ def test_loss_action_reducing_lets_only_reductions_through_across_a_restart(shor
     second, mark = _trip_and_restart(short_tmp, config, "REDUCING")
     try:
         second.wait_ready(60)
-        assert second.admin("status")["trading_state"] == "REDUCING"
+        assert _first_reported_state(second) == "REDUCING"
         eventually(
             lambda: _rejections(second.run_dir, mark, "reducing_only") >= 5, 60, what="growths refused"
         )
