@@ -288,6 +288,7 @@ class Node:
             base_cooldown_s=cfg.cooldown_s,
             max_cooldown_s=cfg.max_cooldown_s,
             probe_s=cfg.probe_s,
+            on_reset=self._breaker_reset,
         )
         self.breaker_probe_s = cfg.probe_s
         self.breakers.load()
@@ -363,6 +364,10 @@ class Node:
         sock.bind(cfg.tcp_endpoint)
         log.info("admin over tcp", extra={"event": "admin_tcp", "endpoint": cfg.tcp_endpoint})
         return sock
+
+    def _breaker_reset(self, scope: str) -> None:
+        """An operator reset ``scope``: a subtree waiting out its cooldown starts now."""
+        self.root.restart_tripped(scope)
 
     def _announce_breaker(self, change: BreakerChanged) -> None:
         self._pub.publish(topic.breaker(change.scope), change)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sniperbot.supervision import ChildSpec, Supervisor, SupFlags
+from sniperbot.supervision.breaker import BreakerBoard
 from sniperbot.supervision.spec import Backoff
 from sniperbot.supervision.supervisor import PROBE_S, SupervisorError
 from tests.test_supervisor import Host, started, states, sup, worker
@@ -156,28 +157,46 @@ def test_backoff_delays_restarts_exponentially_and_reports_restarting() -> None:
     assert host.incarnation("a") == 4
 
 
+class _StateStore:
+    """The journal's node-state calls, in memory (the LMDB side is tests/test_breakers.py's)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, bytes] = {}
+
+    def put_state(self, key: str, value: bytes) -> None:
+        self.state[key] = value
+
+    def state_items(self, prefix: str) -> list[tuple[str, bytes]]:
+        return sorted((k, v) for k, v in self.state.items() if k.startswith(prefix))
+
+
 class BreakerHost(Host):
-    """A host that records breaker transitions; cooldown doubles per trip like the node's."""
+    """A host whose breakers are the node's real BreakerBoard, on the host's clock."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.breakers: dict[str, str] = {}
-        self.trips = 0
+        self.board = BreakerBoard(_StateStore(), lambda _: None, clock=lambda: int(self.now[0] * 1e9))
         self.saved: dict[str, dict[str, ChildSpec]] = {}
 
+    @property
+    def breakers(self) -> dict[str, str]:
+        return self.board.snapshot()
+
+    @property
+    def trips(self) -> int:
+        return sum(b.trips for b in self.board.breakers.values())
+
     def breaker_tripped(self, scope: str, reason: str) -> float:
-        self.trips += 1
-        self.breakers[scope] = "open"
-        return 5.0 * 2 ** (self.trips - 1)
+        return self.board.trip(scope, reason)
 
     def breaker_half_open(self, scope: str) -> None:
-        self.breakers[scope] = "half_open"
+        self.board.half_open(scope)
 
     def breaker_closed(self, scope: str) -> None:
-        self.breakers[scope] = "closed"
+        self.board.close(scope)
 
     def breaker_state(self, scope: str) -> str:
-        return self.breakers.get(scope, "closed")
+        return self.board.state(scope)
 
     def persist_child_spec(self, sup_id: str, spec: ChildSpec, delete: bool) -> None:
         specs = self.saved.setdefault(sup_id, {})

@@ -140,7 +140,7 @@ class PaperVenueActor(Actor):
         elif isinstance(payload, Order):
             self._on_order(payload, envelope.sender)
         elif isinstance(payload, CancelOrder):
-            events = self.engine.cancel(payload.client_order_id, time.time_ns())
+            events = self.engine.cancel(payload.client_order_id, time.time_ns(), payload.reason)
             if events:
                 self._commit(events)
                 self.ctx.send(envelope.sender, VenueEvents(venue=self.venue, events=list(events)))

@@ -37,6 +37,11 @@ class RiskGuardActor(Actor):
     journal accepts only once. An approved intent is acknowledged to the
     strategy only when the executor has acknowledged the order. Rejections are journaled and published as
     ``OrderUpdate(status="rejected", reason=...)``.
+
+    A breach of ``daily_loss_limit`` or ``max_drawdown`` sets ``loss_action`` (REDUCING or
+    HALTED). Like an operator's halt, the state is journaled and holds across restarts,
+    whatever the config then says, until an operator resumes: a loss stop is never lifted
+    by a restart or a config edit alone.
     """
 
     inbox = True

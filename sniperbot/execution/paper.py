@@ -140,9 +140,11 @@ class PaperVenue:
         capped = min(taker, limit) if buying else max(taker, limit)
         return events + self._execute(order, capped, "taker", now_ns)
 
-    def cancel(self, client_order_id: str, now_ns: int) -> list[OrderUpdate]:
+    def cancel(self, client_order_id: str, now_ns: int, reason: str = "") -> list[OrderUpdate]:
         """Cancel a resting order; returns nothing if it is unknown or no longer open.
 
+        ``reason`` (the requester's, e.g. ``breaker venue:sim: ...``) is kept on the update
+        so the journal says why the order was cancelled.
         A failed cancel is not reported as ``rejected``: that status means the order was
         refused, and consumers would wrongly release an order that in fact filled.
         """
@@ -150,7 +152,7 @@ class PaperVenue:
         if order is None:
             return []
         self._status[client_order_id] = "cancelled"
-        return [self._update(order, "cancelled", now_ns)]
+        return [self._update(order, "cancelled", now_ns, reason)]
 
     def _rejection(self, order: Order) -> str | None:
         """Why the venue refuses this order outright, or None."""

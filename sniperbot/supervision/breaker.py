@@ -30,6 +30,7 @@ log = logging.getLogger("sniperbot.breaker")
 
 BreakerState = Literal["closed", "open", "half_open"]
 _KEY = "breaker/"
+_MAX_DOUBLINGS = 64  # far past any sane max_cooldown_s / base_cooldown_s ratio
 
 
 class Breaker(msgspec.Struct):
@@ -55,9 +56,11 @@ class BreakerBoard:
         base_cooldown_s: float = 5.0,
         max_cooldown_s: float = 300.0,
         probe_s: float = 10.0,
+        on_reset: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._announce = announce
+        self._on_reset = on_reset  # the node starts a tripped subtree at once
         self._clock = clock
         self.base_cooldown_s = base_cooldown_s
         self.max_cooldown_s = max_cooldown_s
@@ -93,7 +96,10 @@ class BreakerBoard:
         if breaker.state == "closed" and now - breaker.closed_ns > self.max_cooldown_s * 1e9:
             breaker.trips = 0
         breaker.trips += 1
-        breaker.cooldown_s = min(self.max_cooldown_s, self.base_cooldown_s * 2 ** (breaker.trips - 1))
+        # The exponent is capped: a breaker that flaps for days (never quiet for max_cooldown_s)
+        # counts past 1024 trips, and 2**1024 no longer converts to a float.
+        doublings = min(breaker.trips - 1, _MAX_DOUBLINGS)
+        breaker.cooldown_s = min(self.max_cooldown_s, self.base_cooldown_s * 2.0**doublings)
         if timed:
             self._timed.add(scope)
         self._set(breaker, "open", reason)
@@ -114,10 +120,18 @@ class BreakerBoard:
             self._set(breaker, "closed", reason)
 
     def reset(self, scope: str) -> bool:
-        """Operator override: close ``scope`` now. False if there is no such breaker."""
+        """Operator override: close ``scope`` now. False if there is no such breaker.
+
+        The operator's word replaces the cooldown and the probe: the breaker closes, and a
+        subtree still waiting out its cooldown is started at once (``on_reset``), so trading
+        through it resumes now. The trip count is kept: the next trip soon after still
+        waits the longer cooldown.
+        """
         if scope not in self.breakers:
             return False
         self.close(scope, "operator reset")
+        if self._on_reset is not None:
+            self._on_reset(scope)
         return True
 
     def tick(self, node_running: bool) -> None:

@@ -373,6 +373,16 @@ class Supervisor:
 
         self._timers.append((child.restart_due, half_open))
 
+    def restart_tripped(self, scope: str) -> None:
+        """An operator closed ``scope``'s breaker: start its tripped subtrees now, not after the cooldown."""
+        for child in list(self.children):
+            if child.state == "tripped" and child.spec.breaker == scope:
+                if self.state in ("starting", "running"):
+                    child.restarts += 1
+                    self._start_child(child)  # the cooldown timer then finds it no longer tripped
+            elif child.supervisor is not None:
+                child.supervisor.restart_tripped(scope)
+
     def _breaker_host(self) -> Any:
         return self.host
 
