@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import time
@@ -39,14 +40,17 @@ from sniperbot.messages import (
     RiskStatus,
     SetTradingState,
     SnapshotRequest,
+    Stop,
     decode_envelope,
     encode_envelope,
 )
 from sniperbot.messages import topics as topic
+from sniperbot.messages.control import TRADING_STATES
 from sniperbot.rundir import RunDir, RunDirError
 from sniperbot.supervision import Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import BreakerBoard, BreakerState
 from sniperbot.topology import build_tree
+from sniperbot.transport.auth import NODE, SECRET_SIZE, Signer, Verifier
 from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, tune
 
 log = logging.getLogger("sniperbot.node")
@@ -54,6 +58,7 @@ log = logging.getLogger("sniperbot.node")
 EXIT_ROOT_FAILED = 70
 RUNNING_KEY = "node/running"
 TRADING_STATE_KEY = "risk/trading_state"
+INCARNATION_KEY = "incarnation/"  # + actor id: its highest incarnation over every node life
 _LOOP_TICK_S = 0.05
 _SHUTDOWN_GRACE_S = 60.0
 
@@ -95,6 +100,10 @@ class Node:
         self._last_values: dict[bytes, bytes] = {}  # market-data topic -> last frame (Clone pattern)
         self._deferred: list[tuple[float, Callable[[AdminReply], None], str]] = []
         self.commands = AdminCommands(self)
+        # This node life's secret (sniperbot.transport.auth): in memory and in each launch only.
+        self._secret = secrets.token_bytes(SECRET_SIZE)
+        self._signer = Signer(self._secret, NODE)
+        self._verifier = Verifier(self._secret, NODE)
 
     # -- SupervisorHost ---------------------------------------------------------------------
     def clock(self) -> float:
@@ -120,6 +129,7 @@ class Node:
             log_level=self.config.node.log_level,
             endpoints=endpoints,
             inbox_binds=inbox_binds,
+            auth_key=self._secret,
         )
         return self._launcher.start(launch, spec.placement)  # type: ignore[arg-type]
 
@@ -135,14 +145,26 @@ class Node:
 
     def send_control(self, actor_id: str, incarnation: int, payload: Payload) -> None:
         """Send a control message to one incarnation (dropped if it is not connected)."""
-        frame = encode_envelope(Envelope("ctl", "node", 0, 0, time.time_ns(), payload))
+        frame = self._signer.encode(Envelope("ctl", NODE, 0, 0, time.time_ns(), payload))
         with contextlib.suppress(zmq.ZMQError):
             self._control.send_multipart((f"{actor_id}#{incarnation}".encode(), frame), zmq.NOBLOCK)
 
     def next_incarnation(self, actor_id: str) -> int:
-        """Incarnations increase node-wide, whichever supervisor instance starts the actor."""
-        self._incarnations[actor_id] = self._incarnations.get(actor_id, 0) + 1
-        return self._incarnations[actor_id]
+        """Incarnations increase node-wide and across node lives, whichever supervisor starts the actor.
+
+        The highest one is journaled before the actor starts, so a new node life goes on
+        from there: an actor that outlived its node (``feed.sim#1`` still alive after a
+        kill -9) never shares a routing identity with the new one, and receivers can tell
+        it is old (its incarnation is below the one the node announced Ready).
+        """
+        key = INCARNATION_KEY + actor_id
+        if actor_id not in self._incarnations:
+            raw = self.journal.get_state(key)
+            self._incarnations[actor_id] = int(raw) if raw is not None and raw.isdigit() else 0
+        incarnation = self._incarnations[actor_id] + 1
+        self.journal.put_state(key, str(incarnation).encode())
+        self._incarnations[actor_id] = incarnation
+        return incarnation
 
     def register(self, actor_id: str, child: Child) -> None:
         """Route control messages from ``actor_id`` to ``child``."""
@@ -207,6 +229,8 @@ class Node:
 
     def set_trading_state(self, state: str, reason: str) -> None:
         """Operator change of the trading state: journaled, then told to the risk guard."""
+        if state not in TRADING_STATES:
+            raise ValueError(f"trading state must be one of {TRADING_STATES}, got {state!r}")
         self.journal.put_state(TRADING_STATE_KEY, msgspec.json.encode({"state": state, "reason": reason}))
         guard = self._children.get("risk_guard")
         if guard is not None and guard.handle is not None:
@@ -280,7 +304,7 @@ class Node:
         for sock in (self._control, *self._admin_sockets, self._status.socket):
             self._poller.register(sock, zmq.POLLIN)
         self.journal = process_journal(self.rundir.path, self.config.journal.durability)
-        self._pub = Publisher(self._zctx, self.rundir.bus_in, "node", 0)
+        self._pub = Publisher(self._zctx, self.rundir.bus_in, NODE, 0, signer=self._signer)
         cfg = self.config.breakers
         self.breakers = BreakerBoard(
             self.journal,
@@ -461,8 +485,22 @@ class Node:
         if child is None or not incarnation.isdigit():
             raise InvalidFrame(f"control message from unknown sender {frames[0][:40]!r}")
         if int(incarnation) != child.incarnation:
-            self.stale_messages += 1  # an old incarnation woke up; it no longer counts
+            # An old incarnation woke up (or an actor outlived its node): it no longer counts,
+            # and it is told to end. Stop needs no tag, so an old node life's actor obeys too.
+            self.stale_messages += 1
+            frame = encode_envelope(
+                Envelope("ctl", NODE, 0, 0, time.time_ns(), Stop(reason="stale_incarnation"))
+            )
+            with contextlib.suppress(zmq.ZMQError):
+                self._control.send_multipart((frames[0], frame), zmq.NOBLOCK)
             return
+        if envelope.sender != actor_id:
+            raise InvalidFrame(
+                f"control message from {frames[0][:40]!r} names sender {envelope.sender[:40]!r}"
+            )
+        reason = self._verifier.check(frames[1], envelope)
+        if reason is not None:
+            raise InvalidFrame(f"unauthorised {type(envelope.payload).__name__} - {reason}")
         payload = envelope.payload
         if isinstance(payload, Heartbeat):
             child.on_heartbeat(payload, time.monotonic())
@@ -483,6 +521,13 @@ class Node:
     def _send_snapshot(self, child: Child, request: SnapshotRequest) -> None:
         prefixes = tuple(t.encode() for t in request.topics)
         identity = f"{child.spec.id}#{child.incarnation}".encode()
+        # Who is current first, so the receiver drops values an old incarnation left in the cache.
+        for peer in self.root.workers():
+            if peer.state == "running" and peer.handle is not None:
+                ready = Ready(
+                    actor_id=peer.spec.id, incarnation=peer.incarnation, pid=peer.handle.pid, ts_ns=0
+                )
+                self.send_control(child.spec.id, child.incarnation, ready)
         for key, frame in list(self._last_values.items()):
             if key.startswith(prefixes):
                 with contextlib.suppress(zmq.ZMQError):
@@ -491,7 +536,11 @@ class Node:
     def _on_status(self, frames: list[bytes]) -> None:
         if len(frames) != 2:
             raise InvalidFrame(f"expected 2 frames (topic, envelope), received {len(frames)}")
-        payload = decode_envelope(frames[1]).payload
+        envelope = decode_envelope(frames[1])
+        reason = self._verifier.check(frames[1], envelope)
+        if reason is not None:
+            raise InvalidFrame(f"unauthorised {type(envelope.payload).__name__} - {reason}")
+        payload = envelope.payload
         if isinstance(payload, PortfolioSnapshot):
             self.portfolio = payload
         elif isinstance(payload, RiskStatus):

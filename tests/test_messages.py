@@ -353,9 +353,9 @@ def test_short_envelope_and_non_array_are_rejected() -> None:
 
 
 def test_envelope_from_a_newer_peer_with_a_trailing_field_decodes() -> None:
-    """Append-only evolution: a newer peer adds envelope field 7; an older reader ignores it."""
+    """Append-only evolution: a newer peer adds envelope field 8 (7 is mac); an older reader ignores it."""
     raw = _wire(SAMPLES[1])
-    newer = msgspec.msgpack.encode([*raw, {"trace_id": "abc"}, 99])
+    newer = msgspec.msgpack.encode([*raw, b"", {"trace_id": "abc"}, 99])
     decoded = decode_envelope(newer)
     assert decoded == _envelope(SAMPLES[1])
 

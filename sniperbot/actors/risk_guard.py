@@ -81,7 +81,7 @@ class RiskGuardActor(Actor):
         self.guard.restore_positions(positions)
         saved = journal.get_state(TRADING_STATE_KEY)
         if saved is not None:
-            self.guard.set_state(msgspec.json.decode(saved)["state"])
+            self._restore_state(saved)
         for key, raw in journal.state_items("breaker/"):
             self._breakers[key.removeprefix("breaker/")] = msgspec.json.decode(raw)["state"]
         loss = journal.get_state(_LOSS_KEY)
@@ -90,13 +90,31 @@ class RiskGuardActor(Actor):
         self.ctx.every(_STATUS_INTERVAL_S, self._publish_status)
         self._publish_status()
 
+    def _restore_state(self, saved: bytes) -> None:
+        """The journaled trading state; one that is not valid (an older version wrote it) halts."""
+        try:
+            self.guard.set_state(msgspec.json.decode(saved)["state"])
+        except (msgspec.DecodeError, TypeError, KeyError, ValueError) as e:
+            # Fail closed rather than crash-loop: the operator resumes after looking.
+            self.ctx.log.error(
+                "journaled trading state is not valid; starting HALTED",
+                extra={"event": "trading_state_invalid", "saved": saved[:80].decode(errors="replace")},
+            )
+            self.guard.set_state("HALTED")
+            self.ctx.journal.put_state(
+                TRADING_STATE_KEY, msgspec.json.encode({"state": "HALTED", "reason": f"invalid saved: {e}"})
+            )
+
     def on_message(self, envelope: Envelope) -> None:
         """Intents and commands from the inbox; prices, events, breakers and P&L from the bus."""
         payload = envelope.payload
         if isinstance(payload, Quote):
             self._prices[(payload.venue, payload.symbol)] = payload.mid
         elif isinstance(payload, OrderIntent):
-            self._on_intent(payload)
+            # Intents come only through the inbox (whose ack can be held); anywhere else they
+            # are not ours to take, even from a strategy.
+            if envelope.topic == "to." + self.ctx.actor_id:
+                self._on_intent(payload)
         elif isinstance(payload, Fill):
             if payload.fill_id not in self._seen_fills:
                 self._seen_fills.add(payload.fill_id)

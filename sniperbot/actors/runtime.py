@@ -34,9 +34,9 @@ from sniperbot.messages import (
     SnapshotRequest,
     Stop,
     decode_envelope,
-    encode_envelope,
 )
 from sniperbot.rundir import RunDir
+from sniperbot.transport.auth import AUTHORITY, Signer, Verifier
 from sniperbot.transport.bus import Publisher, Subscriber, tune
 from sniperbot.transport.reliable import Inbox, Outbox, decode_routed
 
@@ -72,6 +72,8 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # actor's own inbox binds (empty: its ipc socket only).
     endpoints: dict[str, str] = {}
     inbox_binds: list[str] = []
+    # This node life's secret (sniperbot.transport.auth): never logged, never on disk.
+    auth_key: bytes = b""
 
 
 _journals: dict[str, Any] = {}
@@ -144,6 +146,11 @@ class ActorRuntime(ActorContext):
         self.poller = zmq.Poller()
         self._current: tuple[bytes, Envelope] | None = None
         self._ack_held = False
+        self._signer = Signer(launch.auth_key, launch.actor_id)
+        self._verifier = Verifier(launch.auth_key, launch.actor_id)
+        # Highest incarnation announced Ready per actor: a lower one is an old incarnation
+        # (or an old node life's actor) that must not be heard any more.
+        self._peers: dict[str, int] = {}
 
     # -- ActorContext -------------------------------------------------------------------
     def publish(self, topic: str, payload: Payload) -> None:
@@ -155,7 +162,7 @@ class ActorRuntime(ActorContext):
         outbox = self._outboxes.get(actor_id)
         if outbox is None:
             endpoint = self._endpoint("inbox:" + actor_id, self.rundir.inbox(actor_id))
-            outbox = Outbox(self._zctx, endpoint, self.actor_id, self.incarnation)
+            outbox = Outbox(self._zctx, endpoint, self.actor_id, self.incarnation, signer=self._signer)
             self._outboxes[actor_id] = outbox
             self._outbox_by_socket[outbox.socket] = outbox
             self.poller.register(outbox.socket, zmq.POLLIN)
@@ -191,7 +198,11 @@ class ActorRuntime(ActorContext):
         # Constructed before the sockets so that topics may depend on the actor's arguments.
         self.actor = actor = cls(self, **self.launch.args)
         self._pub = Publisher(
-            self._zctx, self._endpoint("bus_in", self.rundir.bus_in), self.actor_id, self.incarnation
+            self._zctx,
+            self._endpoint("bus_in", self.rundir.bus_in),
+            self.actor_id,
+            self.incarnation,
+            signer=self._signer,
         )
         self._control = self._zctx.socket(zmq.DEALER)
         tune(self._control)
@@ -290,6 +301,7 @@ class ActorRuntime(ActorContext):
         a new message (the extra frame is then counted as an invalid one-frame message).
         """
         recv = sock.recv
+        peers = self._peers
         for _ in range(_DRAIN_BATCH):
             try:
                 topic = recv(zmq.NOBLOCK)
@@ -298,11 +310,16 @@ class ActorRuntime(ActorContext):
             try:
                 if not sock.get(zmq.RCVMORE):
                     raise InvalidFrame("expected 2 frames (topic, envelope), received 1")
-                envelope = decode_envelope(recv())
-                if topic.startswith(_READY_PREFIX):
-                    self.on_peer_ready(envelope.sender)
-                    if not self._wants_ready:
-                        continue
+                frame = recv()
+                envelope = decode_envelope(frame)
+                # Two dict lookups on the hot path; the checks themselves only for the few that need them.
+                if (
+                    envelope.incarnation < peers.get(envelope.sender, 0)
+                    or type(envelope.payload) in AUTHORITY
+                ) and not self._admit(sock, frame, envelope):
+                    continue
+                if topic.startswith(_READY_PREFIX) and not self._wants_ready:
+                    continue
                 self.handled += 1
                 on_message(envelope)
             except InvalidFrame as e:
@@ -324,7 +341,9 @@ class ActorRuntime(ActorContext):
             try:
                 if self._inbox is not None and sock is self._inbox.socket:
                     identity, envelope = decode_routed(frames)
-                    if self._inbox.is_duplicate(envelope):
+                    if not self._admit(sock, frames[1], envelope):
+                        pass  # never acknowledged: the message does not exist for us
+                    elif self._inbox.is_duplicate(envelope):
                         self._inbox.duplicates += 1
                         self._inbox.ack(identity, envelope)  # our first ack may have been lost
                     elif self._inbox.is_held(envelope):
@@ -342,7 +361,9 @@ class ActorRuntime(ActorContext):
                 elif sock is self._control:
                     if len(frames) != 1:
                         raise InvalidFrame(f"expected 1 control frame, received {len(frames)}")
-                    self._on_control(decode_envelope(frames[0]))
+                    envelope = decode_envelope(frames[0])
+                    if self._admit(sock, frames[0], envelope):
+                        self._on_control(envelope)
                 else:
                     if len(frames) != 1:
                         raise InvalidFrame(f"expected 1 ack frame, received {len(frames)}")
@@ -363,6 +384,27 @@ class ActorRuntime(ActorContext):
                 extra={"event": "invalid_frame", "socket": kind, "reason": reason},
             )
 
+    def _admit(self, sock: zmq.Socket, frame: bytes, envelope: Envelope) -> bool:
+        """Whether a decoded message may be taken: not from an old incarnation, authority checked.
+
+        A refused one is dropped, counted as an invalid frame and logged once per kind.
+        """
+        sender = envelope.sender
+        if envelope.incarnation < self._peers.get(sender, 0):
+            self._count_invalid(
+                sock, f"stale incarnation - {sender}#{envelope.incarnation} (now #{self._peers[sender]})"
+            )
+            return False
+        reason = self._verifier.check(frame, envelope)
+        if reason is not None:
+            self._count_invalid(sock, f"unauthorised {type(envelope.payload).__name__} - {reason}")
+            return False
+        payload = envelope.payload
+        if isinstance(payload, Ready) and payload.incarnation >= self._peers.get(payload.actor_id, 0):
+            self._peers[payload.actor_id] = payload.incarnation
+            self.on_peer_ready(payload.actor_id)
+        return True
+
     def _on_control(self, envelope: Envelope) -> None:
         payload = envelope.payload
         self._last_supervisor_ns = time.monotonic_ns()
@@ -374,12 +416,15 @@ class ActorRuntime(ActorContext):
             self.log.info("stop requested", extra={"event": "stop", "reason": payload.reason})
             self._stopping = True
             return
+        if isinstance(payload, Ready) and not self._wants_ready:
+            return  # the node's word on who is current (with a snapshot); recorded by _admit
         assert self.actor is not None
         self.handled += 1
         self.actor.on_message(envelope)
 
     def _send_control(self, payload: Payload) -> None:
-        frame = encode_envelope(Envelope("ctl", self.actor_id, self.incarnation, 0, time.time_ns(), payload))
+        envelope = Envelope("ctl", self.actor_id, self.incarnation, 0, time.time_ns(), payload)
+        frame = self._signer.encode(envelope)
         try:
             self._control.send(frame, zmq.NOBLOCK)
         except zmq.Again:

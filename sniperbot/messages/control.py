@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Final, Literal, get_args
+
 from sniperbot.messages.base import Message
+
+# The closed set of trading states (one home): validated wherever one is decoded.
+TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
+TRADING_STATES: Final = get_args(TradingState)
 
 
 class Heartbeat(Message, tag="hb"):
@@ -71,9 +77,9 @@ class RiskStatus(Message, tag="risk"):
 
 
 class SetTradingState(Message, tag="set_trading_state"):
-    """Operator command to the risk guard: ACTIVE, REDUCING or HALTED."""
+    """Operator command to the risk guard: ACTIVE, REDUCING or HALTED (anything else does not decode)."""
 
-    state: str
+    state: TradingState
     reason: str = ""
 
 

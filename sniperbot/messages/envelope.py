@@ -1,8 +1,11 @@
 """The envelope every message travels in, and the one codec for it.
 
-Wire format: msgpack of an array ``[topic, sender, incarnation, seq, ts_ns, payload]``
+Wire format: msgpack of an array ``[topic, sender, incarnation, seq, ts_ns, payload, mac]``
 where ``payload`` is a map tagged by its field ``t``. The envelope evolves append-only:
-new fields go at the end, with defaults, so old and new peers interoperate.
+new fields go at the end, with defaults, so old and new peers interoperate; a message
+without a tag is sent as the six-element array (exactly the bytes of wire version 1).
+``mac`` is the 16-byte authentication tag of a message that carries authority (see
+:mod:`sniperbot.transport.auth`); it is the last bytes of the frame and covers all before it.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Envelope(msgspec.Struct, frozen=True, array_like=True):
     seq: int
     ts_ns: int
     payload: Payload
+    mac: bytes = b""
 
 
 class InvalidFrame(ValueError):
@@ -81,7 +85,11 @@ _decoder = msgspec.msgpack.Decoder(Envelope)
 
 def encode_envelope(envelope: Envelope) -> bytes:
     """Encode an envelope to its wire bytes."""
-    return _encoder.encode(envelope)
+    if envelope.mac:
+        return _encoder.encode(envelope)
+    # msgspec writes every field of an array-like struct; without a tag, the six of version 1.
+    e = envelope
+    return _encoder.encode((e.topic, e.sender, e.incarnation, e.seq, e.ts_ns, e.payload))
 
 
 def decode_envelope(frame: bytes | memoryview) -> Envelope:

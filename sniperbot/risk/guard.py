@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Final, Literal, get_args
+from typing import Final
 
 import msgspec
 
 from sniperbot.messages import Fill, OrderIntent, OrderUpdate, RiskStatus
-
-TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
-TRADING_STATES: Final = get_args(TradingState)
+from sniperbot.messages.control import TRADING_STATES, TradingState
 
 _WINDOW_NS: Final = 1_000_000_000
 _QUANTITY_EPSILON: Final = 1e-12

@@ -14,6 +14,7 @@ import time
 import zmq
 
 from sniperbot.messages import Envelope, Payload, encode_envelope
+from sniperbot.transport.auth import AUTHORITY, Signer
 
 # Market data is worth little once stale; a bounded queue keeps a slow
 # subscriber from growing the proxy's memory without limit.
@@ -82,7 +83,9 @@ class BusProxy:
 class Publisher:
     """Publishes payloads on the bus, stamping each with this sender's sequence."""
 
-    def __init__(self, ctx: zmq.Context, bus_in: str, sender: str, incarnation: int) -> None:
+    def __init__(
+        self, ctx: zmq.Context, bus_in: str, sender: str, incarnation: int, signer: Signer | None = None
+    ) -> None:
         self.socket = ctx.socket(zmq.PUB)
         tune(self.socket)
         self.socket.setsockopt(zmq.SNDHWM, BUS_HWM)
@@ -90,13 +93,19 @@ class Publisher:
         self.sender = sender
         self.incarnation = incarnation
         self.seq = 0
+        self.signer = signer
 
     def publish(self, topic: str, payload: Payload) -> None:
-        """Send ``payload`` under ``topic``; never blocks (PUB drops past its HWM)."""
+        """Send ``payload`` under ``topic``; never blocks (PUB drops past its HWM).
+
+        A payload that carries authority is tagged (needs the ``signer``).
+        """
         self.seq += 1
-        frame = encode_envelope(
-            Envelope(topic, self.sender, self.incarnation, self.seq, time.time_ns(), payload)
-        )
+        envelope = Envelope(topic, self.sender, self.incarnation, self.seq, time.time_ns(), payload)
+        if self.signer is not None and type(payload) in AUTHORITY:
+            frame = self.signer.encode(envelope)
+        else:
+            frame = encode_envelope(envelope)
         # Two plain sends: pyzmq's send_multipart and flag arithmetic cost more than the copy.
         self.socket.send(topic.encode(), _SNDMORE)
         self.socket.send(frame)

@@ -24,6 +24,7 @@ from sniperbot.messages import (
     decode_envelope,
     encode_envelope,
 )
+from sniperbot.transport.auth import Signer
 from sniperbot.transport.bus import tune
 
 # Enough to cover every id that can still be resent: a sender resends for as
@@ -41,6 +42,7 @@ class Outbox:
         sender: str,
         incarnation: int,
         resend_after_s: float = 0.5,
+        signer: Signer | None = None,
     ) -> None:
         self.socket = ctx.socket(zmq.DEALER)
         tune(self.socket)
@@ -52,6 +54,7 @@ class Outbox:
         self.resent = 0
         self._unacked: dict[int, tuple[bytes, int]] = {}
         self._on_ack: dict[int, Callable[[], None]] = {}
+        self.signer = signer
 
     @property
     def unacked(self) -> int:
@@ -64,9 +67,8 @@ class Outbox:
         ``on_ack`` runs once, when the receiver acknowledges the message.
         """
         self.seq += 1
-        frame = encode_envelope(
-            Envelope(topic, self.sender, self.incarnation, self.seq, time.time_ns(), payload)
-        )
+        envelope = Envelope(topic, self.sender, self.incarnation, self.seq, time.time_ns(), payload)
+        frame = encode_envelope(envelope) if self.signer is None else self.signer.encode(envelope)
         # Resend timing uses the monotonic clock: a wall-clock step must not stall resends.
         self._unacked[self.seq] = (frame, time.monotonic_ns())
         if on_ack is not None:
