@@ -633,5 +633,7 @@ class Node:
             "actors": sum(1 for c in self.root.workers() if c.state == "running"),
             "restarts": sum(c.restarts for c in self.root.workers()),
             "invalid_frames": self.invalid_frames + sum(c.invalid_frames for c in self.root.workers()),
+            # Control messages from replaced incarnations (a hung actor that woke up): ignored.
+            "stale_messages": self.stale_messages,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
         }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from sniperbot.logs import actor_logger
 from sniperbot.messages import Envelope, Fill, Order, OrderUpdate, Payload, Quote
 from sniperbot.messages.venue import VenueEvents
 from tests.conftest import RunningNode, eventually
+from tests.test_money import MONEY_CONFIG, reconciled_orders
 
 VENUE = "sim"
 SYMBOL = "BTC/USDT"
@@ -368,7 +370,7 @@ def test_the_checker_catches_a_lost_fill_and_a_double_execution(desk: Desk) -> N
 # -- a real node, kill -9 while orders flow ------------------------------------------------------
 VICTIMS = [
     "executor.sim",
-    "paper.sim",
+    "paper.sim",  # killed while frozen with an order in flight: reconciliation must run
     "executor.sim",  # the venue subtree allows 3 restarts in 30 s before its breaker trips
     "risk_guard",
     "risk_guard",
@@ -377,7 +379,26 @@ VICTIMS = [
 ]
 
 
-def test_kill_9_of_executor_venue_risk_and_strategies_loses_no_money(node: RunningNode) -> None:
+@pytest.fixture
+def slow_hang_node(short_tmp: Path) -> Iterator[RunningNode]:
+    """A node on the fast market that takes 10 s to call a silent actor hung (a frozen venue stays)."""
+    config = short_tmp / "money.toml"
+    config.write_text(MONEY_CONFIG)
+    running = RunningNode(short_tmp / "run", config)
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.send_signal(signal.SIGTERM)
+            try:
+                running.process.wait(30)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+                running.process.wait(5)
+
+
+def test_kill_9_of_executor_venue_risk_and_strategies_loses_no_money(slow_hang_node: RunningNode) -> None:
+    node = slow_hang_node
     rng = random.Random(20261124)
     node.wait_ready()
     eventually(lambda: node.admin("status")["fills"] >= 3, 25, what="first fills")
@@ -388,6 +409,11 @@ def test_kill_9_of_executor_venue_risk_and_strategies_loses_no_money(node: Runni
         victim = eventually(
             lambda a=actor_id: (w := node.workers()[a])["state"] == "running" and w, 15, what=f"{actor_id} up"
         )
+        if actor_id == "paper.sim":
+            # Not left to luck: freeze the venue until the executor has journaled and sent
+            # an order it cannot answer, then kill it. The restarted executor must reconcile it.
+            os.kill(victim["pid"], signal.SIGSTOP)
+            eventually(lambda: check_run_dir(node.run_dir).unsent, 20, what="an order in flight")
         os.kill(victim["pid"], signal.SIGKILL)
         eventually(
             lambda a=actor_id, v=victim: (
@@ -417,5 +443,7 @@ def test_kill_9_of_executor_venue_risk_and_strategies_loses_no_money(node: Runni
     assert final.ok and final.settled, final.problems
     assert final.orders_journaled == final.orders_at_venue and final.fills_journaled == final.fills_at_venue
     assert final.positions == final.venue_positions
+    # The kills did catch orders in flight: a restarted executor reconciled unfinished orders.
     log = node.log()
-    assert '"event": "reconciled"' in log or '"event": "reconcile_start"' not in log
+    assert reconciled_orders(log) >= 1, "no kill caught an order in flight: reconciliation never ran"
+    assert log.count('"event": "reconciled"') >= 1

@@ -256,7 +256,10 @@ def _conclude(r: InvariantReport) -> None:
     for field, what in checks:
         bad: list[str] = getattr(r, field)
         if bad:
-            r.problems.append(f"{len(bad)} {what}: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
+            # Each line starts with the invariant's name, so an operator can look it up above.
+            r.problems.append(
+                f"{field}: {len(bad)} {what}: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}"
+            )
     r.ok = not r.problems
     r.settled = not (r.unreconciled or r.unsent)
 
