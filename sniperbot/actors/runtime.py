@@ -72,6 +72,8 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # actor's own inbox binds (empty: its ipc socket only).
     endpoints: dict[str, str] = {}
     inbox_binds: list[str] = []
+    # This node start's token in every client order id (sniperbot.rundir.next_node_life).
+    node_life: str = ""
 
 
 _journals: dict[str, Any] = {}
@@ -123,6 +125,7 @@ class ActorRuntime(ActorContext):
         self.launch = launch
         self.actor_id = launch.actor_id
         self.incarnation = launch.incarnation
+        self.node_life = launch.node_life
         self.rundir = RunDir(launch.run_dir)
         self.run_dir = Path(launch.run_dir)
         self.log = actor_logger(launch.actor_id, launch.incarnation)
