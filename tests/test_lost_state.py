@@ -277,7 +277,8 @@ def test_a_full_disk_stops_the_node_with_one_clear_line(short_tmp: Path, fast_co
     disk = short_tmp / "disk"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", str(disk)], check=True)
-    running = RunningNode(disk / "run", fast_config)
+    # The run dir is the tmpfs itself: the node's log (next to it) stays on the big disk.
+    running = RunningNode(disk, fast_config)
     try:
         running.wait_ready(60)
         eventually(lambda: running.admin("status")["fills"] >= 1, 60, what="trading")
