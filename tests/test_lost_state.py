@@ -206,6 +206,20 @@ def _flip_every_page(path: Path) -> None:
             f.write(bytes(b ^ 0xFF for b in data))
 
 
+def _rot_one_record(path: Path) -> None:
+    """Bit rot inside one record: LMDB's structure stays intact, only a full check sees it."""
+    import lmdb
+
+    env = lmdb.open(str(path.parent), max_dbs=8, lock=False)
+    try:
+        with env.begin(write=True) as txn:
+            log = env.open_db(b"log", txn=txn, create=False)
+            key, value = next(iter(txn.cursor(db=log)))
+            txn.put(key, bytes([value[0]]) + b"\xc1" + value[2:], db=log)  # 0xc1: never valid msgpack
+    finally:
+        env.close()
+
+
 def _garbage(path: Path) -> None:
     path.write_bytes(os.urandom(256 * 1024))
 
@@ -221,10 +235,11 @@ def _bad_meta(path: Path) -> None:
     [
         (_half, "is truncated"),
         (_flip_every_page, ""),
+        (_rot_one_record, "cannot be decoded"),
         (_garbage, ""),
         (_bad_meta, ""),
     ],
-    ids=["half-truncated", "bytes-flipped", "garbage", "bad-meta-page"],
+    ids=["half-truncated", "bytes-flipped", "record-rotten", "garbage", "bad-meta-page"],
 )
 def test_a_damaged_journal_refuses_to_start_and_to_be_read(
     traded: tuple[Path, Path], short_tmp: Path, damage: Callable[[Path], None], problem: str
@@ -260,11 +275,18 @@ def test_a_read_only_journal_refuses_to_start(traded: tuple[Path, Path], short_t
     _assert_nothing_left(run_dir)
 
 
-def test_a_damaged_venue_ledger_refuses_to_start(traded: tuple[Path, Path], short_tmp: Path) -> None:
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [(_half, "is truncated"), (_rot_one_record, "cannot be decoded")],
+    ids=["half", "rot"],
+)
+def test_a_damaged_venue_ledger_refuses_to_start(
+    traded: tuple[Path, Path], short_tmp: Path, damage: Callable[[Path], None], problem: str
+) -> None:
     run_dir = _copy(traded, short_tmp)
-    _half(run_dir / "venue-sim" / "data.mdb")
+    damage(run_dir / "venue-sim" / "data.mdb")
     result = _start(run_dir, traded[1])
-    _assert_refused(result, str(run_dir / "venue-sim"), "is truncated")
+    _assert_refused(result, str(run_dir / "venue-sim"), problem)
     _assert_nothing_left(run_dir)
 
 

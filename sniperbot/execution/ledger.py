@@ -242,7 +242,10 @@ class VenueLedger:
                 seq = int.from_bytes(key, "big")
                 if seq != len(records) + 1:
                     raise LedgerError(f"venue ledger {self._path} has a gap before seq {seq}")
-                records[seq] = _decode(seq, bytes(value))
+                try:
+                    records[seq] = _decode(seq, bytes(value))
+                except LedgerError as e:
+                    raise LedgerError(f"venue ledger {self._path}: {e}") from None
             for cid, raw in txn.cursor(db=dbs[b"orders"]):
                 try:
                     entry = _entry_decoder.decode(raw)
