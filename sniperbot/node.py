@@ -2,14 +2,28 @@
 
 It runs one event loop (never blocking for long) that watches every actor
 process's exit, relays heartbeats, serves the admin socket and follows the
-portfolio and risk status. It exits 0 after an orderly shutdown (SIGINT,
-SIGTERM or the end of ``--duration``), and 70 only if the root supervisor
-exceeded its restart intensity (the outer process manager restarts it).
+portfolio and risk status. Exit codes (``sniperbot run``):
+
+* 0: an orderly shutdown (SIGINT, SIGTERM, ``admin shutdown`` or the end of
+  ``--duration``). Only this records ``node/running = 0`` in the journal.
+* 2: refused to start, nothing started (bad config, run dir in use, lost or damaged
+  journal or venue ledger: see :meth:`Node._open_state`).
+* 70 (:data:`EXIT_ROOT_FAILED`): the root supervisor exceeded its restart intensity
+  (the outer process manager restarts it, fail-closed).
+* 71 (:data:`EXIT_NODE_CRASHED`): an exception escaped the node's own loop; the
+  error is logged and printed, and the journal keeps ``node/running = 1`` so the next
+  start is fail-closed (``global: unclean_shutdown``).
+* 74 (:data:`EXIT_DISK_FULL`): the run dir's disk is full (less than
+  :data:`DISK_RESERVE_BYTES` free, or a journal write failed with ENOSPC): one
+  ``disk_full`` log line, "stopped: disk full", actors stopped; also fail-closed.
+
+Any end but an orderly stop leaves ``node/running = 1``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -20,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lmdb
 import msgspec
 import zmq
 
@@ -28,6 +43,9 @@ from sniperbot.actors.runtime import ActorLaunch, close_process_journals, proces
 from sniperbot.admin.protocol import AdminError, AdminReply, encoder, request_decoder
 from sniperbot.admin.server import AdminCommands, failure
 from sniperbot.config import Config
+from sniperbot.execution.ledger import LedgerError, VenueLedger, venue_ledgers
+from sniperbot.journal import JournalError
+from sniperbot.journal.lmdbfile import check_before_open
 from sniperbot.messages import (
     BreakerChanged,
     CancelOrder,
@@ -46,7 +64,7 @@ from sniperbot.messages import (
 )
 from sniperbot.messages import topics as topic
 from sniperbot.messages.control import TRADING_STATES
-from sniperbot.rundir import RunDir, RunDirError
+from sniperbot.rundir import RunDir, RunDirError, next_node_life
 from sniperbot.supervision import Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import BreakerBoard, BreakerState
 from sniperbot.topology import build_tree
@@ -56,11 +74,34 @@ from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, tune
 log = logging.getLogger("sniperbot.node")
 
 EXIT_ROOT_FAILED = 70
+EXIT_NODE_CRASHED = 71
+EXIT_DISK_FULL = 74
+# Below this much free space in the run dir's file system the node stops (disk
+# full) before LMDB runs out mid-transaction and actors start crash-looping.
+DISK_RESERVE_BYTES = 4 * 1024 * 1024
+_DISK_CHECK_S = 1.0
 RUNNING_KEY = "node/running"
 TRADING_STATE_KEY = "risk/trading_state"
 INCARNATION_KEY = "incarnation/"  # + actor id: its highest incarnation over every node life
 _LOOP_TICK_S = 0.05
 _SHUTDOWN_GRACE_S = 60.0
+
+
+class NodeCrash(RuntimeError):
+    """Raised in the node's own loop on request (``admin chaos --actor node --signal CRASH``)."""
+
+
+class DiskFull(RuntimeError):
+    """The run dir's file system is full: the node cannot journal, so it must not trade."""
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is ENOSPC."""
+    while error is not None:
+        if isinstance(error, lmdb.DiskError) or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+            return True
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return False
 
 
 class Node:
@@ -87,6 +128,10 @@ class Node:
         self.tree_spec = build_tree(config, epoch_ns)
         self.started_at = 0.0
         self.exit_code = 0
+        self.node_life = ""  # this start's token in every client order id (see rundir.next_node_life)
+        self.crash = ""  # the error that ended the loop, if one did
+        self._orderly = False
+        self._crash_requested = False
         self.invalid_frames = 0
         self.stale_messages = 0
         self.portfolio: PortfolioSnapshot | None = None
@@ -130,6 +175,7 @@ class Node:
             endpoints=endpoints,
             inbox_binds=inbox_binds,
             auth_key=self._secret,
+            node_life=self.node_life,
         )
         return self._launcher.start(launch, spec.placement)  # type: ignore[arg-type]
 
@@ -251,6 +297,10 @@ class Node:
         return once
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def request_crash(self) -> None:
+        """Fault injection (``admin chaos --actor node --signal CRASH``): raise in the loop's next turn."""
+        self._crash_requested = True
+
     def request_stop(self, reason: str) -> None:
         """Begin an orderly shutdown (children stop in reverse start order)."""
         if not self._stop_requested:
@@ -262,10 +312,34 @@ class Node:
         duration_s: float | None = None,
         on_idle: Callable[[Node], None] | None = None,
     ) -> int:
-        """Run until stopped; returns the process exit code."""
-        self._open()
+        """Run until stopped; returns the process exit code (see the module docstring).
+
+        A failed start (:class:`RunDirError`, exit 2) is raised after everything
+        opened so far was closed again: no socket and no lock left behind. Only an
+        orderly stop is journaled as one; an exception out of the loop is exit 71
+        and a full disk exit 74, both leaving ``node/running = 1`` (fail-closed).
+        """
+        opened = False
         try:
+            self._open()
+            opened = True
             self._loop(duration_s, on_idle)
+            self._orderly = self.exit_code == 0
+        except Exception as e:
+            if not opened:
+                raise
+            self.crash = f"{type(e).__name__}: {e}"
+            if isinstance(e, DiskFull) or _is_disk_full(e):
+                self.exit_code = EXIT_DISK_FULL
+                log.critical(
+                    "stopped: disk full",
+                    extra={"event": "disk_full", "run_dir": str(self.rundir.path), "error": str(e)},
+                )
+            else:
+                self.exit_code = EXIT_NODE_CRASHED
+                log.critical(
+                    "node crashed", exc_info=True, extra={"event": "node_crashed", "error": self.crash}
+                )
         finally:
             self._close()
         return self.exit_code
@@ -275,6 +349,7 @@ class Node:
         self._lock_fd = self.rundir.lock()
         for stale in self.rundir.path.glob("*.sock"):
             stale.unlink()  # left by a node that was killed; we hold the lock now
+        self._open_state()
         if self.ray_address is not None:
             self._start_ray()  # before our signal handlers: ray.init installs its own
         self._zctx = zmq.Context()
@@ -303,7 +378,6 @@ class Node:
         )
         for sock in (self._control, *self._admin_sockets, self._status.socket):
             self._poller.register(sock, zmq.POLLIN)
-        self.journal = process_journal(self.rundir.path, self.config.journal.durability)
         self._pub = Publisher(self._zctx, self.rundir.bus_in, NODE, 0, signer=self._signer)
         cfg = self.config.breakers
         self.breakers = BreakerBoard(
@@ -337,6 +411,78 @@ class Node:
         self.started_at = time.monotonic()
         log.info("node starting", extra={"event": "node_start", "run_dir": str(self.rundir.path)})
         self.root.start(on_started=lambda: log.info("all actors ready", extra={"event": "node_ready"}))
+
+    def _open_state(self) -> None:
+        """Open and verify the journal and venue ledgers, or refuse to start; then mark the run dir.
+
+        Runs before any socket is bound or actor started, so a refusal leaves nothing
+        behind. Decisions (issue #8, points 1 and 7):
+
+        * The run dir has traded before if it holds the marker ``node.json`` (written
+          at the first start, outside the journal) or a non-empty venue ledger. Then a
+          missing, empty or truncated journal is lost state: refuse (exit 2), never
+          create a fresh journal over the evidence.
+        * Any damage (file shorter than its meta page says, garbage, bad meta page,
+          unreadable or read-only files, a record that does not decode, an index that
+          disagrees with the log) in the journal or a venue ledger: refuse (exit 2),
+          naming the file and the problem and how to recover. The whole journal is
+          verified at each start (``bench/journal_verify.py`` measures the cost).
+        * Each start gets a node-life token (:func:`sniperbot.rundir.next_node_life`),
+          part of every client order id, so ids are never reused across node lives
+          even if every file was lost.
+        """
+        marker = self.rundir.read_marker()
+        ledgers = {
+            venue: path
+            for venue, path in venue_ledgers(self.rundir.path).items()
+            if (path / "data.mdb").is_file() and (path / "data.mdb").stat().st_size > 0
+        }
+        evidence = []
+        if marker is not None:
+            evidence.append(f"its marker {self.rundir.marker}")
+        evidence += [f"the venue ledger {path}" for path in ledgers.values()]
+        problem = check_before_open(self.rundir.journal, must_exist=bool(evidence))
+        if problem is not None:
+            raise RunDirError(
+                f"refusing to start: journal {problem}, but this run dir has run a node before "
+                f"({', '.join(evidence)}); starting on an empty journal would forget orders, fills "
+                f"and breakers and reuse client order ids. {self._recovery_hint()}"
+            )
+        try:
+            self.journal = process_journal(self.rundir.path, self.config.journal.durability)
+            self.journal.verify()
+        except JournalError as e:
+            raise RunDirError(f"refusing to start: {e}. {self._recovery_hint()}") from None
+        has_orders = self.journal.counts()["orders"] > 0
+        for venue in venue_ledgers(self.rundir.path):
+            if venue not in ledgers and not has_orders:
+                continue  # never written: the venue creates it
+            try:
+                with VenueLedger.open(self.rundir.path, venue, readonly=True) as ledger:
+                    ledger.verify()
+            except LedgerError as e:
+                raise RunDirError(f"refusing to start: {e}. {self._recovery_hint()}") from None
+        self.node_life = next_node_life(str((marker or {}).get("last_life", "")))
+        self.rundir.write_marker(self.node_life)
+        self._check_disk()
+
+    def _recovery_hint(self) -> str:
+        return (
+            "Nothing was started. To recover: restore the journal directory "
+            f"{self.rundir.journal} (and any damaged venue-* ledger) from a backup or archive, "
+            "and check it against the venue's own records (the venue ledger, the exchange); "
+            "or, knowingly, start a fresh run dir (--run-dir NEW)"
+        )
+
+    def _check_disk(self) -> None:
+        """Raise :class:`DiskFull` when the run dir's file system has less than the reserve free."""
+        stat = os.statvfs(self.rundir.path)
+        free = stat.f_bavail * stat.f_frsize
+        if free < DISK_RESERVE_BYTES:
+            raise DiskFull(
+                f"{free} bytes free in {self.rundir.path}'s file system, "
+                f"less than the {DISK_RESERVE_BYTES} bytes the journal needs in reserve"
+            )
 
     def _start_ray(self) -> None:
         """Start or join the Ray cluster (``--ray``); its address goes to ``<run dir>/ray.address``."""
@@ -404,7 +550,10 @@ class Node:
         next_heartbeat = 0.0
         next_idle = 0.0
         stop_deadline = 0.0
+        next_disk_check = 0.0
         while not self._stopped:
+            if self._crash_requested:
+                raise NodeCrash("admin chaos: the node raised in its own loop")
             for sock, _ in self._poller.poll(int(_LOOP_TICK_S * 1000)):
                 self._dispatch(sock)
             now = time.monotonic()
@@ -419,6 +568,19 @@ class Node:
                     if child.handle is not None:
                         child.handle.kill()
                 self._stopped = True
+            if now >= next_disk_check and not self._stop_requested:
+                next_disk_check = now + _DISK_CHECK_S
+                try:
+                    self._check_disk()
+                except DiskFull as e:
+                    # A clear stop, not a crash loop: actors stop in order; no new journal writes.
+                    self.exit_code = EXIT_DISK_FULL
+                    self.crash = str(e)
+                    log.critical(
+                        "stopped: disk full",
+                        extra={"event": "disk_full", "run_dir": str(self.rundir.path), "error": str(e)},
+                    )
+                    self.request_stop("disk full")
             if now >= next_heartbeat:
                 next_heartbeat = now + self.heartbeat_interval_s
                 self.root.send_heartbeats()
@@ -584,8 +746,8 @@ class Node:
             self._status.close()
             self._market.close()
             self._pub.close()
-        if hasattr(self, "journal") and self.exit_code == 0:
-            self.journal.put_state(RUNNING_KEY, b"0")  # an orderly stop: no fail-closed start
+        if self._orderly:
+            self.journal.put_state(RUNNING_KEY, b"0")  # only an orderly stop: no fail-closed start
         if self._net is not None:
             self._net.close()
         if hasattr(self, "_proxy"):
@@ -597,9 +759,12 @@ class Node:
             self._ray.shutdown()  # a local cluster (--ray auto) stops with the node
             with contextlib.suppress(FileNotFoundError):
                 self.rundir.ray_address.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.rundir.ipc_path("admin"))
         if hasattr(self, "_lock_fd"):
+            # Every socket file of this run dir is ours while we hold the lock: none stays
+            # behind to make `admin` wait for an answer that never comes.
+            for stale in self.rundir.path.glob("*.sock"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
             os.close(self._lock_fd)
         log.info("node stopped", extra={"event": "node_stopped", "exit_code": self.exit_code})
 

@@ -9,11 +9,51 @@ passed to each actor in its ``ActorLaunch.endpoints`` and override these.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 # Linux's sun_path is 108 bytes including the terminating NUL.
 _MAX_IPC_PATH = 107
+
+MARKER_NAME = "node.json"
+"""The run-dir marker: written at a node's first start, *outside* the journal.
+
+It holds ``run_id`` (random, per run dir), ``created`` (UTC, ISO 8601) and
+``last_life`` (the node-life token of the latest start). Its existence proves this
+run dir has run a node before, so a missing, empty or truncated journal next to
+it is lost state, not a first start: the node refuses to start (exit 2) instead
+of trading on an empty book and reusing client order ids.
+"""
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def next_node_life(previous: str = "", now_s: float | None = None) -> str:
+    """The node-life token of a new start: base36 of the start time in whole seconds.
+
+    Unique across node lives even if every file of the run dir was lost (time only
+    moves on); strictly after ``previous`` (the marker's ``last_life``) when two
+    starts fall in the same second or the clock stepped back. Six characters until
+    the year 2038+: short enough for an exchange's client order id.
+    """
+    seconds = int(time.time() if now_s is None else now_s)
+    try:
+        seconds = max(seconds, int(previous, 36) + 1) if previous else seconds
+    except ValueError:
+        pass  # an unreadable token: the clock alone is still unique
+    return _base36(seconds)
 
 
 class RunDirError(RuntimeError):
@@ -77,6 +117,45 @@ class RunDir:
     def journal(self) -> Path:
         """The LMDB journal directory."""
         return self.path / "journal"
+
+    @property
+    def marker(self) -> Path:
+        """The run-dir marker ``node.json`` (see :data:`MARKER_NAME`)."""
+        return self.path / MARKER_NAME
+
+    def read_marker(self) -> dict[str, Any] | None:
+        """The marker's content; None if there is none, ``{}`` if it exists but cannot be read."""
+        try:
+            data = json.loads(self.marker.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # it exists: still proof that a node ran here
+        return data if isinstance(data, dict) else {}
+
+    def write_marker(self, life: str) -> dict[str, Any]:
+        """Create or update the marker with this start's node life; atomic (temp file, fsync, rename)."""
+        marker = self.read_marker() or {}
+        if not marker.get("run_id"):
+            marker = {
+                "run_id": uuid.uuid4().hex,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        marker["last_life"] = life
+        tmp = self.path / f".{MARKER_NAME}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, (json.dumps(marker, indent=2) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.marker)
+        dir_fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a power loss
+        finally:
+            os.close(dir_fd)
+        return marker
 
     def lock(self) -> int:
         """Take the node lock; raises :class:`RunDirError` if another node runs here."""

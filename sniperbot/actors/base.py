@@ -30,6 +30,8 @@ class ActorContext:
     incarnation: int
     run_dir: Path
     log: ContextLogger
+    #: This node start's token, part of every client order id (``make_intent_id``); "" outside a node.
+    node_life: str = ""
 
     def publish(self, topic: str, payload: Payload) -> None:
         """Publish on the bus (at-most-once)."""

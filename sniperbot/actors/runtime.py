@@ -74,6 +74,8 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     inbox_binds: list[str] = []
     # This node life's secret (sniperbot.transport.auth): never logged, never on disk.
     auth_key: bytes = b""
+    # This node start's token in every client order id (sniperbot.rundir.next_node_life).
+    node_life: str = ""
 
 
 _journals: dict[str, Any] = {}
@@ -125,6 +127,7 @@ class ActorRuntime(ActorContext):
         self.launch = launch
         self.actor_id = launch.actor_id
         self.incarnation = launch.incarnation
+        self.node_life = launch.node_life
         self.rundir = RunDir(launch.run_dir)
         self.run_dir = Path(launch.run_dir)
         self.log = actor_logger(launch.actor_id, launch.incarnation)

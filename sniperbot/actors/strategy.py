@@ -9,6 +9,7 @@ from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.market.bars import BarBuilder
 from sniperbot.messages import Envelope, Fill, Order, OrderUpdate, Quote, TradeTick
 from sniperbot.messages import topics as topic
+from sniperbot.messages.orders import parse_intent_seq
 from sniperbot.strategies import STRATEGIES
 
 _BAR_CLOCK_S = 0.1
@@ -63,8 +64,10 @@ class StrategyActor(Actor):
                 self._seen_fills.add(record.fill_id)
                 position += record.quantity if record.side == "buy" else -record.quantity
             elif isinstance(record, Order | OrderUpdate):
-                last_seq = max(last_seq, _intent_seq(record.client_order_id))
-        self.strategy.restore(position=position, next_intent_seq=last_seq + 1)
+                seq = parse_intent_seq(record.client_order_id, self.strategy_id)
+                last_seq = max(last_seq, seq or 0)
+        # The node life makes ids unique across node lives even if the journal was lost.
+        self.strategy.restore(position=position, next_intent_seq=last_seq + 1, node_life=self.ctx.node_life)
         self.ctx.every(_BAR_CLOCK_S, self._close_bars)
 
     def on_message(self, envelope: Envelope) -> None:
@@ -89,9 +92,3 @@ class StrategyActor(Actor):
     def _submit(self, intents: list[Any]) -> None:
         for intent in intents:
             self.ctx.send(self.risk_guard, intent)
-
-
-def _intent_seq(client_order_id: str) -> int:
-    """The intent sequence at the end of ``"{strategy_id}-{seq}"`` (0 if there is none)."""
-    tail = client_order_id.rpartition("-")[2]
-    return int(tail) if tail.isdigit() else 0

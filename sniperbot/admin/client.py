@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,24 @@ class AdminUnavailable(RuntimeError):
     """No node answered on the run directory's admin socket."""
 
 
+class NoNodeRunning(AdminUnavailable):
+    """No node runs in the run directory: no admin socket, or a stale one nobody listens on."""
+
+
+def _listening(path: str) -> bool:
+    """Whether a process accepts connections on the unix socket ``path`` (a stale file refuses)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True  # e.g. a full backlog: someone is there; let the request time out
+    finally:
+        probe.close()
+    return True
+
+
 def admin_request(
     run_dir: str | Path,
     cmd: str,
@@ -28,12 +47,18 @@ def admin_request(
 ) -> AdminReply:
     """Send ``cmd`` to the node in ``run_dir`` (or at a CURVE ``endpoint``); wait for the reply.
 
-    Raises AdminUnavailable when nothing answers in ``timeout_s`` (a node that
+    Raises :class:`NoNodeRunning` when the run dir has no admin socket, or only a
+    stale one that nobody listens on (left by a node killed with SIGKILL), and
+    AdminUnavailable when nothing answers in ``timeout_s`` (a node that
     refuses our key does not answer at all: ZAP drops the handshake).
     """
     rundir = RunDir(run_dir)
-    if endpoint is None and not Path(rundir.ipc_path("admin")).exists():
-        raise AdminUnavailable(f"no node is running in {rundir.path} (no admin socket)")
+    if endpoint is None:
+        path = rundir.ipc_path("admin")
+        if not Path(path).exists():
+            raise NoNodeRunning(f"no node running in {rundir.path} (no admin socket)")
+        if not _listening(path):
+            raise NoNodeRunning(f"no node running in {rundir.path} (stale admin socket, nobody listens)")
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)

@@ -235,10 +235,16 @@ class AdminCommands:
         reply(ok(self.node.breakers.details()))
 
     def cmd_breaker_reset(self, args: dict[str, Any], reply: Reply) -> None:
-        """Close a breaker now (operator override)."""
+        """Close a breaker now (operator override) and restart its tripped subtree now.
+
+        Decision (issue #8, point 10): a reset really restarts the subtree at once
+        instead of leaving it to wait for the rest of its cooldown, so the ``closed``
+        in the reply is the truth: trading through the scope resumes as soon as the
+        subtree is up (if it fails again it trips again, with a longer cooldown).
+        """
         scope = _arg(args, "scope")
         if not self.node.breakers.reset(scope):
-            raise AdminFailure("not_found", f"no breaker {scope!r}")
+            raise AdminFailure("not_found", f"no breaker {scope!r}")  # the board's on_reset restarts it
         reply(ok(self.node.breakers.snapshot()))
 
     # -- faults and shutdown --------------------------------------------------------------
@@ -248,6 +254,12 @@ class AdminCommands:
             raise AdminFailure("chaos_disabled", "fault injection needs a node started with --enable-chaos")
         actor_id = _arg(args, "actor")
         sig_name = _arg(args, "signal", str, "KILL").upper()
+        if actor_id == "node" and sig_name == "CRASH":
+            # The node itself raises in its loop (after this reply): tests that a crash is not
+            # recorded as an orderly stop (exit 71, next start fail-closed).
+            self.node.request_crash()
+            reply(ok({"actor": "node", "pid": os.getpid(), "signal": sig_name}))
+            return
         sig = CHAOS_SIGNALS.get(sig_name)
         if sig is None and sig_name != "CRASH":
             known = ", ".join([*CHAOS_SIGNALS, "CRASH"])

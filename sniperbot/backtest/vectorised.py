@@ -38,6 +38,7 @@ from sniperbot.backtest.result import BacktestResult, build_result
 from sniperbot.backtest.venue import MARKET, NEVER, SimFill, SimOrder, SimVenue, SizeFunction, resize_quantity
 from sniperbot.data.ohlcv import OHLCV
 from sniperbot.messages import Fill, OrderIntent, OrderUpdate
+from sniperbot.messages.orders import make_intent_id
 from sniperbot.risk.guard import RiskGuard
 from sniperbot.strategies import Strategy
 
@@ -253,7 +254,7 @@ def _simulate(ohlcv: OHLCV, target: np.ndarray, config: BacktestConfig, ledger: 
         gap = wanted - exposure
         if abs(gap) < QUANTITY_EPSILON:
             continue
-        order_id = f"{config.strategy_id}-{seq}"
+        order_id = make_intent_id(config.strategy_id, seq)
         seq += 1
         side = 1.0 if gap > 0 else -1.0
         if guard is not None:

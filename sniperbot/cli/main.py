@@ -1,8 +1,10 @@
 """The ``sniperbot`` command: run a node, talk to its admin socket, read its journal.
 
-Exit codes: 0 success; 1 a command failed (for example no node answered);
-2 bad usage or configuration (nothing was started); 70 the root supervisor
-gave up.
+Exit codes: 0 success; 1 a command failed (for example the node did not answer);
+2 bad usage or configuration, or a lost or damaged journal or venue ledger
+(nothing was started, nothing read); 3 ``admin``: no node running in the run dir;
+``run`` also: 70 the root supervisor gave up, 71 the node crashed (an exception
+escaped its loop), 74 stopped: disk full (see :mod:`sniperbot.node`).
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
         if not installed:
             return _fail("--ray: Ray is not installed: pip install 'sniperbot[cluster]'", 2)
     configure_logging(config.node.log_level)
-    from sniperbot.node import Node
+    from sniperbot.node import EXIT_DISK_FULL, Node
 
     node = Node(config, args.run_dir, enable_chaos=args.enable_chaos, ray_address=args.ray)
     on_idle = None
@@ -207,6 +209,9 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(e), 2)
     if view is not None:
         view.print_summary(node)
+    if node.crash:
+        what = "stopped: disk full" if code == EXIT_DISK_FULL else "node crashed"
+        _fail(f"{what}: {node.crash} (the next start is fail-closed: global breaker open)", code)
     return code
 
 
@@ -257,7 +262,7 @@ def _params(items: list[str]) -> dict[str, Any]:
 
 
 def _admin(args: argparse.Namespace) -> int:
-    from sniperbot.admin import AdminUnavailable, admin_request
+    from sniperbot.admin import AdminUnavailable, NoNodeRunning, admin_request
 
     try:
         request_args = _admin_args(args)
@@ -273,6 +278,8 @@ def _admin(args: argparse.Namespace) -> int:
             client_key=args.client_key,
             **request_args,
         )
+    except NoNodeRunning as e:
+        return _fail(str(e), 3)
     except AdminUnavailable as e:
         return _fail(str(e), 1)
     if not reply.ok:
@@ -312,12 +319,21 @@ def _journal(args: argparse.Namespace) -> int:
 
     from sniperbot.journal import Journal, JournalError
 
+    # A damaged journal is exit 2 like a node's refusal to start: nothing is printed
+    # from it (a partial list of fills would look like a complete one).
+    hint = (
+        "restore the journal directory from a backup or archive, and check it against "
+        "the venue's own records (the venue ledger, the exchange)"
+    )
     try:
         journal = Journal.open(Path(args.run_dir), readonly=True)
     except JournalError as e:
-        return _fail(str(e), 1)
+        return _fail(f"{e}. To recover: {hint}", 2)
     try:
+        journal.verify()
         fills: list[Any] = [msgspec.to_builtins(f) for f in journal.fills()]
+    except JournalError as e:
+        return _fail(f"{e}. To recover: {hint}", 2)
     finally:
         journal.close()
     for fill in fills:

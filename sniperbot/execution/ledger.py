@@ -33,9 +33,10 @@ from typing import Literal, NamedTuple, TypeVar
 import lmdb
 import msgspec
 
+from sniperbot.journal.lmdbfile import check_before_open, check_mapped_size
 from sniperbot.messages import Fill, Order, OrderUpdate
 
-__all__ = ["LedgerError", "LedgerOrder", "LedgerRecord", "VenueLedger", "venue_ledger_dir"]
+__all__ = ["LedgerError", "LedgerOrder", "LedgerRecord", "VenueLedger", "venue_ledger_dir", "venue_ledgers"]
 
 LedgerRecord = Order | OrderUpdate | Fill
 """What the ledger's log holds."""
@@ -87,6 +88,12 @@ def venue_ledger_dir(run_dir: str | os.PathLike[str], venue: str) -> Path:
     return Path(run_dir) / f"venue-{venue}"
 
 
+def venue_ledgers(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Venue name -> ledger directory, for every venue ledger directory in ``run_dir``."""
+    prefix = venue_ledger_dir(run_dir, "").name
+    return {p.name[len(prefix) :]: p for p in sorted(Path(run_dir).glob(prefix + "*")) if p.is_dir()}
+
+
 def _seq_key(seq: int) -> bytes:
     return seq.to_bytes(8, "big")
 
@@ -94,7 +101,8 @@ def _seq_key(seq: int) -> bytes:
 def _decode(seq: int, raw: bytes) -> LedgerRecord:
     try:
         return _decoder.decode(raw)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, ValueError, RecursionError) as e:
+        # ValueError: msgspec raises UnicodeDecodeError for invalid UTF-8 in a string.
         raise LedgerError(f"ledger record at seq {seq} cannot be decoded: {e}") from None
 
 
@@ -122,11 +130,16 @@ class VenueLedger:
         """Open (creating unless ``readonly``) the ledger of ``venue`` in ``run_dir``.
 
         ``durability`` has the journal's meaning: ``fsync`` survives power loss,
-        ``process`` survives the crash of any process.
+        ``process`` survives the crash of any process. The file gets the journal's
+        checks before any data page is read (:mod:`sniperbot.journal.lmdbfile`): a
+        truncated or garbage ledger is a :class:`LedgerError`, never a SIGBUS.
         """
         path = venue_ledger_dir(run_dir, venue)
         if readonly and not (path / "data.mdb").is_file():
             raise LedgerError(f"no venue ledger at {path}")
+        problem = check_before_open(path, must_exist=readonly)
+        if problem is not None:
+            raise LedgerError(f"venue ledger {problem}")
         if not readonly:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = os.path.realpath(path)
@@ -154,6 +167,9 @@ class VenueLedger:
             raise LedgerError(f"cannot open venue ledger at {path}: {e}") from e
         ledger = cls(env, path, key, readonly)
         try:
+            problem = check_mapped_size(env, path)
+            if problem is not None:
+                raise LedgerError(f"venue ledger {problem}")
             env.reader_check()  # free reader slots of crashed processes (LMDB-04)
             if not readonly:
                 ledger._create_dbs()
@@ -212,6 +228,54 @@ class VenueLedger:
                 except lmdb.MapResizedError:
                     self._env.set_mapsize(0)
             raise LedgerError(f"venue ledger {self._path}: read failed after {_MAX_ATTEMPTS} attempts")
+
+    def verify(self) -> int:
+        """Check the whole ledger: every record decodes and its indexes point at the right records.
+
+        The node runs this at start for every ledger in its run dir. Returns the
+        number of log records; raises :class:`LedgerError` naming the problem.
+        """
+
+        def check(txn: lmdb.Transaction, dbs: dict[bytes, lmdb._Database]) -> int:
+            records: dict[int, LedgerRecord] = {}
+            for key, value in txn.cursor(db=dbs[b"log"]):
+                seq = int.from_bytes(key, "big")
+                if seq != len(records) + 1:
+                    raise LedgerError(f"venue ledger {self._path} has a gap before seq {seq}")
+                try:
+                    records[seq] = _decode(seq, bytes(value))
+                except LedgerError as e:
+                    raise LedgerError(f"venue ledger {self._path}: {e}") from None
+            for cid, raw in txn.cursor(db=dbs[b"orders"]):
+                try:
+                    entry = _entry_decoder.decode(raw)
+                except (msgspec.DecodeError, ValueError, RecursionError) as e:
+                    where = f"venue ledger {self._path}: order entry {bytes(cid)[:40]!r}"
+                    raise LedgerError(f"{where}: {e}") from None
+                order = records.get(entry.seq)
+                fills = [records.get(s) for s in entry.fill_seqs]
+                if not (
+                    isinstance(order, Order)
+                    and order.client_order_id.encode() == cid
+                    and all(isinstance(f, Fill) and f.client_order_id.encode() == cid for f in fills)
+                ):
+                    raise LedgerError(
+                        f"venue ledger {self._path}: the orders index disagrees with the log "
+                        f"at {bytes(cid)[:40]!r}"
+                    )
+            for fid, raw in txn.cursor(db=dbs[b"fills"]):
+                fill = records.get(int.from_bytes(raw, "big"))
+                if not (isinstance(fill, Fill) and fill.fill_id.encode() == fid):
+                    raise LedgerError(
+                        f"venue ledger {self._path}: the fills index disagrees with the log "
+                        f"at {bytes(fid)[:40]!r}"
+                    )
+            return len(records)
+
+        try:
+            return self._read(check, 0)
+        except lmdb.Error as e:
+            raise LedgerError(f"venue ledger {self._path}: read failed: {e}") from e
 
     # ------------------------------------------------------------------ writing
 

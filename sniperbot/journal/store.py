@@ -34,7 +34,9 @@ from typing import Literal, NamedTuple, TypeVar
 import lmdb
 import msgspec
 
+from sniperbot.journal.lmdbfile import check_before_open, check_mapped_size
 from sniperbot.messages import Fill, Order, OrderUpdate
+from sniperbot.messages.orders import parse_intent_seq
 
 __all__ = [
     "DEFAULT_MAP_SIZE",
@@ -132,19 +134,15 @@ def _key(value: str, what: str) -> bytes:
 
 
 def _intent_seq(order: Order) -> int | None:
-    """The ``intent_seq`` encoded in ``intent_id == f"{strategy_id}-{intent_seq}"``, if any."""
-    prefix = order.strategy_id + "-"
-    if order.intent_id.startswith(prefix):
-        tail = order.intent_id[len(prefix) :]
-        if tail.isascii() and tail.isdigit():
-            return int(tail)
-    return None
+    """The ``intent_seq`` encoded in the Order's ``intent_id`` (:func:`make_intent_id`), if any."""
+    return parse_intent_seq(order.intent_id, order.strategy_id)
 
 
 def _decode(seq: int, value: bytes) -> JournalRecord:
     try:
         return _decoder.decode(value)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, ValueError, RecursionError) as e:
+        # ValueError: msgspec raises UnicodeDecodeError for invalid UTF-8 in a string.
         # Never skip: a journal that silently drops a record would rebuild a wrong position.
         raise JournalError(f"journal record at seq {seq} cannot be decoded: {e}") from None
 
@@ -175,7 +173,8 @@ def _prepare(record: JournalRecord) -> _Prepared:
         # msgspec validates on decode, not on construction: refuse a record that
         # could be written but never read back (e.g. an unknown status).
         _decoder.decode(payload)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, ValueError, RecursionError) as e:
+        # ValueError: msgspec raises UnicodeDecodeError for invalid UTF-8 in a string.
         raise JournalError(f"cannot journal an invalid {type(record).__name__}: {e}") from None
     return _Prepared(record, payload, id_key, intent)
 
@@ -287,21 +286,28 @@ class Journal:
         readonly: bool = False,
         durability: Durability = "fsync",
         map_size: int = DEFAULT_MAP_SIZE,
+        must_exist: bool = False,
     ) -> Journal:
-        """Open (creating unless ``readonly``) the journal at ``run_dir / "journal"``.
+        """Open (creating unless ``readonly`` or ``must_exist``) the journal at ``run_dir / "journal"``.
 
         ``map_size`` is the initial virtual reservation; it grows on demand.
         Raises :class:`JournalError` if the journal is already open in this
-        process, if ``readonly`` and no journal exists, or if it fails its
-        integrity check (sequence not contiguous, unknown format).
+        process, if ``readonly`` and no journal exists, if ``must_exist`` and it is
+        missing or empty (a node whose run dir shows it traded must never start on
+        a fresh journal), if the file is shorter than its meta page says (checked
+        before any data page is read: no SIGBUS), or if it fails its integrity
+        check (sequence not contiguous, unknown format). :meth:`verify` checks
+        every record on top.
         """
         if durability not in ("fsync", "process"):
             raise ValueError(f"durability must be 'fsync' or 'process', got {durability!r}")
         path = Path(run_dir) / "journal"
-        if readonly:
-            if not (path / "data.mdb").is_file():
-                raise JournalError(f"no journal at {path}")
-        else:
+        if readonly and not (path / "data.mdb").is_file():
+            raise JournalError(f"no journal at {path}")
+        problem = check_before_open(path, must_exist=readonly or must_exist)
+        if problem is not None:
+            raise JournalError(f"journal {problem}")
+        if not readonly:
             # Only the leaf gets 0700; run_dir itself keeps the caller's mode.
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = os.path.realpath(path)
@@ -341,6 +347,9 @@ class Journal:
             raise JournalError(f"cannot open journal at {path}: {e}") from e
         journal = cls(env, path, key, readonly=readonly, durability=durability)
         try:
+            problem = check_mapped_size(env, path)
+            if problem is not None:
+                raise JournalError(f"journal {problem}")
             # Free reader slots left by crashed processes, which would otherwise
             # pin old pages and make the file grow without bound (LMDB-04).
             env.reader_check()
@@ -392,6 +401,68 @@ class Journal:
                 )
 
         self._read(check, None)
+
+    def verify(self) -> int:
+        """Check the whole journal: every record decodes and every index agrees with the log.
+
+        The node runs this at each start, before anything else: a flipped byte must
+        stop the node with a message, not start it on a wrong book. Costs one pass
+        over the log (see ``bench/journal_verify.py`` for the cost per 100k records).
+        Returns the number of records; raises :class:`JournalError` naming the problem.
+        """
+
+        def check(txn: lmdb.Transaction, dbs: _Dbs) -> int:
+            orders: dict[bytes, bytes] = {}
+            fills: dict[bytes, bytes] = {}
+            status: dict[bytes, bytes] = {}
+            intents: dict[bytes, int] = {}
+            expected = 1
+            for key, value in txn.cursor(db=dbs.log):
+                seq = _seq_of(key, "journal key")
+                if seq != expected:
+                    raise JournalError(f"journal {self._path} has a gap: seq {expected} missing")
+                expected += 1
+                try:
+                    record = _decode(seq, value)
+                except JournalError as e:
+                    raise JournalError(f"journal {self._path}: {e}") from None
+                if isinstance(record, Order):
+                    orders.setdefault(record.client_order_id.encode(), key)
+                    intent_seq = _intent_seq(record)
+                    if intent_seq is not None:
+                        sid = record.strategy_id.encode()
+                        intents[sid] = max(intents.get(sid, 0), intent_seq)
+                elif isinstance(record, Fill):
+                    fills.setdefault(record.fill_id.encode(), key)
+                else:
+                    cid = record.client_order_id.encode()
+                    prev = status.get(cid)
+                    if not (
+                        prev is not None
+                        and prev.decode() in TERMINAL_STATUSES
+                        and record.status not in TERMINAL_STATUSES
+                    ):
+                        status[cid] = record.status.encode()
+            indexes: list[tuple[str, lmdb._Database, dict[bytes, bytes]]] = [
+                ("orders", dbs.orders, orders),
+                ("fills", dbs.fills, fills),
+                ("status", dbs.status, status),
+                ("intents", dbs.intents, {k: _seq_key(v) for k, v in intents.items()}),
+            ]
+            for name, db, want in indexes:
+                have = {bytes(k): bytes(v) for k, v in txn.cursor(db=db)}
+                if have != want:
+                    wrong = sorted(set(have.items()) ^ set(want.items()))[:1]
+                    raise JournalError(
+                        f"journal {self._path}: the {name} index disagrees with the log "
+                        f"({len(have)} entries, the log implies {len(want)}; first difference at key "
+                        f"{wrong[0][0][:40]!r})"
+                    )
+            for _ in txn.cursor(db=dbs.state):
+                pass  # node state: reading every page is the check
+            return expected - 1
+
+        return self._read(check, 0)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -577,8 +648,8 @@ class Journal:
     def max_intent_seq(self, strategy_id: str) -> int:
         """Highest ``intent_seq`` among this strategy's Orders (0 if none).
 
-        Parsed from ``intent_id == f"{strategy_id}-{intent_seq}"`` at append time;
-        an Order whose intent_id does not follow that form does not count.
+        Parsed from the ``intent_id`` (:func:`~sniperbot.messages.orders.make_intent_id`)
+        at append time; an Order whose intent_id does not follow that form does not count.
         """
         key = _key(strategy_id, "strategy_id")
 

@@ -11,11 +11,39 @@ OrderType = Literal["market", "limit", "stop"]
 OrderStatus = Literal["accepted", "rejected", "cancelled", "filled"]
 
 
+def make_intent_id(strategy_id: str, intent_seq: int, node_life: str = "") -> str:
+    """The one home of the intent / client order id format.
+
+    ``f"{strategy_id}-{node_life}-{intent_seq}"`` in a live node, where ``node_life``
+    is the node's start token (:func:`sniperbot.rundir.next_node_life`, 6 base36
+    characters): ids are never reused across node lives, even if the journal was
+    lost. Without a node life (the backtester: no venue) ``f"{strategy_id}-{intent_seq}"``.
+    Exchanges limit client order ids to about 32-36 characters: a strategy id of up
+    to ~20 characters keeps every id within that.
+    """
+    if node_life:
+        return f"{strategy_id}-{node_life}-{intent_seq}"
+    return f"{strategy_id}-{intent_seq}"
+
+
+def parse_intent_seq(intent_id: str, strategy_id: str) -> int | None:
+    """The ``intent_seq`` of an id made by :func:`make_intent_id` for ``strategy_id``, else None."""
+    prefix = strategy_id + "-"
+    if not intent_id.startswith(prefix):
+        return None
+    life, _, tail = intent_id[len(prefix) :].rpartition("-")
+    if not (tail.isascii() and tail.isdigit()):
+        return None
+    if life and not (life.isascii() and life.isalnum()):
+        return None
+    return int(tail)
+
+
 class OrderIntent(Message, tag="intent"):
     """A strategy's wish to trade; nothing is sent to a venue until the risk guard approves it.
 
-    ``intent_id`` is deterministic, ``"{strategy_id}-{intent_seq}"``, so a resent
-    intent is recognised everywhere downstream.
+    ``intent_id`` is deterministic (:func:`make_intent_id`: strategy id, node life,
+    intent sequence), so a resent intent is recognised everywhere downstream.
     """
 
     intent_id: str

@@ -21,9 +21,10 @@ Order flow (both in the backtester and in the live node's strategy actor):
   what this strategy's in-flight intents still have to fill. A rejected intent is not
   retried until the next change, so a refusing risk guard does not get one intent
   per bar.
-* Intent ids are deterministic, ``f"{strategy_id}-{intent_seq}"``; fills and order
-  updates are matched to intents by ``client_order_id``, which in this system
-  equals the ``intent_id``.
+* Intent ids are deterministic, made by :func:`sniperbot.messages.orders.make_intent_id`
+  (strategy id, the live node's node-life token, intent sequence; the backtester has
+  no node life); fills and order updates are matched to intents by ``client_order_id``,
+  which in this system equals the ``intent_id``.
 * After :meth:`Strategy.restore` (a restart), the restored position's sign is taken
   as the current target: it is held until the strategy's next change of mind.
 """
@@ -39,6 +40,7 @@ import msgspec
 import numpy as np
 
 from sniperbot.messages import Bar, Fill, OrderIntent, OrderUpdate, TradeTick
+from sniperbot.messages.orders import make_intent_id
 from sniperbot.risk.sizing import FixedSize, PositionSizer
 
 __all__ = ["MODE", "Param", "Strategy"]
@@ -185,6 +187,7 @@ class Strategy:
         # intent_id -> signed quantity still to fill
         self._pending: dict[str, float] = {}
         self._next_intent_seq = next_intent_seq
+        self._node_life = ""  # set by restore() in a live node
         self._feed_sizer = sizer.update if sizer.uses_prices else None
         self.setup()
 
@@ -367,16 +370,18 @@ class Strategy:
         if update.status in ("rejected", "cancelled", "filled"):
             self._pending.pop(update.client_order_id, None)
 
-    def restore(self, position: float, next_intent_seq: int) -> None:
+    def restore(self, position: float, next_intent_seq: int, node_life: str = "") -> None:
         """Resume after a restart from the journaled position and intent sequence.
 
         Nothing is considered in flight, and the position's sign becomes the current
         target exposure: it is held until the strategy next changes its mind.
-        Indicators are not restored; they warm up again.
+        Indicators are not restored; they warm up again. ``node_life`` (the live
+        node's start token) goes into every intent id from now on.
         """
         _check_seq(next_intent_seq)
         self._position = position
         self._next_intent_seq = next_intent_seq
+        self._node_life = node_life
         self._pending.clear()
         self._exposure = 0.0 if abs(position) < _QUANTITY_EPSILON else math.copysign(1.0, position)
 
@@ -394,7 +399,7 @@ class Strategy:
         seq = self._next_intent_seq
         self._next_intent_seq += 1
         intent = OrderIntent(
-            intent_id=f"{self.strategy_id}-{seq}",
+            intent_id=make_intent_id(self.strategy_id, seq, self._node_life),
             strategy_id=self.strategy_id,
             intent_seq=seq,
             venue=self.venue,

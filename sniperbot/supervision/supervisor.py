@@ -363,28 +363,37 @@ class Supervisor:
     def _trip(self, child: Child) -> None:
         cooldown = self._breaker_host().breaker_tripped(child.spec.breaker, f"{child.spec.id} escalated")
         child.state = "tripped"
-        child.restart_due = self.host.clock() + cooldown
+        child.restart_due = due = self.host.clock() + cooldown
 
         def half_open() -> None:
-            if child.state == "tripped" and self.state in ("starting", "running"):
+            # ``restart_due`` moved: an operator reset restarted the subtree already.
+            due_now = child.state == "tripped" and child.restart_due == due
+            if due_now and self.state in ("starting", "running"):
                 self._breaker_host().breaker_half_open(child.spec.breaker)
                 child.restarts += 1
                 self._start_child(child)
 
         self._timers.append((child.restart_due, half_open))
 
-    def restart_tripped(self, scope: str) -> None:
-        """An operator closed ``scope``'s breaker: start its tripped subtrees now, not after the cooldown."""
-        for child in list(self.children):
-            if child.state == "tripped" and child.spec.breaker == scope:
-                if self.state in ("starting", "running"):
-                    child.restarts += 1
-                    self._start_child(child)  # the cooldown timer then finds it no longer tripped
-            elif child.supervisor is not None:
-                child.supervisor.restart_tripped(scope)
-
     def _breaker_host(self) -> Any:
         return self.host
+
+    def restart_tripped(self, scope: str) -> bool:
+        """Start the subtree tripped on breaker ``scope`` now, not after its cooldown (operator reset).
+
+        Returns whether a tripped subtree was found (anywhere below this supervisor).
+        """
+        for child in self.children:
+            if child.spec.breaker == scope and child.state == "tripped":
+                if self.state not in ("starting", "running"):
+                    return False
+                child.restart_due = self.host.clock()  # its cooldown timer no longer matches
+                child.restarts += 1
+                self._start_child(child)
+                return True
+            if child.supervisor is not None and child.supervisor.restart_tripped(scope):
+                return True
+        return False
 
     # -- liveness -------------------------------------------------------------------------
     def tick(self) -> None:
