@@ -150,10 +150,10 @@ class AdminCommands:
                 check_finite(spec, "start-child", "spec")
                 for worker in spec.walk():
                     if worker.type == "worker":
-                        load_actor_class(worker.actor)
+                        _check_actor(worker.actor)
         except msgspec.ValidationError as e:
             raise AdminFailure("invalid_spec", "spec." + validation_message(e)) from None
-        except (ConfigError, ImportError, TypeError, ValueError) as e:
+        except (ConfigError, ValueError) as e:
             raise AdminFailure("invalid_spec", str(e)) from None
         except RecursionError:
             raise AdminFailure("invalid_spec", "spec is nested too deeply") from None
@@ -299,6 +299,14 @@ class AdminCommands:
         """Stop the node in an orderly way."""
         self.node.request_stop("admin shutdown")
         reply(ok())
+
+
+def _check_actor(path: str) -> None:
+    """Raise ValueError naming ``spec.actor`` unless ``path`` is an importable Actor class."""
+    try:
+        load_actor_class(path)
+    except (ImportError, TypeError, ValueError) as e:
+        raise ValueError(f"spec.actor: cannot use {path!r}: {e}") from None
 
 
 def _strategy_section(config: Any, args: dict[str, Any]) -> StrategySection:
