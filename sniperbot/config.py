@@ -4,10 +4,30 @@ Unknown keys are rejected, types are strict, and impossible values are caught
 before any process starts; every error names the field path, for example
 ``risk.max_position``. The defaults of these Structs *are* the embedded default
 configuration, spelled out in ``config/default.toml``.
+
+Decisions (the same rules hold for the config file and for admin commands):
+
+- **Ids.** Every strategy id and venue name follows one grammar, :data:`ID_RULE`:
+  1 to :data:`NAME_MAX_LEN` (32) characters from ``A-Z a-z 0-9 _ . -``, not starting
+  with ``.`` and without ``..``. Names become socket files, journal keys and bus
+  topics, so a ``/``, a space or a path step must never reach them. A child id (admin
+  ``start-child``, e.g. ``strategy.<id>``) follows the same grammar with up to
+  :data:`CHILD_ID_MAX_LEN` (48) characters.
+- **Numbers.** Every float must be finite: ``inf`` and ``nan`` are refused everywhere
+  (``inf`` would switch a limit off silently, ``nan`` compares false with everything).
+- **Minimums** (below them a node half-starts or never trades): ``bar_interval_s`` >=
+  :data:`MIN_BAR_INTERVAL_S` (0.01 s), ``heartbeat_interval_s`` >= 0.05 s (the node's loop
+  tick), ``start_timeout_s`` >= 1 s (an actor process needs that long to start on a busy host).
+- **Per-symbol limits.** Every key of ``risk.position_limits`` must be a traded symbol
+  (``market.symbols``): a typo would otherwise remove a limit without a word. (The
+  built-in default, ``{"ETH/USDT" = 10}``, is exempt: it applies only if ETH/USDT is traded.)
+- **Files.** ``admin.server_key`` and ``admin.authorized_clients`` are checked by
+  :func:`check_files` before the node creates anything.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,18 +39,57 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 PlacementName = Literal["process", "thread", "ray"]
 TradingStateName = Literal["ACTIVE", "REDUCING", "HALTED"]
 
+NAME_MAX_LEN = 32
+CHILD_ID_MAX_LEN = 48
+ID_RULE = "1-{n} characters from A-Z a-z 0-9 _ . -, not starting with '.', no '..'"
+_ID_RE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+MIN_BAR_INTERVAL_S = 0.01
+MIN_HEARTBEAT_INTERVAL_S = 0.05
+MIN_START_TIMEOUT_S = 1.0
+
+
+def id_error(value: object, max_len: int = NAME_MAX_LEN) -> str | None:
+    """Why ``value`` is not a valid id (see :data:`ID_RULE`), or None if it is one."""
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    if len(value) > max_len or not _ID_RE.fullmatch(value):
+        shown = value if len(value) <= 60 else value[:60] + "..."
+        return f"{shown!r} is not a valid id ({ID_RULE.format(n=max_len)})"
+    return None
+
+
+def check_id(value: object, field: str, max_len: int = NAME_MAX_LEN) -> None:
+    """Raise ValueError naming ``field`` if ``value`` is not a valid id."""
+    error = id_error(value, max_len)
+    if error is not None:
+        raise ValueError(f"{field}: {error}")
+
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Base of every config section: strict, immutable."""
 
 
 class NodeSection(_Section):
-    """The node process: liveness timing and logging."""
+    """The node process: liveness timing and logging.
+
+    ``heartbeat_interval_s`` >= 0.05 s (the node's loop tick: faster heartbeats cannot be
+    relayed) and ``start_timeout_s`` >= 1 s (a process actor cannot start faster on a busy host).
+    """
 
     heartbeat_interval_s: Positive = 0.5
     heartbeat_liveness: Annotated[int, msgspec.Meta(ge=2)] = 4
     start_timeout_s: Positive = 10.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval_s < MIN_HEARTBEAT_INTERVAL_S:
+            raise ValueError(
+                f"heartbeat_interval_s: must be >= {MIN_HEARTBEAT_INTERVAL_S} s (the node's loop tick)"
+            )
+        if self.start_timeout_s < MIN_START_TIMEOUT_S:
+            raise ValueError(
+                f"start_timeout_s: must be >= {MIN_START_TIMEOUT_S} s (time for an actor process to start)"
+            )
 
 
 class SupervisorSection(_Section):
@@ -73,6 +132,7 @@ class MarketSection(_Section):
     symbols: list[SymbolSection] = msgspec.field(default_factory=_default_symbols)
 
     def __post_init__(self) -> None:
+        check_id(self.venue, "venue")
         if not self.symbols:
             raise ValueError("at least one symbol is required")
         names = [s.symbol for s in self.symbols]
@@ -81,14 +141,20 @@ class MarketSection(_Section):
 
 
 class StrategySection(_Section):
-    """One strategy instance: which strategy, on which symbol, with which parameters."""
+    """One strategy instance: which strategy, on which symbol, with which parameters.
+
+    ``id`` follows :data:`ID_RULE`; ``bar_interval_s`` >= :data:`MIN_BAR_INTERVAL_S`.
+    """
 
     id: str
     symbol: str
     quantity: Positive
     strategy: str = "sma_cross"
-    bar_interval_s: Positive = 1.0
+    bar_interval_s: Annotated[float, msgspec.Meta(ge=MIN_BAR_INTERVAL_S)] = 1.0
     params: dict[str, int | float | bool] = {}
+
+    def __post_init__(self) -> None:
+        check_id(self.id, "id")
 
 
 def _default_strategies() -> list[StrategySection]:
@@ -96,6 +162,10 @@ def _default_strategies() -> list[StrategySection]:
         StrategySection(id="sma_btc", symbol="BTC/USDT", quantity=0.05, params={"fast": 2, "slow": 5}),
         StrategySection(id="sma_eth", symbol="ETH/USDT", quantity=1.0, params={"fast": 3, "slow": 8}),
     ]
+
+
+# The built-in default; unlike limits an operator writes, it may name a symbol a config does not trade.
+_DEFAULT_POSITION_LIMITS = {"ETH/USDT": 10.0}
 
 
 class RiskSection(_Section):
@@ -111,7 +181,9 @@ class RiskSection(_Section):
 
     max_order_notional: Positive = 10_000.0
     max_position: Positive = 0.5
-    position_limits: dict[str, Positive] = msgspec.field(default_factory=lambda: {"ETH/USDT": 10.0})
+    position_limits: dict[str, Positive] = msgspec.field(
+        default_factory=lambda: dict(_DEFAULT_POSITION_LIMITS)
+    )
     max_orders_per_second: Positive = 5.0
     trading_state: TradingStateName = "ACTIVE"
     daily_loss_limit: NonNegative = 0.0  # quote currency lost since 00:00 UTC; 0 = off
@@ -213,6 +285,12 @@ class Config(_Section):
 
     def __post_init__(self) -> None:
         symbols = {s.symbol for s in self.market.symbols}
+        for symbol in self.risk.position_limits:
+            if symbol not in symbols and self.risk.position_limits != _DEFAULT_POSITION_LIMITS:
+                raise ValueError(
+                    f"risk.position_limits.{symbol}: {symbol!r} is not a traded symbol "
+                    f"(market.symbols: {', '.join(sorted(symbols))})"
+                )
         ids: set[str] = set()
         for index, strategy in enumerate(self.strategies):
             if strategy.symbol not in symbols:
@@ -245,7 +323,44 @@ def _field_path(message: str) -> tuple[str, str]:
     if unknown:
         path = f"{path}.{unknown.group('name')}" if path else unknown.group("name")
         what = "unknown field"
+    # Our own checks (__post_init__) say "field: what"; the field continues the path.
+    ours = re.match(r"(?P<field>[A-Za-z_][\w.\[\]/-]*): (?P<what>.*)", what, re.S)
+    if ours:
+        path = f"{path}.{ours.group('field')}" if path else ours.group("field")
+        what = ours.group("what")
     return path, what
+
+
+def validation_message(error: msgspec.ValidationError) -> str:
+    """``"<field path>: <what was wrong>"`` for a msgspec validation error."""
+    path, what = _field_path(str(error))
+    return f"{path}: {what}" if path else what
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first non-finite float in ``value`` (a Struct, dict or list), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, msgspec.Struct):
+        items: Any = ((f"{path}.{k}" if path else k, getattr(value, k)) for k in value.__struct_fields__)
+    elif isinstance(value, dict):
+        items = ((f"{path}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub_path, sub in items:
+        found = _non_finite(sub, sub_path)
+        if found is not None:
+            return found
+    return None
+
+
+def check_finite(value: Any, source: str, where: str = "") -> None:
+    """Raise ConfigError naming the field if any float in ``value`` is ``inf`` or ``nan``."""
+    found = _non_finite(value, where)
+    if found is not None:
+        raise ConfigError(f"invalid config {source} at {found}: must be a finite number (not inf or nan)")
 
 
 def decode_config(data: bytes | str, source: str = "<config>") -> Config:
@@ -258,8 +373,35 @@ def decode_config(data: bytes | str, source: str = "<config>") -> Config:
         raise ConfigError(f"invalid config {source}{where}: {what}") from None
     except msgspec.DecodeError as e:
         raise ConfigError(f"invalid config {source}: not valid TOML: {e}") from None
+    check_finite(config, source)
     _check_strategy_params(config, source)
     return config
+
+
+def check_files(config: Config, source: str = "<config>") -> None:
+    """Raise ConfigError if a file the config points at is missing or unusable.
+
+    Called by ``sniperbot run`` before the node creates its run directory, lock or sockets.
+    """
+    admin = config.admin
+    if not admin.tcp_endpoint:
+        return
+    key = Path(admin.server_key)
+    if not key.is_file():
+        raise ConfigError(f"invalid config {source} at admin.server_key: no such file {key}")
+    from zmq.auth import load_certificate
+
+    try:
+        _, secret = load_certificate(key)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"invalid config {source} at admin.server_key: cannot read {key}: {e}") from None
+    if secret is None:
+        raise ConfigError(f"invalid config {source} at admin.server_key: {key} holds no secret key")
+    if not Path(admin.authorized_clients).is_dir():
+        raise ConfigError(
+            f"invalid config {source} at admin.authorized_clients: "
+            f"no such directory {admin.authorized_clients}"
+        )
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -286,6 +428,7 @@ def check_strategy(config: Config, section: StrategySection, source: str, where:
     """Raise ConfigError if ``section`` names an unknown strategy or invalid parameters."""
     from sniperbot.strategies import STRATEGIES
 
+    check_finite(section, source, where)
     cls = STRATEGIES.get(section.strategy)
     if cls is None:
         known = ", ".join(sorted(STRATEGIES))

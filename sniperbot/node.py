@@ -40,7 +40,7 @@ import zmq
 
 from sniperbot.actors.placement import ActorHandle, Launcher
 from sniperbot.actors.runtime import ActorLaunch, close_process_journals, process_journal
-from sniperbot.admin.protocol import AdminError, AdminReply, encoder, request_decoder
+from sniperbot.admin.protocol import MAX_REQUEST_BYTES, AdminError, AdminReply, decode_request, encoder
 from sniperbot.admin.server import AdminCommands, failure
 from sniperbot.config import Config
 from sniperbot.execution.ledger import LedgerError, VenueLedger, venue_ledgers
@@ -69,7 +69,7 @@ from sniperbot.supervision import Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import BreakerBoard, BreakerState
 from sniperbot.topology import build_tree
 from sniperbot.transport.auth import NODE, SECRET_SIZE, Signer, Verifier
-from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, tune
+from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, bind_private, tune
 
 log = logging.getLogger("sniperbot.node")
 
@@ -359,17 +359,12 @@ class Node:
         self._control = self._zctx.socket(zmq.ROUTER)
         tune(self._control)
         self._control.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._control.bind(self.rundir.control)
+        bind_private(self._control, self.rundir.control)
         if self._ray is not None:
             self._open_tcp_endpoints()
-        old_umask = os.umask(0o177)
-        try:
-            self._admin = self._zctx.socket(zmq.ROUTER)
-            tune(self._admin)
-            self._admin.bind(self.rundir.admin)
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.rundir.ipc_path("admin"), 0o600)
+        self._admin = self._zctx.socket(zmq.ROUTER)
+        tune(self._admin, MAX_REQUEST_BYTES)
+        bind_private(self._admin, self.rundir.admin)
         self._admin_sockets = [self._admin]
         if self.config.admin.tcp_endpoint:
             self._admin_sockets.append(self._open_curve_admin())
@@ -527,7 +522,7 @@ class Node:
         if secret is None:
             raise RunDirError(f"admin.server_key {cfg.server_key} holds no secret key")
         sock = self._zctx.socket(zmq.ROUTER)
-        tune(sock)
+        tune(sock, MAX_REQUEST_BYTES)
         sock.curve_secretkey = secret
         sock.curve_publickey = public
         sock.curve_server = True
@@ -718,10 +713,10 @@ class Node:
                 sock.send_multipart([*envelope, encoder.encode(answer)], zmq.NOBLOCK)
 
         try:
-            request = request_decoder.decode(frames[-1])
-        except msgspec.DecodeError as e:
-            self._count_invalid(sock, str(e))
-            reply(AdminReply(ok=False, error=AdminError("invalid_message", str(e))))
+            request = decode_request(frames[-1])
+        except InvalidFrame as e:
+            self._count_invalid(sock, e.reason)
+            reply(AdminReply(ok=False, error=AdminError("invalid_message", e.reason)))
             return
         self.commands.handle(request, reply)
 

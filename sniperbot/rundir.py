@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sniperbot.config import CHILD_ID_MAX_LEN
+
 # Linux's sun_path is 108 bytes including the terminating NUL.
 _MAX_IPC_PATH = 107
 
@@ -67,9 +69,24 @@ class RunDir:
         self.path = Path(path).absolute()
 
     def create(self) -> None:
-        """Create the directory (mode 0700: only its owner may reach the sockets)."""
+        """Create the directory, or take over an existing one, as mode 0700 whatever the umask.
+
+        Only its owner may reach the sockets: anyone who can connect to an inbox can
+        send orders. A pre-existing directory of ours with a wider mode (e.g. made by
+        ``mkdir -m 755``) is tightened to 0700, since the operator pointed us at it; one
+        owned by another user is refused (:class:`RunDirError`), because its owner could
+        reach our sockets whatever mode we set.
+        """
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        longest = self.ipc_path("inbox-" + "x" * 40)
+        info = self.path.stat()
+        if info.st_uid != os.geteuid():
+            raise RunDirError(
+                f"run directory {self.path} belongs to uid {info.st_uid}, not to this user "
+                f"(uid {os.geteuid()}); its owner could reach the node's sockets: use a directory of your own"
+            )
+        if info.st_mode & 0o777 != 0o700:
+            os.chmod(self.path, 0o700)  # mkdir's mode is filtered by the umask; an old dir keeps its own
+        longest = self.ipc_path("inbox-" + "x" * CHILD_ID_MAX_LEN)  # the longest actor id
         if len(longest) > _MAX_IPC_PATH:
             raise RunDirError(
                 f"run directory path is too long for unix sockets ({len(str(self.path))} chars): "

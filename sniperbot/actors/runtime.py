@@ -37,7 +37,7 @@ from sniperbot.messages import (
 )
 from sniperbot.rundir import RunDir
 from sniperbot.transport.auth import AUTHORITY, Signer, Verifier
-from sniperbot.transport.bus import Publisher, Subscriber, tune
+from sniperbot.transport.bus import Publisher, Subscriber, bind_private, tune
 from sniperbot.transport.reliable import Inbox, Outbox, decode_routed
 
 # Exit codes a supervisor reads as a reason (OTP: normal / shutdown / abnormal).
@@ -227,7 +227,7 @@ class ActorRuntime(ActorContext):
             self._inbox = Inbox(self._zctx, binds[0], self.actor_id, self.incarnation)
             for endpoint in binds[1:]:
                 try:
-                    self._inbox.socket.bind(endpoint)
+                    bind_private(self._inbox.socket, endpoint)
                 except zmq.ZMQError as e:
                     # An abandoned (hung) thread incarnation may still hold the tcp port: keep
                     # the ipc inbox for local peers rather than failing every restart.

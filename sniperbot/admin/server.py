@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Callable
@@ -9,8 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from sniperbot.actors.runtime import load_actor_class
 from sniperbot.admin.protocol import AdminError, AdminReply, AdminRequest
-from sniperbot.config import ConfigError, StrategySection, check_strategy
+from sniperbot.config import (
+    ConfigError,
+    StrategySection,
+    check_finite,
+    check_strategy,
+    validation_message,
+)
 from sniperbot.messages import Crash
 from sniperbot.supervision import ChildSpec, Supervisor
 from sniperbot.supervision.supervisor import SupervisorError
@@ -19,7 +27,11 @@ from sniperbot.topology import STRATEGIES_SUPERVISOR, strategy_child
 if TYPE_CHECKING:
     from sniperbot.node import Node
 
+log = logging.getLogger("sniperbot.admin")
+
 Reply = Callable[[AdminReply], None]
+# What add-strategy takes; anything else is refused rather than ignored.
+_STRATEGY_ARGS = frozenset(("id", "strategy", "symbol", "quantity", "bar_interval_s", "params"))
 
 CHAOS_SIGNALS = {
     "KILL": signal.SIGKILL,
@@ -61,9 +73,15 @@ class AdminCommands:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self._logged_internal: set[tuple[str, str]] = set()
 
     def handle(self, request: AdminRequest, reply: Reply) -> None:
-        """Execute ``request``; ``reply`` is called exactly once (now or when the work is done)."""
+        """Execute ``request``; ``reply`` is called exactly once (now or when the work is done).
+
+        Every command validates all of its input before it changes anything. The last
+        ``except`` is a backstop for our own bugs: an operator's request must never stop
+        the node, so it answers ``internal_error`` and logs the traceback once per kind.
+        """
         handler = getattr(self, "cmd_" + request.cmd)
         try:
             handler(request.args, reply)
@@ -71,6 +89,20 @@ class AdminCommands:
             reply(failure(e.code, str(e)))
         except SupervisorError as e:
             reply(failure(e.code, str(e)))
+        except Exception as e:
+            key = (request.cmd, type(e).__name__)
+            if key not in self._logged_internal:
+                self._logged_internal.add(key)
+                log.exception(
+                    "admin command failed", extra={"event": "admin_internal_error", "cmd": request.cmd}
+                )
+            reply(
+                failure(
+                    "internal_error",
+                    f"{request.cmd} failed inside the node ({type(e).__name__}); "
+                    "nothing was changed by it past that point; see the node's log",
+                )
+            )
 
     # -- views ----------------------------------------------------------------------------
     def cmd_ping(self, args: dict[str, Any], reply: Reply) -> None:
@@ -114,8 +146,17 @@ class AdminCommands:
             spec: ChildSpec | dict[str, Any] = (
                 raw if sup.template is not None else msgspec.convert(raw, ChildSpec)
             )
-        except (msgspec.ValidationError, ValueError) as e:
+            if isinstance(spec, ChildSpec):
+                check_finite(spec, "start-child", "spec")
+                for worker in spec.walk():
+                    if worker.type == "worker":
+                        _check_actor(worker.actor)
+        except msgspec.ValidationError as e:
+            raise AdminFailure("invalid_spec", "spec." + validation_message(e)) from None
+        except (ConfigError, ValueError) as e:
             raise AdminFailure("invalid_spec", str(e)) from None
+        except RecursionError:
+            raise AdminFailure("invalid_spec", "spec is nested too deeply") from None
         self._start(sup, spec, reply)
 
     def _start(self, sup: Supervisor, spec: ChildSpec | dict[str, Any], reply: Reply) -> None:
@@ -174,27 +215,11 @@ class AdminCommands:
         sup = self.node.root.find_supervisor(STRATEGIES_SUPERVISOR)
         if sup is None or sup.state != "running":
             raise AdminFailure("not_running", "the strategies supervisor is not running")
-        existing = sup.find(f"strategy.{_arg(args, 'id')}")
+        section = _strategy_section(config, args)
+        existing = sup.find(f"strategy.{section.id}")
         if existing is not None:
             code = "already_started" if existing.active else "already_present"
-            raise AdminFailure(code, f"strategy {args['id']!r} exists ({existing.state})")
-        fields = {
-            "id": _arg(args, "id"),
-            "strategy": _arg(args, "strategy"),
-            "symbol": _arg(args, "symbol", str, None) or config.market.symbols[0].symbol,
-            "quantity": _arg(args, "quantity", (int, float), None)  # type: ignore[arg-type]
-            or _default_quantity(config, args),
-            "params": _arg(args, "params", dict, {}),
-        }
-        if args.get("bar_interval_s") is not None:
-            fields["bar_interval_s"] = args["bar_interval_s"]
-        try:
-            section = msgspec.convert(fields, StrategySection)
-            check_strategy(config, section, "add-strategy")
-        except msgspec.ValidationError as e:
-            raise AdminFailure("invalid_spec", str(e)) from None
-        except ConfigError as e:
-            raise AdminFailure("invalid_spec", str(e)) from None
+            raise AdminFailure(code, f"strategy {section.id!r} exists ({existing.state})")
         self._start(sup, strategy_child(config, section), reply)
 
     def cmd_remove_strategy(self, args: dict[str, Any], reply: Reply) -> None:
@@ -288,8 +313,45 @@ class AdminCommands:
         reply(ok())
 
 
-def _default_quantity(config: Any, args: dict[str, Any]) -> float:
+def _check_actor(path: str) -> None:
+    """Raise ValueError naming ``spec.actor`` unless ``path`` is an importable Actor class."""
+    try:
+        load_actor_class(path)
+    except (ImportError, TypeError, ValueError) as e:
+        raise ValueError(f"spec.actor: cannot use {path!r}: {e}") from None
+
+
+def _strategy_section(config: Any, args: dict[str, Any]) -> StrategySection:
+    """Validate add-strategy's arguments in full, with the config file's rules; nothing is changed.
+
+    Raises ``invalid_message`` for an unknown argument and ``invalid_spec`` naming the
+    field for a bad value. A given ``quantity`` or ``bar_interval_s`` must be a finite
+    number > 0 (a NaN arrives as JSON ``null``): it is never replaced by the default.
+    """
+    unknown = sorted(set(args) - _STRATEGY_ARGS)
+    if unknown:
+        raise AdminFailure("invalid_message", f"unknown argument(s): {', '.join(unknown)}")
+    fields = dict(args)
+    for name in ("quantity", "bar_interval_s"):
+        if name in fields and (fields[name] is None or isinstance(fields[name], bool)):
+            raise AdminFailure(
+                "invalid_spec", f"{name}: must be a finite number > 0, received {fields[name]!r}"
+            )
+    if fields.get("symbol") is None:
+        fields["symbol"] = config.market.symbols[0].symbol
+    if "quantity" not in fields:
+        fields["quantity"] = _default_quantity(config, fields["symbol"])
+    try:
+        section = msgspec.convert(fields, StrategySection)
+        check_strategy(config, section, "add-strategy")
+    except msgspec.ValidationError as e:
+        raise AdminFailure("invalid_spec", validation_message(e)) from None
+    except ConfigError as e:
+        raise AdminFailure("invalid_spec", str(e).removeprefix("invalid config add-strategy at ")) from None
+    return section
+
+
+def _default_quantity(config: Any, symbol: Any) -> float:
     """Without --quantity: the quantity of a configured strategy on the same symbol, else 1% of a unit."""
-    symbol = args.get("symbol") or config.market.symbols[0].symbol
     same = [s.quantity for s in config.strategies if s.symbol == symbol]
     return same[0] if same else 0.01

@@ -163,7 +163,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sniperbot.config import ConfigError, load_config, ray_placements, with_overrides
+    from sniperbot.config import ConfigError, check_files, load_config, ray_placements, with_overrides
     from sniperbot.logs import configure_logging
     from sniperbot.rundir import RunDirError
 
@@ -171,6 +171,7 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         if args.seed is not None:
             config = with_overrides(config, seed=args.seed)
+        check_files(config, str(args.config or "<built-in config>"))
     except ConfigError as e:
         return _fail(str(e), 2)
     wants_ray = ray_placements(config)

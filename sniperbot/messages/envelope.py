@@ -93,8 +93,20 @@ def encode_envelope(envelope: Envelope) -> bytes:
 
 
 def decode_envelope(frame: bytes | memoryview) -> Envelope:
-    """Decode wire bytes to an envelope, raising :class:`InvalidFrame` with the reason."""
+    """Decode wire bytes to an envelope, raising :class:`InvalidFrame` with the reason.
+
+    This is the one gate for bytes from a socket, so it turns *every* failure into
+    :class:`InvalidFrame`: besides msgspec's ``DecodeError``, a well-formed frame can
+    raise ``RecursionError`` (deep nesting, even in a field that is skipped),
+    ``MemoryError`` (a huge collection), ``OverflowError`` or ``ValueError``/
+    ``UnicodeDecodeError``. Callers catch only ``InvalidFrame``; an escaped exception
+    would kill the actor or the node on one hostile frame.
+    """
     try:
         return _decoder.decode(frame)
     except msgspec.DecodeError as e:
         raise InvalidFrame(str(e)) from None
+    except RecursionError:
+        raise InvalidFrame("nested too deeply") from None
+    except Exception as e:  # MemoryError, OverflowError, ValueError, ...: any undecodable frame
+        raise InvalidFrame(f"undecodable frame ({type(e).__name__})") from None

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from sniperbot.config import CHILD_ID_MAX_LEN, check_id
+
 Restart = Literal["permanent", "transient", "temporary"]
 RestartStrategy = Literal["one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"]
 ChildKind = Literal["worker", "supervisor"]
@@ -82,8 +84,7 @@ class ChildSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     breaker: str = ""  # a supervisor child with a breaker scope trips it instead of escalating
 
     def __post_init__(self) -> None:
-        if not self.id or any(c in self.id for c in "#/ "):
-            raise ValueError(f"child id {self.id!r} must be non-empty without '#', '/' or spaces")
+        check_id(self.id, "id", CHILD_ID_MAX_LEN)  # ids name sockets and journal keys
         if self.type == "worker" and ":" not in self.actor:
             raise ValueError(f"worker {self.id!r} needs actor = 'package.module:Class'")
         if self.type == "supervisor" and self.actor:

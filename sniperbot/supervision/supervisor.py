@@ -129,6 +129,7 @@ class Child:
         self.backoff_attempt = 0
         self.restart_due = 0.0
         self.removed = False
+        self.on_trial = False  # added by start_child and not yet ready once: a failed start drops it
         self._ready_waiters: list[Callable[[], None]] = []
         self._stop_waiters: list[Callable[[], None]] = []
 
@@ -286,6 +287,18 @@ class Supervisor:
 
     def _child_failed(self, child: Child, abnormal: bool) -> None:
         was_starting = child.state == "starting"
+        if child.on_trial:
+            # OTP start_child: a child whose first start fails is not added (and was never
+            # journaled), so a bad spec cannot crash-loop this node or every later one.
+            log.warning(
+                "added child failed to start; dropped",
+                extra={"event": "start_failed", "child": child.spec.id},
+            )
+            child.state = "stopped"
+            self._remove(child)
+            child.on_trial = False
+            child._fire(child._ready_waiters)
+            return
         ran_for = self.host.clock() - child.started_at
         child.state = "stopped"
         restart = child.spec.restart
@@ -527,9 +540,17 @@ class Supervisor:
                 raise SupervisorError("already_started", f"child {spec.id} is already running")
             raise SupervisorError("already_present", f"child {spec.id} exists and is not running")
         child = Child(spec, self, dynamic=True)
+        child.on_trial = True
         self.children.append(child)
-        self._persist(child)
-        self._start_in_order([child], on_ready)
+
+        def started() -> None:
+            # Journaled only once it has run: a spec that cannot start is not kept.
+            if child.on_trial and child.state == "running":
+                child.on_trial = False
+                self._persist(child)
+            on_ready()
+
+        self._start_in_order([child], started)
         return child
 
     def terminate_child(self, child_id: str, on_done: Callable[[], None]) -> None:
@@ -615,7 +636,7 @@ class Supervisor:
         if child in self.children:
             self.children.remove(child)
         child.removed = True
-        if child.dynamic:
+        if child.dynamic and not child.on_trial:
             self._persist(child, delete=True)
 
     def _persist(self, child: Child, delete: bool = False) -> None:

@@ -8,6 +8,7 @@ gaps with the envelope's per-sender ``seq``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -19,14 +20,41 @@ from sniperbot.transport.auth import AUTHORITY, Signer
 # Market data is worth little once stale; a bounded queue keeps a slow
 # subscriber from growing the proxy's memory without limit.
 BUS_HWM = 100_000
+# The largest frame any sniperbot socket accepts. Real frames are far smaller (a
+# venue report with every fill of one order is the biggest: ~250 bytes a fill, so
+# this is >15,000 fills); a larger frame is hostile or a bug, and libzmq drops it and
+# disconnects its sender before we allocate for it. It bounds what one frame can cost.
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+# Sockets are created under this umask (0600: owner read/write only), then chmod'ed.
+_PRIVATE_UMASK = 0o177
 _SNDMORE = int(zmq.SNDMORE)
 
 
-def tune(sock: zmq.Socket) -> None:
-    """Options every sniperbot socket gets: no linger on close, fast reconnect."""
+def tune(sock: zmq.Socket, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+    """Options every sniperbot socket gets: no linger on close, fast reconnect, bounded frames."""
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RECONNECT_IVL, 10)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 200)
+    sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
+
+
+def bind_private(sock: zmq.Socket, endpoint: str) -> None:
+    """Bind ``endpoint``; an ``ipc://`` socket file is made 0600 whatever the process umask.
+
+    The run directory (0700) already keeps other users out; the socket mode is the
+    second wall, so that a run dir opened up by mistake does not expose order flow.
+    The umask is set around the bind (the file is never briefly world-writable) and
+    the mode is set again afterwards in case the umask was raced by another thread.
+    """
+    if not endpoint.startswith("ipc://"):
+        sock.bind(endpoint)
+        return
+    old = os.umask(_PRIVATE_UMASK)
+    try:
+        sock.bind(endpoint)
+    finally:
+        os.umask(old)
+    os.chmod(endpoint.removeprefix("ipc://"), 0o600)
 
 
 class BusProxy:
@@ -55,8 +83,8 @@ class BusProxy:
             tune(sock)
         xsub.setsockopt(zmq.RCVHWM, BUS_HWM)
         xpub.setsockopt(zmq.SNDHWM, BUS_HWM)
-        xsub.bind(self._bus_in)
-        xpub.bind(self._bus_out)
+        bind_private(xsub, self._bus_in)
+        bind_private(xpub, self._bus_out)
         control.bind(self._control_addr)
         self._ready.set()
         try:

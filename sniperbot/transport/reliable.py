@@ -25,7 +25,7 @@ from sniperbot.messages import (
     encode_envelope,
 )
 from sniperbot.transport.auth import Signer
-from sniperbot.transport.bus import tune
+from sniperbot.transport.bus import bind_private, tune
 
 # Enough to cover every id that can still be resent: a sender resends for as
 # long as it lives, but only unacknowledged ones, which are few.
@@ -117,7 +117,7 @@ class Inbox:
     def __init__(self, ctx: zmq.Context, endpoint: str, owner: str, incarnation: int) -> None:
         self.socket = ctx.socket(zmq.ROUTER)
         tune(self.socket)
-        self.socket.bind(endpoint)
+        bind_private(self.socket, endpoint)
         self.owner = owner
         self.incarnation = incarnation
         self.duplicates = 0
