@@ -11,7 +11,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +18,13 @@ import msgspec
 import pytest
 import zmq
 
+from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import Journal
 from sniperbot.messages import BreakerChanged, OrderIntent, OrderUpdate, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
 from sniperbot.supervision.breaker import Breaker, BreakerBoard
 from sniperbot.transport.bus import Subscriber
-from sniperbot.transport.reliable import Outbox
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
 _S = 1_000_000_000  # ns per second
@@ -223,12 +222,46 @@ def _config(short_tmp: Path, breakers: str) -> Path:
     return path
 
 
-class Trader:
-    """Sends order intents straight to the node's risk guard, as a strategy actor does."""
+class IntentRelay(Actor):
+    """Test strategy actor: sends the order intents the test appends to ``intents.jsonl``.
 
-    def __init__(self, zctx: zmq.Context, run_dir: Path) -> None:
-        self.outbox = Outbox(zctx, RunDir(run_dir).inbox("risk_guard"), "probe", 1)
-        self.run_dir = run_dir
+    Intents carry authority, so they must come from a strategy actor of this node life
+    (``sniperbot.transport.auth``); this one is started with ``admin start-child`` as
+    ``strategy.probe`` and relays, in order, each JSON line the test writes.
+    """
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        self._offset = 0
+
+    def on_start(self) -> None:
+        """Poll the intents file on the actor's own loop."""
+        self.ctx.every(0.02, self._relay)
+
+    def _relay(self) -> None:
+        path = self.ctx.run_dir / INTENTS_FILE
+        if not path.exists():
+            return
+        with path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        for line in complete.splitlines():
+            self.ctx.send("risk_guard", msgspec.json.decode(line, type=OrderIntent))
+
+
+INTENTS_FILE = "intents.jsonl"
+
+
+class Trader:
+    """Sends order intents to the node's risk guard through a real strategy actor (:class:`IntentRelay`)."""
+
+    def __init__(self, node: RunningNode) -> None:
+        spec = {"id": "strategy.probe", "actor": f"{__name__}:IntentRelay"}
+        code, body = _admin(node, "start-child", "--sup", "strategies", "--spec", json.dumps(spec))
+        assert code == 0, body
+        self.run_dir = node.run_dir
         self.seq = 0
 
     def send(self, side: str, quantity: float, limit_price: float | None = None) -> str:
@@ -245,15 +278,14 @@ class Trader:
             order_type="market" if limit_price is None else "limit",
             limit_price=limit_price,
         )
-        self.outbox.send("to.risk_guard", intent)
+        with (self.run_dir / INTENTS_FILE).open("ab") as f:
+            f.write(msgspec.json.encode(intent) + b"\n")
         return intent.intent_id
 
     def outcome(self, intent_id: str, want: str = "", timeout_s: float = 30.0) -> tuple[str, str]:
         """(status, reason) of the intent once the journal has decided it (``want``: wait for that status)."""
 
         def decided() -> tuple[str, str] | None:
-            self.outbox.resend_due(time.monotonic_ns())  # keep the intent coming until acknowledged
-            self._drain_acks()
             with Journal.open(self.run_dir, readonly=True) as journal:
                 status = journal.order_status(intent_id)
                 if not status or (want and status != want):
@@ -274,10 +306,6 @@ class Trader:
             if reason != "no_price":
                 assert status == "filled", (status, reason)
                 return
-
-    def _drain_acks(self) -> None:
-        while self.outbox.socket.poll(0):
-            self.outbox.on_ack(decode_envelope(self.outbox.socket.recv()))
 
 
 class BreakerWatch:
@@ -349,7 +377,7 @@ def test_open_venue_breaker_blocks_every_intent_and_half_open_passes_only_reduct
     try:
         node.wait_ready(60)
         watch = BreakerWatch(zctx, node.run_dir)
-        trader = Trader(zctx, node.run_dir)
+        trader = Trader(node)
         trader.fill("buy", 0.02)  # a long position the half-open test can reduce
 
         _chaos_until_tripped(node, "executor.sim", "venue:sim")
@@ -383,7 +411,7 @@ def test_risk_subtree_trips_global_cancels_resting_orders_and_an_operator_reset_
     try:
         node.wait_ready(60)
         watch = BreakerWatch(zctx, node.run_dir)
-        trader = Trader(zctx, node.run_dir)
+        trader = Trader(node)
         trader.fill("buy", 0.01)  # the risk guard has prices
         resting = trader.send("buy", 0.01, limit_price=1000.0)  # far below the market: it rests
         assert trader.outcome(resting) == ("accepted", "")

@@ -129,6 +129,7 @@ class Child:
         self.backoff_attempt = 0
         self.restart_due = 0.0
         self.removed = False
+        self.killed: ActorHandle | None = None  # the incarnation already sent SIGKILL (kill once, log once)
         self.on_trial = False  # added by start_child and not yet ready once: a failed start drops it
         self._ready_waiters: list[Callable[[], None]] = []
         self._stop_waiters: list[Callable[[], None]] = []
@@ -450,8 +451,9 @@ class Supervisor:
 
     def _kill(self, child: Child, why: str) -> None:
         handle = child.handle
-        if handle is None:
-            return
+        if handle is None or child.killed is handle:
+            return  # killed already: its exit is on the way (a loaded machine may take a few ticks)
+        child.killed = handle
         log.warning(
             "killing child",
             extra={
