@@ -158,19 +158,17 @@ def _admin_raw(endpoint: str, frame: bytes, curve: dict[str, bytes] | None = Non
 
 
 def _send_frames(ctx: zmq.Context, kind: int, endpoint: str, messages: list[list[bytes]]) -> None:
-    sock = ctx.socket(kind)
+    # To the bus we publish from an XPUB: like a PUB it drops what nobody subscribed to, but
+    # it shows the proxy's subscriptions, so we send once they arrived (no timing guess).
+    sock = ctx.socket(zmq.XPUB if kind == zmq.PUB else kind)
     sock.setsockopt(zmq.LINGER, 2000)
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.connect(endpoint)
     try:
         if kind == zmq.PUB:
-            # a PUB drops everything until the connection is up: wait for it like a slow joiner
-            monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-            assert monitor.poll(10_000), f"could not connect to {endpoint}"
-            monitor.close(0)
-            import time
-
-            time.sleep(0.2)  # the proxy forwards subscriptions to us after the handshake
+            assert sock.poll(10_000), f"no subscription from {endpoint}"
+            while sock.poll(200):  # the proxy sends all of its subscriptions on connect
+                sock.recv()
         for frames in messages:
             sock.send_multipart(frames)
     finally:
@@ -270,7 +268,7 @@ def test_hostile_frames_on_every_socket_are_dropped_and_counted(
         for name in ("control.sock", "inbox-executor.sim.sock"):
             _send_frames(ctx, zmq.DEALER, f"ipc://{run_dir / name}", [[b"\x00" * (MAX_FRAME_BYTES + 1)]])
     finally:
-        ctx.term()
+        ctx.destroy(linger=2000)  # an oversized frame is never taken: do not wait for it forever
 
     # every frame was counted as invalid: the node's own sockets and the actors' (via heartbeats)
     expected = len(frames) * 2  # at the very least control + one inbox
