@@ -46,6 +46,10 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/restart_placement.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/journal_verify.py
+	$(BIN)/python bench/auth.py
+	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/default_run.py
 	$(BIN)/python bench/optimize.py
 	$(BIN)/python bench/backtest.py  # needs: $(BIN)/pip install backtesting
 	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/python bench/restart_ray.py'
