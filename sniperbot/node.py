@@ -44,7 +44,7 @@ from sniperbot.admin.protocol import MAX_REQUEST_BYTES, AdminError, AdminReply, 
 from sniperbot.admin.server import AdminCommands, failure
 from sniperbot.config import Config
 from sniperbot.execution.ledger import LedgerError, VenueLedger, venue_ledgers
-from sniperbot.journal import JournalError
+from sniperbot.journal import JournalError, keys
 from sniperbot.journal.lmdbfile import check_before_open
 from sniperbot.messages import (
     BreakerChanged,
@@ -80,9 +80,7 @@ EXIT_DISK_FULL = 74
 # full) before LMDB runs out mid-transaction and actors start crash-looping.
 DISK_RESERVE_BYTES = 4 * 1024 * 1024
 _DISK_CHECK_S = 1.0
-RUNNING_KEY = "node/running"
-TRADING_STATE_KEY = "risk/trading_state"
-INCARNATION_KEY = "incarnation/"  # + actor id: its highest incarnation over every node life
+RUNNING_KEY = keys.RUNNING  # re-exported: tools and tests read it from here
 _LOOP_TICK_S = 0.05
 _SHUTDOWN_GRACE_S = 60.0
 
@@ -203,7 +201,7 @@ class Node:
         kill -9) never shares a routing identity with the new one, and receivers can tell
         it is old (its incarnation is below the one the node announced Ready).
         """
-        key = INCARNATION_KEY + actor_id
+        key = keys.INCARNATION + actor_id
         if actor_id not in self._incarnations:
             raw = self.journal.get_state(key)
             self._incarnations[actor_id] = int(raw) if raw is not None and raw.isdigit() else 0
@@ -243,14 +241,13 @@ class Node:
 
     def persist_child_spec(self, sup_id: str, spec: ChildSpec, delete: bool) -> None:
         """Journal (or forget) a child added at run time, so it survives restarts."""
-        key = f"spec/{sup_id}/{spec.id}"
+        key = f"{keys.SPEC}{sup_id}/{spec.id}"
         self.journal.put_state(key, None if delete else msgspec.json.encode(spec))
 
     def persisted_child_specs(self, sup_id: str) -> list[ChildSpec]:
         """Children added at run time to ``sup_id``, from the journal."""
-        return [
-            msgspec.json.decode(raw, type=ChildSpec) for _, raw in self.journal.state_items(f"spec/{sup_id}/")
-        ]
+        items = self.journal.state_items(f"{keys.SPEC}{sup_id}/")
+        return [msgspec.json.decode(raw, type=ChildSpec) for _, raw in items]
 
     def _cancel_open_orders(self, scope: str, reason: str) -> None:
         venue = None if scope == "global" else scope.removeprefix("venue:")
@@ -277,7 +274,7 @@ class Node:
         """Operator change of the trading state: journaled, then told to the risk guard."""
         if state not in TRADING_STATES:
             raise ValueError(f"trading state must be one of {TRADING_STATES}, got {state!r}")
-        self.journal.put_state(TRADING_STATE_KEY, msgspec.json.encode({"state": state, "reason": reason}))
+        self.journal.put_state(keys.TRADING_STATE, msgspec.json.encode({"state": state, "reason": reason}))
         guard = self._children.get("risk_guard")
         if guard is not None and guard.handle is not None:
             self.send_control(guard.spec.id, guard.incarnation, SetTradingState(state=state, reason=reason))

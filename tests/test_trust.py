@@ -20,7 +20,7 @@ import msgspec
 import pytest
 import zmq
 
-from sniperbot.journal import Journal
+from sniperbot.journal import Journal, keys
 from sniperbot.messages import (
     Ack,
     Bar,
@@ -53,7 +53,7 @@ from sniperbot.risk import TRADING_STATES
 from sniperbot.rundir import RunDir
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
-TRADING_STATE_KEY = "risk/trading_state"
+TRADING_STATE_KEY = keys.TRADING_STATE
 EVIL = "evil"  # every forged id starts with it, so the journal can be searched for it
 SENDERS = ("node", "risk_guard", "executor.sim", "paper.sim", "portfolio", "strategy.fast_btc", "feed.sim")
 TOPICS = (

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.journal import keys
 from sniperbot.messages import (
     BreakerChanged,
     Envelope,
@@ -24,8 +25,7 @@ from sniperbot.messages import topics as topic
 from sniperbot.risk.guard import RiskGuard, RiskLimits
 
 _STATUS_INTERVAL_S = 0.5
-TRADING_STATE_KEY = "risk/trading_state"
-_LOSS_KEY = "risk/loss"
+TRADING_STATE_KEY = keys.TRADING_STATE  # re-exported for tools and tests
 _DAY_NS = 86_400 * 10**9
 
 
@@ -82,9 +82,9 @@ class RiskGuardActor(Actor):
         saved = journal.get_state(TRADING_STATE_KEY)
         if saved is not None:
             self._restore_state(saved)
-        for key, raw in journal.state_items("breaker/"):
-            self._breakers[key.removeprefix("breaker/")] = msgspec.json.decode(raw)["state"]
-        loss = journal.get_state(_LOSS_KEY)
+        for key, raw in journal.state_items(keys.BREAKER):
+            self._breakers[key.removeprefix(keys.BREAKER)] = msgspec.json.decode(raw)["state"]
+        loss = journal.get_state(keys.LOSS_MARKS)
         if loss is not None:
             self._loss = msgspec.json.decode(loss)
         self.ctx.every(_STATUS_INTERVAL_S, self._publish_status)
@@ -154,7 +154,7 @@ class RiskGuardActor(Actor):
             loss["peak"] = net
             changed = True
         if changed:
-            self.ctx.journal.put_state(_LOSS_KEY, msgspec.json.encode(loss))
+            self.ctx.journal.put_state(keys.LOSS_MARKS, msgspec.json.encode(loss))
         if self.guard.state == "HALTED":
             return
         breach = ""

@@ -48,12 +48,15 @@ def check_mapped_size(env: lmdb.Environment, env_dir: Path) -> str | None:
     a shorter file would SIGBUS on the first read of a page past its end.
     """
     data = env_dir / DATA_FILE
+    # Meta first, size second: another process may commit in between, and LMDB writes a
+    # commit's pages (growing the file) before its meta page, so the file can only have
+    # grown past what the meta we read addresses. The other order races with live writers.
+    page_size = env.stat()["psize"]
+    needed = (env.info()["last_pgno"] + 1) * page_size
     try:
         size = os.stat(data).st_size
     except OSError as e:
         return f"{data} cannot be read: {e.strerror}"
-    page_size = env.stat()["psize"]
-    needed = (env.info()["last_pgno"] + 1) * page_size
     if size < needed:
         return (
             f"{data} is truncated: {size} bytes, but its meta page addresses {needed} bytes "

@@ -24,12 +24,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from sniperbot.journal import keys
 from sniperbot.messages import BreakerChanged
 
 log = logging.getLogger("sniperbot.breaker")
 
 BreakerState = Literal["closed", "open", "half_open"]
-_KEY = "breaker/"
+_KEY = keys.BREAKER
 _MAX_DOUBLINGS = 64  # far past any sane max_cooldown_s / base_cooldown_s ratio
 
 

@@ -1,0 +1,24 @@
+"""The keys of the node state kept beside the record log (``Journal.put_state``), in one place.
+
+Each is written by one owner and read by whoever needs it after a restart:
+
+* :data:`RUNNING` (node): ``b"1"`` while a node runs, ``b"0"`` after an orderly stop; a
+  ``b"1"`` at start means the last run did not stop in order (start fail-closed).
+* :data:`TRADING_STATE` (node, risk guard): ``{"state", "reason"}`` JSON, one of
+  ``sniperbot.messages.control.TRADING_STATES``.
+* :data:`LOSS_MARKS` (risk guard): the day's starting net P&L and the peak, for loss limits.
+* :data:`BREAKER` + scope (breaker board): each circuit breaker as JSON.
+* :data:`INCARNATION` + actor id (node): the actor's highest incarnation over every node life.
+* :data:`SPEC` + supervisor id + ``/`` + child id (node): a child added at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+RUNNING: Final = "node/running"
+TRADING_STATE: Final = "risk/trading_state"
+LOSS_MARKS: Final = "risk/loss"
+BREAKER: Final = "breaker/"
+INCARNATION: Final = "incarnation/"
+SPEC: Final = "spec/"
