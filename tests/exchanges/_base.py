@@ -39,6 +39,24 @@ from aiohttp import WSMsgType, web
 D = Decimal
 ZERO = Decimal(0)
 TICK, STEP, MIN_NOTIONAL, FEE_RATE = Decimal("0.01"), Decimal("0.00001"), Decimal("5"), Decimal("0.001")
+# What another process (the chaos tool, a benchmark) may script over HTTP on a standalone server.
+CONTROL_PATH = "/__control__/"
+CONTROL_METHODS = frozenset(
+    {
+        "fail_next",
+        "lose_next_answer",
+        "delay_next",
+        "drop_websockets",
+        "set_silent",
+        "gap",
+        "ban",
+        "trade",
+        "move_book",
+        "seed_book",
+        "fill",
+        "deposit",
+    }
+)
 OPEN_STATUSES = frozenset({"new", "partially_filled", "untriggered"})
 
 
@@ -649,6 +667,7 @@ class ExchangeServer:
 
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._middleware])
+        app.router.add_route("*", CONTROL_PATH + "{name}", self._control)
         self.routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -665,6 +684,7 @@ class ExchangeServer:
         for t in rest:
             t.cancel()
         await asyncio.gather(*rest, return_exceptions=True)
+        await asyncio.get_running_loop().shutdown_default_executor()
 
     def stop(self) -> None:
         """Close every connection, release the port and join the thread."""
@@ -739,7 +759,7 @@ class ExchangeServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
+        if request.headers.get("Upgrade", "").lower() == "websocket" or request.path.startswith(CONTROL_PATH):
             return await handler(request)
         with self.lock:
             self.requests.append((request.method, request.path))
@@ -762,6 +782,117 @@ class ExchangeServer:
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
         return resp
+
+    # ---- market scripting (test API, shared by every exchange)
+    def seed_book(self, symbol: str, bids: list[tuple[Any, Any]], asks: list[tuple[Any, Any]]) -> int:
+        """Replace the book of ``symbol`` (one diff deleting the old levels, one adding the new)."""
+        with self.lock:
+            m = self.engine.markets[symbol]
+            gone = [("bid", p, ZERO) for p in m.bids] + [("ask", p, ZERO) for p in m.asks]
+            m.bids.clear()
+            m.asks.clear()
+            if gone:
+                self.engine._book_changed(m, gone)
+            return self.engine.set_levels(symbol, bids, asks)
+
+    def move_book(
+        self, symbol: str, bids: Iterable[tuple[Any, Any]] = (), asks: Iterable[tuple[Any, Any]] = ()
+    ) -> int:
+        """Change some levels (quantity 0 deletes); one book update; returns the new update id."""
+        with self.lock:
+            return self.engine.set_levels(symbol, bids, asks)
+
+    def trade(self, symbol: str, price: Any, qty: Any, taker_side: str = "buy") -> int:
+        """A public trade by others (fills our crossing resting orders, triggers stops); returns its id."""
+        with self.lock:
+            return self.engine.public_trade(symbol, price, qty, taker_side)
+
+    def fill(self, client_id: str, qty: Any, price: Any = None) -> Fill:
+        """Fill part of our open order ``client_id`` (a scripted partial fill, maker)."""
+        with self.lock:
+            o = self.engine.by_client_id(client_id)
+            if o is None:
+                raise KeyError(f"no order with client id {client_id!r}")
+            return self.engine.fill(o, qty, price)
+
+    def deposit(self, asset: str, amount: Any) -> None:
+        """Credit a free balance."""
+        with self.lock:
+            self.engine.deposit(asset, dec(amount))
+
+    # ---- control (another process scripts the server over HTTP)
+    def exchange_order_id(self, o: Order) -> str:
+        """The id the exchange shows for an order (subclasses: Kraken txid, Coinbase UUID)."""
+        return str(o.order_id)
+
+    def exchange_trade_id(self, f: Fill) -> str:
+        """The id the exchange shows for one of our trades."""
+        return str(f.trade_id)
+
+    def state_json(self) -> dict[str, Any]:
+        """The exchange's own records: every order with its fills, and balances (for invariant checkers)."""
+        with self.lock:
+            return {
+                "orders": [
+                    {
+                        "order_id": self.exchange_order_id(o),
+                        "client_order_id": o.client_id,
+                        "symbol": o.symbol,
+                        "side": o.side,
+                        "type": o.type,
+                        "quantity": str(o.qty),
+                        "price": None if o.price is None else str(o.price),
+                        "status": o.status,
+                        "filled": str(o.filled),
+                        "cost": str(o.cost),
+                        "fee": str(o.fee),
+                        "fills": [self._fill_json(f) for f in o.fills],
+                    }
+                    for o in self.engine.orders
+                ],
+                "balances": {
+                    a: {"free": str(f), "locked": str(lk)} for a, (f, lk) in self.engine.balances.items()
+                },
+            }
+
+    def _fill_json(self, f: Fill) -> dict[str, Any]:
+        return {
+            "trade_id": self.exchange_trade_id(f),
+            "order_id": self.exchange_order_id(f.order),
+            "client_order_id": f.order.client_id,
+            "price": str(f.price),
+            "quantity": str(f.qty),
+            "fee": str(f.fee),
+            "fee_asset": f.fee_asset,
+            "maker": f.maker,
+            "time_ms": f.time_ms,
+        }
+
+    async def _control(self, request: web.Request) -> web.Response:
+        """``GET /__control__/state``; ``POST /__control__/<method>`` with ``{"args": [...], "kwargs":
+        {...}}``.
+        """
+        name = request.match_info["name"]
+        if name == "state":
+            return web.json_response(self.state_json())
+        fn = getattr(self, name, None) if name in CONTROL_METHODS else None
+        if fn is None:
+            return web.json_response(
+                {"error": f"unknown control {name!r}", "allowed": sorted(CONTROL_METHODS)}, status=404
+            )
+        body = await request.json() if request.can_read_body else {}
+        try:
+            # in a worker thread: some controls wait on this very loop (drop_websockets)
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: fn(*body.get("args", []), **body.get("kwargs", {}))
+            )
+        except (TypeError, ValueError, KeyError, AssertionError, Reject) as e:
+            return web.json_response({"error": f"{name}: {e!r}"}, status=400)
+        if isinstance(result, Fill):
+            result = self._fill_json(result)
+        elif not isinstance(result, (int, float, str, bool, type(None), list, dict)):
+            result = str(result)
+        return web.json_response({"result": result})
 
     # ---- websockets
     async def ws_handler(self, request: web.Request) -> web.WebSocketResponse:

@@ -28,7 +28,6 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -43,7 +42,6 @@ from tests.exchanges._base import (
     RateWindow,
     Reject,
     WsConn,
-    dec,
     now_ms,
     serve_main,
 )
@@ -842,41 +840,6 @@ class BinanceServer(ExchangeServer):
                 c.send({"subscriptionId": c.state["user"], "event": position})
 
     # ---- market scripting (test API)
-    def seed_book(self, symbol: str, bids: list[tuple[Any, Any]], asks: list[tuple[Any, Any]]) -> int:
-        """Replace the book of ``symbol``; returns its update id."""
-        with self.lock:
-            m = self.engine.markets[symbol]
-            gone = [("bid", p, Decimal(0)) for p in m.bids] + [("ask", p, Decimal(0)) for p in m.asks]
-            m.bids.clear()
-            m.asks.clear()
-            if gone:
-                self.engine._book_changed(m, gone)
-            return self.engine.set_levels(symbol, bids, asks)
-
-    def move_book(
-        self, symbol: str, bids: Iterable[tuple[Any, Any]] = (), asks: Iterable[tuple[Any, Any]] = ()
-    ) -> int:
-        """Change some levels (quantity 0 deletes); one depth diff; returns the new update id."""
-        with self.lock:
-            return self.engine.set_levels(symbol, bids, asks)
-
-    def trade(self, symbol: str, price: Any, qty: Any, taker_side: str = "buy") -> int:
-        """A public trade by others (fills our crossing resting orders); returns its trade id."""
-        with self.lock:
-            return self.engine.public_trade(symbol, price, qty, taker_side)
-
-    def fill(self, client_id: str, qty: Any, price: Any = None) -> Fill:
-        """Fill part of our open order ``client_id`` (a scripted partial fill)."""
-        with self.lock:
-            o = self.engine.by_client_id(client_id)
-            assert o is not None, client_id
-            return self.engine.fill(o, qty, price)
-
-    def deposit(self, asset: str, amount: Any) -> None:
-        """Credit a balance."""
-        with self.lock:
-            self.engine.deposit(asset, dec(amount))
-
     def orders_json(self) -> list[dict[str, Any]]:
         """Every order as Binance reports it (for invariant checks by other tools)."""
         with self.lock:

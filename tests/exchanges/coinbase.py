@@ -35,7 +35,6 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -54,7 +53,6 @@ from tests.exchanges._base import (
     RateWindow,
     Reject,
     WsConn,
-    dec,
     serve_main,
 )
 
@@ -142,30 +140,6 @@ class CoinbaseServer(ExchangeServer):
         with self.lock:
             self.gaps = messages
 
-    def move_book(
-        self, symbol: str, bids: Iterable[tuple[Any, Any]] = (), asks: Iterable[tuple[Any, Any]] = ()
-    ) -> int:
-        """Change some levels (quantity 0 deletes); one l2 update."""
-        with self.lock:
-            return self.engine.set_levels(symbol, bids, asks)
-
-    def trade(self, symbol: str, price: Any, qty: Any, taker_side: str = "buy") -> int:
-        """A public trade by others (fills our crossing resting orders)."""
-        with self.lock:
-            return self.engine.public_trade(symbol, price, qty, taker_side)
-
-    def fill(self, client_order_id: str, qty: Any, price: Any = None) -> Fill:
-        """Fill part of our open order ``client_order_id``."""
-        with self.lock:
-            o = self.engine.by_client_id(client_order_id)
-            assert o is not None, client_order_id
-            return self.engine.fill(o, qty, price)
-
-    def deposit(self, asset: str, amount: Any) -> None:
-        """Credit a balance."""
-        with self.lock:
-            self.engine.deposit(asset, dec(amount))
-
     def order_uuid(self, o: Order) -> str:
         """Coinbase order ids are UUIDs."""
         if o.order_id not in self.uuids:
@@ -204,6 +178,14 @@ class CoinbaseServer(ExchangeServer):
             if claimed not in (uri, f"{method} http://{rest}"):
                 return f"uri mismatch {claimed!r}"
         return None
+
+    def exchange_order_id(self, o: Order) -> str:
+        """The id ccxt sees for an order."""
+        return self.order_uuid(o)
+
+    def exchange_trade_id(self, f: Fill) -> str:
+        """The id ccxt sees for one of our trades."""
+        return str(f.trade_id)
 
     # ---- REST plumbing
     def routes(self, app: web.Application) -> None:

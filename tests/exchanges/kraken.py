@@ -30,7 +30,6 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -46,7 +45,6 @@ from tests.exchanges._base import (
     Order,
     Reject,
     WsConn,
-    dec,
     serve_main,
 )
 
@@ -173,37 +171,13 @@ class KrakenServer(ExchangeServer):
         with self.lock:
             self.gaps[symbol] = updates
 
-    def seed_book(self, symbol: str, bids: list[tuple[Any, Any]], asks: list[tuple[Any, Any]]) -> None:
-        """Replace the book of ``symbol``."""
-        with self.lock:
-            m = self.engine.markets[symbol]
-            m.bids.clear()
-            m.asks.clear()
-            self.engine.set_levels(symbol, bids, asks)
+    def exchange_order_id(self, o: Order) -> str:
+        """The id ccxt sees for an order."""
+        return self.txid(o)
 
-    def move_book(
-        self, symbol: str, bids: Iterable[tuple[Any, Any]] = (), asks: Iterable[tuple[Any, Any]] = ()
-    ) -> int:
-        """Change some levels (quantity 0 deletes); publishes one book update."""
-        with self.lock:
-            return self.engine.set_levels(symbol, bids, asks)
-
-    def trade(self, symbol: str, price: Any, qty: Any, taker_side: str = "buy") -> int:
-        """A public trade by others (fills our crossing resting orders)."""
-        with self.lock:
-            return self.engine.public_trade(symbol, price, qty, taker_side)
-
-    def fill(self, cl_ord_id: str, qty: Any, price: Any = None) -> Fill:
-        """Fill part of our open order ``cl_ord_id``."""
-        with self.lock:
-            o = self.engine.by_client_id(cl_ord_id)
-            assert o is not None, cl_ord_id
-            return self.engine.fill(o, qty, price)
-
-    def deposit(self, asset: str, amount: Any) -> None:
-        """Credit a balance."""
-        with self.lock:
-            self.engine.deposit(asset, dec(amount))
+    def exchange_trade_id(self, f: Fill) -> str:
+        """The id ccxt sees for one of our trades."""
+        return self.trade_txid(f)
 
     # ---- REST plumbing
     def routes(self, app: web.Application) -> None:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import ccxt
@@ -20,7 +16,6 @@ from tests.exchanges._base import run_async, until
 from tests.exchanges.binance import BinanceServer, demo_server
 
 SYM = "BTC/USDT"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -382,39 +377,3 @@ def test_ws_silent_stream_delivers_nothing(server: BinanceServer) -> None:
         assert (await ex.watch_trades(SYM))[-1]["price"] == 50030.0
 
     with_client(server, body)
-
-
-# ---- process
-
-
-def test_standalone_process_prints_urls_and_serves_sync_ccxt() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.exchanges.binance", "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        assert info["exchange"] == "binance" and info["ws_url"].endswith("/stream")
-        ex = ccxt.binance(
-            {
-                "apiKey": info["apiKey"],
-                "secret": info["secret"],
-                "enableRateLimit": False,
-                "options": {
-                    "fetchMarkets": {"types": ["spot"]},
-                    "fetchCurrencies": False,
-                    "fetchMargins": False,
-                },
-            }
-        )
-        rebase_urls(ex, info["rest_url"], info["ws_url"])
-        ex.load_markets()
-        o = ex.create_order(SYM, "market", "sell", 0.1, None, {"clientOrderId": "proc-1"})
-        assert o["status"] == "closed"
-        assert ex.fetch_order(None, SYM, {"clientOrderId": "proc-1"})["filled"] == 0.1
-    finally:
-        proc.terminate()
-        assert proc.wait(15) == 0
