@@ -125,6 +125,28 @@ def test_market_order_walks_the_book_and_stop_limit_triggers(server: BinanceServ
     with_client(server, body)
 
 
+def test_resting_order_partially_filled_by_the_market_and_order_count_header(server: BinanceServer) -> None:
+    async def body(ex: Any) -> None:
+        o = await ex.create_order(SYM, "limit", "buy", 1.0, 49000, {"clientOrderId": "rest-1"})
+        assert ex.last_response_headers["X-MBX-ORDER-COUNT-10S"] == "1"
+        server.trade(SYM, 49050, 5, "sell")  # above our bid: no fill
+        server.trade(SYM, 48990, "0.3", "sell")  # through our bid: 0.3 filled at our price, as maker
+        q = await ex.fetch_order(o["id"], SYM)
+        assert (q["status"], q["filled"], q["average"]) == ("open", 0.3, 49000.0)
+        [t] = await ex.fetch_my_trades(SYM)
+        assert (t["amount"], t["price"], t["takerOrMaker"]) == (0.3, 49000.0, "maker")
+
+    with_client(server, body)
+
+
+def test_timestamp_outside_recv_window_is_invalid_nonce(server: BinanceServer) -> None:
+    async def body(ex: Any) -> None:
+        with pytest.raises(ccxt.InvalidNonce, match="-1021"):
+            await ex.fetch_balance()
+
+    with_client(server, body, timeDifference=120_000)  # a client clock two minutes behind
+
+
 def test_client_id_is_unique_only_among_open_orders(server: BinanceServer) -> None:
     """The hazard the executor must survive: a FILLED order's client id is accepted again and trades twice."""
 
@@ -357,6 +379,23 @@ def test_ws_drop_mid_stream_then_resubscribe(server: BinanceServer) -> None:
         server.trade(SYM, 50_020, 1)
         assert (await again)[-1]["price"] == 50020.0
         subs = [m for _, m in server.ws_messages if m.get("method") == "SUBSCRIBE"]
+        assert len(subs) == 2
+
+    with_client(server, body)
+
+
+def test_ws_private_stream_drop_then_resubscribe(server: BinanceServer) -> None:
+    async def body(ex: Any) -> None:
+        orders = asyncio.ensure_future(ex.watch_orders(SYM))
+        await until(lambda: server.subscribers("@user"), what="user data subscription")
+        server.drop_websockets()
+        with pytest.raises(ccxt.NetworkError):
+            await orders
+        again = asyncio.ensure_future(ex.watch_orders(SYM))
+        await until(lambda: server.subscribers("@user"), what="second user data subscription")
+        await ex.create_order(SYM, "limit", "buy", 0.1, 49000, {"clientOrderId": "after-drop"})
+        assert (await again)[-1]["clientOrderId"] == "after-drop"
+        subs = [m for _, m in server.ws_messages if m.get("method") == "userDataStream.subscribe.signature"]
         assert len(subs) == 2
 
     with_client(server, body)

@@ -112,6 +112,19 @@ def test_market_sell_and_reused_client_order_id_returns_the_existing_order(serve
     with_client(server, body)
 
 
+def test_stop_limit_triggers_on_the_market(server: CoinbaseServer) -> None:
+    async def body(ex: Any) -> None:
+        params = {"stopPrice": 48500, "stop_direction": "STOP_DIRECTION_STOP_DOWN", "client_order_id": "cb-s"}
+        o = await ex.create_order(SYM, "limit", "sell", 0.1, 48000, params)
+        q = await ex.fetch_order(o["id"], SYM)
+        assert q["status"] == "open" and q["info"]["trigger_status"] == "STOP_PENDING"
+        server.trade(SYM, 48400, 1, "sell")
+        q = await ex.fetch_order(o["id"], SYM)
+        assert (q["status"], q["filled"]) == ("closed", 0.1)
+
+    with_client(server, body)
+
+
 def test_open_only_dedupe_scope_trades_twice() -> None:
     s = demo_server()
     s.dedupe_scope = "open"

@@ -110,6 +110,19 @@ def test_market_order_walks_the_book(server: KrakenServer) -> None:
     with_client(server, body)
 
 
+def test_stop_loss_limit_triggers_on_the_market(server: KrakenServer) -> None:
+    async def body(ex: Any) -> None:
+        o = await ex.create_order(
+            SYM, "limit", "sell", 0.1, 48000, {"stopLossPrice": 48500, "clientOrderId": "kr-s"}
+        )
+        assert server.engine.by_client_id("kr-s").status == "untriggered"  # type: ignore[union-attr]
+        server.trade(SYM, 48400, 1, "sell")
+        q = await ex.fetch_order(o["id"], SYM)
+        assert (q["status"], q["filled"], q["stopLossPrice"]) == ("closed", 0.1, 48500.0)
+
+    with_client(server, body)
+
+
 def test_cl_ord_id_unique_only_among_open_orders(server: KrakenServer) -> None:
     async def body(ex: Any) -> None:
         await ex.create_order(SYM, "limit", "buy", 0.1, 49000, {"clientOrderId": "kr-dup"})
