@@ -271,6 +271,25 @@ def test_rate_limit_accounting_429_then_418_ban() -> None:
         s.stop()
 
 
+def test_order_rate_limit_10s() -> None:
+    s = demo_server()
+    s.order_rate.limit = 2
+    s.start()
+    try:
+
+        async def body(ex: Any) -> None:
+            for i in range(2):
+                await ex.create_order(SYM, "limit", "buy", 0.01, 49000, {"clientOrderId": f"r-{i}"})
+            assert ex.last_response_headers["X-MBX-ORDER-COUNT-10S"] == "2"
+            with pytest.raises(ccxt.DDoSProtection, match="-1015"):
+                await ex.create_order(SYM, "limit", "buy", 0.01, 49000, {"clientOrderId": "r-2"})
+            assert [o.client_id for o in s.engine.orders] == ["r-0", "r-1"] and s.order_rate.refused == 1
+
+        with_client(s, body)
+    finally:
+        s.stop()
+
+
 # ---- websockets
 
 
