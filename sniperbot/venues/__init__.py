@@ -1,0 +1,1 @@
+"""Venues: every place sniperbot can trade (simulated, centralised exchanges through ccxt, ...)."""
