@@ -4,7 +4,9 @@ Exit codes: 0 done; 2 refused, nothing changed (wrong password, damaged file, a 
 already present or unknown, an invalid name or exchange, no password source); 1 the
 system failed (an I/O error such as a full disk; the keystore is left as it was, see
 :mod:`sniperbot.keystore.store`). Secrets are read without echo (a terminal prompt) or
-as JSON on stdin (``--stdin``), and never printed.
+as JSON on stdin (``--stdin``), and never printed. A prompt reads one line: a multi-line
+secret (Coinbase's EC private key in PEM) goes through ``--stdin``, its line breaks as
+``\n`` in the JSON string, e.g. ``jq -n --rawfile s key.pem '{apiKey: "...", secret: $s}'``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def add_keys_parser(sub: Any) -> None:
 
 def run_keys_command(args: argparse.Namespace) -> int:
     """Run ``sniperbot keys ...``; see the module docstring for exit codes."""
+    directory = keystore_dir(None, args.keystore)
     try:
         config = _config(args.config) if args.config else None
         directory = keystore_dir(config, args.keystore)
@@ -84,7 +87,7 @@ def run_keys_command(args: argparse.Namespace) -> int:
     except KeystoreError as e:
         return _fail(str(e), 2)
     except OSError as e:
-        return _fail(f"keystore {args.keystore or ''}: {e.strerror or e} ({e.filename or ''})", 1)
+        return _fail(f"keystore {directory}: {e.strerror or e} ({e.filename or directory})", 1)
 
 
 def _fail(message: str, code: int) -> int:
