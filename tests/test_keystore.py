@@ -607,3 +607,59 @@ def test_secrets_and_password_are_prompted_on_the_terminal_without_echo(ks: Path
         "apiKey": SECRETS["apiKey"],
         "secret": SECRETS["secret"],
     }
+
+
+def test_a_multi_line_pem_secret_goes_through_stdin_intact(
+    ks: Path, pw_file: Path, outputs: _Outputs
+) -> None:
+    """Coinbase's secret is an EC private key in PEM: its line breaks must survive."""
+    pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIPEMtest0123\nabcdef==\n-----END EC PRIVATE KEY-----\n"
+    fields = {"apiKey": "organizations/org-1/apiKeys/key-1", "secret": pem}
+    assert add(outputs, ks, pw_file, "cb", fields, exchange="coinbase").returncode == 0
+    assert Keystore.open(ks, PASSWORD).get("cb").ccxt_config() == fields
+
+
+def test_a_keys_command_waits_for_another_holding_the_keystore_lock(
+    ks: Path, pw_file: Path, outputs: _Outputs
+) -> None:
+    """Two commands never interleave (one could otherwise undo the other's half-done change)."""
+    import fcntl
+    import platform
+
+    from sniperbot.keystore.store import LOCK_FILE
+    from tests.conftest import eventually
+
+    flock_syscall = {"x86_64": 73, "aarch64": 32}.get(platform.machine())
+    if flock_syscall is None:
+        pytest.skip(f"flock syscall number unknown on {platform.machine()}")
+    Keystore.create(ks, PASSWORD)
+    environ = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+    args = ["--stdin", "--keystore", str(ks), "--password-file", str(pw_file)]
+    holder = os.open(ks / LOCK_FILE, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sniperbot", "keys", "add", "main", "--exchange", "binance", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(SECRETS))
+        process.stdin.close()
+
+        def blocked_in_flock() -> bool:
+            assert process.poll() is None, "finished while another held the lock"
+            fields = Path(f"/proc/{process.pid}/syscall").read_text().split()
+            return bool(fields) and fields[0] == str(flock_syscall)
+
+        eventually(blocked_in_flock, 60.0, what="keys add waiting for the keystore lock")
+        assert not (ks / "main.key").exists()
+    finally:
+        os.close(holder)  # releases the lock
+    assert process.wait(timeout=120) == 0, process.stderr.read() if process.stderr else ""
+    assert Keystore.open(ks, PASSWORD).get("main").ccxt_config() == SECRETS
