@@ -267,6 +267,19 @@ class ClusterSection(_Section):
             raise ValueError("namespace must not be empty")
 
 
+class KeystoreSection(_Section):
+    """Where the encrypted keystore of exchange keys lives (``sniperbot keys``, :mod:`sniperbot.keystore`).
+
+    ``~`` is the user's home; ``--keystore DIR`` on the command line overrides it.
+    """
+
+    dir: str = "~/.sniperbot/keystore"
+
+    def __post_init__(self) -> None:
+        if not self.dir:
+            raise ValueError("dir: must not be empty")
+
+
 class Config(_Section):
     """The whole node configuration."""
 
@@ -282,6 +295,7 @@ class Config(_Section):
     admin: AdminSection = AdminSection()
     placement: PlacementSection = PlacementSection()
     cluster: ClusterSection = ClusterSection()
+    keystore: KeystoreSection = KeystoreSection()
 
     def __post_init__(self) -> None:
         symbols = {s.symbol for s in self.market.symbols}

@@ -1,8 +1,8 @@
 """The ``sniperbot`` command: run a node, talk to its admin socket, read its journal.
 
 Exit codes: 0 success; 1 a command failed (for example the node did not answer);
-2 bad usage or configuration, or a lost or damaged journal or venue ledger
-(nothing was started, nothing read); 3 ``admin``: no node running in the run dir;
+2 bad usage or configuration, or a lost or damaged journal or venue ledger, or a
+keystore refusal (nothing was started, nothing read); 3 ``admin``: no node running in the run dir;
 ``run`` also: 70 the root supervisor gave up, 71 the node crashed (an exception
 escaped its loop), 74 stopped: disk full (see :mod:`sniperbot.node`).
 """
@@ -85,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
         help="place the actors configured with placement \"ray\" on Ray: 'auto' starts a local "
         "cluster, ADDRESS (host:port of the GCS) joins a running one (pip install 'sniperbot[cluster]')",
     )
+    run.add_argument(
+        "--password-file", metavar="FILE", help="keystore password (else $SNIPERBOT_KEYSTORE_PASSWORD)"
+    )
+    run.add_argument("--keystore", metavar="DIR", help="keystore directory (default: [keystore] dir)")
 
     admin = sub.add_parser("admin", help="inspect and change a running node through its admin socket")
     admin.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
@@ -110,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     add_backtest_parser(sub)
     add_optimize_parser(sub)
     add_chaos_parser(sub)
+    from sniperbot.keystore.cli import add_keys_parser
+
+    add_keys_parser(sub)
 
     journal = sub.add_parser("journal", help="read a node's journal (running or stopped)")
     journal.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
@@ -150,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         from sniperbot.cli.research import run_optimize
 
         return run_optimize(args)
+    if args.command == "keys":
+        from sniperbot.keystore.cli import run_keys_command
+
+        return run_keys_command(args)
     if args.command == "data":
         from sniperbot.cli.research import run_data
 
@@ -173,6 +184,14 @@ def _run(args: argparse.Namespace) -> int:
             config = with_overrides(config, seed=args.seed)
         check_files(config, str(args.config or "<built-in config>"))
     except ConfigError as e:
+        return _fail(str(e), 2)
+    from sniperbot.keystore import KeystoreError, unlock_for_config
+
+    try:
+        # Before any process starts; also takes the password out of the environment actors inherit.
+        # The venue that signs gets its Credentials from this dict (see sniperbot.keystore).
+        unlock_for_config(config, keystore=args.keystore, password_file=args.password_file)
+    except KeystoreError as e:
         return _fail(str(e), 2)
     wants_ray = ray_placements(config)
     if wants_ray and not args.ray:
