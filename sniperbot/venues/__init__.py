@@ -1,0 +1,1 @@
+"""Venues: every place sniperbot trades (simulated, ccxt exchanges, ...), one package each."""

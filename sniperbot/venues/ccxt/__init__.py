@@ -1,0 +1,1 @@
+"""Centralised exchanges through ccxt (REST) and ccxt.pro (websockets)."""
