@@ -270,8 +270,8 @@ def test_burst_of_1000_calls_from_3_processes_never_exceeds_the_servers_limit(
     from tests.conftest import eventually
 
     # no used-weight header here: only the budget the processes share keeps the server under its limit
-    server = server_factory(limit=300, window=2.0, report_weight=False)
-    w = workers(server.url, weight_limit=300, weight_window=2.0)
+    server = server_factory(limit=100, window=1.0, report_weight=False)
+    w = workers(server.url, weight_limit=100, weight_window=1.0)
     names = ["feed", "executor", "recon"]
     for i, name in enumerate(names):
         # every 25th call is exchangeInfo (weight 20): the cost of each call comes from ccxt's table
@@ -284,7 +284,7 @@ def test_burst_of_1000_calls_from_3_processes_never_exceeds_the_servers_limit(
     assert not [r for r in server.log if r[3] != 200]
     assert {r[1] for r in server.log} == set(names)
     # the limit was the binding constraint: some window was filled close to the (5 % margin) budget
-    assert server.max_used() >= 240, server.used
+    assert server.max_used() >= 80, server.used
 
 
 def test_a_process_killed_mid_burst_and_restarted_does_not_reset_the_spent_budget(
