@@ -10,11 +10,13 @@ updates under an exclusive ``flock``:
 * **Why a file + flock (measured, see ``bench/ratelimit.py``):** the kernel drops a
   ``flock`` when its holder dies, so a ``kill -9`` in the middle of an update never
   wedges the other processes (a POSIX semaphore in shared memory would stay taken:
-  Python has no robust mutex). The state is a fixed ``struct`` in a ``mmap`` of that
-  file, read and written in a few microseconds; an LMDB write transaction does the
-  same job several times slower for a state of a few hundred bytes. The file outlives
-  every process, so an actor restarted after a crash finds what was already spent —
-  the exchange does not forget it either.
+  Python has no robust mutex). The state is one fixed ``struct`` (about 400 bytes) in a
+  ``mmap`` of that file: lock, read, write, unlock take a few microseconds, the same
+  order as an LMDB write transaction without fsync (measured side by side), with no
+  map size, lock file or reader table to manage and nothing outside the stdlib. The
+  file outlives every process, so an actor restarted after a crash finds what was
+  already spent — the exchange does not forget it either. The whole limiter adds about
+  10 µs to a REST call (p50), against a network round trip of milliseconds.
 * **Budgets are reserved before the request leaves** (a request that then fails still
   counts — as it does at the exchange), so several processes never overspend between
   them. Two kinds of bucket model the exchanges: a clock-aligned fixed window
@@ -69,7 +71,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -287,20 +289,29 @@ def _iso(ts: float) -> str:
 
 
 _MAGIC = b"SBRL0001"
-# magic, layout signature, ban_until, ban_status, backoff_until, backoff_status, reason length, reason
-_HEAD = struct.Struct("<8sQdidiH254s")
-_BUCKET = struct.Struct("<ddd")  # window start / last decay time, level, carried into the next window
+# magic, layout signature, ban_until, ban_status, backoff_until, backoff_status, reason length, reason;
+# then per bucket: window start / last decay time, level, amount carried into the next window
+_HEAD = "<8sQdidiH254s"
+_BUCKET = "ddd"
 _BANNED_UNTIL_MS = re.compile(r"banned until (\d{13})")
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
-    ban_until: float = 0.0
-    ban_status: int = 0
-    backoff_until: float = 0.0
-    backoff_status: int = 0
-    reason: str = ""
-    buckets: list[list[float]] = field(default_factory=list)
+    ban_until: float
+    ban_status: int
+    backoff_until: float
+    backoff_status: int
+    reason_raw: bytes
+    buckets: list[list[float]]
+
+    @property
+    def reason(self) -> str:
+        return self.reason_raw.decode(errors="replace")
+
+    @reason.setter
+    def reason(self, text: str) -> None:
+        self.reason_raw = text.encode()[:254]
 
 
 class SharedLimiter:
@@ -331,7 +342,8 @@ class SharedLimiter:
         self.on_block = on_block
         self._clock = clock
         self.path = Path(run_dir) / LIMITS_DIR / f"{venue}.{key_name}.lim"
-        self._size = _HEAD.size + _BUCKET.size * len(limits.buckets)
+        self._struct = struct.Struct(_HEAD + _BUCKET * len(limits.buckets))
+        self._size = self._struct.size
         self._index = {b.name: i for i, b in enumerate(limits.buckets)}
         self._signature = limits.signature()
         self._thread_lock = threading.Lock()
@@ -353,7 +365,7 @@ class SharedLimiter:
                 if os.fstat(fd).st_size < self._size:
                     os.ftruncate(fd, self._size)
                 mapped = mmap.mmap(fd, self._size)
-                head = _HEAD.unpack_from(mapped, 0)
+                head = self._struct.unpack_from(mapped, 0)
                 if head[0] != _MAGIC or head[1] != self._signature:
                     self._init(mapped, fresh=head[0] != _MAGIC)
             finally:
@@ -367,7 +379,7 @@ class SharedLimiter:
     def _init(self, mapped: mmap.mmap, *, fresh: bool) -> None:
         """A new file starts empty; a file of another table starts full (what was spent is unknown)."""
         now = self._clock()
-        state = _State() if fresh else self._read(mapped, check=False)
+        state = _State(0.0, 0, 0.0, 0, b"", []) if fresh else self._read(mapped)
         state.buckets = []
         for b in self.limits.buckets:
             if isinstance(b, Window):
@@ -379,22 +391,16 @@ class SharedLimiter:
             log.warning("rate-limit table changed: budgets start full", extra={"path": str(self.path)})
         self._write(mapped, state)
 
-    def _read(self, mapped: mmap.mmap, *, check: bool = True) -> _State:
-        _, _, ban_until, ban_status, backoff_until, backoff_status, n, reason = _HEAD.unpack_from(mapped, 0)
-        st = _State(ban_until, ban_status, backoff_until, backoff_status, reason[:n].decode(errors="replace"))
-        if check:
-            st.buckets = [
-                list(_BUCKET.unpack_from(mapped, _HEAD.size + i * _BUCKET.size))
-                for i in range(len(self.limits.buckets))
-            ]
-        return st
+    def _read(self, mapped: mmap.mmap) -> _State:
+        v = self._struct.unpack_from(mapped, 0)
+        b = v[8:]
+        return _State(v[2], v[3], v[4], v[5], v[7][: v[6]], [list(b[j : j + 3]) for j in range(0, len(b), 3)])
 
     def _write(self, mapped: mmap.mmap, st: _State) -> None:
-        reason = st.reason.encode()[:254]
-        head = (st.ban_until, st.ban_status, st.backoff_until, st.backoff_status, len(reason), reason)
-        _HEAD.pack_into(mapped, 0, _MAGIC, self._signature, *head)
-        for i, values in enumerate(st.buckets):
-            _BUCKET.pack_into(mapped, _HEAD.size + i * _BUCKET.size, *values)
+        flat = [x for values in st.buckets for x in values]
+        head = (st.ban_until, st.ban_status, st.backoff_until, st.backoff_status, len(st.reason_raw))
+        # one copy into the shared page: a kill -9 cannot leave half of a bucket written in practice
+        self._struct.pack_into(mapped, 0, _MAGIC, self._signature, *head, st.reason_raw, *flat)
 
     def _locked(self, update: Callable[[_State, float], Any]) -> Any:
         """Run ``update(state, now)`` under the thread and file locks and store the state it leaves."""
