@@ -48,6 +48,7 @@ class WeightServer:
         self.violations: list[tuple[int, int]] = []  # (window, weight) above the limit
         self.armed: list[tuple[int, float]] = []
         self.faults: list[tuple[float, int]] = []  # when a scripted 429/418 was answered
+        self.body: str | None = None  # answer 200 with this body (exchanges that put errors in the body)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -78,6 +79,7 @@ class WeightServer:
             else:
                 status = 200
                 body = json.dumps({"serverTime": int(now * 1000)} if path.endswith("/time") else {})
+                body = self.body or body
             self.log.append((now, worker, path, status))
         return status, headers, body.encode()
 
@@ -434,6 +436,27 @@ def test_each_ccxt_call_costs_its_endpoints_weight_and_orders_count(
         "/api/v3/order",
         "/api/v3/exchangeInfo",
     ]
+
+
+def test_kraken_rate_limit_error_fills_its_counter_and_the_next_call_is_held_back(
+    server_factory: Any, short_tmp: Path
+) -> None:
+    import ccxt
+
+    from sniperbot.venues.ccxt.ratelimit import SharedLimiter, kraken_limits
+
+    # Kraken answers 200 with the error in the body; its call counter then decays at 0.33/s
+    server = server_factory(limit=100000, window=60.0)
+    server.body = json.dumps({"error": ["EAPI:Rate limit exceeded"], "result": {}})
+    limiter = SharedLimiter(short_tmp / "run", "kraken", KEY, kraken_limits(), max_wait=1.0)
+    ex = _client(ccxt.kraken, limiter, server.url, "kraken", {"apiKey": "k", "secret": "c2VjcmV0"})
+    with pytest.raises(ccxt.DDoSProtection, match="EAPI:Rate limit exceeded"):
+        ex.private_post_balance()
+    assert limiter.usage()["private"] > 14.0
+    # the next private call would wait ~3 s for the counter to decay: more than max_wait, so it is refused
+    with pytest.raises(ccxt.RateLimitExceeded, match="would wait"):
+        ex.private_post_balance()
+    assert [r[2] for r in server.log] == ["/0/private/Balance"]
 
 
 if __name__ == "__main__":
