@@ -52,8 +52,14 @@ public 10 req/s. Any other exchange: ccxt's own leaky bucket (``rateLimit``, per
 ``cost``), shared across processes. Limits are per IP for Binance's weight: two venues of
 the same exchange on one IP each need a ``share`` below 1 (Hummingbot's
 ``rate_limits_share_pct``). Not limited here: ccxt.pro websocket messages (ccxt
-throttles those per connection). A machine crash may lose the last updates (no fsync:
-they are kept by the page cache across process deaths, which is what restarts need).
+throttles those per connection); ccxt's own ``maxRetriesOnFailure`` retries (ccxt
+throttles once per call, not per retry: leave it at 0 — an executor never resends blindly
+anyway). A machine crash may lose the last updates (no fsync: they are kept by the page
+cache across process deaths, which is what restarts need).
+
+Which key name: every actor of a venue opens the limiter under the venue's ``keys`` entry
+name — the feed too, though its calls are public, since Binance counts public and signed
+weight together per IP — and under :data:`PUBLIC_KEY_NAME` when the venue has no keys.
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ import ccxt
 log = logging.getLogger("sniperbot.ratelimit")
 
 LIMITS_DIR = "limits"
+PUBLIC_KEY_NAME = "public"  # the key name of a venue configured without keys
 
 
 # -- limits tables ------------------------------------------------------------------------------
