@@ -272,8 +272,8 @@ def test_burst_of_1000_calls_from_3_processes_never_exceeds_the_servers_limit(
     from tests.conftest import eventually
 
     # no used-weight header here: only the budget the processes share keeps the server under its limit
-    server = server_factory(limit=100, window=1.0, report_weight=False)
-    w = workers(server.url, weight_limit=100, weight_window=1.0)
+    server = server_factory(limit=200, window=2.0, report_weight=False)
+    w = workers(server.url, weight_limit=200, weight_window=2.0)
     names = ["feed", "executor", "recon"]
     for i, name in enumerate(names):
         # every 25th call is exchangeInfo (weight 20): the cost of each call comes from ccxt's table
@@ -286,7 +286,7 @@ def test_burst_of_1000_calls_from_3_processes_never_exceeds_the_servers_limit(
     assert not [r for r in server.log if r[3] != 200]
     assert {r[1] for r in server.log} == set(names)
     # the limit was the binding constraint: some window was filled close to the (5 % margin) budget
-    assert server.max_used() >= 80, server.used
+    assert server.max_used() >= 160, server.used
 
 
 def test_a_process_killed_mid_burst_and_restarted_does_not_reset_the_spent_budget(
@@ -326,7 +326,7 @@ def test_a_429_makes_every_process_wait_retry_after(server_factory: Any, workers
     for name in names:
         w.start(name, calls=10**9, pause=0.01, stop_file=str(w.tmp / "stop"))
     eventually(lambda: {r[1] for r in server.log} == set(names), timeout_s=60, what="all workers calling")
-    retry_after = 3.0
+    retry_after = 4.0
     server.armed.append((429, retry_after))
     eventually(lambda: server.faults, timeout_s=30, what="the 429 answered")
     t429 = server.faults[0][0]
@@ -339,7 +339,7 @@ def test_a_429_makes_every_process_wait_retry_after(server_factory: Any, workers
     eventually(lambda: all(w.done(n) for n in names), timeout_s=60, what="all workers done")
 
     # requests already granted when the 429 was read may still arrive just after it, no later
-    quiet = server.arrivals(t429 + 1.0, t429 + retry_after)
+    quiet = server.arrivals(t429 + 1.5, t429 + retry_after)
     assert quiet == [], f"{len(quiet)} requests inside the Retry-After period"
     assert server.violations == []
 
@@ -355,7 +355,7 @@ def test_a_418_ban_stops_every_process_until_it_ends_and_is_reported(
     for name in names:
         w.start(name, calls=10**9, pause=0.01, stop_file=str(w.tmp / "stop"))
     eventually(lambda: {r[1] for r in server.log} == set(names), timeout_s=60, what="all workers calling")
-    ban = 4.0
+    ban = 5.0
     server.armed.append((418, ban))
     eventually(lambda: server.faults, timeout_s=30, what="the 418 answered")
 
@@ -374,7 +374,7 @@ def test_a_418_ban_stops_every_process_until_it_ends_and_is_reported(
     )
     (w.tmp / "stop").touch()
     eventually(lambda: all(w.done(n) for n in names), timeout_s=60, what="all workers done")
-    quiet = server.arrivals(t418 + 1.0, t418 + ban)
+    quiet = server.arrivals(t418 + 1.5, t418 + ban)
     assert quiet == [], f"{len(quiet)} requests sent during the ban"
     for name in names:
         banned = [e for e in w.events(name) if e["ev"] == "banned"]
