@@ -48,6 +48,8 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/journal_verify.py
 	$(BIN)/python bench/auth.py
+	$(BIN)/python bench/keystore.py
+	$(BIN)/python bench/ratelimit.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/default_run.py
 	$(BIN)/python bench/optimize.py

@@ -1,1 +1,1 @@
-"""Venues: every place sniperbot can trade (simulated, centralised exchanges through ccxt, ...)."""
+"""Venues: every place sniperbot trades (simulated, ccxt exchanges, ...), one package each."""
