@@ -23,7 +23,6 @@ Any end but an orderly stop leaves ``node/running = 1``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import secrets
@@ -34,7 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lmdb
 import msgspec
 import zmq
 
@@ -45,7 +43,7 @@ from sniperbot.admin.server import AdminCommands, failure
 from sniperbot.config import Config
 from sniperbot.execution.ledger import LedgerError, VenueLedger, venue_ledgers
 from sniperbot.journal import JournalError, keys
-from sniperbot.journal.lmdbfile import check_before_open
+from sniperbot.journal.lmdbfile import check_before_open, is_disk_full
 from sniperbot.messages import (
     BreakerChanged,
     CancelOrder,
@@ -91,15 +89,6 @@ class NodeCrash(RuntimeError):
 
 class DiskFull(RuntimeError):
     """The run dir's file system is full: the node cannot journal, so it must not trade."""
-
-
-def _is_disk_full(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is ENOSPC."""
-    while error is not None:
-        if isinstance(error, lmdb.DiskError) or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
-            return True
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
-    return False
 
 
 class Node:
@@ -326,7 +315,7 @@ class Node:
             if not opened:
                 raise
             self.crash = f"{type(e).__name__}: {e}"
-            if isinstance(e, DiskFull) or _is_disk_full(e):
+            if isinstance(e, DiskFull) or is_disk_full(e):
                 self.exit_code = EXIT_DISK_FULL
                 log.critical(
                     "stopped: disk full",

@@ -489,8 +489,14 @@ def run_actor_process(launch_bytes: bytes) -> None:
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
     try:
         code = runtime.run()
-    except Exception:
-        runtime.log.exception("actor crashed", extra={"event": "crash"})
+    except Exception as e:
+        from sniperbot.journal.lmdbfile import is_disk_full
+
+        if is_disk_full(e):
+            # Not a bug: one line, no traceback; the node sees the full disk and stops in order.
+            runtime.log.error("actor stopped: disk full", extra={"event": "crash", "reason": "disk full"})
+        else:
+            runtime.log.exception("actor crashed", extra={"event": "crash"})
         logging.shutdown()
         os._exit(EXIT_CRASH)
     sys.stdout.flush()

@@ -10,12 +10,13 @@ becomes an error that names the file and the problem instead.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import lmdb
 
-__all__ = ["DATA_FILE", "check_before_open", "check_mapped_size"]
+__all__ = ["DATA_FILE", "check_before_open", "check_mapped_size", "is_disk_full"]
 
 DATA_FILE = "data.mdb"
 
@@ -63,3 +64,12 @@ def check_mapped_size(env: lmdb.Environment, env_dir: Path) -> str | None:
             f"({needed // page_size} pages of {page_size})"
         )
     return None
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what caused it) is a full disk: LMDB's DiskError or ENOSPC."""
+    while error is not None:
+        if isinstance(error, lmdb.DiskError) or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
