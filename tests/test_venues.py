@@ -108,15 +108,20 @@ def test_no_strategies_is_a_valid_config_and_tree() -> None:
     assert strategies.children == []
 
 
+_NONE = "strategies = []\n"  # so that the venue is the only thing wrong
 BAD = [
     (
         "live-sim",
-        _venue("sim", 1, 1.0).replace('mode = "paper"', 'mode = "live"'),
+        _NONE + _venue("sim", 1, 1.0).replace('mode = "paper"', 'mode = "live"'),
         ["venues[0].mode", "paper"],
     ),
-    ("bad-mode", _venue("sim", 1, 1.0).replace('mode = "paper"', 'mode = "dry"'), ["venues[0].mode"]),
-    ("unknown-kind", _venue("sim", 1, 1.0).replace('kind = "sim"', 'kind = "nasdaq"'), ["venues[0].kind"]),
-    ("dup-name", _venue("sim", 1, 1.0) + _venue("sim", 2, 1.0), ["venues[1].name", "duplicate"]),
+    ("bad-mode", _NONE + _venue("sim", 1, 1.0).replace('mode = "paper"', 'mode = "dry"'), ["venues[0].mode"]),
+    (
+        "unknown-kind",
+        _NONE + _venue("sim", 1, 1.0).replace('kind = "sim"', 'kind = "nasdaq"'),
+        ["venues[0].kind"],
+    ),
+    ("dup-name", _NONE + _venue("sim", 1, 1.0) + _venue("sim", 2, 1.0), ["venues[1].name", "duplicate"]),
     ("no-venues", "venues = []\nstrategies = []\n", ["venues", "at least one"]),
     (
         "unknown-venue",
@@ -308,6 +313,11 @@ def test_a_node_on_two_venues_trades_each_on_its_own_book_and_keys_positions_by_
             60,
             what="fills on both venues",
         )
+        # The node's last-value cache follows every venue's quotes: with beta's feed stopped for
+        # good, a strategy hot-added on beta still gets beta's last quote at once.
+        code, body = _admin(node, "terminate-child", "--sup", "venue.beta", "--id", "feed.beta")
+        assert code == 0, body
+        eventually(lambda: node.workers()["feed.beta"]["state"] == "stopped", 30, what="beta's feed stopped")
         # Hot-add names its venue too, and takes a text parameter (long-short).
         code, body = _admin(
             node, "add-strategy", "--id", "hot_beta", "--strategy", "sma_cross", "--venue", "beta",
@@ -315,7 +325,13 @@ def test_a_node_on_two_venues_trades_each_on_its_own_book_and_keys_positions_by_
             "--param", "mode=long-short",
         )  # fmt: skip
         assert code == 0, body
+        eventually(
+            lambda: node.workers()["strategy.hot_beta"]["handled"] >= 1,
+            30,
+            what="beta's last quote delivered",
+        )
         assert node.workers()["strategy.hot_beta"]["state"] == "running"
+        assert node.workers()["feed.beta"]["state"] == "stopped", "beta's market stayed silent"
         code, body = _admin(
             node, "add-strategy", "--id", "nowhere", "--strategy", "sma_cross", "--venue", "x"
         )
