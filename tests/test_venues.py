@@ -357,3 +357,20 @@ def test_a_node_on_two_venues_trades_each_on_its_own_book_and_keys_positions_by_
     assert all(p < 40_000 for p in by_venue["beta"]), by_venue["beta"]
     client_ids = {f["client_order_id"].split("-")[0]: f["venue"] for f in fills}
     assert client_ids.get("on_alpha") == "alpha" and client_ids.get("on_beta") == "beta"
+
+
+# -- the template a new venue copies ---------------------------------------------------------------
+def test_the_template_imports_and_every_stub_says_what_to_fill_in() -> None:
+    from sniperbot.actors.base import Actor
+    from sniperbot.venues._template import config, feed, gateway
+    from sniperbot.venues.base import VenueSection
+
+    template = config.TemplateVenueConfig(name="x")
+    assert isinstance(template, VenueSection) and msgspec.to_builtins(template)["kind"] == "template"
+    for stub in (template.symbol_names, lambda: template.feed(0), template.live_gateway):
+        with pytest.raises(NotImplementedError):
+            stub()
+    assert issubclass(feed.TemplateFeed, Actor) and issubclass(gateway.TemplateGateway, Actor)
+    assert gateway.TemplateGateway.inbox  # the executor sends to its inbox
+    readme = Path(config.__file__).with_name("README.md").read_text()
+    assert "sniperbot/venues/config.py" in readme and "GatewayConformance" in readme

@@ -4,32 +4,29 @@ A *venue* is a place orders go (an exchange, the simulated market, later a chain
 the supervision tree each configured venue ``<name>`` is one ``rest_for_one`` subtree
 ``venue.<name>`` (breaker ``venue:<name>``) of three actors, started in this order:
 
-==================  =========================  ===============================================
-actor id            what                       code
-==================  =========================  ===============================================
-``feed.<name>``     market data                the venue kind's feed (``sim``: ``SimFeed``)
-``paper.<name>``    the gateway, paper mode     :class:`sniperbot.venues.sim.gateway.PaperVenueActor`
-                    (fills against the feed's  for *every* kind: paper trading is a mode, not
-                    book)                      a venue
-``executor.<name>`` journal first, reconcile   :class:`sniperbot.execution.executor.Executor`
-                                               (one generic executor for every venue)
-==================  =========================  ===============================================
+====================  ==============================  ==================================================
+actor id              what                            code
+====================  ==============================  ==================================================
+``feed.<name>``       market data                     the venue kind's feed (``sim``: ``SimFeed``)
+``paper.<name>``      the gateway in paper mode:      ``sniperbot.venues.sim.gateway.PaperVenueActor``
+                      fills against the feed's book   for *every* kind (paper is a mode, not a venue)
+``gateway.<name>``    the gateway in live mode        the venue kind's (:meth:`VenueSection.live_gateway`)
+``executor.<name>``   journal first, reconcile        ``sniperbot.execution.executor.Executor``, one
+                                                      generic executor for every venue
+====================  ==============================  ==================================================
 
-A live gateway (``mode = "live"``) replaces the paper gateway; its kind provides it
-(:meth:`VenueSection.live_gateway`). Nothing else in the node knows which venue it
-watches: strategies, the risk guard and the portfolio see only the messages below.
+Nothing else in the node knows which venue it watches: strategies, the risk guard and
+the portfolio see only the messages below.
 
 **Feed** (NautilusTrader's ``DataClient``): publishes on the bus, takes nothing.
 
-=============================  ==========================================  =========
-message (``sniperbot.messages``)  topic                                    required
-=============================  ==========================================  =========
-``market.Quote``               ``md.<name>.quote.<symbol>.``               required: best bid/ask with
-                                                                           sizes; marks, risk checks and
-                                                                           paper fills need it
-``market.TradeTick``           ``md.<name>.trade.<symbol>.``               required: strategies build
-                                                                           bars from trades
-=============================  ==========================================  =========
+=========================  ==============================  ==========================================
+message                    topic                           required
+=========================  ==============================  ==========================================
+``messages.Quote``         ``md.<name>.quote.<symbol>.``   yes: best bid/ask with sizes (marks, risk
+                                                           checks and paper fills need it)
+``messages.TradeTick``     ``md.<name>.trade.<symbol>.``   yes: strategies build bars from trades
+=========================  ==============================  ==========================================
 
 ``venue`` of every message is the configured venue name, ``symbol`` the config's
 spelling (``BTC/USDT``), ``ts_ns`` the venue's event time. Each trade's ``trade_id``
