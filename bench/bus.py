@@ -30,10 +30,12 @@ import zmq
 
 from bench._common import emit, parse_args, ratio, short_tmp, verdict, wait_for
 from bench.bench_actors import BUS_DATA, BusSubscriber, bench_quote
-from sniperbot.actors.placement import PRELOAD, Launcher
+from sniperbot.actors.placement import Launcher
 from sniperbot.actors.runtime import ActorLaunch, ActorRuntime
+from sniperbot.config import Config
 from sniperbot.messages import Envelope, Quote, Ready, Stop, decode_envelope, encode_envelope
 from sniperbot.rundir import RunDir
+from sniperbot.topology import build_tree, preload_modules
 from sniperbot.transport.bus import BusProxy, Publisher
 
 TARGET_RATIO = 0.5
@@ -70,7 +72,9 @@ class OursHarness:
         self.control = self.zctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control.bind(self.rundir.control)
-        self.launcher = Launcher(self.zctx, preload=[*PRELOAD, "bench.bench_actors"])
+        self.launcher = Launcher(
+            self.zctx, preload=[*preload_modules(build_tree(Config())), "bench.bench_actors"]
+        )
         self.incarnation = 0
         self.handles: list[Any] = []
 

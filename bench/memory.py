@@ -106,8 +106,9 @@ def reference(work: Path, processes: int) -> dict[str, Any]:
         for _ in range(processes)
     ]
     imports = (
-        "import sniperbot.node, sniperbot.actors.placement as p, importlib, sys, time; "
-        "[importlib.import_module(m) for m in p.PRELOAD]; print('ok', flush=True); time.sleep(60)"
+        "import sniperbot.node, sniperbot.topology as t, sniperbot.config as c, importlib, sys, time; "
+        "[importlib.import_module(m) for m in t.preload_modules(t.build_tree(c.Config()))]; "
+        "print('ok', flush=True); time.sleep(60)"
     )
     loaded = subprocess.Popen(
         [sys.executable, "-c", imports], cwd=work, env=subprocess_env(), stdout=subprocess.PIPE, text=True

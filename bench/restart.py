@@ -289,10 +289,11 @@ def floor_samples(work: str, kills: int) -> list[int]:
     processes (under ``python -m sniperbot``) do not pay.
     """
     from bench import _raw
-    from sniperbot.actors.placement import PRELOAD
+    from sniperbot.config import Config
+    from sniperbot.topology import build_tree, preload_modules
 
     mp = multiprocessing.get_context("forkserver")
-    mp.set_forkserver_preload([*PRELOAD, "bench._raw"])
+    mp.set_forkserver_preload([*preload_modules(build_tree(Config())), "bench._raw"])
     zctx = zmq.Context()
     pull = zctx.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)

@@ -6,7 +6,7 @@ and the strategies swapped for bench actors). The bench strategy turns every
 tick into a market OrderIntent (alternating buy and sell); the bench feed
 publishes one TradeTick at a time and times it until the executor's
 ``OrderUpdate(status="accepted")`` on ``ev.<strategy>.order`` (the feed is the
-measuring subscriber). The real RiskGuardActor, PaperExecutor (and paper venue
+measuring subscriber). The real RiskGuardActor, Executor (and paper venue
 actor, portfolio, supervisors, node) are untouched, each actor its own process.
 The path: bus (feed -> proxy -> strategy), reliable (strategy -> risk guard),
 reliable (risk guard -> executor, which journals the order before sending it
@@ -84,7 +84,7 @@ def tree(config: Config, *, count: int, warmup: int, gap_s: float, out: str) -> 
     """
     from sniperbot.topology import STRATEGIES_SUPERVISOR, build_tree
 
-    venue = config.market.venue
+    venue = config.venues[0].name
     feed = ChildSpec(
         id=f"feed.{venue}",
         actor="bench.bench_actors:TickFeed",

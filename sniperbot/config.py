@@ -18,9 +18,17 @@ Decisions (the same rules hold for the config file and for admin commands):
 - **Minimums** (below them a node half-starts or never trades): ``bar_interval_s`` >=
   :data:`MIN_BAR_INTERVAL_S` (0.01 s), ``heartbeat_interval_s`` >= 0.05 s (the node's loop
   tick), ``start_timeout_s`` >= 1 s (an actor process needs that long to start on a busy host).
-- **Per-symbol limits.** Every key of ``risk.position_limits`` must be a traded symbol
-  (``market.symbols``): a typo would otherwise remove a limit without a word. (The
-  built-in default, ``{"ETH/USDT" = 10}``, is exempt: it applies only if ETH/USDT is traded.)
+- **Venues.** ``[[venues]]`` entries (:mod:`sniperbot.venues.config`, a tagged union on
+  ``kind``; ``sim`` today): at least one, names unique, ``mode`` one the kind supports
+  (``sim``: ``paper`` only). The embedded default is one sim venue named ``sim``. The old
+  single ``[market]`` section is gone (an unknown field now): write one ``[[venues]]`` entry
+  with ``kind = "sim"`` and the same keys instead.
+- **Strategies** name their venue (``venue = NAME``; empty: the first venue) and must trade
+  a symbol of that venue. ``strategies = []`` is valid: strategies can be hot-added later.
+- **Per-symbol limits.** Every key of ``risk.position_limits`` must be a symbol some venue
+  trades: a typo would otherwise remove a limit without a word. (The built-in default,
+  ``{"ETH/USDT" = 10}``, is exempt: it applies only if ETH/USDT is traded.) A limit holds for
+  the position of that symbol *on each venue* (positions are keyed by venue and symbol).
 - **Files.** ``admin.server_key`` and ``admin.authorized_clients`` are checked by
   :func:`check_files` before the node creates anything.
 """
@@ -34,8 +42,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-Positive = Annotated[float, msgspec.Meta(gt=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+from sniperbot.venues.base import NonNegative, Positive
+from sniperbot.venues.config import SimVenueConfig, VenueConfig
+
 PlacementName = Literal["process", "thread", "ray"]
 TradingStateName = Literal["ACTIVE", "REDUCING", "HALTED"]
 
@@ -105,53 +114,21 @@ class JournalSection(_Section):
     durability: Literal["fsync", "process"] = "fsync"
 
 
-class SymbolSection(_Section):
-    """One simulated instrument."""
-
-    symbol: str
-    start_price: Positive
-    base_vol_bps: Positive = 2.0
-    spread_bps: Positive = 1.0
-    top_size: Positive = 1.0
-    trade_prob: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.6
-
-
-def _default_symbols() -> list[SymbolSection]:
-    return [
-        SymbolSection(symbol="BTC/USDT", start_price=60_000.0, top_size=0.5),
-        SymbolSection(symbol="ETH/USDT", start_price=3_000.0, base_vol_bps=2.5, top_size=5.0),
-    ]
-
-
-class MarketSection(_Section):
-    """The simulated market: venue name, seed, tick cadence and instruments."""
-
-    venue: str = "sim"
-    seed: int = 7
-    tick_interval_s: Positive = 0.1
-    symbols: list[SymbolSection] = msgspec.field(default_factory=_default_symbols)
-
-    def __post_init__(self) -> None:
-        check_id(self.venue, "venue")
-        if not self.symbols:
-            raise ValueError("at least one symbol is required")
-        names = [s.symbol for s in self.symbols]
-        if len(set(names)) != len(names):
-            raise ValueError("symbols must be unique")
-
-
 class StrategySection(_Section):
-    """One strategy instance: which strategy, on which symbol, with which parameters.
+    """One strategy instance: which strategy, on which venue and symbol, with which parameters.
 
     ``id`` follows :data:`ID_RULE`; ``bar_interval_s`` >= :data:`MIN_BAR_INTERVAL_S`.
+    ``venue`` names a ``[[venues]]`` entry; empty means the first one. ``params`` take
+    numbers, booleans and text (``mode = "long-short"``).
     """
 
     id: str
     symbol: str
     quantity: Positive
+    venue: str = ""
     strategy: str = "sma_cross"
     bar_interval_s: Annotated[float, msgspec.Meta(ge=MIN_BAR_INTERVAL_S)] = 1.0
-    params: dict[str, int | float | bool] = {}
+    params: dict[str, int | float | bool | str] = {}
 
     def __post_init__(self) -> None:
         check_id(self.id, "id")
@@ -159,8 +136,12 @@ class StrategySection(_Section):
 
 def _default_strategies() -> list[StrategySection]:
     return [
-        StrategySection(id="sma_btc", symbol="BTC/USDT", quantity=0.05, params={"fast": 2, "slow": 5}),
-        StrategySection(id="sma_eth", symbol="ETH/USDT", quantity=1.0, params={"fast": 3, "slow": 8}),
+        StrategySection(
+            id="sma_btc", venue="sim", symbol="BTC/USDT", quantity=0.05, params={"fast": 2, "slow": 5}
+        ),
+        StrategySection(
+            id="sma_eth", venue="sim", symbol="ETH/USDT", quantity=1.0, params={"fast": 3, "slow": 8}
+        ),
     ]
 
 
@@ -286,7 +267,7 @@ class Config(_Section):
     node: NodeSection = NodeSection()
     supervisor: SupervisorSection = SupervisorSection()
     journal: JournalSection = JournalSection()
-    market: MarketSection = msgspec.field(default_factory=MarketSection)
+    venues: list[VenueConfig] = msgspec.field(default_factory=lambda: [SimVenueConfig(name="sim")])
     strategies: list[StrategySection] = msgspec.field(default_factory=_default_strategies)
     risk: RiskSection = RiskSection()
     breakers: BreakersSection = BreakersSection()
@@ -298,20 +279,52 @@ class Config(_Section):
     keystore: KeystoreSection = KeystoreSection()
 
     def __post_init__(self) -> None:
-        symbols = {s.symbol for s in self.market.symbols}
+        if not self.venues:
+            raise ValueError("venues: at least one [[venues]] entry is required")
+        names: set[str] = set()
+        for index, venue in enumerate(self.venues):
+            check_id(venue.name, f"venues[{index}].name")
+            if venue.name in names:
+                raise ValueError(f"venues[{index}].name: duplicate venue name {venue.name!r}")
+            names.add(venue.name)
+            if venue.mode not in venue.supported_modes:
+                raise ValueError(
+                    f"venues[{index}].mode: {venue.mode!r} is not supported by kind "
+                    f"{type(venue).__struct_config__.tag!r} (supported: {', '.join(venue.supported_modes)})"
+                )
+        symbols = {symbol for venue in self.venues for symbol in venue.symbol_names()}
         for symbol in self.risk.position_limits:
             if symbol not in symbols and self.risk.position_limits != _DEFAULT_POSITION_LIMITS:
                 raise ValueError(
                     f"risk.position_limits.{symbol}: {symbol!r} is not a traded symbol "
-                    f"(market.symbols: {', '.join(sorted(symbols))})"
+                    f"(venues' symbols: {', '.join(sorted(symbols))})"
                 )
         ids: set[str] = set()
         for index, strategy in enumerate(self.strategies):
-            if strategy.symbol not in symbols:
-                raise ValueError(f"strategies[{index}].symbol: {strategy.symbol!r} is not in market.symbols")
+            problem = self.strategy_problem(strategy)
+            if problem is not None:
+                raise ValueError(f"strategies[{index}].{problem}")
             if strategy.id in ids:
                 raise ValueError(f"strategies[{index}].id: duplicate strategy id {strategy.id!r}")
             ids.add(strategy.id)
+
+    def venue(self, name: str) -> VenueConfig | None:
+        """The ``[[venues]]`` entry called ``name``, or None."""
+        return next((v for v in self.venues if v.name == name), None)
+
+    def strategy_venue(self, section: StrategySection) -> str:
+        """The venue a strategy trades on: its ``venue``, or the first configured venue."""
+        return section.venue or self.venues[0].name
+
+    def strategy_problem(self, section: StrategySection) -> str | None:
+        """``"field: what"`` if ``section`` names an unknown venue or a symbol its venue does not trade."""
+        venue = self.venue(self.strategy_venue(section))
+        if venue is None:
+            known = ", ".join(v.name for v in self.venues)
+            return f"venue: {section.venue!r} is not a configured venue (venues: {known})"
+        if section.symbol not in venue.symbol_names():
+            return f"symbol: {section.symbol!r} is not traded on venue {venue.name!r}"
+        return None
 
 
 def ray_placements(config: Config) -> list[str]:
@@ -450,12 +463,13 @@ def check_strategy(config: Config, section: StrategySection, source: str, where:
             f"invalid config {source} at {where}.strategy: unknown strategy "
             f"{section.strategy!r} (known: {known})"
         )
-    if section.symbol not in {s.symbol for s in config.market.symbols}:
-        raise ConfigError(f"invalid config {source} at {where}.symbol: {section.symbol!r} is not traded")
+    problem = config.strategy_problem(section)
+    if problem is not None:
+        raise ConfigError(f"invalid config {source} at {where}.{problem}")
     try:
         cls(
             strategy_id=section.id,
-            venue=config.market.venue,
+            venue=config.strategy_venue(section),
             symbol=section.symbol,
             quantity=section.quantity,
             **section.params,
@@ -465,6 +479,8 @@ def check_strategy(config: Config, section: StrategySection, source: str, where:
 
 
 def with_overrides(config: Config, **changes: Any) -> Config:
-    """A copy of ``config`` with top-level market fields replaced (``seed`` from the CLI)."""
-    market = msgspec.structs.replace(config.market, **changes)
-    return msgspec.structs.replace(config, market=market)
+    """A copy of ``config`` with fields of every simulated venue replaced (``seed`` from the CLI)."""
+    venues = [
+        msgspec.structs.replace(v, **changes) if isinstance(v, SimVenueConfig) else v for v in config.venues
+    ]
+    return msgspec.structs.replace(config, venues=venues)

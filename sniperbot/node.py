@@ -41,7 +41,6 @@ from sniperbot.actors.runtime import ActorLaunch, close_process_journals, proces
 from sniperbot.admin.protocol import MAX_REQUEST_BYTES, AdminError, AdminReply, decode_request, encoder
 from sniperbot.admin.server import AdminCommands, failure
 from sniperbot.config import Config
-from sniperbot.execution.ledger import LedgerError, VenueLedger, venue_ledgers
 from sniperbot.journal import JournalError, keys
 from sniperbot.journal.lmdbfile import check_before_open, is_disk_full
 from sniperbot.messages import (
@@ -61,13 +60,14 @@ from sniperbot.messages import (
     encode_envelope,
 )
 from sniperbot.messages import topics as topic
-from sniperbot.messages.control import TRADING_STATES
+from sniperbot.messages.control import TRADING_STATES, position_key
 from sniperbot.rundir import RunDir, RunDirError, next_node_life
 from sniperbot.supervision import Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import BreakerBoard, BreakerState
-from sniperbot.topology import build_tree
+from sniperbot.topology import build_tree, preload_modules
 from sniperbot.transport.auth import NODE, SECRET_SIZE, Signer, Verifier
 from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, bind_private, tune
+from sniperbot.venues.sim.ledger import LedgerError, VenueLedger, venue_ledgers
 
 log = logging.getLogger("sniperbot.node")
 
@@ -377,7 +377,8 @@ class Node:
         self.journal.put_state(RUNNING_KEY, b"1")
         # The last-value cache holds market *state*: quotes. Trades are events, and a
         # node woken by every trade would compete with the actors on the trading path.
-        self._market = Subscriber(self._zctx, self.rundir.bus_out, (topic.quotes(self.config.market.venue),))
+        quotes = tuple(topic.quotes(v.name) for v in self.config.venues)
+        self._market = Subscriber(self._zctx, self.rundir.bus_out, quotes)
         self._poller.register(self._market.socket, zmq.POLLIN)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -387,7 +388,7 @@ class Node:
         self._old_handlers = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        self._launcher = Launcher(self._zctx, ray=self._ray)
+        self._launcher = Launcher(self._zctx, preload=preload_modules(self.tree_spec), ray=self._ray)
         self.root = Supervisor(self.tree_spec, self)
         self.started_at = time.monotonic()
         log.info("node starting", extra={"event": "node_start", "run_dir": str(self.rundir.path)})
@@ -762,7 +763,9 @@ class Node:
         """Positions, P&L, order and fill counts, trading state."""
         counts = self.journal.counts()
         snapshot = self.portfolio
-        positions = {p.symbol: p.quantity for p in snapshot.positions} if snapshot else {}
+        held = snapshot.positions if snapshot else []
+        # Keyed "venue:symbol" (position_key): BTC/USDT on two venues is two positions.
+        positions = {position_key(p.venue, p.symbol): p.quantity for p in held}
         return {
             "positions": positions,
             "pnl": {

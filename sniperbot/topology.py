@@ -3,15 +3,18 @@
 ::
 
     root                 one_for_one  (config [supervisor])
-    ├─ venue.<venue>     rest_for_one 3/30, breaker venue:<venue>
-    │  ├─ feed.<venue>                      market data (also the paper venue's price source)
-    │  ├─ paper.<venue>                     the simulated exchange, with its own ledger
-    │  └─ executor.<venue>                  orders to the venue, journal first
+    ├─ venue.<name>      rest_for_one 3/30, breaker venue:<name>   one per [[venues]] entry
+    │  ├─ feed.<name>                       market data (also the paper gateway's price source)
+    │  ├─ paper.<name>                      paper mode: the simulated exchange, with its own ledger
+    │  │  (gateway.<name>                   live mode: the venue kind's live gateway)
+    │  └─ executor.<name>                   orders to the gateway, journal first (one generic Executor)
     ├─ portfolio                            positions, P&L
     ├─ risk              one_for_all 3/30, breaker global
     │  └─ risk_guard                        every intent passes here
     └─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
        └─ strategy.<id>
+
+The contract between these actors is :mod:`sniperbot.venues.base`.
 
 Why this shape: a venue's actors depend on each other in start order (the
 paper venue needs the feed's prices, the executor needs the venue), hence
@@ -28,20 +31,21 @@ from __future__ import annotations
 
 import time
 
-import msgspec
-
+from sniperbot.actors.placement import PRELOAD
 from sniperbot.config import Config, StrategySection
 from sniperbot.supervision import ChildSpec, SupFlags, check_unique_ids
+from sniperbot.venues.base import EXECUTOR, PAPER_GATEWAY
+from sniperbot.venues.config import VenueConfig
 
-_ACTORS = "sniperbot.actors"
 STRATEGIES_SUPERVISOR = "strategies"
+STRATEGY_ACTOR = "sniperbot.actors.strategy:StrategyActor"
 
 
 def _worker(config: Config, actor_id: str, actor: str, **args: object) -> ChildSpec:
     placement = config.placement
     return ChildSpec(
         id=actor_id,
-        actor=f"{_ACTORS}.{actor}",
+        actor=actor,
         args=args,
         placement=placement.actors.get(actor_id, placement.default),
     )
@@ -52,10 +56,10 @@ def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
     return _worker(
         config,
         f"strategy.{section.id}",
-        "strategy:StrategyActor",
+        STRATEGY_ACTOR,
         strategy_id=section.id,
         strategy=section.strategy,
-        venue=config.market.venue,
+        venue=config.strategy_venue(section),
         symbol=section.symbol,
         bar_interval_s=section.bar_interval_s,
         quantity=section.quantity,
@@ -63,41 +67,53 @@ def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
     )
 
 
+def _supervisor(sup_id: str, flags: SupFlags, children: list[ChildSpec], breaker: str = "") -> ChildSpec:
+    return ChildSpec(id=sup_id, type="supervisor", flags=flags, children=children, breaker=breaker)
+
+
+def venue_subtree(config: Config, venue: VenueConfig, epoch_ns: int) -> ChildSpec:
+    """``venue.<name>``: feed, gateway (the paper gateway in paper mode), executor."""
+    name = venue.name
+    feed_actor, feed_args = venue.feed(epoch_ns)
+    feed = _worker(config, f"feed.{name}", feed_actor, **feed_args)
+    executor_id = f"executor.{name}"
+    if venue.mode == "paper":
+        # Paper trading is a mode: the paper gateway fills against whatever this venue's
+        # feed publishes (the simulated market, or a real exchange's book).
+        gateway_id = f"paper.{name}"
+        gateway = _worker(
+            config,
+            gateway_id,
+            PAPER_GATEWAY,
+            venue=name,
+            fee_bps=config.execution.fee_bps,
+            slippage_bps=config.execution.slippage_bps,
+            executor=executor_id,
+            # The simulated exchange's books need to survive its process, not the machine:
+            # an fsync here would only slow the simulation down (our own journal still fsyncs).
+            durability="process",
+        )
+    else:
+        gateway_actor, gateway_args = venue.live_gateway()
+        gateway_id = f"gateway.{name}"
+        gateway = _worker(config, gateway_id, gateway_actor, executor=executor_id, **gateway_args)
+    executor = _worker(config, executor_id, EXECUTOR, venue=name, gateway=gateway_id)
+    return _supervisor(
+        f"venue.{name}",
+        SupFlags(strategy="rest_for_one", intensity=3, period_s=30.0),
+        [feed, gateway, executor],
+        breaker=f"venue:{name}",
+    )
+
+
 def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
     """The root supervisor's spec for ``config``; ``epoch_ns`` anchors the sim clock."""
     epoch_ns = time.time_ns() if epoch_ns is None else epoch_ns
-    market = config.market
-    venue = market.venue
-
-    def worker(actor_id: str, actor: str, **args: object) -> ChildSpec:
-        return _worker(config, actor_id, actor, **args)
-
-    feed = worker(
-        f"feed.{venue}",
-        "sim_feed:SimFeed",
-        venue=venue,
-        seed=market.seed,
-        tick_interval_s=market.tick_interval_s,
-        symbols=[msgspec.to_builtins(s) for s in market.symbols],
-        epoch_ns=epoch_ns,
-    )
-    executor_id = f"executor.{venue}"
-    paper_id = f"paper.{venue}"
-    paper = worker(
-        paper_id,
-        "paper_venue:PaperVenueActor",
-        venue=venue,
-        fee_bps=config.execution.fee_bps,
-        slippage_bps=config.execution.slippage_bps,
-        executor=executor_id,
-        # The simulated exchange's books need to survive its process, not the machine:
-        # an fsync here would only slow the simulation down (our own journal still fsyncs).
-        durability="process",
-    )
-    executor = worker(executor_id, "paper_executor:PaperExecutor", venue=venue, venue_actor=paper_id)
-    risk = worker(
+    names = [v.name for v in config.venues]
+    risk = _worker(
+        config,
         "risk_guard",
-        "risk_guard:RiskGuardActor",
+        "sniperbot.actors.risk_guard:RiskGuardActor",
         limits={
             "max_order_notional": config.risk.max_order_notional,
             "max_position": config.risk.max_position,
@@ -105,38 +121,46 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
             "max_orders_per_second": config.risk.max_orders_per_second,
         },
         trading_state=config.risk.trading_state,
-        executors={venue: executor_id},
+        executors={name: f"executor.{name}" for name in names},
         daily_loss_limit=config.risk.daily_loss_limit,
         max_drawdown=config.risk.max_drawdown,
         loss_action=config.risk.loss_action,
     )
-    portfolio = worker(
+    portfolio = _worker(
+        config,
         "portfolio",
-        "portfolio:PortfolioActor",
+        "sniperbot.actors.portfolio:PortfolioActor",
         snapshot_interval_s=config.portfolio.snapshot_interval_s,
-        venues=[venue],
+        venues=names,
     )
     strategies = [strategy_child(config, s) for s in config.strategies]
-
-    def supervisor(sup_id: str, flags: SupFlags, children: list[ChildSpec], breaker: str = "") -> ChildSpec:
-        return ChildSpec(id=sup_id, type="supervisor", flags=flags, children=children, breaker=breaker)
-
-    root = supervisor(
+    root = _supervisor(
         "root",
         SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s),
         [
-            supervisor(
-                f"venue.{venue}",
-                SupFlags(strategy="rest_for_one", intensity=3, period_s=30.0),
-                [feed, paper, executor],
-                breaker=f"venue:{venue}",
-            ),
+            *(venue_subtree(config, venue, epoch_ns) for venue in config.venues),
             portfolio,
-            supervisor(
+            _supervisor(
                 "risk", SupFlags(strategy="one_for_all", intensity=3, period_s=30.0), [risk], breaker="global"
             ),
-            supervisor(STRATEGIES_SUPERVISOR, SupFlags(intensity=10, period_s=60.0), strategies),
+            _supervisor(STRATEGIES_SUPERVISOR, SupFlags(intensity=10, period_s=60.0), strategies),
         ],
     )
     check_unique_ids(root)
     return root
+
+
+def preload_modules(tree: ChildSpec) -> list[str]:
+    """Modules the forkserver imports once: the base, then every worker's module in ``tree``.
+
+    Derived from the tree (``spec.actor`` is ``module:Class``), plus the strategy actor
+    (strategies can be hot-added into an empty ``strategies`` supervisor), so a new
+    venue kind is preloaded without a hand-written list.
+    """
+    modules = list(PRELOAD)
+    actors = [spec.actor for spec in tree.walk() if spec.type == "worker"] + [STRATEGY_ACTOR]
+    for actor in actors:
+        module = actor.partition(":")[0]
+        if module not in modules:
+            modules.append(module)
+    return modules

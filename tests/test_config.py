@@ -15,8 +15,8 @@ import pytest
 import zmq
 
 from sniperbot.config import Config, ConfigError, decode_config, load_config, with_overrides
-from sniperbot.market.sim import SimMarket, SimSymbol
 from sniperbot.messages import TradeTick, decode_envelope
+from sniperbot.venues.sim.market import SimMarket, SimSymbol
 from tests.conftest import ROOT, RunningNode, eventually, sniperbot
 
 _STRATEGY = '[[strategies]]\nid = "a"\nsymbol = "BTC/USDT"\nquantity = 0.1\n'
@@ -66,6 +66,7 @@ def test_default_toml_spells_out_every_field() -> None:
             assert set(data[section]) == set(fields), section
 
 
+_SIM = '[[venues]]\nname = "sim"\nkind = "sim"\n'
 BAD_CONFIGS = [
     # (test id, TOML text, what the message must name)
     ("wrong-type", '[risk]\nmax_position = "big"\n', ["risk.max_position", "float"]),
@@ -75,8 +76,8 @@ BAD_CONFIGS = [
     ("unknown-key", "[risk]\nbogus = 1\n", ["risk.bogus", "unknown field"]),
     (
         "unknown-nested-key",
-        '[[market.symbols]]\nsymbol = "BTC/USDT"\nstart_price = 1.0\nbogus = 2\n',
-        ["market.symbols[0].bogus", "unknown field"],
+        _SIM + '[[venues.symbols]]\nsymbol = "BTC/USDT"\nstart_price = 1.0\nbogus = 2\n',
+        ["venues[0].symbols[0].bogus", "unknown field"],
     ),
     ("unknown-section", "[bogus]\nx = 1\n", ["bogus", "unknown field"]),
     ("negative", "[risk]\nmax_position = -1.0\n", ["risk.max_position", "> 0"]),
@@ -84,7 +85,11 @@ BAD_CONFIGS = [
     ("zero-quantity", _STRATEGY.replace("0.1", "0"), ["strategies[0].quantity"]),
     ("liveness-1", "[node]\nheartbeat_liveness = 1\n", ["node.heartbeat_liveness", ">= 2"]),
     ("negative-intensity", "[supervisor]\nintensity = -1\n", ["supervisor.intensity"]),
-    ("trade-prob", '[[market.symbols]]\nsymbol = "X"\nstart_price = 1.0\ntrade_prob = 1.5\n', ["trade_prob"]),
+    (
+        "trade-prob",
+        _SIM + '[[venues.symbols]]\nsymbol = "X"\nstart_price = 1.0\ntrade_prob = 1.5\n',
+        ["venues[0].symbols[0].trade_prob"],
+    ),
     ("fast-eq-slow", _STRATEGY + "params = { fast = 5, slow = 5 }\n", ["strategies[0].params", "slow"]),
     ("fast-gt-slow", _STRATEGY + "params = { fast = 8, slow = 3 }\n", ["strategies[0].params", "slow"]),
     ("param-str", _STRATEGY + 'params = { fast = "2", slow = 5 }\n', ["strategies[0].params"]),
@@ -102,7 +107,7 @@ BAD_CONFIGS = [
     ),
     ("duplicate-strategy-id", _STRATEGY + _STRATEGY, ["strategies[1].id", "duplicate"]),
     ("missing-required", '[[strategies]]\nid = "a"\nsymbol = "BTC/USDT"\n', ["strategies[0]", "quantity"]),
-    ("no-symbols", "[market]\nsymbols = []\n", ["market", "symbol"]),
+    ("no-symbols", _SIM + "symbols = []\n", ["venues[0].symbols", "symbol"]),
     ("bad-toml", "[risk\nmax_position = 1\n", ["TOML", "line 1"]),
 ]
 
@@ -158,9 +163,10 @@ def test_bad_seed_exits_2_naming_the_option(short_tmp: Path, monkeypatch: pytest
 def test_with_overrides_replaces_only_the_seed() -> None:
     config = Config()
     changed = with_overrides(config, seed=123)
-    assert changed.market.seed == 123 and config.market.seed == 7
-    assert msgspec.structs.replace(changed.market, seed=7) == config.market
-    assert msgspec.structs.replace(changed, market=config.market) == config
+    (venue,) = changed.venues
+    assert venue.seed == 123 and config.venues[0].seed == 7
+    assert msgspec.structs.replace(venue, seed=7) == config.venues[0]
+    assert msgspec.structs.replace(changed, venues=config.venues) == config
 
 
 _SEED_CONFIG = """
@@ -173,11 +179,13 @@ log_level = "INFO"
 [journal]
 durability = "process"
 
-[market]
+[[venues]]
+name = "sim"
+kind = "sim"
 seed = 7
 tick_interval_s = 0.02
 
-[[market.symbols]]
+[[venues.symbols]]
 symbol = "BTC/USDT"
 start_price = 60000.0
 trade_prob = 1.0

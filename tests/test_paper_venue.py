@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from sniperbot.execution import PaperVenue
-from sniperbot.execution.ledger import LedgerError, VenueLedger
 from sniperbot.messages import Fill, Order, OrderUpdate, Quote
+from sniperbot.venues.sim.ledger import LedgerError, VenueLedger
+from sniperbot.venues.sim.paper import PaperVenue
 
 # Fee 10 bps, slippage 5 bps; the book is 100.0 (size 2) / 101.0 (size 1), spread 1.0.
 FEE_BPS, SLIP_BPS = 10.0, 5.0
@@ -191,7 +191,7 @@ def test_venue_ledger_is_durable_idempotent_and_readable_by_another_process(tmp_
         with pytest.raises(LedgerError, match="already open in this process"):
             VenueLedger.open(tmp_path, "sim")
         code = (
-            "import sys; from sniperbot.execution.ledger import VenueLedger as L;"
+            "import sys; from sniperbot.venues.sim.ledger import VenueLedger as L;"
             f"l = L.open({str(tmp_path)!r}, 'sim', readonly=True);"
             "print(l.counts(), l.order('s1-1').status, len(l.fills()))"
         )

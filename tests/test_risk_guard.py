@@ -52,7 +52,7 @@ def test_order_within_limits_is_approved_and_counted_as_pending() -> None:
     assert g.check(intent(1, "buy", 1.0), PRICE, 0) is None
     assert (g.approved, g.rejected) == (1, 0)
     assert g.positions == {}
-    assert g.exposure("BTC-USD") == 1.0
+    assert g.exposure("sim", "BTC-USD") == 1.0
 
 
 @pytest.mark.parametrize("quantity", [0.0, -1.0, math.nan, math.inf])
@@ -62,7 +62,7 @@ def test_invalid_quantity(quantity: float) -> None:
 
 def test_halted_blocks_everything_including_reductions() -> None:
     g = RiskGuard(LIMITS)
-    g.restore_positions({"BTC-USD": 1.0})
+    g.restore_positions({("sim", "BTC-USD"): 1.0})
     g.set_state("HALTED")
     assert g.check(intent(1, "sell", 1.0), PRICE, 0) == "halted"
     assert g.check(intent(2, "buy", 1.0), PRICE, 0) == "halted"
@@ -103,12 +103,12 @@ def test_cancel_also_releases_pending() -> None:
     first = intent(1, "sell", 2.0)
     assert g.check(first, PRICE, 0) is None
     g.on_order_update(update(first, "cancelled"))
-    assert g.exposure("BTC-USD") == 0.0
+    assert g.exposure("sim", "BTC-USD") == 0.0
 
 
 def test_reductions_pass_even_when_a_position_exceeds_a_lowered_limit() -> None:
     g = RiskGuard(LIMITS)
-    g.restore_positions({"BTC-USD": 3.0})
+    g.restore_positions({("sim", "BTC-USD"): 3.0})
     assert g.check(intent(1, "buy", 0.1), PRICE, 0) == "max_position"
     assert g.check(intent(2, "sell", 0.5), PRICE, 0) is None
 
@@ -127,7 +127,7 @@ def test_rate_limit_is_a_sliding_one_second_window_of_approvals() -> None:
 def test_reducing_state_passes_only_reductions() -> None:
     g = RiskGuard(LIMITS, state="REDUCING")
     assert g.check(intent(1, "buy", 0.5), PRICE, 0) == "reducing_only"  # flat: nothing to cut
-    g.restore_positions({"BTC-USD": 1.0})
+    g.restore_positions({("sim", "BTC-USD"): 1.0})
     assert g.check(intent(2, "buy", 0.5), PRICE, 0) == "reducing_only"
     assert g.check(intent(3, "sell", 1.5), PRICE, 0) == "reducing_only"  # would flip short
     assert g.check(intent(4, "sell", 0.6), PRICE, 0) is None
@@ -148,20 +148,20 @@ def test_fills_move_pending_into_position() -> None:
     buy = intent(1, "buy", 1.5)
     g.check(buy, PRICE, 0)
     g.on_fill(fill(buy, 1.0))
-    assert g.positions == {"BTC-USD": 1.0}
-    assert g.pending("BTC-USD") == pytest.approx(0.5)
+    assert g.positions == {("sim", "BTC-USD"): 1.0}
+    assert g.pending("sim", "BTC-USD") == pytest.approx(0.5)
     g.on_fill(fill(buy, 0.5))
-    assert g.positions == {"BTC-USD": 1.5}
-    assert g.pending("BTC-USD") == 0.0
+    assert g.positions == {("sim", "BTC-USD"): 1.5}
+    assert g.pending("sim", "BTC-USD") == 0.0
     g.on_order_update(update(buy, "filled"))
-    assert g.exposure("BTC-USD") == 1.5
+    assert g.exposure("sim", "BTC-USD") == 1.5
 
 
 def test_the_same_intent_is_not_approved_twice_while_in_flight() -> None:
     g = RiskGuard(LIMITS)
     assert g.check(intent(1, "buy", 1.0), PRICE, 0) is None
     assert g.check(intent(1, "buy", 1.0), PRICE, 0) == "duplicate_intent"
-    assert g.exposure("BTC-USD") == 1.0
+    assert g.exposure("sim", "BTC-USD") == 1.0
 
 
 def test_status_message_and_state_validation() -> None:

@@ -5,9 +5,8 @@ import time
 
 import pytest
 
-from sniperbot.market import SimMarket, SimSymbol
-from sniperbot.market.sim import TICKS_PER_BLOCK, TICKS_PER_CHUNK, TICKS_PER_PAGE
 from sniperbot.messages import Quote, TradeTick
+from sniperbot.venues.sim.market import TICKS_PER_BLOCK, TICKS_PER_CHUNK, TICKS_PER_PAGE, SimMarket, SimSymbol
 
 BTC = SimSymbol("BTC-USD", 60_000.0, 2.0, 1.0, 0.5, 0.3)
 ETH = SimSymbol("ETH-USD", 3_000.0, 3.0, 1.5, 5.0, 0.3)

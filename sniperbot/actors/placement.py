@@ -33,18 +33,10 @@ from sniperbot.actors.runtime import EXIT_CRASH, EXIT_NORMAL, ActorLaunch, Actor
 
 Placement = Literal["process", "thread", "ray"]
 
-# Modules imported once in the forkserver so that every actor process starts warm.
-PRELOAD = [
-    "sniperbot.actors.runtime",
-    "sniperbot.actors.sim_feed",
-    "sniperbot.actors.strategy",
-    "sniperbot.actors.risk_guard",
-    "sniperbot.actors.paper_executor",
-    "sniperbot.actors.paper_venue",
-    "sniperbot.journal",
-    "lmdb",
-    "sniperbot.actors.portfolio",
-]
+# Modules imported once in the forkserver so that every actor process starts warm: what
+# every actor needs; the node adds every actor module of its tree
+# (:func:`sniperbot.topology.preload_modules`).
+PRELOAD = ["sniperbot.actors.runtime", "sniperbot.journal", "lmdb"]
 
 
 class ActorHandle(Protocol):

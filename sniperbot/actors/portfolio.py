@@ -7,7 +7,7 @@ import time
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import Envelope, Fill, Order, OrderUpdate, Quote
 from sniperbot.messages import topics as topic
-from sniperbot.portfolio.ledger import Ledger
+from sniperbot.portfolio.ledger import Ledger, combined_snapshot
 
 
 class PortfolioActor(Actor):
@@ -16,13 +16,14 @@ class PortfolioActor(Actor):
     The journal is the source of truth: the ledger is rebuilt from it at start
     and tailed on every snapshot, so a fill missed on the bus (at-most-once) is
     still counted; bus fills only make the view faster. Fills are applied once
-    by ``fill_id``.
+    by ``fill_id``. One ledger per venue: positions are keyed by venue and symbol, and
+    a quote marks only its own venue's position.
     """
 
     def __init__(self, ctx: ActorContext, *, snapshot_interval_s: float, venues: list[str]) -> None:
         super().__init__(ctx)
         self.topics = (*(topic.quotes(v) for v in venues), topic.EVENTS)
-        self.ledger = Ledger()
+        self.ledgers: dict[str, Ledger] = {v: Ledger() for v in venues}
         self.snapshot_interval_s = snapshot_interval_s
         self._applied: set[str] = set()
         self._last_seq = 0
@@ -37,14 +38,14 @@ class PortfolioActor(Actor):
         """Marks from quotes; fills and rejections from events."""
         payload = envelope.payload
         if isinstance(payload, Quote):
-            self.ledger.mark(payload.symbol, payload.mid)
+            self._ledger(payload.venue).mark(payload.symbol, payload.mid)
         elif isinstance(payload, Fill):
             self._apply(payload)
 
     def _apply(self, fill: Fill) -> None:
         if fill.fill_id not in self._applied:
             self._applied.add(fill.fill_id)
-            self.ledger.apply_fill(fill)
+            self._ledger(fill.venue).apply_fill(fill)
 
     def _catch_up(self) -> None:
         for seq, record in self.ctx.journal.records(after_seq=self._last_seq):
@@ -54,8 +55,16 @@ class PortfolioActor(Actor):
             elif isinstance(record, Order):
                 self.orders += 1
             elif isinstance(record, OrderUpdate):
-                self.ledger.on_order_update(record)
+                self._ledger(record.venue).on_order_update(record)
 
     def _snapshot(self) -> None:
         self._catch_up()
-        self.ctx.publish(topic.STATUS_PORTFOLIO, self.ledger.snapshot(time.time_ns(), orders=self.orders))
+        snapshot = combined_snapshot(self.ledgers, time.time_ns(), orders=self.orders)
+        self.ctx.publish(topic.STATUS_PORTFOLIO, snapshot)
+
+    def _ledger(self, venue: str) -> Ledger:
+        """The ledger of ``venue`` (a journaled venue no longer configured keeps its own)."""
+        ledger = self.ledgers.get(venue)
+        if ledger is None:
+            ledger = self.ledgers[venue] = Ledger()
+        return ledger

@@ -73,11 +73,12 @@ class RiskGuardActor(Actor):
     def on_start(self) -> None:
         """Restore positions, trading state, breakers and loss marks from the journal."""
         journal = self.ctx.journal
-        positions: dict[str, float] = {}
+        positions: dict[tuple[str, str], float] = {}
         for fill in journal.fills():
             self._seen_fills.add(fill.fill_id)
             signed = fill.quantity if fill.side == "buy" else -fill.quantity
-            positions[fill.symbol] = positions.get(fill.symbol, 0.0) + signed
+            key = (fill.venue, fill.symbol)
+            positions[key] = positions.get(key, 0.0) + signed
         self.guard.restore_positions(positions)
         saved = journal.get_state(TRADING_STATE_KEY)
         if saved is not None:
@@ -172,7 +173,7 @@ class RiskGuardActor(Actor):
             if state == "open":
                 return f"breaker_open:{scope}"
             if state == "half_open":
-                position = self.guard.positions.get(intent.symbol, 0.0)
+                position = self.guard.positions.get((intent.venue, intent.symbol), 0.0)
                 signed = intent.quantity if intent.side == "buy" else -intent.quantity
                 if abs(position + signed) >= abs(position) or position * (position + signed) < 0:
                     return f"breaker_half_open:{scope}"
@@ -218,6 +219,7 @@ class RiskGuardActor(Actor):
             quantity=intent.quantity,
             order_type=intent.order_type,
             limit_price=intent.limit_price,
+            stop_price=intent.stop_price,
             reduce_only=intent.reduce_only,
             ts_ns=now,
         )

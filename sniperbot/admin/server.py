@@ -31,7 +31,7 @@ log = logging.getLogger("sniperbot.admin")
 
 Reply = Callable[[AdminReply], None]
 # What add-strategy takes; anything else is refused rather than ignored.
-_STRATEGY_ARGS = frozenset(("id", "strategy", "symbol", "quantity", "bar_interval_s", "params"))
+_STRATEGY_ARGS = frozenset(("id", "strategy", "venue", "symbol", "quantity", "bar_interval_s", "params"))
 
 CHAOS_SIGNALS = {
     "KILL": signal.SIGKILL,
@@ -338,7 +338,9 @@ def _strategy_section(config: Any, args: dict[str, Any]) -> StrategySection:
                 "invalid_spec", f"{name}: must be a finite number > 0, received {fields[name]!r}"
             )
     if fields.get("symbol") is None:
-        fields["symbol"] = config.market.symbols[0].symbol
+        # Without --symbol: the first symbol of the strategy's venue (an unknown venue is named below).
+        venue = config.venue(fields.get("venue") or config.venues[0].name)
+        fields["symbol"] = venue.symbol_names()[0] if venue is not None else ""
     if "quantity" not in fields:
         fields["quantity"] = _default_quantity(config, fields["symbol"])
     try:

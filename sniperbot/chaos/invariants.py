@@ -36,9 +36,10 @@ from typing import Any
 
 import msgspec
 
-from sniperbot.execution.ledger import LedgerError, VenueLedger
 from sniperbot.journal import TERMINAL_STATUSES, Journal, JournalError
 from sniperbot.messages import Fill, Order, OrderUpdate
+from sniperbot.messages.control import position_key
+from sniperbot.venues.sim.ledger import LedgerError, VenueLedger
 
 EXPIRED_UNSENT = "expired_unsent"
 _EPS = 1e-9
@@ -103,9 +104,11 @@ class _Book:
 
 
 def _positions(fills: Iterable[Fill]) -> dict[str, float]:
+    """Signed quantity per ``"venue:symbol"`` (:func:`position_key`, as ``admin status`` keys them)."""
     out: dict[str, float] = {}
     for f in fills:
-        out[f.symbol] = out.get(f.symbol, 0.0) + (f.quantity if f.side == "buy" else -f.quantity)
+        key = position_key(f.venue, f.symbol)
+        out[key] = out.get(key, 0.0) + (f.quantity if f.side == "buy" else -f.quantity)
     return {s: q for s, q in sorted(out.items())}
 
 
@@ -129,7 +132,7 @@ def check(
 ) -> InvariantReport:
     """Compare an open journal with open venue ledgers (venue name -> ledger).
 
-    ``node_positions`` (symbol -> signed quantity, as ``admin status`` reports them)
+    ``node_positions`` (``"venue:symbol"`` -> signed quantity, as ``admin status`` reports them)
     are compared with the sum of journaled fills when given.
     """
     ours: dict[str, _Book] = {venue: _Book() for venue in ledgers}

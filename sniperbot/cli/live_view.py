@@ -44,9 +44,9 @@ def _status_renderable(status: dict[str, Any]) -> Group:
         f"P&L net {pnl['net']:+.2f} (realised {pnl['realized']:+.2f}, "
         f"unrealised {pnl['unrealized']:+.2f}, fees {pnl['fees']:.2f})",
     )
-    positions = Table("symbol", "position", box=None)
-    for symbol, quantity in sorted(status["positions"].items()):
-        positions.add_row(symbol, f"{quantity:+.6f}")
+    positions = Table("venue:symbol", "position", box=None)
+    for key, quantity in sorted(status["positions"].items()):
+        positions.add_row(key, f"{quantity:+.6f}")
     return Group(summary, positions)
 
 

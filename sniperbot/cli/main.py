@@ -39,7 +39,8 @@ ADMIN_COMMANDS: list[tuple[str, str, list[tuple[tuple[str, ...], dict[str, Any]]
         [
             (("--id",), {"required": True, "help": "strategy id"}),
             (("--strategy",), {"required": True, "help": "strategy name, e.g. sma_cross"}),
-            (("--symbol",), {"help": "symbol (default: the first one of the market)"}),
+            (("--venue",), {"help": "venue name (default: the first configured venue)"}),
+            (("--symbol",), {"help": "symbol (default: the first one of the venue)"}),
             (("--quantity",), {"type": float, "help": "order quantity"}),
             (("--bar-interval",), {"type": float, "dest": "bar_interval_s", "help": "bar seconds"}),
             (("--param",), {"action": "append", "default": [], "metavar": "K=V", "help": "parameter"}),
@@ -73,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="TOML config file (default: the embedded default)")
     run.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="sockets and journal (default: %(default)s)")
     run.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
-    run.add_argument("--seed", type=int, help="seed of the simulated market (overrides market.seed)")
+    run.add_argument("--seed", type=int, help="seed of every simulated venue (overrides venues[].seed)")
     run.add_argument(
         "--enable-chaos",
         action="store_true",

@@ -1,6 +1,4 @@
-"""Order execution venues: the paper venue's matching engine and its durable ledger."""
+"""Order execution: the one generic executor, journal first, venue-agnostic.
 
-from sniperbot.execution.ledger import LedgerError, LedgerOrder, VenueLedger, venue_ledger_dir
-from sniperbot.execution.paper import PaperVenue
-
-__all__ = ["LedgerError", "LedgerOrder", "PaperVenue", "VenueLedger", "venue_ledger_dir"]
+Venues (feeds, gateways, the paper venue) live in :mod:`sniperbot.venues`.
+"""

@@ -1,6 +1,8 @@
-"""Market data: the simulated venue feed and bar building."""
+"""Market data helpers shared by every venue: bar building.
+
+The simulated market lives with its venue, :mod:`sniperbot.venues.sim.market`.
+"""
 
 from sniperbot.market.bars import BarBuilder
-from sniperbot.market.sim import REGIMES, SimMarket, SimSymbol
 
-__all__ = ["REGIMES", "BarBuilder", "SimMarket", "SimSymbol"]
+__all__ = ["BarBuilder"]

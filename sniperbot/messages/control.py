@@ -44,14 +44,24 @@ class Ack(Message, tag="ack"):
     seq: int
 
 
+def position_key(venue: str, symbol: str) -> str:
+    """The one home of the key of a position in ``admin status`` and the chaos checker: ``"sim:BTC/USDT"``.
+
+    Venue names never contain ``:`` (:data:`sniperbot.config.ID_RULE`), so the first ``:``
+    splits it back; BTC/USDT on two venues is two positions.
+    """
+    return f"{venue}:{symbol}"
+
+
 class Position(Message, tag="position"):
-    """A signed position in one symbol with its average entry price and realised P&L."""
+    """A signed position in one symbol on one venue, with its average entry price and realised P&L."""
 
     symbol: str
     quantity: float
     avg_price: float
     realized_pnl: float
     unrealized_pnl: float = 0.0
+    venue: str = ""  # empty only where there is no venue (the backtester's ledger)
 
 
 class PortfolioSnapshot(Message, tag="portfolio"):

@@ -1,7 +1,7 @@
-"""Executor <-> venue traffic: what a venue answers about orders (paper venue today).
+"""Executor <-> gateway traffic: what a venue answers about orders (the contract: ``sniperbot.venues.base``).
 
 The executor sends :class:`~sniperbot.messages.orders.Order` and
-:class:`~sniperbot.messages.orders.CancelOrder` to the venue actor's inbox and asks
+:class:`~sniperbot.messages.orders.CancelOrder` to the venue's gateway actor's inbox and asks
 about one order with :class:`VenueOrderQuery`; the venue answers with
 :class:`VenueEvents` (what just happened: accepted, rejected, filled, cancelled,
 with the fills) and :class:`VenueOrderReport` (everything it knows about one

@@ -20,7 +20,10 @@ not state but observations).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
+
+import msgspec
 
 from sniperbot.messages import Fill, OrderUpdate, PortfolioSnapshot, Position
 
@@ -149,3 +152,26 @@ class Ledger:
         if mark is None or book.quantity == 0.0:
             return 0.0
         return book.quantity * (mark - book.avg_price)
+
+
+def combined_snapshot(ledgers: Mapping[str, Ledger], ts_ns: int, orders: int) -> PortfolioSnapshot:
+    """One snapshot of one ledger per venue: positions keyed by venue and symbol, totals summed.
+
+    A ledger per venue (not per symbol) because BTC/USDT on two venues is two positions,
+    with their own entry prices and marks.
+    """
+    positions: list[Position] = []
+    for venue in sorted(ledgers):
+        ledger = ledgers[venue]
+        positions += [msgspec.structs.replace(p, venue=venue) for p in ledger.snapshot(ts_ns, 0).positions]
+    books = ledgers.values()
+    return PortfolioSnapshot(
+        positions=positions,
+        realized_pnl=sum(ledger.realized_pnl for ledger in books),
+        unrealized_pnl=sum(ledger.unrealized_pnl for ledger in books),
+        fees=sum(ledger.fees for ledger in books),
+        orders=orders,
+        fills=sum(ledger.fills for ledger in books),
+        rejected=sum(ledger.rejected for ledger in books),
+        ts_ns=ts_ns,
+    )

@@ -18,7 +18,11 @@ Checks, in order, each with its machine-readable rejection reason:
 Exposure is position plus pending, where pending is approved-but-unfilled quantity.
 Pending is keyed by ``client_order_id``; in this system the executor uses the intent's
 ``intent_id`` as the ``client_order_id``, so fills and order updates find their intent.
-Positions are keyed by symbol (one venue per symbol).
+Positions and pending quantities are keyed by ``(venue, symbol)``: BTC/USDT on two venues
+is two positions, each checked against the symbol's limit (``position_limits`` are by
+symbol name). Decision: a per-venue limit, since each venue's exposure is settled,
+margined and liquidated on its own; a desk that wants a cross-venue cap sets the
+per-symbol limit to its share.
 """
 
 from __future__ import annotations
@@ -50,9 +54,13 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_orders_per_second: float
 
 
-class _Pending(msgspec.Struct):
-    """An approved order's symbol and the signed quantity it still has to fill."""
+Instrument = tuple[str, str]  # (venue, symbol): the key of positions and exposure
 
+
+class _Pending(msgspec.Struct):
+    """An approved order's venue and symbol and the signed quantity it still has to fill."""
+
+    venue: str
     symbol: str
     remaining: float
 
@@ -74,7 +82,7 @@ class RiskGuard:
         self.limits = limits
         self._state: TradingState = "ACTIVE"
         self.set_state(state)
-        self._positions: dict[str, float] = {}
+        self._positions: dict[Instrument, float] = {}
         self._pending: dict[str, _Pending] = {}
         self._approval_times: deque[int] = deque()
         self._approved = 0
@@ -86,8 +94,8 @@ class RiskGuard:
         return self._state
 
     @property
-    def positions(self) -> dict[str, float]:
-        """Filled signed position per symbol (a copy)."""
+    def positions(self) -> dict[Instrument, float]:
+        """Filled signed position per ``(venue, symbol)`` (a copy)."""
         return dict(self._positions)
 
     @property
@@ -100,13 +108,13 @@ class RiskGuard:
         """Number of intents rejected since start."""
         return self._rejected
 
-    def pending(self, symbol: str) -> float:
-        """Signed approved-but-unfilled quantity for ``symbol``."""
-        return sum(p.remaining for p in self._pending.values() if p.symbol == symbol)
+    def pending(self, venue: str, symbol: str) -> float:
+        """Signed approved-but-unfilled quantity for ``symbol`` on ``venue``."""
+        return sum(p.remaining for p in self._pending.values() if (p.venue, p.symbol) == (venue, symbol))
 
-    def exposure(self, symbol: str) -> float:
-        """Position plus pending for ``symbol``: what it will be if everything fills."""
-        return self._positions.get(symbol, 0.0) + self.pending(symbol)
+    def exposure(self, venue: str, symbol: str) -> float:
+        """Position plus pending for ``symbol`` on ``venue``: what it will be if everything fills."""
+        return self._positions.get((venue, symbol), 0.0) + self.pending(venue, symbol)
 
     def set_state(self, state: str) -> None:
         """Switch trading state (operator command); refuses unknown states."""
@@ -114,7 +122,7 @@ class RiskGuard:
             raise ValueError(f"state must be one of {TRADING_STATES}, got {state!r}")
         self._state = state  # type: ignore[assignment]
 
-    def restore_positions(self, positions: dict[str, float]) -> None:
+    def restore_positions(self, positions: dict[Instrument, float]) -> None:
         """Replace positions after a restart (from the journal); forgets pending orders."""
         self._positions = {s: q for s, q in positions.items() if q != 0.0}
         self._pending.clear()
@@ -137,18 +145,19 @@ class RiskGuard:
         self._approved += 1
         self._approval_times.append(now_ns)
         self._pending[intent.intent_id] = _Pending(
-            symbol=intent.symbol, remaining=_signed(intent.side, intent.quantity)
+            venue=intent.venue, symbol=intent.symbol, remaining=_signed(intent.side, intent.quantity)
         )
         return None
 
     def on_fill(self, fill: Fill) -> None:
         """Move filled quantity from pending into the position."""
         signed = _signed(fill.side, fill.quantity)
-        position = self._positions.get(fill.symbol, 0.0) + signed
+        key = (fill.venue, fill.symbol)
+        position = self._positions.get(key, 0.0) + signed
         if abs(position) < _QUANTITY_EPSILON:
-            self._positions.pop(fill.symbol, None)
+            self._positions.pop(key, None)
         else:
-            self._positions[fill.symbol] = position
+            self._positions[key] = position
         pending = self._pending.get(fill.client_order_id)
         if pending is None:
             return
@@ -175,7 +184,7 @@ class RiskGuard:
         price = _valuation_price(intent, reference_price)
         if price is None:
             return "no_price"
-        exposure = self.exposure(intent.symbol)
+        exposure = self.exposure(intent.venue, intent.symbol)
         after = exposure + _signed(intent.side, intent.quantity)
         reduces = _reduces(exposure, after)
         if (self._state == "REDUCING" or intent.reduce_only) and not reduces:

@@ -6,9 +6,9 @@ import time
 from typing import Any
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.market.sim import SimMarket, SimSymbol
 from sniperbot.messages import Quote
 from sniperbot.messages import topics as topic
+from sniperbot.venues.sim.market import SimMarket, SimSymbol
 
 _MAX_CATCH_UP = 20  # ticks replayed after a stall; older ones are skipped as a real feed would
 

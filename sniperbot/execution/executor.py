@@ -1,7 +1,10 @@
 """The executor actor: journals each order, sends it to its venue once, journals what happened.
 
-The venue is another actor (``paper.<venue>``, :mod:`sniperbot.actors.paper_venue`)
-with its own books, so either side can die at any moment. Money stays exact because:
+One generic executor for every venue: it talks to the venue's *gateway*, another actor
+whose id it is given (``paper.<venue>`` in paper mode, :mod:`sniperbot.venues.sim.gateway`;
+``gateway.<venue>`` for a live venue), through the messages of the venue contract
+(:mod:`sniperbot.venues.base`). The gateway has its own books, so either side can die
+at any moment. Money stays exact because:
 
 * **Journal first.** An order is journaled before it is sent; the venue's answers
   (:class:`~sniperbot.messages.venue.VenueEvents`) are journaled before they are
@@ -38,15 +41,15 @@ from sniperbot.journal import TERMINAL_STATUSES
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.venues.base import DUPLICATE
 
-DUPLICATE = "duplicate_client_order_id"
 EXPIRED_UNSENT = "expired_unsent"
 _REPUBLISH_TAIL = 256  # journal records re-announced at start (covers a crash mid-publish)
 _SLOW_RECONCILE_S = 10.0
 
 
-class PaperExecutor(Actor):
-    """Sends approved orders to the venue actor, journal first, reconciling after restarts."""
+class Executor(Actor):
+    """Sends approved orders to the venue's gateway actor, journal first, reconciling after restarts."""
 
     inbox = True
 
@@ -55,12 +58,12 @@ class PaperExecutor(Actor):
         ctx: ActorContext,
         *,
         venue: str,
-        venue_actor: str = "",
+        gateway: str,
         resend_within_s: float = 5.0,
     ) -> None:
         super().__init__(ctx)
         self.venue = venue
-        self.venue_actor = venue_actor or f"paper.{venue}"
+        self.gateway = gateway
         self.resend_within_s = resend_within_s
         self.reconciling: set[str] = set()
         self.waiting: list[tuple[Order | CancelOrder, Callable[[], None] | None]] = []
@@ -103,7 +106,7 @@ class PaperExecutor(Actor):
                 self._publish(record)
 
     def _query(self, client_order_id: str) -> None:
-        self.ctx.send(self.venue_actor, VenueOrderQuery(client_order_id=client_order_id, venue=self.venue))
+        self.ctx.send(self.gateway, VenueOrderQuery(client_order_id=client_order_id, venue=self.venue))
 
     def _check_reconcile(self) -> None:
         if self.reconciling:
@@ -146,7 +149,7 @@ class PaperExecutor(Actor):
         if journal.order(order.client_order_id) is not None:
             return  # sent once already (a resend from the risk guard); acked, never resent
         journal.append(order)
-        self.ctx.send(self.venue_actor, order)
+        self.ctx.send(self.gateway, order)
 
     def _cancel(self, cancel: CancelOrder) -> None:
         journal = self.ctx.journal
@@ -154,7 +157,7 @@ class PaperExecutor(Actor):
             return  # never ours: nothing to cancel
         if journal.order_status(cancel.client_order_id) in TERMINAL_STATUSES:
             return  # already finished
-        self.ctx.send(self.venue_actor, cancel)
+        self.ctx.send(self.gateway, cancel)
 
     def _on_events(self, events: list[OrderUpdate | Fill]) -> None:
         refused = [e for e in events if isinstance(e, OrderUpdate) and e.reason == DUPLICATE]
@@ -198,7 +201,7 @@ class PaperExecutor(Actor):
                 "sending an order the previous incarnation journaled but never sent",
                 extra={"event": "send_unsent", "client_order_id": order.client_order_id},
             )
-            self.ctx.send(self.venue_actor, order)
+            self.ctx.send(self.gateway, order)
             return
         self.ctx.log.warning(
             "cancelling an order that never reached the venue and is too old to send",

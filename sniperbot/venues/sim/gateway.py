@@ -1,4 +1,10 @@
-"""The paper venue actor: a simulated exchange in its own process, with its own books.
+"""The paper gateway actor: a simulated exchange in its own process, with its own books.
+
+Paper trading is a mode, not a venue: this gateway fills against the quotes of
+whatever feed publishes its venue's market data (the simulated market, or a real
+exchange's book), NautilusTrader's ``SandboxExecutionClient`` pattern. It keeps the
+gateway contract of :mod:`sniperbot.venues.base`; it supports ``market`` and
+``limit`` orders and rejects other types with ``unsupported_order_type``.
 
 It plays the exchange side of the executor's conversation, so that the executor
 can crash without taking the exchange with it (and the other way round), as in
@@ -7,9 +13,9 @@ production:
 * **Orders** (``Order`` in the inbox): an order whose client order id the venue
   already has is refused as ``rejected``/``duplicate_client_order_id`` and counted,
   never executed again; a new one is matched by the
-  :class:`~sniperbot.execution.paper.PaperVenue` fill model against the book the
+  :class:`~sniperbot.venues.sim.paper.PaperVenue` fill model against the book the
   venue follows on the bus. What was received and done is committed to the
-  venue's :class:`~sniperbot.execution.ledger.VenueLedger` *before* the answer
+  venue's :class:`~sniperbot.venues.sim.ledger.VenueLedger` *before* the answer
   (:class:`~sniperbot.messages.venue.VenueEvents`) goes back to the sender.
 * **Cancels** (``CancelOrder``): a resting order is cancelled, anything else is
   left alone.
@@ -35,14 +41,13 @@ import time
 from typing import Literal
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.execution.ledger import VenueLedger
-from sniperbot.execution.paper import PaperVenue
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate, Quote
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.venues.base import DUPLICATE, VENUE_RESTART
+from sniperbot.venues.sim.ledger import VenueLedger
+from sniperbot.venues.sim.paper import PaperVenue
 
-DUPLICATE = "duplicate_client_order_id"
-VENUE_RESTART = "venue_restart"
 _TERMINAL = frozenset({"rejected", "cancelled", "filled"})
 
 # One open ledger per venue per process: with thread placement, a new incarnation of

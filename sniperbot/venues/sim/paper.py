@@ -16,14 +16,17 @@ Execution model:
 * Like a real exchange, a reused ``client_order_id`` is rejected
   (``duplicate_client_order_id``) without touching the original order, and an order for a
   symbol with no quote yet is rejected (``no_market``).
+* Order types other than ``market`` and ``limit`` (``stop``) are rejected
+  (``unsupported_order_type``): a paper venue that pretended to trigger stops would
+  promise fills a live venue may not give.
 
 Fill ids are deterministic, ``f"{client_order_id}-f{n}"`` with ``n`` counting from 1, so a
 replayed order produces the same ids. :meth:`PaperVenue.ledger` is the venue's own record
 (what it received, what it filled) for reconciliation against the journal.
 
 This class is the matching engine only, in memory. The paper venue *actor*
-(``sniperbot.actors.paper_venue``) makes it durable: it keeps the authoritative record
-in a :class:`~sniperbot.execution.ledger.VenueLedger`, restores resting orders from it
+(``sniperbot.venues.sim.gateway``) makes it durable: it keeps the authoritative record
+in a :class:`~sniperbot.venues.sim.ledger.VenueLedger`, restores resting orders from it
 with :meth:`PaperVenue.restore_resting` after a restart, and drops finished orders from
 memory with :meth:`PaperVenue.forget` (constructed with ``keep_ledger=False``), so a
 venue that runs for months does not grow.
@@ -35,8 +38,11 @@ import math
 from typing import Any, Literal
 
 from sniperbot.messages import Fill, Order, OrderStatus, OrderUpdate, Quote
+from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 
 Liquidity = Literal["maker", "taker"]
+#: Order types this venue matches; anything else is rejected with UNSUPPORTED_ORDER_TYPE.
+SUPPORTED_ORDER_TYPES = frozenset({"market", "limit"})
 
 
 class PaperVenue:
@@ -117,7 +123,7 @@ class PaperVenue:
     def submit(self, order: Order, now_ns: int) -> list[OrderUpdate | Fill]:
         """Receive an order: reject it, or accept it and fill or rest it."""
         if order.client_order_id in self._status:
-            return [self._update(order, "rejected", now_ns, "duplicate_client_order_id")]
+            return [self._update(order, "rejected", now_ns, DUPLICATE)]
         if self.keep_ledger:
             self._received.append(order.client_order_id)
         self._orders[order.client_order_id] = order
@@ -131,7 +137,7 @@ class PaperVenue:
         if order.order_type == "market":
             return events + self._execute(order, self._taker_price(order, book), "taker", now_ns)
         limit = order.limit_price
-        assert limit is not None
+        assert limit is not None  # a limit order without a valid price was rejected above
         buying = order.side == "buy"
         if not (book.ask <= limit if buying else book.bid >= limit):
             self._resting[order.client_order_id] = order
@@ -158,6 +164,8 @@ class PaperVenue:
         """Why the venue refuses this order outright, or None."""
         if order.venue != self.venue:
             return "wrong_venue"
+        if order.order_type not in SUPPORTED_ORDER_TYPES:
+            return UNSUPPORTED_ORDER_TYPE
         if not (order.quantity > 0 and math.isfinite(order.quantity)):
             return "invalid_quantity"
         if order.order_type == "limit" and not (

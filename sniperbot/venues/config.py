@@ -1,0 +1,16 @@
+"""The ``[[venues]]`` config entry: a msgspec tagged union on ``kind``, one variant per venue kind.
+
+To add a kind (``ccxt``, later ``evm``, ``solana``): define ``<Kind>VenueConfig(VenueSection,
+tag="<kind>")`` in ``sniperbot/venues/<kind>/config.py`` and add it to :data:`VenueConfig`
+below; nothing else in the config changes. ``kind`` selects the variant; write it in every
+entry (with a single kind msgspec lets it default, with two it is required).
+"""
+
+from __future__ import annotations
+
+from sniperbot.venues.sim.config import SimVenueConfig, SymbolSection
+
+# One variant per kind; the ccxt engineer adds `| CcxtVenueConfig`.
+VenueConfig = SimVenueConfig
+
+__all__ = ["SimVenueConfig", "SymbolSection", "VenueConfig"]
