@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from sniperbot.config import Config
+from sniperbot.config import Config, KeystoreSection
 from sniperbot.keystore import (
     PASSWORD_ENV,
     Credentials,
@@ -434,10 +434,15 @@ class _Venue(msgspec.Struct, frozen=True):
     keys: str = ""
 
 
-class _ConfigWithVenues(Config, frozen=True):
-    """The node config plus ``venues``: what the venue engineer adds."""
+class _ConfigWithVenues(msgspec.Struct, frozen=True):
+    """What ``unlock_for_config`` reads of a node config: ``[keystore]`` and the venues' ``keys``.
+
+    Not a :class:`~sniperbot.config.Config`: no venue kind has ``keys`` yet (the ccxt venue adds
+    it), and ``Config`` validates its venues as the kinds it knows.
+    """
 
     venues: list[_Venue] = []
+    keystore: KeystoreSection = KeystoreSection()
 
 
 def test_unlock_for_config_opens_every_named_key(ks: Path, pw_file: Path, outputs: _Outputs) -> None:
