@@ -29,7 +29,7 @@ carry no tag and cost nothing more.
 **The authority table** (:data:`AUTHORITY`, the one place): per payload kind, which
 sender roles each receiver role accepts it from. A role is the part of an actor id
 before its first dot (``executor.sim`` -> ``executor``, scope ``sim``). Venue-scoped
-roles (``executor``, ``paper``) may only send or receive messages of their own venue.
+roles (``executor``, ``paper``, ``gateway``) may only send or receive messages of their own venue.
 A rejected message is dropped, counted in the receiver's ``invalid_frames`` (``admin
 tree``) and logged once per reason, never a crash.
 """
@@ -65,18 +65,27 @@ SECRET_SIZE: Final = 32
 NODE: Final = "node"  # the node's sender id on the bus and the control socket
 ANY: Final = "*"  # any receiver role
 SELF: Final = "self"  # the actor a Ready announces (sender == payload.actor_id)
-_VENUE_SCOPED: Final = frozenset({"executor", "paper"})
+_VENUE_SCOPED: Final = frozenset({"executor", "paper", "gateway"})
 _KEY_CACHE: Final = 1024
 
 # payload kind -> {receiver role (or ANY): sender roles it accepts that kind from}.
 # A kind listed here and a receiver role missing from its entry: never accepted there.
 AUTHORITY: Final[dict[type, dict[str, frozenset[str]]]] = {
     OrderIntent: {"risk_guard": frozenset({"strategy"})},
-    Order: {"executor": frozenset({"risk_guard"}), "paper": frozenset({"executor"})},
-    CancelOrder: {"executor": frozenset({NODE}), "paper": frozenset({"executor"})},
-    VenueOrderQuery: {"paper": frozenset({"executor"})},
-    VenueEvents: {"executor": frozenset({"paper"})},
-    VenueOrderReport: {"executor": frozenset({"paper"})},
+    # A venue actor is the paper venue (``paper.<venue>``) or a live gateway (``gateway.<venue>``).
+    Order: {
+        "executor": frozenset({"risk_guard"}),
+        "paper": frozenset({"executor"}),
+        "gateway": frozenset({"executor"}),
+    },
+    CancelOrder: {
+        "executor": frozenset({NODE}),
+        "paper": frozenset({"executor"}),
+        "gateway": frozenset({"executor"}),
+    },
+    VenueOrderQuery: {"paper": frozenset({"executor"}), "gateway": frozenset({"executor"})},
+    VenueEvents: {"executor": frozenset({"paper", "gateway"})},
+    VenueOrderReport: {"executor": frozenset({"paper", "gateway"})},
     Fill: {ANY: frozenset({"executor"})},
     # The executor publishes what its venue did; the risk guard publishes its own rejections.
     OrderUpdate: {ANY: frozenset({"executor", "risk_guard"})},
