@@ -88,6 +88,20 @@ _T = TypeVar("_T")
 Event = OrderUpdate | Fill
 
 
+# Refusals after which the exchange certainly did not take the order. Anything else (timeouts, 5xx as
+# OperationFailed, unclassified ExchangeError) may have been processed: looked up before any resend.
+DEFINITIVE: tuple[type[Exception], ...] = (
+    ccxt.InvalidOrder,
+    ccxt.InsufficientFunds,
+    ccxt.BadRequest,
+    ccxt.AuthenticationError,
+    ccxt.PermissionDenied,
+    ccxt.AccountSuspended,
+    ccxt.NotSupported,
+    ccxt.ArgumentsRequired,
+)
+
+
 def fill_id(venue: str, symbol: str, trade_id: str) -> str:
     """The one home of a live fill id: the exchange's trade id, scoped by venue and symbol."""
     return f"{venue}:{symbol}:{trade_id}"
@@ -301,7 +315,9 @@ class CcxtGateway(Actor):
         while True:
             try:
                 return await call()
-            except ccxt.NetworkError as e:
+            except ccxt.BaseError as e:
+                # Not an answer (transport, 5xx, rate limit, or a refusal we cannot act on): a read is
+                # safe to repeat, and acting without its answer is not.
                 attempt += 1
                 if attempt in (1, 10) or attempt % 50 == 0:
                     self.ctx.log.warning(
@@ -383,14 +399,12 @@ class CcxtGateway(Actor):
                 return await self._events(order, dict(placed))
             except VenueBanned:
                 return [self._reject(order, "venue_banned")]  # refused before it left: never sent
-            except ccxt.NetworkError as e:
-                last_error = _error_name(e)
-            except ccxt.InvalidOrder as e:
-                if "duplicate" not in str(e).lower():
+            except DEFINITIVE as e:
+                if not (isinstance(e, ccxt.InvalidOrder) and "duplicate" in str(e).lower()):
                     return [self._reject(order, f"exchange: {_error_name(e)}")]
                 last_error = _error_name(e)  # the id is taken by an open order: it is (probably) ours
             except ccxt.BaseError as e:
-                return [self._reject(order, f"exchange: {_error_name(e)}")]
+                last_error = _error_name(e)  # timeout, 5xx (OperationFailed), anything unclassified
             # No definitive answer: the order may be at the exchange. Look before any resend.
             self.ctx.log.warning(
                 "order send without a definitive answer; looking it up by client order id",
