@@ -297,6 +297,24 @@ def test_timeout_on_create_is_looked_up_never_resent(server: BinanceServer, acto
     assert order_posts(server) == 1
 
 
+def test_gateway_dying_mid_send_the_resent_order_is_looked_up_not_placed_again(
+    server: BinanceServer, actors: Actors
+) -> None:
+    server.delay_next("/api/v3/order$", 8.0, method="POST")  # placed; the answer never reaches this gateway
+    start_all(actors, server, poll_s=120.0, watch=False, timeout_ms=20_000)
+    submit(order("s1-t1-8", quantity=0.5))
+    eventually(lambda: at_exchange(server, "s1-t1-8"), 30, what="order at the exchange")
+    actors.stop(GATEWAY)  # dies with the order in flight: the executor never heard back
+    # The market order is filled, so Binance would accept the same client id again: only a lookup saves us.
+    start_gateway(actors, server, poll_s=120.0, watch=False)
+    eventually(lambda: journal(actors).order_status("s1-t1-8") == "filled", 30, what="filled after restart")
+    trades = exchange_trades(server, "s1-t1-8")
+    eventually(lambda: journaled_fills(actors, "s1-t1-8") == [fill_id(VENUE, SYM, t) for t in trades], 30)
+    time.sleep(2.0)  # the executor's resend and any reconciliation have happened by now
+    assert len(at_exchange(server, "s1-t1-8")) == 1
+    assert order_posts(server) == 1
+
+
 def test_partial_fills_each_exchange_trade_journaled_once(server: BinanceServer, actors: Actors) -> None:
     start_all(actors, server)
     submit(order("s1-t1-5", quantity=1.0, limit=49_000.0))  # rests below the book
