@@ -25,10 +25,10 @@ import pytest
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.actors.runtime import ActorLaunch, ActorRuntime, close_process_journals, process_journal
 from sniperbot.keystore import Credentials
-from sniperbot.messages import Envelope, Order, Payload
-from sniperbot.messages.venue import VenueOrderQuery, VenueOrderReport
+from sniperbot.messages import CancelOrder, Envelope, Order, OrderUpdate, Payload
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.rundir import RunDir
-from sniperbot.venues.ccxt.gateway import close_gateway_ledgers, fill_id
+from sniperbot.venues.ccxt.gateway import CANCEL_ALL, close_gateway_ledgers, fill_id
 from tests.conftest import eventually
 from tests.exchanges.binance import BinanceServer, demo_server
 
@@ -384,3 +384,44 @@ def test_foreign_order_on_the_account_is_reported_not_adopted(server: BinanceSer
     actor = gateway.actor
     eventually(lambda: actor is not None and len(actor.foreign) == 1, 30, what="foreign order counted")  # type: ignore[attr-defined]
     assert at_exchange(server, "manual-1")[0]["status"] == "new"  # left alone
+
+
+def _updates(cid: str) -> list[str]:
+    """The statuses the gateway told the (driver-as-)executor about one order, in order."""
+    return [
+        e.status
+        for p in _HEARD[EXECUTOR]
+        if isinstance(p, VenueEvents)
+        for e in p.events
+        if isinstance(e, OrderUpdate) and e.client_order_id == cid
+    ]
+
+
+def test_precision_cancel_and_cancel_all_touch_only_our_orders(server: BinanceServer, actors: Actors) -> None:
+    with server.lock:
+        server.engine.place("BTC/USDT", "buy", "limit", "0.1", price="48000", client_id="manual-2")
+    start_gateway(actors, server)
+    actors.start(EXECUTOR, f"{__name__}:Driver", {})  # plays the executor's side of the protocol
+    send = _OUTGOING[EXECUTOR]
+    ours = ("s1-t1-9", "s1-t1-10", "s1-t1-11")
+    send.put((GATEWAY, order("s1-t1-9", quantity=0.123456789, limit=48_123.456789)))
+    send.put((GATEWAY, order("s1-t1-10", quantity=0.2, limit=47_000.0)))
+    send.put((GATEWAY, order("s1-t1-11", quantity=0.2, limit=46_000.0)))
+    eventually(lambda: all(_updates(c) for c in ours), 30, what="accepted")
+    time.sleep(1.5)  # several sweeps: each status is told once
+    assert [_updates(c) for c in ours] == [["accepted"]] * 3
+    placed = at_exchange(server, "s1-t1-9")[0]
+    assert (placed["quantity"], placed["price"]) == (
+        "0.12345",
+        "48123.46",
+    )  # amount truncated to the step, price rounded to the tick (ccxt)
+    send.put((GATEWAY, CancelOrder(client_order_id="s1-t1-9", strategy_id="s1", venue=VENUE, symbol=SYM)))
+    eventually(lambda: at_exchange(server, "s1-t1-9")[0]["status"] == "canceled", 30, what="cancelled")
+    eventually(lambda: _updates("s1-t1-9") == ["accepted", "cancelled"], 30, what="cancel reported")
+    send.put((GATEWAY, CancelOrder(client_order_id=CANCEL_ALL, strategy_id="", venue=VENUE, symbol="")))
+    for cid in ("s1-t1-10", "s1-t1-11"):
+        eventually(
+            lambda c=cid: at_exchange(server, c)[0]["status"] == "canceled", 30, what=f"{cid} cancelled"
+        )
+        eventually(lambda c=cid: _updates(c) == ["accepted", "cancelled"], 30, what=f"{cid} reported")
+    assert at_exchange(server, "manual-2")[0]["status"] == "new"  # not ours: never cancelled

@@ -599,11 +599,15 @@ class CcxtGateway(Actor):
 
     # -- back to the actor thread -----------------------------------------------------------------
     def _reply(self, sender: str, cid: str, events: list[Event], release: Callable[[], None]) -> None:
+        """Answer an order (a duplicate refusal always; news only once), then release its inbox ack."""
+        refused = [e for e in events if isinstance(e, OrderUpdate) and e.reason == DUPLICATE]
+        new = self._claim(cid, [e for e in events if e not in refused])
+
         def send() -> None:
             self.ctx.send(
                 sender,
-                VenueEvents(venue=self.venue, events=events),
-                on_ack=lambda: self._record_if_ours(events),
+                VenueEvents(venue=self.venue, events=refused + new),
+                on_ack=lambda: self._acked(cid, new),
             )
             release()
 
@@ -611,9 +615,22 @@ class CcxtGateway(Actor):
 
     def _send_new(self, dest: str, cid: str, events: list[Event]) -> None:
         """Send what the ledger has not recorded and is not in flight; record it once acknowledged."""
+        new = self._claim(cid, events)
+        if new:
+            event = VenueEvents(venue=self.venue, events=new)
+            self._later(lambda: self.ctx.send(dest, event, on_ack=lambda: self._acked(cid, new)))
+
+    def _acked(self, cid: str, new: list[Event]) -> None:
+        self._record_if_ours(new)
+        with self._lock:
+            for e in new:
+                self._inflight.discard(e.fill_id if isinstance(e, Fill) else f"{cid}|{e.status}")
+
+    def _claim(self, cid: str, events: list[Event]) -> list[Event]:
+        """The events neither recorded in the ledger nor already on their way; marked as on their way."""
         entry = self.ledger.order(cid)
         if entry is None:
-            return
+            return list(events)  # not ours to record (a rejection before the ledger had it)
         known = {f.fill_id for f in entry.fills}
         status = entry.status
         new: list[Event] = []
@@ -630,16 +647,7 @@ class CcxtGateway(Actor):
                     continue
                 self._inflight.add(key)
                 new.append(e)
-        if not new:
-            return
-
-        def acked() -> None:
-            self._record_if_ours(new)
-            with self._lock:
-                for e in new:
-                    self._inflight.discard(e.fill_id if isinstance(e, Fill) else f"{cid}|{e.status}")
-
-        self._later(lambda: self.ctx.send(dest, VenueEvents(venue=self.venue, events=new), on_ack=acked))
+        return new
 
     def _record_if_ours(self, events: list[Event]) -> None:
         """Record in the ledger what the executor now has (DUPLICATE refusals are not a status)."""
