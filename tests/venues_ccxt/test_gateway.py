@@ -425,3 +425,22 @@ def test_precision_cancel_and_cancel_all_touch_only_our_orders(server: BinanceSe
         )
         eventually(lambda c=cid: _updates(c) == ["accepted", "cancelled"], 30, what=f"{cid} reported")
     assert at_exchange(server, "manual-2")[0]["status"] == "new"  # not ours: never cancelled
+
+
+def test_amount_below_the_market_step_is_rejected_before_sending(
+    server: BinanceServer, actors: Actors
+) -> None:
+    start_gateway(actors, server)
+    actors.start(EXECUTOR, f"{__name__}:Driver", {})  # plays the executor's side of the protocol
+    eventually(lambda: ("GET", "/api/v3/openOrders") in server.requests, 30, what="gateway ready")
+    _OUTGOING[EXECUTOR].put((GATEWAY, order("s1-t1-12", quantity=0.000004, limit=48_000.0)))  # step 0.00001
+    eventually(lambda: _updates("s1-t1-12"), 30, what="an answer")
+    refused = [
+        e
+        for p in _HEARD[EXECUTOR]
+        if isinstance(p, VenueEvents)
+        for e in p.events
+        if isinstance(e, OrderUpdate)
+    ]
+    assert [(e.status, e.reason) for e in refused] == [("rejected", "amount_below_precision")]
+    assert order_posts(server) == 0 and at_exchange(server, "s1-t1-12") == []
