@@ -444,3 +444,19 @@ def test_amount_below_the_market_step_is_rejected_before_sending(
     ]
     assert [(e.status, e.reason) for e in refused] == [("rejected", "amount_below_precision")]
     assert order_posts(server) == 0 and at_exchange(server, "s1-t1-12") == []
+
+
+def test_node_seals_the_named_key_into_the_gateway_launch_only(short_tmp: Path) -> None:
+    from sniperbot.config import load_config
+    from sniperbot.node import Node
+    from sniperbot.supervision import ChildSpec
+
+    creds = Credentials("main", "binance", "2026-01-01T00:00:00Z", {"apiKey": "K9", "secret": "S9-secret"})
+    node = Node(load_config(None), short_tmp / "run", credentials={"main": creds})
+    actor = "sniperbot.venues.ccxt.gateway:CcxtGateway"
+    sealed = node.sealed_credentials(ChildSpec(id="gateway.bx", actor=actor, args={"keys": "main"}))
+    assert Credentials.from_launch(sealed) == creds
+    # another role naming the same entry, or a gateway naming none or an unknown one: no key
+    assert node.sealed_credentials(ChildSpec(id="executor.bx", actor=actor, args={"keys": "main"})) == b""
+    assert node.sealed_credentials(ChildSpec(id="gateway.bx", actor=actor, args={})) == b""
+    assert node.sealed_credentials(ChildSpec(id="gateway.bx", actor=actor, args={"keys": "other"})) == b""

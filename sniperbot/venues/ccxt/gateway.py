@@ -43,8 +43,11 @@ Exactly once (issue #9 point 4, research live-venues.md §3, §5):
   ccxt's ``stopLossPrice``. **Cancel-all**: ``CancelOrder`` with ``client_order_id ==``
   :data:`CANCEL_ALL` cancels every unfinished order of the ledger (ours only).
 
-Credentials never travel in args: the node puts ``Credentials.to_launch()`` in this actor's
-``ActorLaunch.credentials`` (:attr:`~sniperbot.actors.base.ActorContext.credentials`); they are used
+Credentials never travel in args: ``sniperbot run`` unlocks the keystore before any process starts and
+hands the node ``{entry name: Credentials}``; the node seals the entry named by this actor's ``keys``
+argument (a name, safe in args and the journal) into this actor's ``ActorLaunch.credentials``
+(:meth:`sniperbot.node.Node.sealed_credentials`, read here through
+:attr:`~sniperbot.actors.base.ActorContext.credentials`) — no other actor's launch carries it; they are used
 once, to construct the ccxt exchange, and exchange errors are logged by class only (a ccxt message
 may quote the request). No credentials: public calls only (every signed call is refused by the
 exchange, so orders are rejected with the exchange's reason).
@@ -133,6 +136,7 @@ class CcxtGateway(Actor):
         max_send_attempts: int = 3,
         watch: bool = True,
         durability: Literal["fsync", "process"] = "fsync",
+        keys: str = "",
     ) -> None:
         super().__init__(ctx)
         if not hasattr(ccxt.pro, exchange):
@@ -149,6 +153,9 @@ class CcxtGateway(Actor):
         self.max_send_attempts = max(1, max_send_attempts)
         self.watch = watch
         self.durability = durability
+        self.keys = (
+            keys  # the keystore entry's name (not a secret): the node seals that entry into our launch
+        )
         self.duplicates = 0
         self.foreign: set[str] = set()
         self._out: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -284,7 +291,13 @@ class CcxtGateway(Actor):
         }
         if creds is not None:
             config.update(creds.ccxt_config())
-        key_name = creds.name if creds is not None else PUBLIC_KEY_NAME
+        if self.keys and creds is None:
+            self.ctx.log.error(
+                "no credentials in the launch; signed calls will be refused",
+                extra={"event": "credentials_missing", "keys": self.keys},
+            )
+        # One rate budget per (venue, key name), shared with the venue's other actors.
+        key_name = self.keys or (creds.name if creds is not None else PUBLIC_KEY_NAME)
         ex = open_limited(getattr(ccxt.pro, self.exchange_id), self.ctx.run_dir, self.venue, key_name, config)
         del config, creds
         if self.sandbox:
