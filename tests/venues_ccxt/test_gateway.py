@@ -460,3 +460,25 @@ def test_node_seals_the_named_key_into_the_gateway_launch_only(short_tmp: Path) 
     assert node.sealed_credentials(ChildSpec(id="executor.bx", actor=actor, args={"keys": "main"})) == b""
     assert node.sealed_credentials(ChildSpec(id="gateway.bx", actor=actor, args={})) == b""
     assert node.sealed_credentials(ChildSpec(id="gateway.bx", actor=actor, args={"keys": "other"})) == b""
+
+
+def test_stop_limit_order_rests_untriggered_at_the_exchange(server: BinanceServer, actors: Actors) -> None:
+    start_gateway(actors, server)
+    actors.start(EXECUTOR, f"{__name__}:Driver", {})  # plays the executor's side of the protocol
+    stop = Order(
+        client_order_id="s1-t1-13",
+        intent_id="s1-t1-13",
+        strategy_id="s1",
+        venue=VENUE,
+        symbol=SYM,
+        side="sell",
+        quantity=0.1,
+        order_type="stop",
+        limit_price=48_000.0,
+        stop_price=48_500.0,
+        ts_ns=time.time_ns(),
+    )
+    _OUTGOING[EXECUTOR].put((GATEWAY, stop))
+    eventually(lambda: _updates("s1-t1-13") == ["accepted"], 30, what="stop accepted")
+    placed = at_exchange(server, "s1-t1-13")
+    assert [(o["type"], o["status"], o["price"]) for o in placed] == [("stop_limit", "untriggered", "48000")]
