@@ -250,6 +250,8 @@ def test_market_order_is_placed_once_with_our_client_id_and_each_trade_journaled
     fills = [f for f in journal(actors).fills() if f.client_order_id == "s1-t1-1"]
     assert sum(f.quantity for f in fills) == pytest.approx(1.5)
     assert {f.price for f in fills} == {50_010.0, 50_020.0}
+    # Binance charges a buy's fee in the base asset (0.1 %): journaled in quote, valued at the trade price
+    assert [f.fee for f in fills] == pytest.approx([0.001 * f.quantity * f.price for f in fills])
     assert order_posts(server) == 1
     # the key travelled in the launch only: nothing in the run dir holds the secret
     secret = server.credentials()["secret"].encode()
