@@ -484,3 +484,55 @@ def test_stop_limit_order_rests_untriggered_at_the_exchange(server: BinanceServe
     eventually(lambda: _updates("s1-t1-13") == ["accepted"], 30, what="stop accepted")
     placed = at_exchange(server, "s1-t1-13")
     assert [(o["type"], o["status"], o["price"]) for o in placed] == [("stop_limit", "untriggered", "48000")]
+
+
+def test_kraken_lost_answer_is_looked_up_by_cl_ord_id_and_exists_once(short_tmp: Path) -> None:
+    from tests.exchanges.kraken import demo_server as kraken_server
+
+    server = kraken_server().start()
+    actors = Actors(short_tmp / "run")
+    try:
+        server.lose_next_answer("/0/private/AddOrder")  # placed at the exchange, answer lost
+        creds = Credentials("kr", "kraken", "2026-01-01T00:00:00Z", server.credentials())
+        args = {
+            "venue": VENUE,
+            "exchange": "kraken",
+            "symbols": ["BTC/USD"],
+            "rest_url": server.rest_url,
+            "ws_url": server.ws_url,
+            "timeout_ms": 3000,
+            "durability": "process",
+            **SEND_PATH_ONLY,
+        }
+        actors.start(GATEWAY, "sniperbot.venues.ccxt.gateway:CcxtGateway", args, creds.to_launch())
+        start_executor(actors)
+        actors.start("risk_guard", f"{__name__}:Driver", {})
+        eventually(lambda: ("POST", "/0/private/OpenOrders") in server.requests, 30, what="gateway ready")
+        cid = "s1-t1-14"
+        submit(_kraken_order(cid))
+        eventually(lambda: journal(actors).order_status(cid) == "filled", 30, what="order filled")
+        mine = [o for o in server.state_json()["orders"] if o["client_order_id"] == cid]
+        assert len(mine) == 1
+        assert sum(1 for m, p in server.requests if m == "POST" and p == "/0/private/AddOrder") == 1
+        trades = [f["trade_id"] for f in mine[0]["fills"]]
+        eventually(lambda: journaled_fills(actors, cid) == [fill_id(VENUE, "BTC/USD", t) for t in trades], 30)
+    finally:
+        actors.stop_all()
+        close_gateway_ledgers()
+        close_process_journals()
+        _OUTGOING.clear()
+        _HEARD.clear()
+        server.stop()
+
+
+def _kraken_order(cid: str) -> Order:
+    return Order(
+        client_order_id=cid,
+        intent_id=cid,
+        strategy_id="s1",
+        venue=VENUE,
+        symbol="BTC/USD",
+        side="buy",
+        quantity=0.5,
+        ts_ns=time.time_ns(),
+    )
