@@ -408,8 +408,11 @@ class CcxtGateway(Actor):
         last_error = ""
         for _ in range(self.max_send_attempts):
             try:
-                placed = await ex.create_order(order.symbol, kind, order.side, amount, price, params)
-                return await self._events(order, dict(placed))
+                placed = dict(await ex.create_order(order.symbol, kind, order.side, amount, price, params))
+                if placed.get("status") is None:
+                    # Kraken's AddOrder answers only the txid: ask for the order's real state now.
+                    placed = await self._lookup(order) or placed
+                return await self._events(order, placed)
             except VenueBanned:
                 return [self._reject(order, "venue_banned")]  # refused before it left: never sent
             except DEFINITIVE as e:
