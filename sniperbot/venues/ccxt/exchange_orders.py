@@ -74,11 +74,13 @@ async def find_order(ex: Any, exchange_id: str, symbol: str, client_order_id: st
                 if client_id_of(exchange_id, o) == client_order_id:
                     return dict(o)
         return None
-    # Coinbase and any other exchange: recent orders of the symbol, matched on the client id.
+    # Coinbase (historical/batch filtered by client_order_id) and any other exchange: recent orders of the
+    # symbol, matched on the client id.
     fetch = ex.fetch_orders if ex.has.get("fetchOrders") else None
     candidates: list[Any] = []
     if fetch is not None:
-        candidates = list(await fetch(symbol))
+        params = {"client_order_id": client_order_id} if exchange_id.startswith("coinbase") else {}
+        candidates = list(await fetch(symbol, None, None, params))
     else:
         candidates = list(await ex.fetch_open_orders(symbol)) + list(await ex.fetch_closed_orders(symbol))
     for o in candidates:
