@@ -37,11 +37,17 @@ Exactly once (issue #9 point 4, research live-venues.md §3, §5):
   says definitively that it has none.
 * **Foreign orders**: open orders on the account whose client order id is not in the ledger are logged
   (``foreign_order``) and counted (:attr:`CcxtGateway.foreign`), never adopted, cancelled or reported.
-* **Precision**: amounts and prices go through ``amount_to_precision`` / ``price_to_precision``; an
-  amount that rounds to zero is ``rejected`` (``amount_below_precision``).
+* **Precision**: amounts and prices go through ``amount_to_precision`` (truncated to the step) and
+  ``price_to_precision`` (ccxt rounds to the nearest tick); an amount below one step is ``rejected``
+  (``amount_below_precision``) before anything is sent.
 * Order types: market, limit, and stop (``stop_price``; with ``limit_price`` a stop-limit) through
   ccxt's ``stopLossPrice``. **Cancel-all**: ``CancelOrder`` with ``client_order_id ==``
   :data:`CANCEL_ALL` cancels every unfinished order of the ledger (ours only).
+
+Not yet (issue #9): Coinbase market *buys* (sized in quote currency by Coinbase; ccxt refuses them
+without a price, so they come back ``rejected``); an account-wide ``fetch_my_trades`` since the last
+journaled trade (the per-order refresh covers every unfinished order of ours); balances vs journal drift;
+breaker wiring (no reconciliation -> venue breaker open) and ``admin status`` per venue.
 
 Credentials never travel in args: ``sniperbot run`` unlocks the keystore before any process starts and
 hands the node ``{entry name: Credentials}``; the node seals the entry named by this actor's ``keys``
