@@ -102,8 +102,12 @@ class Node:
         epoch_ns: int | None = None,
         enable_chaos: bool = False,
         ray_address: str | None = None,
+        credentials: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        # Unlocked venue keys (keystore entry name -> Credentials, from unlock_for_config): each goes
+        # only into the launch of the gateway whose ``keys`` argument names it (sniperbot.keystore).
+        self._credentials = dict(credentials or {})
         self.enable_chaos = enable_chaos
         self.ray_address = ray_address  # "auto" (start a local Ray) or a cluster address; None: no Ray
         self._ray: Any = None
@@ -163,8 +167,27 @@ class Node:
             inbox_binds=inbox_binds,
             auth_key=self._secret,
             node_life=self.node_life,
+            credentials=self.sealed_credentials(spec),
         )
-        return self._launcher.start(launch, spec.placement)  # type: ignore[arg-type]
+        return self._launcher.start(launch, spec.placement)
+
+    def sealed_credentials(self, spec: ChildSpec) -> bytes:
+        """The venue key for this child's launch: a ``gateway.*`` actor's ``keys`` entry, else nothing.
+
+        The entry *name* may sit in args (journaled for hot-added children); the secret only ever
+        travels in the launch. A name the node did not unlock gives no key (logged by name).
+        """
+        name = spec.args.get("keys") if spec.id.startswith("gateway.") else None
+        if not name:
+            return b""
+        creds = self._credentials.get(str(name))
+        if creds is None:
+            log.error(
+                "no unlocked keystore entry for this gateway; it runs without keys",
+                extra={"event": "credentials_missing", "actor": spec.id, "keys": str(name)},
+            )
+            return b""
+        return bytes(creds.to_launch())  # type: ignore[arg-type]
 
     def watch(self, handle: ActorHandle, on_exit: Callable[[], None]) -> None:
         """Call ``on_exit`` as soon as the incarnation's sentinel becomes readable."""

@@ -56,6 +56,11 @@ class ActorContext:
         raise NotImplementedError
 
     @property
+    def credentials(self) -> bytes:
+        """This actor's sealed venue key (``Credentials.to_launch()``); only a venue's gateway has one."""
+        return b""
+
+    @property
     def journal(self) -> Journal:
         """The node's journal, opened on first use with the configured durability."""
         raise NotImplementedError

@@ -76,6 +76,9 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     auth_key: bytes = b""
     # This node start's token in every client order id (sniperbot.rundir.next_node_life).
     node_life: str = ""
+    # The venue's API key (sniperbot.keystore.Credentials.to_launch()), only in the launch of the
+    # one actor that signs for that venue (its gateway): never logged, never on disk, never in args.
+    credentials: bytes = b""
 
 
 _journals: dict[str, Any] = {}
@@ -182,6 +185,11 @@ class ActorRuntime(ActorContext):
         """Run ``callback`` every ``interval_s`` seconds."""
         timer = _Timer(int(interval_s * 1e9), callback)
         heapq.heappush(self._timers, (time.monotonic_ns() + timer.interval_ns, next(self._timer_ids), timer))
+
+    @property
+    def credentials(self) -> bytes:
+        """The launch's sealed venue key (b"" for every actor but a venue's gateway)."""
+        return self.launch.credentials
 
     @property
     def journal(self) -> Any:

@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         # Before any process starts; also takes the password out of the environment actors inherit.
         # The venue that signs gets its Credentials from this dict (see sniperbot.keystore).
-        unlock_for_config(config, keystore=args.keystore, password_file=args.password_file)
+        credentials = unlock_for_config(config, keystore=args.keystore, password_file=args.password_file)
     except KeystoreError as e:
         return _fail(str(e), 2)
     wants_ray = ray_placements(config)
@@ -210,7 +210,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(config.node.log_level)
     from sniperbot.node import EXIT_DISK_FULL, Node
 
-    node = Node(config, args.run_dir, enable_chaos=args.enable_chaos, ray_address=args.ray)
+    node = Node(
+        config, args.run_dir, enable_chaos=args.enable_chaos, ray_address=args.ray, credentials=credentials
+    )
     on_idle = None
     view = None
     if sys.stdout.isatty():

@@ -1,0 +1,711 @@
+"""The live gateway of one ccxt venue: real orders, placed exactly once; actor id ``gateway.<venue>``.
+
+It speaks the venue protocol of the paper venue (:mod:`sniperbot.messages.venue`), so the generic
+executor drives it unchanged: ``Order``, ``CancelOrder`` and ``VenueOrderQuery`` in its inbox,
+``VenueEvents`` and ``VenueOrderReport`` back. Exchange I/O runs on an asyncio loop in a thread of
+its own (ccxt / ccxt.pro), so a slow exchange never stops the actor's heartbeats; what the exchange
+answered goes back to the actor's loop, which alone touches the sockets.
+
+Exactly once (issue #9 point 4, research live-venues.md §3, §5):
+
+* **The gateway's ledger first.** An ``Order`` is committed to the gateway's
+  :class:`~sniperbot.venues.sim.ledger.VenueLedger` (``<run dir>/venue-<venue>``) before it is sent;
+  its client order id goes in the exchange's own field (:mod:`sniperbot.venues.ccxt.exchange_orders`).
+  The inbox acknowledgement is held until the exchange's answer is known, so the executor resends an
+  order whose gateway died mid-send.
+* **Never resent blindly.** An ``Order`` the ledger already has (a resend, or a new incarnation after a
+  crash), and any send that failed without a definitive answer (timeout, 5xx, 429, connection lost,
+  Binance's "Duplicate order sent."), is first looked up at the exchange by its client order id. Found:
+  the exchange has it — a resend is refused like the paper venue does (``rejected`` /
+  ``duplicate_client_order_id``, counted), so the executor queries the real state; a failed send
+  answers with what the exchange did. Not found (only on the exchange's definitive "no such order"):
+  sent once more; after ``max_send_attempts`` definitive absences the order is ``rejected``
+  (``send_failed``). A lookup that itself fails is retried with backoff, never taken as "not found".
+  Exchanges' duplicate-id checks are not relied on (Binance and Kraken check only open orders).
+* **Fills are the exchange's trades.** Each exchange trade becomes one ``Fill`` with
+  ``fill_id = f"{venue}:{symbol}:{trade id}"`` (:func:`fill_id`; trade ids are per symbol on Binance),
+  so the journal keeps it once however often it is heard. Fee in quote currency (a base-asset fee is
+  valued at the trade price; a third asset such as BNB counts 0 and is logged).
+* **Private stream, REST behind it.** ``watch_my_trades`` (where ccxt.pro has it) triggers a REST
+  refresh of the order it concerns; every ``poll_s`` seconds every unfinished order of the ledger is
+  refreshed over REST (order by client id + its trades), which is also the fallback while the stream
+  is down, and after each stream reconnect. New events go to the executor; the ledger records them
+  when the executor has acknowledged them, so a crash in between makes the next incarnation send them
+  again (the executor drops what it has).
+* **Queries** (``VenueOrderQuery``) are answered from the exchange: lookup by client order id and the
+  order's trades. ``known=False`` when neither the ledger nor the journal has the order, or the exchange
+  says definitively that it has none.
+* **Foreign orders**: open orders on the account whose client order id is not in the ledger are logged
+  (``foreign_order``) and counted (:attr:`CcxtGateway.foreign`), never adopted, cancelled or reported.
+* **Precision**: amounts and prices go through ``amount_to_precision`` (truncated to the step) and
+  ``price_to_precision`` (ccxt rounds to the nearest tick); an amount below one step is ``rejected``
+  (``amount_below_precision``) before anything is sent.
+* Order types: market, limit, and stop (``stop_price``; with ``limit_price`` a stop-limit) through
+  ccxt's ``stopLossPrice``. **Cancel-all**: ``CancelOrder`` with ``client_order_id ==``
+  :data:`CANCEL_ALL` cancels every unfinished order of the ledger (ours only).
+
+Not yet (issue #9): Coinbase market *buys* (sized in quote currency by Coinbase; ccxt refuses them
+without a price, so they come back ``rejected``); an account-wide ``fetch_my_trades`` since the last
+journaled trade (the per-order refresh covers every unfinished order of ours); balances vs journal drift;
+breaker wiring (no reconciliation -> venue breaker open) and ``admin status`` per venue.
+
+Credentials never travel in args: ``sniperbot run`` unlocks the keystore before any process starts and
+hands the node ``{entry name: Credentials}``; the node seals the entry named by this actor's ``keys``
+argument (a name, safe in args and the journal) into this actor's ``ActorLaunch.credentials``
+(:meth:`sniperbot.node.Node.sealed_credentials`, read here through
+:attr:`~sniperbot.actors.base.ActorContext.credentials`) — no other actor's launch carries it; they are used
+once, to construct the ccxt exchange, and exchange errors are logged by class only (a ccxt message
+may quote the request). No credentials: public calls only (every signed call is refused by the
+exchange, so orders are rejected with the exchange's reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any, Literal, TypeVar
+
+import ccxt
+import ccxt.pro
+
+from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.journal import TERMINAL_STATUSES
+from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.venues.ccxt.exchange_orders import (
+    STATUS,
+    client_id_of,
+    client_id_params,
+    fee_in_quote,
+    find_order,
+    order_trades,
+)
+from sniperbot.venues.ccxt.ratelimit import PUBLIC_KEY_NAME, VenueBanned, open_limited
+from sniperbot.venues.ccxt.urls import rebase_urls
+from sniperbot.venues.sim.ledger import VenueLedger
+
+DUPLICATE = "duplicate_client_order_id"  # the paper venue's refusal reason: the executor queries then
+SEND_FAILED = "send_failed"
+CANCEL_ALL = "*"
+_DRAIN_S = 0.01
+_BACKOFF_MAX_S = 5.0
+_T = TypeVar("_T")
+Event = OrderUpdate | Fill
+
+
+# Refusals after which the exchange certainly did not take the order. Anything else (timeouts, 5xx as
+# OperationFailed, unclassified ExchangeError) may have been processed: looked up before any resend.
+DEFINITIVE: tuple[type[Exception], ...] = (
+    ccxt.InvalidOrder,
+    ccxt.InsufficientFunds,
+    ccxt.BadRequest,
+    ccxt.AuthenticationError,
+    ccxt.PermissionDenied,
+    ccxt.AccountSuspended,
+    ccxt.NotSupported,
+    ccxt.ArgumentsRequired,
+)
+
+
+def fill_id(venue: str, symbol: str, trade_id: str) -> str:
+    """The one home of a live fill id: the exchange's trade id, scoped by venue and symbol."""
+    return f"{venue}:{symbol}:{trade_id}"
+
+
+def _error_name(e: BaseException) -> str:
+    """An exchange error by class only: ccxt messages may quote a signed request."""
+    return type(e).__name__
+
+
+class CcxtGateway(Actor):
+    """Places, cancels and looks up orders at one exchange through ccxt; see the module docstring."""
+
+    inbox = True
+
+    def __init__(
+        self,
+        ctx: ActorContext,
+        *,
+        venue: str,
+        exchange: str,
+        symbols: list[str],
+        rest_url: str | None = None,
+        ws_url: str | None = None,
+        sandbox: bool = False,
+        executor: str = "",
+        timeout_ms: int = 10_000,
+        poll_s: float = 2.0,
+        max_send_attempts: int = 3,
+        watch: bool = True,
+        durability: Literal["fsync", "process"] = "fsync",
+        keys: str = "",
+    ) -> None:
+        super().__init__(ctx)
+        if not hasattr(ccxt.pro, exchange):
+            raise ValueError(f"gateway.{venue}: exchange = {exchange!r} is not a ccxt.pro exchange id")
+        self.venue = venue
+        self.exchange_id = exchange
+        self.symbols = list(symbols)
+        self.rest_url = rest_url
+        self.ws_url = ws_url
+        self.sandbox = sandbox
+        self.executor = executor or f"executor.{venue}"
+        self.timeout_ms = timeout_ms
+        self.poll_s = poll_s
+        self.max_send_attempts = max(1, max_send_attempts)
+        self.watch = watch
+        self.durability = durability
+        self.keys = (
+            keys  # the keystore entry's name (not a secret): the node seals that entry into our launch
+        )
+        self.duplicates = 0
+        self.foreign: set[str] = set()
+        self._out: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._unfinished: set[str] = set()  # ledger orders without a terminal status
+        self._inflight: set[str] = set()  # fill ids / "cid|status" sent, not yet acknowledged
+        self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._by_exchange_id: dict[str, str] = {}  # exchange order id -> our client order id
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ex: Any = None
+
+    # -- lifecycle (actor thread) -------------------------------------------------------------
+    def on_start(self) -> None:
+        """Open the ledger, start the exchange loop: markets, then reconciliation, stream and polling."""
+        self.ledger = _shared_ledger(self.ctx, self.venue, self.durability)
+        for order in self.ledger.orders():
+            entry = self.ledger.order(order.client_order_id)
+            if entry is not None and entry.status not in TERMINAL_STATUSES:
+                self._unfinished.add(order.client_order_id)
+        sealed = self.ctx.credentials
+        self._loop = asyncio.new_event_loop()
+        self._ready = asyncio.Event()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"gateway-io-{self.venue}", daemon=True
+        )
+        self._thread.start()
+        self._submit(self._setup(sealed))
+        self.ctx.every(_DRAIN_S, self._drain)
+        self.ctx.log.info(
+            "gateway starting",
+            extra={
+                "event": "gateway_start",
+                "exchange": self.exchange_id,
+                "unfinished": len(self._unfinished),
+            },
+        )
+
+    def on_stop(self) -> None:
+        """Close the exchange's connections and the loop thread."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(10)
+        except Exception as e:  # closing is best effort; the process may be going anyway
+            self.ctx.log.warning("exchange close failed", extra={"event": "close", "error": _error_name(e)})
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._ex is not None:
+            await self._ex.close()
+
+    def _submit(self, coro: Awaitable[Any]) -> Future[Any]:
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._guarded(coro), self._loop)
+        return future
+
+    async def _guarded(self, coro: Awaitable[Any]) -> Any:
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.ctx.log.error(
+                "gateway task failed", extra={"event": "gateway_task_failed", "error": _error_name(e)}
+            )
+            return None
+
+    def _drain(self) -> None:
+        """Run what the exchange loop handed over (sends, acks) on the actor's own loop."""
+        while True:
+            try:
+                fn = self._out.get_nowait()
+            except queue.Empty:
+                return
+            fn()
+
+    def _later(self, fn: Callable[[], None]) -> None:
+        self._out.put(fn)
+
+    # -- inbox (actor thread) -------------------------------------------------------------------
+    def on_message(self, envelope: Envelope) -> None:
+        """Orders, cancels and queries from the executor."""
+        payload = envelope.payload
+        sender = envelope.sender
+        if isinstance(payload, Order):
+            release = self.ctx.hold_ack()
+            fresh = not self.ledger.knows(payload.client_order_id)
+            if fresh:
+                self.ledger.record([payload])  # before it can leave: a crash then means "look it up"
+                with self._lock:
+                    self._unfinished.add(payload.client_order_id)
+            self._submit(self._on_order(payload, fresh, sender, release))
+        elif isinstance(payload, CancelOrder):
+            if payload.client_order_id == CANCEL_ALL:
+                with self._lock:
+                    cids = sorted(self._unfinished)
+            else:
+                cids = [payload.client_order_id]
+            for cid in cids:
+                entry = self.ledger.order(cid)
+                if entry is not None and entry.status not in TERMINAL_STATUSES:
+                    self._submit(self._cancel(entry.order, payload.reason, sender))
+        elif isinstance(payload, VenueOrderQuery):
+            cid = payload.client_order_id
+            entry = self.ledger.order(cid)
+            order = entry.order if entry is not None else self.ctx.journal.order(cid)
+            if order is None:
+                self.ctx.send(sender, self._unknown(cid))
+            else:
+                self._submit(self._query(order, sender))
+
+    def _unknown(self, cid: str) -> VenueOrderReport:
+        return VenueOrderReport(client_order_id=cid, venue=self.venue, known=False, ts_ns=time.time_ns())
+
+    # -- exchange loop ----------------------------------------------------------------------------
+    async def _setup(self, sealed: bytes) -> None:
+        from sniperbot.keystore import Credentials
+
+        creds = Credentials.from_launch(sealed) if sealed else None
+        config: dict[str, Any] = {
+            "timeout": self.timeout_ms,
+            "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
+        }
+        if creds is not None:
+            config.update(creds.ccxt_config())
+        if self.keys and creds is None:
+            self.ctx.log.error(
+                "no credentials in the launch; signed calls will be refused",
+                extra={"event": "credentials_missing", "keys": self.keys},
+            )
+        # One rate budget per (venue, key name), shared with the venue's other actors.
+        key_name = self.keys or (creds.name if creds is not None else PUBLIC_KEY_NAME)
+        ex = open_limited(getattr(ccxt.pro, self.exchange_id), self.ctx.run_dir, self.venue, key_name, config)
+        del config, creds
+        if self.sandbox:
+            ex.set_sandbox_mode(True)  # before the rebase: it swaps urls['api'] wholesale
+        self._ex = rebase_urls(ex, self.rest_url, self.ws_url)
+        await self._retry("load_markets", lambda: self._ex.load_markets())
+        missing = [s for s in self.symbols if s not in self._ex.markets]
+        if missing:
+            self.ctx.log.error(
+                "symbols not listed by the exchange; orders for them are rejected",
+                extra={"event": "unknown_symbols", "symbols": missing},
+            )
+        self._ready.set()
+        self._spawn(self._poll_forever())
+        if self.watch and self._ex.has.get("watchMyTrades"):
+            self._spawn(self._watch_trades())
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        """A background task of the exchange loop (referenced until done, as asyncio requires)."""
+        task = asyncio.get_running_loop().create_task(self._guarded(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retry(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """A read that is safe to repeat, until the exchange answers (transport errors back off)."""
+        delay = 0.2
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except ccxt.BaseError as e:
+                # Not an answer (transport, 5xx, rate limit, or a refusal we cannot act on): a read is
+                # safe to repeat, and acting without its answer is not.
+                attempt += 1
+                if attempt in (1, 10) or attempt % 50 == 0:
+                    self.ctx.log.warning(
+                        "exchange unreachable; retrying",
+                        extra={
+                            "event": "exchange_retry",
+                            "call": what,
+                            "error": _error_name(e),
+                            "attempt": attempt,
+                        },
+                    )
+                await asyncio.sleep(delay)
+                delay = min(_BACKOFF_MAX_S, delay * 2)
+
+    async def _lookup(self, order: Order) -> dict[str, Any] | None:
+        """The exchange's order with this client order id; None only on a definitive 'no such order'."""
+        return await self._retry(
+            "lookup", lambda: find_order(self._ex, self.exchange_id, order.symbol, order.client_order_id)
+        )
+
+    async def _on_order(self, order: Order, fresh: bool, sender: str, release: Callable[[], None]) -> None:
+        await self._ready.wait()
+        events = await self._place(order, fresh)
+        self._reply(sender, order.client_order_id, events, release)
+
+    def _reject(self, order: Order, reason: str) -> OrderUpdate:
+        return OrderUpdate(
+            client_order_id=order.client_order_id,
+            strategy_id=order.strategy_id,
+            venue=self.venue,
+            symbol=order.symbol,
+            status="rejected",
+            reason=reason,
+            ts_ns=time.time_ns(),
+        )
+
+    async def _place(self, order: Order, fresh: bool) -> list[Event]:
+        ex = self._ex
+        cid = order.client_order_id
+        if order.symbol not in ex.markets:
+            return [self._reject(order, "unknown_symbol")]
+        if not fresh:
+            found = await self._lookup(order)
+            if found is not None:
+                self.duplicates += 1
+                self.ctx.log.warning(
+                    "order already at the exchange; refused as a duplicate",
+                    extra={"event": "duplicate_order", "client_order_id": cid},
+                )
+                return [self._reject(order, DUPLICATE)]
+        try:
+            amount = float(ex.amount_to_precision(order.symbol, order.quantity))
+            price = (
+                None
+                if order.limit_price is None
+                else float(ex.price_to_precision(order.symbol, order.limit_price))
+            )
+            stop = (
+                None
+                if order.stop_price is None
+                else float(ex.price_to_precision(order.symbol, order.stop_price))
+            )
+        except ccxt.BaseError:
+            return [self._reject(order, "amount_below_precision")]
+        if amount <= 0:
+            return [self._reject(order, "amount_below_precision")]
+        if order.order_type == "limit" and price is None:
+            return [self._reject(order, "limit_price_missing")]
+        if order.order_type == "stop" and stop is None:
+            return [self._reject(order, "stop_price_missing")]
+        kind = "limit" if price is not None else "market"
+        params: dict[str, Any] = client_id_params(self.exchange_id, cid)
+        if stop is not None:
+            params["stopLossPrice"] = stop
+        last_error = ""
+        for _ in range(self.max_send_attempts):
+            try:
+                placed = dict(await ex.create_order(order.symbol, kind, order.side, amount, price, params))
+                if placed.get("status") is None:
+                    # Kraken's AddOrder answers only the txid: ask for the order's real state now.
+                    placed = await self._lookup(order) or placed
+                return await self._events(order, placed)
+            except VenueBanned:
+                return [self._reject(order, "venue_banned")]  # refused before it left: never sent
+            except DEFINITIVE as e:
+                if not (isinstance(e, ccxt.InvalidOrder) and "duplicate" in str(e).lower()):
+                    return [self._reject(order, f"exchange: {_error_name(e)}")]
+                last_error = _error_name(e)  # the id is taken by an open order: it is (probably) ours
+            except ccxt.BaseError as e:
+                last_error = _error_name(e)  # timeout, 5xx (OperationFailed), anything unclassified
+            # No definitive answer: the order may be at the exchange. Look before any resend.
+            self.ctx.log.warning(
+                "order send without a definitive answer; looking it up by client order id",
+                extra={"event": "send_unknown", "client_order_id": cid, "error": last_error},
+            )
+            found = await self._lookup(order)
+            if found is not None:
+                return await self._events(order, found)
+        return [self._reject(order, f"{SEND_FAILED}: {last_error}")]
+
+    async def _events(self, order: Order, placed: dict[str, Any]) -> list[Event]:
+        """What the exchange's record of an order means for us: its fills, then its status."""
+        status, reason = STATUS.get(str(placed.get("status")), ("accepted", ""))
+        if placed.get("id") is not None:
+            self._by_exchange_id[str(placed["id"])] = order.client_order_id
+        fills: list[Event] = []
+        if float(placed.get("filled") or 0.0) > 0.0 and placed.get("id") is not None:
+            trades = await self._retry(
+                "trades", lambda: order_trades(self._ex, self.exchange_id, order.symbol, str(placed["id"]))
+            )
+            fills = [self._fill(order, t) for t in trades]
+        update = OrderUpdate(
+            client_order_id=order.client_order_id,
+            strategy_id=order.strategy_id,
+            venue=self.venue,
+            symbol=order.symbol,
+            status=status,  # type: ignore[arg-type]
+            reason=reason,
+            ts_ns=time.time_ns(),
+        )
+        if status == "accepted":
+            return [update, *fills]
+        return [*fills, update]
+
+    def _fill(self, order: Order, trade: dict[str, Any]) -> Fill:
+        market = self._ex.market(order.symbol)
+        fee, unpriced = fee_in_quote(trade, str(market["base"]), str(market["quote"]))
+        if unpriced:
+            self.ctx.log.warning(
+                "fee in a third asset counted as 0",
+                extra={"event": "fee_unpriced", "asset": unpriced, "trade_id": str(trade.get("id"))},
+            )
+        return Fill(
+            fill_id=fill_id(self.venue, order.symbol, str(trade["id"])),
+            client_order_id=order.client_order_id,
+            strategy_id=order.strategy_id,
+            venue=self.venue,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=float(trade["amount"]),
+            price=float(trade["price"]),
+            fee=fee,
+            liquidity="maker" if trade.get("takerOrMaker") == "maker" else "taker",
+            ts_ns=int(trade.get("timestamp") or 0) * 1_000_000,
+        )
+
+    async def _query(self, order: Order, sender: str) -> None:
+        await self._ready.wait()
+        found = await self._lookup(order)
+        if found is None:
+            report = self._unknown(order.client_order_id)
+            events: list[Event] = []
+        else:
+            events = await self._events(order, found)
+            update = next(e for e in events if isinstance(e, OrderUpdate))
+            report = VenueOrderReport(
+                client_order_id=order.client_order_id,
+                venue=self.venue,
+                known=True,
+                status=update.status,
+                reason=update.reason,
+                fills=[e for e in events if isinstance(e, Fill)],
+                ts_ns=time.time_ns(),
+            )
+        self._later(lambda: self.ctx.send(sender, report, on_ack=lambda: self._record_if_ours(events)))
+
+    async def _cancel(self, order: Order, reason: str, sender: str) -> None:
+        await self._ready.wait()
+        found = await self._lookup(order)
+        if found is None:
+            return  # never reached the exchange: nothing to cancel (the executor's resend decides)
+        if found.get("status") == "open":
+            try:
+                await self._ex.cancel_order(str(found["id"]), order.symbol)
+            except ccxt.OrderNotFound:
+                pass  # finished meanwhile: the refresh below says how
+            except ccxt.NetworkError as e:
+                self.ctx.log.warning(
+                    "cancel without a definitive answer; the refresh tells",
+                    extra={
+                        "event": "cancel_unknown",
+                        "client_order_id": order.client_order_id,
+                        "error": _error_name(e),
+                    },
+                )
+            found = await self._lookup(order) or found
+        events = await self._events(order, found)
+        if reason:
+            events = [
+                OrderUpdate(**{**_update_fields(e), "reason": reason})
+                if isinstance(e, OrderUpdate) and e.status == "cancelled" and not e.reason
+                else e
+                for e in events
+            ]
+        self._send_new(sender, order.client_order_id, events)
+
+    async def _refresh(self, cid: str) -> None:
+        """Bring one unfinished order up to date from the exchange (REST) and tell the executor."""
+        if cid in self._refreshing:
+            return
+        self._refreshing.add(cid)
+        try:
+            entry = self.ledger.order(cid)
+            if entry is None or entry.status in TERMINAL_STATUSES:
+                return
+            found = await self._lookup(entry.order)
+            if found is None:
+                return  # not at the exchange (yet): the executor's resend or query settles it
+            self._send_new(self.executor, cid, await self._events(entry.order, found))
+        finally:
+            self._refreshing.discard(cid)
+
+    async def _poll_forever(self) -> None:
+        """Reconcile at start and every ``poll_s``: unfinished orders, then foreign open orders."""
+        while True:
+            await self._sweep()
+            await asyncio.sleep(self.poll_s)
+
+    async def _sweep(self) -> None:
+        with self._lock:
+            cids = sorted(self._unfinished)
+        await asyncio.gather(*(self._guarded(self._refresh(cid)) for cid in cids))
+        for symbol in self.symbols:
+            if symbol not in self._ex.markets:
+                continue
+            try:
+                open_orders = await self._ex.fetch_open_orders(symbol)
+            except ccxt.BaseError as e:
+                self.ctx.log.warning(
+                    "open orders poll failed", extra={"event": "poll_failed", "error": _error_name(e)}
+                )
+                continue
+            for o in open_orders:
+                self._check_foreign(client_id_of(self.exchange_id, o), str(o.get("id")), symbol)
+
+    def _check_foreign(self, cid: str, exchange_order_id: str, symbol: str) -> bool:
+        """Log and count an order on the account that we did not place; True if it is foreign."""
+        if cid and self.ledger.knows(cid):
+            return False
+        key = exchange_order_id or cid
+        if key not in self.foreign:
+            self.foreign.add(key)
+            self.ctx.log.warning(
+                "order on the account not placed by sniperbot; reported, not adopted",
+                extra={
+                    "event": "foreign_order",
+                    "exchange_order_id": exchange_order_id,
+                    "client_order_id": cid,
+                    "symbol": symbol,
+                    "foreign_orders": len(self.foreign),
+                },
+            )
+        return True
+
+    async def _watch_trades(self) -> None:
+        """The private stream: a trade of ours triggers a refresh; a reconnect, a full sweep."""
+        delay = 0.5
+        while True:
+            try:
+                trades = await self._ex.watch_my_trades()
+                delay = 0.5
+            except ccxt.BaseError as e:
+                self.ctx.log.warning(
+                    "private stream down; REST polling carries on",
+                    extra={"event": "stream_down", "error": _error_name(e)},
+                )
+                await asyncio.sleep(delay)
+                delay = min(_BACKOFF_MAX_S, delay * 2)
+                await self._sweep()  # what happened while we did not listen
+                continue
+            for trade in trades:
+                cid = await self._cid_of_trade(dict(trade))
+                if cid:
+                    self._spawn(self._refresh(cid))
+
+    async def _cid_of_trade(self, trade: dict[str, Any]) -> str:
+        """Our client order id of a streamed trade; an order id not seen yet costs one sweep."""
+        order_id = str(trade.get("order") or "")
+        if order_id not in self._by_exchange_id:
+            await self._sweep()  # learns the exchange ids of every unfinished order
+        return self._by_exchange_id.get(order_id, "")
+
+    # -- back to the actor thread -----------------------------------------------------------------
+    def _reply(self, sender: str, cid: str, events: list[Event], release: Callable[[], None]) -> None:
+        """Answer an order (a duplicate refusal always; news only once), then release its inbox ack."""
+        refused = [e for e in events if isinstance(e, OrderUpdate) and e.reason == DUPLICATE]
+        new = self._claim(cid, [e for e in events if e not in refused])
+
+        def send() -> None:
+            self.ctx.send(
+                sender,
+                VenueEvents(venue=self.venue, events=refused + new),
+                on_ack=lambda: self._acked(cid, new),
+            )
+            release()
+
+        self._later(send)
+
+    def _send_new(self, dest: str, cid: str, events: list[Event]) -> None:
+        """Send what the ledger has not recorded and is not in flight; record it once acknowledged."""
+        new = self._claim(cid, events)
+        if new:
+            event = VenueEvents(venue=self.venue, events=new)
+            self._later(lambda: self.ctx.send(dest, event, on_ack=lambda: self._acked(cid, new)))
+
+    def _acked(self, cid: str, new: list[Event]) -> None:
+        self._record_if_ours(new)
+        with self._lock:
+            for e in new:
+                self._inflight.discard(e.fill_id if isinstance(e, Fill) else f"{cid}|{e.status}")
+
+    def _claim(self, cid: str, events: list[Event]) -> list[Event]:
+        """The events neither recorded in the ledger nor already on their way; marked as on their way."""
+        entry = self.ledger.order(cid)
+        if entry is None:
+            return list(events)  # not ours to record (a rejection before the ledger had it)
+        known = {f.fill_id for f in entry.fills}
+        status = entry.status
+        new: list[Event] = []
+        with self._lock:
+            for e in events:
+                key = e.fill_id if isinstance(e, Fill) else f"{cid}|{e.status}"
+                if key in self._inflight:
+                    continue
+                if isinstance(e, Fill) and e.fill_id in known:
+                    continue
+                if isinstance(e, OrderUpdate) and (
+                    e.status == status or (status in TERMINAL_STATUSES and e.status not in TERMINAL_STATUSES)
+                ):
+                    continue
+                self._inflight.add(key)
+                new.append(e)
+        return new
+
+    def _record_if_ours(self, events: list[Event]) -> None:
+        """Record in the ledger what the executor now has (DUPLICATE refusals are not a status)."""
+        kept = [e for e in events if not (isinstance(e, OrderUpdate) and e.reason == DUPLICATE)]
+        kept = [e for e in kept if self.ledger.knows(e.client_order_id)]
+        if not kept:
+            return
+        self.ledger.record(kept)
+        with self._lock:
+            for e in kept:
+                if isinstance(e, OrderUpdate) and e.status in TERMINAL_STATUSES:
+                    self._unfinished.discard(e.client_order_id)
+
+
+def _update_fields(update: OrderUpdate) -> dict[str, Any]:
+    return {f: getattr(update, f) for f in update.__struct_fields__}
+
+
+# One open ledger per venue per process (LMDB forbids a second open of a path in one process).
+_ledgers: dict[str, VenueLedger] = {}
+_ledgers_lock = threading.Lock()
+
+
+def _shared_ledger(ctx: ActorContext, venue: str, durability: Literal["fsync", "process"]) -> VenueLedger:
+    key = f"{ctx.run_dir}|{venue}"
+    with _ledgers_lock:
+        ledger = _ledgers.get(key)
+        if ledger is None:
+            ledger = VenueLedger.open(ctx.run_dir, venue, durability=durability)
+            _ledgers[key] = ledger
+        return ledger
+
+
+def close_gateway_ledgers() -> None:
+    """Close every gateway ledger this process opened (tests, node shutdown)."""
+    with _ledgers_lock:
+        for ledger in _ledgers.values():
+            ledger.close()
+        _ledgers.clear()
