@@ -1,0 +1,230 @@
+"""The ccxt.pro feed actor in a real node against the local Binance server (issue #9 point 2).
+
+One node and one server per module (a node start costs seconds on a loaded machine); the tests run in
+file order and each one scripts its own fault and waits for its own evidence on the bus.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from sniperbot.messages import FeedStatus, OrderBook, OrderIntent, Quote, TradeTick, decode_envelope
+from sniperbot.messages import topics as topic
+from sniperbot.risk.guard import RiskGuard, RiskLimits
+from sniperbot.rundir import RunDir
+from sniperbot.transport.bus import Subscriber
+from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
+from tests.exchanges.binance import BinanceServer, demo_server
+
+VENUE = "bin"
+SYM = "BTC/USDT"
+STALE_AFTER_S = 2.0
+
+
+class BusWatch:
+    """Every message of the feed's topics seen on the node's bus, in arrival order."""
+
+    def __init__(self, zctx: zmq.Context, run_dir: Path) -> None:
+        self.sub = Subscriber(zctx, RunDir(run_dir).bus_out, (topic.market(VENUE), topic.feed_status(VENUE)))
+        self.seen: list[Any] = []
+
+    def pump(self) -> list[Any]:
+        """Take what arrived; return everything seen so far."""
+        while self.sub.socket.poll(0):
+            _, frame = self.sub.socket.recv_multipart()
+            self.seen.append(decode_envelope(frame).payload)
+        return self.seen
+
+    def mark(self) -> int:
+        """Position after what arrived so far (later waits look only after it)."""
+        return len(self.pump())
+
+    def wait(self, pred: Any, after: int = 0, timeout_s: float = 30.0, what: str = "") -> Any:
+        """The first message after ``after`` matching ``pred``."""
+
+        def found() -> Any:
+            return next((m for m in self.pump()[after:] if pred(m)), None)
+
+        return eventually(found, timeout_s, what=what)
+
+    def status(self) -> FeedStatus:
+        """The latest FeedStatus."""
+        return [m for m in self.pump() if isinstance(m, FeedStatus)][-1]
+
+
+class Rig:
+    """A local Binance server, a real node with a CcxtFeed child, and a bus watcher."""
+
+    def __init__(self, server: BinanceServer, node: RunningNode, bus: BusWatch) -> None:
+        self.server = server
+        self.node = node
+        self.bus = bus
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    import tempfile
+
+    server = demo_server().start()
+    zctx = zmq.Context()
+    with tempfile.TemporaryDirectory(prefix="sb-", dir="/tmp") as d:
+        config = Path(d) / "fast.toml"
+        config.write_text(FAST_CONFIG)
+        node = RunningNode(Path(d) / "run", config)
+        # conftest stops every live node after each test; this one lives for the module and is stopped
+        # in the finally below.
+        RunningNode.live.discard(node)
+        try:
+            node.wait_ready()
+            bus = BusWatch(zctx, node.run_dir)
+            spec = {
+                "id": "feed.bin",
+                "actor": "sniperbot.venues.ccxt.feed:CcxtFeed",
+                "args": {
+                    "venue": VENUE,
+                    "exchange": "binance",
+                    "symbols": [SYM],
+                    "depth": 5,
+                    "stale_after_s": STALE_AFTER_S,
+                    "rest_url": server.rest_url,
+                    "ws_url": server.ws_url,
+                    "poll_interval_s": 0.3,
+                },
+            }
+            result = sniperbot(
+                "admin", "--run-dir", str(node.run_dir), "start-child", "--sup", "root",
+                "--spec", json.dumps(spec), "--json",
+            )  # fmt: skip
+            assert result.returncode == 0, result.stdout + result.stderr
+            yield Rig(server, node, bus)
+        finally:
+            try:
+                node.stop()
+            finally:
+                zctx.destroy(linger=0)
+                server.stop()
+
+
+def _subscribed(server: BinanceServer) -> bool:
+    low = server.market_id(SYM).lower()
+    return all(server.subscribers(f"{low}@{s}") for s in ("trade", "depth@100ms", "bookTicker"))
+
+
+def test_trades_quotes_and_book_of_the_exchange_arrive_as_bus_messages(rig: Rig) -> None:
+    server, bus = rig.server, rig.bus
+    # the first book comes from the REST snapshot: a quote and a book before any change
+    first = bus.wait(lambda m: isinstance(m, Quote), what="first quote")
+    assert (first.venue, first.symbol, first.bid, first.ask) == (VENUE, SYM, 49990.0, 50010.0)
+    book = bus.wait(lambda m: isinstance(m, OrderBook), what="first book")
+    assert book.bids[:2] == [(49990.0, 1.0), (49980.0, 1.0)] and len(book.asks) == 5
+    eventually(lambda: _subscribed(server), 30, what="trade, depth and bookTicker subscriptions")
+    mark = bus.mark()
+    tid = server.trade(SYM, 50_010, "0.25", "buy")
+    tick = bus.wait(lambda m: isinstance(m, TradeTick), mark, what="trade tick")
+    assert (tick.venue, tick.symbol, tick.price, tick.size, tick.side, tick.trade_id) == (
+        VENUE, SYM, 50010.0, 0.25, "buy", tid,
+    )  # fmt: skip
+    server.move_book(SYM, bids=[(49_995, 2)])
+    quote = bus.wait(lambda m: isinstance(m, Quote) and m.bid == 49995.0, mark, what="moved quote")
+    assert (quote.bid_size, quote.ask) == (2.0, 50010.0)
+    status = bus.wait(lambda m: isinstance(m, FeedStatus) and not m.stale, what="fresh status")
+    assert status.connected and status.venue == VENUE
+
+
+def test_websocket_drop_is_counted_and_data_flows_again(rig: Rig) -> None:
+    server, bus = rig.server, rig.bus
+    eventually(lambda: _subscribed(server), 30, what="subscriptions")
+    before = bus.status().reconnects
+    assert server.drop_websockets() >= 1
+    eventually(lambda: bus.status().reconnects == before + 1, 30, what="reconnect counted")
+    eventually(lambda: _subscribed(server), 30, what="resubscribed after the drop")
+    mark = bus.mark()
+    tid = server.trade(SYM, 50_020, "0.5", "sell")
+    tick = bus.wait(lambda m: isinstance(m, TradeTick) and m.trade_id == tid, mark, what="trade after drop")
+    assert (tick.price, tick.side) == (50020.0, "sell")
+
+
+def test_book_gap_is_repaired_by_a_fresh_snapshot(rig: Rig) -> None:
+    server, bus = rig.server, rig.bus
+    eventually(lambda: _subscribed(server), 30, what="subscriptions")
+    # the book is in sync (snapshot taken, diffs applied) before the gap: a diff swallowed while the
+    # snapshot is still pending would be covered by the snapshot and be no gap at all
+    mark = bus.mark()
+    server.move_book(SYM, asks=[(50_009, 1)])
+    bus.wait(lambda m: isinstance(m, OrderBook) and m.asks[0] == (50009.0, 1.0), mark, what="synced book")
+    before = bus.status()
+    snapshots_requested = server.requests.count(("GET", "/api/v3/depth"))
+    server.gap(SYM)
+    server.move_book(SYM, bids=[(49_996, 1)])  # swallowed: the next diff jumps the sequence
+    server.move_book(SYM, bids=[(49_997, 3)])
+    status = eventually(
+        lambda: (s := bus.status()).gaps == before.gaps + 1 and s.snapshots == before.snapshots + 1 and s,
+        30,
+        what="gap and snapshot counted",
+    )
+    assert server.requests.count(("GET", "/api/v3/depth")) > snapshots_requested
+    # the repaired book holds the level whose diff was swallowed
+    mark = bus.mark()
+    server.move_book(SYM, asks=[(50_008, 1)])
+    book = bus.wait(lambda m: isinstance(m, OrderBook) and m.asks[0][0] == 50008.0, mark, what="book")
+    assert (49996.0, 1.0) in book.bids and book.bids[0] == (49997.0, 3.0)
+    assert status.stale is False
+
+
+def test_silent_stream_goes_stale_rest_keeps_quotes_then_recovers(rig: Rig) -> None:
+    server, bus = rig.server, rig.bus
+    eventually(lambda: _subscribed(server), 30, what="subscriptions")
+    bus.wait(lambda m: isinstance(m, FeedStatus) and not m.stale, what="fresh before the silence")
+    before = bus.status()
+    mark = bus.mark()
+    server.set_silent(True)
+    silent_at = time.monotonic()
+    stale = bus.wait(lambda m: isinstance(m, FeedStatus) and m.stale, mark, what="stale=True")
+    # within stale_after_s of the last message, plus the watchdog period and slack for a loaded machine
+    assert time.monotonic() - silent_at < STALE_AFTER_S + 5
+    assert stale.stale_periods == before.stale_periods + 1
+    # REST polling keeps prices coming while the stream says nothing
+    server.move_book(SYM, bids=[(49_998, 4)])
+    polled = bus.wait(lambda m: isinstance(m, Quote) and m.bid == 49998.0, mark, what="REST-polled quote")
+    assert polled.bid_size == 4.0
+    eventually(lambda: bus.status().rest_polls > before.rest_polls, 10, what="REST polls counted")
+    assert bus.status().stale  # REST data does not make the stream fresh
+    mark = bus.mark()
+    server.set_silent(False)
+    fresh = bus.wait(lambda m: isinstance(m, FeedStatus) and not m.stale, mark, 40, what="stale=False")
+    assert fresh.reconnects > before.reconnects  # the watchdog forced a reconnect
+    tid = server.trade(SYM, 50_030, 1, "buy")
+    bus.wait(lambda m: isinstance(m, TradeTick) and m.trade_id == tid, mark, what="stream trades again")
+
+
+def _intent(side: str, quantity: float, venue: str = VENUE, n: int = 0) -> OrderIntent:
+    return OrderIntent(
+        intent_id=f"i-{side}-{n}",
+        strategy_id="s",
+        intent_seq=n,
+        venue=venue,
+        symbol=SYM,
+        side=side,  # type: ignore[arg-type]
+        quantity=quantity,
+        order_type="market",
+        ts_ns=0,
+    )
+
+
+def test_risk_guard_refuses_new_exposure_on_a_stale_venue_but_lets_reductions_pass() -> None:
+    guard = RiskGuard(RiskLimits(max_order_notional=1e9, max_position=10, max_orders_per_second=1e6))
+    guard.restore_positions({SYM: 1.0})
+    guard.set_prices_stale(VENUE, True)
+    assert guard.check(_intent("buy", 0.5), 50_000.0, 1) == "stale_prices"
+    assert guard.check(_intent("sell", 3.0), 50_000.0, 2) == "stale_prices"  # flips: new exposure
+    assert guard.check(_intent("buy", 0.5, venue="other"), 50_000.0, 3) is None  # other venues trade
+    assert guard.check(_intent("sell", 0.5, n=1), 50_000.0, 4) is None  # a reduction passes
+    guard.set_prices_stale(VENUE, False)
+    assert guard.check(_intent("buy", 0.5, n=2), 50_000.0, 5) is None
