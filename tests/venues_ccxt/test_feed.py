@@ -195,6 +195,11 @@ def test_silent_stream_goes_stale_rest_keeps_quotes_then_recovers(rig: Rig) -> N
     polled = bus.wait(lambda m: isinstance(m, Quote) and m.bid == 49998.0, mark, what="REST-polled quote")
     assert polled.bid_size == 4.0
     eventually(lambda: bus.status().rest_polls > before.rest_polls, 10, what="REST polls counted")
+    rest_tid = server.trade(SYM, 50_025, "0.7", "sell")  # printed at the exchange, not on the silent stream
+    rest_tick = bus.wait(
+        lambda m: isinstance(m, TradeTick) and m.trade_id == rest_tid, mark, what="REST-polled trade"
+    )
+    assert (rest_tick.price, rest_tick.size, rest_tick.side) == (50025.0, 0.7, "sell")
     assert bus.status().stale  # REST data does not make the stream fresh
     mark = bus.mark()
     server.set_silent(False)
@@ -202,6 +207,8 @@ def test_silent_stream_goes_stale_rest_keeps_quotes_then_recovers(rig: Rig) -> N
     assert fresh.reconnects > before.reconnects  # the watchdog forced a reconnect
     tid = server.trade(SYM, 50_030, 1, "buy")
     bus.wait(lambda m: isinstance(m, TradeTick) and m.trade_id == tid, mark, what="stream trades again")
+    ids = [m.trade_id for m in bus.pump() if isinstance(m, TradeTick)]
+    assert len(ids) == len(set(ids)), ids  # REST and stream overlap: each trade published once
 
 
 def _intent(side: str, quantity: float, venue: str = VENUE, n: int = 0) -> OrderIntent:
