@@ -235,3 +235,59 @@ def test_risk_guard_refuses_new_exposure_on_a_stale_venue_but_lets_reductions_pa
     assert guard.check(_intent("sell", 0.5, n=1), 50_000.0, 4) is None  # a reduction passes
     guard.set_prices_stale(VENUE, False)
     assert guard.check(_intent("buy", 0.5, n=2), 50_000.0, 5) is None
+
+
+def test_real_node_risk_guard_refuses_new_exposure_while_the_venue_feed_is_stale(rig: Rig) -> None:
+    """A CcxtFeed for the node's venue ("sim", the one its risk guard has an executor for) goes stale."""
+    from tests.test_breakers import Trader
+
+    server = demo_server()
+    server.add_market("SOL/USDT")  # a symbol the simulated market does not have: its quotes disturb nothing
+    server.engine.set_levels("SOL/USDT", [(149, 10)], [(151, 10)])
+    server.start()
+    bus_out = RunDir(rig.node.run_dir).bus_out
+    status = Subscriber(rig.bus.sub.socket.context, bus_out, (topic.feed_status("sim"),))
+    statuses: list[FeedStatus] = []
+
+    def latest() -> FeedStatus | None:
+        while status.socket.poll(0):
+            statuses.append(decode_envelope(status.socket.recv_multipart()[1]).payload)
+        return statuses[-1] if statuses else None
+
+    try:
+        spec = {
+            "id": "feed.simwatch",
+            "actor": "sniperbot.venues.ccxt.feed:CcxtFeed",
+            "args": {
+                "venue": "sim",
+                "exchange": "binance",
+                "symbols": ["SOL/USDT"],
+                "stale_after_s": STALE_AFTER_S,
+                "rest_url": server.rest_url,
+                "ws_url": server.ws_url,
+            },
+        }
+        result = sniperbot(
+            "admin", "--run-dir", str(rig.node.run_dir), "start-child", "--sup", "root",
+            "--spec", json.dumps(spec), "--json",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        trader = Trader(rig.node)
+        eventually(lambda: (s := latest()) and not s.stale, 60, what="sim feed fresh")
+        status_before, reason = trader.outcome(trader.send("buy", 0.001))
+        assert reason != "stale_prices", (status_before, reason)
+        server.set_silent(True)
+        eventually(lambda: (s := latest()) and s.stale, 30, what="sim feed stale")
+        # the guard hears the same bus; an intent sent from now on meets the stale flag
+        assert trader.outcome(trader.send("buy", 0.001)) == ("rejected", "stale_prices")
+        server.set_silent(False)
+        eventually(lambda: (s := latest()) and not s.stale, 60, what="sim feed fresh again")
+        _, reason = trader.outcome(trader.send("buy", 0.001))
+        assert reason != "stale_prices"
+    finally:
+        status.close()
+        sniperbot(
+            "admin", "--run-dir", str(rig.node.run_dir), "terminate-child", "--sup", "root", "--id",
+            "feed.simwatch", "--json",
+        )  # fmt: skip
+        server.stop()
