@@ -291,3 +291,55 @@ def test_real_node_risk_guard_refuses_new_exposure_while_the_venue_feed_is_stale
             "feed.simwatch", "--json",
         )  # fmt: skip
         server.stop()
+
+
+def test_kraken_trades_and_quotes_arrive_as_the_same_messages(rig: Rig) -> None:
+    """The same actor on another exchange: the local Kraken server's BTC/USD as venue "krk"."""
+    from tests.exchanges.kraken import demo_server as kraken_server
+
+    server = kraken_server().start()
+    sub = Subscriber(rig.bus.sub.socket.context, RunDir(rig.node.run_dir).bus_out, (topic.market("krk"),))
+    seen: list[Any] = []
+
+    def first(pred: Any) -> Any:
+        while sub.socket.poll(0):
+            seen.append(decode_envelope(sub.socket.recv_multipart()[1]).payload)
+        return next((m for m in seen if pred(m)), None)
+
+    try:
+        spec = {
+            "id": "feed.krk",
+            "actor": "sniperbot.venues.ccxt.feed:CcxtFeed",
+            "args": {
+                "venue": "krk",
+                "exchange": "kraken",
+                "symbols": ["BTC/USD"],
+                "rest_url": server.rest_url,
+                "ws_url": server.ws_url,
+            },
+        }
+        result = sniperbot(
+            "admin", "--run-dir", str(rig.node.run_dir), "start-child", "--sup", "root",
+            "--spec", json.dumps(spec), "--json",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        quote = eventually(lambda: first(lambda m: isinstance(m, Quote)), 60, what="kraken quote")
+        assert (quote.venue, quote.symbol, quote.bid, quote.ask) == ("krk", "BTC/USD", 49990.0, 50010.0)
+        eventually(lambda: server.subscribers("trade:BTC/USD"), 30, what="kraken trade subscription")
+        tid = server.trade("BTC/USD", 50_010, "0.25", "buy")
+        tick = eventually(
+            lambda: first(lambda m: isinstance(m, TradeTick) and m.trade_id == tid), 30, what="kraken trade"
+        )
+        assert (tick.venue, tick.price, tick.size, tick.side) == ("krk", 50010.0, 0.25, "buy")
+        server.move_book("BTC/USD", bids=[(49_995, 2)])
+        moved = eventually(lambda: first(lambda m: isinstance(m, Quote) and m.bid == 49995.0), 30, what="bbo")
+        assert moved.bid_size == 2.0
+        book = eventually(lambda: first(lambda m: isinstance(m, OrderBook) and m.bids[0][0] == 49995.0), 30)
+        assert len(book.bids) == 10 and book.venue == "krk"
+    finally:
+        sub.close()
+        sniperbot(
+            "admin", "--run-dir", str(rig.node.run_dir), "terminate-child", "--sup", "root",
+            "--id", "feed.krk", "--json",
+        )  # fmt: skip
+        server.stop()

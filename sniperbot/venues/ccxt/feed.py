@@ -22,10 +22,11 @@ Decisions (a trader relies on these):
   (``uniform(0, min(cap, base * 2**n))``, base 0.1 s, cap 10 s), reset on the first message. A
   connected->disconnected transition counts one ``reconnects``.
 - Book gaps: Binance spot (ccxt checks ``U == previous u + 1``) raises ``ChecksumError`` on a gap and drops
-  its book; the next ``watch_order_book`` resubscribes and takes a fresh REST snapshot. Kraken's CRC32
-  checksum is off by default in ccxt: this feed turns it on (``watchOrderBook.checksum``), so a mismatch
-  also raises ``ChecksumError``. Each is counted in ``gaps``, the repaired book in ``snapshots``. Coinbase
-  books are not sequence-checked by ccxt: left to the watchdog (best effort).
+  its book; the next ``watch_order_book`` resubscribes and takes a fresh REST snapshot. Each is counted
+  in ``gaps``, the repaired book in ``snapshots``. NOT detected: Kraken (ccxt 4.5.90 verifies Kraken's
+  CRC32 only with ``watchOrderBook.checksum`` on, and with it on the local Kraken server's first book never
+  arrives, the receive loop dies and only the keepalive timeout reconnects) and Coinbase (ccxt does not
+  check ``sequence_num``): their books are repaired only by a reconnect (drop, watchdog).
 - Stale watchdog: a stream that said nothing for ``stale_after_s`` marks the venue stale
   (``FeedStatus.stale``, published at once). "Nothing" means no data message and no pong: a quiet
   connection is pinged every ``stale_after_s / 4``, so a quiet market whose connection answers stays
@@ -94,12 +95,24 @@ def make_exchange(
             "fetchMargins": False,
             "fetchTradesMethod": "publicGetTrades",
         }
-    if exchange == "kraken":
-        options = {"watchOrderBook": {"checksum": True}}  # detect book gaps (off by default in ccxt)
     ex = cls({"enableRateLimit": True, "options": options, **(config or {})})
     if sandbox:
         ex.set_sandbox_mode(True)
     return rebase_urls(ex, rest_url, ws_url)
+
+
+# Book depths an exchange's stream accepts (ccxt passes ``limit`` through as the subscription depth).
+_BOOK_DEPTHS: dict[str, tuple[int, ...]] = {"kraken": (10, 25, 100, 500, 1000)}
+
+
+def book_limit(exchange: str, depth: int) -> int | None:
+    """The ``limit`` to watch a book of ``depth`` levels with: the smallest depth the stream accepts, or None
+    (the exchange's default) where any depth is sliced from the full book (Binance diff stream).
+    """
+    depths = _BOOK_DEPTHS.get(exchange)
+    if not depths:
+        return None
+    return next((d for d in depths if d >= depth), depths[-1])
 
 
 class _Worker:
@@ -189,7 +202,7 @@ class _Worker:
                     self._seen()
                     self.out.put(("trades", (symbol, [dict(t) for t in trades])))
                 elif kind == "book":
-                    book = await ex.watch_order_book(symbol)
+                    book = await ex.watch_order_book(symbol, book_limit(self.feed.exchange, self.feed.depth))
                     self._seen()
                     if symbol in self._resync:
                         self._resync.discard(symbol)
