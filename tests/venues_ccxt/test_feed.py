@@ -336,6 +336,11 @@ def test_kraken_trades_and_quotes_arrive_as_the_same_messages(rig: Rig) -> None:
         assert moved.bid_size == 2.0
         book = eventually(lambda: first(lambda m: isinstance(m, OrderBook) and m.bids[0][0] == 49995.0), 30)
         assert len(book.bids) == 10 and book.venue == "krk"
+        # once the best bid/ask stream spoke, quotes come from it (sizes included)
+        eventually(lambda: server.subscribers("bbo:BTC/USD"), 30, what="kraken bbo subscription")
+        server.move_book("BTC/USD", asks=[(50_005, 3)])
+        bbo = eventually(lambda: first(lambda m: isinstance(m, Quote) and m.ask == 50005.0), 30, what="bbo")
+        assert (bbo.bid, bbo.bid_size, bbo.ask_size) == (49995.0, 2.0, 3.0)
     finally:
         sub.close()
         sniperbot(
