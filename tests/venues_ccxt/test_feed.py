@@ -298,7 +298,8 @@ def test_kraken_trades_and_quotes_arrive_as_the_same_messages(rig: Rig) -> None:
     from tests.exchanges.kraken import demo_server as kraken_server
 
     server = kraken_server().start()
-    sub = Subscriber(rig.bus.sub.socket.context, RunDir(rig.node.run_dir).bus_out, (topic.market("krk"),))
+    topics = (topic.market("krk"), topic.feed_status("krk"))
+    sub = Subscriber(rig.bus.sub.socket.context, RunDir(rig.node.run_dir).bus_out, topics)
     seen: list[Any] = []
 
     def first(pred: Any) -> Any:
@@ -341,6 +342,25 @@ def test_kraken_trades_and_quotes_arrive_as_the_same_messages(rig: Rig) -> None:
         server.move_book("BTC/USD", asks=[(50_005, 3)])
         bbo = eventually(lambda: first(lambda m: isinstance(m, Quote) and m.ask == 50005.0), 30, what="bbo")
         assert (bbo.bid, bbo.bid_size, bbo.ask_size) == (49995.0, 2.0, 3.0)
+        # an orderly stop: thread joined and exchange closed within the grace period (no kill), and a last
+        # status saying the venue's prices are stale from now on
+        mark = len(seen)
+        stop = sniperbot(
+            "admin", "--run-dir", str(rig.node.run_dir), "terminate-child", "--sup", "root",
+            "--id", "feed.krk", "--json",
+        )  # fmt: skip
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        eventually(lambda: rig.node.workers()["feed.krk"]["state"] == "stopped", 30, what="feed.krk stopped")
+
+        def final() -> Any:
+            first(lambda m: False)  # take what arrived
+            gone = (m for m in seen[mark:] if isinstance(m, FeedStatus) and m.stale and not m.connected)
+            return next(gone, None)
+
+        last = eventually(final, 30, what="final stale status")
+        assert last.venue == "krk"
+        kills = [ln for ln in rig.node.log().splitlines() if "killing child" in ln and "feed.krk" in ln]
+        assert kills == []
     finally:
         sub.close()
         sniperbot(
