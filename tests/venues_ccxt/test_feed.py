@@ -368,3 +368,38 @@ def test_kraken_trades_and_quotes_arrive_as_the_same_messages(rig: Rig) -> None:
             "--id", "feed.krk", "--json",
         )  # fmt: skip
         server.stop()
+
+
+def test_bad_arguments_are_refused_naming_the_field(rig: Rig) -> None:
+    """An unknown exchange or depth fails at construction; a symbol the exchange does not list (known only
+    after load_markets) crashes the incarnation with the symbol named, instead of a feed that never speaks.
+    """
+    from sniperbot.venues.ccxt.feed import CcxtFeed
+
+    with pytest.raises(ValueError, match="exchange = 'nope'"):
+        CcxtFeed(None, venue="x", exchange="nope", symbols=[SYM])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="depth = 0"):
+        CcxtFeed(None, venue="x", exchange="binance", symbols=[SYM], depth=0)  # type: ignore[arg-type]
+    spec = {
+        "id": "feed.nosym",
+        "actor": "sniperbot.venues.ccxt.feed:CcxtFeed",
+        "restart": "temporary",
+        "args": {
+            "venue": "nosym",
+            "exchange": "binance",
+            "symbols": ["NOPE/USDT"],
+            "rest_url": rig.server.rest_url,
+            "ws_url": rig.server.ws_url,
+        },
+    }
+    result = sniperbot(
+        "admin", "--run-dir", str(rig.node.run_dir), "start-child", "--sup", "root",
+        "--spec", json.dumps(spec), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = eventually(
+        lambda: next((ln for ln in rig.node.log().splitlines() if "are not listed by binance" in ln), None),
+        60,
+        what="the crash naming the symbol",
+    )
+    assert "NOPE/USDT" in line and "feed.nosym" in line

@@ -140,6 +140,8 @@ class _Worker:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._main())
+        except BaseException as e:  # the actor must not live on with a dead feed thread: it crashes
+            self.out.put(("fatal", f"{type(e).__name__}: {e}"))
         finally:
             self.loop.close()
 
@@ -154,6 +156,9 @@ class _Worker:
                 except Exception as e:  # no markets yet: retry with backoff, never crash-loop
                     self.out.put(("error", f"load_markets: {type(e).__name__}: {e}"))
                     await asyncio.sleep(BACKOFF_CAP_S * random.random())
+            missing = [s for s in f.symbols if s not in self.ex.markets]
+            if missing and self.running:
+                raise ValueError(f"feed {f.venue!r}: symbols {missing} are not listed by {f.exchange}")
             for symbol in f.symbols:
                 self._tasks.append(asyncio.ensure_future(self._watch(symbol, "trades")))
                 self._tasks.append(asyncio.ensure_future(self._watch(symbol, "book")))
@@ -336,6 +341,10 @@ class CcxtFeed(Actor):
             raise ValueError(f"feed {venue!r}: depth = {depth!r} must be at least 1")
         if not stale_after_s > 0:
             raise ValueError(f"feed {venue!r}: stale_after_s = {stale_after_s!r} must be positive")
+        import ccxt.pro
+
+        if exchange not in ccxt.pro.exchanges:
+            raise ValueError(f"feed {venue!r}: exchange = {exchange!r} is not a ccxt.pro exchange")
         self.venue = venue
         self.exchange = exchange
         self.symbols = list(symbols)
@@ -389,6 +398,8 @@ class CcxtFeed(Actor):
             elif kind == "bids_asks":
                 for ticker in item:
                     self._on_ticker(ticker)
+            elif kind == "fatal":
+                raise RuntimeError(f"feed {self.venue!r} stopped: {item}")
             elif kind == "gap":
                 self.ctx.log.warning("order book gap", extra={"event": "book_gap", "detail": item[:300]})
             elif item != self._last_error:  # a failure repeated every poll is logged once
