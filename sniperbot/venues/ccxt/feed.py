@@ -36,6 +36,9 @@ Decisions (a trader relies on these):
   ``poll_interval_s``; REST polling also runs while the websocket is down. Prices polled over REST do not
   clear the stale flag: only data on the stream does. The risk guard refuses position-growing intents on
   a stale venue (``stale_prices``). A stopped feed publishes a last status with ``stale=True``.
+- Rate limits: every REST call of the feed (markets, book snapshots, the REST fallback) takes from the
+  venue's shared budget (``ratelimit.py``), opened under the ``keys`` entry name (``public`` without one):
+  Binance counts public and signed weight together per IP. Websocket messages are ccxt's to throttle.
 - Trade ids: the exchange's id when it is an integer, else its CRC32 (``TradeTick.trade_id`` is an int).
 """
 
@@ -54,6 +57,7 @@ from typing import Any
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import FeedStatus, OrderBook, Quote, TradeTick
 from sniperbot.messages import topics as topic
+from sniperbot.venues.ccxt.ratelimit import PUBLIC_KEY_NAME
 from sniperbot.venues.ccxt.urls import rebase_urls
 
 DRAIN_INTERVAL_S = 0.002  # hand-over period from the asyncio thread to the actor loop
@@ -76,8 +80,13 @@ def make_exchange(
     ws_url: str | None,
     sandbox: bool,
     config: dict[str, Any] | None = None,
+    limiter: tuple[str, str, str] | None = None,
 ) -> Any:
-    """A ccxt.pro exchange for public market data, sandboxed then rebased (in that order, see urls.py)."""
+    """A ccxt.pro exchange for public market data, sandboxed then rebased (in that order, see urls.py).
+
+    ``limiter`` = (run dir, venue, key name): its REST calls (markets, book snapshots, the REST fallback)
+    take from the venue's budget shared with every other process of the venue (``ratelimit.py``).
+    """
     import ccxt.pro
 
     cls = getattr(ccxt.pro, exchange, None)
@@ -95,7 +104,13 @@ def make_exchange(
             "fetchMargins": False,
             "fetchTradesMethod": "publicGetTrades",
         }
-    ex = cls({"enableRateLimit": True, "options": options, **(config or {})})
+    settings = {"enableRateLimit": True, "options": options, **(config or {})}
+    if limiter is not None:
+        from sniperbot.venues.ccxt.ratelimit import open_limited
+
+        ex = open_limited(cls, *limiter, settings)
+    else:
+        ex = cls(settings)
     if sandbox:
         ex.set_sandbox_mode(True)
     return rebase_urls(ex, rest_url, ws_url)
@@ -147,7 +162,8 @@ class _Worker:
 
     async def _main(self) -> None:
         f = self.feed
-        self.ex = make_exchange(f.exchange, f.rest_url, f.ws_url, f.sandbox)
+        limiter = (str(f.ctx.run_dir), f.venue, f.keys or PUBLIC_KEY_NAME)
+        self.ex = make_exchange(f.exchange, f.rest_url, f.ws_url, f.sandbox, limiter=limiter)
         try:
             while self.running:
                 try:
@@ -306,7 +322,7 @@ class _Worker:
                 try:
                     ticker = await ex.fetch_ticker(symbol)
                     self.rest_polls += 1
-                    self.out.put(("bids_asks", [dict(ticker)]))
+                    self.out.put(("rest_ticker", [dict(ticker)]))
                     if ex.has.get("fetchTrades"):
                         trades = await ex.fetch_trades(symbol, limit=100)
                         self.rest_polls += 1
@@ -333,6 +349,7 @@ class CcxtFeed(Actor):
         ws_url: str | None = None,
         sandbox: bool = False,
         poll_interval_s: float = 1.0,
+        keys: str = "",
     ) -> None:
         super().__init__(ctx)
         if not symbols:
@@ -354,6 +371,7 @@ class CcxtFeed(Actor):
         self.ws_url = ws_url
         self.sandbox = sandbox
         self.poll_interval_s = float(poll_interval_s)
+        self.keys = keys  # the venue's keystore entry NAME: only names the shared rate budget
         self.stale = True  # no prices yet: nothing to trade on
         self.stale_periods = 0
         self._started_ns = time.monotonic_ns()
@@ -395,9 +413,9 @@ class CcxtFeed(Actor):
                 self._on_trades(*item)
             elif kind == "book":
                 self._on_book(*item)
-            elif kind == "bids_asks":
+            elif kind in ("bids_asks", "rest_ticker"):
                 for ticker in item:
-                    self._on_ticker(ticker)
+                    self._on_ticker(ticker, streamed=kind == "bids_asks")
             elif kind == "fatal":
                 raise RuntimeError(f"feed {self.venue!r} stopped: {item}")
             elif kind == "gap":
@@ -454,11 +472,12 @@ class CcxtFeed(Actor):
         if symbol not in self._ticker_quotes and bids and asks:
             self._quote(symbol, bids[0][0], bids[0][1], asks[0][0], asks[0][1], ts_ns)
 
-    def _on_ticker(self, t: dict[str, Any]) -> None:
+    def _on_ticker(self, t: dict[str, Any], streamed: bool) -> None:
         symbol = t.get("symbol")
         if symbol not in self.symbols or t.get("bid") is None or t.get("ask") is None:
             return
-        self._ticker_quotes.add(symbol)
+        if streamed:  # from now on the stream's best bid/ask, not the book's top, makes the quotes
+            self._ticker_quotes.add(symbol)
         ts = t.get("timestamp")
         self._quote(
             symbol,
