@@ -15,11 +15,13 @@ from sniperbot.messages import (
     CancelOrder,
     Crash,
     Envelope,
+    FeedStatus,
     Fill,
     Heartbeat,
     InvalidFrame,
     Message,
     Order,
+    OrderBook,
     OrderIntent,
     OrderUpdate,
     Payload,
@@ -176,12 +178,29 @@ SAMPLES: list[Message] = [
             ),
         ],
     ),
+    OrderBook(
+        venue="bin", symbol="BTC/USDT", bids=[(49_990.0, 1.5)], asks=[(50_010.0, 2.0)], seq=1_001, ts_ns=1_702
+    ),
+    FeedStatus(
+        venue="bin",
+        connected=True,
+        stale=True,
+        reconnects=2,
+        gaps=3,
+        snapshots=4,
+        stale_periods=5,
+        rest_polls=6,
+        last_message_ns=1_703,
+        ts_ns=1_704,
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
 TAGS: dict[type[Message], str] = {
     TradeTick: "trade",
     Quote: "quote",
+    OrderBook: "book",
+    FeedStatus: "feed_status",
     Bar: "bar",
     OrderIntent: "intent",
     Order: "order",

@@ -12,6 +12,7 @@ from sniperbot.journal import keys
 from sniperbot.messages import (
     BreakerChanged,
     Envelope,
+    FeedStatus,
     Fill,
     Order,
     OrderIntent,
@@ -64,7 +65,7 @@ class RiskGuardActor(Actor):
         self.max_drawdown = max_drawdown
         self.loss_action = loss_action
         venues = tuple(topic.quotes(v) for v in executors)
-        self.topics = (*venues, topic.EVENTS, topic.BREAKERS, topic.STATUS_PORTFOLIO)
+        self.topics = (*venues, topic.EVENTS, topic.BREAKERS, topic.STATUS_PORTFOLIO, topic.FEED_STATUS)
         self._prices: dict[tuple[str, str], float] = {}
         self._seen_fills: set[str] = set()
         self._breakers: dict[str, str] = {}
@@ -122,6 +123,8 @@ class RiskGuardActor(Actor):
                 self.guard.on_fill(payload)
         elif isinstance(payload, OrderUpdate):
             self.guard.on_order_update(payload)
+        elif isinstance(payload, FeedStatus):
+            self.guard.set_prices_stale(payload.venue, payload.stale)
         elif isinstance(payload, BreakerChanged):
             self._breakers[payload.scope] = payload.state
         elif isinstance(payload, PortfolioSnapshot):

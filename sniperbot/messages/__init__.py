@@ -26,7 +26,7 @@ from sniperbot.messages.envelope import (
     decode_envelope,
     encode_envelope,
 )
-from sniperbot.messages.market import Bar, Quote, Side, TradeTick
+from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, Side, TradeTick
 from sniperbot.messages.orders import (
     CancelOrder,
     Fill,
@@ -46,11 +46,13 @@ __all__ = [
     "CancelOrder",
     "Crash",
     "Envelope",
+    "FeedStatus",
     "Fill",
     "Heartbeat",
     "InvalidFrame",
     "Message",
     "Order",
+    "OrderBook",
     "OrderIntent",
     "OrderStatus",
     "OrderType",

@@ -24,7 +24,7 @@ from sniperbot.messages.control import (
     SnapshotRequest,
     Stop,
 )
-from sniperbot.messages.market import Bar, Quote, TradeTick
+from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, TradeTick
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 
@@ -52,6 +52,8 @@ Payload = (
     | VenueOrderQuery
     | VenueOrderReport
     | VenueEvents
+    | OrderBook
+    | FeedStatus
 )
 
 

@@ -51,3 +51,40 @@ class Bar(Message, tag="bar"):
     close: float
     volume: float
     trades: int = 0
+
+
+class OrderBook(Message, tag="book"):
+    """Top ``depth`` levels of a venue's order book, best first: ``[[price, size], ...]``.
+
+    ``seq`` is the venue's book sequence (update id) when it has one, else 0. Published by live feeds
+    on :func:`sniperbot.messages.topics.book`; strategies that only need the top use :class:`Quote`.
+    """
+
+    venue: str
+    symbol: str
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+    seq: int
+    ts_ns: int
+
+
+class FeedStatus(Message, tag="feed_status"):
+    """A market-data feed's health and counters (market state: untagged, like quotes).
+
+    ``stale`` is True while no websocket message arrived for the feed's ``stale_after_s`` (REST polling
+    may still deliver quotes then); the risk guard refuses new exposure on a stale venue.
+    ``reconnects`` counts websocket disconnects (drops, and reconnects forced by the watchdog), ``gaps``
+    order-book sequence gaps, ``snapshots`` fresh book snapshots taken to repair one, ``stale_periods``
+    transitions to stale, ``rest_polls`` REST fallback requests.
+    """
+
+    venue: str
+    connected: bool
+    stale: bool
+    reconnects: int
+    gaps: int
+    snapshots: int
+    stale_periods: int
+    rest_polls: int
+    last_message_ns: int
+    ts_ns: int

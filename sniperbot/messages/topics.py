@@ -11,6 +11,7 @@ from __future__ import annotations
 READY = "ctl.ready."
 STATUS_PORTFOLIO = "status.portfolio"
 STATUS_RISK = "status.risk"
+FEED_STATUS = "status.feed."  # prefix of every feed's FeedStatus (see feed_status)
 EVENTS = "ev."
 
 
@@ -32,6 +33,16 @@ def quote(venue: str, symbol: str) -> str:
 def trade(venue: str, symbol: str) -> str:
     """Topic of a symbol's trade ticks."""
     return f"md.{venue}.trade.{symbol}."
+
+
+def book(venue: str, symbol: str) -> str:
+    """Topic of a symbol's order book (top levels), published by live feeds."""
+    return f"md.{venue}.book.{symbol}."
+
+
+def feed_status(venue: str) -> str:
+    """Topic of a venue feed's health (stale flag and counters)."""
+    return f"{FEED_STATUS}{venue}"
 
 
 def strategy_events(strategy_id: str) -> str:

@@ -8,6 +8,9 @@ Checks, in order, each with its machine-readable rejection reason:
 4. ``no_price``: no usable reference price (nor a limit price) to value the order.
 5. ``reducing_only``: state is REDUCING (or the intent is flagged ``reduce_only``) and the
    order would not shrink the absolute exposure without flipping it.
+5b. ``stale_prices``: the intent's venue feed says its prices are stale (``FeedStatus.stale``, no
+   websocket data for its ``stale_after_s``) and the order would not shrink the exposure. Reductions
+   still pass: cutting risk on old prices beats holding it.
 6. ``max_order_notional``: quantity x price above the per-order limit.
 7. ``max_position``: absolute exposure after the order above the per-symbol limit. An
    order that reduces exposure always passes this check, so a book above a lowered
@@ -87,6 +90,7 @@ class RiskGuard:
         self._approval_times: deque[int] = deque()
         self._approved = 0
         self._rejected = 0
+        self._stale_venues: set[str] = set()
 
     @property
     def state(self) -> TradingState:
@@ -121,6 +125,13 @@ class RiskGuard:
         if state not in TRADING_STATES:
             raise ValueError(f"state must be one of {TRADING_STATES}, got {state!r}")
         self._state = state  # type: ignore[assignment]
+
+    def set_prices_stale(self, venue: str, stale: bool) -> None:
+        """Record whether ``venue``'s prices are stale (its feed's ``FeedStatus``)."""
+        if stale:
+            self._stale_venues.add(venue)
+        else:
+            self._stale_venues.discard(venue)
 
     def restore_positions(self, positions: dict[Instrument, float]) -> None:
         """Replace positions after a restart (from the journal); forgets pending orders."""
@@ -189,6 +200,8 @@ class RiskGuard:
         reduces = _reduces(exposure, after)
         if (self._state == "REDUCING" or intent.reduce_only) and not reduces:
             return "reducing_only"
+        if intent.venue in self._stale_venues and not reduces:
+            return "stale_prices"
         if intent.quantity * price > self.limits.max_order_notional:
             return "max_order_notional"
         if abs(after) > self.limits.position_limit(intent.symbol) and not reduces:

@@ -124,6 +124,7 @@ class BinanceServer(ExchangeServer):
         self.retry_until = 0.0
         self.calls_while_limited = 0
         self.gaps: dict[str, int] = {}  # market id -> book diffs to swallow (a sequence gap)
+        self.public_trades: dict[str, list[dict[str, Any]]] = {}  # market id -> recent trades (GET trades)
         self.next_sub_id = 0
         self._cancel_ids: dict[int, str] = {}  # order id -> client id of the request that canceled it
         self.engine.order_listeners.append(self._on_order)
@@ -395,6 +396,14 @@ class BinanceServer(ExchangeServer):
                 "asks": [[fmt(p), fmt(q)] for p, q in m.sorted_asks(limit)],
             }
         )
+
+    def get_trades(self, params: dict[str, str]) -> web.Response:
+        """Recent public trades, oldest first (``limit`` most recent; the same ids as the @trade stream)."""
+        m = self._market(params)
+        if isinstance(m, web.Response):
+            return m
+        limit = int(params.get("limit", "500"))
+        return web.json_response(self.public_trades.get(self.market_id(m.symbol), [])[-limit:])
 
     def get_ticker_24hr(self, params: dict[str, str]) -> web.Response:
         """24 h ticker of one symbol (or all)."""
@@ -725,6 +734,19 @@ class BinanceServer(ExchangeServer):
 
     def _on_trade(self, m: Market, tid: int, price: Decimal, qty: Decimal, taker: str, ts: int) -> None:
         mid = self.market_id(m.symbol)
+        history = self.public_trades.setdefault(mid, [])
+        history.append(
+            {
+                "id": tid,
+                "price": fmt(price),
+                "qty": fmt(qty),
+                "quoteQty": fmt(price * qty),
+                "time": ts,
+                "isBuyerMaker": taker == "sell",
+                "isBestMatch": True,
+            }
+        )
+        del history[:-1000]
         low = mid.lower()
         for c in self.subscribers(f"{low}@trade"):
             c.send(
