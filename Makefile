@@ -50,6 +50,7 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/auth.py
 	$(BIN)/python bench/keystore.py
 	$(BIN)/python bench/ratelimit.py
+	$(BIN)/python bench/ccxt_feed.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/default_run.py
 	$(BIN)/python bench/optimize.py
