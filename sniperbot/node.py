@@ -339,11 +339,13 @@ class Node:
                 raise
             self.crash = f"{type(e).__name__}: {e}"
             if isinstance(e, DiskFull) or is_disk_full(e):
+                already_said = self.exit_code == EXIT_DISK_FULL  # the free-space check saw it first
                 self.exit_code = EXIT_DISK_FULL
-                log.critical(
-                    "stopped: disk full",
-                    extra={"event": "disk_full", "run_dir": str(self.rundir.path), "error": str(e)},
-                )
+                if not already_said:
+                    log.critical(
+                        "stopped: disk full",
+                        extra={"event": "disk_full", "run_dir": str(self.rundir.path), "error": str(e)},
+                    )
             else:
                 self.exit_code = EXIT_NODE_CRASHED
                 log.critical(

@@ -28,9 +28,11 @@ from sniperbot.messages import (
     CancelOrder,
     Crash,
     Envelope,
+    FeedStatus,
     Fill,
     Heartbeat,
     Order,
+    OrderBook,
     OrderIntent,
     OrderUpdate,
     Payload,
@@ -166,6 +168,21 @@ def _samples(now_ns: int) -> list[Any]:
             client_order_id=f"{EVIL}-order", venue="sim", known=True, status="filled", fills=[fill]
         ),
         VenueEvents(venue="sim", events=[update, fill]),
+        OrderBook(
+            venue="sim", symbol="BTC/USDT", bids=[(1.0, 100.0)], asks=[(2.0, 100.0)], seq=1, ts_ns=now_ns
+        ),
+        FeedStatus(
+            venue="sim",
+            connected=False,
+            stale=True,
+            reconnects=0,
+            gaps=0,
+            snapshots=0,
+            stale_periods=1,
+            rest_polls=0,
+            last_message_ns=0,
+            ts_ns=now_ns,
+        ),
     ]
 
 

@@ -47,6 +47,7 @@ from sniperbot.messages import (
     CancelOrder,
     Crash,
     Envelope,
+    FeedStatus,
     Fill,
     Order,
     OrderIntent,
@@ -95,6 +96,9 @@ AUTHORITY: Final[dict[type, dict[str, frozenset[str]]]] = {
     Ready: {ANY: frozenset({NODE, SELF})},
     RiskStatus: {ANY: frozenset({"risk_guard"})},
     PortfolioSnapshot: {ANY: frozenset({"portfolio"})},
+    # Market state, but the risk guard acts on it: a forged stale=False would let it trade on stale
+    # prices, so only a feed actor may say it (a few messages a second: the tag costs nothing here).
+    FeedStatus: {ANY: frozenset({"feed"})},
     Crash: {ANY: frozenset({NODE})},
 }
 
