@@ -12,8 +12,8 @@ from sniperbot.actors.base import Actor
 from sniperbot.chaos.invariants import InvariantReport, check
 from sniperbot.journal import Journal
 from sniperbot.messages import Envelope, Fill, OrderUpdate, Quote
-from sniperbot.venues.sim.gateway import PaperVenueActor, close_venue_ledgers
-from sniperbot.venues.sim.ledger import VenueLedger
+from sniperbot.venues.sim.gateway import PaperVenueActor
+from sniperbot.venues.sim.ledger import VenueLedger, close_shared_ledgers
 from tests.venues.conformance import SYMBOL, VENUE, Ctx, Desk, GatewayConformance, order
 
 
@@ -80,7 +80,7 @@ class SimGateway:
         return check(journal, {VENUE: self._ledger})
 
     def close(self) -> None:
-        close_venue_ledgers()
+        close_shared_ledgers()
 
 
 @pytest.fixture(params=["paper"])

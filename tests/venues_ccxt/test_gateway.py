@@ -29,7 +29,8 @@ from sniperbot.keystore import Credentials
 from sniperbot.messages import CancelOrder, Envelope, Order, OrderUpdate, Payload
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.rundir import RunDir
-from sniperbot.venues.ccxt.gateway import CANCEL_ALL, close_gateway_ledgers, fill_id
+from sniperbot.venues.ccxt.gateway import CANCEL_ALL, fill_id
+from sniperbot.venues.sim.ledger import close_shared_ledgers
 from tests.conftest import eventually
 from tests.exchanges.binance import BinanceServer, demo_server
 
@@ -149,7 +150,7 @@ def actors(short_tmp: Path) -> Iterator[Actors]:
         yield a
     finally:
         a.stop_all()
-        close_gateway_ledgers()
+        close_shared_ledgers()
         close_process_journals()
         _OUTGOING.clear()
         _HEARD.clear()
@@ -529,7 +530,7 @@ def test_lost_answer_on_kraken_and_coinbase_is_looked_up_and_exists_once(
         eventually(lambda: journaled_fills(actors, cid) == [fill_id(VENUE, "BTC/USD", t) for t in trades], 30)
     finally:
         actors.stop_all()
-        close_gateway_ledgers()
+        close_shared_ledgers()
         close_process_journals()
         _OUTGOING.clear()
         _HEARD.clear()

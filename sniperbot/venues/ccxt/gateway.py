@@ -86,7 +86,7 @@ from sniperbot.venues.ccxt.exchange_orders import (
 )
 from sniperbot.venues.ccxt.ratelimit import PUBLIC_KEY_NAME, VenueBanned, open_limited
 from sniperbot.venues.ccxt.urls import rebase_urls
-from sniperbot.venues.sim.ledger import VenueLedger
+from sniperbot.venues.sim.ledger import shared_ledger
 
 DUPLICATE = "duplicate_client_order_id"  # the paper venue's refusal reason: the executor queries then
 SEND_FAILED = "send_failed"
@@ -178,7 +178,7 @@ class CcxtGateway(Actor):
     # -- lifecycle (actor thread) -------------------------------------------------------------
     def on_start(self) -> None:
         """Open the ledger, start the exchange loop: markets, then reconciliation, stream and polling."""
-        self.ledger = _shared_ledger(self.ctx, self.venue, self.durability)
+        self.ledger = shared_ledger(self.ctx.run_dir, self.venue, self.durability)
         for order in self.ledger.orders():
             entry = self.ledger.order(order.client_order_id)
             if entry is not None and entry.status not in TERMINAL_STATUSES:
@@ -688,24 +688,3 @@ def _update_fields(update: OrderUpdate) -> dict[str, Any]:
     return {f: getattr(update, f) for f in update.__struct_fields__}
 
 
-# One open ledger per venue per process (LMDB forbids a second open of a path in one process).
-_ledgers: dict[str, VenueLedger] = {}
-_ledgers_lock = threading.Lock()
-
-
-def _shared_ledger(ctx: ActorContext, venue: str, durability: Literal["fsync", "process"]) -> VenueLedger:
-    key = f"{ctx.run_dir}|{venue}"
-    with _ledgers_lock:
-        ledger = _ledgers.get(key)
-        if ledger is None:
-            ledger = VenueLedger.open(ctx.run_dir, venue, durability=durability)
-            _ledgers[key] = ledger
-        return ledger
-
-
-def close_gateway_ledgers() -> None:
-    """Close every gateway ledger this process opened (tests, node shutdown)."""
-    with _ledgers_lock:
-        for ledger in _ledgers.values():
-            ledger.close()
-        _ledgers.clear()

@@ -36,43 +36,17 @@ gone, and an order nobody watched must not fill later. With
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Literal
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.journal import TERMINAL_STATUSES
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate, Quote
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE, VENUE_RESTART
-from sniperbot.venues.sim.ledger import VenueLedger
+from sniperbot.venues.sim.ledger import shared_ledger
 from sniperbot.venues.sim.paper import PaperVenue
-
-_TERMINAL = frozenset({"rejected", "cancelled", "filled"})
-
-# One open ledger per venue per process: with thread placement, a new incarnation of
-# the venue runs in the process that already has the ledger open (LMDB forbids a
-# second open), so it takes over the handle.
-_ledgers: dict[str, VenueLedger] = {}
-_ledgers_lock = threading.Lock()
-
-
-def _shared_ledger(ctx: ActorContext, venue: str, durability: Literal["fsync", "process"]) -> VenueLedger:
-    key = f"{ctx.run_dir}|{venue}"
-    with _ledgers_lock:
-        ledger = _ledgers.get(key)
-        if ledger is None:
-            ledger = VenueLedger.open(ctx.run_dir, venue, durability=durability)
-            _ledgers[key] = ledger
-        return ledger
-
-
-def close_venue_ledgers() -> None:
-    """Close every venue ledger this process opened (node shutdown, tests)."""
-    with _ledgers_lock:
-        for ledger in _ledgers.values():
-            ledger.close()
-        _ledgers.clear()
 
 
 class PaperVenueActor(Actor):
@@ -102,7 +76,7 @@ class PaperVenueActor(Actor):
 
     def on_start(self) -> None:
         """Open the ledger; cancel (or restore) the orders left resting by the last incarnation."""
-        self.ledger = _shared_ledger(self.ctx, self.venue, self.durability)
+        self.ledger = shared_ledger(self.ctx.run_dir, self.venue, self.durability)
         resting = self.ledger.resting()
         if self.cancel_on_restart and resting:
             now = time.time_ns()
@@ -180,7 +154,7 @@ class PaperVenueActor(Actor):
         """Make it durable before anyone hears of it; keep only resting orders in memory."""
         self.ledger.record(records)
         for record in records:
-            if isinstance(record, OrderUpdate) and record.status in _TERMINAL:
+            if isinstance(record, OrderUpdate) and record.status in TERMINAL_STATUSES:
                 self.engine.forget(record.client_order_id)
 
     def report(self, client_order_id: str) -> VenueOrderReport:

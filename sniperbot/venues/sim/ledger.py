@@ -34,9 +34,19 @@ import lmdb
 import msgspec
 
 from sniperbot.journal.lmdbfile import check_before_open, check_mapped_size
+from sniperbot.journal.store import TERMINAL_STATUSES
 from sniperbot.messages import Fill, Order, OrderUpdate
 
-__all__ = ["LedgerError", "LedgerOrder", "LedgerRecord", "VenueLedger", "venue_ledger_dir", "venue_ledgers"]
+__all__ = [
+    "LedgerError",
+    "LedgerOrder",
+    "LedgerRecord",
+    "VenueLedger",
+    "close_shared_ledgers",
+    "shared_ledger",
+    "venue_ledger_dir",
+    "venue_ledgers",
+]
 
 LedgerRecord = Order | OrderUpdate | Fill
 """What the ledger's log holds."""
@@ -46,7 +56,6 @@ _DB_NAMES = (b"log", b"orders", b"fills", b"duplicates", b"meta")
 _MAP_SIZE = 16 * 1024**3  # virtual reservation; the file grows with the data
 _MAX_ATTEMPTS = 64
 _READ_BATCH = 1024
-_TERMINAL = frozenset({"rejected", "cancelled", "filled"})
 
 _T = TypeVar("_T")
 _encoder = msgspec.msgpack.Encoder()
@@ -322,7 +331,7 @@ class VenueLedger:
                     e = entry(cid)
                     if e.status == record.status:
                         continue  # said already
-                    if e.status in _TERMINAL and record.status not in _TERMINAL:
+                    if e.status in TERMINAL_STATUSES and record.status not in TERMINAL_STATUSES:
                         continue  # a late update never reopens a finished order
                     e.status, e.reason = record.status, record.reason
                 seq += 1
@@ -471,3 +480,31 @@ class VenueLedger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# One open ledger per venue per process: LMDB forbids a second open of a path in one
+# process, and with thread placement a new incarnation of a venue's gateway (paper or
+# live) runs in the process that already has the ledger open, so it takes over the handle.
+_shared: dict[str, VenueLedger] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_ledger(
+    run_dir: str | os.PathLike[str], venue: str, durability: Literal["fsync", "process"]
+) -> VenueLedger:
+    """The one open ledger of ``venue`` in this process (opened on first use)."""
+    key = f"{run_dir}|{venue}"
+    with _shared_lock:
+        ledger = _shared.get(key)
+        if ledger is None:
+            ledger = VenueLedger.open(run_dir, venue, durability=durability)
+            _shared[key] = ledger
+        return ledger
+
+
+def close_shared_ledgers() -> None:
+    """Close every venue ledger this process opened (node shutdown, tests)."""
+    with _shared_lock:
+        for ledger in _shared.values():
+            ledger.close()
+        _shared.clear()
