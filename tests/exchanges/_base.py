@@ -609,6 +609,12 @@ class ExchangeServer:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.engine = Engine()
+        self.api_key = ""  # set by each exchange: what credentials() hands to ccxt
+        self.secret = ""
+        # Every exchange pushes the engine's events to its websocket subscribers.
+        self.engine.order_listeners.append(self._on_order)
+        self.engine.book_listeners.append(self._on_book)
+        self.engine.trade_listeners.append(self._on_trade)
         self.faults: list[Fault] = []
         self.conns: list[WsConn] = []
         self.silent = False
@@ -633,8 +639,17 @@ class ExchangeServer:
         return f"ws://127.0.0.1:{self.port}{self.ws_prefix}"
 
     def credentials(self) -> dict[str, str]:
-        """The dummy API credentials the server accepts, named as ccxt names them (apiKey, secret, ...)."""
-        return {}
+        """The API credentials the server accepts, named as ccxt names them (apiKey, secret)."""
+        return {"apiKey": self.api_key, "secret": self.secret}
+
+    def _on_order(self, o: Order, f: Fill | None, exec_type: str) -> None:
+        """An order changed (subclasses push it on their private stream)."""
+
+    def _on_book(self, m: Market, levels: list[tuple[str, Decimal, Decimal]], first: int, last: int) -> None:
+        """A book changed (subclasses push it on their public streams)."""
+
+    def _on_trade(self, m: Market, tid: int, price: Decimal, qty: Decimal, taker: str, ts: int) -> None:
+        """A trade printed (subclasses push it on their public streams)."""
 
     def routes(self, app: web.Application) -> None:
         """Subclasses add their REST and websocket routes."""

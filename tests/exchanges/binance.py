@@ -127,13 +127,7 @@ class BinanceServer(ExchangeServer):
         self.public_trades: dict[str, list[dict[str, Any]]] = {}  # market id -> recent trades (GET trades)
         self.next_sub_id = 0
         self._cancel_ids: dict[int, str] = {}  # order id -> client id of the request that canceled it
-        self.engine.order_listeners.append(self._on_order)
-        self.engine.book_listeners.append(self._on_book)
-        self.engine.trade_listeners.append(self._on_trade)
 
-    def credentials(self) -> dict[str, str]:
-        """The key pair the server accepts."""
-        return {"apiKey": self.api_key, "secret": self.secret}
 
     # ---- seeding (test API)
     def add_market(self, symbol: str = "BTC/USDT", **kw: Any) -> Market:

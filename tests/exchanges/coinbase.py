@@ -109,13 +109,7 @@ class CoinbaseServer(ExchangeServer):
         self.rate = RateWindow(requests_per_s, 1)
         self.uuids: dict[int, str] = {}
         self.gaps = 0  # websocket messages to swallow (sequence_num jumps)
-        self.engine.order_listeners.append(self._on_order)
-        self.engine.book_listeners.append(self._on_book)
-        self.engine.trade_listeners.append(self._on_trade)
 
-    def credentials(self) -> dict[str, str]:
-        """The CDP key name and its PEM private key (what ccxt calls apiKey and secret)."""
-        return {"apiKey": self.api_key, "secret": self.secret}
 
     # ---- seeding (test API)
     def add_market(self, symbol: str = "BTC/USD", **kw: Any) -> Market:

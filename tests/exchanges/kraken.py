@@ -134,13 +134,7 @@ class KrakenServer(ExchangeServer):
         self.trade_txids: dict[int, str] = {}
         self.gaps: dict[str, int] = {}
         self.sequence = 0
-        self.engine.order_listeners.append(self._on_order)
-        self.engine.book_listeners.append(self._on_book)
-        self.engine.trade_listeners.append(self._on_trade)
 
-    def credentials(self) -> dict[str, str]:
-        """The key pair the server accepts (the secret is base64, as Kraken issues it)."""
-        return {"apiKey": self.api_key, "secret": self.secret}
 
     # ---- seeding (test API)
     def add_market(self, symbol: str = "BTC/USD", **kw: Any) -> Market:
