@@ -116,6 +116,13 @@ BAD_CONFIGS = [
 def test_bad_config_exits_2_naming_the_field_and_starts_nothing(
     short_tmp: Path, monkeypatch: pytest.MonkeyPatch, text: str, names: list[str]
 ) -> None:
+    assert_config_refused(short_tmp, monkeypatch, text, names)
+
+
+def assert_config_refused(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch, text: str, names: list[str]
+) -> None:
+    """``sniperbot run`` on ``text`` exits 2 naming every one of ``names``; the library refuses it too."""
     config = short_tmp / "bad.toml"
     config.write_text(text)
     stderr = _run_refused(monkeypatch, short_tmp / "run", "--config", str(config), "--duration", "1")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sniperbot.config import ConfigError, decode_config
+from sniperbot.config import decode_config
 from tests.conftest import FAST_CONFIG
-from tests.test_config import _run_refused
+from tests.test_config import _run_refused, assert_config_refused
 
 _STRATEGY = '[[strategies]]\nid = "{id}"\nsymbol = "BTC/USDT"\nquantity = 0.1\n'
 
@@ -62,16 +62,7 @@ GAPS = [
 def test_config_gap_exits_2_naming_the_field_and_starts_nothing(
     short_tmp: Path, monkeypatch: pytest.MonkeyPatch, text: str, names: list[str]
 ) -> None:
-    config = short_tmp / "bad.toml"
-    config.write_text(text)
-    stderr = _run_refused(monkeypatch, short_tmp / "run", "--config", str(config), "--duration", "1")
-    assert stderr.startswith("sniperbot: error: invalid config"), stderr
-    assert str(config) in stderr
-    for name in names:
-        assert name in stderr, (name, stderr)
-    assert "Traceback" not in stderr
-    with pytest.raises(ConfigError):
-        decode_config(text)
+    assert_config_refused(short_tmp, monkeypatch, text, names)
 
 
 def test_limits_at_the_documented_minimums_are_accepted() -> None:
