@@ -27,9 +27,13 @@ def _fills_of(node: RunningNode, strategy_id: str) -> int:
 def _breaker_changes(node: RunningNode, scope: str) -> list[tuple[str, str]]:
     """(state, reason) of each change of breaker ``scope``, in order, from the node's log."""
     changes = []
-    for line in node.log().splitlines():
+    text = node.log()
+    for line in text[: text.rfind("\n") + 1].splitlines():  # not a line the node is still writing
         if '"event": "breaker"' in line:
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # another process's long line written across this one: not a breaker record
             if record["scope"] == scope:
                 changes.append((record["state"], record["reason"]))
     return changes

@@ -14,7 +14,7 @@ CHAOS_CONFIG = FAST_CONFIG + "\n[breakers]\ncooldown_s = 1.0\nprobe_s = 2.0\n"
 VENUE_ACTORS = ("feed.sim", "paper.sim", "executor.sim")  # the venue subtree, breaker venue:sim
 
 
-def chaos(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+def chaos(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
     """``sniperbot chaos ...`` in a fresh process."""
     return sniperbot("chaos", *args, timeout=timeout)
 
@@ -37,6 +37,8 @@ def test_seeded_chaos_session_recovers_everything_and_loses_no_money(short_tmp: 
             "7",
             "--signals",
             "KILL,STOP",
+            "--settle-timeout",
+            "60",  # a loaded 2-core CI machine may need longer than the default 15 s
             "--json",
         )
         assert result.returncode == 0, result.stdout + result.stderr

@@ -70,6 +70,12 @@ def add_chaos_parser(subparsers: Any) -> argparse.ArgumentParser:
     chaos.add_argument(
         "--trade-timeout", type=_seconds, default=30.0, help="seconds to wait for a fill after the faults"
     )
+    chaos.add_argument(
+        "--settle-timeout",
+        type=_seconds,
+        default=15.0,
+        help="seconds to wait for the journal and the venue ledgers to agree after the faults",
+    )
     chaos.add_argument("--json", action="store_true", help="print one JSON object")
     chaos.set_defaults(handler=run_chaos_command)
     return chaos
@@ -89,6 +95,7 @@ def run_chaos_command(args: argparse.Namespace) -> int:
         signals=tuple(args.signals),
         recovery_timeout_s=args.recovery_timeout,
         trade_timeout_s=args.trade_timeout,
+        settle_timeout_s=args.settle_timeout,
     )
     say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
     try:
