@@ -51,6 +51,7 @@ from sniperbot.config import Config
 from sniperbot.journal import JournalError, keys
 from sniperbot.journal.lmdbfile import check_before_open, is_disk_full
 from sniperbot.messages import (
+    ActorError,
     BreakerChanged,
     CancelOrder,
     Envelope,
@@ -688,6 +689,8 @@ class Node:
             self._pub.publish(topic.READY + actor_id, payload)
         elif isinstance(payload, SnapshotRequest):
             self._send_snapshot(child, payload)
+        elif isinstance(payload, ActorError):
+            child.last_error = payload.error[:300]
 
     def _on_market(self, frames: list[bytes]) -> None:
         # Raw frames, not decoded: the cache costs a dict store per message.

@@ -181,3 +181,71 @@ def test_a_node_runs_a_strategy_from_a_file(short_tmp: Path) -> None:
     finally:
         assert node.stop() == 0, node.log()
     assert fills
+
+
+CRASHING = '''
+from sniperbot.strategies import Param, Strategy
+
+
+class Crashing(Strategy):
+    """Decides normally for a few bars, then divides by zero on every bar."""
+
+    name = "crashing"
+    params = {"after": Param(2, min=0)}
+
+    def setup(self) -> None:
+        self.bars = 0
+
+    def decide(self, bar):
+        self.bars += 1
+        if self.bars > self.after:
+            return 1 / 0
+        return None
+'''
+
+
+def test_a_crashing_strategy_trips_only_itself_and_admin_tree_shows_its_last_error(short_tmp: Path) -> None:
+    """Its own actor is restarted, then its breaker ``strategy:<id>`` opens; the other strategy trades on."""
+    file = short_tmp / "crashing.py"
+    file.write_text(CRASHING)
+    config = short_tmp / "node.toml"
+    config.write_text(
+        with_strategy(FAST_CONFIG, f"{file}:Crashing").replace(
+            "params = { fast = 2, slow = 4 }", "params = {}", 1
+        )
+    )
+    node = RunningNode(short_tmp / "run", config)
+    try:
+        node.wait_ready()
+
+        def tripped() -> dict[str, object] | None:
+            breakers = {b["scope"]: b for b in node.admin("breaker-status")}
+            return (
+                breakers.get("strategy:fast_btc")
+                if breakers.get("strategy:fast_btc", {}).get("state") == "open"
+                else None
+            )
+
+        breaker = eventually(tripped, 90, what="the crashing strategy's breaker open")
+        assert "crash loop" in str(breaker["reason"]) and "ZeroDivisionError" in str(breaker["reason"]), (
+            breaker
+        )
+        workers = node.workers()
+        crashed = workers["strategy.fast_btc"]
+        assert crashed["state"] == "tripped" and crashed["restarts"] >= 4, crashed
+        assert (
+            crashed["last_error"].startswith("ZeroDivisionError at ") and "in decide" in crashed["last_error"]
+        )
+        assert "crashing.py:" in crashed["last_error"]
+        status = node.admin("status")
+        assert status["breakers"].get("global") != "open" and status["breakers"].get("venue:sim") != "open"
+        assert workers["strategy.fast_eth"]["state"] == "running"
+        before = len([f for f in journal_fills(node.run_dir) if f["strategy_id"] == "fast_eth"])
+        eventually(
+            lambda: len([f for f in journal_fills(node.run_dir) if f["strategy_id"] == "fast_eth"]) > before,
+            60,
+            what="the other strategy still trading",
+        )
+        assert node.process.poll() is None
+    finally:
+        assert node.stop() == 0, node.log()

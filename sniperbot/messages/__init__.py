@@ -7,6 +7,7 @@ Payloads are frozen msgspec Structs with explicit tags (field ``t``); the
 from sniperbot.messages.base import Message
 from sniperbot.messages.control import (
     Ack,
+    ActorError,
     BreakerChanged,
     Crash,
     Heartbeat,
@@ -41,6 +42,7 @@ from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderRep
 __all__ = [
     "WIRE_VERSION",
     "Ack",
+    "ActorError",
     "Bar",
     "BreakerChanged",
     "CancelOrder",

@@ -14,6 +14,7 @@ import msgspec
 
 from sniperbot.messages.control import (
     Ack,
+    ActorError,
     BreakerChanged,
     Crash,
     Heartbeat,
@@ -49,6 +50,7 @@ Payload = (
     | BreakerChanged
     | SnapshotRequest
     | Crash
+    | ActorError
     | VenueOrderQuery
     | VenueOrderReport
     | VenueEvents
