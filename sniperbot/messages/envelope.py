@@ -24,7 +24,7 @@ from sniperbot.messages.control import (
     SnapshotRequest,
     Stop,
 )
-from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, TradeTick
+from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, TradeTick
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 
@@ -54,6 +54,7 @@ Payload = (
     | VenueEvents
     | OrderBook
     | FeedStatus
+    | MarketRules
 )
 
 
