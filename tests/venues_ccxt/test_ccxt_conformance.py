@@ -28,8 +28,10 @@ from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.messages.venue import VenueEvents
 from sniperbot.venues.ccxt.gateway import DUPLICATE, CcxtGateway, fill_id
 from sniperbot.venues.sim.ledger import close_shared_ledgers
-from tests.exchanges._base import OPEN_STATUSES
+from tests.exchanges._base import OPEN_STATUSES, ExchangeServer
 from tests.exchanges.binance import BinanceServer
+from tests.exchanges.coinbase import CoinbaseServer
+from tests.exchanges.kraken import KrakenServer
 from tests.venues.conformance import EXECUTOR_ID, SYMBOL, VENUE, Ctx, Desk, GatewayConformance
 
 _SETTLE_TIMEOUT_S = 60.0
@@ -37,10 +39,11 @@ _SETTLE_TIMEOUT_S = 60.0
 _FINAL = {"filled": "filled", "canceled": "cancelled", "expired": "cancelled", "rejected": "rejected"}
 
 
-def binance_server() -> BinanceServer:
-    """A local Binance with the suite's market: BTC/USDT at 100.0 / 101.0, five deep, a funded account."""
-    server = BinanceServer()
-    server.add_market(SYMBOL)
+def exchange_server(exchange: str) -> ExchangeServer:
+    """A local exchange with the suite's market: BTC/USDT at 100.0 / 101.0, five deep, a funded account."""
+    server_class = {"binance": BinanceServer, "kraken": KrakenServer, "coinbase": CoinbaseServer}[exchange]
+    server = server_class()
+    server.add_market(SYMBOL)  # type: ignore[attr-defined]
     server.engine.deposit("USDT", 100_000)
     server.engine.deposit("BTC", 100)
     server.engine.set_levels(SYMBOL, [(100, 5)], [(101, 5)])
@@ -56,7 +59,7 @@ async def _busy(gateway: CcxtGateway) -> bool:
 class ExchangeLedger:
     """The exchange's own records of our orders, in the shape the chaos checker reads a venue ledger in."""
 
-    def __init__(self, server: BinanceServer, journal: Journal, duplicates: dict[str, int]) -> None:
+    def __init__(self, server: ExchangeServer, journal: Journal, duplicates: dict[str, int]) -> None:
         self.server = server
         self.journal = journal
         self._duplicates = duplicates
@@ -118,11 +121,12 @@ class CcxtHarness:
     unsupported_order_types: tuple[str, ...] = ()  # market, limit and stop(-limit): Binance takes them all
     cancels_on_restart = False  # an exchange keeps resting orders when our gateway restarts
 
-    def __init__(self, server: BinanceServer) -> None:
+    def __init__(self, server: ExchangeServer, exchange: str) -> None:
         self.server = server
+        self.exchange = exchange
         self.ctxs: list[Ctx] = []
         self.live: list[CcxtGateway] = []
-        self.creds = Credentials("conformance", "binance", "2026-01-01T00:00:00Z", server.credentials())
+        self.creds = Credentials("conformance", exchange, "2026-01-01T00:00:00Z", server.credentials())
 
     def start(self, ctx: Ctx) -> Actor:
         ctx.sealed = self.creds.to_launch()  # the key travels in the launch, as in a node
@@ -130,7 +134,7 @@ class CcxtHarness:
         gateway = CcxtGateway(
             ctx,
             venue=VENUE,
-            exchange="binance",
+            exchange=self.exchange,
             symbols=[SYMBOL],
             rest_url=self.server.rest_url,
             ws_url=self.server.ws_url,
@@ -218,12 +222,28 @@ class CcxtHarness:
         close_shared_ledgers()
 
 
-@pytest.fixture(params=["binance"])
+# Cases that place a market buy. The gateway does not place Coinbase market buys yet (Coinbase sizes them in
+# quote currency and ccxt refuses one without a price: rejected, see the gateway's docstring, "Not yet"):
+# expected to fail there, strictly, so the day the gateway places them these cases say so.
+_MARKET_BUY_CASES = {
+    "test_an_order_type_the_venue_does_not_take_is_rejected_with_a_reason",
+    "test_died_after_journal_before_send_the_order_goes_out_once_after_restart",
+    "test_died_after_the_venue_filled_the_fill_is_journaled_once",
+    "test_new_orders_wait_for_reconciliation_with_their_acks_held",
+    "test_a_duplicate_is_refused_counted_and_the_real_status_journaled",
+    "test_a_restarted_venue_keeps_its_ledger_and_cancels_what_rested",
+}
+
+
+@pytest.fixture(params=["binance", "kraken", "coinbase"])
 def desk(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[Desk]:
     """The ccxt gateway on a local exchange server, with a journal and the generic executor."""
-    server = binance_server()
+    if request.param == "coinbase" and request.function.__name__ in _MARKET_BUY_CASES:
+        reason = "the ccxt gateway does not place Coinbase market buys yet (sized in quote currency)"
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+    server = exchange_server(request.param)
     try:
-        d = Desk(short_tmp, CcxtHarness(server))
+        d = Desk(short_tmp, CcxtHarness(server, request.param))
         try:
             yield d
         finally:
