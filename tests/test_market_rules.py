@@ -123,3 +123,23 @@ def test_market_rules_come_after_the_trading_state_and_before_the_limits() -> No
     small.set_market_rules(BINANCE)
     # the exchange would refuse it whatever our limits say: that reason is the one a trader can act on
     assert small.check(intent(2, 0.00009), PRICE, 0).startswith("below_min_notional")  # type: ignore[union-attr]
+
+
+def test_only_a_feed_may_say_the_market_rules() -> None:
+    """Rules loosen or tighten what the guard lets through: a forged one (not from a feed) is refused."""
+    from sniperbot.messages import Envelope, decode_envelope, encode_envelope
+    from sniperbot.messages import topics as topic
+    from sniperbot.transport.auth import Signer, Verifier
+
+    secret = b"s" * 32
+    rules = MarketRules(venue=VENUE, symbol=SYMBOL, min_notional=0.0)
+    verifier = Verifier(secret, "risk_guard")
+
+    def frame(sender: str, key: bytes | None) -> bytes:
+        envelope = Envelope(topic.market_rules(VENUE, SYMBOL), sender, 1, 1, 1, rules)
+        return encode_envelope(envelope) if key is None else Signer(key, sender).encode(envelope)
+
+    good = frame("feed.bx", secret)
+    assert verifier.check(good, decode_envelope(good)) is None
+    for forged in (frame("strategy.a", secret), frame("feed.bx", None), frame("feed.bx", b"t" * 32)):
+        assert verifier.check(forged, decode_envelope(forged)) is not None
