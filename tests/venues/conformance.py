@@ -135,8 +135,9 @@ class GatewayHarness(Protocol):
 
     #: The gateway's actor id (``paper.<venue>``, ``gateway.<venue>``).
     gateway_id: str
-    #: Order types the venue does not take: each must be rejected ``unsupported_order_type``.
-    unsupported_order_types: tuple[str, ...]
+    #: Orders the venue does not take, as ``Order`` fields (type and prices): each must be rejected
+    #: ``unsupported_order_type``.
+    unsupported_orders: tuple[dict[str, Any], ...]
     #: Whether the venue cancels what rested when its gateway restarts (reason ``venue_restart``).
     cancels_on_restart: bool
 
@@ -286,14 +287,14 @@ class GatewayConformance:
         assert report.fills == [] and not desk.gw.knows("s1-404")
 
     def test_an_order_type_the_venue_does_not_take_is_rejected_with_a_reason(self, desk: Desk) -> None:
-        for seq, order_type in enumerate(desk.gw.unsupported_order_types, start=1):
-            desk.order_from_risk(order(seq, order_type=order_type, stop_price=99.0, limit_price=98.0))
+        for seq, fields in enumerate(desk.gw.unsupported_orders, start=1):
+            desk.order_from_risk(order(seq, **fields))
             desk.wire.deliver()
             assert desk.statuses(f"s1-{seq}") == ["rejected"]
             (update,) = [p for p in desk.executor.ctx.published if isinstance(p, OrderUpdate)][-1:]
             assert (update.status, update.reason) == ("rejected", "unsupported_order_type")
-        # The gateway is still there and still trades.
-        desk.order_from_risk(order(100))
+        # The gateway is still there and still trades (a limit buy at the ask: every venue fills it now).
+        desk.order_from_risk(order(100, order_type="limit", limit_price=101.0))
         desk.wire.deliver()
         assert desk.journal.order_status("s1-100") == "filled"
         assert desk.check().ok

@@ -27,7 +27,10 @@ class SimGateway:
     """The paper gateway under test; its witness is the venue's own durable ledger."""
 
     gateway_id = f"paper.{VENUE}"
-    unsupported_order_types = ("stop",)
+    unsupported_orders = (
+        {"order_type": "stop", "stop_price": 99.0, "limit_price": 98.0},  # stop-limit
+        {"order_type": "stop", "stop_price": 102.0},  # stop-market
+    )
 
     def __init__(self, cancel_on_restart: bool = True) -> None:
         self.cancel_on_restart = cancel_on_restart
