@@ -408,9 +408,11 @@ class Node:
             # The last run did not shut down in order: start fail-closed.
             self.breakers.trip("global", "unclean_shutdown", timed=True)
         self.journal.put_state(RUNNING_KEY, b"1")
-        # The last-value cache holds market *state*: quotes. Trades are events, and a
+        # The last-value cache holds market *state*: quotes and market rules. Trades are events, and a
         # node woken by every trade would compete with the actors on the trading path.
-        quotes = tuple(topic.quotes(v.name) for v in self.config.venues)
+        quotes = tuple(
+            t for v in self.config.venues for t in (topic.quotes(v.name), topic.market_rules(v.name))
+        )
         self._market = Subscriber(self._zctx, self.rundir.bus_out, quotes)
         self._poller.register(self._market.socket, zmq.POLLIN)
         self._wake_r, self._wake_w = socket.socketpair()

@@ -27,7 +27,7 @@ from sniperbot.messages.envelope import (
     decode_envelope,
     encode_envelope,
 )
-from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, Side, TradeTick
+from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, Side, TradeTick
 from sniperbot.messages.orders import (
     CancelOrder,
     Fill,
@@ -52,6 +52,7 @@ __all__ = [
     "Fill",
     "Heartbeat",
     "InvalidFrame",
+    "MarketRules",
     "Message",
     "Order",
     "OrderBook",

@@ -25,7 +25,7 @@ from sniperbot.messages.control import (
     SnapshotRequest,
     Stop,
 )
-from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, TradeTick
+from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, TradeTick
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 
@@ -56,6 +56,7 @@ Payload = (
     | VenueEvents
     | OrderBook
     | FeedStatus
+    | MarketRules
 )
 
 

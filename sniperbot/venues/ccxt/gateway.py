@@ -41,8 +41,10 @@ Exactly once (issue #9 point 4, research live-venues.md §3, §5):
   ``price_to_precision`` (ccxt rounds to the nearest tick); an amount below one step is ``rejected``
   (``amount_below_precision``) before anything is sent.
 * Order types: market, limit, and stop (``stop_price``; with ``limit_price`` a stop-limit) through
-  ccxt's ``stopLossPrice``. **Cancel-all**: ``CancelOrder`` with ``client_order_id ==``
-  :data:`CANCEL_ALL` cancels every unfinished order of the ledger (ours only).
+  ccxt's ``stopLossPrice``; an order ccxt says the exchange cannot take (``NotSupported``, e.g. a Coinbase
+  stop-market) is ``rejected`` / ``unsupported_order_type``, the contract's reason. **Cancel-all**:
+  ``CancelOrder`` with ``client_order_id ==`` :data:`CANCEL_ALL` cancels every unfinished order of the
+  ledger (ours only).
 
 Not yet (issue #9): Coinbase market *buys* (sized in quote currency by Coinbase; ccxt refuses them
 without a price, so they come back ``rejected``); an account-wide ``fetch_my_trades`` since the last
@@ -76,6 +78,7 @@ from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import TERMINAL_STATUSES
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.venues.base import UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.ccxt.exchange_orders import (
     STATUS,
     client_id_of,
@@ -423,6 +426,8 @@ class CcxtGateway(Actor):
             except VenueBanned:
                 return [self._reject(order, "venue_banned")]  # refused before it left: never sent
             except DEFINITIVE as e:
+                if isinstance(e, ccxt.NotSupported):  # ccxt knows the exchange cannot take this order type
+                    return [self._reject(order, UNSUPPORTED_ORDER_TYPE)]
                 if not (isinstance(e, ccxt.InvalidOrder) and "duplicate" in str(e).lower()):
                     return [self._reject(order, f"exchange: {_error_name(e)}")]
                 last_error = _error_name(e)  # the id is taken by an open order: it is (probably) ours
