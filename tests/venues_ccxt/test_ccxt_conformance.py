@@ -246,24 +246,9 @@ class CcxtHarness:
         close_shared_ledgers()
 
 
-# Cases that place a market buy. The gateway does not place Coinbase market buys yet (Coinbase sizes them in
-# quote currency and ccxt refuses one without a price: rejected, see the gateway's docstring, "Not yet"):
-# expected to fail there, strictly, so the day the gateway places them these cases say so.
-_MARKET_BUY_CASES = {
-    "test_died_after_journal_before_send_the_order_goes_out_once_after_restart",
-    "test_died_after_the_venue_filled_the_fill_is_journaled_once",
-    "test_new_orders_wait_for_reconciliation_with_their_acks_held",
-    "test_a_duplicate_is_refused_counted_and_the_real_status_journaled",
-    "test_a_restarted_venue_keeps_its_ledger_and_cancels_what_rested",
-}
-
-
 @pytest.fixture(params=["binance", "kraken", "coinbase"])
 def desk(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[Desk]:
     """The ccxt gateway on a local exchange server, with a journal and the generic executor."""
-    if request.param == "coinbase" and request.function.__name__ in _MARKET_BUY_CASES:
-        reason = "the ccxt gateway does not place Coinbase market buys yet (sized in quote currency)"
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
     server = exchange_server(request.param)
     try:
         d = Desk(short_tmp, CcxtHarness(server, request.param))

@@ -46,8 +46,11 @@ Exactly once (issue #9 point 4, research live-venues.md §3, §5):
   ``CancelOrder`` with ``client_order_id ==`` :data:`CANCEL_ALL` cancels every unfinished order of the
   ledger (ours only).
 
-Not yet (issue #9): Coinbase market *buys* (sized in quote currency by Coinbase; ccxt refuses them
-without a price, so they come back ``rejected``); an account-wide ``fetch_my_trades`` since the last
+Coinbase market *buys* are sized in quote currency by Coinbase: the gateway costs them at the best ask
+it fetches just before sending (``quantity x ask``), so the base bought differs from the quantity by
+the book's move in between; positions and P&L follow the exchange's fills, never the request.
+
+Not yet (issue #9): an account-wide ``fetch_my_trades`` since the last
 journaled trade (the per-order refresh covers every unfinished order of ours); balances vs journal drift;
 breaker wiring (no reconciliation -> venue breaker open) and ``admin status`` per venue.
 
@@ -412,6 +415,10 @@ class CcxtGateway(Actor):
         if order.order_type == "stop" and stop is None:
             return [self._reject(order, "stop_price_missing")]
         kind = "limit" if price is not None else "market"
+        if kind == "market" and order.side == "buy" and ex.options.get("createMarketBuyOrderRequiresPrice"):
+            # Coinbase sizes a market buy in quote currency: spend quantity x the best ask now, so the
+            # base bought is the quantity up to the book's move in between (positions follow the fills).
+            price = await self._market_buy_price(order.symbol)
         params: dict[str, Any] = client_id_params(self.exchange_id, cid)
         if stop is not None:
             params["stopLossPrice"] = stop
@@ -442,6 +449,11 @@ class CcxtGateway(Actor):
             if found is not None:
                 return await self._events(order, found)
         return [self._reject(order, f"{SEND_FAILED}: {last_error}")]
+
+    async def _market_buy_price(self, symbol: str) -> float:
+        """The price a quote-sized market buy is costed at: the best ask (else the last trade)."""
+        ticker = await self._retry("ticker", lambda: self._ex.fetch_ticker(symbol))
+        return float(ticker.get("ask") or ticker.get("last") or 0.0)
 
     async def _events(self, order: Order, placed: dict[str, Any]) -> list[Event]:
         """What the exchange's record of an order means for us: its fills, then its status."""
