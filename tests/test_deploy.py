@@ -318,17 +318,25 @@ def test_dockerfile_command_runs_the_node(volume: Path) -> None:
     args = [local(a) for a in command[1:]]
     config = Path(args[args.index("--config") + 1])
     run_dir = Path(args[args.index("--run-dir") + 1])
-    assert config.is_file() and volume in run_dir.parents, (config, run_dir)
+    assert config.is_file(), f"{command}: the config {config} is not in the checkout, so not in the image"
+    assert volume in run_dir.parents, f"{command}: the run dir {run_dir} is not on the image's volume"
     call = f"import sys; from {module} import {function}; sys.exit({function}())"
-    result = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-c", call, *args, "--duration", str(RUN_DURATION_S)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         cwd=volume,  # the image's last WORKDIR is its volume
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        # Not stopped by --duration: stop it as docker stop would (its actors stop with it).
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+        pytest.fail(f"the image's command did not stop after --duration {RUN_DURATION_S}: {stderr[-3000:]}")
+    assert process.returncode == 0, stderr[-3000:]
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     ready = {e["child"] for e in events if e.get("event") == "child_ready"}
     workers = {s.id for s in build_tree(load_config(config)).walk() if s.type == "worker"}
     assert ready == workers
