@@ -11,7 +11,10 @@
   pyproject's range, for every dependency an image installs.
 - deploy/Dockerfile's ENTRYPOINT + CMD, run on this checkout (its image paths mapped to the
   checkout and a temporary volume, plus ``--duration``), starts the whole default tree and stops
-  with exit 0: the code path of the README's ``sniperbot run --duration N``.
+  on SIGTERM with exit 0: the code path of the README's ``sniperbot run --duration N``.
+- The RayCluster head's command, with the ``ray start`` KubeRay generates from the manifest, in a
+  pod-like sandbox (loopback-only network, its own PID 1): Ray's head starts, the node joins it,
+  places the ConfigMap's Ray actors there, and stops on SIGTERM with exit 0.
 
 Not run here (no Docker engine, no cluster): image builds and ``kubectl apply``; the CRD's CEL
 rules (``x-kubernetes-validations``) are not evaluated by ``jsonschema``.
@@ -19,14 +22,17 @@ rules (``x-kubernetes-validations``) are not evaluated by ``jsonschema``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import sysconfig
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +43,9 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from sniperbot.config import load_config
+from sniperbot.config import decode_config, load_config
 from sniperbot.topology import build_tree
-from tests.conftest import ROOT
+from tests.conftest import ROOT, eventually
 
 DEPLOY = ROOT / "deploy"
 CRD_SCHEMA = DEPLOY / "kuberay" / "schema" / "raycluster-v1.openapi.json"
@@ -48,8 +54,10 @@ CRD_SCHEMA = DEPLOY / "kuberay" / "schema" / "raycluster-v1.openapi.json"
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 # Kinds that are not Kubernetes API resources, checked otherwise (the Kustomization's files below).
 NOT_API_RESOURCES = {("kustomize.config.k8s.io/v1beta1", "Kustomization")}
-# Seconds the image's command runs: enough to start and stop the whole default tree.
-RUN_DURATION_S = 3
+# The image's commands run with --duration, as the README's `sniperbot run --duration N`; the test
+# stops them with SIGTERM (what `docker stop` and the kubelet send) once every actor is ready, since
+# a short duration would race the start on a loaded machine: the duration only bounds a lost run.
+RUN_BOUND_S = 300
 
 
 # -- finding what to check ------------------------------------------------------------------------
@@ -288,6 +296,51 @@ def _image_command(dockerfile: Path) -> tuple[list[str], dict[str, Path], list[s
     return entrypoint + cmd, copied, volumes
 
 
+def _events(output: str) -> list[tuple[str, dict[str, Any]]]:
+    """The JSON log lines in an output, each with what precedes it on its line (Ray's prefix)."""
+    events = []
+    for line in output.splitlines():
+        start = line.find("{")
+        if start >= 0:
+            with contextlib.suppress(ValueError):
+                events.append((line[:start], json.loads(line[start:])))
+    return events
+
+
+def _child(process: subprocess.Popen[bytes]) -> int:
+    """The one child of ``unshare --fork``: PID 1 of the new PID namespace."""
+    (child,) = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    return int(child)
+
+
+def run_until_ready_then_stop(
+    argv: list[str],
+    *,
+    cwd: Path,
+    log: Path,
+    node_pid: Callable[[subprocess.Popen[bytes]], int],
+    env: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """Run a node's command until every actor is ready, SIGTERM the node, return its exit code and output."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+    try:
+        eventually(
+            lambda: process.poll() is not None or '"event": "node_ready"' in log.read_text(),
+            180,
+            interval_s=0.1,
+            what="the node ready",
+        )
+        if process.poll() is None:
+            os.kill(node_pid(process), signal.SIGTERM)
+        code = process.wait(90)
+    finally:
+        if process.poll() is None:  # for unshare --kill-child: every process of the namespace dies
+            process.kill()
+            process.wait(30)
+    return code, log.read_text()
+
+
 @pytest.fixture
 def volume() -> Iterator[Path]:
     """A short temporary directory standing in for the image's volume (unix socket paths are short)."""
@@ -321,26 +374,144 @@ def test_dockerfile_command_runs_the_node(volume: Path) -> None:
     assert config.is_file(), f"{command}: the config {config} is not in the checkout, so not in the image"
     assert volume in run_dir.parents, f"{command}: the run dir {run_dir} is not on the image's volume"
     call = f"import sys; from {module} import {function}; sys.exit({function}())"
-    process = subprocess.Popen(
-        [sys.executable, "-c", call, *args, "--duration", str(RUN_DURATION_S)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=volume,  # the image's last WORKDIR is its volume
+    argv = [sys.executable, "-c", call, *args, "--duration", str(RUN_BOUND_S)]
+    # The image's last WORKDIR is its volume.
+    code, output = run_until_ready_then_stop(
+        argv, cwd=volume, log=volume / "out.log", node_pid=lambda p: p.pid
     )
-    try:
-        _, stderr = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        # Not stopped by --duration: stop it as docker stop would (its actors stop with it).
-        process.terminate()
-        _, stderr = process.communicate(timeout=60)
-        pytest.fail(f"the image's command did not stop after --duration {RUN_DURATION_S}: {stderr[-3000:]}")
-    assert process.returncode == 0, stderr[-3000:]
-    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert code == 0, output[-3000:]
+    events = [e for _, e in _events(output)]
     ready = {e["child"] for e in events if e.get("event") == "child_ready"}
     workers = {s.id for s in build_tree(load_config(config)).walk() if s.type == "worker"}
     assert ready == workers
-    assert {"event": "node_stop", "reason": "duration"}.items() <= next(
-        e for e in events if e.get("event") == "node_stop"
-    ).items()
+    assert next(e for e in events if e.get("event") == "node_stop")["reason"] == "SIGTERM"
+    assert next(e for e in events if e.get("event") == "node_stopped")["exit_code"] == 0
     assert (run_dir / "journal").is_dir()
+
+
+# -- the RayCluster's head runs the node on Ray ---------------------------------------------------
+
+
+def _quantity(value: str) -> int:
+    """A Kubernetes quantity ("4", "8Gi", "500M") as an integer."""
+    suffixes = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in suffixes.items():
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * factor)
+    return int(float(value))
+
+
+def kuberay_start_command(group: dict[str, Any], head: bool) -> str:
+    """``KUBERAY_GEN_RAY_START_CMD`` as KubeRay v1.7.0 generates it for a group.
+
+    ray-operator/controllers/ray/common/pod.go: setMissingRayStartParams, generateRayStartCommand,
+    convertParamMap (sorted flags; "true" a bare flag, "false" dropped; num-cpus and memory from
+    the container's limits).
+    """
+    params = dict(group.get("rayStartParams", {}))
+    if head:
+        params.setdefault("dashboard-host", "0.0.0.0")
+    params.setdefault("metrics-export-port", "8080")
+    params["block"] = "true"
+    params.setdefault("dashboard-agent-listen-port", "52365")
+    limits = group["template"]["spec"]["containers"][0].get("resources", {}).get("limits", {})
+    if "cpu" in limits:
+        params.setdefault("num-cpus", str(_quantity(limits["cpu"])))
+    if "memory" in limits:
+        params.setdefault("memory", str(_quantity(limits["memory"])))
+    flags = ""
+    for key in sorted(params):
+        value = params[key]
+        if value.lower() in ("true", "false"):
+            flags += f" --{key} " if value.lower() == "true" else ""
+        else:
+            flags += f" --{key}={value} "
+    return ("ray start --head " if head else "ray start ") + flags
+
+
+def test_every_ray_container_has_a_command_under_overwrite_container_cmd() -> None:
+    (cluster,) = [d for _, d in manifests() if d["kind"] == "RayCluster"]
+    if cluster["metadata"].get("annotations", {}).get("ray.io/overwrite-container-cmd") != "true":
+        return
+    spec = cluster["spec"]
+    for group in [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]:
+        container = group["template"]["spec"]["containers"][0]
+        assert container.get("command") and container.get("args"), f"{container['name']}: no command"
+        assert "KUBERAY_GEN_RAY_START_CMD" in " ".join(container["args"]), container["name"]
+
+
+def test_raycluster_head_command_runs_the_node_on_ray(volume: Path) -> None:
+    """The head container's command, with KubeRay's generated ``ray start``, in a pod-like sandbox.
+
+    The sandbox: a network namespace with only loopback (the pod IP is 127.0.0.1; Ray must not
+    reach the network from a test), a PID namespace whose PID 1 is the node once the command
+    ``exec``s it, as in the container, and whose end kills Ray's processes with it, and a mount
+    namespace with the emptyDir on /tmp/ray. Volume paths in the command point to temporary
+    directories, the ConfigMap's files are written there, ``sniperbot`` and ``ray`` are on the
+    login shell's PATH as in the image. Not reproduced: the image itself, resource limits.
+    """
+    docs = {d["kind"]: d for _, d in manifests()}
+    cluster, configmap = docs["RayCluster"], docs["ConfigMap"]
+    head = cluster["spec"]["headGroupSpec"]
+    pod = head["template"]["spec"]
+    container = pod["containers"][0]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (script,) = container["args"]
+    for mount in container["volumeMounts"]:
+        local = volume / mount["name"]
+        local.mkdir()
+        source = volumes[mount["name"]]
+        if "configMap" in source:
+            assert source["configMap"]["name"] == configmap["metadata"]["name"]
+            for name, text in configmap["data"].items():
+                (local / name).write_text(text)
+        if mount["mountPath"] != "/tmp/ray":  # Ray's own directory: bind-mounted below
+            script = script.replace(mount["mountPath"], str(local))
+    assert script.rstrip().split("&&")[-1].strip().startswith("exec sniperbot run"), script
+    script += f" --duration {RUN_BOUND_S}"
+
+    bin_dir = volume / "bin"
+    bin_dir.mkdir()
+    launcher = bin_dir / "sniperbot"  # the image's console script, on this checkout
+    launcher.write_text(
+        f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(ROOT))} exec {shlex.quote(sys.executable)} "
+        "-c 'import sys; from sniperbot.cli.main import main; sys.exit(main())' \"$@\"\n"
+    )
+    launcher.chmod(0o755)
+    scripts = sysconfig.get_path("scripts")  # ray
+    (volume / ".bash_profile").write_text(f"export PATH={bin_dir}:{scripts}:$PATH\n")
+
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(volume), "LANG": "C.UTF-8"}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif item["valueFrom"].get("fieldRef", {}).get("fieldPath") == "status.podIP":
+            env[item["name"]] = "127.0.0.1"
+        elif "secretKeyRef" in item["valueFrom"]:
+            env[item["name"]] = os.urandom(32).hex()
+        else:
+            pytest.fail(f"{item}: no stand-in for this env source")
+    env["KUBERAY_GEN_RAY_START_CMD"] = kuberay_start_command(head, head=True)
+
+    # Network, PID and mount namespaces owned by a user namespace: no root needed.
+    unshare = ("unshare", "--map-root-user", "--net", "--pid", "--kill-child", "--mount-proc")
+    ray_dir = volume / "ray-tmp"
+    ray_dir.mkdir()
+    sandbox = 'ip link set lo up && mkdir -p /tmp/ray && mount --bind "$0" /tmp/ray && exec "$@"'
+    argv = [*unshare, "/bin/bash", "-c", sandbox, str(ray_dir), *container["command"], script]
+    code, output = run_until_ready_then_stop(
+        argv, cwd=volume, log=volume / "out.log", env=env, node_pid=_child
+    )
+    assert code == 0, output[-4000:]
+    events = _events(output)
+    config = decode_config(configmap["data"]["node.toml"], "configmap.yaml")
+    workers = {s.id for s in build_tree(config).walk() if s.type == "worker"}
+    assert {e["child"] for _, e in events if e.get("event") == "child_ready"} == workers
+    assert any(e.get("event") == "ray_start" and e["address"] == "127.0.0.1:6379" for _, e in events)
+    # Ray prefixes what its workers print with the actor class: the Ray-placed actors ran on Ray.
+    on_ray = {a for a, p in config.placement.actors.items() if p == "ray"}
+    assert on_ray and on_ray == {
+        e["actor"] for prefix, e in events if "SniperbotActor" in prefix and e.get("event") == "ready"
+    }
+    # SIGTERM reached the node as the container's PID 1 (the kubelet's stop), which stopped in order.
+    assert next(e for _, e in events if e.get("event") == "node_stop")["reason"] == "SIGTERM"
