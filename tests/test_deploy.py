@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import os
 import shlex
@@ -117,16 +118,17 @@ def _strict(schema: Any) -> Any:
     return out
 
 
-_RAYCLUSTER_SCHEMA: dict[str, Any] = {}
+@functools.cache
+def raycluster_schema() -> dict[str, Any]:
+    """KubeRay's RayCluster v1 schema, strict."""
+    return _strict(json.loads(CRD_SCHEMA.read_text()))
 
 
 def validate_raycluster(doc: dict[str, Any]) -> None:
     """Validate a RayCluster: KubeRay's CRD (strict), and Kubernetes' schemas for its metadata and pods."""
-    if not _RAYCLUSTER_SCHEMA:
-        _RAYCLUSTER_SCHEMA.update(_strict(json.loads(CRD_SCHEMA.read_text())))
     assert (doc["apiVersion"], doc["kind"]) == ("ray.io/v1", "RayCluster")
     # OpenAPI v3 schemas of CRDs are JSON Schema draft 4 with extensions (x-kubernetes-*).
-    jsonschema.Draft4Validator(_RAYCLUSTER_SCHEMA).validate(doc)
+    jsonschema.Draft4Validator(raycluster_schema()).validate(doc)
     spec = doc["spec"]
     groups = [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]
     for version in KUBERNETES_VERSIONS:
