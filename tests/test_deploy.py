@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -477,12 +478,7 @@ def test_raycluster_head_command_runs_the_node_on_ray(volume: Path) -> None:
 
     bin_dir = volume / "bin"
     bin_dir.mkdir()
-    launcher = bin_dir / "sniperbot"  # the image's console script, on this checkout
-    launcher.write_text(
-        f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(ROOT))} exec {shlex.quote(sys.executable)} "
-        "-c 'import sys; from sniperbot.cli.main import main; sys.exit(main())' \"$@\"\n"
-    )
-    launcher.chmod(0o755)
+    _launcher(bin_dir)  # the image's console script, on this checkout
     scripts = sysconfig.get_path("scripts")  # ray
     (volume / ".bash_profile").write_text(f"export PATH={bin_dir}:{scripts}:$PATH\n")
 
@@ -520,3 +516,62 @@ def test_raycluster_head_command_runs_the_node_on_ray(volume: Path) -> None:
     }
     # SIGTERM reached the node as the container's PID 1 (the kubelet's stop), which stopped in order.
     assert next(e for _, e in events if e.get("event") == "node_stop")["reason"] == "SIGTERM"
+
+
+# -- the systemd unit -------------------------------------------------------------------------------
+
+
+def _unit(path: Path) -> dict[str, str]:
+    """The ``Key=value`` lines of a systemd unit (the last one wins, as for these keys in systemd)."""
+    keys = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            keys[key.strip()] = value.strip()
+    return keys
+
+
+def _launcher(directory: Path) -> Path:
+    """An executable standing in for the installed ``sniperbot`` console script, on this checkout."""
+    launcher = directory / "sniperbot"
+    launcher.write_text(
+        f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(ROOT))} exec {shlex.quote(sys.executable)} "
+        "-c 'import sys; from sniperbot.cli.main import main; sys.exit(main())' \"$@\"\n"
+    )
+    launcher.chmod(0o755)
+    return launcher
+
+
+def test_systemd_unit_verifies_and_its_command_runs_the_node(volume: Path) -> None:
+    unit = DEPLOY / "systemd" / "sniperbot.service"
+    keys = _unit(unit)
+    binary, *args = shlex.split(keys["ExecStart"])
+    assert Path(binary).name == "sniperbot" and args[0] == "run", keys["ExecStart"]
+    launcher = _launcher(volume)
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze not found: install Debian's systemd package (apt-get install systemd)")
+    # systemd-analyze warns about unknown keys and exits 0: any output is a failure.
+    copy_ = volume / unit.name
+    copy_.write_text(unit.read_text().replace(binary, str(launcher)))
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(copy_)], capture_output=True, text=True, timeout=60
+    )
+    assert verify.returncode == 0 and not (verify.stdout + verify.stderr).strip(), (
+        verify.stdout + verify.stderr
+    )
+
+    # The node's config is the operator's (/etc/sniperbot/node.toml): the embedded default stands in.
+    state = keys["WorkingDirectory"]
+    assert state in keys["ReadWritePaths"].split(), "the unit's state directory must be writable"
+    config = args[args.index("--config") + 1]
+    local = [
+        str(ROOT / "config" / "default.toml") if a == config else a.replace(state, str(volume)) for a in args
+    ]
+    assert volume in Path(local[local.index("--run-dir") + 1]).parents, "the run dir must be in the state dir"
+    assert keys["KillSignal"] == "SIGTERM"
+    argv = [str(launcher), *local, "--duration", str(RUN_BOUND_S)]
+    code, output = run_until_ready_then_stop(
+        argv, cwd=volume, log=volume / "out.log", node_pid=lambda p: p.pid
+    )
+    assert code == 0, output[-3000:]
+    assert next(e for _, e in _events(output) if e.get("event") == "node_stop")["reason"] == "SIGTERM"
