@@ -37,7 +37,8 @@ browser:
 	fi
 
 # deploy/ checked without Docker or a cluster (also part of `make test`): Kubernetes manifests and
-# the RayCluster against their schemas, Dockerfiles with hadolint, the image's command run here.
+# the RayCluster against their schemas, Dockerfiles with hadolint, the systemd unit with
+# systemd-analyze, and the images' and the unit's commands run on this checkout (deploy/README.md).
 check-deploy: $(BIN)/.installed-test
 	$(BIN)/pytest tests/test_deploy.py
 

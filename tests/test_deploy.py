@@ -15,6 +15,8 @@
 - The RayCluster head's command, with the ``ray start`` KubeRay generates from the manifest, in a
   pod-like sandbox (loopback-only network, its own PID 1): Ray's head starts, the node joins it,
   places the ConfigMap's Ray actors there, and stops on SIGTERM with exit 0.
+- The systemd unit passes ``systemd-analyze verify`` without a warning, and its ExecStart runs the
+  node in its state directory until its KillSignal stops it with exit 0.
 
 Not run here (no Docker engine, no cluster): image builds and ``kubectl apply``; the CRD's CEL
 rules (``x-kubernetes-validations``) are not evaluated by ``jsonschema``.
