@@ -1,0 +1,296 @@
+"""Alerts: each channel against a local server speaking its real wire format, 429s, the outbox, kill -9.
+
+The channel tests drive the real dispatcher, outbox (LMDB) and channels against servers on
+127.0.0.1 (tests/ops_servers). The end-to-end tests run the alerts actor in a real node (added with
+``admin start-child``), trigger real events (``admin halt`` / ``resume``) and kill the actor's
+process with SIGKILL while a Telegram request is in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from sniperbot.alerts.channels import CHANNEL_TYPES
+from sniperbot.alerts.config import AlertsConfig
+from sniperbot.alerts.dispatcher import Dispatcher
+from sniperbot.alerts.outbox import DELIVERED, Outbox
+from sniperbot.logs import actor_logger
+from tests.conftest import RunningNode, eventually, sniperbot
+from tests.ops_servers import BotApiServer, DiscordServer, SmtpServer, WebhookServer
+
+BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
+CHAT_ID = "4242"
+HOOK_ID, HOOK_TOKEN = "1180000000000000000", "wH-tok3n_abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """One local server per channel, stopped afterwards."""
+    out: dict[str, Any] = {
+        "telegram": BotApiServer(BOT_TOKEN).start(),
+        "discord": DiscordServer(HOOK_ID, HOOK_TOKEN).start(),
+        "webhook": WebhookServer().start(),
+        "email": SmtpServer(tmp_path, credentials=("alerts@example.org", "s3cret-pass")).start(),
+    }
+    try:
+        yield out
+    finally:
+        for server in out.values():
+            server.release() if hasattr(server, "release") else None
+            server.stop()
+
+
+def settings(servers: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """An ``[alerts]`` section (as the node passes it to the actor) pointing at the local servers."""
+    smtp: SmtpServer = servers["email"]
+    section: dict[str, Any] = {
+        "telegram": {
+            "bot_token": BOT_TOKEN,
+            "chat_id": CHAT_ID,
+            "api_url": servers["telegram"].url,
+            "min_severity": "warning",
+        },
+        "discord": {"webhook_url": servers["discord"].webhook_url, "min_severity": "warning"},
+        "webhook": {"url": servers["webhook"].url + "/hook", "headers": {"X-Auth": "hook-secret-123"}},
+        "email": {
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "ca_file": str(smtp.cert),
+            "username": "alerts@example.org",
+            "password": "s3cret-pass",
+            "sender": "alerts@example.org",
+            "to": ["ops@example.org"],
+            "min_severity": "critical",
+        },
+        "daily_summary_utc": "",
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(section.get(key), dict):
+            section[key] = {**section[key], **value}
+        else:
+            section[key] = value
+    return section
+
+
+class Harness:
+    """The real outbox + dispatcher + channels, fed the way the alerts actor feeds them."""
+
+    def __init__(self, directory: Path, section: dict[str, Any]) -> None:
+        config = msgspec.convert(section, AlertsConfig)
+        channels = [cls(getattr(config, n)) for n, cls in CHANNEL_TYPES.items() if getattr(config, n)]
+        self.names = [c.name for c in channels]
+        self.outbox = Outbox(directory / "alerts")
+        self.dispatcher = Dispatcher(self.outbox, channels, actor_logger("alerts", 1), config.max_age_s)
+        self.dispatcher.start()
+
+    def send(self, key: str, severity: str = "critical", title: str = "breaker venue:sim OPEN") -> Any:
+        alert = self.outbox.submit(
+            key=key,
+            kind="breaker",
+            severity=severity,
+            title=title,
+            text="venue.sim escalated",  # type: ignore[arg-type]
+            channels=self.names,
+            window_s=300,
+        )
+        if alert is not None:
+            self.dispatcher.submit(alert, self.names)
+        return alert
+
+    def delivered(self, alert: Any) -> bool:
+        return all(self.outbox.outcome(alert.id, n) == DELIVERED for n in self.names)
+
+    def close(self) -> None:
+        self.dispatcher.stop()
+        self.outbox.close()
+
+
+@pytest.fixture
+def harness_factory(tmp_path: Path) -> Iterator[Any]:
+    made: list[Harness] = []
+
+    def make(section: dict[str, Any]) -> Harness:
+        made.append(Harness(tmp_path, section))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def test_each_channel_speaks_its_wire_format(servers: dict[str, Any], harness_factory: Any) -> None:
+    h = harness_factory(settings(servers))
+    alert = h.send("breaker:venue:sim:open:1")
+    eventually(lambda: h.delivered(alert), 30, what="the alert delivered to all four channels")
+
+    (tg,) = servers["telegram"].requests
+    assert tg["path"] == f"/bot{BOT_TOKEN}/sendMessage"
+    assert tg["json"]["chat_id"] == CHAT_ID
+    assert tg["json"]["text"].startswith("[CRITICAL] breaker venue:sim OPEN\nvenue.sim escalated")
+
+    (dc,) = servers["discord"].requests
+    assert dc["path"] == f"/api/webhooks/{HOOK_ID}/{HOOK_TOKEN}"
+    assert dc["json"]["content"].startswith("[CRITICAL] breaker venue:sim OPEN")
+    assert dc["json"]["allowed_mentions"] == {"parse": []}  # an alert never pings @everyone
+
+    (wh,) = servers["webhook"].requests
+    assert wh["headers"]["Idempotency-Key"] == alert.id
+    assert wh["headers"]["X-Auth"] == "hook-secret-123"
+    assert wh["json"]["severity"] == "critical" and wh["json"]["key"] == "breaker:venue:sim:open:1"
+
+    (mail,) = servers["email"].messages
+    assert mail["tls"] and mail["auth"], "sent only after STARTTLS and AUTH"
+    assert mail["to"] == ["ops@example.org"]
+    assert "Subject: [sniperbot CRITICAL] breaker venue:sim OPEN" in mail["data"]
+
+    # De-duplication: the same key within the window is not journaled, so not sent, again.
+    assert h.send("breaker:venue:sim:open:1") is None
+    time.sleep(0.5)
+    assert len(servers["telegram"].requests) == 1
+
+
+def test_429_retry_after_is_obeyed_per_channel(servers: dict[str, Any], harness_factory: Any) -> None:
+    servers["telegram"].script = [("429", 2)]  # parameters.retry_after (s)
+    servers["discord"].script = [("429", 1.5)]  # JSON retry_after (float s) + Retry-After header
+    servers["webhook"].script = [("429", 1)]  # Retry-After header only
+    h = harness_factory(settings(servers, email=None))
+    alert = h.send("breaker:venue:sim:open:2")
+    eventually(lambda: h.delivered(alert), 40, what="delivery after the 429s")
+    for name, wait in (("telegram", 2.0), ("discord", 1.5), ("webhook", 1.0)):
+        first, second = servers[name].requests
+        assert second["t"] - first["t"] >= wait - 0.05, f"{name} retried before retry_after"
+        assert h.dispatcher.stats[name]["rate_limited"] == 1
+
+
+def test_token_bucket_spaces_a_burst(servers: dict[str, Any], harness_factory: Any) -> None:
+    h = harness_factory(
+        settings(servers, email=None, discord=None, webhook=None, telegram={"rate_per_s": 2.0, "burst": 1})
+    )
+    alerts = [h.send(f"k{i}") for i in range(4)]
+    eventually(lambda: all(h.delivered(a) for a in alerts), 30, what="four alerts delivered")
+    times = [r["t"] for r in servers["telegram"].requests]
+    assert [r["json"]["text"] for r in servers["telegram"].requests] == [a.line() for a in alerts], "in order"
+    # Burst 1 at 2/s: the 2nd, 3rd and 4th wait 0.5 s each (measured where they arrive, so give or
+    # take the requests' own jitter).
+    assert times[-1] - times[0] >= 1.4, times
+
+
+def test_refused_alert_is_marked_and_does_not_block_the_channel(
+    servers: dict[str, Any], harness_factory: Any
+) -> None:
+    servers["telegram"].script = [("status", 400)]
+    servers["email"].script = [("status", 550)]
+    h = harness_factory(settings(servers, discord=None, webhook=None))
+    bad, good = h.send("k-bad"), h.send("k-good")
+    eventually(lambda: h.delivered(good), 30, what="the next alert delivered")
+    assert h.outbox.outcome(bad.id, "telegram").startswith("refused: HTTP 400")
+    assert h.outbox.outcome(bad.id, "email").startswith("refused")
+    assert len(servers["telegram"].requests) == 2  # the refused one was not retried
+
+
+def test_email_is_never_sent_without_tls(
+    tmp_path: Path, servers: dict[str, Any], harness_factory: Any
+) -> None:
+    plain = SmtpServer(
+        tmp_path / "plain" if (tmp_path / "plain").mkdir() is None else tmp_path, starttls=False
+    )
+    plain.start()
+    try:
+        h = harness_factory(
+            settings(
+                servers, telegram=None, discord=None, webhook=None, email={"port": plain.port, "username": ""}
+            )
+        )
+        alert = h.send("k-plain")
+        eventually(lambda: h.dispatcher.stats["email"]["retries"] >= 1, 30, what="a failed attempt")
+        assert plain.messages == [] and h.outbox.outcome(alert.id, "email") is None  # still owed
+    finally:
+        plain.stop()
+
+
+# -- the actor in a real node -------------------------------------------------------------------
+
+
+def start_alerts(node: RunningNode, section: dict[str, Any]) -> dict[str, Any]:
+    spec = {"id": "alerts", "actor": "sniperbot.alerts.actor:AlertsActor", "args": {"settings": section}}
+    result = sniperbot(
+        "admin",
+        "--run-dir",
+        str(node.run_dir),
+        "start-child",
+        "--sup",
+        "root",
+        "--spec",
+        json.dumps(spec),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return json.loads(result.stdout)
+
+
+def texts(server: Any) -> list[str]:
+    return [r["json"]["text" if "text" in r["json"] else "content"] for r in server.requests]
+
+
+def test_kill_9_mid_send_loses_nothing_and_repeats_at_most_the_one_in_flight(
+    node: RunningNode, servers: dict[str, Any]
+) -> None:
+    node.wait_ready()
+    started = start_alerts(node, settings(servers, email=None))
+    assert started["incarnation"] == 1
+    telegram, discord, webhook = servers["telegram"], servers["discord"], servers["webhook"]
+
+    # Alert 1 (critical): trading HALTED. Telegram holds its request open (the send is in flight).
+    telegram.script = ["hold"]
+    node.admin("halt")
+    eventually(telegram.holding.is_set, 30, what="the Telegram request in flight")
+    eventually(lambda: len(discord.requests) == 1 and len(webhook.requests) == 1, 30, what="others delivered")
+
+    # Alert 2 (info: ACTIVE): journaled while Telegram is busy; only the webhook wants info.
+    node.admin("resume")
+    eventually(lambda: len(webhook.requests) == 2, 30, what="the resume alert on the webhook")
+
+    pid = node.workers()["alerts"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    telegram.release()  # the server got it, but the actor died before it could mark it delivered
+    eventually(
+        lambda: (
+            node.workers()["alerts"]["incarnation"] >= 2 and node.workers()["alerts"]["state"] == "running"
+        ),
+        60,
+        what="the alerts actor restarted",
+    )
+
+    # The new incarnation resends the one alert Telegram had not acknowledged: the allowed repeat.
+    eventually(lambda: len(telegram.requests) == 2, 30, what="the unacknowledged alert resent")
+    assert texts(telegram)[0] == texts(telegram)[1] and texts(telegram)[0].startswith(
+        "[CRITICAL] trading HALTED"
+    )
+    # Channels that acknowledged never get an alert again, and the replayed last trading state
+    # (the bus's snapshot for the new incarnation) is not news.
+    time.sleep(2.0)
+    assert len(discord.requests) == 1 and len(webhook.requests) == 2 and len(telegram.requests) == 2
+    assert [r["json"]["title"] for r in webhook.requests] == ["trading HALTED", "trading ACTIVE"]
+
+    # Kill again while nothing is in flight: nothing at all is repeated.
+    os.kill(node.workers()["alerts"]["pid"], signal.SIGKILL)
+    eventually(
+        lambda: (
+            node.workers()["alerts"]["incarnation"] >= 3 and node.workers()["alerts"]["state"] == "running"
+        ),
+        60,
+        what="the alerts actor restarted again",
+    )
+    node.admin("halt")
+    eventually(lambda: len(telegram.requests) == 3 and len(discord.requests) == 2, 30, what="the next alert")
+    time.sleep(1.0)
+    assert len(telegram.requests) == 3 and len(discord.requests) == 2 and len(webhook.requests) == 3
