@@ -24,7 +24,7 @@ Decisions:
   - replace the value of any key whose *name contains* a secret word (:data:`_SECRET_KEY`: key,
     secret, password, token, passphrase, dsn, webhook, credential, auth, signature, private, cookie),
   - replace inside every string what :data:`SECRET_PATTERNS` match: Telegram bot tokens
-    (``\\d+:[A-Za-z0-9_-]{35}``), URL userinfo (``scheme://user:pass@`` - DSNs), Discord webhook
+    (``\\d+:[A-Za-z0-9_-]{35}``, and longer), URL userinfo (``scheme://user:pass@`` - DSNs), Discord webhook
     paths, JWTs, ``Bearer`` credentials, ``key=value`` / ``"key": "value"`` pairs with a secret word,
     PEM private keys, hex runs of 32+ characters and base64/base64url runs of 32+ characters that
     mix upper case, lower case and digits (random keys do; words, ids and paths rarely do),
@@ -62,7 +62,7 @@ SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         FILTERED,
     ),
     # Telegram bot tokens (also inside https://api.telegram.org/bot<token>/...).
-    (re.compile(r"\d{3,}:[A-Za-z0-9_-]{35}"), FILTERED),
+    (re.compile(r"\d{3,}:[A-Za-z0-9_-]{30,}"), FILTERED),
     # Userinfo in a URL: Sentry DSNs, smtp://user:pass@host, https://key@host.
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@"), r"\1" + FILTERED + "@"),
     # Discord webhook credentials.
