@@ -200,10 +200,9 @@ def test_refused_alert_is_marked_and_does_not_block_the_channel(
 def test_email_is_never_sent_without_tls(
     tmp_path: Path, servers: dict[str, Any], harness_factory: Any
 ) -> None:
-    plain = SmtpServer(
-        tmp_path / "plain" if (tmp_path / "plain").mkdir() is None else tmp_path, starttls=False
-    )
-    plain.start()
+    (tmp_path / "plain").mkdir()
+    # A server that does not offer STARTTLS (and would accept mail in plain text).
+    plain = SmtpServer(tmp_path / "plain", starttls=False).start()
     try:
         h = harness_factory(
             settings(
@@ -211,7 +210,9 @@ def test_email_is_never_sent_without_tls(
             )
         )
         alert = h.send("k-plain")
-        eventually(lambda: h.dispatcher.stats["email"]["retries"] >= 1, 30, what="a failed attempt")
+        eventually(
+            lambda: h.dispatcher.stats["email"]["retries"] >= 1 or plain.messages, 30, what="an attempt"
+        )
         assert plain.messages == [] and h.outbox.outcome(alert.id, "email") is None  # still owed
     finally:
         plain.stop()
