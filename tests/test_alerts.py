@@ -24,7 +24,7 @@ from sniperbot.alerts.config import AlertsConfig
 from sniperbot.alerts.dispatcher import Dispatcher
 from sniperbot.alerts.outbox import DELIVERED, Outbox
 from sniperbot.logs import actor_logger
-from tests.conftest import RunningNode, eventually, sniperbot
+from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 from tests.ops_servers import BotApiServer, DiscordServer, SmtpServer, WebhookServer
 
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
@@ -295,3 +295,79 @@ def test_kill_9_mid_send_loses_nothing_and_repeats_at_most_the_one_in_flight(
     eventually(lambda: len(telegram.requests) == 3 and len(discord.requests) == 2, 30, what="the next alert")
     time.sleep(1.0)
     assert len(telegram.requests) == 3 and len(discord.requests) == 2 and len(webhook.requests) == 3
+
+
+def test_node_events_become_alerts(short_tmp: Path, servers: dict[str, Any]) -> None:
+    """A real loss-limit stop, a restart storm that opens a venue breaker, and the daily summary."""
+    config = short_tmp / "loss.toml"
+    # Fees alone breach a 0.01 daily loss limit within the first fills.
+    config.write_text(FAST_CONFIG + "daily_loss_limit = 0.01\n")
+    node = RunningNode(short_tmp / "run", config)
+    try:
+        node.wait_ready()
+        # The last summary was sent long ago (the node was down): today's goes out at start.
+        seeded = Outbox(node.run_dir / "alerts")
+        seeded.put_state("daily_summary", b"2000-01-01")
+        seeded.close()
+        webhook = servers["webhook"]
+        start_alerts(
+            node,
+            settings(
+                servers,
+                email=None,
+                restart_storm_count=3,
+                restart_storm_window_s=120,
+                daily_summary_utc="00:00",
+            ),
+        )
+
+        def titles() -> list[str]:
+            return [r["json"]["title"] for r in webhook.requests]
+
+        eventually(
+            lambda: any(t.startswith("daily summary ") for t in titles()), 30, what="the daily summary"
+        )
+        summary = next(r["json"] for r in webhook.requests if r["json"]["kind"] == "daily_summary")
+        assert summary["severity"] == "info" and "net P&L" in summary["text"]
+
+        loss = eventually(
+            lambda: next((r["json"] for r in webhook.requests if r["json"]["kind"] == "loss_limit"), None),
+            60,
+            what="the loss-limit alert",
+        )
+        assert loss["severity"] == "critical" and loss["title"] == "loss limit hit: trading HALTED"
+        assert loss["text"].startswith("daily loss ")
+        assert any(texts(servers["telegram"])[i].startswith("[CRITICAL] loss limit hit") for i in range(
+            len(servers["telegram"].requests)))  # fmt: skip
+
+        # Kill the venue's feed until its subtree escalates (rest_for_one 3 in 30 s): breaker open.
+        for _ in range(4):
+            before = node.workers()["feed.sim"]
+            if before["state"] != "running" or before["pid"] is None:
+                break
+            os.kill(before["pid"], signal.SIGKILL)
+            eventually(
+                lambda b=before: (
+                    (w := node.workers()["feed.sim"])["incarnation"] != b["incarnation"]
+                    or w["state"] != "running"
+                ),
+                30,
+                what="the feed restarted or tripped",
+            )
+        storm = eventually(
+            lambda: next((r["json"] for r in webhook.requests if r["json"]["key"] == "restart_storm"), None),
+            60,
+            what="the restart-storm alert",
+        )
+        assert storm["severity"] == "warning" and "feed.sim" in storm["text"]
+        breaker = eventually(
+            lambda: next(
+                (r["json"] for r in webhook.requests if r["json"]["title"] == "breaker venue:sim OPEN"), None
+            ),
+            60,
+            what="the breaker-open alert",
+        )
+        assert breaker["severity"] == "critical" and breaker["kind"] == "restart_storm"
+        assert "escalated" in breaker["text"]
+    finally:
+        node.stop()
