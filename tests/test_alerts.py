@@ -260,8 +260,14 @@ def test_kill_9_mid_send_loses_nothing_and_repeats_at_most_the_one_in_flight(
     node.admin("resume")
     eventually(lambda: len(webhook.requests) == 2, 30, what="the resume alert on the webhook")
 
-    pid = node.workers()["alerts"]["pid"]
-    os.kill(pid, signal.SIGKILL)
+    # A hung channel does not hang the actor: it keeps heartbeating (liveness is 1 s here).
+    time.sleep(2.0)
+    alerts_actor = node.workers()["alerts"]
+    assert (
+        alerts_actor["state"] == "running" and alerts_actor["incarnation"] == 1 and telegram.holding.is_set()
+    )
+
+    os.kill(alerts_actor["pid"], signal.SIGKILL)
     telegram.release()  # the server got it, but the actor died before it could mark it delivered
     eventually(
         lambda: (
@@ -371,3 +377,58 @@ def test_node_events_become_alerts(short_tmp: Path, servers: dict[str, Any]) -> 
         assert "escalated" in breaker["text"]
     finally:
         node.stop()
+
+
+def test_venue_stale_and_recovered_alerts_from_a_real_ccxt_feed(
+    node: RunningNode, servers: dict[str, Any]
+) -> None:
+    """The ccxt feed of a local Binance server goes silent (stale), then speaks again (recovered)."""
+    from tests.exchanges.binance import demo_server
+
+    exchange = demo_server().start()
+    try:
+        node.wait_ready()
+        start_alerts(node, settings(servers, email=None, venue_grace_s=6.0))
+        spec = {
+            "id": "feed.bin",
+            "actor": "sniperbot.venues.ccxt.feed:CcxtFeed",
+            "args": {
+                "venue": "bin",
+                "exchange": "binance",
+                "symbols": ["BTC/USDT"],
+                "stale_after_s": 2.0,
+                "rest_url": exchange.rest_url,
+                "ws_url": exchange.ws_url,
+                "poll_interval_s": 0.3,
+            },
+        }
+        result = sniperbot(
+            "admin", "--run-dir", str(node.run_dir), "start-child", "--sup", "root",
+            "--spec", json.dumps(spec), "--json",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        webhook = servers["webhook"]
+
+        def alert(title: str) -> Any:
+            return next((r["json"] for r in webhook.requests if r["json"]["title"] == title), None)
+
+        # Connecting at start ("down" until the websocket is up) is not news; nor is a fresh feed.
+        time.sleep(8.0)
+        assert [r["json"]["title"] for r in webhook.requests if "venue bin" in r["json"]["title"]] == []
+        exchange.set_silent(True)
+        # Silent: stale, then "down" while the feed's watchdog reconnects; whichever it is when the
+        # outage has lasted venue_grace_s is reported, once.
+        outage = eventually(
+            lambda: alert("venue bin stale") or alert("venue bin disconnected"), 60, what="the outage alert"
+        )
+        severity = {"venue bin stale": "warning", "venue bin disconnected": "critical"}[outage["title"]]
+        assert outage["severity"] == severity and outage["kind"] == "venue"
+        assert texts(servers["telegram"])[-1].startswith(f"[{severity.upper()}] {outage['title']}")
+        exchange.set_silent(False)
+        recovered = eventually(lambda: alert("venue bin recovered"), 60, what="the recovered alert")
+        assert recovered["severity"] == "info"
+        titles = [r["json"]["title"] for r in webhook.requests if "venue bin" in r["json"]["title"]]
+        assert titles == [outage["title"], "venue bin recovered"], titles  # one outage, one recovery
+        assert not any("recovered" in t for t in texts(servers["telegram"]))  # below its min severity
+    finally:
+        exchange.stop()

@@ -15,8 +15,8 @@ trading state          any other change of ``RiskStatus.trading_state``         
                                                                                     ACTIVE info
 restart storm          ``restart_storm_count`` actor restarts (a new incarnation's  warning
                        ``Ready``) within ``restart_storm_window_s``
-venue outage / stale   ``FeedStatus``: disconnected; stale; recovered               critical /
-                                                                                    warning / info
+venue outage / stale   ``FeedStatus``: disconnected; stale (either lasting          critical /
+                       ``venue_grace_s``); recovered after one was reported        warning / info
 fill (``fills=true``)  every fill                                                   info
 daily summary          once a day at ``daily_summary_utc``: trading state, P&L,     info
                        fees, orders, fills, rejections
@@ -86,6 +86,8 @@ class AlertsActor(Actor):
         self._restarts: collections.deque[tuple[float, str]] = collections.deque()
         self._portfolio: PortfolioSnapshot | None = None
         self._trading_state = ""
+        self._feeds: dict[str, tuple[str, FeedStatus]] = {}
+        self._bad_since: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -193,22 +195,38 @@ class AlertsActor(Actor):
         return str(saved.get("reason", ""))
 
     def _on_feed(self, status: FeedStatus) -> None:
-        assert self.outbox is not None
+        """Venue health: a bad state is reported once it lasted ``venue_grace_s``; recovery after that."""
         health = "down" if not status.connected else "stale" if status.stale else "ok"
-        memo = f"feed:{status.venue}"
+        self._feeds[status.venue] = (health, status)
+        self._check_feed(status.venue)
+
+    def _check_feed(self, venue: str) -> None:
+        assert self.outbox is not None
+        health, status = self._feeds[venue]
+        memo = f"feed:{venue}"
         seen = self.outbox.get_state(memo)
-        previous = seen.decode() if seen is not None else "ok"
-        if health == previous:
+        reported = seen.decode() if seen is not None else "ok"
+        if health == reported or (health != "ok" and reported != "ok"):
+            # Unchanged, or still out (stale and down alternate while a feed reconnects): reported.
+            if health == "ok":
+                self._bad_since.pop(venue, None)
             return
+        if health != "ok":
+            # A feed is "down" while it connects at start or after a restart: only an outage that
+            # lasts is news (like a Prometheus rule's ``for:``).
+            since = self._bad_since.setdefault(venue, time.monotonic())
+            if time.monotonic() - since < self.config.venue_grace_s:
+                return
+        self._bad_since.pop(venue, None)
         self.outbox.put_state(memo, health.encode())
         severity: Severity = {"down": "critical", "stale": "warning", "ok": "info"}[health]  # type: ignore[assignment]
         title = {
-            "down": f"venue {status.venue} disconnected",
-            "stale": f"venue {status.venue} stale",
-            "ok": f"venue {status.venue} recovered",
+            "down": f"venue {venue} disconnected",
+            "stale": f"venue {venue} stale",
+            "ok": f"venue {venue} recovered",
         }[health]
         self.alert(
-            f"venue:{status.venue}:{health}",
+            f"venue:{venue}:{health}",
             "venue",
             severity,
             title,
@@ -239,6 +257,11 @@ class AlertsActor(Actor):
             )
 
     def _tick(self) -> None:
+        for venue in list(self._bad_since):
+            self._check_feed(venue)
+        self._daily_summary()
+
+    def _daily_summary(self) -> None:
         summary_at = self.config.daily_summary_utc
         if not summary_at:
             return

@@ -98,6 +98,8 @@ class AlertsConfig(_Section, kw_only=True):
     dedup_window_s: NonNegative = 300.0
     # An alert still undelivered after this long (a channel down for a day) is given up, logged.
     max_age_s: Positive = 86_400.0
+    # A venue disconnected or stale for this long is an alert (a feed is "down" while it connects).
+    venue_grace_s: NonNegative = 10.0
     # One info alert per fill (noisy for active strategies: off by default).
     fills: bool = False
     # "HH:MM" UTC of the daily summary; "" = none.
