@@ -171,6 +171,18 @@ def test_429_retry_after_is_obeyed_per_channel(servers: dict[str, Any], harness_
         assert h.dispatcher.stats[name]["rate_limited"] == 1
 
 
+def test_discord_bucket_headers_pause_before_a_429(servers: dict[str, Any], harness_factory: Any) -> None:
+    servers["discord"].script = [("exhausted", 1.5)]  # 204 with X-RateLimit-Remaining: 0
+    h = harness_factory(
+        settings(servers, email=None, telegram=None, webhook=None, discord={"rate_per_s": 100.0, "burst": 10})
+    )
+    first, second = h.send("k1"), h.send("k2")
+    eventually(lambda: h.delivered(first) and h.delivered(second), 30, what="both delivered")
+    a, b = servers["discord"].requests
+    assert b["t"] - a["t"] >= 1.45, "the second alert waited for X-RateLimit-Reset-After"
+    assert h.dispatcher.stats["discord"]["rate_limited"] == 0  # never hit a 429
+
+
 def test_token_bucket_spaces_a_burst(servers: dict[str, Any], harness_factory: Any) -> None:
     h = harness_factory(
         settings(servers, email=None, discord=None, webhook=None, telegram={"rate_per_s": 2.0, "burst": 1})

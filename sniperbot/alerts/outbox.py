@@ -150,7 +150,10 @@ class Outbox:
         return out
 
     def prune(self, keep_s: float, now_ns: int | None = None) -> int:
-        """Forget alerts older than ``keep_s`` with every channel marked; returns how many."""
+        """Forget alerts older than ``keep_s`` with every channel marked, and older dedup marks.
+
+        Returns how many alerts were forgotten. ``keep_s`` must exceed every de-duplication window.
+        """
         now_ns = time.time_ns() if now_ns is None else now_ns
         removed = 0
         with self.env.begin(write=True) as txn:
@@ -164,6 +167,10 @@ class Outbox:
                         txn.delete(m, db=self._marks)
                     txn.delete(raw_seq, db=self._alerts)
                     removed += 1
+            # De-duplication marks older than that are past any window.
+            for key, raw_ts in list(txn.cursor(db=self._dedup)):
+                if now_ns - _SEQ.unpack(raw_ts)[0] >= keep_s * 1e9:
+                    txn.delete(key, db=self._dedup)
         return removed
 
 

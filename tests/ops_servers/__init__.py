@@ -10,8 +10,9 @@
 * :class:`SmtpServer`: aiosmtpd with STARTTLS required, certificate made by ``cryptography``.
 
 Each HTTP server runs an aiohttp app on its own loop thread. ``script`` is a list of canned answers
-(``"ok"``, ``("429", seconds)``, ``"hold"`` - keep the request open until :meth:`release`, then
-answer ok, ``("status", code)``) consumed one per request; when it is empty requests succeed.
+(``"ok"``; ``("429", seconds)``; ``("exhausted", seconds)``: a Discord success that empties the
+bucket; ``"hold"``: keep the request open until :meth:`release`, then answer ok; ``("status", code)``)
+consumed one per request; when it is empty requests succeed.
 """
 
 from __future__ import annotations
@@ -195,6 +196,11 @@ class DiscordServer(HttpStub):
             )
         if isinstance(answer, tuple) and answer[0] == "status":
             return web.json_response({"message": "scripted", "code": 50006}, status=answer[1])
+        if isinstance(answer, tuple) and answer[0] == "exhausted":  # success, but the bucket is empty now
+            return web.Response(
+                status=204,
+                headers={**bucket, "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": str(answer[1])},
+            )
         return web.Response(
             status=204, headers={**bucket, "X-RateLimit-Remaining": "4", "X-RateLimit-Reset-After": "1"}
         )
