@@ -450,3 +450,35 @@ def test_venue_stale_and_recovered_alerts_from_a_real_ccxt_feed(
         assert not any("recovered" in t for t in texts(servers["telegram"]))  # below its min severity
     finally:
         exchange.stop()
+
+
+def test_config_errors_name_the_setting_and_secrets_come_from_files(
+    tmp_path: Path, servers: dict[str, Any], harness_factory: Any
+) -> None:
+    toml = b"""
+[telegram]
+chat_id = "4242"
+min_severity = "urgent"
+"""
+    with pytest.raises(msgspec.ValidationError, match=r"telegram\.min_severity"):
+        msgspec.toml.decode(toml, type=AlertsConfig)
+    with pytest.raises(
+        msgspec.ValidationError,
+        match=r"alerts\.telegram\.bot_token: set it or alerts\.telegram\.bot_token_file",
+    ):
+        msgspec.convert({"telegram": {"chat_id": "1"}}, AlertsConfig)
+    with pytest.raises(msgspec.ValidationError, match="daily_summary_utc"):
+        msgspec.convert({"daily_summary_utc": "25:00"}, AlertsConfig)
+    assert not AlertsConfig().enabled  # no channel, no alerts actor
+
+    # The bot token in a 0600 file: the section (the actor's args) never holds it.
+    token_file = tmp_path / "telegram.token"
+    token_file.write_text(BOT_TOKEN + "\n")
+    token_file.chmod(0o600)
+    section = settings(servers, email=None, discord=None, webhook=None)
+    section["telegram"] = {**section["telegram"], "bot_token": "", "bot_token_file": str(token_file)}
+    assert BOT_TOKEN not in json.dumps(section)
+    h = harness_factory(section)
+    alert = h.send("k-file")
+    eventually(lambda: h.delivered(alert), 30, what="delivered with the token from the file")
+    assert servers["telegram"].requests[0]["path"] == f"/bot{BOT_TOKEN}/sendMessage"

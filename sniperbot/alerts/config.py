@@ -115,9 +115,9 @@ class AlertsConfig(_Section, kw_only=True):
             )
         for name, inline, path in self._secrets():
             if not inline and not path:
-                raise ValueError(f"alerts.{name}: set it or {name}_file")
+                raise ValueError(f"alerts.{name}: set it or alerts.{name}_file")
             if inline and path:
-                raise ValueError(f"alerts.{name}: set either it or {name}_file, not both")
+                raise ValueError(f"alerts.{name}: set either it or alerts.{name}_file, not both")
 
     def _secrets(self) -> list[tuple[str, str, str]]:
         out = []
