@@ -121,3 +121,24 @@ def test_scrub_keeps_what_is_not_secret_and_walks_every_field() -> None:
     crumb = out["breadcrumbs"]["values"][0]
     assert "pw" not in crumb["message"] and crumb["data"]["webhook_url"] == FILTERED
     assert out["contexts"]["venue"]["api_key"] == FILTERED
+
+
+def test_node_reports_a_restart_storm(sentry_server: SentryServer, tmp_path: Path) -> None:
+    """What the node calls when a supervisor reaches its restart intensity (in a fresh process)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "from sniperbot.observability import sentry\n"
+        f"assert sentry.init_node({sentry_server.dsn()!r})\n"
+        "sentry.report_restart_storm('venue.sim', 'feed.sim', 3, 30.0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (event,) = [e for e in sentry_server.events() if "restart storm" in e.get("message", "")]
+    assert event["message"] == "restart storm: venue.sim reached 3 restarts in 30 s (feed.sim)"
+    assert event["level"] == "error"
+    assert event["tags"]["actor"] == "node" and event["tags"]["supervisor"] == "venue.sim"
+    assert event["tags"]["offender"] == "feed.sim" and event["tags"]["version"] == sniperbot.__version__
