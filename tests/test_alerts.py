@@ -394,16 +394,19 @@ def test_node_events_become_alerts(short_tmp: Path, servers: dict[str, Any]) -> 
         node.stop()
 
 
-def test_venue_stale_and_recovered_alerts_from_a_real_ccxt_feed(
+def test_venue_outage_recovery_and_fill_alerts_in_a_real_node(
     node: RunningNode, servers: dict[str, Any]
 ) -> None:
-    """The ccxt feed of a local Binance server goes silent (stale), then speaks again (recovered)."""
+    """The ccxt feed of a local Binance server goes silent (stale), then speaks again (recovered).
+
+    Fills alert too here (``fills = true``), to the webhook only (info).
+    """
     from tests.exchanges.binance import demo_server
 
     exchange = demo_server().start()
     try:
         node.wait_ready()
-        start_alerts(node, settings(servers, email=None, venue_grace_s=6.0))
+        start_alerts(node, settings(servers, email=None, venue_grace_s=6.0, fills=True))
         spec = {
             "id": "feed.bin",
             "actor": "sniperbot.venues.ccxt.feed:CcxtFeed",
@@ -448,6 +451,11 @@ def test_venue_stale_and_recovered_alerts_from_a_real_ccxt_feed(
         titles = [r["json"]["title"] for r in webhook.requests if "venue bin" in r["json"]["title"]]
         assert titles == [outage["title"], "venue bin recovered"], titles  # one outage, one recovery
         assert not any("recovered" in t for t in texts(servers["telegram"]))  # below its min severity
+        # fills = true: the sim venue's fills (the node trades all along) are info alerts.
+        fill = next(r["json"] for r in webhook.requests if r["json"]["kind"] == "fill")
+        assert fill["severity"] == "info" and fill["title"].startswith(("fill buy ", "fill sell "))
+        assert fill["title"].endswith(" on sim") and "strategy fast_" in fill["text"]
+        assert not any(t.startswith("[INFO] fill") for t in texts(servers["telegram"]))
     finally:
         exchange.stop()
 
