@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 from sniperbot.alerts.channels import CHANNEL_TYPES
-from sniperbot.alerts.config import AlertsConfig
+from sniperbot.alerts.config import ALERTS_ACTOR, ALERTS_ACTOR_ID, AlertsConfig
 from sniperbot.alerts.dispatcher import Dispatcher
 from sniperbot.alerts.outbox import DELIVERED, Outbox
 from sniperbot.logs import actor_logger
@@ -234,7 +234,7 @@ def test_email_is_never_sent_without_tls(
 
 
 def start_alerts(node: RunningNode, section: dict[str, Any]) -> dict[str, Any]:
-    spec = {"id": "alerts", "actor": "sniperbot.alerts.actor:AlertsActor", "args": {"settings": section}}
+    spec = {"id": ALERTS_ACTOR_ID, "actor": ALERTS_ACTOR, "args": {"settings": section}}
     result = sniperbot(
         "admin",
         "--run-dir",

@@ -42,7 +42,7 @@ import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.alerts.channels import CHANNEL_TYPES, Channel
-from sniperbot.alerts.config import AlertsConfig
+from sniperbot.alerts.config import ALERTS_ACTOR, ALERTS_ACTOR_ID, AlertsConfig
 from sniperbot.alerts.dispatcher import Dispatcher
 from sniperbot.alerts.model import Alert, Severity, severity_rank
 from sniperbot.alerts.outbox import Outbox, open_outbox
@@ -58,13 +58,12 @@ from sniperbot.messages import (
 )
 from sniperbot.messages import topics as topic
 
-ALERTS_ACTOR = "sniperbot.alerts.actor:AlertsActor"
-ALERTS_ACTOR_ID = "alerts"
 # The risk guard's reasons for a loss stop start with these (RiskGuardActor._check_losses).
 LOSS_REASONS = ("daily loss", "drawdown")
 _KEEP_DELIVERED_S = 7 * 86_400.0
 _FILL_DEDUP_S = 7 * 86_400.0
 _TICK_S = 1.0
+__all__ = ["ALERTS_ACTOR", "ALERTS_ACTOR_ID", "AlertsActor"]
 _STATE_SEVERITY: dict[str, Severity] = {"HALTED": "critical", "REDUCING": "warning", "ACTIVE": "info"}
 _BREAKER_SEVERITY: dict[str, Severity] = {"open": "critical", "half_open": "warning", "closed": "info"}
 

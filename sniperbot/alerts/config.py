@@ -17,6 +17,10 @@ import msgspec
 
 from sniperbot.alerts.model import Severity
 
+# The alerts actor's class and its id in the supervision tree (one home: topology, tests).
+ALERTS_ACTOR = "sniperbot.alerts.actor:AlertsActor"
+ALERTS_ACTOR_ID = "alerts"
+
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
