@@ -490,3 +490,41 @@ min_severity = "urgent"
     alert = h.send("k-file")
     eventually(lambda: h.delivered(alert), 30, what="delivered with the token from the file")
     assert servers["telegram"].requests[0]["path"] == f"/bot{BOT_TOKEN}/sendMessage"
+
+
+def test_a_configured_alerts_channel_runs_the_actor_under_ops_and_alerts_a_halt(short_tmp: Path) -> None:
+    """``[alerts.webhook]`` in the config: ``ops/alerts`` is in the tree; ``admin halt`` reaches the hook."""
+    hook = WebhookServer().start()
+    try:
+        url_file = short_tmp / "hook.url"
+        url_file.write_text(f"http://127.0.0.1:{hook.port}/hook\n")
+        url_file.chmod(0o600)
+        config = short_tmp / "alerts.toml"
+        config.write_text(
+            FAST_CONFIG + f'\n[alerts.webhook]\nurl_file = "{url_file}"\nmin_severity = "info"\n'
+        )
+        node = RunningNode(short_tmp / "run", config)
+        try:
+            workers = node.wait_ready()
+            assert "alerts" in workers
+            ops = next(c for c in node.admin("tree")["children"] if c["id"] == "ops")
+            assert ops["breaker"] == "ops" and [c["id"] for c in ops["children"]] == ["alerts"]
+            # The secret (the hook URL) is read from its file by the actor: never in the child spec.
+            spec = sniperbot(
+                "admin",
+                "--run-dir",
+                str(node.run_dir),
+                "get-childspec",
+                "--sup",
+                "ops",
+                "--id",
+                "alerts",
+                "--json",
+            )
+            assert spec.returncode == 0 and f":{hook.port}/hook" not in spec.stdout, spec.stdout
+            node.admin("halt")
+            eventually(lambda: any(b"HALTED" in r["raw"] for r in hook.requests), 30, what="halt alert")
+        finally:
+            assert node.stop() == 0, node.log()
+    finally:
+        hook.stop()

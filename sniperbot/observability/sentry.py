@@ -231,7 +231,8 @@ def capture_crash(error: BaseException) -> None:
 
 
 def report_restart_storm(supervisor: str, offender: str, intensity: int, period_s: float) -> None:
-    """Report a supervisor that reached its restart intensity (called by the node; no-op when off)."""
+    """Report a supervisor that reached its restart intensity, or a breaker a crash loop tripped
+    (``intensity`` 0: the breaker's scope as ``supervisor``); called by the node, no-op when off."""
     if not _enabled():
         return
     import sentry_sdk
@@ -240,7 +241,6 @@ def report_restart_storm(supervisor: str, offender: str, intensity: int, period_
         scope.set_tag("supervisor", supervisor)
         scope.set_tag("offender", offender)
         scope.set_level("error")
-        sentry_sdk.capture_message(
-            f"restart storm: {supervisor} reached {intensity} restarts in {period_s:g} s ({offender})"
-        )
+        where = f"reached {intensity} restarts in {period_s:g} s" if intensity else "tripped its breaker"
+        sentry_sdk.capture_message(f"restart storm: {supervisor} {where} ({offender})")
     sentry_sdk.flush(FLUSH_TIMEOUT_S)
