@@ -77,6 +77,7 @@ def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
         bar_interval_s=section.bar_interval_s,
         quantity=section.quantity,
         params=dict(section.params),
+        history=venue.history_source() if (venue := config.venue(config.strategy_venue(section))) else None,
     )
     return msgspec.structs.replace(spec, breaker=f"strategy:{section.id}", flags=STRATEGY_RESTARTS)
 

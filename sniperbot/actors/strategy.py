@@ -44,6 +44,7 @@ class StrategyActor(Actor):
         quantity: float,
         params: dict[str, Any],
         risk_guard: str = "risk_guard",
+        history: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(ctx)
         self.strategy_id = strategy_id
@@ -63,6 +64,7 @@ class StrategyActor(Actor):
         self.symbol = symbol
         self._saved: bytes | None = None
         self._catch_up_from: int | None = None
+        self.history = history  # the venue's candle source (None: the node's own bars only)
         self._seen_fills: set[str] = set()
 
     def on_start(self) -> None:
@@ -93,8 +95,27 @@ class StrategyActor(Actor):
         """Warm the strategy on the stored bars before the current one (see the class docstring)."""
         need = self.strategy.warmup_bars()
         current = self.bars.bar_start(time.time_ns())
-        history = self.store.last(self.venue, self.symbol, self.bars.interval_s, need, before_ns=current)
         started = time.perf_counter()
+        history = self.store.last(self.venue, self.symbol, self.bars.interval_s, need, before_ns=current)
+        source = "node"
+        if len(history) < need and self.history is not None:
+            from sniperbot.venues.ccxt.history import NoHistory, fetch_bars
+
+            try:
+                fetched = fetch_bars(
+                    self.history,
+                    self.ctx.run_dir,
+                    self.venue,
+                    self.symbol,
+                    self.bars.interval_s,
+                    need,
+                    current,
+                )
+            except NoHistory as e:
+                self.ctx.log.info("no exchange history", extra={"event": "no_history", "reason": str(e)})
+            else:
+                if len(fetched) > len(history):
+                    history, source = fetched, "exchange"
         self.strategy.warm(history)
         if history:
             self.bars.resume_after(history[-1])
@@ -107,6 +128,8 @@ class StrategyActor(Actor):
                 "event": "warmed",
                 "bars": len(history),
                 "needed": need,
+                "source": source,
+                "first_ns": history[0].start_ns if history else None,
                 "ms": round((time.perf_counter() - started) * 1000, 3),
             },
         )
