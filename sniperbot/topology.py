@@ -14,7 +14,8 @@
     ├─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
     │  └─ strategy.<id>                     breaker strategy:<id>: its own crash loop trips only it
     └─ ops               one_for_one 5/60, breaker ops   operator services (when configured)
-       └─ alerts                            Telegram, Discord, email, webhook ([alerts])
+       ├─ alerts                            Telegram, Discord, email, webhook ([alerts])
+       └─ telegram                          the command bot ([telegram])
 
 The contract between these actors is :mod:`sniperbot.venues.base`.
 
@@ -39,6 +40,7 @@ from sniperbot.actors.placement import PRELOAD
 from sniperbot.alerts.config import ALERTS_ACTOR, ALERTS_ACTOR_ID
 from sniperbot.config import Config, StrategySection
 from sniperbot.supervision import ChildSpec, SupFlags, check_unique_ids
+from sniperbot.telegram.config import TELEGRAM_ACTOR, TELEGRAM_ACTOR_ID
 from sniperbot.venues.base import EXECUTOR, PAPER_GATEWAY
 from sniperbot.venues.config import VenueConfig
 
@@ -155,6 +157,10 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
     if config.alerts.enabled:
         ops.append(
             _worker(config, ALERTS_ACTOR_ID, ALERTS_ACTOR, settings=msgspec.to_builtins(config.alerts))
+        )
+    if config.telegram.enabled:
+        ops.append(
+            _worker(config, TELEGRAM_ACTOR_ID, TELEGRAM_ACTOR, settings=msgspec.to_builtins(config.telegram))
         )
     root = _supervisor(
         "root",

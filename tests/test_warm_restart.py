@@ -46,7 +46,7 @@ class Logged(SmaCross):
 
 
 def _config(tmp: Path) -> Path:
-    """The fast market, BTC only, two identical logged strategies (20-bar slow SMA: 4 s blind without warm-up)."""
+    """The fast market, BTC only, two identical logged strategies (20-bar slow SMA: blind 4 s cold)."""
     file = tmp / "logged.py"
     file.write_text(LOGGED)
     base = FAST_CONFIG[: FAST_CONFIG.index("[[strategies]]")]
