@@ -78,19 +78,21 @@ class ExchangeVenue(msgspec.Struct, frozen=True, kw_only=True):
 
 def exchange_venues(config: Any) -> list[ExchangeVenue]:
     """The live ccxt venues of a node config (those whose orders reach a real exchange)."""
+    from sniperbot.venues.ccxt.config import CcxtVenueConfig
+
     out: list[ExchangeVenue] = []
     for venue in getattr(config, "venues", None) or ():
-        if getattr(venue, "kind", "") != "ccxt" or getattr(venue, "mode", "") != "live":
+        if not isinstance(venue, CcxtVenueConfig) or venue.mode != "live":
             continue
         out.append(
             ExchangeVenue(
                 name=venue.name,
                 exchange=venue.exchange,
                 symbols=tuple(venue.symbols),
-                keys=getattr(venue, "keys", "") or "",
-                rest_url=getattr(venue, "rest_url", None) or None,
-                ws_url=getattr(venue, "ws_url", None) or None,
-                sandbox=bool(getattr(venue, "sandbox", False)),
+                keys=venue.keys,
+                rest_url=venue.rest_url,
+                ws_url=venue.ws_url,
+                sandbox=venue.sandbox,
             )
         )
     return out
@@ -158,16 +160,14 @@ class ExchangeReader:
     ) -> None:
         import ccxt
 
+        from sniperbot.venues.ccxt.markets import spot_options
         from sniperbot.venues.ccxt.ratelimit import PUBLIC_KEY_NAME, open_limited
         from sniperbot.venues.ccxt.urls import rebase_urls
 
         if not hasattr(ccxt, venue.exchange):
             raise ValueError(f"venue {venue.name}: exchange {venue.exchange!r} is not a ccxt exchange id")
         self.venue = venue
-        config: dict[str, Any] = {
-            "timeout": timeout_ms,
-            "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
-        }
+        config: dict[str, Any] = {"timeout": timeout_ms, "options": spot_options(venue.exchange)}
         if credentials is not None:
             config.update(credentials.ccxt_config())
         key_name = venue.keys or PUBLIC_KEY_NAME

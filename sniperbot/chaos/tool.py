@@ -38,7 +38,8 @@ instead of a signal, chosen (seeded) among ``net_faults``: ``drop_streams`` (eve
 ``lose_order_answer`` (the order is placed, its answer lost), ``order_5xx`` (503, not processed),
 ``lose_lookup_answer`` / ``lookup_5xx`` (the same on the order query). Such a fault recovers when the
 server next answers that endpoint successfully (for a drop: when as many streams are open again);
-one armed but never triggered within its slot is disarmed and counted ``net_unfired``.
+a REST fault stays armed until the node's next request to that endpoint; one never triggered by the
+end of the injection is disarmed and counted ``net_unfired`` (not in ``faults``).
 """
 
 from __future__ import annotations
@@ -390,9 +391,8 @@ class _Session:
         return True
 
     def _inject_net(self, kind: str) -> bool:
-        """One network fault at the test exchange; a still armed one of the last slot is disarmed."""
+        """One network fault at the test exchange (armed until the node's next matching request)."""
         assert self.venue_faults is not None
-        self.net_unfired += int(self.venue_faults.call("clear_faults"))
         at = time.monotonic()
         fault_id = int(self.venue_faults.call("net_fault", kind))
         fault = Fault(
@@ -629,7 +629,11 @@ def format_report(report: ChaosReport) -> str:
         f"  still trading     {'yes' if report.still_trading else 'NO'} "
         f"(fills {report.fills_before} -> {report.fills_after})",
         f"  duplicate orders  {report.duplicate_orders} executed twice, "
-        f"{report.duplicate_submissions} refused resubmissions",
+        + (
+            f"{report.duplicate_submissions} refused resubmissions"
+            if report.duplicate_submissions >= 0
+            else "resubmissions not visible at an exchange"
+        ),
         f"  lost fills        {report.lost_fills}",
     ]
     if report.net_faults or report.net_unfired:
