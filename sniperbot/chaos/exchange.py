@@ -247,11 +247,13 @@ class ExchangeReader:
             fetched_at_ms=started,
         )
 
-    def baseline(self) -> ExchangeBaseline:
-        """The account now (every order and trade of the venue's symbols, and balances)."""
+    def baseline(self, since_ms: int | None = None) -> ExchangeBaseline:
+        """The account now: balances, and the orders and trades of the venue's symbols since ``since_ms``
+        (the window later checks read: :func:`journal_since_ms`; None: the whole history).
+        """
         from sniperbot.venues.ccxt.gateway import fill_id
 
-        records = self.fetch(None)
+        records = self.fetch(since_ms)
         return ExchangeBaseline(
             venue=self.venue.name,
             fill_ids=sorted(fill_id(self.venue.name, str(t["symbol"]), str(t["id"])) for t in records.trades),

@@ -64,6 +64,7 @@ from sniperbot.chaos.exchange import (
 )
 from sniperbot.chaos.exchange import report_dict as exchange_report_dict
 from sniperbot.chaos.invariants import CheckError, InvariantReport, check_run_dir, report_dict, venues_in
+from sniperbot.journal import JournalError
 
 SIGNALS = ("KILL", "STOP", "TERM")
 _POLL_S = 0.05
@@ -267,14 +268,17 @@ def _open_exchanges(
         except ValueError as e:
             raise ChaosUnavailable("invalid_message", str(e)) from e
         try:
-            out.append((reader, reader.baseline()))
-        except ccxt.BaseError as e:
+            # The window every later check reads; a venue with no order yet: the whole history.
+            since = journal_since_ms(read_journal(run_dir), venue.name)
+            out.append((reader, reader.baseline(since)))
+        except (ccxt.BaseError, JournalError) as e:
             reader.close()
             for r, _ in out:
                 r.close()
             # By class only: a ccxt message may quote the signed request.
+            what = "the journal" if isinstance(e, JournalError) else "the account"
             raise ChaosUnavailable(
-                "exchange_unavailable", f"venue {venue.name}: cannot read the account: {type(e).__name__}"
+                "exchange_unavailable", f"venue {venue.name}: cannot read {what}: {type(e).__name__}"
             ) from e
     return out
 
