@@ -83,8 +83,8 @@ def test_dry_run_trades_on_the_exchange_market_data_and_sends_nothing(
         assert {"feed.bx", "paper.bx", "executor.bx"} <= set(workers), sorted(workers)
         assert "gateway.bx" not in workers
         fills = eventually(lambda: journal_json(node.run_dir, "fills"), 90, what="dry-run fills")
-        status = node.admin("status")
-        assert "bx:BTC/USDT" in status["positions"], status["positions"]
+        # Positions are keyed by venue and symbol (the portfolio's snapshot follows the fills).
+        eventually(lambda: "bx:BTC/USDT" in node.admin("status")["positions"], 60, what="a bx position")
     finally:
         assert node.stop() == 0, node.log()
     for fill in fills:
@@ -143,3 +143,15 @@ def test_a_config_without_strategies_gets_one_by_hot_add(server: BinanceServer, 
         eventually(lambda: journal_json(node.run_dir, "fills"), 90, what="fills of the hot-added strategy")
     finally:
         assert node.stop() == 0, node.log()
+
+
+def test_the_shipped_dry_run_config_is_a_paper_binance_venue() -> None:
+    """``config/binance-dry-run.toml`` (README's three steps) decodes: Binance BTC/USDT in paper mode."""
+    from sniperbot.config import load_config
+    from sniperbot.venues.config import CcxtVenueConfig
+
+    config = load_config(Path(__file__).resolve().parents[2] / "config" / "binance-dry-run.toml")
+    (venue,) = config.venues
+    assert isinstance(venue, CcxtVenueConfig)
+    assert (venue.exchange, venue.symbols, venue.mode, venue.keys) == ("binance", ["BTC/USDT"], "paper", "")
+    assert config.strategy_venue(config.strategies[0]) == "binance"
