@@ -162,3 +162,36 @@ def test_the_exchange_checker_catches_a_blind_resend(server: BinanceServer, shor
     assert report.lost_fills and all(f.startswith(f"{VENUE}:{SYM}:") for f in report.lost_fills)
     assert {m.split(":")[0] for m in report.balance_mismatches} >= {"BTC", "USDT"}, report.balance_mismatches
     assert any(p.startswith("duplicate_orders: bx:") for p in report.problems), report.problems
+
+
+def test_chaos_against_an_exchange_refuses_a_wrong_password_and_unknown_faults(
+    server: BinanceServer, short_tmp: Path
+) -> None:
+    """Exit 2 before touching any node or exchange: the keys are unlocked as ``sniperbot run`` does."""
+    unlock = add_key(short_tmp / "ks", server)
+    config = write_config(
+        short_tmp / "live.toml", venue_toml(server, mode="live", keys="local"), strategy_toml()
+    )
+    wrong = short_tmp / "wrong.pw"
+    wrong.write_text("not-the-keystore-password\n")
+    requests_before = len(server.requests)
+    common = (
+        "--run-dir",
+        str(short_tmp / "run"),
+        "--duration",
+        "5",
+        "--interval",
+        "1",
+        "--config",
+        str(config),
+    )
+    bad_password = chaos(*common, "--keystore", unlock[1], "--password-file", str(wrong))
+    assert bad_password.returncode == 2, bad_password.stdout + bad_password.stderr
+    assert "password" in bad_password.stderr.lower() and bad_password.stdout == ""
+    bad_fault = chaos(*common, *unlock, "--net-faults", "drop_streams,unplug_cable")
+    assert bad_fault.returncode == 2 and "network faults" in bad_fault.stderr, bad_fault.stderr
+    no_node = chaos(*common, *unlock, "--venue-faults", server.rest_url + CONTROL_PATH)
+    assert no_node.returncode == 2 and "no_node" in no_node.stderr, no_node.stderr
+    assert len(server.requests) == requests_before, "nothing may reach the exchange before the node is found"
+    for result in (bad_password, bad_fault, no_node):
+        assert server.secret not in result.stdout + result.stderr
