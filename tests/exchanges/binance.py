@@ -103,6 +103,11 @@ class BinanceServer(ExchangeServer):
 
     name = "binance"
     ws_prefix = "/stream"
+    order_path = r"^/api/v3/order$"
+    server_error_body = {
+        "code": -1001,
+        "msg": "Internal error; unable to process your request. Please try again.",
+    }
 
     def __init__(
         self,
