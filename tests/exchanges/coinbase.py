@@ -109,7 +109,7 @@ class CoinbaseServer(ExchangeServer):
         self.rate = RateWindow(requests_per_s, 1)
         self.uuids: dict[int, str] = {}
         self.gaps = 0  # websocket messages to swallow (sequence_num jumps)
-
+        self.trade_history: dict[str, list[dict[str, Any]]] = {}  # symbol -> market trades, oldest first
 
     # ---- seeding (test API)
     def add_market(self, symbol: str = "BTC/USD", **kw: Any) -> Market:
@@ -387,29 +387,32 @@ class CoinbaseServer(ExchangeServer):
         )
 
     def ticker(self, product_id: str, q: Any) -> web.Response:
-        """Last trades with best bid/ask."""
+        """Market trades, newest first (``limit`` most recent, within ``start``/``end`` seconds), with best
+        bid/ask (Coinbase's "Get Market Trades").
+        """
         s = self._symbol(product_id)
         if s is None:
             return web.json_response({"error": "NOT_FOUND", "message": "product not found"}, status=404)
         m = self.engine.markets[s]
         z = (Decimal(0), Decimal(0))
         (bp, _), (ap, _) = (m.sorted_bids(1) or [z])[0], (m.sorted_asks(1) or [z])[0]
-        last = m.last_price or (bp + ap) / 2
-        now = iso(int(time.time() * 1000))
+        rows = self.trade_history.get(s, [])
+        if q.get("start"):
+            rows = [t for t in rows if t["time_ms"] >= int(q["start"]) * 1000]
+        if q.get("end"):
+            rows = [t for t in rows if t["time_ms"] <= int(q["end"]) * 1000]
+        limit = min(int(q.get("limit", "100")), 1000)
+        newest = list(reversed(rows))[:limit]
         return web.json_response(
             {
                 "trades": [
                     {
-                        "trade_id": str(self.engine.next_public_trade_id),
-                        "product_id": product_id,
-                        "price": f"{last:f}",
-                        "size": "0",
-                        "time": now,
-                        "side": "BUY",
+                        **{k: v for k, v in t.items() if k != "time_ms"},
                         "bid": "",
                         "ask": "",
                         "exchange": "",
                     }
+                    for t in newest
                 ],
                 "best_bid": f"{bp:f}",
                 "best_ask": f"{ap:f}",
@@ -771,6 +774,17 @@ class CoinbaseServer(ExchangeServer):
 
     def _on_trade(self, m: Market, tid: int, price: Decimal, qty: Decimal, taker: str, ts: int) -> None:
         p = self.product_id(m.symbol)
+        self.trade_history.setdefault(m.symbol, []).append(
+            {
+                "trade_id": str(tid),
+                "product_id": p,
+                "price": f"{price:f}",
+                "size": f"{qty:f}",
+                "time": iso(ts),
+                "side": taker.upper(),
+                "time_ms": ts,
+            }
+        )
         self._broadcast(
             f"market_trades:{p}",
             "market_trades",

@@ -52,6 +52,7 @@ import random
 import threading
 import time
 import zlib
+from decimal import Decimal
 from typing import Any
 
 from sniperbot.actors.base import Actor, ActorContext
@@ -65,6 +66,8 @@ STATUS_INTERVAL_S = 1.0
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 10.0
 _RECENT_TRADES = 2000  # trade ids remembered per symbol (ws and REST overlap after a reconnect)
+BACKFILL_LIMIT = 1000  # trades asked for by one backfill (the most Binance, Kraken and Coinbase return)
+POLL_TRADES_LIMIT = 100  # trades asked for by one REST poll while the stream is down
 _JOIN_TIMEOUT_S = 10.0
 
 
@@ -92,6 +95,7 @@ def make_exchange(
     cls = getattr(ccxt.pro, exchange, None)
     if cls is None:
         raise ValueError(f"exchange = {exchange!r}: not a ccxt.pro exchange")
+    cls = _checked_class(exchange, cls)
     options: dict[str, Any] = {}
     if exchange == "binance":
         # A spot feed: load spot markets only (no futures/margin endpoints, which also keeps spot symbols
@@ -115,6 +119,114 @@ def make_exchange(
         ex.set_sandbox_mode(True)
     return rebase_urls(ex, rest_url, ws_url)
 
+
+def kraken_book_checksum(
+    asks: list[tuple[Any, Any]], bids: list[tuple[Any, Any]], price_decimals: int, qty_decimals: int
+) -> int:
+    """Kraken's book checksum: CRC32 of the top 10 asks then top 10 bids, each price and qty printed at the
+    pair's decimals with the '.' and leading zeros removed (Kraken's "Spot WS v2 book checksum" guide).
+    """
+
+    def part(x: Any, decimals: int) -> str:
+        return f"{Decimal(str(x)):.{decimals}f}".replace(".", "").lstrip("0")
+
+    payload = "".join(part(p, price_decimals) + part(q, qty_decimals) for p, q in list(asks)[:10])
+    payload += "".join(part(p, price_decimals) + part(q, qty_decimals) for p, q in list(bids)[:10])
+    return zlib.crc32(payload.encode())
+
+
+def _top(side: Any, deltas: list[dict[str, Any]] | None, best_first_desc: bool) -> list[tuple[float, float]]:
+    """The top 10 of a book side after applying Kraken v2 level deltas (qty 0 deletes)."""
+    levels = {float(p): float(q) for p, q, *_ in side}
+    for d in deltas or []:
+        price, qty = float(d["price"]), float(d["qty"])
+        if qty == 0:
+            levels.pop(price, None)
+        else:
+            levels[price] = qty
+    return sorted(levels.items(), key=lambda kv: -kv[0] if best_first_desc else kv[0])[:10]
+
+
+_CHECKED_CLASSES: dict[str, Any] = {}
+
+
+def _checked_class(exchange: str, base: Any) -> Any:
+    """Our subclass of a ccxt.pro exchange that detects the book gaps ccxt 4.5.90 does not (else ``base``).
+
+    - kraken: verifies Kraken's CRC32 ``checksum`` of every book message BEFORE ccxt applies it.
+      ccxt's own check (``watchOrderBook.checksum``) cannot be used: its ``format_number`` calls
+      ``str.split`` on the book's float prices, the AttributeError kills the connection's receive loop
+      and the first book never arrives (research §0.4); it also prints floats, not the pair's decimals.
+      An update for a book we dropped is ignored (ccxt would raise KeyError in its receive loop).
+    - coinbase: reads ``sequence_num`` (per connection, every channel): a jump means a message was lost,
+      so every level2 book of that connection is dropped and resubscribed (Coinbase answers a subscribe
+      with a fresh snapshot).
+    Either way the pending ``watch_order_book`` is rejected with ``ChecksumError``, as ccxt does for a
+    Binance gap, and the next call resubscribes.
+    """
+    if exchange not in ("kraken", "coinbase"):
+        return base
+    if exchange in _CHECKED_CLASSES:
+        return _CHECKED_CLASSES[exchange]
+    import ccxt
+
+    def drop_book(ex: Any, client: Any, message_hash: str, symbol: str, why: str) -> None:
+        # what ccxt does on a Binance gap: forget the subscription and the book, reject the watcher
+        client.subscriptions.pop(message_hash, None)
+        ex.orderbooks.pop(symbol, None)
+        client.reject(ccxt.ChecksumError(f"{ex.id} {symbol}: {why}"), message_hash)
+
+    class KrakenChecked(base):  # type: ignore[misc, valid-type]
+        """ccxt.pro kraken with Kraken's book checksum verified (see ``_checked_class``)."""
+
+        def handle_order_book(self, client: Any, message: dict[str, Any]) -> None:
+            data = message.get("data") or [{}]
+            first = data[0] if isinstance(data[0], dict) else {}
+            symbol, kind, expected = first.get("symbol"), message.get("type"), first.get("checksum")
+            if kind == "update" and symbol not in self.orderbooks:
+                return  # its book was dropped: a fresh snapshot is on its way
+            market = self.markets.get(symbol) if self.markets else None
+            if expected is not None and market is not None:
+                book = self.orderbooks.get(symbol) if kind == "update" else None
+                asks = _top(book["asks"] if book else [], first.get("asks"), best_first_desc=False)
+                bids = _top(book["bids"] if book else [], first.get("bids"), best_first_desc=True)
+                info = market.get("info") or {}
+                local = kraken_book_checksum(
+                    asks, bids, int(info.get("pair_decimals", 1)), int(info.get("lot_decimals", 8))
+                )
+                if local != int(expected):
+                    why = f"book checksum {local} != {expected}: an update was lost"
+                    drop_book(self, client, self.get_message_hash("orderbook", None, symbol), symbol, why)
+                    return
+            super().handle_order_book(client, message)
+
+    class CoinbaseChecked(base):  # type: ignore[misc, valid-type]
+        """ccxt.pro coinbase with ``sequence_num`` gaps detected (see ``_checked_class``)."""
+
+        def __init__(self, config: dict[str, Any] | None = None) -> None:
+            super().__init__(config or {})
+            self.last_sequence: dict[str, tuple[Any, int]] = {}  # ws url -> (its client, last sequence_num)
+
+        def handle_message(self, client: Any, message: Any) -> None:
+            seq = message.get("sequence_num") if isinstance(message, dict) else None
+            if isinstance(seq, int):
+                last = self.last_sequence.get(client.url)
+                self.last_sequence[client.url] = (client, seq)
+                # a new connection (a new client object) numbers from 0 again: no gap
+                if last is not None and last[0] is client and seq != last[1] + 1:
+                    why = f"sequence_num {last[1]} -> {seq}: a message was lost"
+                    for message_hash in [h for h in client.subscriptions if str(h).startswith("level2::")]:
+                        for symbol in message_hash[len("level2::") :].split(","):
+                            drop_book(self, client, message_hash, symbol, why)
+            super().handle_message(client, message)
+
+    cls = KrakenChecked if exchange == "kraken" else CoinbaseChecked
+    _CHECKED_CLASSES[exchange] = cls
+    return cls
+
+
+# Exchanges whose REST trades endpoint (as the feed configures it) returns only the latest trades.
+_LATEST_TRADES_ONLY = frozenset({"binance"})
 
 # Book depths an exchange's stream accepts (ccxt passes ``limit`` through as the subscription depth).
 _BOOK_DEPTHS: dict[str, tuple[int, ...]] = {"kraken": (10, 25, 100, 500, 1000)}
@@ -149,6 +261,13 @@ class _Worker:
         self.rest_polls = 0
         self._resync: set[str] = set()  # symbols whose book must come back from a fresh snapshot
         self._tasks: list[asyncio.Task[Any]] = []
+        # newest trade handed over per symbol (exchange ms): where a backfill starts (history before the
+        # start is not ticks, as in the actor)
+        self.last_trade_ms = {s: time.time_ns() // 1_000_000 - 1000 for s in feed.symbols}
+        # reconnects + gaps when each symbol's trades were last backfilled (merged with the stream) and
+        # last promptly backfilled by the poller
+        self._merged_epoch = dict.fromkeys(feed.symbols, 0)
+        self._prompt_epoch = dict.fromkeys(feed.symbols, 0)
 
     # -- thread entry and stop ----------------------------------------------------------
     def _run(self) -> None:
@@ -219,9 +338,16 @@ class _Worker:
         while self.running:
             try:
                 if kind == "trades":
-                    trades = await ex.watch_trades(symbol)
+                    assert symbol is not None
+                    batch = [dict(t) for t in await ex.watch_trades(symbol)]
                     self._seen()
-                    self.out.put(("trades", (symbol, [dict(t) for t in trades])))
+                    epoch = self.epoch()
+                    if self._merged_epoch[symbol] != epoch:
+                        # the first trades after a reconnect or a gap: what printed meanwhile comes from
+                        # REST, merged in ahead of them (fetched after they arrived: nothing in between)
+                        self._merged_epoch[symbol] = epoch
+                        batch = await self._backfill(symbol, batch)
+                    self._hand_trades(symbol, batch)
                 elif kind == "book":
                     book = await ex.watch_order_book(symbol, book_limit(self.feed.exchange, self.feed.depth))
                     self._seen()
@@ -276,6 +402,53 @@ class _Worker:
             # exchange.clients (so the next watch dials afresh) and closes the socket with 1006.
             client.on_error(ccxt.NetworkError("stale stream: reconnect forced by the feed watchdog"))
 
+    # -- trades from REST ----------------------------------------------------------------
+    def epoch(self) -> int:
+        """Changes whenever the stream may have lost trades: a reconnect or a book gap."""
+        return self.reconnects + self.gaps
+
+    def _hand_trades(self, symbol: str, trades: list[dict[str, Any]]) -> None:
+        if not trades:
+            return
+        newest = max(int(t.get("timestamp") or 0) for t in trades)
+        self.last_trade_ms[symbol] = max(self.last_trade_ms[symbol], newest)
+        self.out.put(("trades", (symbol, trades)))
+
+    async def _trades_since(self, symbol: str, limit: int) -> list[dict[str, Any]]:
+        """REST trades from the newest one handed over (inclusive), oldest first, each marked ``sb_rest``."""
+        import ccxt
+
+        ex = self.ex
+        since = self.last_trade_ms[symbol]
+        # Binance's recent-trades endpoint (the one whose ids match the stream) takes no time filter
+        # (ccxt would send startTime/endTime): ask for the latest ``limit``; the actor drops older ones.
+        asked = None if self.feed.exchange in _LATEST_TRADES_ONLY else since
+        try:
+            trades = await ex.fetch_trades(symbol, asked, limit)
+        except ccxt.ArgumentsRequired:  # Coinbase: a ``since`` needs an ``until``
+            trades = await ex.fetch_trades(symbol, asked, limit, {"until": ex.milliseconds() + 60_000})
+        self.rest_polls += 1
+        out = [dict(t, sb_rest=True) for t in trades]
+        stamps = [int(t.get("timestamp") or 0) for t in out]
+        if len(out) >= limit and stamps and min(stamps) > since:
+            self.out.put(("error", f"trades of {symbol} before {min(stamps)} ms missing: more than {limit}"))
+        return out
+
+    async def _backfill(self, symbol: str, streamed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``streamed`` with the REST trades since the last one handed over merged in, in trade order."""
+        try:
+            rest = await self._trades_since(symbol, BACKFILL_LIMIT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # REST down too: the stream goes on; what it missed stays missing
+            self.out.put(("error", f"trade backfill {symbol}: {type(e).__name__}: {e}"))
+            return streamed
+        merged = {str(t.get("id")): t for t in rest}
+        merged.update({str(t.get("id")): t for t in streamed})  # the stream's copy wins: not backfilled
+        return sorted(
+            merged.values(), key=lambda t: (int(t.get("timestamp") or 0), trade_id_int(t.get("id")))
+        )
+
     # -- REST fallback -------------------------------------------------------------------
     def last_heard_ns(self) -> int:
         """Monotonic ns of the last sign of life of the stream: a data message or a pong (0: none).
@@ -317,6 +490,7 @@ class _Worker:
         while self.running:
             await asyncio.sleep(self.feed.poll_interval_s)
             if self.ws_fresh():
+                await self._prompt_backfill()
                 continue
             for symbol in self.feed.symbols:
                 try:
@@ -324,13 +498,30 @@ class _Worker:
                     self.rest_polls += 1
                     self.out.put(("rest_ticker", [dict(ticker)]))
                     if ex.has.get("fetchTrades"):
-                        trades = await ex.fetch_trades(symbol, limit=100)
-                        self.rest_polls += 1
-                        self.out.put(("trades", (symbol, [dict(t) for t in trades])))
+                        self._hand_trades(symbol, await self._trades_since(symbol, POLL_TRADES_LIMIT))
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # REST down too: try again next period
                     self.out.put(("error", f"rest poll {symbol}: {type(e).__name__}: {e}"))
+
+    async def _prompt_backfill(self) -> None:
+        """Once per reconnect or gap, as soon as the stream is back: a quiet symbol's missed trades do not
+        wait for its next live trade. Complete up to the fetch; the merge with the first streamed batch
+        later covers what printed before the trade subscription was live again.
+        """
+        if not self.ex.has.get("fetchTrades"):
+            return
+        epoch = self.epoch()
+        for symbol in self.feed.symbols:
+            if self._merged_epoch[symbol] == epoch or self._prompt_epoch[symbol] == epoch:
+                continue
+            self._prompt_epoch[symbol] = epoch
+            try:
+                self._hand_trades(symbol, await self._trades_since(symbol, BACKFILL_LIMIT))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the merge with the stream tries again
+                self.out.put(("error", f"trade backfill {symbol}: {type(e).__name__}: {e}"))
 
 
 class CcxtFeed(Actor):
@@ -374,6 +565,7 @@ class CcxtFeed(Actor):
         self.keys = keys  # the venue's keystore entry NAME: only names the shared rate budget
         self.stale = True  # no prices yet: nothing to trade on
         self.stale_periods = 0
+        self.backfilled = 0  # trades published from REST rather than the stream
         self._started_ns = time.monotonic_ns()
         self._last_forced_ns = 0
         self._last_quote: dict[str, tuple[float, float, float, float]] = {}
@@ -439,6 +631,7 @@ class CcxtFeed(Actor):
             if tid in ids or ts_ns < self._last_trade_ns[symbol]:
                 continue  # seen on the websocket and again by a REST poll, or older than what we published
             self._last_trade_ns[symbol] = ts_ns
+            self.backfilled += bool(t.get("sb_rest"))
             ids.add(tid)
             order.append(tid)
             if len(order) > _RECENT_TRADES:
@@ -539,6 +732,7 @@ class CcxtFeed(Actor):
                 snapshots=worker.snapshots if worker else 0,
                 stale_periods=self.stale_periods,
                 rest_polls=worker.rest_polls if worker else 0,
+                backfilled=self.backfilled,
                 last_message_ns=time.time_ns() - (time.monotonic_ns() - last) if last else 0,
                 ts_ns=time.time_ns(),
             ),
