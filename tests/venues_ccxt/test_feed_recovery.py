@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import zmq
 
@@ -235,3 +236,14 @@ def test_trades_missed_while_the_stream_was_down_are_backfilled_from_rest_once_i
     counted = lambda: bus.status(name).backfilled - before.backfilled  # noqa: E731
     eventually(lambda: counted() >= len(missed), 10, what="backfilled trades counted")
     assert len(missed) <= counted() <= len(missed) + len(after)
+
+
+def test_a_feed_status_frame_from_before_the_backfilled_counter_still_decodes() -> None:
+    """A node (or a recorded bus) from before ``backfilled`` existed: its FeedStatus decodes, counter 0."""
+    old = {
+        "t": "feed_status", "venue": "bin", "connected": True, "stale": False, "reconnects": 1, "gaps": 2,
+        "snapshots": 2, "stale_periods": 0, "rest_polls": 3, "last_message_ns": 5, "ts_ns": 6,
+    }  # fmt: skip
+    frame = msgspec.msgpack.encode([topic.feed_status("bin"), "feed.bin", 1, 1, 6, old])
+    status = decode_envelope(frame).payload
+    assert isinstance(status, FeedStatus) and (status.gaps, status.backfilled) == (2, 0)

@@ -21,18 +21,31 @@ Decisions (a trader relies on these):
   ``NetworkError``; the next call reconnects). Every watcher loops and backs off with full jitter
   (``uniform(0, min(cap, base * 2**n))``, base 0.1 s, cap 10 s), reset on the first message. A
   connected->disconnected transition counts one ``reconnects``.
-- Book gaps: Binance spot (ccxt checks ``U == previous u + 1``) raises ``ChecksumError`` on a gap and drops
-  its book; the next ``watch_order_book`` resubscribes and takes a fresh REST snapshot. Each is counted
-  in ``gaps``, the repaired book in ``snapshots``. NOT detected: Kraken (ccxt 4.5.90 verifies Kraken's
-  CRC32 only with ``watchOrderBook.checksum`` on, and with it on the local Kraken server's first book never
-  arrives, the receive loop dies and only the keepalive timeout reconnects) and Coinbase (ccxt does not
-  check ``sequence_num``): their books are repaired only by a reconnect (drop, watchdog).
+- Book gaps, detected on all three tested exchanges and repaired by a fresh snapshot: Binance spot (ccxt
+  checks ``U == previous u + 1``), Kraken (Kraken's CRC32 ``checksum`` of the top 10 levels, verified by
+  our subclass of ccxt's class before ccxt applies the message: ccxt 4.5.90's own check crashes on float
+  prices) and Coinbase (our subclass reads the connection's ``sequence_num``, which ccxt ignores; a jump
+  means a message of any channel was lost, so every book of that connection is resynced). The pending
+  ``watch_order_book`` fails with ``ChecksumError``, the book and its subscription are dropped, and the
+  next watch resubscribes: Binance takes a REST snapshot, Kraken and Coinbase answer with a snapshot.
+  Each gap is counted in ``gaps``, each repaired book in ``snapshots``; a repair is no reconnect.
+- Trade backfill: a reconnect or a gap may have lost trades (ccxt.pro never resubscribes by itself and
+  replays nothing). The first trades a symbol's stream delivers afterwards are held back, the REST trades
+  since the newest one handed over are fetched (``fetch_trades``, up to ``BACKFILL_LIMIT``) and merged in
+  ahead of them: fetched after the stream spoke again, so nothing printed in between is missing, and the
+  whole batch is published in trade order. A quiet symbol does not wait for its next trade: once the
+  stream is fresh again, the REST poller backfills each symbol once (complete up to that fetch; the
+  merge covers the rest). Published trades are de-duplicated by trade id (stream and REST overlap), and
+  a trade older than the newest published one is never published (strategies see time move forward
+  only). Trades published from REST (backfill or polling) are counted in ``backfilled``. If more than
+  ``BACKFILL_LIMIT`` trades printed during the outage, the oldest are missing and a ``feed_error`` says
+  so; if REST is down too, the stream goes on without the backfill (logged).
 - Stale watchdog: a stream that said nothing for ``stale_after_s`` marks the venue stale
   (``FeedStatus.stale``, published at once). "Nothing" means no data message and no pong: a quiet
   connection is pinged every ``stale_after_s / 4``, so a quiet market whose connection answers stays
   fresh, while a dead or silent one does not; a pong counts only once data flowed since the last
   reconnect. While stale the feed forces a reconnect every ``stale_after_s`` and polls REST
-  (``fetch_ticker`` -> Quote, ``fetch_trades`` -> TradeTick, de-duplicated by trade id) every
+  (``fetch_ticker`` -> Quote, ``fetch_trades`` since the newest trade handed over -> TradeTick) every
   ``poll_interval_s``; REST polling also runs while the websocket is down. Prices polled over REST do not
   clear the stale flag: only data on the stream does. The risk guard refuses position-growing intents on
   a stale venue (``stale_prices``). A stopped feed publishes a last status with ``stale=True``.
