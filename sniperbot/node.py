@@ -36,10 +36,17 @@ from typing import Any
 import msgspec
 import zmq
 
-from sniperbot.actors.placement import ActorHandle, Launcher
+from sniperbot.actors.placement import Launcher
 from sniperbot.actors.runtime import ActorLaunch, close_process_journals, process_journal
-from sniperbot.admin.protocol import MAX_REQUEST_BYTES, AdminError, AdminReply, decode_request, encoder
-from sniperbot.admin.server import AdminCommands, failure
+from sniperbot.admin.commands import AdminCommands, failure
+from sniperbot.admin.protocol import (
+    MAX_REQUEST_BYTES,
+    AdminError,
+    AdminReply,
+    decode_request,
+    encoder,
+    to_command,
+)
 from sniperbot.config import Config
 from sniperbot.journal import JournalError, keys
 from sniperbot.journal.lmdbfile import check_before_open, is_disk_full
@@ -62,7 +69,7 @@ from sniperbot.messages import (
 from sniperbot.messages import topics as topic
 from sniperbot.messages.control import TRADING_STATES, position_key
 from sniperbot.rundir import RunDir, RunDirError, next_node_life
-from sniperbot.supervision import Child, ChildSpec, Supervisor
+from sniperbot.supervision import ActorHandle, Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import BreakerBoard, BreakerState
 from sniperbot.topology import build_tree, preload_modules
 from sniperbot.transport.auth import NODE, SECRET_SIZE, Signer, Verifier
@@ -730,7 +737,14 @@ class Node:
             self._count_invalid(sock, e.reason)
             reply(AdminReply(ok=False, error=AdminError("invalid_message", e.reason)))
             return
-        self.commands.handle(request, reply)
+        try:
+            # A well-formed request with a wrong command or arguments is the operator's
+            # mistake, answered, not a hostile frame: not counted as invalid.
+            command = to_command(request)
+        except InvalidFrame as e:
+            reply(AdminReply(ok=False, error=AdminError("invalid_message", e.reason)))
+            return
+        self.commands.execute(command, reply)
 
     def _close(self) -> None:
         for sig, handler in getattr(self, "_old_handlers", {}).items():

@@ -774,7 +774,8 @@ class CoinbaseServer(ExchangeServer):
 
     def _on_trade(self, m: Market, tid: int, price: Decimal, qty: Decimal, taker: str, ts: int) -> None:
         p = self.product_id(m.symbol)
-        self.trade_history.setdefault(m.symbol, []).append(
+        history = self.trade_history.setdefault(m.symbol, [])
+        history.append(
             {
                 "trade_id": str(tid),
                 "product_id": p,
@@ -785,6 +786,7 @@ class CoinbaseServer(ExchangeServer):
                 "time_ms": ts,
             }
         )
+        del history[:-1000]  # what one market-trades call can return
         self._broadcast(
             f"market_trades:{p}",
             "market_trades",

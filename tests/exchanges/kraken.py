@@ -721,7 +721,9 @@ class KrakenServer(ExchangeServer):
     def _on_trade(self, m: Market, tid: int, price: Decimal, qty: Decimal, taker: str, ts: int) -> None:
         # REST Trades row: price, volume, time (s), b/s, m/l, misc, trade_id (the stream's id)
         row = [f"{price:f}", f"{qty:f}", ts / 1000, taker[0], "m", "", tid]
-        self.trade_history.setdefault(m.symbol, []).append(row)
+        history = self.trade_history.setdefault(m.symbol, [])
+        history.append(row)
+        del history[:-1000]  # what one Trades call can return
         for c in self.subscribers(f"trade:{m.symbol}"):
             c.send(
                 {
