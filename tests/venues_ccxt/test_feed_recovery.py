@@ -2,8 +2,9 @@
 checksum) and Coinbase (``sequence_num``) repaired by a fresh snapshot, and trades missed during a
 websocket outage backfilled from REST, on Binance, Kraken and Coinbase.
 
-One real node and three local exchange servers per module (a node start costs seconds on a loaded
-machine); each exchange's feed is a real ``CcxtFeed`` child of the node. Every test scripts its own fault
+One real node (``sniperbot run``, one ``[[venues]] kind = "ccxt"`` dry-run venue per exchange) and
+three local exchange servers per module (a node start costs seconds on a loaded machine); each venue's
+``feed.<name>`` is the real ``CcxtFeed`` with the real ccxt.pro client. Every test scripts its own fault
 on the server and waits for its own evidence on the node's bus.
 """
 
@@ -24,11 +25,11 @@ from sniperbot.messages import FeedStatus, OrderBook, TradeTick, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
 from sniperbot.transport.bus import Subscriber
-from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
+from tests.conftest import RunningNode, eventually
 from tests.exchanges import binance, coinbase, kraken
 from tests.exchanges._base import ExchangeServer
+from tests.venues_ccxt.nodes import venue_toml, write_config
 
-STALE_AFTER_S = 3.0
 # REST polling (which would also recover trades while the stream is down) stays out of these tests: what
 # they see recovered, the reconnect backfill recovered.
 POLL_INTERVAL_S = 120.0
@@ -111,42 +112,28 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
+    """``sniperbot run`` with one ``[[venues]] kind = "ccxt"`` dry-run venue per local exchange server."""
     venues = _venues()
     zctx = zmq.Context()
     with tempfile.TemporaryDirectory(prefix="sb-", dir="/tmp") as d:
-        config = Path(d) / "fast.toml"
-        config.write_text(FAST_CONFIG)
-        node = RunningNode(Path(d) / "run", config)
-        RunningNode.live.discard(node)  # lives for the module: stopped in the finally below
+        node: RunningNode | None = None
         try:
             for v in venues.values():
                 v.server.start()
-            node.wait_ready()
-            bus = Bus(zctx, node.run_dir, list(venues))
-            for v in venues.values():
-                spec = {
-                    "id": f"feed.{v.name}",
-                    "actor": "sniperbot.venues.ccxt.feed:CcxtFeed",
-                    "args": {
-                        "venue": v.name,
-                        "exchange": v.exchange,
-                        "symbols": [v.symbol],
-                        "depth": 10,
-                        "stale_after_s": STALE_AFTER_S,
-                        "rest_url": v.server.rest_url,
-                        "ws_url": v.server.ws_url,
-                        "poll_interval_s": POLL_INTERVAL_S,
-                    },
-                }
-                result = sniperbot(
-                    "admin", "--run-dir", str(node.run_dir), "start-child", "--sup", "root",
-                    "--spec", json.dumps(spec), "--json",
-                )  # fmt: skip
-                assert result.returncode == 0, result.stdout + result.stderr
-            yield Rig(node, venues, bus)
+            extra = f"depth = 10\npoll_interval_s = {POLL_INTERVAL_S}\n"
+            entries = [
+                venue_toml(v.server, name=v.name, symbols=(v.symbol,), extra=extra) for v in venues.values()
+            ]
+            config = write_config(Path(d) / "venues.toml", *entries, strategies=False)
+            node = RunningNode(Path(d) / "run", config)
+            RunningNode.live.discard(node)  # lives for the module: stopped in the finally below
+            workers = node.wait_ready()
+            assert {f"feed.{name}" for name in venues} <= set(workers), sorted(workers)
+            yield Rig(node, venues, Bus(zctx, node.run_dir, list(venues)))
         finally:
             try:
-                node.stop()
+                if node is not None:
+                    node.stop()
             finally:
                 zctx.destroy(linger=0)
                 for v in venues.values():
