@@ -25,7 +25,7 @@ from sniperbot.messages import FeedStatus, OrderBook, TradeTick, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
 from sniperbot.transport.bus import Subscriber
-from tests.conftest import RunningNode, eventually
+from tests.conftest import RunningNode, eventually, sniperbot
 from tests.exchanges import binance, coinbase, kraken
 from tests.exchanges._base import ExchangeServer
 from tests.venues_ccxt.nodes import venue_toml, write_config
@@ -234,3 +234,64 @@ def test_a_feed_status_frame_from_before_the_backfilled_counter_still_decodes() 
     frame = msgspec.msgpack.encode([topic.feed_status("bin"), "feed.bin", 1, 1, 6, old])
     status = decode_envelope(frame).payload
     assert isinstance(status, FeedStatus) and (status.gaps, status.backfilled) == (2, 0)
+
+
+def test_a_quiet_symbols_missed_trades_are_backfilled_without_waiting_for_its_next_trade(rig: Rig) -> None:
+    """No trade prints after the reconnect: the backfill still comes, once the stream is fresh again.
+
+    REST trades fail during the outage (so REST polling cannot be what recovers them) and work again
+    once the feed is fresh. Its own server and feed child, with fast REST polling.
+    """
+    server = kraken.demo_server().start()
+    name, symbol = "krq", "BTC/USD"
+    bus = Bus(rig.bus.sub.socket.context, rig.node.run_dir, [name])
+    spec = {
+        "id": f"feed.{name}",
+        "actor": "sniperbot.venues.ccxt.feed:CcxtFeed",
+        "args": {
+            "venue": name,
+            "exchange": "kraken",
+            "symbols": [symbol],
+            "stale_after_s": 3.0,
+            "rest_url": server.rest_url,
+            "ws_url": server.ws_url,
+            "poll_interval_s": 0.3,
+        },
+    }
+    v = Venue(name, "kraken", symbol, server, f"trade:{symbol}", f"book:{symbol}")
+    try:
+        result = sniperbot(
+            "admin", "--run-dir", str(rig.node.run_dir), "start-child", "--sup", "root",
+            "--spec", json.dumps(spec), "--json",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        eventually(v.subscribed, 60, what="subscriptions")
+        mark = bus.mark()
+        seen = server.trade(symbol, 50_010, "0.1", "buy")
+        bus.wait(lambda m: isinstance(m, TradeTick) and m.trade_id == seen, mark, what="a streamed trade")
+        bus.wait(lambda m: isinstance(m, FeedStatus) and not m.stale, mark, what="fresh")
+        before = bus.status(name)
+        server.fail_next("/0/public/Trades", 500, times=10_000)
+        server.set_silent(True)
+        try:
+            server.drop_websockets()
+            missed = [server.trade(symbol, 50_011 + i, "0.01", "buy") for i in range(3)]
+        finally:
+            server.set_silent(False)
+        eventually(lambda: bus.status(name).reconnects > before.reconnects, 60, what="reconnect counted")
+        eventually(v.subscribed, 60, what="subscribed again")
+        mark_fresh = bus.mark()
+        bus.wait(lambda m: isinstance(m, FeedStatus) and not m.stale, mark_fresh, 60, what="fresh again")
+        assert bus.trades(name, mark) == [seen]  # nothing came over REST while it failed
+        with server.lock:
+            server.faults.clear()  # REST trades work again; the market stays quiet
+        eventually(lambda: bus.trades(name, mark) == [seen, *missed], 30, what="the missed trades")
+        counted = lambda: bus.status(name).backfilled - before.backfilled  # noqa: E731
+        eventually(lambda: counted() == len(missed), 10, what="backfilled trades counted")
+    finally:
+        sniperbot(
+            "admin", "--run-dir", str(rig.node.run_dir), "terminate-child", "--sup", "root",
+            "--id", f"feed.{name}", "--json",
+        )  # fmt: skip
+        bus.sub.close()
+        server.stop()

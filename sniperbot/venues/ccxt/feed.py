@@ -524,12 +524,12 @@ class _Worker:
         for symbol in self.feed.symbols:
             if self._merged_epoch[symbol] == epoch or self._prompt_epoch[symbol] == epoch:
                 continue
-            self._prompt_epoch[symbol] = epoch
             try:
                 self._hand_trades(symbol, await self._trades_since(symbol, BACKFILL_LIMIT))
+                self._prompt_epoch[symbol] = epoch
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # the merge with the stream tries again
+            except Exception as e:  # REST down: again next period (and the merge with the stream)
                 self.out.put(("error", f"trade backfill {symbol}: {type(e).__name__}: {e}"))
 
 
