@@ -89,8 +89,13 @@ class Bus:
         return eventually(found, timeout_s, what=what)
 
     def status(self, venue: str) -> FeedStatus:
-        """The venue's latest FeedStatus."""
-        return [m for m in self.pump() if isinstance(m, FeedStatus) and m.venue == venue][-1]
+        """The venue's latest FeedStatus (waits for the first)."""
+
+        def latest() -> FeedStatus | None:
+            statuses = [m for m in self.pump() if isinstance(m, FeedStatus) and m.venue == venue]
+            return statuses[-1] if statuses else None
+
+        return eventually(latest, 30, what=f"a FeedStatus of {venue}")  # type: ignore[no-any-return]
 
     def trades(self, venue: str, after: int = 0) -> list[int]:
         """Trade ids published for ``venue`` after ``after``, in bus order."""
@@ -175,6 +180,7 @@ def test_book_gap_is_detected_and_repaired_by_a_fresh_snapshot(rig: Rig, name: s
         v.server.gap(1)  # type: ignore[call-arg]
     v.server.move_book(v.symbol, bids=[(49_996, 1)])  # lost on the wire
     v.server.move_book(v.symbol, asks=[(50_004, 1)])  # the checksum / sequence_num tells
+    v.server.move_book(v.symbol, asks=[(50_005, 1)])  # on the wire before the resubscription: ignored
     status = eventually(
         lambda: (s := bus.status(name)).gaps == before.gaps + 1 and s.snapshots == before.snapshots + 1 and s,
         30,
@@ -188,7 +194,7 @@ def test_book_gap_is_detected_and_repaired_by_a_fresh_snapshot(rig: Rig, name: s
     mark = bus.mark()
     v.server.move_book(v.symbol, asks=[(50_003, 1)])
     book = bus.book(name, lambda b: b.asks[0][0] == 50003.0, mark, "the repaired book")
-    assert book.bids[0] == (49996.0, 1.0) and book.asks[1] == (50004.0, 1.0)
+    assert book.bids[0] == (49996.0, 1.0) and book.asks[1:3] == [(50004.0, 1.0), (50005.0, 1.0)]
     assert bus.status(name).gaps == before.gaps + 1  # and it stays in step
 
 
