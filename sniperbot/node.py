@@ -51,6 +51,7 @@ from sniperbot.config import Config
 from sniperbot.journal import JournalError, keys
 from sniperbot.journal.lmdbfile import check_before_open, is_disk_full
 from sniperbot.messages import (
+    ActorError,
     BreakerChanged,
     CancelOrder,
     Envelope,
@@ -407,9 +408,11 @@ class Node:
             # The last run did not shut down in order: start fail-closed.
             self.breakers.trip("global", "unclean_shutdown", timed=True)
         self.journal.put_state(RUNNING_KEY, b"1")
-        # The last-value cache holds market *state*: quotes. Trades are events, and a
+        # The last-value cache holds market *state*: quotes and market rules. Trades are events, and a
         # node woken by every trade would compete with the actors on the trading path.
-        quotes = tuple(topic.quotes(v.name) for v in self.config.venues)
+        quotes = tuple(
+            t for v in self.config.venues for t in (topic.quotes(v.name), topic.market_rules(v.name))
+        )
         self._market = Subscriber(self._zctx, self.rundir.bus_out, quotes)
         self._poller.register(self._market.socket, zmq.POLLIN)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -688,6 +691,8 @@ class Node:
             self._pub.publish(topic.READY + actor_id, payload)
         elif isinstance(payload, SnapshotRequest):
             self._send_snapshot(child, payload)
+        elif isinstance(payload, ActorError):
+            child.last_error = payload.error[:300]
 
     def _on_market(self, frames: list[bytes]) -> None:
         # Raw frames, not decoded: the cache costs a dict store per message.

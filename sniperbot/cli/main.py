@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     from sniperbot.keystore.cli import add_keys_parser
 
     add_keys_parser(sub)
+    from sniperbot.cli.strategies import add_strategies_parsers
+
+    add_strategies_parsers(sub)
 
     from sniperbot.cli.journal import add_journal_parser
 
@@ -159,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         from sniperbot.keystore.cli import run_keys_command
 
         return run_keys_command(args)
+    if args.command == "strategies":
+        from sniperbot.cli.strategies import run_strategies
+
+        return run_strategies(args)
+    if args.command == "new-strategy":
+        from sniperbot.cli.strategies import run_new_strategy
+
+        return run_new_strategy(args)
     if args.command == "data":
         from sniperbot.cli.research import run_data
 

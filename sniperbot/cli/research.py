@@ -335,13 +335,12 @@ class _Usage(ValueError):
 
 def _strategy_and_params(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The strategy class and its --param / --mode values, typed; _Usage naming the argument."""
-    from sniperbot.strategies import STRATEGIES
+    from sniperbot.strategies.loader import StrategyLoadError, load_strategy
 
-    cls = STRATEGIES.get(args.strategy)
-    if cls is None:
-        raise _Usage(
-            f"--strategy: unknown strategy {args.strategy!r} (known: {', '.join(sorted(STRATEGIES))})"
-        )
+    try:
+        cls = load_strategy(args.strategy)
+    except StrategyLoadError as e:
+        raise _Usage(f"--strategy: {e}") from None
     texts: dict[str, str] = {}
     for item in args.param:
         key, sep, text = item.partition("=")
