@@ -198,6 +198,20 @@ def test_book_gap_is_detected_and_repaired_by_a_fresh_snapshot(rig: Rig, name: s
     assert bus.status(name).gaps == before.gaps + 1  # and it stays in step
 
 
+def test_a_trade_message_lost_on_coinbase_is_backfilled_ahead_of_the_next_one(rig: Rig) -> None:
+    """``sequence_num`` jumps on the message after a lost trade: the lost trade comes from REST, first."""
+    v, bus = rig.venues["cb"], rig.bus
+    _synced(rig, v, 50_006)
+    before = bus.status("cb")
+    mark = bus.mark()
+    v.server.gap(1)  # type: ignore[call-arg]
+    lost = v.server.trade(v.symbol, 50_006, "0.03", "buy")  # its market_trades message is lost
+    after = v.server.trade(v.symbol, 50_006, "0.04", "buy")  # sequence_num jumps here
+    eventually(lambda: bus.trades("cb", mark) == [lost, after], 30, what="the lost trade, then the next")
+    status = eventually(lambda: (s := bus.status("cb")).gaps > before.gaps and s, 30, what="gap counted")
+    assert status.reconnects == before.reconnects
+
+
 @pytest.mark.parametrize("name", ["bin", "krk", "cb"])
 def test_trades_missed_while_the_stream_was_down_are_backfilled_from_rest_once_in_order(
     rig: Rig, name: str

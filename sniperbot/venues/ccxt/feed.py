@@ -220,6 +220,7 @@ def _checked_class(exchange: str, base: Any) -> Any:
         def __init__(self, config: dict[str, Any] | None = None) -> None:
             super().__init__(config or {})
             self.last_sequence: dict[str, tuple[Any, int]] = {}  # ws url -> (its client, last sequence_num)
+            self.lost_messages = 0  # sequence_num jumps seen (a lost trade message too: the feed backfills)
 
         def handle_message(self, client: Any, message: Any) -> None:
             seq = message.get("sequence_num") if isinstance(message, dict) else None
@@ -229,6 +230,7 @@ def _checked_class(exchange: str, base: Any) -> Any:
                 # a new connection (a new client object) numbers from 0 again: no gap
                 if last is not None and last[0] is client and seq != last[1] + 1:
                     why = f"sequence_num {last[1]} -> {seq}: a message was lost"
+                    self.lost_messages += 1  # before the message is handled: its trades see it
                     for message_hash in [h for h in client.subscriptions if str(h).startswith("level2::")]:
                         for symbol in message_hash[len("level2::") :].split(","):
                             drop_book(self, client, message_hash, symbol, why)
@@ -453,8 +455,8 @@ class _Worker:
 
     # -- trades from REST ----------------------------------------------------------------
     def epoch(self) -> int:
-        """Changes whenever the stream may have lost trades: a reconnect or a book gap."""
-        return self.reconnects + self.gaps
+        """Changes whenever the stream may have lost trades: a reconnect, a book gap, a lost message."""
+        return self.reconnects + self.gaps + int(getattr(self.ex, "lost_messages", 0))
 
     def _hand_trades(self, symbol: str, trades: list[dict[str, Any]]) -> None:
         if not trades:
