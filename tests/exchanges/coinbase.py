@@ -18,7 +18,7 @@ REST: ``GET market/products``, ``products``, ``market/product_book``, ``product_
 stop_limit_stop_limit_gtc), ``POST orders/batch_cancel``; ``GET /v2/currencies``, ``/v2/currencies/crypto``,
 ``/v2/exchange-rates``. Websocket channels (one ``subscribe`` per channel, ``subscriptions`` ack):
 ``market_trades``, ``level2`` (``l2_data`` snapshot + updates), ``ticker``, ``user`` (JWT in the subscribe
-message); every message carries a per-connection ``sequence_num`` (a scripted gap skips one).
+message); every message carries a per-connection ``sequence_num`` (a scripted ``gap`` skips one).
 
 Client order id (decision; the research marks the exact answer UNCONFIRMED): Coinbase documents that a non-
 unique ``client_order_id`` "will not be created and the order corresponding with that ID will be returned
@@ -108,7 +108,8 @@ class CoinbaseServer(ExchangeServer):
         self.dedupe_scope = dedupe_scope
         self.rate = RateWindow(requests_per_s, 1)
         self.uuids: dict[int, str] = {}
-        self.gaps = 0  # websocket messages to swallow (sequence_num jumps)
+        self.gaps = 0  # websocket messages to swallow, any product (sequence_num jumps)
+        self.product_gaps: dict[str, int] = {}  # product id -> its channels' messages to swallow
         self.trade_history: dict[str, list[dict[str, Any]]] = {}  # symbol -> market trades, oldest first
 
     # ---- seeding (test API)
@@ -129,10 +130,18 @@ class CoinbaseServer(ExchangeServer):
         s = (product_id or "").replace("-", "/")
         return s if s in self.engine.markets else None
 
-    def gap(self, messages: int = 1) -> None:
-        """Swallow the next ``messages`` websocket data messages: ``sequence_num`` jumps on the next one."""
+    def gap(self, symbol: str | int | None = None, messages: int = 1) -> None:
+        """Lose the next ``messages`` websocket data messages of ``symbol``'s channels (of any product
+        without a symbol): ``sequence_num`` jumps on the next message. ``gap(symbol)`` as on the other
+        exchanges; ``gap(n)`` loses the next n messages of any product.
+        """
         with self.lock:
-            self.gaps = messages
+            if isinstance(symbol, int):
+                self.gaps = symbol
+            elif symbol is None:
+                self.gaps = messages
+            else:
+                self.product_gaps[self.product_id(symbol)] = messages
 
     def order_uuid(self, o: Order) -> str:
         """Coinbase order ids are UUIDs."""
@@ -676,8 +685,12 @@ class CoinbaseServer(ExchangeServer):
         conns = self.subscribers(topic)
         if not conns:
             return
-        if self.gaps > 0:  # the message is lost, its sequence number spent
-            self.gaps -= 1
+        product = topic.partition(":")[2]
+        if self.product_gaps.get(product, 0) > 0 or self.gaps > 0:  # lost, its sequence number spent
+            if self.product_gaps.get(product, 0) > 0:
+                self.product_gaps[product] -= 1
+            else:
+                self.gaps -= 1
             for c in conns:
                 c.state["seq"] = c.state.get("seq", 0) + 1
             return
