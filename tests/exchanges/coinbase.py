@@ -94,8 +94,14 @@ class CoinbaseServer(ExchangeServer):
 
     name = "coinbase"
 
-    def __init__(self, dedupe_scope: str = "all", requests_per_s: int = 30) -> None:
+    def __init__(
+        self, dedupe_scope: str = "all", requests_per_s: int = 30, sequence_scope: str = "connection"
+    ) -> None:
         super().__init__()
+        # "connection": one sequence_num counter per connection across channels (what the research
+        # found, UNCONFIRMED by Coinbase's docs); "channel": one per channel of a connection, to show a
+        # feed does not take interleaved channels for lost messages
+        self.sequence_scope = sequence_scope
         self.engine.fee_in_quote = True
         self.engine.fee_rate = Decimal("0.006")
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -668,9 +674,13 @@ class CoinbaseServer(ExchangeServer):
         )
 
     # ---- websockets
+    def _seq_key(self, channel: str) -> str:
+        return "seq" if self.sequence_scope == "connection" else f"seq:{channel}"
+
     def _send(self, conn: WsConn, channel: str, events: list[dict[str, Any]]) -> None:
-        seq = conn.state.get("seq", 0)
-        conn.state["seq"] = seq + 1
+        key = self._seq_key(channel)
+        seq = conn.state.get(key, 0)
+        conn.state[key] = seq + 1
         conn.send(
             {
                 "channel": channel,
@@ -691,8 +701,9 @@ class CoinbaseServer(ExchangeServer):
                 self.product_gaps[product] -= 1
             else:
                 self.gaps -= 1
+            key = self._seq_key(channel)
             for c in conns:
-                c.state["seq"] = c.state.get("seq", 0) + 1
+                c.state[key] = c.state.get(key, 0) + 1
             return
         for c in conns:
             self._send(c, channel, events)

@@ -327,3 +327,64 @@ def test_a_quiet_symbols_missed_trades_are_backfilled_without_waiting_for_its_ne
         )  # fmt: skip
         bus.sub.close()
         server.stop()
+
+
+def test_coinbase_numbering_each_channel_on_its_own_is_no_gap_and_a_real_gap_still_is(rig: Rig) -> None:
+    """Coinbase does not document whether ``sequence_num`` counts per connection or per channel: a server
+    numbering per channel interleaves trades and book updates without one gap counted, and a lost book
+    update is still one gap, repaired.
+    """
+    server = coinbase.CoinbaseServer(sequence_scope="channel")
+    server.add_market("BTC/USD")
+    server.engine.set_levels(
+        "BTC/USD", [(49_990 - 10 * i, 1) for i in range(10)], [(50_010 + 10 * i, 1) for i in range(10)]
+    )
+    server.start()
+    name, symbol = "cbc", "BTC/USD"
+    v = Venue(name, "coinbase", symbol, server, "market_trades:BTC-USD", "level2:BTC-USD")
+    bus = Bus(rig.bus.sub.socket.context, rig.node.run_dir, [name])
+    spec = {
+        "id": f"feed.{name}",
+        "actor": "sniperbot.venues.ccxt.feed:CcxtFeed",
+        "args": {
+            "venue": name,
+            "exchange": "coinbase",
+            "symbols": [symbol],
+            "rest_url": server.rest_url,
+            "ws_url": server.ws_url,
+            "poll_interval_s": POLL_INTERVAL_S,
+        },
+    }
+    try:
+        result = sniperbot(
+            "admin", "--run-dir", str(rig.node.run_dir), "start-child", "--sup", "root",
+            "--spec", json.dumps(spec), "--json",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        eventually(v.subscribed, 60, what="subscriptions")
+        mark = bus.mark()
+        tids = []
+        for i in range(5):
+            tids.append(server.trade(symbol, 50_010, "0.01", "buy"))
+            server.move_book(symbol, bids=[(49_991 + i, 1)])
+        bus.book(name, lambda b: b.bids[0] == (49995.0, 1.0), mark, "the last book update")
+        eventually(lambda: bus.trades(name, mark) == tids, 30, what="every trade")
+        quiet = bus.status(name)
+        assert (quiet.gaps, quiet.snapshots) == (0, 0)
+        control(server, "gap", symbol)
+        server.move_book(symbol, bids=[(49_996, 1)])  # lost
+        server.move_book(symbol, bids=[(49_997, 1)])  # the level2 channel's number jumps
+        eventually(
+            lambda: (s := bus.status(name)).gaps == 1 and s.snapshots == 1, 30, what="one gap repaired"
+        )
+        mark = bus.mark()
+        server.move_book(symbol, asks=[(50_001, 1)])
+        book = bus.book(name, lambda b: b.asks[0] == (50001.0, 1.0), mark, "the repaired book")
+        assert book.bids[:2] == [(49997.0, 1.0), (49996.0, 1.0)]
+    finally:
+        sniperbot(
+            "admin", "--run-dir", str(rig.node.run_dir), "terminate-child", "--sup", "root",
+            "--id", f"feed.{name}", "--json",
+        )  # fmt: skip
+        bus.sub.close()
+        server.stop()

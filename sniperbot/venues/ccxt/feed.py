@@ -176,7 +176,10 @@ def _checked_class(exchange: str, base: Any) -> Any:
       An update for a book we dropped is ignored (ccxt would raise KeyError in its receive loop).
     - coinbase: reads ``sequence_num`` (per connection, every channel): a jump means a message was lost,
       so every level2 book of that connection is dropped and resubscribed (Coinbase answers a subscribe
-      with a fresh snapshot).
+      with a fresh snapshot). Decision, Coinbase's scope of the counter being undocumented: a number that
+      goes BACK on a connection (impossible with one counter per connection) switches the check to one
+      counter per channel, so interleaved channels never pass for lost messages (at most one spurious
+      resync before the switch).
     Either way the pending ``watch_order_book`` is rejected with ``ChecksumError``, as ccxt does for a
     Binance gap, and the next call resubscribes.
     """
@@ -221,16 +224,25 @@ def _checked_class(exchange: str, base: Any) -> Any:
 
         def __init__(self, config: dict[str, Any] | None = None) -> None:
             super().__init__(config or {})
-            self.last_sequence: dict[str, tuple[Any, int]] = {}  # ws url -> (its client, last sequence_num)
+            # (ws url, channel or "") -> (its client, last sequence_num)
+            self.last_sequence: dict[tuple[str, str], tuple[Any, int]] = {}
+            self.per_channel = False  # sequence_num counts per channel, not per connection (see below)
             self.lost_messages = 0  # sequence_num jumps seen (a lost trade message too: the feed backfills)
 
         def handle_message(self, client: Any, message: Any) -> None:
             seq = message.get("sequence_num") if isinstance(message, dict) else None
             if isinstance(seq, int):
-                last = self.last_sequence.get(client.url)
-                self.last_sequence[client.url] = (client, seq)
+                key = (client.url, str(message.get("channel")) if self.per_channel else "")
+                last = self.last_sequence.get(key)
+                self.last_sequence[key] = (client, seq)
+                if last is not None and last[0] is client and seq <= last[1] and not self.per_channel:
+                    # A lost message only ever makes the number jump forward. Going back means the
+                    # exchange numbers each channel on its own (Coinbase does not document which, the
+                    # research found one counter per connection): from now on, track per channel.
+                    self.per_channel = True
+                    self.last_sequence = {(client.url, str(message.get("channel"))): (client, seq)}
                 # a new connection (a new client object) numbers from 0 again: no gap
-                if last is not None and last[0] is client and seq != last[1] + 1:
+                elif last is not None and last[0] is client and seq != last[1] + 1:
                     why = f"sequence_num {last[1]} -> {seq}: a message was lost"
                     self.lost_messages += 1  # before the message is handled: its trades see it
                     for message_hash in [h for h in client.subscriptions if str(h).startswith("level2::")]:
