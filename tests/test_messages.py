@@ -232,6 +232,7 @@ TAGS: dict[type[Message], str] = {
     BreakerChanged: "breaker",
     SnapshotRequest: "snapshot_req",
     Crash: "crash",
+    ActorError: "actor_error",
     VenueOrderQuery: "venue_query",
     VenueOrderReport: "venue_report",
     VenueEvents: "venue_events",
