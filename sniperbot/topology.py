@@ -11,8 +11,10 @@
     ├─ portfolio                            positions, P&L
     ├─ risk              one_for_all 3/30, breaker global
     │  └─ risk_guard                        every intent passes here
-    └─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
-       └─ strategy.<id>
+    ├─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
+    │  └─ strategy.<id>
+    └─ ops               one_for_one 5/60, breaker ops   operator services
+       └─ metrics                           Prometheus /metrics (when [metrics] enabled)
 
 The contract between these actors is :mod:`sniperbot.venues.base`.
 
@@ -39,6 +41,8 @@ from sniperbot.venues.config import VenueConfig
 
 STRATEGIES_SUPERVISOR = "strategies"
 STRATEGY_ACTOR = "sniperbot.actors.strategy:StrategyActor"
+OPS_SUPERVISOR = "ops"
+METRICS_ACTOR = "sniperbot.metrics.exporter:MetricsActor"
 
 
 def _worker(config: Config, actor_id: str, actor: str, **args: object) -> ChildSpec:
@@ -106,6 +110,26 @@ def venue_subtree(config: Config, venue: VenueConfig, epoch_ns: int) -> ChildSpe
     )
 
 
+def ops_subtree(config: Config) -> ChildSpec:
+    """``ops``: operator services (metrics exporter; alerts), last to start and first to stop.
+
+    Its own breaker ``ops``: a crashing operator service trips only that breaker (the subtree
+    cools down and is retried); the root never counts it, so it never takes trading down.
+    """
+    children = []
+    if config.metrics.enabled:
+        children.append(
+            _worker(
+                config,
+                "metrics",
+                METRICS_ACTOR,
+                address=config.metrics.address,
+                venues=[v.name for v in config.venues],
+            )
+        )
+    return _supervisor(OPS_SUPERVISOR, SupFlags(intensity=5, period_s=60.0), children, breaker="ops")
+
+
 def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
     """The root supervisor's spec for ``config``; ``epoch_ns`` anchors the sim clock."""
     epoch_ns = time.time_ns() if epoch_ns is None else epoch_ns
@@ -144,6 +168,7 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
                 "risk", SupFlags(strategy="one_for_all", intensity=3, period_s=30.0), [risk], breaker="global"
             ),
             _supervisor(STRATEGIES_SUPERVISOR, SupFlags(intensity=10, period_s=60.0), strategies),
+            ops_subtree(config),
         ],
     )
     check_unique_ids(root)

@@ -35,6 +35,8 @@ from sniperbot.messages import (
     Stop,
     decode_envelope,
 )
+from sniperbot.messages import topics as topic
+from sniperbot.metrics import NULL_REGISTRY, Registry, set_current
 from sniperbot.rundir import RunDir
 from sniperbot.transport.auth import AUTHORITY, Signer, Verifier
 from sniperbot.transport.bus import Publisher, Subscriber, bind_private, tune
@@ -79,6 +81,9 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The venue's API key (sniperbot.keystore.Credentials.to_launch()), only in the launch of the
     # one actor that signs for that venue (its gateway): never logged, never on disk, never in args.
     credentials: bytes = b""
+    # Seconds between this actor's MetricsSnapshots on ``metrics.<id>``; 0: metrics off
+    # (``[metrics] enabled = false``: the registry is a no-op and nothing is published).
+    metrics_interval_s: float = 0.0
 
 
 _journals: dict[str, Any] = {}
@@ -157,6 +162,7 @@ class ActorRuntime(ActorContext):
         # Highest incarnation announced Ready per actor: a lower one is an old incarnation
         # (or an old node life's actor) that must not be heard any more.
         self._peers: dict[str, int] = {}
+        self.metrics: Registry = Registry() if launch.metrics_interval_s > 0 else NULL_REGISTRY
 
     # -- ActorContext -------------------------------------------------------------------
     def publish(self, topic: str, payload: Payload) -> None:
@@ -206,6 +212,7 @@ class ActorRuntime(ActorContext):
     def open(self) -> None:
         """Bind and connect sockets, construct the actor, announce readiness."""
         cls = load_actor_class(self.launch.actor)
+        set_current(self.metrics)  # for deep code on this thread (journal commits, rate limits)
         # Constructed before the sockets so that topics may depend on the actor's arguments.
         self.actor = actor = cls(self, **self.launch.args)
         self._pub = Publisher(
@@ -246,6 +253,8 @@ class ActorRuntime(ActorContext):
             self.poller.register(self._inbox.socket, zmq.POLLIN)
         self.every(self.launch.heartbeat_interval_s, self._heartbeat)
         self.every(_RESEND_CHECK_S, self._resend_due)
+        if self.metrics.enabled:
+            self.every(self.launch.metrics_interval_s, self._publish_metrics)
         self.actor.on_start()
         ready = Ready(
             actor_id=self.actor_id, incarnation=self.incarnation, pid=os.getpid(), ts_ns=time.time_ns()
@@ -460,6 +469,13 @@ class ActorRuntime(ActorContext):
             )
             self.exit_code = EXIT_ORPHANED
             self._stopping = True
+
+    def _publish_metrics(self) -> None:
+        """This incarnation's metrics on ``metrics.<id>``; the runtime's own counts are copied in here."""
+        counters = self.metrics.counters
+        counters[("sniperbot_messages_handled_total", ())] = float(self.handled)
+        counters[("sniperbot_invalid_frames_total", ())] = float(self.invalid_frames)
+        self.publish(topic.metrics(self.actor_id), self.metrics.snapshot(self.actor_id, self.incarnation))
 
     def _resend_due(self) -> None:
         now = time.monotonic_ns()

@@ -75,7 +75,11 @@ class StrategyActor(Actor):
         payload = envelope.payload
         if isinstance(payload, TradeTick):
             for bar in self.bars.on_trade(payload):
-                self._submit(self.strategy.on_bar(bar))
+                intents = self.strategy.on_bar(bar)
+                self._submit(intents)
+                if intents:
+                    # From the feed's publish stamp to the intents sent to the risk guard.
+                    self.ctx.metrics.observe_since("sniperbot_tick_to_intent_seconds", envelope.ts_ns)
         elif isinstance(payload, Fill):
             if payload.fill_id not in self._seen_fills:
                 self._seen_fills.add(payload.fill_id)

@@ -27,6 +27,7 @@ from sniperbot.messages.envelope import (
     encode_envelope,
 )
 from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, Side, TradeTick
+from sniperbot.messages.metrics import MetricsSnapshot
 from sniperbot.messages.orders import (
     CancelOrder,
     Fill,
@@ -51,6 +52,7 @@ __all__ = [
     "Heartbeat",
     "InvalidFrame",
     "Message",
+    "MetricsSnapshot",
     "Order",
     "OrderBook",
     "OrderIntent",

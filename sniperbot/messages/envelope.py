@@ -25,6 +25,7 @@ from sniperbot.messages.control import (
     Stop,
 )
 from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, TradeTick
+from sniperbot.messages.metrics import MetricsSnapshot
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 
@@ -54,6 +55,7 @@ Payload = (
     | VenueEvents
     | OrderBook
     | FeedStatus
+    | MetricsSnapshot
 )
 
 

@@ -49,6 +49,7 @@ from sniperbot.messages import (
     Envelope,
     FeedStatus,
     Fill,
+    MetricsSnapshot,
     Order,
     OrderIntent,
     OrderUpdate,
@@ -67,7 +68,7 @@ PLACEHOLDER: Final = bytes(TAG_SIZE)  # the tag field while the tag is computed
 SECRET_SIZE: Final = 32
 NODE: Final = "node"  # the node's sender id on the bus and the control socket
 ANY: Final = "*"  # any receiver role
-SELF: Final = "self"  # the actor a Ready announces (sender == payload.actor_id)
+SELF: Final = "self"  # the actor a Ready or MetricsSnapshot is about (sender == payload.actor_id)
 _VENUE_SCOPED: Final = frozenset({"executor", "paper", "gateway"})
 _KEY_CACHE: Final = 1024
 
@@ -100,6 +101,9 @@ AUTHORITY: Final[dict[type, dict[str, frozenset[str]]]] = {
     # prices, so only a feed actor may say it (a few messages a second: the tag costs nothing here).
     FeedStatus: {ANY: frozenset({"feed"})},
     Crash: {ANY: frozenset({NODE})},
+    # Any actor (and the node, as "node") reports its own metrics, never another's: a forged
+    # snapshot would show the operator a healthy actor that is not.
+    MetricsSnapshot: {ANY: frozenset({SELF})},
 }
 
 
@@ -164,9 +168,9 @@ class Verifier:
         sender_role, sender_scope = role_of(envelope.sender)
         if envelope.sender == NODE:
             sender_role = NODE
-        if isinstance(payload, Ready):
+        if isinstance(payload, Ready | MetricsSnapshot):
             if not ((NODE in allowed and sender_role == NODE) or envelope.sender == payload.actor_id):
-                return f"Ready for {payload.actor_id!r} from {envelope.sender!r}"
+                return f"{kind} for {payload.actor_id!r} from {envelope.sender!r}"
         elif sender_role not in allowed:
             return f"{kind} from {envelope.sender!r}: only {sorted(allowed)} may send it to {self.role}"
         venue = getattr(payload, "venue", None)
