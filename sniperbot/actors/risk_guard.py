@@ -91,6 +91,8 @@ class RiskGuardActor(Actor):
             self._loss = msgspec.json.decode(loss)
         self.ctx.every(_STATUS_INTERVAL_S, self._publish_status)
         self._publish_status()
+        for limit in ("daily_loss", "drawdown"):  # from 0, so that increase() sees the first hit
+            self.ctx.metrics.inc("sniperbot_loss_limit_hits_total", 0.0, limit=limit)
 
     def _restore_state(self, saved: bytes) -> None:
         """The journaled trading state; one that is not valid (an older version wrote it) halts."""

@@ -210,6 +210,7 @@ class MetricsActor(Actor):
             labels = (("venue", venue),)
             status.gauges[("sniperbot_venue_connected", labels)] = up.get(f"feed.{venue}", 0.0)
             status.gauges[("sniperbot_venue_stale", labels)] = 0.0
+            status.gauges[("sniperbot_venue_rate_limit_used_ratio", labels)] = 0.0  # no rate limiter
             for name in _FEED_COUNTERS:
                 status.counters.setdefault((name, labels), 0.0)
 
