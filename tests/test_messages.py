@@ -20,6 +20,7 @@ from sniperbot.messages import (
     Heartbeat,
     InvalidFrame,
     Message,
+    MetricsSnapshot,
     Order,
     OrderBook,
     OrderIntent,
@@ -193,6 +194,16 @@ SAMPLES: list[Message] = [
         last_message_ns=1_703,
         ts_ns=1_704,
     ),
+    MetricsSnapshot(
+        actor_id="executor.bin",
+        incarnation=2,
+        seq=3,
+        ts_ns=1_705,
+        counters=[("sniperbot_fills_total", [("venue", "bin")], 4.0)],
+        gauges=[("sniperbot_reconciliation_pending", [("venue", "bin")], 0.0)],
+        histograms=[("sniperbot_order_ack_seconds", [], [1, 0], 0.002)],
+        buckets=[0.001],
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -201,6 +212,7 @@ TAGS: dict[type[Message], str] = {
     Quote: "quote",
     OrderBook: "book",
     FeedStatus: "feed_status",
+    MetricsSnapshot: "metrics",
     Bar: "bar",
     OrderIntent: "intent",
     Order: "order",

@@ -240,7 +240,7 @@ def test_admin_socket_is_owner_only_and_tree_is_complete(node: RunningNode) -> N
     assert mode == 0o600
     tree = node.admin("tree")
     assert tree["id"] == "root" and tree["kind"] == "supervisor"
-    assert [c["id"] for c in tree["children"]] == ["venue.sim", "portfolio", "risk", "strategies"]
+    assert [c["id"] for c in tree["children"]] == ["venue.sim", "portfolio", "risk", "strategies", "ops"]
     for worker in node.workers().values():
         assert {"id", "placement", "pid", "state", "restarts", "children", "incarnation"} <= set(worker)
         assert worker["placement"] == "process" and worker["pid"] != node.process.pid

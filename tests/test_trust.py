@@ -31,6 +31,7 @@ from sniperbot.messages import (
     FeedStatus,
     Fill,
     Heartbeat,
+    MetricsSnapshot,
     Order,
     OrderBook,
     OrderIntent,
@@ -183,6 +184,8 @@ def _samples(now_ns: int) -> list[Any]:
             last_message_ns=0,
             ts_ns=now_ns,
         ),
+        # Claims a healthy executor on the operator's dashboard: only the executor may say so.
+        MetricsSnapshot(actor_id="executor.sim", incarnation=10**6, seq=1, ts_ns=now_ns),
     ]
 
 
