@@ -246,6 +246,26 @@ def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
     assert names - {"SniperbotAbsent", "SniperbotActorDown", "SniperbotVenueRateLimited"} <= tested
 
 
+def test_an_exporter_that_cannot_bind_opens_only_the_ops_breaker_and_trading_goes_on(short_tmp: Path) -> None:
+    """A crash-looping operator service (its port is taken) trips ``ops``; nothing else stops."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = short_tmp / "taken.toml"
+        config.write_text(FAST_CONFIG + f'\n[metrics]\naddress = "127.0.0.1:{taken.getsockname()[1]}"\n')
+        node = RunningNode(short_tmp / "run", config)
+        try:
+            eventually(lambda: node.admin("status")["breakers"].get("ops") == "open", 60, what="ops open")
+            fills = node.admin("status")["fills"]
+            eventually(lambda: node.admin("status")["fills"] > fills + 2, 60, what="fills after ops opened")
+            status = node.admin("status")
+            assert status["trading_state"] == "ACTIVE"
+            assert {s: b for s, b in status["breakers"].items() if b != "closed"} == {"ops": "open"}
+            assert "[metrics] address" in node.log()
+        finally:
+            assert node.stop() == 0
+
+
 def test_metrics_disabled_means_no_exporter_and_trading_as_usual(short_tmp: Path) -> None:
     """``[metrics] enabled = false``: no metrics actor, no endpoint, the node still trades."""
     config = short_tmp / "off.toml"

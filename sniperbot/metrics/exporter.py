@@ -139,7 +139,13 @@ class MetricsActor(Actor):
         """Bind the HTTP server (its own daemon thread) and publish its address in endpoints.json."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
-        self._server, _ = start_http_server(self.port, addr=self.host, registry=registry)
+        try:
+            self._server, _ = start_http_server(self.port, addr=self.host, registry=registry)
+        except OSError as e:
+            # A crash: the ops supervisor retries, then opens the ops breaker; trading goes on.
+            raise RuntimeError(
+                f"cannot serve /metrics on {self.host}:{self.port} ([metrics] address): {e}"
+            ) from e
         bound_host, bound_port = self._server.server_address[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
