@@ -26,6 +26,15 @@ BUCKETS: Final = (
 LabelKey = tuple[tuple[str, str], ...]
 
 
+def _labels(labels: dict[str, str]) -> LabelKey:
+    """The series key of ``labels``: sorted by name (one series whatever the call's keyword order)."""
+    if not labels:
+        return ()
+    if len(labels) == 1:
+        return tuple(labels.items())  # the common case, without the sort
+    return tuple(sorted(labels.items()))
+
+
 class Registry:
     """Counters, gauges and histograms of one actor incarnation.
 
@@ -43,16 +52,16 @@ class Registry:
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         """Add ``amount`` to the counter ``name`` (ends in ``_total``)."""
-        key = (name, tuple(sorted(labels.items())) if labels else ())
+        key = (name, _labels(labels))
         self.counters[key] = self.counters.get(key, 0.0) + amount
 
     def set(self, name: str, value: float, **labels: str) -> None:
         """Set the gauge ``name``."""
-        self.gauges[(name, tuple(sorted(labels.items())) if labels else ())] = value
+        self.gauges[(name, _labels(labels))] = value
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         """Count one duration in the histogram ``name`` (ends in ``_seconds``)."""
-        key = (name, tuple(sorted(labels.items())) if labels else ())
+        key = (name, _labels(labels))
         counts = self.histograms.get(key)
         if counts is None:
             counts = self.histograms[key] = [0.0] * (len(BUCKETS) + 2)
