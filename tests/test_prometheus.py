@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 import urllib.parse
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 
 from sniperbot.metrics.catalog import CATALOG
-from sniperbot.metrics.endpoints import read_endpoints
+from sniperbot.metrics.endpoints import ENDPOINTS_FILE, publish_endpoint, read_endpoints
 from tests.conftest import FAST_CONFIG, ROOT, RunningNode, eventually
 
 DEPLOY = ROOT / "deploy"
@@ -229,6 +230,19 @@ def test_metrics_page_lints_and_serves_every_dashboard_and_alert_metric(metrics_
         time.sleep(2.0)  # several heartbeat intervals (0.2 s) with the client still hung
         metrics_actor = node.workers()["metrics"]
         assert (metrics_actor["state"], metrics_actor["restarts"]) == ("running", 0)
+
+    # endpoints.json is shared: another service's key survives the exporter's kill -9 and
+    # restart, which writes its new address (port 0: a new free port) next to it; owner-only.
+    publish_endpoint(node.run_dir, "api", "http://127.0.0.1:1")
+    _kill_until_new_pid(node, "metrics")
+    endpoints = eventually(
+        lambda: (e := read_endpoints(node.run_dir)).get("metrics") not in (None, url) and e,
+        60,
+        what="new url",
+    )
+    assert endpoints["api"] == "http://127.0.0.1:1"
+    assert "sniperbot_actor_up" in _get(endpoints["metrics"] + "/metrics")
+    assert stat.S_IMODE((node.run_dir / ENDPOINTS_FILE).stat().st_mode) == 0o600
 
 
 def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
