@@ -16,9 +16,11 @@ with the node's next snapshot. Where it serves: ``[metrics] address`` (default
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -27,7 +29,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import Envelope, FeedStatus, MetricsSnapshot, PortfolioSnapshot, RiskStatus
@@ -38,6 +40,9 @@ from sniperbot.metrics.registry import Registry
 from sniperbot.transport.auth import NODE
 
 ENDPOINT_NAME = "metrics"
+# A scrape connection that sends nothing for this long is dropped (each has its own thread,
+# so it never delays the actor's loop; the timeout keeps hung clients from piling up threads).
+CLIENT_TIMEOUT_S = 10.0
 _FEED_COUNTERS = (
     "sniperbot_venue_reconnects_total",
     "sniperbot_venue_stale_periods_total",
@@ -118,6 +123,24 @@ class SnapshotCollector:
         yield from families.values()
 
 
+class _Handler(WSGIRequestHandler):
+    """One scrape connection: quiet, and dropped after :data:`CLIENT_TIMEOUT_S` of silence."""
+
+    timeout = CLIENT_TIMEOUT_S
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing per request."""
+
+
+def serve(host: str, port: int, registry: CollectorRegistry) -> ThreadingWSGIServer:
+    """Serve ``registry`` on ``host:port`` (port 0: any free one) from a daemon thread per connection."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
+    server = make_server(host, port, make_wsgi_app(registry), server_class, handler_class=_Handler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server  # type: ignore[no-any-return]
+
+
 class MetricsActor(Actor):
     """Serves ``/metrics`` with every actor's latest snapshot and the node's trading status."""
 
@@ -140,7 +163,7 @@ class MetricsActor(Actor):
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
         try:
-            self._server, _ = start_http_server(self.port, addr=self.host, registry=registry)
+            self._server = serve(self.host, self.port, registry)
         except OSError as e:
             # A crash: the ops supervisor retries, then opens the ops breaker; trading goes on.
             raise RuntimeError(
