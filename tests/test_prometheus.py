@@ -292,3 +292,42 @@ def test_metrics_disabled_means_no_exporter_and_trading_as_usual(short_tmp: Path
         assert "metrics" not in read_endpoints(node.run_dir)
     finally:
         node.stop()
+
+
+def test_a_ccxt_venue_reports_connection_reconnects_and_rate_limit_use(short_tmp: Path) -> None:
+    """A paper node on the local Binance server: FeedStatus and the shared rate limiter reach /metrics."""
+    from tests.exchanges.activity import Activity
+    from tests.exchanges.binance import demo_server
+    from tests.venues_ccxt.nodes import strategy_toml, venue_toml, write_config
+
+    server = demo_server()
+    server.start()
+    activity = Activity(server, ["BTC/USDT"], hz=20, seed=3).start()
+    config = write_config(
+        short_tmp / "bx.toml", venue_toml(server), strategy_toml(), "[metrics]\ninterval_s = 0.2\n"
+    )
+    node = RunningNode(short_tmp / "run", config)
+    try:
+        node.wait_ready()
+        url = _metrics_url(node) + "/metrics"
+
+        def sample(pattern: str) -> float | None:
+            found = re.search(rf"^{pattern} (\S+)$", _get(url), re.M)
+            return float(found.group(1)) if found else None
+
+        eventually(
+            lambda: sample(r'sniperbot_venue_connected\{venue="bx"\}') == 1.0, 60, 0.2, what="connected"
+        )
+        eventually(
+            lambda: (sample(r'sniperbot_venue_rate_limit_used_ratio\{[^}]*venue="bx"[^}]*\}') or 0) > 0,
+            60,
+            0.2,
+            what="rate-limit use",
+        )
+        before = sample(r'sniperbot_venue_reconnects_total\{venue="bx"\}') or 0.0
+        assert server.drop_websockets() > 0
+        eventually(lambda: (sample(r'sniperbot_venue_reconnects_total\{venue="bx"\}') or 0) > before, 60, 0.2)
+    finally:
+        node.stop()
+        activity.stop()
+        server.stop()

@@ -36,7 +36,7 @@ from sniperbot.messages import (
     decode_envelope,
 )
 from sniperbot.messages import topics as topic
-from sniperbot.metrics import NULL_REGISTRY, Registry, set_current
+from sniperbot.metrics import NULL_REGISTRY, Registry, set_current, set_process_default
 from sniperbot.rundir import RunDir
 from sniperbot.transport.auth import AUTHORITY, Signer, Verifier
 from sniperbot.transport.bus import Publisher, Subscriber, bind_private, tune
@@ -508,6 +508,7 @@ def run_actor_process(launch_bytes: bytes) -> None:
     configure_logging(launch.log_level)
     _die_with_parent()
     runtime = ActorRuntime(launch)
+    set_process_default(runtime.metrics)  # this process is this actor's: its own threads report here too
     # Ctrl-C reaches the whole process group; only the supervisor decides the stop order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())

@@ -9,6 +9,13 @@ and :class:`~sniperbot.metrics.exporter.MetricsActor` serves the latest of each 
 ``/metrics`` through a custom collector.
 """
 
-from sniperbot.metrics.registry import BUCKETS, NULL_REGISTRY, Registry, current, set_current
+from sniperbot.metrics.registry import (
+    BUCKETS,
+    NULL_REGISTRY,
+    Registry,
+    current,
+    set_current,
+    set_process_default,
+)
 
-__all__ = ["BUCKETS", "NULL_REGISTRY", "Registry", "current", "set_current"]
+__all__ = ["BUCKETS", "NULL_REGISTRY", "Registry", "current", "set_current", "set_process_default"]

@@ -111,11 +111,24 @@ class _NullRegistry(Registry):
 
 NULL_REGISTRY: Final[Registry] = _NullRegistry()
 _local = threading.local()
+_process_default: Registry = NULL_REGISTRY
 
 
 def current() -> Registry:
-    """The registry of the actor running on this thread (the null registry outside an actor)."""
-    return getattr(_local, "registry", NULL_REGISTRY)
+    """The registry of the actor running on this thread, else of this process's only actor, else null.
+
+    An actor in its own process (placement ``process``) owns the process's default, so the
+    threads it starts (a ccxt asyncio thread, whose rate limiter counts 429s) report into it;
+    threads started by actors placed as threads of the node have none (the null registry).
+    """
+    registry = getattr(_local, "registry", None)
+    return _process_default if registry is None else registry
+
+
+def set_process_default(registry: Registry) -> None:
+    """Make ``registry`` what :func:`current` returns on threads without their own (one actor per process)."""
+    global _process_default
+    _process_default = registry
 
 
 def set_current(registry: Registry) -> None:
