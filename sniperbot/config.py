@@ -214,6 +214,35 @@ class AdminSection(_Section):
             raise ValueError("tcp_endpoint must start with tcp://")
 
 
+class MetricsSection(_Section):
+    """Prometheus metrics: every actor's snapshot every ``interval_s``, served on ``address``.
+
+    ``address`` is ``HOST:PORT``; the default ``127.0.0.1:0`` binds loopback on any free port
+    (several nodes on one host never collide) and the node writes the address it actually
+    serves to ``<run dir>/endpoints.json`` as ``{"metrics": "http://HOST:PORT"}``; set a fixed
+    port for a static Prometheus scrape config. Binding a non-loopback host exposes positions
+    and P&L (read-only) to that network: put it behind a firewall or proxy.
+    ``enabled = false`` removes the exporter actor and makes every metric call a no-op.
+    """
+
+    enabled: bool = True
+    address: str = "127.0.0.1:0"
+    interval_s: Positive = 1.0
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.address.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(
+                f"address: {self.address!r} is not HOST:PORT (e.g. 127.0.0.1:9464; port 0: any free port)"
+            )
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """``(host, port)`` of :attr:`address` (IPv6 brackets removed)."""
+        host, _, port = self.address.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class PlacementSection(_Section):
     """Where actors run: a default, and overrides by actor id."""
 
@@ -288,6 +317,7 @@ class Config(_Section):
     alerts: AlertsConfig = AlertsConfig()
     sentry: SentrySection = SentrySection()
     telegram: TelegramConfig = TelegramConfig()
+    metrics: MetricsSection = MetricsSection()
 
     def __post_init__(self) -> None:
         if not self.venues:

@@ -69,6 +69,7 @@ from sniperbot.messages import (
 )
 from sniperbot.messages import topics as topic
 from sniperbot.messages.control import TRADING_STATES, position_key
+from sniperbot.metrics.node import NodeMetrics
 from sniperbot.observability import sentry
 from sniperbot.rundir import RunDir, RunDirError, next_node_life
 from sniperbot.supervision import ActorHandle, Child, ChildSpec, Supervisor
@@ -149,6 +150,7 @@ class Node:
         self._secret = secrets.token_bytes(SECRET_SIZE)
         self._signer = Signer(self._secret, NODE)
         self._verifier = Verifier(self._secret, NODE)
+        self._metrics = NodeMetrics() if config.metrics.enabled else None
 
     # -- SupervisorHost ---------------------------------------------------------------------
     def clock(self) -> float:
@@ -178,6 +180,7 @@ class Node:
             auth_key=self._secret,
             node_life=self.node_life,
             credentials=self.sealed_credentials(spec),
+            metrics_interval_s=self.config.metrics.interval_s if self.config.metrics.enabled else 0.0,
         )
         return self._launcher.start(launch, spec.placement)
 
@@ -578,6 +581,7 @@ class Node:
         next_idle = 0.0
         stop_deadline = 0.0
         next_disk_check = 0.0
+        next_metrics = 0.0
         while not self._stopped:
             if self._crash_requested:
                 raise NodeCrash("admin chaos: the node raised in its own loop")
@@ -613,6 +617,9 @@ class Node:
                 self.root.send_heartbeats()
             self.root.tick()
             self.breakers.tick(self.root.state == "running" and not self._stop_requested)
+            if self._metrics is not None and now >= next_metrics:
+                next_metrics = now + self.config.metrics.interval_s
+                self._pub.publish(topic.metrics(NODE), self._metrics.snapshot(self))
             if self._deferred:
                 self._expire_deferred(now)
             if on_idle is not None and now >= next_idle:

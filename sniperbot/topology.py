@@ -13,7 +13,8 @@
     │  └─ risk_guard                        every intent passes here
     ├─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
     │  └─ strategy.<id>                     breaker strategy:<id>: its own crash loop trips only it
-    └─ ops               one_for_one 5/60, breaker ops   operator services (when configured)
+    └─ ops               one_for_one 5/60, breaker ops   operator services
+       ├─ metrics                           Prometheus /metrics (when [metrics] enabled)
        ├─ alerts                            Telegram, Discord, email, webhook ([alerts])
        └─ telegram                          the command bot ([telegram])
 
@@ -49,6 +50,7 @@ OPS_SUPERVISOR = "ops"
 STRATEGY_ACTOR = "sniperbot.actors.strategy:StrategyActor"
 #: One strategy's own restart intensity: 5 crashes in 60 s trip its breaker (``strategy:<id>``).
 STRATEGY_RESTARTS = SupFlags(intensity=5, period_s=60.0)
+METRICS_ACTOR = "sniperbot.metrics.exporter:MetricsActor"
 
 
 def _worker(config: Config, actor_id: str, actor: str, **args: object) -> ChildSpec:
@@ -123,6 +125,34 @@ def venue_subtree(config: Config, venue: VenueConfig, epoch_ns: int) -> ChildSpe
     )
 
 
+def ops_subtree(config: Config) -> ChildSpec:
+    """``ops``: operator services (metrics exporter, alerts, Telegram bot), last to start, first to stop.
+
+    Its own breaker ``ops``: a crashing operator service trips only that breaker (the subtree
+    cools down and is retried); the root never counts it, so it never takes trading down.
+    """
+    children = []
+    if config.metrics.enabled:
+        children.append(
+            _worker(
+                config,
+                "metrics",
+                METRICS_ACTOR,
+                address=config.metrics.address,
+                venues=[v.name for v in config.venues],
+            )
+        )
+    if config.alerts.enabled:
+        children.append(
+            _worker(config, ALERTS_ACTOR_ID, ALERTS_ACTOR, settings=msgspec.to_builtins(config.alerts))
+        )
+    if config.telegram.enabled:
+        children.append(
+            _worker(config, TELEGRAM_ACTOR_ID, TELEGRAM_ACTOR, settings=msgspec.to_builtins(config.telegram))
+        )
+    return _supervisor(OPS_SUPERVISOR, SupFlags(intensity=5, period_s=60.0), children, breaker="ops")
+
+
 def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
     """The root supervisor's spec for ``config``; ``epoch_ns`` anchors the sim clock."""
     epoch_ns = time.time_ns() if epoch_ns is None else epoch_ns
@@ -151,17 +181,6 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         venues=names,
     )
     strategies = [strategy_child(config, s) for s in config.strategies]
-    # Operator services under their own supervisor and breaker ``ops``: a failing one (a bad token
-    # file, a crash loop) trips it and is retried later; it never takes trading down.
-    ops: list[ChildSpec] = []
-    if config.alerts.enabled:
-        ops.append(
-            _worker(config, ALERTS_ACTOR_ID, ALERTS_ACTOR, settings=msgspec.to_builtins(config.alerts))
-        )
-    if config.telegram.enabled:
-        ops.append(
-            _worker(config, TELEGRAM_ACTOR_ID, TELEGRAM_ACTOR, settings=msgspec.to_builtins(config.telegram))
-        )
     root = _supervisor(
         "root",
         SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s),
@@ -172,11 +191,7 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
                 "risk", SupFlags(strategy="one_for_all", intensity=3, period_s=30.0), [risk], breaker="global"
             ),
             _supervisor(STRATEGIES_SUPERVISOR, SupFlags(intensity=10, period_s=60.0), strategies),
-            *(
-                [_supervisor(OPS_SUPERVISOR, SupFlags(intensity=5, period_s=60.0), ops, breaker="ops")]
-                if ops
-                else []
-            ),
+            ops_subtree(config),
         ],
     )
     check_unique_ids(root)

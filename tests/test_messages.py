@@ -22,6 +22,7 @@ from sniperbot.messages import (
     InvalidFrame,
     MarketRules,
     Message,
+    MetricsSnapshot,
     Order,
     OrderBook,
     OrderIntent,
@@ -206,6 +207,16 @@ SAMPLES: list[Message] = [
         max_amount=9000.0,
         ts_ns=1_705,
     ),
+    MetricsSnapshot(
+        actor_id="executor.bin",
+        incarnation=2,
+        seq=3,
+        ts_ns=1_705,
+        counters=[("sniperbot_fills_total", [("venue", "bin")], 4.0)],
+        gauges=[("sniperbot_reconciliation_pending", [("venue", "bin")], 0.0)],
+        histograms=[("sniperbot_order_ack_seconds", [], [1, 0], 0.002)],
+        buckets=[0.001],
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -215,6 +226,7 @@ TAGS: dict[type[Message], str] = {
     OrderBook: "book",
     FeedStatus: "feed_status",
     MarketRules: "market_rules",
+    MetricsSnapshot: "metrics",
     Bar: "bar",
     OrderIntent: "intent",
     Order: "order",

@@ -23,6 +23,7 @@ import zmq
 from sniperbot.journal import Journal, keys
 from sniperbot.messages import (
     Ack,
+    ActorError,
     Bar,
     BreakerChanged,
     CancelOrder,
@@ -32,6 +33,7 @@ from sniperbot.messages import (
     Fill,
     Heartbeat,
     MarketRules,
+    MetricsSnapshot,
     Order,
     OrderBook,
     OrderIntent,
@@ -164,6 +166,7 @@ def _samples(now_ns: int) -> list[Any]:
         BreakerChanged(scope="global", state="open", reason=EVIL, trips=1, cooldown_s=3600.0, ts_ns=now_ns),
         SnapshotRequest(topics=["md."]),
         Crash(reason=EVIL),
+        ActorError(error=EVIL),
         VenueOrderQuery(client_order_id="fast_btc-1", venue="sim"),
         VenueOrderReport(
             client_order_id=f"{EVIL}-order", venue="sim", known=True, status="filled", fills=[fill]
@@ -185,6 +188,8 @@ def _samples(now_ns: int) -> list[Any]:
             ts_ns=now_ns,
         ),
         MarketRules(venue="sim", symbol="BTC/USDT", amount_step=1e6, min_notional=1e12, ts_ns=now_ns),
+        # Claims a healthy executor on the operator's dashboard: only the executor may say so.
+        MetricsSnapshot(actor_id="executor.sim", incarnation=10**6, seq=1, ts_ns=now_ns),
     ]
 
 

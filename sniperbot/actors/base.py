@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sniperbot.logs import ContextLogger
 from sniperbot.messages import Envelope, Payload
+from sniperbot.metrics.registry import NULL_REGISTRY, Registry
 
 if TYPE_CHECKING:
     from sniperbot.journal import Journal
@@ -32,6 +33,9 @@ class ActorContext:
     log: ContextLogger
     #: This node start's token, part of every client order id (``make_intent_id``); "" outside a node.
     node_life: str = ""
+    #: This actor's metrics (counters, gauges, histograms), published by the runtime every
+    #: ``[metrics] interval_s``; a no-op registry when metrics are off or outside a runtime.
+    metrics: Registry = NULL_REGISTRY
 
     def publish(self, topic: str, payload: Payload) -> None:
         """Publish on the bus (at-most-once)."""

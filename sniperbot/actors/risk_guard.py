@@ -99,6 +99,8 @@ class RiskGuardActor(Actor):
             self._loss = msgspec.json.decode(loss)
         self.ctx.every(_STATUS_INTERVAL_S, self._publish_status)
         self._publish_status()
+        for limit in ("daily_loss", "drawdown"):  # from 0, so that increase() sees the first hit
+            self.ctx.metrics.inc("sniperbot_loss_limit_hits_total", 0.0, limit=limit)
 
     def _restore_state(self, saved: bytes) -> None:
         """The journaled trading state; one that is not valid (an older version wrote it) halts."""
@@ -177,6 +179,8 @@ class RiskGuardActor(Actor):
         elif self.max_drawdown and loss["peak"] - net > self.max_drawdown:
             breach = f"drawdown {loss['peak'] - net:.2f} over limit {self.max_drawdown}"
         if breach and self.guard.state != self.loss_action:
+            limit = "daily_loss" if breach.startswith("daily") else "drawdown"
+            self.ctx.metrics.inc("sniperbot_loss_limit_hits_total", limit=limit)
             self._set_state(self.loss_action, breach)
 
     def _breaker_blocks(self, intent: OrderIntent) -> str | None:
@@ -218,6 +222,8 @@ class RiskGuardActor(Actor):
             )
             journal.append(update)
             self.ctx.publish(topic.order_update(intent.strategy_id), update)
+            # Risk reasons are a closed set of codes (sniperbot.risk.guard): a bounded label.
+            self.ctx.metrics.inc("sniperbot_orders_rejected_total", venue=intent.venue, reason=reason)
             return
         assert executor is not None
         # Acknowledge the intent only once the executor has the order: if we die in

@@ -38,6 +38,8 @@ from sniperbot.messages import (
     Stop,
     decode_envelope,
 )
+from sniperbot.messages import topics as topic
+from sniperbot.metrics import NULL_REGISTRY, Registry, set_current, set_process_default
 from sniperbot.rundir import RunDir
 from sniperbot.transport.auth import AUTHORITY, Signer, Verifier
 from sniperbot.transport.bus import Publisher, Subscriber, bind_private, tune
@@ -84,6 +86,9 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     credentials: bytes = b""
     # Sentry DSN from the config's [sentry] section ("" = SENTRY_DSN from the environment, or off).
     sentry_dsn: str = ""
+    # Seconds between this actor's MetricsSnapshots on ``metrics.<id>``; 0: metrics off
+    # (``[metrics] enabled = false``: the registry is a no-op and nothing is published).
+    metrics_interval_s: float = 0.0
 
 
 _journals: dict[str, Any] = {}
@@ -162,6 +167,7 @@ class ActorRuntime(ActorContext):
         # Highest incarnation announced Ready per actor: a lower one is an old incarnation
         # (or an old node life's actor) that must not be heard any more.
         self._peers: dict[str, int] = {}
+        self.metrics: Registry = Registry() if launch.metrics_interval_s > 0 else NULL_REGISTRY
 
     # -- ActorContext -------------------------------------------------------------------
     def publish(self, topic: str, payload: Payload) -> None:
@@ -211,6 +217,7 @@ class ActorRuntime(ActorContext):
     def open(self) -> None:
         """Bind and connect sockets, construct the actor, announce readiness."""
         cls = load_actor_class(self.launch.actor)
+        set_current(self.metrics)  # for deep code on this thread (journal commits, rate limits)
         # Constructed before the sockets so that topics may depend on the actor's arguments.
         self.actor = actor = cls(self, **self.launch.args)
         self._pub = Publisher(
@@ -251,6 +258,8 @@ class ActorRuntime(ActorContext):
             self.poller.register(self._inbox.socket, zmq.POLLIN)
         self.every(self.launch.heartbeat_interval_s, self._heartbeat)
         self.every(_RESEND_CHECK_S, self._resend_due)
+        if self.metrics.enabled:
+            self.every(self.launch.metrics_interval_s, self._publish_metrics)
         self.actor.on_start()
         ready = Ready(
             actor_id=self.actor_id, incarnation=self.incarnation, pid=os.getpid(), ts_ns=time.time_ns()
@@ -477,6 +486,13 @@ class ActorRuntime(ActorContext):
             self.exit_code = EXIT_ORPHANED
             self._stopping = True
 
+    def _publish_metrics(self) -> None:
+        """This incarnation's metrics on ``metrics.<id>``; the runtime's own counts are copied in here."""
+        counters = self.metrics.counters
+        counters[("sniperbot_messages_handled_total", ())] = float(self.handled)
+        counters[("sniperbot_invalid_frames_total", ())] = float(self.invalid_frames)
+        self.publish(topic.metrics(self.actor_id), self.metrics.snapshot(self.actor_id, self.incarnation))
+
     def _resend_due(self) -> None:
         now = time.monotonic_ns()
         for outbox in self._outboxes.values():
@@ -525,6 +541,7 @@ def run_actor_process(launch_bytes: bytes) -> None:
     venue = str(launch.args.get("venue", ""))
     sentry.init_actor(launch.actor_id, launch.incarnation, venue, launch.sentry_dsn)
     runtime = ActorRuntime(launch)
+    set_process_default(runtime.metrics)  # this process is this actor's: its own threads report here too
     # Ctrl-C reaches the whole process group; only the supervisor decides the stop order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())

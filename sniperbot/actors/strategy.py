@@ -139,7 +139,9 @@ class StrategyActor(Actor):
         payload = envelope.payload
         if isinstance(payload, TradeTick):
             for bar in self.bars.on_trade(payload):
-                self._on_bar(bar)
+                if self._on_bar(bar):
+                    # From the feed's publish stamp to the intents sent to the risk guard.
+                    self.ctx.metrics.observe_since("sniperbot_tick_to_intent_seconds", envelope.ts_ns)
         elif isinstance(payload, Fill):
             if payload.fill_id not in self._seen_fills:
                 self._seen_fills.add(payload.fill_id)
@@ -153,8 +155,8 @@ class StrategyActor(Actor):
         for bar in self.bars.on_time(time.time_ns()):
             self._on_bar(bar)
 
-    def _on_bar(self, bar: Bar) -> None:
-        """Decide (and send what it takes), then keep the bar and the strategy's own state."""
+    def _on_bar(self, bar: Bar) -> bool:
+        """Decide (and send what it takes), keep the bar and the strategy's state; True if it sent."""
         if self._catch_up_from is not None:
             missed = self.store.between(
                 self.venue, self.symbol, self.bars.interval_s, self._catch_up_from, bar.start_ns
@@ -162,7 +164,8 @@ class StrategyActor(Actor):
             self._catch_up_from = None
             # Indicators follow the bars we missed; the target stays what the real position says.
             self.strategy.warm(missed, keep_target=True)
-        self._submit(self.strategy.on_bar(bar))
+        intents = self.strategy.on_bar(bar)
+        self._submit(intents)
         self.store.put(bar)
         state = self.strategy.on_save()
         if state is not None:
@@ -170,6 +173,7 @@ class StrategyActor(Actor):
             if encoded != self._saved:
                 self.ctx.journal.put_state(keys.STRATEGY_STATE + self.strategy_id, encoded)
                 self._saved = encoded
+        return bool(intents)
 
     def _submit(self, intents: list[Any]) -> None:
         for intent in intents:

@@ -46,6 +46,7 @@ from sniperbot.venues.base import DUPLICATE
 EXPIRED_UNSENT = "expired_unsent"
 _REPUBLISH_TAIL = 256  # journal records re-announced at start (covers a crash mid-publish)
 _SLOW_RECONCILE_S = 10.0
+_MAX_ACK_TIMERS = 10_000  # orders awaiting their first venue answer, for the ack latency
 
 
 class Executor(Actor):
@@ -68,6 +69,8 @@ class Executor(Actor):
         self.reconciling: set[str] = set()
         self.waiting: list[tuple[Order | CancelOrder, Callable[[], None] | None]] = []
         self._reconcile_started = 0.0
+        # client order id -> when it was sent, for the ack latency (bounded: see _submit).
+        self._sent_ns: dict[str, int] = {}
 
     # -- start: reconcile -------------------------------------------------------------------
     def on_start(self) -> None:
@@ -84,6 +87,8 @@ class Executor(Actor):
                 extra={"event": "reconcile_start", "orders": len(unfinished)},
             )
             self.ctx.every(_SLOW_RECONCILE_S, self._check_reconcile)
+        self._count_reconciling()
+        self.ctx.metrics.inc("sniperbot_orders_rejected_total", 0.0, venue=self.venue, reason="venue")
 
     def on_stop(self) -> None:
         """Say what is still open at the venue: the next incarnation reconciles it."""
@@ -150,6 +155,15 @@ class Executor(Actor):
             return  # sent once already (a resend from the risk guard); acked, never resent
         journal.append(order)
         self.ctx.send(self.gateway, order)
+        metrics = self.ctx.metrics
+        if metrics.enabled:
+            now = time.time_ns()
+            # From the risk guard's approval stamp to the order on its way to the venue.
+            metrics.observe_since("sniperbot_intent_to_order_seconds", order.ts_ns)
+            metrics.inc("sniperbot_orders_sent_total", venue=self.venue)
+            if len(self._sent_ns) >= _MAX_ACK_TIMERS:
+                self._sent_ns.clear()  # acks that never came (a venue outage): forget, never grow
+            self._sent_ns[order.client_order_id] = now
 
     def _cancel(self, cancel: CancelOrder) -> None:
         journal = self.ctx.journal
@@ -226,6 +240,7 @@ class Executor(Actor):
         if client_order_id not in self.reconciling:
             return
         self.reconciling.discard(client_order_id)
+        self._count_reconciling()
         if self.reconciling:
             return
         self.ctx.log.info(
@@ -268,6 +283,26 @@ class Executor(Actor):
         journal.append_many(new)
         for event in new:
             self._publish(event)
+        if self.ctx.metrics.enabled:
+            self._count(new)
+
+    def _count_reconciling(self) -> None:
+        self.ctx.metrics.set("sniperbot_reconciliation_pending", len(self.reconciling), venue=self.venue)
+
+    def _count(self, events: list[OrderUpdate | Fill]) -> None:
+        """Metrics of what the venue did: status changes, venue rejections, fills, ack latency."""
+        metrics = self.ctx.metrics
+        for event in events:
+            if isinstance(event, Fill):
+                metrics.inc("sniperbot_fills_total", venue=self.venue)
+                continue
+            metrics.inc("sniperbot_order_updates_total", venue=self.venue, status=event.status)
+            if event.status == "rejected":
+                # A venue's reason is free text: one bounded label value for all of them.
+                metrics.inc("sniperbot_orders_rejected_total", venue=self.venue, reason="venue")
+            sent = self._sent_ns.pop(event.client_order_id, 0)
+            if sent:
+                metrics.observe_since("sniperbot_order_ack_seconds", sent)
 
     def _publish(self, event: OrderUpdate | Fill) -> None:
         if isinstance(event, Fill):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Literal, NamedTuple, TypeVar
 import lmdb
 import msgspec
 
+from sniperbot import metrics
 from sniperbot.journal.lmdbfile import check_before_open, check_mapped_size
 from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.messages.orders import parse_intent_seq
@@ -485,8 +487,12 @@ class Journal:
             try:
                 # The context manager commits on a clean exit and aborts on an
                 # exception; never let a write txn leak (LMDB-04 self-deadlock).
+                started = time.perf_counter()
                 with self._env.begin(write=True) as txn:
-                    return fn(txn)
+                    result = fn(txn)
+                # The calling actor's registry (thread-local): commit time, fsync included.
+                metrics.current().observe("sniperbot_journal_commit_seconds", time.perf_counter() - started)
+                return result
             except lmdb.MapResizedError:
                 self._adopt_map_size()
             except lmdb.MapFullError:

@@ -28,6 +28,7 @@ from sniperbot.messages.envelope import (
     encode_envelope,
 )
 from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, Side, TradeTick
+from sniperbot.messages.metrics import MetricsSnapshot
 from sniperbot.messages.orders import (
     CancelOrder,
     Fill,
@@ -54,6 +55,7 @@ __all__ = [
     "InvalidFrame",
     "MarketRules",
     "Message",
+    "MetricsSnapshot",
     "Order",
     "OrderBook",
     "OrderIntent",

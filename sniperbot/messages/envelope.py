@@ -26,6 +26,7 @@ from sniperbot.messages.control import (
     Stop,
 )
 from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, TradeTick
+from sniperbot.messages.metrics import MetricsSnapshot
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 
@@ -57,6 +58,7 @@ Payload = (
     | OrderBook
     | FeedStatus
     | MarketRules
+    | MetricsSnapshot
 )
 
 

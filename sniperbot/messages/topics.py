@@ -13,6 +13,8 @@ STATUS_PORTFOLIO = "status.portfolio"
 STATUS_RISK = "status.risk"
 FEED_STATUS = "status.feed."  # prefix of every feed's FeedStatus (see feed_status)
 EVENTS = "ev."
+METRICS = "metrics."  # prefix of every MetricsSnapshot (see metrics)
+STATUS = "status."  # prefix of every status topic (portfolio, risk, feeds)
 
 
 def market(venue: str) -> str:
@@ -71,3 +73,8 @@ def breaker(scope: str) -> str:
 
 
 BREAKERS = "ctl.breaker."
+
+
+def metrics(actor_id: str) -> str:
+    """Topic of one actor's (or the node's) MetricsSnapshot."""
+    return f"{METRICS}{actor_id}"

@@ -50,6 +50,7 @@ from sniperbot.messages import (
     FeedStatus,
     Fill,
     MarketRules,
+    MetricsSnapshot,
     Order,
     OrderIntent,
     OrderUpdate,
@@ -68,7 +69,7 @@ PLACEHOLDER: Final = bytes(TAG_SIZE)  # the tag field while the tag is computed
 SECRET_SIZE: Final = 32
 NODE: Final = "node"  # the node's sender id on the bus and the control socket
 ANY: Final = "*"  # any receiver role
-SELF: Final = "self"  # the actor a Ready announces (sender == payload.actor_id)
+SELF: Final = "self"  # the actor a Ready or MetricsSnapshot is about (sender == payload.actor_id)
 _VENUE_SCOPED: Final = frozenset({"executor", "paper", "gateway"})
 _KEY_CACHE: Final = 1024
 
@@ -103,6 +104,9 @@ AUTHORITY: Final[dict[type, dict[str, frozenset[str]]]] = {
     # The risk guard sizes and refuses orders by it (lot step, minimums): only a feed may say it.
     MarketRules: {ANY: frozenset({"feed"})},
     Crash: {ANY: frozenset({NODE})},
+    # Any actor (and the node, as "node") reports its own metrics, never another's: a forged
+    # snapshot would show the operator a healthy actor that is not.
+    MetricsSnapshot: {ANY: frozenset({SELF})},
 }
 
 
@@ -167,9 +171,9 @@ class Verifier:
         sender_role, sender_scope = role_of(envelope.sender)
         if envelope.sender == NODE:
             sender_role = NODE
-        if isinstance(payload, Ready):
+        if isinstance(payload, Ready | MetricsSnapshot):
             if not ((NODE in allowed and sender_role == NODE) or envelope.sender == payload.actor_id):
-                return f"Ready for {payload.actor_id!r} from {envelope.sender!r}"
+                return f"{kind} for {payload.actor_id!r} from {envelope.sender!r}"
         elif sender_role not in allowed:
             return f"{kind} from {envelope.sender!r}: only {sorted(allowed)} may send it to {self.role}"
         venue = getattr(payload, "venue", None)

@@ -83,6 +83,9 @@ from typing import Any
 
 import ccxt
 
+from sniperbot.metrics.registry import Registry
+from sniperbot.metrics.registry import current as current_metrics
+
 log = logging.getLogger("sniperbot.ratelimit")
 
 LIMITS_DIR = "limits"
@@ -338,6 +341,7 @@ class SharedLimiter:
         max_wait: float = 30.0,
         on_block: Callable[[Block], None] | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: Registry | None = None,
     ) -> None:
         for what, value in (("venue", venue), ("key name", key_name)):
             if not value or not re.fullmatch(r"[A-Za-z0-9_.-]+", value) or value.startswith("."):
@@ -348,6 +352,9 @@ class SharedLimiter:
         self.max_wait = max_wait
         self.on_block = on_block
         self._clock = clock
+        # Budget use and 429/418 answers, in the registry of the actor that opened the limiter
+        # (on its own thread: ccxt's asyncio thread has none of its own).
+        self.metrics = metrics if metrics is not None else current_metrics()
         self.path = Path(run_dir) / LIMITS_DIR / f"{venue}.{key_name}.lim"
         self._struct = struct.Struct(_HEAD + _BUCKET * len(limits.buckets))
         self._size = self._struct.size
@@ -475,6 +482,8 @@ class SharedLimiter:
                 v[1] += amount
                 if isinstance(b, Window) and now >= v[0] + b.seconds - b.guard:
                     v[2] += amount
+                used = v[1] / b.limit
+                self.metrics.set("sniperbot_venue_rate_limit_used_ratio", used, venue=self.venue, bucket=name)
             return 0.0
 
         return float(self._locked(update))
@@ -559,6 +568,9 @@ class SharedLimiter:
                 st.backoff_until, st.backoff_status = now + wait, status or 429
 
         self._locked(update)
+        if backoff or banned:
+            answer = str(status or 429)
+            self.metrics.inc("sniperbot_venue_rate_limited_total", venue=self.venue, status=answer)
         for block in seen:
             log.error("venue banned by the exchange", extra={"venue": self.venue, "reason": block.reason})
             if self.on_block is not None:
