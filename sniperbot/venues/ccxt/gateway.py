@@ -183,6 +183,8 @@ class CcxtGateway(Actor):
         self._by_exchange_id: dict[str, str] = {}  # exchange order id -> our client order id
         self._next_batch: asyncio.Future[dict[str, Any]] | None = None  # what the next sweep's batch finds
         self._sweep_now = asyncio.Event()  # a query waits for a sweep: run it now, not at the next poll
+        self._batched_symbols: set[str] | None = None  # what the last sweep batched (None: no sweep yet)
+        self._wanted: set[str] = set()  # queried orders the next batch covers too (finished ones as well)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ex: Any = None
@@ -577,7 +579,7 @@ class CcxtGateway(Actor):
         """
         while True:
             self._sweep_now.clear()
-            await self._sweep()
+            await self._guarded(self._sweep())  # a failed sweep must not end the polling (queries wait on it)
             try:
                 await asyncio.wait_for(self._sweep_now.wait(), self.poll_s)
             except TimeoutError:
@@ -589,18 +591,16 @@ class CcxtGateway(Actor):
         return self._next_batch
 
     async def _swept(self, order: Order) -> Batched | None:
-        """An unfinished order's record and trades from the next sweep's batch (read after we asked).
+        """An order's record and trades from the next sweep's batch (read after we asked).
 
-        None when its symbol has too few unfinished orders to batch, or the batch does not list it
-        (then the caller looks it up on its own: absence from a batch is not "not at the exchange").
+        None when the last sweep did not batch its symbol (too few unfinished orders), or the batch does
+        not list it (then the caller looks it up on its own: absence from a batch is not "not at the
+        exchange"). Before the first sweep every query waits for it: that is the start's reconciliation.
         """
         cid = order.client_order_id
-        with self._lock:
-            if cid not in self._unfinished:
-                return None
-            unfinished = sorted(self._unfinished)
-        if len(self._by_symbol(unfinished).get(order.symbol, {})) < _BATCH_MIN:
+        if self._batched_symbols is not None and order.symbol not in self._batched_symbols:
             return None
+        self._wanted.add(cid)
         batch = self._batch_future()
         self._sweep_now.set()
         found: dict[str, Any] = await asyncio.shield(batch)
@@ -623,8 +623,10 @@ class CcxtGateway(Actor):
         its own. Returns ``{client order id: (order, trades)}``.
         """
         if not (self._ex.has.get("fetchOrders") and self._ex.has.get("fetchMyTrades")):
+            self._batched_symbols = set()
             return {}
         out: dict[str, Any] = {}
+        batched: set[str] = set()
         for symbol, orders in self._by_symbol(cids).items():
             if len(orders) < _BATCH_MIN or symbol not in self._ex.markets:
                 continue
@@ -637,6 +639,7 @@ class CcxtGateway(Actor):
                     extra={"event": "batch_failed", "symbol": symbol, "error": _error_name(e)},
                 )
                 continue
+            batched.add(symbol)
             by_order: dict[str, list[dict[str, Any]]] = {}
             for t in trades:
                 by_order.setdefault(str(t.get("order")), []).append(dict(t))
@@ -650,15 +653,17 @@ class CcxtGateway(Actor):
                 filled = float(o.get("filled") or 0.0)
                 if sum(float(t["amount"]) for t in mine) >= filled * (1.0 - 1e-9):
                     out[cid] = (dict(o), mine)
+        self._batched_symbols = batched
         return out
 
     async def _sweep(self) -> None:
         with self._lock:
             cids = sorted(self._unfinished)
         batch, self._next_batch = self._batch_future(), None
+        wanted, self._wanted = self._wanted, set()
         batched: dict[str, Any] = {}
         try:
-            batched = await self._batch(cids)
+            batched = await self._batch(sorted(wanted.union(cids)))
         finally:
             if not batch.done():
                 batch.set_result(batched)  # queries waiting on this sweep: what it found
