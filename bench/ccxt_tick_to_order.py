@@ -59,20 +59,25 @@ def _server() -> Any:
 
         def __init__(self) -> None:
             super().__init__()
-            self.trades_sent: list[float] = []
-            self.posts: list[float] = []
+            self.trades_sent: list[tuple[float, int]] = []  # (monotonic, wall-clock ns)
+            self.posts: list[tuple[float, int]] = []
+            self.posted_ids: list[str] = []  # client order ids, in the order the POSTs were handled
             self.posted = threading.Condition()
 
         def _on_trade(self, *args: Any) -> None:
-            self.trades_sent.append(time.monotonic())
+            self.trades_sent.append((time.monotonic(), time.time_ns()))
             super()._on_trade(*args)
 
         def rate_limit(self, request: Any) -> Any:
             if request.method == "POST" and request.path.endswith("/api/v3/order"):
                 with self.posted:
-                    self.posts.append(time.monotonic())
+                    self.posts.append((time.monotonic(), time.time_ns()))
                     self.posted.notify_all()
             return super().rate_limit(request)
+
+        def post_order(self, params: dict[str, str]) -> Any:
+            self.posted_ids.append(params.get("newClientOrderId", ""))
+            return super().post_order(params)
 
     demo = demo_server()
     server = StampedServer()
@@ -122,6 +127,7 @@ def run_ours(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any
         return json.loads(r.stdout) if r.returncode == 0 else None
 
     samples: list[int] = []
+    pairs: list[tuple[int, int, int]] = []  # (index of the POST, trade wall ns, POST wall ns)
     lost = 0
     try:
         wait_for(lambda: admin("status"), 120, "node up", interval_s=0.2)
@@ -140,15 +146,16 @@ def run_ours(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any
                 posts_before = len(server.posts)
             sent_at = len(server.trades_sent)
             server.trade(SYM, 50_000, "0.01", taker_side="buy" if i % 2 else "sell")
-            t_trade = server.trades_sent[sent_at]
+            t_trade, wall_trade = server.trades_sent[sent_at]
             with server.posted:
                 arrived = server.posted.wait_for(lambda n=posts_before: len(server.posts) > n, timeout=10)
-                t_post = server.posts[posts_before] if arrived else None
+                t_post, wall_post = server.posts[posts_before] if arrived else (None, 0)
             if t_post is None:
                 lost += 1
                 admin("status")  # raises with the log if the node died
             elif i >= warmup:
                 samples.append(int((t_post - t_trade) * 1e9))
+                pairs.append((posts_before, wall_trade, wall_post))
             time.sleep(gap_s)
         orders = sum(1 for o in server.state_json()["orders"] if o["status"] == "filled")
     finally:
@@ -160,7 +167,31 @@ def run_ours(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any
             node.wait(5)
         log.close()
         server.stop()
-    return {"latency": latency_us(samples), "lost": lost, "filled_at_exchange": orders}
+    # Where the time goes (wall clock, same machine): the risk guard's decision is the journaled
+    # Order's ts_ns, matched to its POST by client order id.
+    from sniperbot.journal import Journal
+
+    journal = Journal.open(run_dir, readonly=True)
+    try:
+        decided = {o.client_order_id: o.ts_ns for o in journal.orders()}
+    finally:
+        journal.close()
+    to_risk: list[int] = []
+    to_post: list[int] = []
+    for index, wall_trade, wall_post in pairs:
+        ts = decided.get(server.posted_ids[index]) if index < len(server.posted_ids) else None
+        if ts:
+            to_risk.append(ts - wall_trade)
+            to_post.append(wall_post - ts)
+    return {
+        "latency": latency_us(samples),
+        "segments": {
+            "ws trade -> risk decision": latency_us(to_risk),
+            "risk decision -> POST at server": latency_us(to_post),
+        },
+        "lost": lost,
+        "filled_at_exchange": orders,
+    }
 
 
 def run_sim(work: Path, count: int, warmup: int) -> dict[str, Any]:
@@ -195,6 +226,8 @@ def main() -> int:
         ours = run_ours(work, count, warmup, args.gap_ms / 1e3)
     print(fmt_latency("sim: tick -> paper venue has the order", sim["to_venue"]))
     print(fmt_latency("ours: ws trade -> order POST at server", ours["latency"]))
+    for label, stats in ours["segments"].items():
+        print(fmt_latency(f"  {label}", stats))
     r50 = ratio(ours["latency"]["p50"], sim["to_venue"]["p50"])
     r99 = ratio(ours["latency"]["p99"], sim["to_venue"]["p99"])
     print(
