@@ -143,6 +143,7 @@ def run_ours(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any
     samples: list[int] = []
     pairs: list[tuple[str, int, int]] = []  # (client order id, trade wall ns, POST wall ns)
     lost = 0
+    late: list[tuple[str, int]] = []  # ticks whose order took longer than 10 s: (cid, trade wall ns)
     try:
         wait_for(lambda: admin("status"), 120, "node up", interval_s=0.2)
         spec = {
@@ -162,6 +163,7 @@ def run_ours(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any
             with server.posted:
                 if not server.posted.wait_for(lambda c=cid: c in server.posts, timeout=10):
                     lost += 1
+                    late.append((cid, wall_trade))
                     admin("status")  # raises with the log if the node died
                     continue
                 t_post, wall_post = server.posts[cid]
@@ -170,6 +172,8 @@ def run_ours(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any
                 pairs.append((cid, wall_trade, wall_post))
             time.sleep(gap_s)
         orders = sum(1 for o in server.state_json()["orders"] if o["status"] == "filled")
+        calls = dict(Counter(f"{m} {p.rsplit('/api/v3/', 1)[-1]}" for m, p in server.requests).most_common())
+        weight_peak = server.weight.peak  # the most request weight the server counted in one minute
     finally:
         node.terminate()
         try:
@@ -199,8 +203,20 @@ def run_ours(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any
         if ts:
             to_risk.append(ts - wall_trade)
             to_post.append(wall_post - ts)
+    # The ticks given up on: when (if ever) the risk guard decided and the POST arrived, in ms.
+    slow = [
+        {
+            "client_order_id": cid,
+            "to_risk_ms": round((decided[cid] - wall) / 1e6, 1) if cid in decided else None,
+            "to_post_ms": round((server.posts[cid][1] - wall) / 1e6, 1) if cid in server.posts else None,
+        }
+        for cid, wall in late
+    ]
     return {
         "latency": latency_us(samples),
+        "lost_ticks": slow,
+        "rest_calls": calls,
+        "weight_peak_per_minute": weight_peak,
         "segments": {
             "ws trade -> risk decision": latency_us(to_risk),
             "risk decision -> POST at server": latency_us(to_post),
@@ -252,6 +268,12 @@ def main() -> int:
         f"  ratio ours / sim: p50 {r50}, p99 {r99}; lost: ours {ours['lost']}, sim {sim['lost']}; "
         f"orders filled at the exchange {ours['filled_at_exchange']}"
     )
+    print(
+        f"  REST calls the server saw: {ours['rest_calls']}; peak weight in a minute "
+        f"{ours['weight_peak_per_minute']:.0f} (Binance's limit 6000, the gateway keeps 5700)"
+    )
+    for slow in ours["lost_ticks"]:
+        print(f"  over 10 s: {slow}")
     print(f"  the live node logged: {ours['log_events'] or 'nothing'}; errors {ours['log_errors']}")
     emit(
         "ccxt_tick_to_order",
