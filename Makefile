@@ -7,7 +7,7 @@ VENV ?= .venv
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean browser
+.PHONY: run test lint bench clean browser check-deploy constraints
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; \
 	  else echo "note: install the 'chromium' package for the HTML report test"; fi; \
 	fi
+
+# deploy/ checked without Docker or a cluster (also part of `make test`): Kubernetes manifests and
+# the RayCluster against their schemas, Dockerfiles with hadolint, the systemd unit with
+# systemd-analyze, and the images' and the unit's commands run on this checkout (deploy/README.md).
+check-deploy: $(BIN)/.installed-test
+	$(BIN)/pytest tests/test_deploy.py
+
+# deploy/constraints.txt: the exact versions the images install, from this (tested) venv.
+constraints: $(BIN)/.installed-test
+	$(BIN)/python deploy/constraints.py
 
 lint: $(BIN)/.installed-test
 	$(BIN)/ruff check .

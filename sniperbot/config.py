@@ -470,16 +470,13 @@ def _check_strategy_params(config: Config, source: str) -> None:
 
 def check_strategy(config: Config, section: StrategySection, source: str, where: str = "strategy") -> None:
     """Raise ConfigError if ``section`` names an unknown strategy or invalid parameters."""
-    from sniperbot.strategies import STRATEGIES
+    from sniperbot.strategies.loader import StrategyLoadError, load_strategy
 
     check_finite(section, source, where)
-    cls = STRATEGIES.get(section.strategy)
-    if cls is None:
-        known = ", ".join(sorted(STRATEGIES))
-        raise ConfigError(
-            f"invalid config {source} at {where}.strategy: unknown strategy "
-            f"{section.strategy!r} (known: {known})"
-        )
+    try:
+        cls = load_strategy(section.strategy)
+    except StrategyLoadError as e:
+        raise ConfigError(f"invalid config {source} at {where}.strategy: {e}") from None
     problem = config.strategy_problem(section)
     if problem is not None:
         raise ConfigError(f"invalid config {source} at {where}.{problem}")

@@ -38,12 +38,20 @@ import zmq
 
 from sniperbot.actors.placement import Launcher
 from sniperbot.actors.runtime import ActorLaunch, close_process_journals, process_journal
-from sniperbot.admin.protocol import MAX_REQUEST_BYTES, AdminError, AdminReply, decode_request, encoder
-from sniperbot.admin.server import AdminCommands, failure
+from sniperbot.admin.commands import AdminCommands, failure
+from sniperbot.admin.protocol import (
+    MAX_REQUEST_BYTES,
+    AdminError,
+    AdminReply,
+    decode_request,
+    encoder,
+    to_command,
+)
 from sniperbot.config import Config
 from sniperbot.journal import JournalError, keys
 from sniperbot.journal.lmdbfile import check_before_open, is_disk_full
 from sniperbot.messages import (
+    ActorError,
     BreakerChanged,
     CancelOrder,
     Envelope,
@@ -400,9 +408,11 @@ class Node:
             # The last run did not shut down in order: start fail-closed.
             self.breakers.trip("global", "unclean_shutdown", timed=True)
         self.journal.put_state(RUNNING_KEY, b"1")
-        # The last-value cache holds market *state*: quotes. Trades are events, and a
+        # The last-value cache holds market *state*: quotes and market rules. Trades are events, and a
         # node woken by every trade would compete with the actors on the trading path.
-        quotes = tuple(topic.quotes(v.name) for v in self.config.venues)
+        quotes = tuple(
+            t for v in self.config.venues for t in (topic.quotes(v.name), topic.market_rules(v.name))
+        )
         self._market = Subscriber(self._zctx, self.rundir.bus_out, quotes)
         self._poller.register(self._market.socket, zmq.POLLIN)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -681,6 +691,8 @@ class Node:
             self._pub.publish(topic.READY + actor_id, payload)
         elif isinstance(payload, SnapshotRequest):
             self._send_snapshot(child, payload)
+        elif isinstance(payload, ActorError):
+            child.last_error = payload.error[:300]
 
     def _on_market(self, frames: list[bytes]) -> None:
         # Raw frames, not decoded: the cache costs a dict store per message.
@@ -730,7 +742,14 @@ class Node:
             self._count_invalid(sock, e.reason)
             reply(AdminReply(ok=False, error=AdminError("invalid_message", e.reason)))
             return
-        self.commands.handle(request, reply)
+        try:
+            # A well-formed request with a wrong command or arguments is the operator's
+            # mistake, answered, not a hostile frame: not counted as invalid.
+            command = to_command(request)
+        except InvalidFrame as e:
+            reply(AdminReply(ok=False, error=AdminError("invalid_message", e.reason)))
+            return
+        self.commands.execute(command, reply)
 
     def _close(self) -> None:
         for sig, handler in getattr(self, "_old_handlers", {}).items():

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from sniperbot.actors.placement import PRELOAD
 from sniperbot.config import Config, StrategySection
 from sniperbot.supervision import ChildSpec, SupFlags, check_unique_ids
@@ -39,6 +41,8 @@ from sniperbot.venues.config import VenueConfig
 
 STRATEGIES_SUPERVISOR = "strategies"
 STRATEGY_ACTOR = "sniperbot.actors.strategy:StrategyActor"
+#: One strategy's own restart intensity: 5 crashes in 60 s trip its breaker (``strategy:<id>``).
+STRATEGY_RESTARTS = SupFlags(intensity=5, period_s=60.0)
 
 
 def _worker(config: Config, actor_id: str, actor: str, **args: object) -> ChildSpec:
@@ -52,8 +56,13 @@ def _worker(config: Config, actor_id: str, actor: str, **args: object) -> ChildS
 
 
 def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
-    """The child spec of one strategy instance (also used to hot-add one)."""
-    return _worker(
+    """The child spec of one strategy instance (also used to hot-add one).
+
+    Each strategy has its own breaker ``strategy:<id>`` and restart intensity
+    (:data:`STRATEGY_RESTARTS`): a strategy that keeps crashing trips alone, and its
+    siblings, its venue and the ``strategies`` supervisor's own intensity are untouched.
+    """
+    spec = _worker(
         config,
         f"strategy.{section.id}",
         STRATEGY_ACTOR,
@@ -65,6 +74,7 @@ def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
         quantity=section.quantity,
         params=dict(section.params),
     )
+    return msgspec.structs.replace(spec, breaker=f"strategy:{section.id}", flags=STRATEGY_RESTARTS)
 
 
 def _supervisor(sup_id: str, flags: SupFlags, children: list[ChildSpec], breaker: str = "") -> ChildSpec:

@@ -19,6 +19,7 @@ from sniperbot.messages import (
     Fill,
     Heartbeat,
     InvalidFrame,
+    MarketRules,
     Message,
     Order,
     OrderBook,
@@ -193,6 +194,16 @@ SAMPLES: list[Message] = [
         last_message_ns=1_703,
         ts_ns=1_704,
     ),
+    MarketRules(
+        venue="bin",
+        symbol="BTC/USDT",
+        amount_step=0.00001,
+        price_tick=0.01,
+        min_amount=0.00001,
+        min_notional=5.0,
+        max_amount=9000.0,
+        ts_ns=1_705,
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -201,6 +212,7 @@ TAGS: dict[type[Message], str] = {
     Quote: "quote",
     OrderBook: "book",
     FeedStatus: "feed_status",
+    MarketRules: "market_rules",
     Bar: "bar",
     OrderIntent: "intent",
     Order: "order",

@@ -31,6 +31,7 @@ from sniperbot.messages import (
     FeedStatus,
     Fill,
     Heartbeat,
+    MarketRules,
     Order,
     OrderBook,
     OrderIntent,
@@ -183,6 +184,7 @@ def _samples(now_ns: int) -> list[Any]:
             last_message_ns=0,
             ts_ns=now_ns,
         ),
+        MarketRules(venue="sim", symbol="BTC/USDT", amount_step=1e6, min_notional=1e12, ts_ns=now_ns),
     ]
 
 

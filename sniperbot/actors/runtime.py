@@ -8,6 +8,7 @@ supervisor goes silent (an orphan must not keep trading).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import importlib
 import itertools
@@ -15,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +27,7 @@ import zmq
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.logs import actor_logger
 from sniperbot.messages import (
+    ActorError,
     Crash,
     Envelope,
     Heartbeat,
@@ -278,9 +281,20 @@ class ActorRuntime(ActorContext):
         try:
             while self.step():
                 pass
+        except Exception as e:
+            self.report_error(e)
+            raise
         finally:
             self.close(clean=True)
         return self.exit_code
+
+    def report_error(self, error: BaseException) -> None:
+        """Tell the node what this incarnation crashed on (``admin tree``'s ``last_error``).
+
+        Class and place only (``ZeroDivisionError at my.py:42 in decide``): an exception's
+        message may quote a secret or a signed request, its place and kind cannot.
+        """
+        self._send_control(ActorError(error=describe_error(error)))
 
     def close(self, clean: bool) -> None:
         """Run ``on_stop`` (when ``clean``) and close every socket."""
@@ -479,6 +493,19 @@ class ActorRuntime(ActorContext):
             _, _, timer = heapq.heappop(self._timers)
             timer.callback()
             heapq.heappush(self._timers, (now + timer.interval_ns, next(self._timer_ids), timer))
+
+
+def describe_error(error: BaseException) -> str:
+    """``Kind at file:line in function`` of the innermost frame (a path under the cwd made relative)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return type(error).__name__
+    last = frames[-1]
+    path = last.filename
+    with contextlib.suppress(ValueError):  # another drive (not on Linux), or no cwd
+        relative = os.path.relpath(path)
+        path = path if relative.startswith("..") else relative
+    return f"{type(error).__name__} at {path}:{last.lineno} in {last.name}"
 
 
 def run_actor_process(launch_bytes: bytes) -> None:

@@ -10,7 +10,7 @@ from sniperbot.market.bars import BarBuilder
 from sniperbot.messages import Envelope, Fill, Order, OrderUpdate, Quote, TradeTick
 from sniperbot.messages import topics as topic
 from sniperbot.messages.orders import parse_intent_seq
-from sniperbot.strategies import STRATEGIES
+from sniperbot.strategies.loader import load_strategy
 
 _BAR_CLOCK_S = 0.1
 
@@ -39,7 +39,7 @@ class StrategyActor(Actor):
         super().__init__(ctx)
         self.strategy_id = strategy_id
         self.risk_guard = risk_guard
-        self.strategy = STRATEGIES[strategy](
+        self.strategy = load_strategy(strategy)(
             strategy_id=strategy_id, venue=venue, symbol=symbol, quantity=quantity, **params
         )
         self.bars = BarBuilder(venue, symbol, bar_interval_s)

@@ -252,6 +252,21 @@ class Strategy:
     def setup(self) -> None:
         """Build the streaming indicators (called once from the constructor, parameters set)."""
 
+    def warmup_bars(self) -> int:
+        """Closed bars this strategy needs before its decisions mean anything (warm restarts use it).
+
+        Default: one more than its largest integer parameter (the longest window, for the
+        window-style parameters every shipped strategy has); override when that is wrong.
+        """
+        return self.warmup_bars_for(self.parameters)
+
+    @classmethod
+    def warmup_bars_for(cls, params: Mapping[str, object]) -> int:
+        """:meth:`warmup_bars` for ``params`` (defaults filled in), without building the strategy."""
+        values = cls.validate_params(params)
+        windows = [v for v in values.values() if isinstance(v, int) and not isinstance(v, bool)]
+        return max(windows, default=0) + 1
+
     def decide(self, bar: Bar) -> float | None:
         """Target exposure after this bar's close, or None to keep the current one."""
         raise NotImplementedError

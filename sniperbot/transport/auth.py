@@ -49,6 +49,7 @@ from sniperbot.messages import (
     Envelope,
     FeedStatus,
     Fill,
+    MarketRules,
     Order,
     OrderIntent,
     OrderUpdate,
@@ -99,6 +100,8 @@ AUTHORITY: Final[dict[type, dict[str, frozenset[str]]]] = {
     # Market state, but the risk guard acts on it: a forged stale=False would let it trade on stale
     # prices, so only a feed actor may say it (a few messages a second: the tag costs nothing here).
     FeedStatus: {ANY: frozenset({"feed"})},
+    # The risk guard sizes and refuses orders by it (lot step, minimums): only a feed may say it.
+    MarketRules: {ANY: frozenset({"feed"})},
     Crash: {ANY: frozenset({NODE})},
 }
 

@@ -83,8 +83,8 @@ def test_dry_run_trades_on_the_exchange_market_data_and_sends_nothing(
         assert {"feed.bx", "paper.bx", "executor.bx"} <= set(workers), sorted(workers)
         assert "gateway.bx" not in workers
         fills = eventually(lambda: journal_json(node.run_dir, "fills"), 90, what="dry-run fills")
-        status = node.admin("status")
-        assert "bx:BTC/USDT" in status["positions"], status["positions"]
+        # Positions are keyed by venue and symbol (the portfolio's snapshot follows the fills).
+        eventually(lambda: "bx:BTC/USDT" in node.admin("status")["positions"], 60, what="a bx position")
     finally:
         assert node.stop() == 0, node.log()
     for fill in fills:

@@ -40,6 +40,11 @@ Decisions (a trader relies on these):
   venue's shared budget (``ratelimit.py``), opened under the ``keys`` entry name (``public`` without one):
   Binance counts public and signed weight together per IP. Websocket messages are ccxt's to throttle.
 - Trade ids: the exchange's id when it is an integer, else its CRC32 (``TradeTick.trade_id`` is an int).
+- Market rules: once the markets are loaded, one :class:`MarketRules` per symbol (lot step, price tick,
+  minimum and maximum amount, minimum notional, from ccxt's ``precision`` and ``limits``: Binance
+  LOT_SIZE / PRICE_FILTER / (MIN_)NOTIONAL, Kraken lot_decimals / ordermin / costmin, Coinbase
+  base_increment / base_min_size / quote_min_size) on ``md.<venue>.rules.<symbol>.``, kept by the node's
+  last-value cache; the risk guard sizes and refuses orders by it.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ import zlib
 from typing import Any
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.messages import FeedStatus, OrderBook, Quote, TradeTick
+from sniperbot.messages import FeedStatus, MarketRules, OrderBook, Quote, TradeTick
 from sniperbot.messages import topics as topic
 from sniperbot.venues.ccxt.markets import spot_options
 from sniperbot.venues.ccxt.ratelimit import PUBLIC_KEY_NAME
@@ -110,6 +115,39 @@ def make_exchange(
     if sandbox:
         ex.set_sandbox_mode(True)
     return rebase_urls(ex, rest_url, ws_url)
+
+
+def market_rules(venue: str, ex: Any, symbol: str) -> MarketRules:
+    """The trading rules of ``symbol`` from a loaded ccxt exchange's market (0 / None: no such rule)."""
+    from ccxt.base.decimal_to_precision import DECIMAL_PLACES, TICK_SIZE
+
+    market = ex.market(symbol)
+    precision = market.get("precision") or {}
+    limits = market.get("limits") or {}
+
+    def step(value: Any) -> float:
+        if value is None:
+            return 0.0
+        if ex.precisionMode == DECIMAL_PLACES:
+            return 10.0 ** -int(value)  # a number of decimals
+        if ex.precisionMode == TICK_SIZE:
+            return float(value)
+        return 0.0  # significant digits: no fixed step to round to
+
+    def limit(kind: str, bound: str) -> float | None:
+        value = (limits.get(kind) or {}).get(bound)
+        return float(value) if value is not None else None
+
+    return MarketRules(
+        venue=venue,
+        symbol=symbol,
+        amount_step=step(precision.get("amount")),
+        price_tick=step(precision.get("price")),
+        min_amount=limit("amount", "min") or 0.0,
+        min_notional=limit("cost", "min") or 0.0,
+        max_amount=limit("amount", "max"),
+        ts_ns=time.time_ns(),
+    )
 
 
 # Book depths an exchange's stream accepts (ccxt passes ``limit`` through as the subscription depth).
@@ -171,6 +209,7 @@ class _Worker:
             missing = [s for s in f.symbols if s not in self.ex.markets]
             if missing and self.running:
                 raise ValueError(f"feed {f.venue!r}: symbols {missing} are not listed by {f.exchange}")
+            self.out.put(("rules", [market_rules(f.venue, self.ex, s) for s in f.symbols]))
             for symbol in f.symbols:
                 self._tasks.append(asyncio.ensure_future(self._watch(symbol, "trades")))
                 self._tasks.append(asyncio.ensure_future(self._watch(symbol, "book")))
@@ -412,6 +451,9 @@ class CcxtFeed(Actor):
             elif kind in ("bids_asks", "rest_ticker"):
                 for ticker in item:
                     self._on_ticker(ticker, streamed=kind == "bids_asks")
+            elif kind == "rules":
+                for rules in item:
+                    self.ctx.publish(topic.market_rules(self.venue, rules.symbol), rules)
             elif kind == "fatal":
                 raise RuntimeError(f"feed {self.venue!r} stopped: {item}")
             elif kind == "gap":
