@@ -32,9 +32,16 @@ Exactly once (issue #9 point 4, research live-venues.md §3, §5):
   is down, and after each stream reconnect. New events go to the executor; the ledger records them
   when the executor has acknowledged them, so a crash in between makes the next incarnation send them
   again (the executor drops what it has).
+* **Many unfinished orders** (a restart after a crash with hundreds open): for a symbol with at least
+  ``_BATCH_MIN`` of them a sweep reads the symbol's orders, then its trades, in two calls, and what they
+  list needs no lookup of its own; an order they do not list (never arrived, or past a page) is still
+  looked up by client order id — absence from a list is never taken as "not at the exchange". At most
+  ``_SWEEP_CONCURRENCY`` per-order lookups are in flight. 1,000 orders: seconds and ~2,400 weight
+  instead of ~4 minutes and ~28,000 weight (``bench/ccxt_reconcile.py``).
 * **Queries** (``VenueOrderQuery``) are answered from the exchange: lookup by client order id and the
-  order's trades. ``known=False`` when neither the ledger nor the journal has the order, or the exchange
-  says definitively that it has none.
+  order's trades — from the next sweep's batch (fetched after the query arrived) when its symbol is
+  batched. ``known=False`` when neither the ledger nor the journal has the order, or the exchange says
+  definitively that it has none.
 * **Foreign orders**: open orders on the account whose client order id is not in the ledger are logged
   (``foreign_order``) and counted (:attr:`CcxtGateway.foreign`), never adopted, cancelled or reported.
 * **Precision**: amounts and prices go through ``amount_to_precision`` (truncated to the step) and
@@ -597,10 +604,13 @@ class CcxtGateway(Actor):
         while True:
             self._sweep_now.clear()
             await self._guarded(self._sweep())  # a failed sweep must not end the polling (queries wait on it)
+            # Sleep poll_s, or less if a query wants a sweep; a timer rather than wait_for, which would run
+            # the wait as a task of its own.
+            timer = asyncio.get_running_loop().call_later(self.poll_s, self._sweep_now.set)
             try:
-                await asyncio.wait_for(self._sweep_now.wait(), self.poll_s)
-            except TimeoutError:
-                pass
+                await self._sweep_now.wait()
+            finally:
+                timer.cancel()
 
     def _batch_future(self) -> asyncio.Future[dict[str, Any]]:
         if self._next_batch is None:
