@@ -700,7 +700,9 @@ class CcxtGateway(Actor):
             async with slots:
                 await self._refresh(cid, batched.get(cid))
 
-        await asyncio.gather(*(self._guarded(refresh(cid)) for cid in cids))
+        # A queried order is answered from this batch by its query: refreshing it too would double the
+        # events the actor thread hands over (1,000 orders at a restart).
+        await asyncio.gather(*(self._guarded(refresh(cid)) for cid in cids if cid not in wanted))
         for symbol in self.symbols:
             if symbol not in self._ex.markets:
                 continue
