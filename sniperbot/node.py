@@ -69,6 +69,7 @@ from sniperbot.messages import (
 )
 from sniperbot.messages import topics as topic
 from sniperbot.messages.control import TRADING_STATES, position_key
+from sniperbot.observability import sentry
 from sniperbot.rundir import RunDir, RunDirError, next_node_life
 from sniperbot.supervision import ActorHandle, Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import BreakerBoard, BreakerState
@@ -171,6 +172,7 @@ class Node:
             heartbeat_liveness=self.heartbeat_liveness,
             journal_durability=self.config.journal.durability,
             log_level=self.config.node.log_level,
+            sentry_dsn=self.config.sentry.dsn,
             endpoints=endpoints,
             inbox_binds=inbox_binds,
             auth_key=self._secret,
@@ -237,6 +239,8 @@ class Node:
     def root_failed(self, supervisor: Supervisor) -> None:
         """The root gave up: persist the global breaker open, exit non-zero for the outer manager."""
         log.critical("root supervisor exceeded its restart intensity", extra={"event": "root_failed"})
+        flags = supervisor.spec.flags
+        sentry.report_restart_storm(supervisor.id, "root", flags.intensity, flags.period_s)
         self.breakers.trip("global", "root supervisor exceeded its restart intensity", timed=True)
         self.exit_code = EXIT_ROOT_FAILED
         self._stopped = True
@@ -245,6 +249,7 @@ class Node:
         """A subtree escalated: open its breaker, cancel open orders in scope; returns the cooldown."""
         cooldown = self.breakers.trip(scope, reason)
         self._cancel_open_orders(scope, reason)
+        sentry.report_restart_storm(scope, reason, 0, 0.0)
         return cooldown
 
     def breaker_half_open(self, scope: str) -> None:
@@ -427,7 +432,12 @@ class Node:
         self.root = Supervisor(self.tree_spec, self)
         self.started_at = time.monotonic()
         log.info("node starting", extra={"event": "node_start", "run_dir": str(self.rundir.path)})
-        self.root.start(on_started=lambda: log.info("all actors ready", extra={"event": "node_ready"}))
+        self.root.start(on_started=self._on_started)
+
+    def _on_started(self) -> None:
+        log.info("all actors ready", extra={"event": "node_ready"})
+        # Only now: the forkserver has forked, so no SDK thread is copied into an actor process.
+        sentry.init_node(self.config.sentry.dsn)
 
     def _open_state(self) -> None:
         """Open and verify the journal and venue ledgers, or refuse to start; then mark the run dir.

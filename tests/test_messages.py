@@ -10,6 +10,7 @@ import pytest
 
 from sniperbot.messages import (
     Ack,
+    ActorError,
     Bar,
     BreakerChanged,
     CancelOrder,
@@ -134,6 +135,7 @@ SAMPLES: list[Message] = [
     BreakerChanged(scope="venue:sim", state="open", reason="escalated", trips=2, cooldown_s=10.0, ts_ns=14),
     SnapshotRequest(topics=["md.sim.BTC/USDT.", "ev.s1."]),
     Crash(reason="chaos"),
+    ActorError(error="ZeroDivisionError at my.py:3 in decide"),
     VenueOrderQuery(client_order_id="c-1", venue="sim"),
     VenueOrderReport(
         client_order_id="c-1",
@@ -230,6 +232,7 @@ TAGS: dict[type[Message], str] = {
     BreakerChanged: "breaker",
     SnapshotRequest: "snapshot_req",
     Crash: "crash",
+    ActorError: "actor_error",
     VenueOrderQuery: "venue_query",
     VenueOrderReport: "venue_report",
     VenueEvents: "venue_events",

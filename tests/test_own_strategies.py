@@ -94,7 +94,7 @@ def test_strategies_lists_every_strategy_with_parameters_defaults_and_ranges(tmp
     }
     assert rows["sma_cross"]["ordered"] == [["fast", "slow"]] and rows["sma_cross"]["vectorised"]
     assert rows[ref]["params"]["entry"]["max"] == 1000 and rows[ref]["doc"].startswith("Donchian")
-    assert rows["macd"]["warmup_bars"] == 36 and rows["sma_cross"]["warmup_bars"] == 31
+    assert rows["macd"]["warmup_bars"] == 270 and rows["sma_cross"]["warmup_bars"] == 31
 
 
 def with_strategy(config: str, ref: str) -> str:

@@ -82,6 +82,8 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The venue's API key (sniperbot.keystore.Credentials.to_launch()), only in the launch of the
     # one actor that signs for that venue (its gateway): never logged, never on disk, never in args.
     credentials: bytes = b""
+    # Sentry DSN from the config's [sentry] section ("" = SENTRY_DSN from the environment, or off).
+    sentry_dsn: str = ""
 
 
 _journals: dict[str, Any] = {}
@@ -518,6 +520,10 @@ def run_actor_process(launch_bytes: bytes) -> None:
     launch = msgspec.msgpack.decode(launch_bytes, type=ActorLaunch)
     configure_logging(launch.log_level)
     _die_with_parent()
+    from sniperbot.observability import sentry
+
+    venue = str(launch.args.get("venue", ""))
+    sentry.init_actor(launch.actor_id, launch.incarnation, venue, launch.sentry_dsn)
     runtime = ActorRuntime(launch)
     # Ctrl-C reaches the whole process group; only the supervisor decides the stop order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -532,6 +538,7 @@ def run_actor_process(launch_bytes: bytes) -> None:
             runtime.log.error("actor stopped: disk full", extra={"event": "crash", "reason": "disk full"})
         else:
             runtime.log.exception("actor crashed", extra={"event": "crash"})
+            sentry.capture_crash(e)
         logging.shutdown()
         os._exit(EXIT_CRASH)
     sys.stdout.flush()

@@ -10,6 +10,9 @@ Each is written by one owner and read by whoever needs it after a restart:
 * :data:`BREAKER` + scope (breaker board): each circuit breaker as JSON.
 * :data:`INCARNATION` + actor id (node): the actor's highest incarnation over every node life.
 * :data:`SPEC` + supervisor id + ``/`` + child id (node): a child added at run time.
+* :data:`BARS` + venue ``/`` symbol ``/`` interval in ms ``/`` start ns (strategy actors): closed
+  bars for warm restarts (:mod:`sniperbot.market.bar_store`), the last few thousand per key.
+* :data:`STRATEGY_STATE` + strategy id (its strategy actor): the strategy's own ``on_save`` state.
 """
 
 from __future__ import annotations
@@ -22,3 +25,5 @@ LOSS_MARKS: Final = "risk/loss"
 BREAKER: Final = "breaker/"
 INCARNATION: Final = "incarnation/"
 SPEC: Final = "spec/"
+BARS: Final = "bars/"
+STRATEGY_STATE: Final = "strategy/"

@@ -75,7 +75,8 @@ class FeedStatus(Message, tag="feed_status"):
     may still deliver quotes then); the risk guard refuses new exposure on a stale venue.
     ``reconnects`` counts websocket disconnects (drops, and reconnects forced by the watchdog), ``gaps``
     order-book sequence gaps, ``snapshots`` fresh book snapshots taken to repair one, ``stale_periods``
-    transitions to stale, ``rest_polls`` REST fallback requests.
+    transitions to stale, ``rest_polls`` REST fallback requests, ``backfilled`` trades published from REST
+    (missed by the stream: during an outage, a gap, or while it was down) rather than the stream.
     """
 
     venue: str
@@ -88,6 +89,7 @@ class FeedStatus(Message, tag="feed_status"):
     rest_polls: int
     last_message_ns: int
     ts_ns: int
+    backfilled: int = 0  # defaulted: frames from before the field decode
 
 
 class MarketRules(Message, tag="market_rules"):

@@ -37,9 +37,9 @@ class MacdCross(Strategy):
 
     @classmethod
     def warmup_bars_for(cls, params: Mapping[str, object]) -> int:
-        """The signal line needs the slow EMA first: ``slow + signal`` bars, plus the cross's previous bar."""
+        """EMAs forget their start slowly: 10 x ``slow`` bars (a start's weight below e^-20), + ``signal``."""
         values = cls.validate_params(params)
-        return int(values["slow"]) + int(values["signal"]) + 1  # type: ignore[call-overload]
+        return 10 * int(values["slow"]) + int(values["signal"]) + 1  # type: ignore[call-overload]
 
     def setup(self) -> None:
         """Streaming MACD and the previous bar's lines."""

@@ -545,6 +545,7 @@ class CcxtGateway(Actor):
                 reason=update.reason,
                 fills=[e for e in events if isinstance(e, Fill)],
                 ts_ns=time.time_ns(),
+                exchange_order_id=update.exchange_order_id,
             )
         self._later(lambda: self.ctx.send(sender, report, on_ack=lambda: self._record_if_ours(events)))
 
@@ -592,6 +593,11 @@ class CcxtGateway(Actor):
                 return
             found, trades = batched if batched is not None else (await self._lookup(entry.order), None)
             if found is None:
+                if self.ctx.journal.order_status(cid) in TERMINAL_STATUSES:
+                    # Never reached the exchange, and the executor has settled it (e.g. cancelled as
+                    # too old to send): nothing left to reconcile, so stop looking it up every sweep.
+                    with self._lock:
+                        self._unfinished.discard(cid)
                 return  # not at the exchange (yet): the executor's resend or query settles it
             self._send_new(self.executor, cid, await self._events(entry.order, found, trades))
         finally:
