@@ -61,6 +61,8 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/keystore.py
 	$(BIN)/python bench/ratelimit.py
 	$(BIN)/python bench/ccxt_feed.py
+	$(BIN)/python bench/ccxt_reconcile.py
+	$(BIN)/python bench/ccxt_tick_to_order.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/default_run.py
 	$(BIN)/python bench/optimize.py
