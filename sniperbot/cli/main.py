@@ -119,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     add_backtest_parser(sub)
     add_optimize_parser(sub)
     add_lookahead_parser(sub)
+    __import__("sniperbot.cli.replay").cli.replay.add_replay_parser(sub)
     add_chaos_parser(sub)
     from sniperbot.keystore.cli import add_keys_parser
 
@@ -180,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         from sniperbot.cli.strategies import run_new_strategy
 
         return run_new_strategy(args)
+    if args.command == "replay":
+        from sniperbot.cli.replay import run_replay
+
+        return run_replay(args)
     if args.command == "data":
         from sniperbot.cli.research import run_data
 
