@@ -112,6 +112,7 @@ class StrategyActor(Actor):
         self.strategy.warm(history)
         if history:
             self.bars.resume_after(history[-1])
+            self._replay_ack["bar"] = history[-1].start_ns  # replay clock: a restart resumes after it
             # The bar in progress when the last incarnation stopped may be stored a moment after this
             # read (by a sibling strategy closing it): looked for again at our first close.
             self._catch_up_from = history[-1].start_ns + 1

@@ -52,7 +52,7 @@ from sniperbot.messages import topics as topic
 #: Size on each side of the replayed book: larger than any order, so a fill never walks the book.
 BOOK_SIZE = 1e12
 #: How often the feed looks at the acknowledgements (seconds).
-PUMP_S = 0.0005
+PUMP_S = 0.0002
 #: How often a probe quote goes out before the first candle (seconds).
 PROBE_S = 0.02
 #: Probe quotes a strategy must have seen before the first candle (the first may be the snapshot).
