@@ -153,3 +153,27 @@ def test_a_file_with_one_candle_exits_2(tmp_path: Path) -> None:
     code, _, err = replay("--data", str(path), "--strategy", "sma_cross")
     assert code == 2
     assert "--data:" in err and "at least 2" in err
+
+
+@pytest.mark.parametrize(
+    ("venue", "named"),
+    [
+        ('data = "/nonexistent/candles.csv"\nsymbol = "X/USDT"\nstrategies = ["a"]', "venues[0].data"),
+        ('data = "{data}"\nsymbol = "X/USDT"\nstrategies = []', "venues[0].strategies"),
+        ('data = "{data}"\nsymbol = "X/USDT"\nstrategies = ["a"]\nspeed = -1', "speed"),
+        ('data = "{data}"\nsymbol = "X/USDT"\nstrategies = ["a"]\nmode = "live"', "mode"),
+    ],
+)
+def test_a_bad_replay_venue_config_exits_2_naming_the_field(
+    candles: Path, tmp_path: Path, venue: str, named: str
+) -> None:
+    """``sniperbot run`` with a ``kind = "replay"`` venue checks it before any process starts."""
+    config = tmp_path / "replay.toml"
+    config.write_text(
+        '[[venues]]\nname = "r"\nkind = "replay"\n'
+        + venue.format(data=candles)
+        + '\n[[strategies]]\nid = "a"\nsymbol = "X/USDT"\nquantity = 1\n'
+    )
+    result = sniperbot("run", "--config", str(config), "--run-dir", str(tmp_path / "run"), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
