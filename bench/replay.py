@@ -3,7 +3,8 @@
 The case: SMA 10/30 long-only, a fixed 1-unit position sized at the signal (the live strategy's
 sizer), 10 bps fees, 1 bp slippage, market orders at the next bar's open, no position closed at the
 end (both equities marked at the last close), on
-``../shared/data/candles/binance_spot_BTCUSDT_1m_2024-07-26_2024-08-25.csv`` (43,209 bars) when
+``../shared/data/candles/binance_spot_BTCUSDT_1m_2024-07-26_2024-08-25.csv`` (43,209 bars; found as
+the tests find it: ``SNIPERBOT_SHARED``, else a ``shared/data`` beside the checkout or a parent) when
 present, else 43,209 generated one-minute bars (``--quick``: 5,000).
 
 Measured, by ``sniperbot replay --json`` in a fresh process (a real node: feed, strategy, risk
@@ -30,7 +31,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from bench._common import REPO, emit, parse_args, subprocess_env
 
-DATA = REPO / ".." / "shared" / "data" / "candles" / "binance_spot_BTCUSDT_1m_2024-07-26_2024-08-25.csv"
+CANDLES = ("candles", "binance_spot_BTCUSDT_1m_2024-07-26_2024-08-25.csv")
 BARS = 43_209
 PARAMS = {"fast": 10, "slow": 30}
 QUANTITY = 1.0
@@ -40,10 +41,13 @@ SLIPPAGE_BPS = 1.0
 
 def _data(quick: bool, tmp: Path) -> tuple[Path, str]:
     """The shared BTC file when present (not with --quick), else generated candles."""
-    if DATA.is_file() and not quick:
-        return DATA.resolve(), "shared BTC/USDT 1m"
     sys.path.insert(0, str(REPO))
     from tests.candles import random_walk_csv
+    from tests.conftest import shared_data  # one home for where the shared data sits
+
+    data = shared_data(*CANDLES)
+    if data.is_file() and not quick:
+        return data.resolve(), "shared BTC/USDT 1m"
 
     n = 5_000 if quick else BARS
     path = random_walk_csv(tmp / "X_USDT-1m.csv", n, seed=7, start=60_000.0, vol=0.0008, wick=0.0005)

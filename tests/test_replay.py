@@ -135,6 +135,7 @@ def test_speed_paces_the_replay_on_the_data_clock(tmp_path: Path) -> None:
         (["--strategy", "sma_cross", "--param", "bogus=1"], "--param"),
         (["--strategy", "sma_cross", "--speed", "-1"], "--speed"),
         (["--strategy", "sma_cross", "--quantity", "0"], "--quantity"),
+        (["--strategy", "sma_cross", "--run-dir", "/"], "--run-dir"),
     ],
 )
 def test_bad_input_exits_2_naming_it(candles: Path, args: list[str], named: str) -> None:

@@ -119,8 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     add_backtest_parser(sub)
     add_optimize_parser(sub)
     add_lookahead_parser(sub)
-    __import__("sniperbot.cli.replay").cli.replay.add_replay_parser(sub)
     add_chaos_parser(sub)
+    from sniperbot.cli.replay import add_replay_parser
+
+    add_replay_parser(sub)
     from sniperbot.keystore.cli import add_keys_parser
 
     add_keys_parser(sub)

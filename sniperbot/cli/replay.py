@@ -117,6 +117,9 @@ def _inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
         value = getattr(args, name)
         if not (0 <= value < math.inf):
             raise _Usage(f"--{name.replace('_', '-')}: must be a finite number >= 0, got {value}")
+    if args.run_dir and Path(args.run_dir).exists() and any(Path(args.run_dir).iterdir()):
+        # A replay compares one fresh run: an old journal would mix its trades into this one.
+        raise _Usage(f"--run-dir: {args.run_dir} is not empty; a replay needs a fresh run dir")
     if not Path(args.data).is_file():
         raise _Usage(f"--data: no such file: {args.data}")
     try:

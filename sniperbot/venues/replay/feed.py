@@ -55,6 +55,8 @@ BOOK_SIZE = 1e12
 PUMP_S = 0.0002
 #: How often a probe quote goes out before the first candle (seconds).
 PROBE_S = 0.02
+#: Before the first candle, how long to wait for the paced strategies before a warning (seconds).
+WAIT_WARNING_S = 10.0
 #: Probe quotes a strategy must have seen before the first candle (the first may be the snapshot).
 PROBES_SEEN = 2
 
@@ -90,6 +92,7 @@ class ReplayFeed(Actor):
         self._started = 0.0
         self._last_probe = 0.0
         self._due = 0.0
+        self._warned = False
 
     def on_start(self) -> None:
         """Mark the replay clock in the journal (before strategies start), then pump."""
@@ -138,6 +141,14 @@ class ReplayFeed(Actor):
             if self.next == 0 and now - self._last_probe >= PROBE_S:
                 self._last_probe = now
                 self._quote(0)
+                if not self._warned and now - self._started > WAIT_WARNING_S:
+                    # A paced id that is not a running strategy on this venue would wait forever.
+                    self._warned = True
+                    missing = [s for s in self.strategies if self._ack(s) is None]
+                    self.ctx.log.warning(
+                        "replay waits for strategies that have not started",
+                        extra={"event": "replay_waiting", "strategies": missing},
+                    )
             return
         if self.next >= len(self.time_ns):
             self._finish()
