@@ -5,6 +5,7 @@ name the first divergence. Candles are generated (``tests/candles.py``), never t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,9 @@ def test_a_strategy_that_behaves_differently_in_the_node_is_reported(candles: Pa
     assert divergence["node"] is None and divergence["backtest"]["time_ns"] == times[first_missing]
     assert "node has no more trades" in divergence["reason"]
     assert out["node_trades"] == first_missing < out["backtest_trades"]
-    assert Path(out["run_dir"], "journal").exists()
+    kept = Path(out["run_dir"])
+    assert (kept / "journal").exists()
+    shutil.rmtree(kept.parent)  # the replay's temporary directory, kept for inspection
 
 
 def test_speed_paces_the_replay_on_the_data_clock(tmp_path: Path) -> None:

@@ -474,5 +474,8 @@ def _print(report: dict[str, Any]) -> None:
     print(f"  throughput   {report['bars_per_s'] or 0:,.0f} bars/s through the node")
     divergence = report.get("first_divergence")
     if divergence:
-        print(f"  first divergence at bar {divergence['bar']} ({divergence['time']}): {divergence['reason']}")
+        decided = divergence["decision_bar"]
+        on = f", decided on the close of bar {decided}" if decided is not None else ""
+        where = f"bar {divergence['bar']} ({divergence['time']}{on})"
+        print(f"  first divergence at {where}: {divergence['reason']}")
         print(f"  run dir kept: {report['run_dir']}")
