@@ -419,6 +419,8 @@ def run_replay(args: argparse.Namespace) -> int:
             args.speed,
         )
     )
+    # A terminated replay stops its node too (the finally below), rather than leaving it running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     node = ReplayNode(run_dir, config_path, base / "node.log")
     started = time.perf_counter()
     try:
