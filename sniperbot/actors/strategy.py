@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.journal import keys
+from sniperbot.journal import TERMINAL_STATUSES, keys
 from sniperbot.market.bar_store import BarStore
-from sniperbot.market.bars import BarBuilder
+from sniperbot.market.bars import BarBuilder, replay_key
 from sniperbot.messages import Bar, Envelope, Fill, Order, OrderUpdate, Quote, TradeTick
 from sniperbot.messages import topics as topic
 from sniperbot.messages.orders import parse_intent_seq
@@ -30,6 +30,13 @@ class StrategyActor(Actor):
     across restarts) are restored. A restarted strategy therefore decides on the next bar
     as one that never stopped would. Bars it builds are put in the store; its ``on_save``
     state is journaled after each bar when it changed.
+
+    **Replay clock.** On a replay venue (:mod:`sniperbot.venues.replay`: its feed marks the journal
+    before any strategy starts) bars are closed only by the next trade, never by the wall clock,
+    and the actor acknowledges in the journal's state (:func:`~sniperbot.market.bars.replay_key`)
+    each bar it decided on, the intents still in flight and the quotes it has seen, so that the
+    feed publishes the next candle only when this one is fully handled; each fill's replay time
+    (the quote it filled against) is kept next to it.
     """
 
     def __init__(
@@ -66,6 +73,9 @@ class StrategyActor(Actor):
         self._catch_up_from: int | None = None
         self.history = history  # the venue's candle source (None: the node's own bars only)
         self._seen_fills: set[str] = set()
+        self._replay = False
+        self._replay_ack = {"bar": -1, "in_flight": 0, "quotes": 0}
+        self._in_flight: set[str] = set()
 
     def on_start(self) -> None:
         """Warm up, restore saved state, position and intent sequence, then start the bar clock."""
@@ -89,7 +99,11 @@ class StrategyActor(Actor):
         if saved is not None:
             self.strategy.on_load(msgspec.json.decode(saved))
             self._saved = saved
-        self.ctx.every(_BAR_CLOCK_S, self._close_bars)
+        self._replay = journal.get_state(replay_key(self.venue, "clock")) is not None
+        if self._replay:
+            self._ack()
+        else:
+            self.ctx.every(_BAR_CLOCK_S, self._close_bars)
 
     def _warm(self) -> None:
         """Warm the strategy on the stored bars before the current one (see the class docstring)."""
@@ -119,6 +133,7 @@ class StrategyActor(Actor):
         self.strategy.warm(history)
         if history:
             self.bars.resume_after(history[-1])
+            self._replay_ack["bar"] = history[-1].start_ns  # replay clock: a restart resumes after it
             # The bar in progress when the last incarnation stopped may be stored a moment after this
             # read (by a sibling strategy closing it): looked for again at our first close.
             self._catch_up_from = history[-1].start_ns + 1
@@ -145,11 +160,21 @@ class StrategyActor(Actor):
         elif isinstance(payload, Fill):
             if payload.fill_id not in self._seen_fills:
                 self._seen_fills.add(payload.fill_id)
+                if self._replay and self.last_quote is not None:
+                    key = replay_key(self.venue, "fill", payload.fill_id)
+                    self.ctx.journal.put_state(key, str(self.last_quote.ts_ns).encode())
                 self._submit(self.strategy.on_fill(payload))
         elif isinstance(payload, OrderUpdate):
             self.strategy.on_order_update(payload)
+            if payload.status in TERMINAL_STATUSES and payload.client_order_id in self._in_flight:
+                self._in_flight.discard(payload.client_order_id)
+                self._ack()
         elif isinstance(payload, Quote):
             self.last_quote = payload
+            if self._replay and self._replay_ack["bar"] < 0:
+                # Before the first bar: the feed waits until our subscription demonstrably works.
+                self._replay_ack["quotes"] += 1
+                self._ack()
 
     def _close_bars(self) -> None:
         for bar in self.bars.on_time(time.time_ns()):
@@ -167,6 +192,9 @@ class StrategyActor(Actor):
         intents = self.strategy.on_bar(bar)
         self._submit(intents)
         self.store.put(bar)
+        if self._replay:
+            self._replay_ack["bar"] = bar.start_ns
+            self._ack()
         state = self.strategy.on_save()
         if state is not None:
             encoded = msgspec.json.encode(state)
@@ -177,4 +205,12 @@ class StrategyActor(Actor):
 
     def _submit(self, intents: list[Any]) -> None:
         for intent in intents:
+            if self._replay:
+                self._in_flight.add(intent.intent_id)
             self.ctx.send(self.risk_guard, intent)
+
+    def _ack(self) -> None:
+        """Replay clock: tell the feed how far this strategy is (see the class docstring)."""
+        self._replay_ack["in_flight"] = len(self._in_flight)
+        key = replay_key(self.venue, "ack", self.strategy_id)
+        self.ctx.journal.put_state(key, msgspec.json.encode(self._replay_ack))

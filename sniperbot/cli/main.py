@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     add_optimize_parser(sub)
     add_lookahead_parser(sub)
     add_chaos_parser(sub)
+    from sniperbot.cli.replay import add_replay_parser
+
+    add_replay_parser(sub)
     from sniperbot.keystore.cli import add_keys_parser
 
     add_keys_parser(sub)
@@ -180,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         from sniperbot.cli.strategies import run_new_strategy
 
         return run_new_strategy(args)
+    if args.command == "replay":
+        from sniperbot.cli.replay import run_replay
+
+        return run_replay(args)
     if args.command == "data":
         from sniperbot.cli.research import run_data
 

@@ -102,3 +102,20 @@ class BarBuilder:
         self._closed_until_ns = self._start_ns + self._interval_ns
         self._start_ns = None
         return bar
+
+
+# -- the replay clock ---------------------------------------------------------------------------
+# A replay venue (sniperbot.venues.replay) feeds historical candles through the node. Its bars must
+# follow the data's clock, not the wall clock: a 2024 bar would be closed by ``on_time(now)`` right
+# after its first trade. The replay feed says so in the journal's state before any strategy starts
+# (``replay_key(venue, "clock")``); a strategy actor on that venue then closes bars only by the next
+# trade (``on_trade``), never on time, and acknowledges each bar (``replay_key(venue, "ack", id)``)
+# so that the feed can pace on it. One home for these keys: here, next to the bar clock.
+
+#: Journal state prefix of everything the replay clock writes.
+REPLAY_PREFIX = "replay/"
+
+
+def replay_key(venue: str, *parts: str) -> str:
+    """Journal state key of the replay clock of ``venue``: ``replay/<venue>/<part>/...``."""
+    return "/".join((REPLAY_PREFIX + venue, *parts))

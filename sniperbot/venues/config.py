@@ -9,9 +9,10 @@ entry (with a single kind msgspec lets it default, with two it is required).
 from __future__ import annotations
 
 from sniperbot.venues.ccxt.config import CcxtVenueConfig
+from sniperbot.venues.replay.config import ReplayVenueConfig
 from sniperbot.venues.sim.config import SimVenueConfig, SymbolSection
 
 #: One variant per kind.
-VenueConfig = SimVenueConfig | CcxtVenueConfig
+VenueConfig = SimVenueConfig | CcxtVenueConfig | ReplayVenueConfig
 
-__all__ = ["CcxtVenueConfig", "SimVenueConfig", "SymbolSection", "VenueConfig"]
+__all__ = ["CcxtVenueConfig", "ReplayVenueConfig", "SimVenueConfig", "SymbolSection", "VenueConfig"]
