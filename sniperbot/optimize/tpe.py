@@ -16,9 +16,11 @@ Decisions (the issue leaves them open):
   their bests can be compared.
 * **A trial is one distinct point backtested.** Points the strategy refuses (fast >= slow) or a
   ``--constraint`` refuses are told to the sampler as pruned (it learns to avoid them) and do not
-  count; a point suggested again is told its cached score and does not count either. The search
-  stops early when every point of the space has been seen, or after ``50 x trials`` suggestions
-  (a space almost entirely refused).
+  count; a point suggested again is told its cached score, does not count either, and the next
+  suggestion is a random point not seen yet (seeded): TPE on a small discrete space keeps
+  proposing its favourite, and the budget should buy new points. The search stops early when
+  every point of the space has been seen, or after ``50 x trials`` suggestions (a space almost
+  entirely refused).
 * **Workers: ask/tell over processes, in synchronous batches.** Backtests are CPU-bound, so they
   run on forked worker processes (the bars shared copy-on-write, as the grid does), not threads.
   Each round asks ``workers`` trials, backtests them in parallel and tells the results in trial
@@ -40,6 +42,7 @@ import itertools
 import logging
 import math
 import multiprocessing
+import random
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +63,8 @@ DEFAULT_TRIALS = 100
 DEFAULT_SEED = 0
 # Suggestions per wanted trial before giving up on a space that is almost all refused.
 _ASK_FACTOR = 50
+# Spaces up to this size are enumerated to find an unseen point when random draws keep missing.
+_ENUMERATE = 200_000
 
 Row = dict[str, Any]
 
@@ -107,6 +112,10 @@ class Axis:
         if self.kind == "float":
             return self.values[int(suggested)]
         return suggested
+
+    def internal(self, value: Any) -> Any:
+        """The suggestion that stands for grid value ``value`` (inverse of :meth:`value`)."""
+        return self.values.index(value) if self.kind == "float" else value
 
 
 def _evenly_spaced(values: Sequence[Any]) -> float | None:
@@ -242,6 +251,26 @@ def _search(
     invalid = rejected = asked = 0
     pruned = optuna.trial.TrialState.PRUNED
 
+    chance = random.Random(seed)
+    pending: set[tuple[Any, ...]] = set()  # the points of the round being asked
+
+    def explore() -> None:
+        """Queue a random point not seen yet (after a repeated suggestion)."""
+        seen = cache.keys() | pending
+        combo: tuple[Any, ...] | None = None
+        for _ in range(50):
+            draw = tuple(chance.choice(a.values) for a in axes)
+            if draw not in seen:
+                combo = draw
+                break
+        if combo is None and space <= _ENUMERATE:
+            unseen = [c for c in itertools.product(*(a.values for a in axes)) if c not in seen]
+            combo = chance.choice(unseen) if unseen else None
+        if combo is not None:
+            study.enqueue_trial(
+                {a.name: a.internal(v) for a, v in zip(axes, combo, strict=True) if a.kind != "fixed"}
+            )
+
     def tell(trial: Any, score: float | None) -> None:
         if score is None or (isinstance(score, float) and not math.isfinite(score)):
             study.tell(trial, state=pruned)
@@ -251,7 +280,7 @@ def _search(
     while len(rows) < trials and len(cache) < space and asked < _ASK_FACTOR * max(trials, 1):
         jobs: list[tuple[Any, dict[str, Any], tuple[Any, ...]]] = []
         repeats: list[tuple[Any, tuple[Any, ...]]] = []
-        pending: set[tuple[Any, ...]] = set()
+        pending.clear()
         want = min(batch, trials - len(rows))
         while len(jobs) < want and asked < _ASK_FACTOR * max(trials, 1):
             trial = study.ask(dists)
@@ -260,9 +289,11 @@ def _search(
             key = tuple(point[a.name] for a in axes)
             if key in pending:
                 repeats.append((trial, key))
+                explore()
                 continue
             if key in cache:
                 tell(trial, cache[key])
+                explore()
                 continue
             candidate = {**fixed, **point}
             try:
