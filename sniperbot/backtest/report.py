@@ -14,7 +14,8 @@ stays visible, which a plain every-n-th sample would lose.
 The report of an optimisation (``sniperbot optimize --report``) is that of its best point plus
 a heatmap of the metric over two parameters (``heatmap``, from
 :func:`sniperbot.optimize.heatmap.heatmap`): one SVG cell per pair of values, coloured from
-worst (red) to best (green), its score written in it, empty cells grey.
+worst (red) to best (green) by rank among the cells (an outlier does not wash out the rest),
+its score written in it, the best cell outlined, empty cells grey.
 """
 
 from __future__ import annotations
@@ -501,16 +502,18 @@ D.metrics.forEach(function (m) {
 // Heatmap: one cell per (x, y) pair, red (worst) -> amber -> green (best), empty cells grey.
 function drawHeatmap(H) {
   var box = document.getElementById("heatmap"), nx = H.xs.length, ny = H.ys.length;
-  var cw = Math.max(34, Math.min(64, Math.floor(900 / nx)));
+  var cw = Math.max(34, Math.min(64, Math.floor(1100 / nx)));
   var ch = Math.max(18, Math.min(30, Math.floor(480 / ny)));
   var L = 64, T = 8, B = 40, W = L + cw * nx + 8, Ht = T + ch * ny + B;
   var svg = el("svg", {"class": "heatmap", viewBox: "0 0 " + W + " " + Ht, width: W, height: Ht,
     "data-x": H.x, "data-y": H.y}, box);
-  var lo = Infinity, hi = -Infinity;
-  H.z.forEach(function (r) { r.forEach(function (v) {
-    if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); } }); });
+  // Coloured by rank, not value: one disastrous corner must not flatten the rest into one colour.
+  var sorted = [], best = null;
+  H.z.forEach(function (r) { r.forEach(function (v) { if (v !== null) { sorted.push(v); } }); });
+  sorted.sort(function (a, b) { return a - b; });
+  if (sorted.length) { best = H.higher_is_better ? sorted[sorted.length - 1] : sorted[0]; }
   function colour(v) {
-    var f = hi > lo ? (v - lo) / (hi - lo) : 1;
+    var f = sorted.length > 1 ? lowerBound(sorted, v) / (sorted.length - 1) : 1;
     if (!H.higher_is_better) { f = 1 - f; }
     var a = [247, 118, 142], m = [224, 175, 104], b = [158, 206, 106], c = [0, 0, 0], k;
     for (k = 0; k < 3; k++) {
@@ -518,7 +521,7 @@ function drawHeatmap(H) {
     }
     return "rgb(" + c.join(",") + ")";
   }
-  var showText = nx * ny <= 600 && cw >= 34;
+  var showText = nx * ny <= 900, digits = cw >= 48 ? 2 : 1;
   for (var i = 0; i < ny; i++) {
     var yy = T + (ny - 1 - i) * ch;  // the first y value at the bottom, as on a chart
     var yl = el("text", {"class": "axis", x: L - 6, y: yy + ch / 2 + 4, "text-anchor": "end"}, svg);
@@ -529,13 +532,16 @@ function drawHeatmap(H) {
         width: cw - 1, height: ch - 1, "data-x": H.xs[j], "data-y": H.ys[i],
         "data-value": v === null ? "" : String(v)}, svg);
       if (v !== null) { cell.setAttribute("fill", colour(v)); }
+      if (v !== null && v === best) {
+        cell.setAttribute("stroke", "#ffffff"); cell.setAttribute("stroke-width", 2);
+      }
       var tt = el("title", {}, cell);
       tt.textContent = H.x + "=" + H.xs[j] + ", " + H.y + "=" + H.ys[i] + ": " +
         (v === null ? "—" : fmtNum(v));
       if (showText && v !== null) {
         var label = el("text", {x: xx + cw / 2, y: yy + ch / 2 + 4, "text-anchor": "middle",
           fill: "#0f1419"}, svg);
-        label.textContent = v.toFixed(Math.abs(v) >= 100 ? 0 : 2);
+        label.textContent = v.toFixed(Math.abs(v) >= 100 ? 0 : digits);
       }
     }
   }
