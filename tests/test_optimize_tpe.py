@@ -22,16 +22,19 @@ MINUTE = 60_000_000_000
 SPACE = ["fast=2:20:2", "slow=10:60:5"]  # 10 x 11 points, 100 of them with fast < slow
 
 
-@pytest.fixture(scope="module")
-def data() -> OHLCV:
-    rng = np.random.default_rng(17)
-    n = 6_000
-    close = 100 * np.exp(np.cumsum(rng.normal(0.0002, 0.003, n)))
+def _walk(seed: int, drift: float, n: int = 6_000) -> OHLCV:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(drift, 0.003, n)))
     open_ = np.concatenate([[100.0], close[:-1]])
     high = np.maximum(open_, close) * 1.001
     low = np.minimum(open_, close) * 0.999
     times = 1_700_000_000 * 1_000_000_000 + np.arange(n) * MINUTE
     return OHLCV(times, open_, high, low, close, np.ones(n), symbol="X/USDT", timeframe="1m")
+
+
+@pytest.fixture(scope="module")
+def data() -> OHLCV:
+    return _walk(seed=17, drift=0.0002)
 
 
 @pytest.fixture(scope="module")
@@ -43,21 +46,25 @@ def _strip(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("elapsed_s", "rank", "trial")}
 
 
-def test_tpe_finds_the_grid_best_in_a_third_of_the_backtests(data: OHLCV, grid) -> None:
-    result = optimize_tpe(data, "sma_cross", SPACE, trials=30, seed=0, metric="sharpe", workers=1)
-    assert len(result.rows) == 30 and result.search["search"] == "tpe"
-    assert len({tuple(r["params"].values()) for r in result.rows}) == 30  # 30 distinct points
-    best, target = result.best["sharpe"], grid.best["sharpe"]
-    # Among the grid's 5 best of 100 points, within 10 % of the best Sharpe (seeded: no luck).
-    top5 = [r["params"] for r in grid.rows[:5]]
-    assert result.best["params"] in top5, (result.best["params"], top5)
-    assert best >= target - 0.10 * abs(target), (result.best["params"], grid.best["params"])
-    # Same metrics as the grid: each trial's row is the grid's row for that point.
+def test_tpe_finds_the_grid_best_in_a_ninth_of_the_backtests() -> None:
+    # A driftless walk whose best point stands clear of the rest (Sharpe 7.4, next 5.1): 366
+    # valid points; 40 random ones would include it about one time in nine.
+    bars = _walk(seed=5, drift=0.0)
+    space = ["fast=2:40:2", "slow=10:200:10"]
+    grid = optimize(bars, "sma_cross", space, metric="sharpe", workers=1)
+    assert len(grid.rows) == 366
     by_point = {tuple(r["params"].items()): _strip(r) for r in grid.rows}
-    for row in result.rows:
-        assert _strip(row) == by_point[tuple(row["params"].items())]
-    sharpes = [r["sharpe"] for r in result.rows]
-    assert sharpes == sorted(sharpes, reverse=True) and [r["rank"] for r in result.rows] == list(range(1, 31))
+    for seed in (0, 1, 2):
+        result = optimize_tpe(bars, "sma_cross", space, trials=40, seed=seed, metric="sharpe", workers=1)
+        assert len(result.rows) == 40 and result.search["search"] == "tpe"
+        assert len({tuple(r["params"].values()) for r in result.rows}) == 40  # 40 distinct points
+        assert result.best["params"] == grid.best["params"], (seed, result.best["params"])
+        # Same metrics as the grid: each trial's row is the grid's row for that point.
+        for row in result.rows:
+            assert _strip(row) == by_point[tuple(row["params"].items())]
+        sharpes = [r["sharpe"] for r in result.rows]
+        assert sharpes == sorted(sharpes, reverse=True)
+        assert [r["rank"] for r in result.rows] == list(range(1, 41))
 
 
 def test_refused_points_never_run_nor_count_and_a_small_space_is_exhausted(data: OHLCV, grid) -> None:
