@@ -42,6 +42,14 @@ def grid(data: OHLCV):
     return optimize(data, "sma_cross", SPACE, metric="sharpe", workers=1)
 
 
+def _report_data(report: Path) -> dict:
+    """The JSON the report's script draws from."""
+    text = report.read_text()
+    found = re.search(r'<script id="report-data" type="application/json">(.*?)</script>', text, re.S)
+    assert found, "no report data"
+    return json.loads(found[1])
+
+
 def _strip(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in ("elapsed_s", "rank", "trial")}
 
@@ -160,10 +168,7 @@ def test_cli_tpe_report_shows_the_heatmap_of_the_search(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
     assert (out["search"], out["seed"], out["evaluated"], out["report"]) == ("tpe", 3, 8, str(report))
-    text = report.read_text()
-    data = json.loads(
-        re.search(r'<script id="report-data" type="application/json">(.*?)</script>', text, re.S)[1]
-    )
+    data = _report_data(report)
     cells = data["heatmap"]
     assert (cells["x"], cells["y"], cells["xs"], cells["ys"]) == (
         "fast", "slow", ["2", "4", "6", "8", "10"], ["6", "11", "16"]
@@ -189,3 +194,54 @@ def test_cli_tpe_report_shows_the_heatmap_of_the_search(tmp_path: Path) -> None:
         if expected is not None:
             assert float(value) == pytest.approx(expected)
     assert "sharpe over fast \u00d7 slow" in dom.stdout
+
+
+def test_cli_grid_report_maps_the_two_most_important_parameters_by_default(tmp_path: Path) -> None:
+    csv = random_walk_csv(tmp_path / "bars.csv", 3_000, 9, 100.0, 0.003, 0.001)
+    report = tmp_path / "grid.html"
+    done = sniperbot(
+        "optimize", "--data", str(csv), "--strategy", "ema_cross", "--grid", "fast=2:8:2",
+        "--grid", "slow=10:30:10", "--grid", "mode=long,long-short", "--report", str(report), "--json",
+        timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["search"] == "grid" and out["evaluated"] == 24
+    data = _report_data(report)
+    cells = data["heatmap"]
+    axes = {"fast": [2, 4, 6, 8], "slow": [10, 20, 30], "mode": ["long", "long-short"]}
+    assert [cells["x"], cells["y"]] == list(importance(out["results"], axes, "sharpe"))[:2]
+    (other,) = cells["others"]
+    # Each cell is the best Sharpe over the third parameter.
+    x_values, y_values = axes[cells["x"]], axes[cells["y"]]
+    for i, y in enumerate(y_values):
+        for j, x in enumerate(x_values):
+            cell = {cells["x"]: x, cells["y"]: y}
+            scores = [r["sharpe"] for r in out["results"] if cell.items() <= r["params"].items()]
+            assert len(scores) == len(axes[other])
+            assert cells["z"][i][j] == max(s for s in scores if s is not None)
+    # The best point of the search is the one whose backtest the report shows.
+    best = out["results"][0]
+    assert data["title"].endswith(" ".join(f"{k}={v}" for k, v in best["params"].items()))
+    sharpe_card = next(m for m in data["metrics"] if m[2] == "sharpe")
+    assert sharpe_card[1] == f"{best['sharpe']:,.3f}"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--search", "tpe", "--trials", "0"], "--trials must be >= 1"),
+        (["--search", "tpe", "--ray", "local"], "--ray: runs --search grid only"),
+        (["--heatmap", "fast,slow"], "--heatmap: needs --report"),
+        (["--heatmap", "fast,nope", "--report", "x.html"], "'nope' is not on the grid"),
+        (["--heatmap", "fast", "--report", "x.html"], "expected two parameters"),
+        (["--search", "tpe", "--grid", "speed=1:3:1"], "no parameter 'speed'"),
+    ],
+)
+def test_bad_tpe_and_heatmap_options_exit_2_naming_it(tmp_path: Path, args: list[str], named: str) -> None:
+    csv = random_walk_csv(tmp_path / "bars.csv", 500, 1, 100.0, 0.003, 0.001)
+    grid = ["--grid", "fast=2:6:2", "--grid", "slow=10:20:10"]
+    done = sniperbot("optimize", "--data", str(csv), "--strategy", "sma_cross", *grid, *args)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert named in done.stderr, done.stderr
+    assert not (tmp_path / "x.html").exists()

@@ -375,7 +375,12 @@ def add_optimize_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--constraint", action="append", default=[], metavar="EXPR", help="e.g. fast<slow (repeatable)"
     )
     parser.add_argument("--metric", default="sharpe", help="rank by this metric (default: %(default)s)")
-    parser.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="local worker processes (default: all cores); a TPE run is reproducible for a given "
+        "--seed and --workers",
+    )
     parser.add_argument(
         "--ray",
         nargs="?",
@@ -659,6 +664,7 @@ def run_optimize(args: argparse.Namespace) -> int:
             bars = _load(args)
             from sniperbot.optimize.ray_backend import RayUnavailable
             from sniperbot.optimize.search import optimize
+            from sniperbot.optimize.tpe import OptunaUnavailable
 
             def progress(done: int, total: int) -> None:
                 stages.update(f"{cls.name}: {total:,} backtests", done, total)
@@ -700,7 +706,7 @@ def run_optimize(args: argparse.Namespace) -> int:
                     )
             except RayUnavailable as e:
                 return _fail(str(e), 1)
-            except RuntimeError as e:  # OptunaUnavailable: not installed
+            except OptunaUnavailable as e:
                 return _fail(str(e), 1)
             if args.report:
                 stages.update(f"writing {args.report}")
