@@ -22,7 +22,9 @@ Decisions (the issue leaves them open):
   every point of the space has been seen, or after ``50 x trials`` suggestions (a space almost
   entirely refused).
 * **Workers: ask/tell over processes, in synchronous batches.** Backtests are CPU-bound, so they
-  run on forked worker processes (the bars shared copy-on-write, as the grid does), not threads.
+  run on forked worker processes (the bars shared copy-on-write, as :mod:`.local` does for the
+  grid; one pool kept for the whole search, where ``run_local`` would start one per round), not
+  threads (the GIL would serialise the backtests, and Optuna's shared storage buys nothing here).
   Each round asks ``workers`` trials, backtests them in parallel and tells the results in trial
   order. The sampler never sees completion order, so a run is reproducible for a given seed *and*
   worker count (1 worker: plain sequential TPE). ``constant_liar`` keeps a batch's trials apart.
@@ -32,7 +34,10 @@ Decisions (the issue leaves them open):
   trials, seed + fold) on the in-sample window only; its winner and every point it tried are then
   backtested on the next window (the out-of-sample score and rank). Searching on all the data and
   scoring windows afterwards would let the out-of-sample bars steer which points get tried.
-* Missing scores (e.g. Sharpe of a point that never trades) rank last, as in the grid.
+* Missing scores (e.g. Sharpe of a point that never trades) rank last, as in the grid; they are
+  trials (the backtest ran) told to the sampler as pruned.
+* Ray (``--ray``) runs grid searches only: a TPE round is a handful of backtests, too small to be
+  worth a cluster's scheduling.
 """
 
 from __future__ import annotations
@@ -246,7 +251,6 @@ def _search(
     dists = {a.name: a.distribution(optuna) for a in axes if a.kind != "fixed"}
     space = math.prod(len(a.values) for a in axes)
     cache: dict[tuple[Any, ...], float | None] = {}  # point -> score; refused points too (None)
-    refused: set[tuple[Any, ...]] = set()
     rows: list[Row] = []
     invalid = rejected = asked = 0
     pruned = optuna.trial.TrialState.PRUNED
@@ -300,13 +304,11 @@ def _search(
                 values = cls.validate_params(candidate)
             except ValueError:
                 invalid += 1
-                refused.add(key)
                 cache[key] = None
                 study.tell(trial, state=pruned)
                 continue
             if not all(c.holds(values) for c in constraints):
                 rejected += 1
-                refused.add(key)
                 cache[key] = None
                 study.tell(trial, state=pruned)
                 continue
