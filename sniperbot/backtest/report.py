@@ -10,6 +10,12 @@ Long series are downsampled per bucket, keeping each bucket's minimum and maximu
 time order (``downsample_minmax``): 130,000 one-minute bars become at most
 ``max_points`` points (4,000 by default) while every spike and every drawdown trough
 stays visible, which a plain every-n-th sample would lose.
+
+The report of an optimisation (``sniperbot optimize --report``) is that of its best point plus
+a heatmap of the metric over two parameters (``heatmap``, from
+:func:`sniperbot.optimize.heatmap.heatmap`): one SVG cell per pair of values, coloured from
+worst (red) to best (green) by rank among the cells (an outlier does not wash out the rest),
+its score written in it, the best cell outlined, empty cells grey.
 """
 
 from __future__ import annotations
@@ -129,6 +135,7 @@ def build_report(
     metrics: Metrics | Mapping[str, Any],
     title: str,
     max_points: int = MAX_POINTS,
+    heatmap: Mapping[str, Any] | None = None,
 ) -> str:
     """The report's HTML text (see :func:`write_report`)."""
     equity = np.asarray(equity, dtype=np.float64)
@@ -150,6 +157,7 @@ def build_report(
         "trades": trade_rows,
         "tradeCount": trade_count,
         "metrics": _metric_rows(metrics),
+        "heatmap": _heatmap_payload(heatmap),
     }
     # "</" inside the JSON would close the <script> element early.
     data = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
@@ -161,6 +169,18 @@ def build_report(
     )
 
 
+def _heatmap_payload(heatmap: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The heatmap as JSON-safe data (non-finite scores as empty cells), or None."""
+    if heatmap is None:
+        return None
+    z = [
+        [v if isinstance(v, int | float) and math.isfinite(v) else None for v in row] for row in heatmap["z"]
+    ]
+    if len(z) != len(heatmap["ys"]) or any(len(row) != len(heatmap["xs"]) for row in z):
+        raise ValueError("heatmap: z must have one row per y value and one cell per x value")
+    return {**heatmap, "xs": [str(v) for v in heatmap["xs"]], "ys": [str(v) for v in heatmap["ys"]], "z": z}
+
+
 def write_report(
     path: str | os.PathLike[str],
     ohlcv: OHLCV,
@@ -168,16 +188,19 @@ def write_report(
     trades: Sequence[TradeLike],
     metrics: Metrics | Mapping[str, Any],
     title: str,
+    heatmap: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the self-contained HTML report of one backtest; returns its path.
 
     ``equity`` has one value per bar of ``ohlcv``; ``trades`` are closed round trips
     (:class:`~sniperbot.backtest.metrics.Trade` or alike); ``metrics`` is a
     :class:`~sniperbot.backtest.metrics.Metrics` or a dict of the same names (extra
-    numeric entries are listed too).
+    numeric entries are listed too). ``heatmap`` (an optimisation's, see the module doc) adds
+    the parameter-stability map.
     """
     target = Path(path)
-    target.write_text(build_report(ohlcv, equity, trades, metrics, title), encoding="utf-8")
+    text = build_report(ohlcv, equity, trades, metrics, title, heatmap=heatmap)
+    target.write_text(text, encoding="utf-8")
     return target
 
 
@@ -192,6 +215,8 @@ _TEMPLATE = """<!DOCTYPE html>
 <body>
 <header><h1 id="title"></h1><div id="subtitle"></div></header>
 <section id="metrics" class="metrics"></section>
+<section id="heatmap-panel" class="panel" hidden><h2 id="heatmap-title"></h2>
+<div id="heatmap" class="chart-box"></div></section>
 <section class="panel"><h2>Price and trades</h2><div class="legend">
 <span class="k long">&#9650; long entry</span><span class="k short">&#9660; short entry</span>
 <span class="k win">&#9679; exit, win</span><span class="k loss">&#9679; exit, loss</span>
@@ -247,6 +272,10 @@ td.pos{color:var(--win)} td.neg{color:var(--loss)}
 .tooltip{position:fixed;pointer-events:none;background:#000d;border:1px solid var(--grid);border-radius:4px;
 padding:5px 8px;font-size:12px;display:none;white-space:pre;z-index:9}
 footer{color:var(--dim);font-size:11px;margin-top:8px}
+svg.heatmap{display:block;max-width:100%}
+svg.heatmap text{fill:var(--text);font-size:11px}
+svg.heatmap text.axis{fill:var(--dim)}
+svg.heatmap rect.empty{fill:var(--grid)}
 """
 
 _JS = r"""
@@ -469,6 +498,68 @@ D.metrics.forEach(function (m) {
   if (/^-/.test(m[1]) && m[2] !== "max_drawdown_pct") { value.className += " neg"; }
   card.appendChild(name); card.appendChild(value); metricsBox.appendChild(card);
 });
+
+// Heatmap: one cell per (x, y) pair, red (worst) -> amber -> green (best), empty cells grey.
+function drawHeatmap(H) {
+  var box = document.getElementById("heatmap"), nx = H.xs.length, ny = H.ys.length;
+  var cw = Math.max(34, Math.min(64, Math.floor(1100 / nx)));
+  var ch = Math.max(18, Math.min(30, Math.floor(480 / ny)));
+  var L = 64, T = 8, B = 40, W = L + cw * nx + 8, Ht = T + ch * ny + B;
+  var svg = el("svg", {"class": "heatmap", viewBox: "0 0 " + W + " " + Ht, width: W, height: Ht,
+    "data-x": H.x, "data-y": H.y}, box);
+  // Coloured by rank, not value: one disastrous corner must not flatten the rest into one colour.
+  var sorted = [], best = null;
+  H.z.forEach(function (r) { r.forEach(function (v) { if (v !== null) { sorted.push(v); } }); });
+  sorted.sort(function (a, b) { return a - b; });
+  if (sorted.length) { best = H.higher_is_better ? sorted[sorted.length - 1] : sorted[0]; }
+  function colour(v) {
+    var f = sorted.length > 1 ? lowerBound(sorted, v) / (sorted.length - 1) : 1;
+    if (!H.higher_is_better) { f = 1 - f; }
+    var a = [247, 118, 142], m = [224, 175, 104], b = [158, 206, 106], c = [0, 0, 0], k;
+    for (k = 0; k < 3; k++) {
+      c[k] = Math.round(f < 0.5 ? a[k] + (m[k] - a[k]) * f * 2 : m[k] + (b[k] - m[k]) * (f - 0.5) * 2);
+    }
+    return "rgb(" + c.join(",") + ")";
+  }
+  var showText = nx * ny <= 900, digits = cw >= 48 ? 2 : 1;
+  for (var i = 0; i < ny; i++) {
+    var yy = T + (ny - 1 - i) * ch;  // the first y value at the bottom, as on a chart
+    var yl = el("text", {"class": "axis", x: L - 6, y: yy + ch / 2 + 4, "text-anchor": "end"}, svg);
+    yl.textContent = H.ys[i];
+    for (var j = 0; j < nx; j++) {
+      var v = H.z[i][j], xx = L + j * cw;
+      var cell = el("rect", {"class": v === null ? "cell empty" : "cell", x: xx + 0.5, y: yy + 0.5,
+        width: cw - 1, height: ch - 1, "data-x": H.xs[j], "data-y": H.ys[i],
+        "data-value": v === null ? "" : String(v)}, svg);
+      if (v !== null) { cell.setAttribute("fill", colour(v)); }
+      if (v !== null && v === best) {
+        cell.setAttribute("stroke", "#ffffff"); cell.setAttribute("stroke-width", 2);
+      }
+      var tt = el("title", {}, cell);
+      tt.textContent = H.x + "=" + H.xs[j] + ", " + H.y + "=" + H.ys[i] + ": " +
+        (v === null ? "—" : fmtNum(v));
+      if (showText && v !== null) {
+        var label = el("text", {x: xx + cw / 2, y: yy + ch / 2 + 4, "text-anchor": "middle",
+          fill: "#0f1419"}, svg);
+        label.textContent = v.toFixed(Math.abs(v) >= 100 ? 0 : digits);
+      }
+    }
+  }
+  for (j = 0; j < nx; j++) {
+    var xl = el("text", {"class": "axis", x: L + j * cw + cw / 2, y: T + ny * ch + 14,
+      "text-anchor": "middle"}, svg);
+    xl.textContent = H.xs[j];
+  }
+  var xn = el("text", {"class": "axis", x: L + nx * cw / 2, y: T + ny * ch + 32,
+    "text-anchor": "middle"}, svg);
+  xn.textContent = H.x;
+  var yn = el("text", {"class": "axis", x: 4, y: T + 10}, svg);
+  yn.textContent = H.y;
+  document.getElementById("heatmap-title").textContent = H.metric + " over " + H.x + " \u00d7 " + H.y +
+    (H.others.length ? " (best over " + H.others.join(", ") + ")" : "") + " \u00b7 parameter stability";
+  document.getElementById("heatmap-panel").hidden = false;
+}
+if (D.heatmap) { drawHeatmap(D.heatmap); }
 
 var markers = [];
 D.trades.forEach(function (tr) {

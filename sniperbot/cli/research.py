@@ -354,11 +354,13 @@ def add_optimize_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``optimize`` to the subparsers of the main ``sniperbot`` parser."""
     parser = subparsers.add_parser(
         "optimize",
-        help="grid-search a strategy's parameters, ranked by a metric",
+        help="search a strategy's parameters (grid or TPE), ranked by a metric",
         description=(
             "Backtest every combination of --grid ranges (start:stop:step, stop included; or "
-            "v1,v2,...) that the strategy accepts, in parallel, and rank them by --metric. "
-            "--walk-forward K adds in-sample / out-of-sample scores so overfitting shows."
+            "v1,v2,...) that the strategy accepts, in parallel, and rank them by --metric; or, with "
+            "--search tpe, only --trials of them chosen by Bayesian TPE search (Optuna) in the same "
+            "space. --walk-forward K adds in-sample / out-of-sample scores so overfitting shows; "
+            "--report writes the best point's HTML report with a heatmap of the metric."
         ),
     )
     _add_market_options(parser)
@@ -373,7 +375,12 @@ def add_optimize_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--constraint", action="append", default=[], metavar="EXPR", help="e.g. fast<slow (repeatable)"
     )
     parser.add_argument("--metric", default="sharpe", help="rank by this metric (default: %(default)s)")
-    parser.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="local worker processes (default: all cores); a TPE run is reproducible for a given "
+        "--seed and --workers",
+    )
     parser.add_argument(
         "--ray",
         nargs="?",
@@ -383,6 +390,26 @@ def add_optimize_parser(subparsers: Any) -> argparse.ArgumentParser:
         "host:port joins one",
     )
     parser.add_argument("--walk-forward", type=int, default=0, metavar="K", help="K rolling IS/OOS folds")
+    parser.add_argument(
+        "--search",
+        choices=("grid", "tpe"),
+        default="grid",
+        help="grid: every point (default); tpe: Bayesian search of --trials points (Optuna)",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=100, help="--search tpe: distinct points to backtest (default: 100)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="--search tpe: sampler seed; same seed, same trials (default: 0)"
+    )
+    parser.add_argument(
+        "--report", metavar="OUT.html", help="write the best point's HTML report with the metric's heatmap"
+    )
+    parser.add_argument(
+        "--heatmap",
+        metavar="A,B",
+        help="the report's heatmap over these two parameters (default: the two most important)",
+    )
     parser.add_argument(
         "--top", type=int, default=20, help="rows to print (default: %(default)s; --json: all)"
     )
@@ -616,33 +643,77 @@ def run_optimize(args: argparse.Namespace) -> int:
 
             if args.metric not in METRICS:
                 raise _Usage(f"--metric: unknown metric {args.metric!r} (known: {', '.join(METRICS)})")
-            expand_grid(cls, args.grid, fixed, args.constraint)  # bad specs fail before loading
+            if args.search == "tpe":
+                if args.ray is not None:
+                    raise _Usage("--ray: runs --search grid only (TPE runs on local --workers)")
+                if args.trials < 1:
+                    raise _Usage(f"--trials must be >= 1, got {args.trials}")
+                from sniperbot.optimize.tpe import search_space
+
+                axes = {a.name: a.values for a in search_space(cls, args.grid)}
+            else:
+                axes = expand_grid(cls, args.grid, fixed, args.constraint).axes  # bad specs fail early
+            pair = None
+            if args.heatmap is not None:
+                if not args.report:
+                    raise _Usage("--heatmap: needs --report OUT.html")
+                from sniperbot.optimize.heatmap import parse_heatmap_option
+
+                pair = parse_heatmap_option(args.heatmap, axes)
             stages.update(f"loading {args.data}", 0)
             bars = _load(args)
             from sniperbot.optimize.ray_backend import RayUnavailable
             from sniperbot.optimize.search import optimize
+            from sniperbot.optimize.tpe import OptunaUnavailable
 
             def progress(done: int, total: int) -> None:
                 stages.update(f"{cls.name}: {total:,} backtests", done, total)
 
             try:
-                result = optimize(
-                    bars,
-                    cls,
-                    args.grid,
-                    fixed=fixed,
-                    constraints=args.constraint,
-                    config=config,
-                    metric=args.metric,
-                    workers=args.workers,
-                    ray=args.ray is not None,
-                    ray_address=args.ray,
-                    walk_forward=args.walk_forward,
-                    path=args.path,
-                    progress=progress,
-                )
+                if args.search == "tpe":
+                    from sniperbot.optimize.tpe import optimize_tpe
+
+                    result = optimize_tpe(
+                        bars,
+                        cls,
+                        args.grid,
+                        trials=args.trials,
+                        seed=args.seed,
+                        fixed=fixed,
+                        constraints=args.constraint,
+                        config=config,
+                        metric=args.metric,
+                        workers=args.workers,
+                        walk_forward=args.walk_forward,
+                        path=args.path,
+                        progress=progress,
+                    )
+                else:
+                    result = optimize(
+                        bars,
+                        cls,
+                        args.grid,
+                        fixed=fixed,
+                        constraints=args.constraint,
+                        config=config,
+                        metric=args.metric,
+                        workers=args.workers,
+                        ray=args.ray is not None,
+                        ray_address=args.ray,
+                        walk_forward=args.walk_forward,
+                        path=args.path,
+                        progress=progress,
+                    )
             except RayUnavailable as e:
                 return _fail(str(e), 1)
+            except OptunaUnavailable as e:
+                return _fail(str(e), 1)
+            if args.report:
+                stages.update(f"writing {args.report}")
+                try:
+                    _optimize_report(args, bars, cls, config, result, pair)
+                except OSError as e:
+                    return _fail(f"--report: cannot write {args.report}: {e.strerror or e}", 2)
         except _Usage as e:
             return _fail(str(e), 2)
         except ValueError as e:
@@ -652,32 +723,62 @@ def run_optimize(args: argparse.Namespace) -> int:
     if args.json:
         out = result.to_dict()
         out.update(data=args.data, symbol=bars.symbol, timeframe=bars.timeframe)
+        if args.report:
+            out["report"] = args.report
         print(json.dumps(out))
         return 0
     _print_optimize(result, args)
     return 0
 
 
+def _optimize_report(
+    args: argparse.Namespace, bars: Any, cls: Any, config: Any, result: Any, pair: tuple[str, str] | None
+) -> None:
+    """The best point's backtest report, with the metric's heatmap over ``pair`` (default: most important)."""
+    from sniperbot.backtest.engine import run_backtest as backtest
+    from sniperbot.backtest.report import write_report
+    from sniperbot.optimize.heatmap import heatmap
+
+    best = result.best
+    params = best["params"] if best is not None else {}
+    run = backtest(bars, cls, params, config, path=args.path)
+    how = result.search.get("search", "grid")
+    if how == "tpe":
+        how = f"TPE, {len(result.rows)} trials, seed {result.search['seed']}"
+    title = (
+        f"{result.strategy} optimisation ({how}), best by {result.metric}: "
+        + " ".join(f"{k}={v}" for k, v in params.items())
+    )
+    metrics = {**run.metrics.to_dict(), "elapsed_s": result.elapsed_s}
+    cells = heatmap(result.rows, result.grid.axes, result.metric, pair)
+    write_report(args.report, bars, run.equity, run.round_trips, metrics, title, heatmap=cells)
+
+
 def _print_optimize(result: Any, args: argparse.Namespace) -> None:
     metric = result.metric
     grid = result.grid
     skipped = grid.skipped_invalid + grid.skipped_constraint
+    how = ""
+    if result.search.get("search") == "tpe":
+        how = f" by TPE (seed {result.search['seed']}, {result.search['suggestions']:,} suggestions)"
     print(
-        f"{result.strategy}: {len(result.rows):,} of {grid.size:,} grid points backtested "
+        f"{result.strategy}: {len(result.rows):,} of {grid.size:,} grid points backtested{how} "
         f"({skipped:,} skipped as invalid) on {result.bars:,} bars in {result.elapsed_s:.2f} s, "
         f"{result.backend} x{result.workers or '?'}; ranked by {metric}"
     )
     names = list(grid.axes)
     walk = bool(result.walk_forward)
+    # Per-point IS/OOS means exist for the grid; TPE's walk-forward searches each fold apart.
+    per_point = walk and bool(result.rows) and f"is_{metric}" in result.rows[0]
     header = [*names, metric]
-    if walk:
+    if per_point:
         header += [f"IS {metric}", f"OOS {metric}"]
     header += ["return %", "max DD %", "trades", "win %"]
     lines = [header]
     for row in result.rows[: max(0, args.top)]:
         cells = [str(row["params"][n]) for n in names]
         cells.append(_fmt(row.get(metric)))
-        if walk:
+        if per_point:
             cells += [_fmt(row.get(f"is_{metric}")), _fmt(row.get(f"oos_{metric}"))]
         cells += [
             _fmt(row.get("total_return_pct")),
@@ -693,7 +794,8 @@ def _print_optimize(result: Any, args: argparse.Namespace) -> None:
         print(f"walk-forward ({len(result.walk_forward)} folds): in-sample winner vs out-of-sample")
         for fold in result.walk_forward:
             params = ", ".join(f"{k}={v}" for k, v in fold["params"].items() if k in names)
+            among = fold.get("trials", len(result.rows))  # TPE: the fold's own trials
             print(
                 f"  fold {fold['fold']}: {params}  IS {_fmt(fold['in_sample'])}  "
-                f"OOS {_fmt(fold['out_of_sample'])} (rank {fold['out_of_sample_rank']} of {len(result.rows)})"
+                f"OOS {_fmt(fold['out_of_sample'])} (rank {fold['out_of_sample_rank']} of {among})"
             )

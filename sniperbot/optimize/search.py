@@ -64,6 +64,8 @@ class OptimizeResult:
     workers: int
     bars: int
     walk_forward: list[dict[str, Any]] = field(default_factory=list)
+    #: How the points were chosen: ``{"search": "grid"}`` or TPE's trials, seed and suggestions.
+    search: dict[str, Any] = field(default_factory=lambda: {"search": "grid"})
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -83,6 +85,7 @@ class OptimizeResult:
             "backend": self.backend,
             "workers": self.workers,
             "elapsed_s": round(self.elapsed_s, 4),
+            **self.search,
             "results": self.rows,
         }
         if self.walk_forward:
