@@ -64,6 +64,8 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/ccxt_reconcile.py
 	$(BIN)/python bench/ccxt_tick_to_order.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/metrics_overhead.py
+	$(BIN)/python bench/metrics_scrape.py
 	$(BIN)/python bench/default_run.py
 	$(BIN)/python bench/optimize.py
 	$(BIN)/python bench/warmup.py

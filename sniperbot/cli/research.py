@@ -745,9 +745,8 @@ def _optimize_report(
     how = result.search.get("search", "grid")
     if how == "tpe":
         how = f"TPE, {len(result.rows)} trials, seed {result.search['seed']}"
-    title = (
-        f"{result.strategy} optimisation ({how}), best by {result.metric}: "
-        + " ".join(f"{k}={v}" for k, v in params.items())
+    title = f"{result.strategy} optimisation ({how}), best by {result.metric}: " + " ".join(
+        f"{k}={v}" for k, v in params.items()
     )
     metrics = {**run.metrics.to_dict(), "elapsed_s": result.elapsed_s}
     cells = heatmap(result.rows, result.grid.axes, result.metric, pair)

@@ -56,9 +56,7 @@ def parse_heatmap_option(text: str, axes: Mapping[str, Sequence[Any]]) -> tuple[
         raise ValueError(f"--heatmap {text!r}: two different parameters are needed")
     for name in names:
         if name not in axes:
-            raise ValueError(
-                f"--heatmap {text!r}: {name!r} is not on the grid (searched: {', '.join(axes)})"
-            )
+            raise ValueError(f"--heatmap {text!r}: {name!r} is not on the grid (searched: {', '.join(axes)})")
         if len(axes[name]) < 2:
             raise ValueError(f"--heatmap {text!r}: {name!r} has a single value on the grid")
     return names[0], names[1]
