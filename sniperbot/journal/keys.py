@@ -10,6 +10,8 @@ Each is written by one owner and read by whoever needs it after a restart:
 * :data:`BREAKER` + scope (breaker board): each circuit breaker as JSON.
 * :data:`INCARNATION` + actor id (node): the actor's highest incarnation over every node life.
 * :data:`SPEC` + supervisor id + ``/`` + child id (node): a child added at run time.
+* :data:`VENUE_BASELINE` + venue (live gateway): the balances and the net of journaled fills at the
+  venue's first reconciliation, and each market's fee asset, for the balance drift.
 """
 
 from __future__ import annotations
@@ -22,3 +24,4 @@ LOSS_MARKS: Final = "risk/loss"
 BREAKER: Final = "breaker/"
 INCARNATION: Final = "incarnation/"
 SPEC: Final = "spec/"
+VENUE_BASELINE: Final = "venue/baseline/"

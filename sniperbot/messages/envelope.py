@@ -26,7 +26,7 @@ from sniperbot.messages.control import (
 )
 from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, TradeTick
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 WIRE_VERSION = 1
 
@@ -54,6 +54,7 @@ Payload = (
     | VenueEvents
     | OrderBook
     | FeedStatus
+    | VenueStatus
 )
 
 
