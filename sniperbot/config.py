@@ -431,6 +431,23 @@ def check_files(config: Config, source: str = "<config>") -> None:
         )
 
 
+def check_venues(config: Config, source: str = "<config>") -> list[str]:
+    """Run each venue's :meth:`~sniperbot.venues.base.VenueSection.preflight` (e.g. symbols listed).
+
+    Raises ConfigError naming ``venues[i].<field>``; returns warnings (``venues[i]: what``) for
+    checks that could not run. Called by ``sniperbot run`` before any process starts.
+    """
+    warnings: list[str] = []
+    for index, venue in enumerate(config.venues):
+        try:
+            warning = venue.preflight()
+        except ValueError as e:
+            raise ConfigError(f"invalid config {source} at venues[{index}].{e}") from None
+        if warning:
+            warnings.append(f"venues[{index}] ({venue.name}): {warning}")
+    return warnings
+
+
 def load_config(path: str | Path | None) -> Config:
     """Load a TOML file, or the embedded default when ``path`` is None."""
     if path is None:

@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 import zmq
 
-from sniperbot.actors.placement import ActorHandle, Launcher
+from sniperbot.actors.placement import Launcher
 from sniperbot.actors.runtime import ActorLaunch, close_process_journals, process_journal
 from sniperbot.admin.protocol import MAX_REQUEST_BYTES, AdminError, AdminReply, decode_request, encoder
 from sniperbot.admin.server import AdminCommands, failure
@@ -64,7 +64,7 @@ from sniperbot.messages import (
 from sniperbot.messages import topics as topic
 from sniperbot.messages.control import TRADING_STATES, position_key
 from sniperbot.rundir import RunDir, RunDirError, next_node_life
-from sniperbot.supervision import Child, ChildSpec, Supervisor
+from sniperbot.supervision import ActorHandle, Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import NOT_RECONCILED, BreakerBoard, BreakerState
 from sniperbot.topology import build_tree, preload_modules
 from sniperbot.transport.auth import NODE, SECRET_SIZE, Signer, Verifier

@@ -23,13 +23,14 @@ import logging
 import multiprocessing
 import os
 import signal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import msgspec
 import pykka
 import zmq
 
 from sniperbot.actors.runtime import EXIT_CRASH, EXIT_NORMAL, ActorLaunch, ActorRuntime, run_actor_process
+from sniperbot.supervision.handle import ActorHandle
 
 Placement = Literal["process", "thread", "ray"]
 
@@ -37,25 +38,6 @@ Placement = Literal["process", "thread", "ray"]
 # every actor needs; the node adds every actor module of its tree
 # (:func:`sniperbot.topology.preload_modules`).
 PRELOAD = ["sniperbot.actors.runtime", "sniperbot.journal", "lmdb"]
-
-
-class ActorHandle(Protocol):
-    """What a supervisor holds of a running incarnation."""
-
-    pid: int | None
-    sentinel: int
-
-    def exitcode(self) -> int | None:
-        """Exit code once ended, else None."""
-        ...
-
-    def kill(self) -> None:
-        """End the incarnation now (SIGKILL for a process)."""
-        ...
-
-    def release(self) -> None:
-        """Free OS resources once the incarnation has ended."""
-        ...
 
 
 class ProcessHandle:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 DEFAULT_RUN_DIR = ".sniperbot"
@@ -119,11 +118,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_keys_parser(sub)
 
-    journal = sub.add_parser("journal", help="read a node's journal (running or stopped)")
-    journal.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
-    journal_sub = journal.add_subparsers(dest="journal_command", required=True)
-    fills = journal_sub.add_parser("fills", help="every journaled fill, in journal order")
-    fills.add_argument("--json", action="store_true", help="print a JSON array")
+    from sniperbot.cli.journal import add_journal_parser
+
+    add_journal_parser(sub, DEFAULT_RUN_DIR)
     return parser
 
 
@@ -166,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         from sniperbot.cli.research import run_data
 
         return run_data(args)
-    return _journal(args)
+    from sniperbot.cli.journal import run_journal_command
+
+    return run_journal_command(args)
 
 
 def _fail(message: str, code: int) -> int:
@@ -175,7 +174,14 @@ def _fail(message: str, code: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sniperbot.config import ConfigError, check_files, load_config, ray_placements, with_overrides
+    from sniperbot.config import (
+        ConfigError,
+        check_files,
+        check_venues,
+        load_config,
+        ray_placements,
+        with_overrides,
+    )
     from sniperbot.logs import configure_logging
     from sniperbot.rundir import RunDirError
 
@@ -193,6 +199,11 @@ def _run(args: argparse.Namespace) -> int:
         # The venue that signs gets its Credentials from this dict (see sniperbot.keystore).
         credentials = unlock_for_config(config, keystore=args.keystore, password_file=args.password_file)
     except KeystoreError as e:
+        return _fail(str(e), 2)
+    try:
+        for warning in check_venues(config, str(args.config or "<built-in config>")):
+            print(f"sniperbot: warning: {warning}", file=sys.stderr)
+    except ConfigError as e:
         return _fail(str(e), 2)
     wants_ray = ray_placements(config)
     if wants_ray and not args.ray:
@@ -334,42 +345,6 @@ def _keygen(args: argparse.Namespace) -> int:
     public, secret = zmq.auth.create_certificates(args.dir, args.name)
     os.chmod(secret, 0o600)
     print(f"public  {public}\nsecret  {secret}  (keep it private; mode 0600)")
-    return 0
-
-
-def _journal(args: argparse.Namespace) -> int:
-    import msgspec
-
-    from sniperbot.journal import Journal, JournalError
-
-    # A damaged journal is exit 2 like a node's refusal to start: nothing is printed
-    # from it (a partial list of fills would look like a complete one).
-    hint = (
-        "restore the journal directory from a backup or archive, and check it against "
-        "the venue's own records (the venue ledger, the exchange)"
-    )
-    try:
-        journal = Journal.open(Path(args.run_dir), readonly=True)
-    except JournalError as e:
-        return _fail(f"{e}. To recover: {hint}", 2)
-    try:
-        journal.verify()
-        fills: list[Any] = [msgspec.to_builtins(f) for f in journal.fills()]
-    except JournalError as e:
-        return _fail(f"{e}. To recover: {hint}", 2)
-    finally:
-        journal.close()
-    for fill in fills:
-        fill.pop("t", None)
-    if args.json:
-        print(json.dumps(fills, indent=2))
-    else:
-        for f in fills:
-            print(
-                f"{f['client_order_id']:<24} {f['symbol']:<10} {f['side']:<4} "
-                f"{f['quantity']:>12.6f} @ {f['price']:<14.4f} fee {f['fee']:.4f}"
-            )
-        print(f"{len(fills)} fills")
     return 0
 
 

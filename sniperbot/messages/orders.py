@@ -87,10 +87,14 @@ class OrderUpdate(Message, tag="update"):
     status: OrderStatus
     reason: str = ""
     ts_ns: int = 0
+    exchange_order_id: str = ""  # the venue's own id of the order, once the venue has said it
 
 
 class Fill(Message, tag="fill"):
-    """An execution against an order; ``fee`` is in quote currency, always >= 0."""
+    """An execution against an order; ``fee`` is in quote currency, always >= 0.
+
+    ``fill_id`` is unique in the journal (the venue scopes its ``trade_id`` by venue and symbol).
+    """
 
     fill_id: str
     client_order_id: str
@@ -103,6 +107,7 @@ class Fill(Message, tag="fill"):
     fee: float
     liquidity: Literal["maker", "taker"] = "taker"
     ts_ns: int = 0
+    trade_id: str = ""  # the venue's own id of this execution (an exchange's trade id)
 
 
 class CancelOrder(Message, tag="cancel"):

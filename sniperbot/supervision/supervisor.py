@@ -46,8 +46,8 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from sniperbot.actors.placement import ActorHandle
 from sniperbot.messages import Heartbeat, Payload, Stop
+from sniperbot.supervision.handle import ActorHandle
 from sniperbot.supervision.intensity import RestartIntensity
 from sniperbot.supervision.spec import ChildSpec
 

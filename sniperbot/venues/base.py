@@ -124,3 +124,11 @@ class VenueSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     def live_gateway(self) -> tuple[str, dict[str, Any]]:
         """The live gateway actor of this venue (``mode = "live"``): ``("module:Class", args)``."""
         raise NotImplementedError
+
+    def preflight(self) -> str | None:
+        """Checks that need the venue itself, run by ``sniperbot run`` before any process starts.
+
+        Raise ``ValueError("<field>: what")`` to refuse the config (exit 2, naming the field);
+        return a warning to start anyway (e.g. the venue could not be reached), or None.
+        """
+        return None

@@ -8,9 +8,10 @@ entry (with a single kind msgspec lets it default, with two it is required).
 
 from __future__ import annotations
 
+from sniperbot.venues.ccxt.config import CcxtVenueConfig
 from sniperbot.venues.sim.config import SimVenueConfig, SymbolSection
 
-# One variant per kind; the ccxt engineer adds `| CcxtVenueConfig`.
-VenueConfig = SimVenueConfig
+#: One variant per kind.
+VenueConfig = SimVenueConfig | CcxtVenueConfig
 
-__all__ = ["SimVenueConfig", "SymbolSection", "VenueConfig"]
+__all__ = ["CcxtVenueConfig", "SimVenueConfig", "SymbolSection", "VenueConfig"]

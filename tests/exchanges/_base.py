@@ -988,10 +988,18 @@ def serve_main(factory: Callable[[int], ExchangeServer], argv: list[str] | None 
     """
     ap = argparse.ArgumentParser(description="local exchange server (REST + websockets on 127.0.0.1)")
     ap.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
+    ap.add_argument(
+        "--activity", type=float, default=0.0, help="move the books and trade this many times a second"
+    )
+    ap.add_argument("--seed", type=int, default=1, help="seed of --activity")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     server = factory(args.port)
     server.start()
+    if args.activity > 0:
+        from tests.exchanges.activity import Activity
+
+        Activity(server, sorted(server.engine.markets), hz=args.activity, seed=args.seed).start()
     print(
         json.dumps(
             {

@@ -128,7 +128,6 @@ class BinanceServer(ExchangeServer):
         self.next_sub_id = 0
         self._cancel_ids: dict[int, str] = {}  # order id -> client id of the request that canceled it
 
-
     # ---- seeding (test API)
     def add_market(self, symbol: str = "BTC/USDT", **kw: Any) -> Market:
         """List a spot market (filters as keyword overrides of :class:`Market`)."""

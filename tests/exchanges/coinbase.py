@@ -110,7 +110,6 @@ class CoinbaseServer(ExchangeServer):
         self.uuids: dict[int, str] = {}
         self.gaps = 0  # websocket messages to swallow (sequence_num jumps)
 
-
     # ---- seeding (test API)
     def add_market(self, symbol: str = "BTC/USD", **kw: Any) -> Market:
         """List a spot product (defaults: price increment 0.01, base increment 1e-8, quote_min_size 1)."""

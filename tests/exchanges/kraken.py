@@ -135,7 +135,6 @@ class KrakenServer(ExchangeServer):
         self.gaps: dict[str, int] = {}
         self.sequence = 0
 
-
     # ---- seeding (test API)
     def add_market(self, symbol: str = "BTC/USD", **kw: Any) -> Market:
         """List a spot market (Kraken defaults: tick 0.1, lot 1e-8, ordermin 0.0001, costmin 0.5)."""

@@ -57,6 +57,7 @@ from typing import Any
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import FeedStatus, OrderBook, Quote, TradeTick
 from sniperbot.messages import topics as topic
+from sniperbot.venues.ccxt.markets import spot_options
 from sniperbot.venues.ccxt.ratelimit import PUBLIC_KEY_NAME
 from sniperbot.venues.ccxt.urls import rebase_urls
 
@@ -98,12 +99,7 @@ def make_exchange(
         # unambiguous for the pro client's stream routing).
         # REST fallback trades from /api/v3/trades carry the same ids as the @trade stream (aggTrades,
         # ccxt's default, would not de-duplicate against it).
-        options = {
-            "fetchMarkets": {"types": ["spot"]},
-            "fetchCurrencies": False,
-            "fetchMargins": False,
-            "fetchTradesMethod": "publicGetTrades",
-        }
+        options = {**spot_options(exchange), "fetchTradesMethod": "publicGetTrades"}
     settings = {"enableRateLimit": True, "options": options, **(config or {})}
     if limiter is not None:
         from sniperbot.venues.ccxt.ratelimit import open_limited

@@ -114,6 +114,7 @@ from sniperbot.venues.ccxt.exchange_orders import (
     find_order,
     order_trades,
 )
+from sniperbot.venues.ccxt.markets import spot_options
 from sniperbot.venues.ccxt.ratelimit import PUBLIC_KEY_NAME, VenueBanned, open_limited
 from sniperbot.venues.ccxt.urls import rebase_urls
 from sniperbot.venues.sim.ledger import shared_ledger
@@ -358,7 +359,7 @@ class CcxtGateway(Actor):
         creds = Credentials.from_launch(sealed) if sealed else None
         config: dict[str, Any] = {
             "timeout": self.timeout_ms,
-            "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
+            "options": spot_options(self.exchange_id),
         }
         if creds is not None:
             config.update(creds.ccxt_config())
@@ -533,6 +534,7 @@ class CcxtGateway(Actor):
             status=status,  # type: ignore[arg-type]
             reason=reason,
             ts_ns=time.time_ns(),
+            exchange_order_id=str(placed.get("id") or ""),
         )
         if status == "accepted":
             return [update, *fills]
@@ -562,6 +564,7 @@ class CcxtGateway(Actor):
             fee=fee,
             liquidity="maker" if trade.get("takerOrMaker") == "maker" else "taker",
             ts_ns=int(trade.get("timestamp") or 0) * 1_000_000,
+            trade_id=str(trade["id"]),
         )
 
     async def _query(self, order: Order, sender: str) -> None:

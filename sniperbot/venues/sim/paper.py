@@ -215,6 +215,7 @@ class PaperVenue:
             fee=order.quantity * price * self.fee_bps / 1e4,
             liquidity=liquidity,
             ts_ns=ts_ns,
+            trade_id=f"{order.client_order_id}-f{n}",  # the paper venue's own execution id
         )
         if self.keep_ledger:
             self._fills.append(fill)
@@ -231,4 +232,6 @@ class PaperVenue:
             status=status,
             reason=reason,
             ts_ns=ts_ns,
+            # The paper venue keys its orders by our client order id: that is its order id.
+            exchange_order_id="" if status == "rejected" else order.client_order_id,
         )
