@@ -1,9 +1,10 @@
 """A live venue's health, reconciliation state, balances and drift, as its gateway says them (issue #9).
 
-The gateway runs in an :class:`~tests.venues_ccxt.test_gateway.Actors` harness (its own thread, real
-ZeroMQ, real LMDB) against the local Binance server; a real bus proxy carries what it publishes, and
-the test reads its :class:`VenueStatus` off the bus like the node does. Balances and drift are checked
-against the *server's* own account.
+The first tests run the gateway in an :class:`~tests.venues_ccxt.test_gateway.Actors` harness (its
+own thread, real ZeroMQ, real LMDB) against the local Binance server; a real bus proxy carries what it
+publishes, and the test reads its :class:`VenueStatus` off the bus like the node does. Balances and
+drift are checked against the *server's* own account. The last one runs a real node (a live ccxt
+venue and the simulated venue side by side) and reads the same through ``admin status``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,9 @@ from sniperbot.messages.venue import VenueStatus
 from sniperbot.rundir import RunDir
 from sniperbot.transport.bus import BusProxy, Subscriber
 from sniperbot.venues.ccxt.gateway import REJECT_NOT_RECONCILED
-from tests.conftest import eventually
+from tests.conftest import RunningNode, eventually
 from tests.exchanges.binance import BinanceServer, demo_server
+from tests.venues_ccxt.nodes import add_key, venue_toml, write_config
 from tests.venues_ccxt.test_gateway import (  # noqa: F401  (fixtures)
     SYM,
     VENUE,
@@ -33,7 +36,6 @@ from tests.venues_ccxt.test_gateway import (  # noqa: F401  (fixtures)
     actors,
     at_exchange,
     order,
-    order_posts,
     server,
     start_executor,
     start_gateway,
@@ -207,3 +209,48 @@ def test_ban_418_shows_banned_until_with_the_reason_then_reconciles_after_it(
     assert banned.banned_until_ns > time.time_ns()
     again = watch.wait(lambda s: s.reconciled, 60, what="reconciled after the ban")
     assert again.connection == "ok" and again.last_reconciliation_ns > banned.ts_ns
+
+
+# ---- a real node: admin status per venue
+
+
+def test_admin_status_shows_each_venue_feed_gateway_balances_and_a_drift_made_behind_our_back(
+    server: BinanceServer,  # noqa: F811
+    short_tmp: Path,
+) -> None:
+    unlock = add_key(short_tmp / "ks", server)
+    sim = '[[venues]]\nname = "sim"\nkind = "sim"\n'
+    config = write_config(
+        short_tmp / "live.toml", venue_toml(server, mode="live", keys="local"), sim, strategies=False
+    )
+    node = RunningNode(short_tmp / "run", config, tuple(unlock))
+    try:
+        node.wait_ready(90)
+
+        def venue(name: str) -> dict[str, Any]:
+            return node.admin("status")["venues"][name]
+
+        bx = eventually(
+            lambda: (v := venue(VENUE))["gateway"] and v["gateway"]["reconciled"] and v["feed"] and v,
+            60,
+            what="live venue reported by its feed and gateway",
+        )
+        assert (bx["kind"], bx["mode"]) == ("ccxt", "live")
+        assert bx["feed"]["connected"] is True and bx["feed"]["stale"] is False, bx["feed"]
+        assert {"reconnects", "gaps", "stale_periods", "rest_polls", "last_message_ns"} <= set(bx["feed"])
+        gateway = bx["gateway"]
+        assert gateway["connection"] == "ok" and gateway["last_reconciliation_ns"] > 0, gateway
+        assert gateway["balances"] == _server_totals(server), gateway
+        assert gateway["drift"] == {} and gateway["open_orders"] == 0 and gateway["foreign_orders"] == 0
+        paper = eventually(lambda: venue("sim")["gateway"], 30, what="paper venue status")
+        assert (venue("sim")["kind"], venue("sim")["mode"]) == ("sim", "paper")
+        assert paper["connection"] == "simulated" and paper["reconciled"] is True, paper
+        # 0.5 BTC leaves the account without a trade of ours: the journal cannot explain it.
+        with server.lock:
+            server.engine.balances["BTC"][0] -= Decimal("0.5")
+        drift = eventually(lambda: venue(VENUE)["gateway"]["drift"], 60, what="drift in admin status")
+        assert drift == {"BTC": pytest.approx(-0.5)}, drift
+        eventually(lambda: '"event": "balance_drift"' in node.log(), 30, what="balance_drift logged")
+        assert node.log().count('"event": "balance_drift"') == 1, "logged once, not every sweep"
+    finally:
+        assert node.stop() == 0, node.log()
