@@ -48,6 +48,7 @@ from sniperbot.messages import (
     VenueEvents,
     VenueOrderQuery,
     VenueOrderReport,
+    VenueStatus,
     decode_envelope,
     encode_envelope,
 )
@@ -183,6 +184,7 @@ def _samples(now_ns: int) -> list[Any]:
             last_message_ns=0,
             ts_ns=now_ns,
         ),
+        VenueStatus(venue="sim", connection="ok", reconciled=True, balances={"USDT": 1e12}, ts_ns=now_ns),
     ]
 
 
