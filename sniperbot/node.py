@@ -264,8 +264,12 @@ class Node:
         if status.connection == "banned":
             until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.banned_until_ns / 1e9))
             return f"{NOT_RECONCILED}: banned until {until} ({status.ban_reason})"
-        failure = f" ({status.last_failure})" if status.last_failure else ""
-        return f"{NOT_RECONCILED}: exchange {status.connection}{failure}"
+        failure = f" (last failure: {status.last_failure})" if status.last_failure else ""
+        state = {
+            "connecting": "exchange not reached yet",
+            "down": "exchange unreachable",
+        }.get(status.connection, "reconciliation not complete")
+        return f"{NOT_RECONCILED}: {state}{failure}"
 
     def on_venue_status(self, status: VenueStatus) -> None:
         """A gateway's status: hold its venue's breaker open until it has reconciled (breaker module)."""

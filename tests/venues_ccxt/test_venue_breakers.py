@@ -147,10 +147,16 @@ def test_unreachable_exchange_at_start_keeps_the_breaker_open_and_intents_reject
     try:
         node.wait_ready(90)
         held = eventually(lambda: breaker(node).get("state") == "open" and breaker(node), 60, what="held")
-        assert held["reason"].startswith("venue not reconciled"), held
+        assert held["reason"].startswith("venue not reconciled: exchange"), held
         gateway = eventually(
-            lambda: node.admin("status")["venues"][VENUE]["gateway"], 30, what="gateway status"
+            lambda: (
+                (g := node.admin("status")["venues"][VENUE]["gateway"]) and g["connection"] == "down" and g
+            ),
+            30,
+            what="gateway down",
         )
+        held = eventually(lambda: "unreachable" in breaker(node)["reason"] and breaker(node), 30, what="why")
+        assert held["reason"].startswith("venue not reconciled: exchange unreachable (last failure: "), held
         assert gateway["reconciled"] is False and gateway["last_reconciliation_ns"] == 0, gateway
         start_limits(node)
 
