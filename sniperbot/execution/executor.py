@@ -32,7 +32,9 @@ a loss limit, ``admin halt``), every unfinished order of this venue in the journ
 cancelled through the gateway (reason ``breaker <scope>: <reason>`` / ``trading HALTED``);
 at start the same happens if the journal says either breaker is not closed (a subtree
 restarted half-open after a crash loop: its resting orders were left unwatched during the
-cooldown). The executor, not the node, sends it: it alone knows its venue's unfinished
+cooldown), and every :data:`BREAKER_CHECK_S` while one is open (an announcement missed
+while subscribing; half-open lets risk-reducing orders through, so it cancels only at
+start). The executor, not the node, sends it: it alone knows its venue's unfinished
 orders and its gateway, and it holds the cancels until its reconciliation is done. A cancel
 is sent again for an order still open after :data:`CANCEL_RESEND_S`. Orders placed later
 are not affected: the risk guard does not approve any while the breaker is open or trading
@@ -61,6 +63,7 @@ EXPIRED_UNSENT = "expired_unsent"
 _REPUBLISH_TAIL = 256  # journal records re-announced at start (covers a crash mid-publish)
 _SLOW_RECONCILE_S = 10.0
 CANCEL_RESEND_S = 10.0  # a trip's cancel for an order still open is sent again after this long
+BREAKER_CHECK_S = 2.0  # how often the journal's breaker states are read (a missed announcement)
 
 
 class Executor(Actor):
@@ -103,11 +106,10 @@ class Executor(Actor):
                 extra={"event": "reconcile_start", "orders": len(unfinished)},
             )
             self.ctx.every(_SLOW_RECONCILE_S, self._check_reconcile)
-        for scope in self._scopes:
-            raw = self.ctx.journal.get_state(keys.BREAKER + scope)
-            breaker = msgspec.json.decode(raw) if raw is not None else {}
-            if breaker.get("state", "closed") != "closed":
-                self.cancel_all(f"breaker {scope} {breaker['state']}: {breaker.get('reason', '')}")
+        self._check_breakers(("open", "half_open"))
+        # Also on a timer: a BreakerChanged published while our subscription was still connecting
+        # (the hold a restarted live gateway asks for right at start) must not be missed.
+        self.ctx.every(BREAKER_CHECK_S, self._check_breakers)
 
     def on_stop(self) -> None:
         """Say what is still open at the venue: the next incarnation reconciles it."""
@@ -167,6 +169,14 @@ class Executor(Actor):
                 # nothing to hold.
                 release = self.ctx.hold_ack() if envelope.topic.startswith("to.") else None
                 self.waiting.append((payload, release))
+
+    def _check_breakers(self, states: tuple[str, ...] = ("open",)) -> None:
+        """Cancel-all while the journal says our venue's or the global breaker is in ``states``."""
+        for scope in self._scopes:
+            raw = self.ctx.journal.get_state(keys.BREAKER + scope)
+            breaker = msgspec.json.decode(raw) if raw is not None else {}
+            if breaker.get("state", "closed") in states:
+                self.cancel_all(f"breaker {scope} {breaker['state']}: {breaker.get('reason', '')}")
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every unfinished order of this venue (a breaker trip, trading HALTED)."""

@@ -206,6 +206,7 @@ class CcxtGateway(Actor):
         self._unfinished: set[str] = set()  # ledger orders without a terminal status
         self._inflight: set[str] = set()  # fill ids / "cid|status" sent, not yet acknowledged
         self._refreshing: set[str] = set()
+        self._cancelling: set[str] = set()  # client order ids with a cancel under way
         self._tasks: set[asyncio.Task[Any]] = set()
         self._by_exchange_id: dict[str, str] = {}  # exchange order id -> our client order id
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -338,8 +339,19 @@ class CcxtGateway(Actor):
                 cids = [payload.client_order_id]
             for cid in cids:
                 entry = self.ledger.order(cid)
+                with self._lock:
+                    # One cancel per order at a time: a breaker held open for hours repeats its
+                    # cancels, and each waits for the exchange to answer.
+                    busy = cid in self._cancelling
+                    if not busy:
+                        self._cancelling.add(cid)
+                if busy:
+                    continue
                 if entry is not None and entry.status not in TERMINAL_STATUSES:
                     self._submit(self._cancel(entry.order, payload.reason, sender))
+                else:
+                    with self._lock:
+                        self._cancelling.discard(cid)
         elif isinstance(payload, VenueOrderQuery):
             cid = payload.client_order_id
             entry = self.ledger.order(cid)
@@ -588,6 +600,13 @@ class CcxtGateway(Actor):
         self._later(lambda: self.ctx.send(sender, report, on_ack=lambda: self._record_if_ours(events)))
 
     async def _cancel(self, order: Order, reason: str, sender: str) -> None:
+        try:
+            await self._cancel_once(order, reason, sender)
+        finally:
+            with self._lock:
+                self._cancelling.discard(order.client_order_id)
+
+    async def _cancel_once(self, order: Order, reason: str, sender: str) -> None:
         await self._ready.wait()
         found = await self._lookup(order)
         if found is None:
