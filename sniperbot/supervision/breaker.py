@@ -25,17 +25,21 @@ the gateway reports a completed reconciliation (``venue reconciled``): the condi
 that opened it is gone, and that is checked against the exchange itself, which is more
 than an operator could check by hand; an operator reset closes it too, but the next
 unreconciled status opens it again. While a hold is on, the supervisor's probe does not
-close the breaker either (:meth:`sniperbot.node.Node.breaker_closed`). Each hold counts
-as a trip (so a venue that keeps losing its exchange is visible in ``trips``).
+close the breaker either (:meth:`sniperbot.node.Node.breaker_closed`). A hold is not a
+trip: it leaves ``trips`` and the cooldown alone (every live gateway start holds its venue
+until its first reconciliation, and a restart must not lengthen the supervisor's next
+cooldown).
 
 **Cancel-all on a trip.** When ``global`` or ``venue:<name>`` opens, and when trading goes
 ``HALTED``, the venue's executor cancels every unfinished order of its venue through its
 gateway (:mod:`sniperbot.execution.executor`); a live gateway looks each one up and cancels
-it at the exchange once the exchange answers. If the trip is a crash loop that took the
-venue subtree down, no gateway runs during the cooldown: orders resting at the exchange
-stay there (unwatched) until the subtree is started again half-open, when the new
-executor cancels them before it takes any order (the paper gateway cancels its resting
-orders at every start anyway). No temporary cancel-only gateway is started.
+it at the exchange once the exchange answers. Since every live gateway start holds its
+venue until reconciled, a gateway that crashes already has our resting orders cancelled by
+its next incarnation. If a crash loop takes the venue subtree down before that, no gateway
+runs during the cooldown: orders still resting at the exchange stay there (unwatched)
+until the subtree is started again half-open, when the new executor cancels them before it
+takes any order (the paper gateway cancels its resting orders at every start anyway). No
+temporary cancel-only gateway is started.
 """
 
 from __future__ import annotations
@@ -131,17 +135,14 @@ class BreakerBoard:
         return breaker.cooldown_s
 
     def hold(self, scope: str, reason: str) -> None:
-        """Keep ``scope`` open for ``reason`` (a venue hold): opened once (a trip), then only re-worded.
+        """Keep ``scope`` open for ``reason`` (a venue hold); not a trip: trips and cooldown stay.
 
         Not timed: it stays open until :meth:`close` (the node, on a reconciled venue) or a reset.
         """
         self._timed.discard(scope)
-        breaker = self.breakers.get(scope)
-        if breaker is not None and breaker.state == "open":
-            if breaker.reason != reason:
-                self._set(breaker, "open", reason)
-            return
-        self.trip(scope, reason)
+        breaker = self.breakers.get(scope) or Breaker(scope=scope)
+        if breaker.state != "open" or breaker.reason != reason:
+            self._set(breaker, "open", reason)
 
     def half_open(self, scope: str) -> None:
         """Cooldown over: let the subtree run on probation."""

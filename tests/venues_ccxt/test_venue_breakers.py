@@ -10,6 +10,8 @@ market orders): its intents pass the real risk guard and executor like any strat
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -234,6 +236,54 @@ def test_admin_halt_cancels_our_resting_orders_at_the_exchange_and_leaves_a_fore
         assert [o["status"] for o in foreign] == ["new"], foreign
         eventually(
             lambda: node.admin("status")["venues"][VENUE]["gateway"]["open_orders"] == 0, 30, what="none open"
+        )
+    finally:
+        assert node.stop() == 0, node.log()
+
+
+def test_crash_loop_of_the_gateway_trips_the_venue_and_its_restart_cancels_our_resting_orders(
+    server: BinanceServer, short_tmp: Path
+) -> None:
+    """Resting orders of ours do not outlive a gateway that keeps crashing; holds are not trips."""
+    node = live_node(short_tmp, server)
+    try:
+        node.wait_ready(90)
+        eventually(lambda: breaker(node).get("state") == "closed", 60, what="reconciled at start")
+        start_limits(node, count=2)
+        eventually(
+            lambda: [o["status"] for o in ours_at_exchange(server)] == ["new", "new"], 60, what="resting"
+        )
+        killed: set[int] = set()
+        # More restarts than venue.bx's intensity (3 in 30 s): the subtree gives up, its breaker trips.
+        while not breaker(node).get("reason", "").endswith("escalated"):
+            pid = eventually(
+                lambda: (
+                    (w := node.workers().get("gateway.bx"))
+                    and w["state"] == "running"
+                    and w["pid"] not in killed
+                    and w["pid"]
+                ),
+                60,
+                what="a running gateway to kill",
+            )
+            killed.add(pid)
+            os.kill(pid, signal.SIGKILL)
+            eventually(
+                lambda pid=pid: (
+                    node.workers().get("gateway.bx", {}).get("pid") != pid
+                    or breaker(node).get("reason", "").endswith("escalated")
+                ),
+                60,
+                what="gateway replaced or venue tripped",
+            )
+        tripped = breaker(node)
+        assert tripped["reason"] == "venue.bx escalated", tripped
+        # Each restart held the venue until reconciled; only the escalation counts as a trip.
+        assert (tripped["trips"], tripped["cooldown_s"]) == (1, 5.0), tripped
+        eventually(
+            lambda: all(o["status"] == "canceled" for o in ours_at_exchange(server)),
+            90,
+            what="cancelled once the subtree runs again",
         )
     finally:
         assert node.stop() == 0, node.log()
