@@ -281,7 +281,7 @@ class Node:
             return
         breaker = self.breakers.breakers.get(scope)
         if breaker is not None and breaker.state == "open" and breaker.reason.startswith(NOT_RECONCILED):
-            self.breakers.close(scope, "venue reconciled")
+            self.breakers.release(scope, "venue reconciled")
 
     def breaker_state(self, scope: str) -> BreakerState:
         """Current state of a breaker."""

@@ -21,10 +21,11 @@ completed since it started and since its exchange was last down or banned
 breaker open (:meth:`BreakerBoard.hold`, reason starting with :data:`NOT_RECONCILED`:
 the exchange unreachable at start, a lookup that keeps failing, a 418 ban with its end).
 A hold is not timed: no cooldown half-opens it. It closes **automatically** as soon as
-the gateway reports a completed reconciliation (``venue reconciled``): the condition
-that opened it is gone, and that is checked against the exchange itself, which is more
-than an operator could check by hand; an operator reset closes it too, but the next
-unreconciled status opens it again. While a hold is on, the supervisor's probe does not
+the gateway reports a completed reconciliation (``venue reconciled``; back to half-open
+instead if the hold began during a half-open probation, which the supervisor's probe then
+finishes): the condition that opened it is gone, and that is checked against the exchange
+itself, which is more than an operator could check by hand; an operator reset closes it
+too, but the next unreconciled status opens it again. While a hold is on, the supervisor's probe does not
 close the breaker either (:meth:`sniperbot.node.Node.breaker_closed`). A hold is not a
 trip: it leaves ``trips`` and the cooldown alone (every live gateway start holds its venue
 until its first reconciliation, and a restart must not lengthen the supervisor's next
@@ -96,6 +97,7 @@ class BreakerBoard:
         self.probe_s = probe_s
         self.breakers: dict[str, Breaker] = {}
         self._timed: set[str] = set()  # scopes this board moves on by itself (no subtree owns them)
+        self._held_from: dict[str, BreakerState] = {}  # scope -> its state when a hold opened it
 
     def load(self) -> None:
         """Read journaled breakers; open ones are carried on by the board's own timer."""
@@ -141,8 +143,21 @@ class BreakerBoard:
         """
         self._timed.discard(scope)
         breaker = self.breakers.get(scope) or Breaker(scope=scope)
+        if breaker.state != "open":
+            self._held_from[scope] = breaker.state
         if breaker.state != "open" or breaker.reason != reason:
             self._set(breaker, "open", reason)
+
+    def release(self, scope: str, reason: str) -> None:
+        """A hold's condition is gone: back to half-open if it was held during a probation, else closed."""
+        before = self._held_from.pop(scope, "closed")
+        breaker = self.breakers.get(scope)
+        if breaker is None or breaker.state != "open":
+            return
+        if before == "half_open":
+            self._set(breaker, "half_open", reason)  # the supervisor's probe closes it
+        else:
+            self.close(scope, reason)
 
     def half_open(self, scope: str) -> None:
         """Cooldown over: let the subtree run on probation."""
