@@ -287,5 +287,10 @@ def test_crash_loop_of_the_gateway_trips_the_venue_and_its_restart_cancels_our_r
             lambda: breaker(node).get("state") == "closed" and breaker(node), 120, what="closed by the probe"
         )
         assert (closed["trips"], closed["cooldown_s"]) == (1, 5.0), closed
+        assert closed["reason"] == "probe passed", closed
+        changes = [json.loads(line) for line in node.log().splitlines() if '"event": "breaker"' in line]
+        after_trip = changes[next(i for i, c in enumerate(changes) if c["reason"] == "venue.bx escalated") :]
+        moves = [(c["state"], c["reason"]) for c in after_trip]
+        assert ("half_open", "venue reconciled") in moves, moves
     finally:
         assert node.stop() == 0, node.log()
