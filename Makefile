@@ -7,7 +7,7 @@ VENV ?= .venv
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean browser
+.PHONY: run test lint bench clean browser check-deploy constraints
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ browser:
 	  else echo "note: install the 'chromium' package for the HTML report test"; fi; \
 	fi
 
+# deploy/ checked without Docker or a cluster (also part of `make test`): Kubernetes manifests and
+# the RayCluster against their schemas, Dockerfiles with hadolint, the systemd unit with
+# systemd-analyze, and the images' and the unit's commands run on this checkout (deploy/README.md).
+check-deploy: $(BIN)/.installed-test
+	$(BIN)/pytest tests/test_deploy.py
+
+# deploy/constraints.txt: the exact versions the images install, from this (tested) venv.
+constraints: $(BIN)/.installed-test
+	$(BIN)/python deploy/constraints.py
+
 lint: $(BIN)/.installed-test
 	$(BIN)/ruff check .
 
@@ -54,6 +64,7 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/default_run.py
 	$(BIN)/python bench/optimize.py
+	$(BIN)/python bench/warmup.py
 	$(BIN)/python bench/backtest.py  # needs: $(BIN)/pip install backtesting
 	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/python bench/restart_ray.py'
 

@@ -42,6 +42,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from sniperbot.alerts.config import AlertsConfig
+from sniperbot.telegram.config import TelegramConfig
 from sniperbot.venues.base import NonNegative, Positive
 from sniperbot.venues.config import SimVenueConfig, VenueConfig
 
@@ -261,6 +263,12 @@ class KeystoreSection(_Section):
             raise ValueError("dir: must not be empty")
 
 
+class SentrySection(_Section):
+    """``[sentry]``: error reporting from every actor process (:mod:`sniperbot.observability.sentry`)."""
+
+    dsn: str = ""  # "" = the SENTRY_DSN environment variable, or off
+
+
 class Config(_Section):
     """The whole node configuration."""
 
@@ -277,6 +285,9 @@ class Config(_Section):
     placement: PlacementSection = PlacementSection()
     cluster: ClusterSection = ClusterSection()
     keystore: KeystoreSection = KeystoreSection()
+    alerts: AlertsConfig = AlertsConfig()
+    sentry: SentrySection = SentrySection()
+    telegram: TelegramConfig = TelegramConfig()
 
     def __post_init__(self) -> None:
         if not self.venues:
@@ -470,16 +481,13 @@ def _check_strategy_params(config: Config, source: str) -> None:
 
 def check_strategy(config: Config, section: StrategySection, source: str, where: str = "strategy") -> None:
     """Raise ConfigError if ``section`` names an unknown strategy or invalid parameters."""
-    from sniperbot.strategies import STRATEGIES
+    from sniperbot.strategies.loader import StrategyLoadError, load_strategy
 
     check_finite(section, source, where)
-    cls = STRATEGIES.get(section.strategy)
-    if cls is None:
-        known = ", ".join(sorted(STRATEGIES))
-        raise ConfigError(
-            f"invalid config {source} at {where}.strategy: unknown strategy "
-            f"{section.strategy!r} (known: {known})"
-        )
+    try:
+        cls = load_strategy(section.strategy)
+    except StrategyLoadError as e:
+        raise ConfigError(f"invalid config {source} at {where}.strategy: {e}") from None
     problem = config.strategy_problem(section)
     if problem is not None:
         raise ConfigError(f"invalid config {source} at {where}.{problem}")

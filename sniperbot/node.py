@@ -38,12 +38,20 @@ import zmq
 
 from sniperbot.actors.placement import Launcher
 from sniperbot.actors.runtime import ActorLaunch, close_process_journals, process_journal
-from sniperbot.admin.protocol import MAX_REQUEST_BYTES, AdminError, AdminReply, decode_request, encoder
-from sniperbot.admin.server import AdminCommands, failure
+from sniperbot.admin.commands import AdminCommands, failure
+from sniperbot.admin.protocol import (
+    MAX_REQUEST_BYTES,
+    AdminError,
+    AdminReply,
+    decode_request,
+    encoder,
+    to_command,
+)
 from sniperbot.config import Config
 from sniperbot.journal import JournalError, keys
 from sniperbot.journal.lmdbfile import check_before_open, is_disk_full
 from sniperbot.messages import (
+    ActorError,
     BreakerChanged,
     CancelOrder,
     Envelope,
@@ -63,6 +71,7 @@ from sniperbot.messages import (
 )
 from sniperbot.messages import topics as topic
 from sniperbot.messages.control import TRADING_STATES, position_key
+from sniperbot.observability import sentry
 from sniperbot.rundir import RunDir, RunDirError, next_node_life
 from sniperbot.supervision import ActorHandle, Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import NOT_RECONCILED, BreakerBoard, BreakerState
@@ -168,6 +177,7 @@ class Node:
             heartbeat_liveness=self.heartbeat_liveness,
             journal_durability=self.config.journal.durability,
             log_level=self.config.node.log_level,
+            sentry_dsn=self.config.sentry.dsn,
             endpoints=endpoints,
             inbox_binds=inbox_binds,
             auth_key=self._secret,
@@ -234,6 +244,8 @@ class Node:
     def root_failed(self, supervisor: Supervisor) -> None:
         """The root gave up: persist the global breaker open, exit non-zero for the outer manager."""
         log.critical("root supervisor exceeded its restart intensity", extra={"event": "root_failed"})
+        flags = supervisor.spec.flags
+        sentry.report_restart_storm(supervisor.id, "root", flags.intensity, flags.period_s)
         self.breakers.trip("global", "root supervisor exceeded its restart intensity", timed=True)
         self.exit_code = EXIT_ROOT_FAILED
         self._stopped = True
@@ -242,6 +254,7 @@ class Node:
         """A subtree escalated: open its breaker, cancel open orders in scope; returns the cooldown."""
         cooldown = self.breakers.trip(scope, reason)
         self._cancel_open_orders(scope, reason)
+        sentry.report_restart_storm(scope, reason, 0, 0.0)
         return cooldown
 
     def breaker_half_open(self, scope: str) -> None:
@@ -438,9 +451,11 @@ class Node:
             # The last run did not shut down in order: start fail-closed.
             self.breakers.trip("global", "unclean_shutdown", timed=True)
         self.journal.put_state(RUNNING_KEY, b"1")
-        # The last-value cache holds market *state*: quotes. Trades are events, and a
+        # The last-value cache holds market *state*: quotes and market rules. Trades are events, and a
         # node woken by every trade would compete with the actors on the trading path.
-        quotes = tuple(topic.quotes(v.name) for v in self.config.venues)
+        quotes = tuple(
+            t for v in self.config.venues for t in (topic.quotes(v.name), topic.market_rules(v.name))
+        )
         self._market = Subscriber(self._zctx, self.rundir.bus_out, quotes)
         self._poller.register(self._market.socket, zmq.POLLIN)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -455,7 +470,12 @@ class Node:
         self.root = Supervisor(self.tree_spec, self)
         self.started_at = time.monotonic()
         log.info("node starting", extra={"event": "node_start", "run_dir": str(self.rundir.path)})
-        self.root.start(on_started=lambda: log.info("all actors ready", extra={"event": "node_ready"}))
+        self.root.start(on_started=self._on_started)
+
+    def _on_started(self) -> None:
+        log.info("all actors ready", extra={"event": "node_ready"})
+        # Only now: the forkserver has forked, so no SDK thread is copied into an actor process.
+        sentry.init_node(self.config.sentry.dsn)
 
     def _open_state(self) -> None:
         """Open and verify the journal and venue ledgers, or refuse to start; then mark the run dir.
@@ -719,6 +739,8 @@ class Node:
             self._pub.publish(topic.READY + actor_id, payload)
         elif isinstance(payload, SnapshotRequest):
             self._send_snapshot(child, payload)
+        elif isinstance(payload, ActorError):
+            child.last_error = payload.error[:300]
 
     def _on_market(self, frames: list[bytes]) -> None:
         # Raw frames, not decoded: the cache costs a dict store per message.
@@ -772,7 +794,14 @@ class Node:
             self._count_invalid(sock, e.reason)
             reply(AdminReply(ok=False, error=AdminError("invalid_message", e.reason)))
             return
-        self.commands.handle(request, reply)
+        try:
+            # A well-formed request with a wrong command or arguments is the operator's
+            # mistake, answered, not a hostile frame: not counted as invalid.
+            command = to_command(request)
+        except InvalidFrame as e:
+            reply(AdminReply(ok=False, error=AdminError("invalid_message", e.reason)))
+            return
+        self.commands.execute(command, reply)
 
     def _close(self) -> None:
         for sig, handler in getattr(self, "_old_handlers", {}).items():

@@ -11,8 +11,11 @@
     ├─ portfolio                            positions, P&L
     ├─ risk              one_for_all 3/30, breaker global
     │  └─ risk_guard                        every intent passes here
-    └─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
-       └─ strategy.<id>
+    ├─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
+    │  └─ strategy.<id>                     breaker strategy:<id>: its own crash loop trips only it
+    └─ ops               one_for_one 5/60, breaker ops   operator services (when configured)
+       ├─ alerts                            Telegram, Discord, email, webhook ([alerts])
+       └─ telegram                          the command bot ([telegram])
 
 The contract between these actors is :mod:`sniperbot.venues.base`.
 
@@ -31,14 +34,21 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from sniperbot.actors.placement import PRELOAD
+from sniperbot.alerts.config import ALERTS_ACTOR, ALERTS_ACTOR_ID
 from sniperbot.config import Config, StrategySection
 from sniperbot.supervision import ChildSpec, SupFlags, check_unique_ids
+from sniperbot.telegram.config import TELEGRAM_ACTOR, TELEGRAM_ACTOR_ID
 from sniperbot.venues.base import EXECUTOR, PAPER_GATEWAY
 from sniperbot.venues.config import VenueConfig
 
 STRATEGIES_SUPERVISOR = "strategies"
+OPS_SUPERVISOR = "ops"
 STRATEGY_ACTOR = "sniperbot.actors.strategy:StrategyActor"
+#: One strategy's own restart intensity: 5 crashes in 60 s trip its breaker (``strategy:<id>``).
+STRATEGY_RESTARTS = SupFlags(intensity=5, period_s=60.0)
 
 
 def _worker(config: Config, actor_id: str, actor: str, **args: object) -> ChildSpec:
@@ -52,8 +62,13 @@ def _worker(config: Config, actor_id: str, actor: str, **args: object) -> ChildS
 
 
 def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
-    """The child spec of one strategy instance (also used to hot-add one)."""
-    return _worker(
+    """The child spec of one strategy instance (also used to hot-add one).
+
+    Each strategy has its own breaker ``strategy:<id>`` and restart intensity
+    (:data:`STRATEGY_RESTARTS`): a strategy that keeps crashing trips alone, and its
+    siblings, its venue and the ``strategies`` supervisor's own intensity are untouched.
+    """
+    spec = _worker(
         config,
         f"strategy.{section.id}",
         STRATEGY_ACTOR,
@@ -64,7 +79,9 @@ def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
         bar_interval_s=section.bar_interval_s,
         quantity=section.quantity,
         params=dict(section.params),
+        history=venue.history_source() if (venue := config.venue(config.strategy_venue(section))) else None,
     )
+    return msgspec.structs.replace(spec, breaker=f"strategy:{section.id}", flags=STRATEGY_RESTARTS)
 
 
 def _supervisor(sup_id: str, flags: SupFlags, children: list[ChildSpec], breaker: str = "") -> ChildSpec:
@@ -134,6 +151,17 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         venues=names,
     )
     strategies = [strategy_child(config, s) for s in config.strategies]
+    # Operator services under their own supervisor and breaker ``ops``: a failing one (a bad token
+    # file, a crash loop) trips it and is retried later; it never takes trading down.
+    ops: list[ChildSpec] = []
+    if config.alerts.enabled:
+        ops.append(
+            _worker(config, ALERTS_ACTOR_ID, ALERTS_ACTOR, settings=msgspec.to_builtins(config.alerts))
+        )
+    if config.telegram.enabled:
+        ops.append(
+            _worker(config, TELEGRAM_ACTOR_ID, TELEGRAM_ACTOR, settings=msgspec.to_builtins(config.telegram))
+        )
     root = _supervisor(
         "root",
         SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s),
@@ -144,6 +172,11 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
                 "risk", SupFlags(strategy="one_for_all", intensity=3, period_s=30.0), [risk], breaker="global"
             ),
             _supervisor(STRATEGIES_SUPERVISOR, SupFlags(intensity=10, period_s=60.0), strategies),
+            *(
+                [_supervisor(OPS_SUPERVISOR, SupFlags(intensity=5, period_s=60.0), ops, breaker="ops")]
+                if ops
+                else []
+            ),
         ],
     )
     check_unique_ids(root)

@@ -10,11 +10,11 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from sniperbot.backtest import BacktestConfig, run_backtest
-from sniperbot.data import OHLCV, load_ohlcv, write_csv
+from sniperbot.data import load_ohlcv
+from tests.candles import random_walk_csv
 from tests.conftest import ROOT, sniperbot
 
 REQUIRED = (
@@ -34,16 +34,8 @@ REQUIRED = (
 
 @pytest.fixture(scope="module")
 def csv_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(8)
-    n = 5_000
-    close = 2_000 * np.exp(np.cumsum(rng.normal(0.0, 0.002, n)))
-    open_ = np.concatenate([[2_000.0], close[:-1]])
-    high = np.maximum(open_, close) * 1.001
-    low = np.minimum(open_, close) * 0.999
-    times = 1_735_689_600 * 1_000_000_000 + np.arange(n) * 60_000_000_000
     path = tmp_path_factory.mktemp("cli") / "ETHUSDT_1m.csv"
-    write_csv(OHLCV(times, open_, high, low, close, np.ones(n), symbol="ETH/USDT", timeframe="1m"), path)
-    return path
+    return random_walk_csv(path, 5_000, seed=8, start=2_000.0, vol=0.002, wick=0.001, symbol="ETH/USDT")
 
 
 def test_backtest_json_has_the_documented_fields_and_matches_the_library(csv_file: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from sniperbot.messages import (
     Ack,
+    ActorError,
     Bar,
     BreakerChanged,
     CancelOrder,
@@ -19,6 +20,7 @@ from sniperbot.messages import (
     Fill,
     Heartbeat,
     InvalidFrame,
+    MarketRules,
     Message,
     Order,
     OrderBook,
@@ -133,6 +135,7 @@ SAMPLES: list[Message] = [
     BreakerChanged(scope="venue:sim", state="open", reason="escalated", trips=2, cooldown_s=10.0, ts_ns=14),
     SnapshotRequest(topics=["md.sim.BTC/USDT.", "ev.s1."]),
     Crash(reason="chaos"),
+    ActorError(error="ZeroDivisionError at my.py:3 in decide"),
     VenueOrderQuery(client_order_id="c-1", venue="sim"),
     VenueOrderReport(
         client_order_id="c-1",
@@ -209,6 +212,16 @@ SAMPLES: list[Message] = [
         drift_since_ns=1_708,
         ts_ns=1_709,
     ),
+    MarketRules(
+        venue="bin",
+        symbol="BTC/USDT",
+        amount_step=0.00001,
+        price_tick=0.01,
+        min_amount=0.00001,
+        min_notional=5.0,
+        max_amount=9000.0,
+        ts_ns=1_705,
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -218,6 +231,7 @@ TAGS: dict[type[Message], str] = {
     OrderBook: "book",
     FeedStatus: "feed_status",
     VenueStatus: "venue_status",
+    MarketRules: "market_rules",
     Bar: "bar",
     OrderIntent: "intent",
     Order: "order",
@@ -235,6 +249,7 @@ TAGS: dict[type[Message], str] = {
     BreakerChanged: "breaker",
     SnapshotRequest: "snapshot_req",
     Crash: "crash",
+    ActorError: "actor_error",
     VenueOrderQuery: "venue_query",
     VenueOrderReport: "venue_report",
     VenueEvents: "venue_events",

@@ -31,6 +31,7 @@ from sniperbot.messages import (
     FeedStatus,
     Fill,
     Heartbeat,
+    MarketRules,
     Order,
     OrderBook,
     OrderIntent,
@@ -185,6 +186,7 @@ def _samples(now_ns: int) -> list[Any]:
             ts_ns=now_ns,
         ),
         VenueStatus(venue="sim", connection="ok", reconciled=True, balances={"USDT": 1e12}, ts_ns=now_ns),
+        MarketRules(venue="sim", symbol="BTC/USDT", amount_step=1e6, min_notional=1e12, ts_ns=now_ns),
     ]
 
 

@@ -14,6 +14,7 @@ from sniperbot.messages import (
     Envelope,
     FeedStatus,
     Fill,
+    MarketRules,
     Order,
     OrderIntent,
     OrderUpdate,
@@ -43,6 +44,13 @@ class RiskGuardActor(Actor):
     HALTED). Like an operator's halt, the state is journaled and holds across restarts,
     whatever the config then says, until an operator resumes: a loss stop is never lifted
     by a restart or a config edit alone.
+
+    A live venue's market rules (:class:`MarketRules`, from its feed; replayed by the node's last-value
+    cache to a restarted guard) are applied before the limits: the quantity is rounded down to the lot
+    step and the order sent with it, and an intent below the exchange's minimums is rejected with the
+    figures in the reason (:mod:`sniperbot.risk.guard`, 4b). Until a venue's feed has published its rules
+    (markets still loading), its intents are checked without them; the gateway still truncates to the
+    step and the exchange refuses what is below its minimums.
     """
 
     inbox = True
@@ -64,7 +72,7 @@ class RiskGuardActor(Actor):
         self.daily_loss_limit = daily_loss_limit
         self.max_drawdown = max_drawdown
         self.loss_action = loss_action
-        venues = tuple(topic.quotes(v) for v in executors)
+        venues = tuple(t for v in executors for t in (topic.quotes(v), topic.market_rules(v)))
         self.topics = (*venues, topic.EVENTS, topic.BREAKERS, topic.STATUS_PORTFOLIO, topic.FEED_STATUS)
         self._prices: dict[tuple[str, str], float] = {}
         self._seen_fills: set[str] = set()
@@ -125,6 +133,8 @@ class RiskGuardActor(Actor):
             self.guard.on_order_update(payload)
         elif isinstance(payload, FeedStatus):
             self.guard.set_prices_stale(payload.venue, payload.stale)
+        elif isinstance(payload, MarketRules):
+            self.guard.set_market_rules(payload)
         elif isinstance(payload, BreakerChanged):
             self._breakers[payload.scope] = payload.state
         elif isinstance(payload, PortfolioSnapshot):
@@ -188,6 +198,7 @@ class RiskGuardActor(Actor):
         if journal.order_status(intent.intent_id) or journal.order(intent.intent_id) is not None:
             return
         now = time.time_ns()
+        intent = self.guard.conform(intent)  # quantity rounded down to the venue's lot step
         executor = self.executors.get(intent.venue)
         reason = (
             "unknown_venue"

@@ -8,6 +8,7 @@ supervisor goes silent (an orphan must not keep trading).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import importlib
 import itertools
@@ -15,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +27,7 @@ import zmq
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.logs import actor_logger
 from sniperbot.messages import (
+    ActorError,
     Crash,
     Envelope,
     Heartbeat,
@@ -79,6 +82,8 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The venue's API key (sniperbot.keystore.Credentials.to_launch()), only in the launch of the
     # one actor that signs for that venue (its gateway): never logged, never on disk, never in args.
     credentials: bytes = b""
+    # Sentry DSN from the config's [sentry] section ("" = SENTRY_DSN from the environment, or off).
+    sentry_dsn: str = ""
 
 
 _journals: dict[str, Any] = {}
@@ -278,9 +283,20 @@ class ActorRuntime(ActorContext):
         try:
             while self.step():
                 pass
+        except Exception as e:
+            self.report_error(e)
+            raise
         finally:
             self.close(clean=True)
         return self.exit_code
+
+    def report_error(self, error: BaseException) -> None:
+        """Tell the node what this incarnation crashed on (``admin tree``'s ``last_error``).
+
+        Class and place only (``ZeroDivisionError at my.py:42 in decide``): an exception's
+        message may quote a secret or a signed request, its place and kind cannot.
+        """
+        self._send_control(ActorError(error=describe_error(error)))
 
     def close(self, clean: bool) -> None:
         """Run ``on_stop`` (when ``clean``) and close every socket."""
@@ -481,6 +497,19 @@ class ActorRuntime(ActorContext):
             heapq.heappush(self._timers, (now + timer.interval_ns, next(self._timer_ids), timer))
 
 
+def describe_error(error: BaseException) -> str:
+    """``Kind at file:line in function`` of the innermost frame (a path under the cwd made relative)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return type(error).__name__
+    last = frames[-1]
+    path = last.filename
+    with contextlib.suppress(ValueError):  # another drive (not on Linux), or no cwd
+        relative = os.path.relpath(path)
+        path = path if relative.startswith("..") else relative
+    return f"{type(error).__name__} at {path}:{last.lineno} in {last.name}"
+
+
 def run_actor_process(launch_bytes: bytes) -> None:
     """Entry point of an actor process (called in the forkserver's child)."""
     import signal
@@ -491,6 +520,10 @@ def run_actor_process(launch_bytes: bytes) -> None:
     launch = msgspec.msgpack.decode(launch_bytes, type=ActorLaunch)
     configure_logging(launch.log_level)
     _die_with_parent()
+    from sniperbot.observability import sentry
+
+    venue = str(launch.args.get("venue", ""))
+    sentry.init_actor(launch.actor_id, launch.incarnation, venue, launch.sentry_dsn)
     runtime = ActorRuntime(launch)
     # Ctrl-C reaches the whole process group; only the supervisor decides the stop order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -505,6 +538,7 @@ def run_actor_process(launch_bytes: bytes) -> None:
             runtime.log.error("actor stopped: disk full", extra={"event": "crash", "reason": "disk full"})
         else:
             runtime.log.exception("actor crashed", extra={"event": "crash"})
+            sentry.capture_crash(e)
         logging.shutdown()
         os._exit(EXIT_CRASH)
     sys.stdout.flush()

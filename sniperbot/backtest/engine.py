@@ -34,7 +34,8 @@ from sniperbot.data.ohlcv import OHLCV
 from sniperbot.messages import Bar, Fill, OrderIntent, OrderUpdate
 from sniperbot.risk.guard import RiskGuard
 from sniperbot.risk.sizing import PositionSizer
-from sniperbot.strategies import STRATEGIES, Strategy
+from sniperbot.strategies import Strategy
+from sniperbot.strategies.loader import load_strategy
 
 __all__ = ["BacktestPath", "Session", "arrival_bar", "resolve_strategy", "run_backtest", "run_per_bar"]
 
@@ -42,12 +43,12 @@ BacktestPath = Literal["auto", "vectorised", "per-bar"]
 
 
 def resolve_strategy(strategy: str | type[Strategy]) -> type[Strategy]:
-    """The strategy class for a registry name (or the class itself); ValueError listing the names."""
+    """The strategy class for a reference (built-in name, ``module:Class``, ``file.py:Class``) or class.
+
+    Raises ValueError (:class:`~sniperbot.strategies.loader.StrategyLoadError`) naming what is wrong.
+    """
     if isinstance(strategy, str):
-        cls = STRATEGIES.get(strategy)
-        if cls is None:
-            raise ValueError(f"unknown strategy {strategy!r} (known: {', '.join(sorted(STRATEGIES))})")
-        return cls
+        return load_strategy(strategy)
     if isinstance(strategy, type) and issubclass(strategy, Strategy):
         return strategy
     raise ValueError(f"not a strategy: {strategy!r}")

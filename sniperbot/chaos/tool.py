@@ -25,6 +25,21 @@ A run (research §8: Chaos Monkey's random kills, Jepsen's nemesis and checker):
    positions equal the sum of journaled fills.
 
 The same seed gives the same sequence of (actor, signal) choices.
+
+**Against an exchange** (a node with live ccxt venues, issue #9 point 8): with ``exchange``
+(``sniperbot chaos --config FILE``: the node's config, whose live ccxt venues are checked, the keys
+unlocked from the keystore as ``sniperbot run`` does), the account is read through ccxt before the
+faults (the baseline: balances, orders, trades) and the money invariants are checked against the
+exchange's own records (:mod:`sniperbot.chaos.exchange`) instead of the gateway's ledger; venues
+without an exchange keep the ledger check. With ``venue_faults`` (a test exchange's control URL,
+``http://127.0.0.1:P/__control__/``: a hook of the local test servers in ``tests/exchanges``, which no
+real exchange has), a share ``net_share`` of the fault slots injects a network fault at the exchange
+instead of a signal, chosen (seeded) among ``net_faults``: ``drop_streams`` (every websocket reset),
+``lose_order_answer`` (the order is placed, its answer lost), ``order_5xx`` (503, not processed),
+``lose_lookup_answer`` / ``lookup_5xx`` (the same on the order query). Such a fault recovers when the
+server next answers that endpoint successfully (for a drop: when as many streams are open again);
+a REST fault stays armed until the node's next request to that endpoint; one never triggered by the
+end of the injection is disarmed and counted ``net_unfired`` (not in ``faults``).
 """
 
 from __future__ import annotations
@@ -38,12 +53,26 @@ from typing import Any
 import msgspec
 
 from sniperbot.admin import AdminUnavailable, admin_request
-from sniperbot.chaos.invariants import CheckError, InvariantReport, check_run_dir, report_dict
+from sniperbot.chaos.exchange import (
+    ExchangeBaseline,
+    ExchangeReader,
+    ExchangeReport,
+    ExchangeVenue,
+    check_exchange,
+    journal_since_ms,
+    read_journal,
+)
+from sniperbot.chaos.exchange import report_dict as exchange_report_dict
+from sniperbot.chaos.invariants import CheckError, InvariantReport, check_run_dir, report_dict, venues_in
+from sniperbot.journal import JournalError
 
 SIGNALS = ("KILL", "STOP", "TERM")
 _POLL_S = 0.05
 _BREAKER_POLL_S = 0.25
 _INJECTABLE_PLACEMENTS = ("process", "ray")
+# The network faults a test exchange injects (tests/exchanges/_base.py: NET_FAULTS, the same names).
+NET_FAULTS = ("drop_streams", "lose_order_answer", "order_5xx", "lose_lookup_answer", "lookup_5xx")
+NET_SIGNAL = "NET"
 
 
 class ChaosUnavailable(Exception):
@@ -65,6 +94,9 @@ class ChaosOptions(msgspec.Struct, frozen=True, kw_only=True):
     recovery_timeout_s: float = 60.0
     trade_timeout_s: float = 30.0
     settle_timeout_s: float = 15.0
+    venue_faults: str | None = None  # a test exchange's control URL (module docstring)
+    net_faults: tuple[str, ...] = NET_FAULTS
+    net_share: float = 0.3  # share of fault slots that are network faults when venue_faults is set
 
 
 class Fault(msgspec.Struct, kw_only=True):
@@ -77,6 +109,7 @@ class Fault(msgspec.Struct, kw_only=True):
     incarnation: int
     recovered: bool = False
     recovery_ms: float | None = None
+    fault_id: int = 0  # a network fault's id at the test exchange (0 for a signal)
 
 
 class ChaosReport(msgspec.Struct, kw_only=True):
@@ -105,6 +138,9 @@ class ChaosReport(msgspec.Struct, kw_only=True):
     problems: list[str]
     fault_log: list[Fault]
     invariants: dict[str, Any] | None
+    net_faults: int = 0  # network faults injected at the exchange (also counted in ``faults``)
+    net_unfired: int = 0  # armed at the exchange but never triggered (disarmed; not in ``faults``)
+    exchange: list[dict[str, Any]] | None = None  # one ExchangeReport per live venue
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -171,11 +207,22 @@ class _BreakerWatch:
         return sorted(scope for scope, (state, _) in (self.seen or {}).items() if state != "closed")
 
 
-def run_chaos(options: ChaosOptions, say: Callable[[str], None] = lambda _: None) -> ChaosReport:
+def run_chaos(
+    options: ChaosOptions,
+    say: Callable[[str], None] = lambda _: None,
+    exchange: list[tuple[ExchangeVenue, Any]] | None = None,
+) -> ChaosReport:
     """Run one chaos session against the node in ``options.run_dir``; ``say`` gets progress lines.
 
-    Raises :class:`ChaosUnavailable` if the node is not there or refuses fault injection.
+    ``exchange``: the node's live venues with their unlocked credentials (or None), checked against
+    the exchange (module docstring). Raises :class:`ChaosUnavailable` if the node is not there,
+    refuses fault injection, or an exchange cannot be read at the start.
     """
+    bad_net = [f for f in options.net_faults if f not in NET_FAULTS]
+    if bad_net or (options.venue_faults and not options.net_faults):
+        raise ChaosUnavailable(
+            "invalid_message", f"net faults must be among {', '.join(NET_FAULTS)}, got {bad_net}"
+        )
     bad = [s for s in options.signals if s not in SIGNALS]
     if bad or not options.signals:
         raise ChaosUnavailable("invalid_message", f"signals must be among {', '.join(SIGNALS)}, got {bad}")
@@ -190,24 +237,92 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = lambda _: None
     candidates = sorted(a for a, w in workers.items() if w.get("placement") in _INJECTABLE_PLACEMENTS)
     if not candidates:
         raise ChaosUnavailable("not_found", "no actor of this node runs in its own process")
-    session = _Session(node, options, candidates, say)
+    venues = _open_exchanges(options.run_dir, exchange or [])
     try:
-        session.inject_for(options.duration_s)
-        session.await_recovery()
-        still_trading, fills_after = session.await_trading()
-        invariants = session.check_invariants()
-    except AdminUnavailable as e:
-        session.problems.append(f"the node stopped answering: {e}")
-        still_trading, fills_after, invariants = False, fills_before, None
-    return session.report(fills_before, still_trading, fills_after, invariants)
+        session = _Session(node, options, candidates, say, venues)
+        try:
+            session.inject_for(options.duration_s)
+            session.await_recovery()
+            still_trading, fills_after = session.await_trading()
+            invariants = session.check_invariants()
+            session.check_exchanges()
+        except AdminUnavailable as e:
+            session.problems.append(f"the node stopped answering: {e}")
+            still_trading, fills_after, invariants = False, fills_before, None
+        return session.report(fills_before, still_trading, fills_after, invariants)
+    finally:
+        for reader, _ in venues:
+            reader.close()
+
+
+def _open_exchanges(
+    run_dir: str, exchange: list[tuple[ExchangeVenue, Any]]
+) -> list[tuple[ExchangeReader, ExchangeBaseline]]:
+    """A reader per live venue and the account's baseline, before any fault."""
+    import ccxt
+
+    out: list[tuple[ExchangeReader, ExchangeBaseline]] = []
+    for venue, credentials in exchange:
+        try:
+            reader = ExchangeReader(venue, run_dir, credentials)
+        except ValueError as e:
+            raise ChaosUnavailable("invalid_message", str(e)) from e
+        try:
+            # The window every later check reads; a venue with no order yet: the whole history.
+            since = journal_since_ms(read_journal(run_dir), venue.name)
+            out.append((reader, reader.baseline(since)))
+        except (ccxt.BaseError, JournalError) as e:
+            reader.close()
+            for r, _ in out:
+                r.close()
+            # By class only: a ccxt message may quote the signed request.
+            what = "the journal" if isinstance(e, JournalError) else "the account"
+            raise ChaosUnavailable(
+                "exchange_unavailable", f"venue {venue.name}: cannot read {what}: {type(e).__name__}"
+            ) from e
+    return out
+
+
+class _VenueFaults:
+    """The control endpoint of a test exchange (``/__control__/``), as the tool uses it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/") + "/"
+
+    def call(self, name: str, *args: Any) -> Any:
+        import json
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.url + name,
+            data=json.dumps({"args": list(args)}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return json.loads(answer.read())["result"]
+        except (OSError, ValueError, KeyError) as e:
+            raise ChaosUnavailable("venue_faults", f"--venue-faults {self.url}{name}: {e}") from e
 
 
 class _Session:
     """The state of one chaos run."""
 
     def __init__(
-        self, node: _Node, options: ChaosOptions, candidates: list[str], say: Callable[[str], None]
+        self,
+        node: _Node,
+        options: ChaosOptions,
+        candidates: list[str],
+        say: Callable[[str], None],
+        venues: list[tuple[ExchangeReader, ExchangeBaseline]] | None = None,
     ) -> None:
+        self.venues = venues or []
+        self.venue_faults = _VenueFaults(options.venue_faults) if options.venue_faults else None
+        self.net_unfired = 0
+        self.exchange_reports: list[ExchangeReport] = []
+        self._next_net_poll = 0.0
         self.node = node
         self.options = options
         self.candidates = candidates
@@ -230,7 +345,10 @@ class _Session:
         pending: tuple[str, str] | None = None
         while (now := time.monotonic()) < end:
             if pending is None and now >= next_slot:
-                pending = (self.rng.choice(self.candidates), self.rng.choice(self.options.signals))
+                if self.venue_faults is not None and self.rng.random() < self.options.net_share:
+                    pending = (self.rng.choice(self.options.net_faults), NET_SIGNAL)
+                else:
+                    pending = (self.rng.choice(self.candidates), self.rng.choice(self.options.signals))
                 next_slot += self.options.interval_s
             workers = self.node.workers()
             if pending is not None:
@@ -245,6 +363,8 @@ class _Session:
             time.sleep(_POLL_S)
 
     def _try_inject(self, actor: str, signal: str, workers: dict[str, dict[str, Any]]) -> bool:
+        if signal == NET_SIGNAL:
+            return self._inject_net(actor)
         worker = workers.get(actor)
         if worker is None or worker.get("state") != "running" or not worker.get("pid"):
             return False
@@ -274,10 +394,58 @@ class _Session:
         )
         return True
 
+    def _inject_net(self, kind: str) -> bool:
+        """One network fault at the test exchange (armed until the node's next matching request)."""
+        assert self.venue_faults is not None
+        at = time.monotonic()
+        fault_id = int(self.venue_faults.call("net_fault", kind))
+        fault = Fault(
+            at_s=round(at - self.started, 3),
+            actor=f"exchange:{kind}",
+            signal=NET_SIGNAL,
+            pid=0,
+            incarnation=0,
+            fault_id=fault_id,
+        )
+        self._injected_at[id(fault)] = at
+        self.faults.append(fault)
+        self.say(f"{fault.at_s:7.2f}s  {NET_SIGNAL:<4} {kind} (fault {fault_id} at the exchange)")
+        return True
+
+    def _update_net_recoveries(self, force: bool = False) -> None:
+        """Network faults: recovered when the exchange saw the endpoint (or the streams) work again."""
+        now = time.monotonic()
+        waiting = [f for f in self.faults if f.signal == NET_SIGNAL and not f.recovered]
+        if self.venue_faults is None or not waiting or (not force and now < self._next_net_poll):
+            return
+        self._next_net_poll = now + _BREAKER_POLL_S
+        info = {int(f["id"]): f for f in self.venue_faults.call("faults_info")["faults"]}
+        for fault in waiting:
+            seen = info.get(fault.fault_id)
+            if seen is None or seen.get("recovered_at") is None or seen.get("fired_at") is None:
+                continue
+            fault.recovered = True
+            fault.recovery_ms = round((float(seen["recovered_at"]) - float(seen["fired_at"])) * 1000, 1)
+            self.say(f"          recovered {fault.actor} in {fault.recovery_ms:.0f} ms")
+
+    def _drop_unfired(self) -> None:
+        """Disarm network faults that never triggered; they are counted apart, not as faults."""
+        if self.venue_faults is None:
+            return
+        self.net_unfired += int(self.venue_faults.call("clear_faults"))
+        info = {int(f["id"]): f for f in self.venue_faults.call("faults_info")["faults"]}
+        unfired = [
+            f
+            for f in self.faults
+            if f.signal == NET_SIGNAL and info.get(f.fault_id, {}).get("fired_at") is None
+        ]
+        self.faults = [f for f in self.faults if f not in unfired]
+
     def _update_recoveries(self, workers: dict[str, dict[str, Any]]) -> None:
+        self._update_net_recoveries()
         now = time.monotonic()
         for fault in self.faults:
-            if fault.recovered:
+            if fault.recovered or fault.signal == NET_SIGNAL:
                 continue
             w = workers.get(fault.actor)
             if (
@@ -302,6 +470,7 @@ class _Session:
     # -- after the faults ------------------------------------------------------------------------
     def await_recovery(self) -> None:
         """Wait for every faulted actor to run again, and for breakers to close (bounded)."""
+        self._drop_unfired()
         deadline = time.monotonic() + self.options.recovery_timeout_s
         while time.monotonic() < deadline:
             if all(f.recovered for f in self.faults) and not self.breakers.not_closed():
@@ -333,9 +502,12 @@ class _Session:
         """Journal against venue ledgers until settled, then positions against the node's status."""
         deadline = time.monotonic() + self.options.settle_timeout_s
         report: InvariantReport | None = None
+        live = {reader.venue.name for reader, _ in self.venues}
+        if live and not [v for v in venues_in(self.options.run_dir) if v not in live]:
+            return None  # every venue is checked against its exchange (check_exchanges)
         try:
             while True:
-                report = check_run_dir(self.options.run_dir)
+                report = check_run_dir(self.options.run_dir, exclude=live)
                 if (report.ok and report.settled) or time.monotonic() >= deadline:
                     break
                 time.sleep(0.2)
@@ -344,7 +516,7 @@ class _Session:
                 # node's positions and the journal agree on the fill count, then compare.
                 while True:
                     status = self.node.call("status")
-                    with_positions = check_run_dir(self.options.run_dir, status["positions"])
+                    with_positions = check_run_dir(self.options.run_dir, status["positions"], exclude=live)
                     again = self.node.call("status")
                     if with_positions.ok or time.monotonic() >= deadline:
                         report = with_positions
@@ -363,16 +535,61 @@ class _Session:
         self.problems.extend(report.problems)
         return report
 
+    def check_exchanges(self) -> None:
+        """Each live venue's journal against the exchange's records, until settled (bounded)."""
+        import ccxt
+
+        deadline = time.monotonic() + self.options.settle_timeout_s
+        for reader, baseline in self.venues:
+            name = reader.venue.name
+            report: ExchangeReport | None = None
+            error = ""
+            while True:
+                try:
+                    before = self.node.call("status")
+                    since = journal_since_ms(read_journal(self.options.run_dir), name)
+                    records = reader.fetch(since)
+                    journal = read_journal(self.options.run_dir)  # after the fetch: journal-first
+                    after = self.node.call("status")
+                    # The node's positions only at a moment it did not trade meanwhile.
+                    positions = before["positions"] if before["fills"] == after["fills"] else None
+                    report = check_exchange(journal, records, baseline, positions)
+                    error = ""
+                except ccxt.BaseError as e:
+                    error = f"venue {name}: exchange unreadable: {type(e).__name__}"
+                if (report is not None and report.ok and report.settled and not error) or (
+                    time.monotonic() >= deadline
+                ):
+                    break
+                time.sleep(1.0)  # each fetch spends the venue's shared rate budget
+            if report is None:
+                self.problems.append(error or f"venue {name}: not checked")
+                continue
+            self.exchange_reports.append(report)
+            if not report.settled:
+                self.problems.append(
+                    f"venue {name}: journal and exchange did not settle within "
+                    f"{self.options.settle_timeout_s:g} s: {len(report.unreconciled)} unreconciled, "
+                    f"{len(report.unsent)} unsent"
+                )
+            self.problems.extend(report.problems)
+
     def report(
         self, fills_before: int, still_trading: bool, fills_after: int, invariants: InvariantReport | None
     ) -> ChaosReport:
         times = [f.recovery_ms for f in self.faults if f.recovery_ms is not None]
+        ex = self.exchange_reports
+        duplicates = (len(invariants.duplicate_orders) if invariants else 0) + sum(
+            len(r.duplicate_orders) for r in ex
+        )
+        lost = (len(invariants.lost_fills) if invariants else 0) + sum(len(r.lost_fills) for r in ex)
+        checked = invariants is not None or bool(ex)
         return ChaosReport(
             ok=not self.problems,
             faults=len(self.faults),
             recovered=sum(f.recovered for f in self.faults),
-            duplicate_orders=len(invariants.duplicate_orders) if invariants else -1,
-            lost_fills=len(invariants.lost_fills) if invariants else -1,
+            duplicate_orders=duplicates if checked else -1,
+            lost_fills=lost if checked else -1,
             recovery_ms_p50=percentile(times, 50),
             recovery_ms_p99=percentile(times, 99),
             recovery_ms_max=max(times) if times else None,
@@ -391,6 +608,9 @@ class _Session:
             problems=self.problems,
             fault_log=self.faults,
             invariants=report_dict(invariants) if invariants else None,
+            net_faults=sum(f.signal == NET_SIGNAL for f in self.faults),
+            net_unfired=self.net_unfired,
+            exchange=[exchange_report_dict(r) for r in ex] if self.venues else None,
         )
 
 
@@ -413,9 +633,29 @@ def format_report(report: ChaosReport) -> str:
         f"  still trading     {'yes' if report.still_trading else 'NO'} "
         f"(fills {report.fills_before} -> {report.fills_after})",
         f"  duplicate orders  {report.duplicate_orders} executed twice, "
-        f"{report.duplicate_submissions} refused resubmissions",
+        + (
+            f"{report.duplicate_submissions} refused resubmissions"
+            if report.duplicate_submissions >= 0
+            else "resubmissions not visible at an exchange"
+        ),
         f"  lost fills        {report.lost_fills}",
     ]
+    if report.net_faults or report.net_unfired:
+        lines.append(
+            f"  network faults    {report.net_faults} at the exchange "
+            f"({report.net_unfired} armed but never triggered)"
+        )
+    for ex in report.exchange or []:
+        lines.append(
+            f"  exchange {ex['venue']:<8} {ex['orders_journaled']} / {ex['orders_at_exchange']} orders, "
+            f"{ex['fills_journaled']} / {ex['trades_at_exchange']} fills / exchange trades, "
+            f"{len(ex['duplicate_orders'])} executed twice, {len(ex['lost_fills'])} lost, "
+            f"{len(ex['phantom_fills'])} phantom, {len(ex['foreign_orders'])} foreign orders"
+        )
+        lines.append(
+            f"                    positions {ex['positions']} (exchange trades {ex['exchange_positions']}); "
+            f"balance changes {ex['balance_changes']} (journal explains {ex['expected_balance_changes']})"
+        )
     if inv:
         lines.append(
             f"  journal vs venue  {inv['orders_journaled']} / {inv['orders_at_venue']} orders, "

@@ -108,15 +108,24 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--name", required=True, help="certificate name, e.g. server or alice")
 
     from sniperbot.cli.chaos import add_chaos_parser
-    from sniperbot.cli.research import add_backtest_parser, add_data_parser, add_optimize_parser
+    from sniperbot.cli.research import (
+        add_backtest_parser,
+        add_data_parser,
+        add_lookahead_parser,
+        add_optimize_parser,
+    )
 
     add_data_parser(sub)
     add_backtest_parser(sub)
     add_optimize_parser(sub)
+    add_lookahead_parser(sub)
     add_chaos_parser(sub)
     from sniperbot.keystore.cli import add_keys_parser
 
     add_keys_parser(sub)
+    from sniperbot.cli.strategies import add_strategies_parsers
+
+    add_strategies_parsers(sub)
 
     from sniperbot.cli.journal import add_journal_parser
 
@@ -159,6 +168,18 @@ def main(argv: list[str] | None = None) -> int:
         from sniperbot.keystore.cli import run_keys_command
 
         return run_keys_command(args)
+    if args.command == "check-lookahead":
+        from sniperbot.cli.research import run_check_lookahead
+
+        return run_check_lookahead(args)
+    if args.command == "strategies":
+        from sniperbot.cli.strategies import run_strategies
+
+        return run_strategies(args)
+    if args.command == "new-strategy":
+        from sniperbot.cli.strategies import run_new_strategy
+
+        return run_new_strategy(args)
     if args.command == "data":
         from sniperbot.cli.research import run_data
 

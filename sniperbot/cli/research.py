@@ -289,6 +289,67 @@ def add_backtest_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def add_lookahead_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``check-lookahead`` to the subparsers of the main ``sniperbot`` parser."""
+    parser = subparsers.add_parser(
+        "check-lookahead",
+        help="prove a strategy does not peek at future bars (exit 0: none found, 1: found)",
+        description=(
+            "Decide on the bars up to t only, at many cut points t, and compare with the decisions "
+            "made on the whole file: a decision that changes when later bars are removed used them. "
+            "Both the streaming and the vectorised form are checked."
+        ),
+    )
+    parser.add_argument("--data", required=True, metavar="FILE", help="OHLCV file: CSV, Parquet or Feather")
+    parser.add_argument(
+        "--strategy", required=True, metavar="REF", help="name, module:Class or file.py:Class"
+    )
+    parser.add_argument("--param", action="append", default=[], metavar="K=V", help="strategy parameter")
+    parser.add_argument("--mode", choices=("long", "long-short"), help="parameter mode")
+    parser.add_argument("--symbol", help="symbol of the data (default: guessed from the file name)")
+    parser.add_argument("--timeframe", help="bar length, e.g. 1m (default: the median bar spacing)")
+    parser.add_argument("--cuts", type=int, default=50, help="cut points, vectorised form (default: 50)")
+    parser.add_argument(
+        "--streaming-cuts", type=int, default=8, help="cut points, streaming form (default: 8)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def run_check_lookahead(args: argparse.Namespace) -> int:
+    """Run ``sniperbot check-lookahead``: 0 no look-ahead found, 1 found, 2 bad input."""
+    import msgspec
+
+    from sniperbot.backtest.lookahead import check_lookahead
+
+    try:
+        cls, params = _strategy_and_params(args)
+        bars = _load(args)
+        if args.cuts < 1 or args.streaming_cuts < 1:
+            raise _Usage("--cuts and --streaming-cuts must be at least 1")
+        report = check_lookahead(cls, params, bars, cuts=args.cuts, streaming_cuts=args.streaming_cuts)
+    except (_Usage, ValueError) as e:
+        return _fail(str(e), 2)
+    if args.json:
+        print(msgspec.json.encode(report).decode())
+    elif report.ok:
+        forms = "vectorised and streaming" if report.vectorised else "streaming"
+        print(
+            f"ok: no look-ahead in {report.bars:,} bars ({forms}; {report.cuts + report.streaming_cuts} cuts)"
+        )
+    else:
+        print(
+            f"LOOK-AHEAD: the {report.form} decision at bar {report.first_bad_bar} changes when the bars "
+            f"after bar {report.cut} are removed"
+        )
+    if report.parity_bar is not None:
+        print(
+            f"warning: streaming and vectorised decisions differ from bar {report.parity_bar}",
+            file=sys.stderr,
+        )
+    return 0 if report.ok else 1
+
+
 def add_optimize_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``optimize`` to the subparsers of the main ``sniperbot`` parser."""
     parser = subparsers.add_parser(
@@ -335,13 +396,12 @@ class _Usage(ValueError):
 
 def _strategy_and_params(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The strategy class and its --param / --mode values, typed; _Usage naming the argument."""
-    from sniperbot.strategies import STRATEGIES
+    from sniperbot.strategies.loader import StrategyLoadError, load_strategy
 
-    cls = STRATEGIES.get(args.strategy)
-    if cls is None:
-        raise _Usage(
-            f"--strategy: unknown strategy {args.strategy!r} (known: {', '.join(sorted(STRATEGIES))})"
-        )
+    try:
+        cls = load_strategy(args.strategy)
+    except StrategyLoadError as e:
+        raise _Usage(f"--strategy: {e}") from None
     texts: dict[str, str] = {}
     for item in args.param:
         key, sep, text = item.partition("=")

@@ -262,6 +262,7 @@ class Executor(Actor):
                         status=report.status,  # type: ignore[arg-type]
                         reason=report.reason,
                         ts_ns=report.ts_ns,
+                        exchange_order_id=report.exchange_order_id,
                     )
                 )
             self._record(events)

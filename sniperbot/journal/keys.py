@@ -12,6 +12,9 @@ Each is written by one owner and read by whoever needs it after a restart:
 * :data:`SPEC` + supervisor id + ``/`` + child id (node): a child added at run time.
 * :data:`VENUE_BASELINE` + venue (live gateway): the balances and the net of journaled fills at the
   venue's first reconciliation, and each market's fee asset, for the balance drift.
+* :data:`BARS` + venue ``/`` symbol ``/`` interval in ms ``/`` start ns (strategy actors): closed
+  bars for warm restarts (:mod:`sniperbot.market.bar_store`), the last few thousand per key.
+* :data:`STRATEGY_STATE` + strategy id (its strategy actor): the strategy's own ``on_save`` state.
 """
 
 from __future__ import annotations
@@ -25,3 +28,5 @@ BREAKER: Final = "breaker/"
 INCARNATION: Final = "incarnation/"
 SPEC: Final = "spec/"
 VENUE_BASELINE: Final = "venue/baseline/"
+BARS: Final = "bars/"
+STRATEGY_STATE: Final = "strategy/"

@@ -77,6 +77,13 @@ class BarBuilder:
             return []
         return [self._close_bar()]
 
+    def resume_after(self, bar: Bar) -> None:
+        """Continue after ``bar`` (the last one a restarted strategy was warmed with): its
+        interval and every earlier one are done, so a replayed old trade cannot rebuild them."""
+        end = bar.start_ns + self._interval_ns
+        if self._closed_until_ns is None or end > self._closed_until_ns:
+            self._closed_until_ns = end
+
     def _close_bar(self) -> Bar:
         """Emit the open bar and remember that its interval is done."""
         assert self._start_ns is not None

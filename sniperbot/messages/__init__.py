@@ -7,6 +7,7 @@ Payloads are frozen msgspec Structs with explicit tags (field ``t``); the
 from sniperbot.messages.base import Message
 from sniperbot.messages.control import (
     Ack,
+    ActorError,
     BreakerChanged,
     Crash,
     Heartbeat,
@@ -26,7 +27,7 @@ from sniperbot.messages.envelope import (
     decode_envelope,
     encode_envelope,
 )
-from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, Side, TradeTick
+from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, Side, TradeTick
 from sniperbot.messages.orders import (
     CancelOrder,
     Fill,
@@ -41,6 +42,7 @@ from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderRep
 __all__ = [
     "WIRE_VERSION",
     "Ack",
+    "ActorError",
     "Bar",
     "BreakerChanged",
     "CancelOrder",
@@ -50,6 +52,7 @@ __all__ = [
     "Fill",
     "Heartbeat",
     "InvalidFrame",
+    "MarketRules",
     "Message",
     "Order",
     "OrderBook",

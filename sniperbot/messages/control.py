@@ -110,6 +110,12 @@ class SnapshotRequest(Message, tag="snapshot_req"):
     topics: list[str]
 
 
+class ActorError(Message, tag="actor_error"):
+    """An actor's last words to the node: what it crashed on (class and place, never a message)."""
+
+    error: str
+
+
 class Crash(Message, tag="crash"):
     """Fault injection: the actor raises inside its own loop (``sniperbot admin chaos --signal CRASH``).
 

@@ -14,6 +14,7 @@ import msgspec
 
 from sniperbot.messages.control import (
     Ack,
+    ActorError,
     BreakerChanged,
     Crash,
     Heartbeat,
@@ -24,7 +25,7 @@ from sniperbot.messages.control import (
     SnapshotRequest,
     Stop,
 )
-from sniperbot.messages.market import Bar, FeedStatus, OrderBook, Quote, TradeTick
+from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, TradeTick
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
@@ -49,12 +50,14 @@ Payload = (
     | BreakerChanged
     | SnapshotRequest
     | Crash
+    | ActorError
     | VenueOrderQuery
     | VenueOrderReport
     | VenueEvents
     | OrderBook
     | FeedStatus
     | VenueStatus
+    | MarketRules
 )
 
 

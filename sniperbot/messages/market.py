@@ -75,7 +75,8 @@ class FeedStatus(Message, tag="feed_status"):
     may still deliver quotes then); the risk guard refuses new exposure on a stale venue.
     ``reconnects`` counts websocket disconnects (drops, and reconnects forced by the watchdog), ``gaps``
     order-book sequence gaps, ``snapshots`` fresh book snapshots taken to repair one, ``stale_periods``
-    transitions to stale, ``rest_polls`` REST fallback requests.
+    transitions to stale, ``rest_polls`` REST fallback requests, ``backfilled`` trades published from REST
+    (missed by the stream: during an outage, a gap, or while it was down) rather than the stream.
     """
 
     venue: str
@@ -88,3 +89,24 @@ class FeedStatus(Message, tag="feed_status"):
     rest_polls: int
     last_message_ns: int
     ts_ns: int
+    backfilled: int = 0  # defaulted: frames from before the field decode
+
+
+class MarketRules(Message, tag="market_rules"):
+    """A venue's trading rules for one symbol, as the exchange lists them (its markets, after loading).
+
+    Published by live feeds once per symbol on :func:`sniperbot.messages.topics.market_rules` (the node's
+    last-value cache replays it to a restarted subscriber); the risk guard rounds quantities down to
+    ``amount_step`` and refuses what the exchange would refuse (``min_amount``, ``max_amount``,
+    ``min_notional`` in quote currency). Zero (or None for ``max_amount``) means "no such rule". Venues
+    without rules (the simulated one) publish none, and nothing changes for them.
+    """
+
+    venue: str
+    symbol: str
+    amount_step: float = 0.0  # lot size: a quantity is a whole number of steps
+    price_tick: float = 0.0  # prices are rounded to it by the gateway
+    min_amount: float = 0.0
+    min_notional: float = 0.0  # quantity x price, in quote currency
+    max_amount: float | None = None
+    ts_ns: int = 0

@@ -41,6 +41,11 @@ def book(venue: str, symbol: str) -> str:
     return f"md.{venue}.book.{symbol}."
 
 
+def market_rules(venue: str, symbol: str = "") -> str:
+    """Topic of a symbol's trading rules (lot step, minimums); without ``symbol``, the venue's prefix."""
+    return f"md.{venue}.rules.{symbol}." if symbol else f"md.{venue}.rules."
+
+
 def feed_status(venue: str) -> str:
     """Topic of a venue feed's health (stale flag and counters)."""
     return f"{FEED_STATUS}{venue}"

@@ -37,6 +37,7 @@ class VenueOrderReport(Message, tag="venue_report"):
     reason: str = ""
     fills: list[Fill] = []
     ts_ns: int = 0
+    exchange_order_id: str = ""  # the venue's own id of the order, when it has one
 
 
 class VenueEvents(Message, tag="venue_events"):

@@ -6,6 +6,17 @@ Checks, in order, each with its machine-readable rejection reason:
 2. ``duplicate_intent``: an intent with this id is already approved and in flight.
 3. ``halted``: trading state is HALTED; nothing passes, reductions included.
 4. ``no_price``: no usable reference price (nor a limit price) to value the order.
+4b. The venue's market rules (:class:`~sniperbot.messages.MarketRules`, published by live feeds; a
+   venue without rules, like the simulated one, skips these), each reason followed by ``: `` and the
+   figures (``below_min_notional: 0.0001 x 25000 = 2.5 < 5``), so ``reason.split(":")[0]`` is the code:
+   ``below_min_amount`` (below the exchange's minimum quantity, or below one lot step),
+   ``lot_size`` (not a whole number of lot steps), ``above_max_amount``, and ``below_min_notional``
+   (quantity x price below the minimum order value; valued at the limit price for a limit order, the
+   reference price otherwise, as the exchange values it). Lot size decision: :meth:`RiskGuard.conform`
+   rounds a quantity *down* to the lot step before the check (a strategy's 0.123456789 becomes 0.12345,
+   never more than it asked for), and the risk guard actor sends the rounded quantity; only a quantity
+   that rounds down to nothing is refused (``below_min_amount``). ``lot_size`` is what a caller that
+   did not conform first gets. Prices are not rounded here: the gateway rounds them to the tick.
 5. ``reducing_only``: state is REDUCING (or the intent is flagged ``reduce_only``) and the
    order would not shrink the absolute exposure without flipping it.
 5b. ``stale_prices``: the intent's venue feed says its prices are stale (``FeedStatus.stale``, no
@@ -32,11 +43,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from decimal import ROUND_FLOOR, Decimal
 from typing import Final
 
 import msgspec
 
-from sniperbot.messages import Fill, OrderIntent, OrderUpdate, RiskStatus
+from sniperbot.messages import Fill, MarketRules, OrderIntent, OrderUpdate, RiskStatus
 from sniperbot.messages.control import TRADING_STATES, TradingState
 
 _WINDOW_NS: Final = 1_000_000_000
@@ -91,6 +103,7 @@ class RiskGuard:
         self._approved = 0
         self._rejected = 0
         self._stale_venues: set[str] = set()
+        self._rules: dict[Instrument, MarketRules] = {}
 
     @property
     def state(self) -> TradingState:
@@ -132,6 +145,30 @@ class RiskGuard:
             self._stale_venues.add(venue)
         else:
             self._stale_venues.discard(venue)
+
+    def set_market_rules(self, rules: MarketRules) -> None:
+        """Record a venue's trading rules for one symbol (the latest the feed published wins)."""
+        self._rules[(rules.venue, rules.symbol)] = rules
+
+    def market_rules(self, venue: str, symbol: str) -> MarketRules | None:
+        """The trading rules known for ``symbol`` on ``venue``, or None."""
+        return self._rules.get((venue, symbol))
+
+    def conform(self, intent: OrderIntent) -> OrderIntent:
+        """The intent with its quantity rounded down to the venue's lot step (unchanged without rules).
+
+        A quantity that would round down to nothing is left as it is, for :meth:`check` to refuse with
+        its figures (``below_min_amount``).
+        """
+        rules = self._rules.get((intent.venue, intent.symbol))
+        if rules is None or not rules.amount_step > 0:
+            return intent
+        if not (intent.quantity > 0 and math.isfinite(intent.quantity)):
+            return intent
+        rounded = round_down_to_step(intent.quantity, rules.amount_step)
+        if rounded <= 0 or rounded == intent.quantity:
+            return intent
+        return msgspec.structs.replace(intent, quantity=rounded)
 
     def restore_positions(self, positions: dict[Instrument, float]) -> None:
         """Replace positions after a restart (from the journal); forgets pending orders."""
@@ -195,6 +232,11 @@ class RiskGuard:
         price = _valuation_price(intent, reference_price)
         if price is None:
             return "no_price"
+        rules = self._rules.get((intent.venue, intent.symbol))
+        if rules is not None:
+            broken = _rule_broken(intent, rules, reference_price)
+            if broken is not None:
+                return broken
         exposure = self.exposure(intent.venue, intent.symbol)
         after = exposure + _signed(intent.side, intent.quantity)
         reduces = _reduces(exposure, after)
@@ -211,6 +253,43 @@ class RiskGuard:
         if len(self._approval_times) >= self.limits.max_orders_per_second:
             return "max_order_rate"
         return None
+
+
+def round_down_to_step(quantity: float, step: float) -> float:
+    """``quantity`` rounded down to a whole number of ``step`` (decimal arithmetic: 0.3 / 0.1 is 3)."""
+    steps = (Decimal(repr(quantity)) / Decimal(repr(step))).to_integral_value(ROUND_FLOOR)
+    return float(steps * Decimal(repr(step)))
+
+
+def _fmt(x: float) -> str:
+    """A figure for a rejection text: short, exact enough to compare with the exchange's rule."""
+    return f"{x:.10g}"
+
+
+def _rule_broken(intent: OrderIntent, rules: MarketRules, reference_price: float | None) -> str | None:
+    """The first market rule the intent breaks (reason and figures), or None."""
+    quantity = intent.quantity
+    step = rules.amount_step
+    minimum = max(rules.min_amount, step)
+    if quantity < minimum and not math.isclose(quantity, minimum, rel_tol=1e-9):
+        return f"below_min_amount: {_fmt(quantity)} < {_fmt(minimum)}"
+    if step > 0 and round_down_to_step(quantity, step) != quantity:
+        return f"lot_size: {_fmt(quantity)} is not a multiple of {_fmt(step)}"
+    if rules.max_amount is not None and quantity > rules.max_amount:
+        return f"above_max_amount: {_fmt(quantity)} > {_fmt(rules.max_amount)}"
+    if rules.min_notional > 0:
+        # The exchange values a limit order at its limit price, a market order at the market.
+        price = intent.limit_price if intent.limit_price is not None else reference_price
+        if price is None or not (price > 0 and math.isfinite(price)):
+            price = _valuation_price(intent, reference_price)
+        assert price is not None  # checked by the caller (no_price)
+        notional = quantity * price
+        if notional < rules.min_notional and not math.isclose(notional, rules.min_notional, rel_tol=1e-9):
+            return (
+                f"below_min_notional: {_fmt(quantity)} x {_fmt(price)} = {_fmt(notional)}"
+                f" < {_fmt(rules.min_notional)}"
+            )
+    return None
 
 
 def _valuation_price(intent: OrderIntent, reference_price: float | None) -> float | None:

@@ -13,10 +13,12 @@ from sniperbot.strategies.macd import MacdCross
 from sniperbot.strategies.rsi_reversion import RsiReversion
 from sniperbot.strategies.sma_cross import SmaCross
 
-# Config files and the CLI name strategies by these keys; add new strategies here.
+# The built-in strategies by name; users' own come by import path or file (loader.py).
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (SmaCross, EmaCross, RsiReversion, BollingerBreakout, MacdCross)
 }
+
+from sniperbot.strategies.loader import StrategyLoadError, load_strategy  # noqa: E402 (needs STRATEGIES)
 
 __all__ = [
     "MODE",
@@ -28,4 +30,6 @@ __all__ = [
     "RsiReversion",
     "SmaCross",
     "Strategy",
+    "StrategyLoadError",
+    "load_strategy",
 ]

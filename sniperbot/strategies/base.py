@@ -252,6 +252,21 @@ class Strategy:
     def setup(self) -> None:
         """Build the streaming indicators (called once from the constructor, parameters set)."""
 
+    def warmup_bars(self) -> int:
+        """Closed bars this strategy needs before its decisions mean anything (warm restarts use it).
+
+        Default: one more than its largest integer parameter (the longest window, for the
+        window-style parameters every shipped strategy has); override when that is wrong.
+        """
+        return self.warmup_bars_for(self.parameters)
+
+    @classmethod
+    def warmup_bars_for(cls, params: Mapping[str, object]) -> int:
+        """:meth:`warmup_bars` for ``params`` (defaults filled in), without building the strategy."""
+        values = cls.validate_params(params)
+        windows = [v for v in values.values() if isinstance(v, int) and not isinstance(v, bool)]
+        return max(windows, default=0) + 1
+
     def decide(self, bar: Bar) -> float | None:
         """Target exposure after this bar's close, or None to keep the current one."""
         raise NotImplementedError
@@ -370,12 +385,41 @@ class Strategy:
         if update.status in ("rejected", "cancelled", "filled"):
             self._pending.pop(update.client_order_id, None)
 
+    def warm(self, bars: list[Bar], keep_target: bool = False) -> None:
+        """Run the decision over history without trading: indicators and the target follow it.
+
+        Called on start, restart and hot-add with the last :meth:`warmup_bars` closed bars (the
+        node's bar store, or the exchange's candles), before :meth:`restore` sets the target from
+        the real position.
+
+        ``keep_target``: the indicators follow ``bars`` but the current target does not (bars
+        missed while trading: the target is what the real position says).
+        """
+        exposure = self._exposure
+        for bar in bars:
+            target = self.decide(bar)
+            if target is not None:
+                self._exposure = target
+        if keep_target:
+            self._exposure = exposure
+
+    def on_save(self) -> dict[str, Any] | None:
+        """The strategy's own state to keep across restarts (JSON-like values), or None for none.
+
+        Called after every bar; what it returns is journaled when it changed and handed to
+        :meth:`on_load` when the strategy (same id) starts again, after warm-up.
+        """
+        return None
+
+    def on_load(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`on_save` returned before a restart (called after warm-up)."""
+
     def restore(self, position: float, next_intent_seq: int, node_life: str = "") -> None:
         """Resume after a restart from the journaled position and intent sequence.
 
         Nothing is considered in flight, and the position's sign becomes the current
         target exposure: it is held until the strategy next changes its mind.
-        Indicators are not restored; they warm up again. ``node_life`` (the live
+        Indicators come back through :meth:`warm` (called first). ``node_life`` (the live
         node's start token) goes into every intent id from now on.
         """
         _check_seq(next_intent_seq)

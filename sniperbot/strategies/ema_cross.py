@@ -7,6 +7,8 @@ closes). Target +1 on the up-cross, 0 (or -1 in ``long-short`` mode) on the down
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sniperbot.indicators import Ema, ema
 from sniperbot.strategies.base import MODE, Param
 from sniperbot.strategies.ma_cross import MovingAverageCross
@@ -24,3 +26,8 @@ class EmaCross(MovingAverageCross):
     ordered = (("fast", "slow"),)
     average = Ema
     averages = staticmethod(ema)
+
+    @classmethod
+    def warmup_bars_for(cls, params: Mapping[str, object]) -> int:
+        """EMAs forget their start slowly: 10 x ``slow`` bars (a start's weight below e^-20)."""
+        return 10 * int(cls.validate_params(params)["slow"]) + 1  # type: ignore[call-overload]

@@ -8,6 +8,7 @@ down-cross. Nothing happens before the signal line exists (``slow + signal - 2``
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,12 @@ class MacdCross(Strategy):
     slow: int
     signal: int
     mode: str
+
+    @classmethod
+    def warmup_bars_for(cls, params: Mapping[str, object]) -> int:
+        """EMAs forget their start slowly: 10 x ``slow`` bars (a start's weight below e^-20), + ``signal``."""
+        values = cls.validate_params(params)
+        return 10 * int(values["slow"]) + int(values["signal"]) + 1  # type: ignore[call-overload]
 
     def setup(self) -> None:
         """Streaming MACD and the previous bar's lines."""

@@ -13,6 +13,7 @@ perfectly flat window (TA-Lib's convention), which counts as oversold.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,11 @@ class RsiReversion(Strategy):
         "mode": MODE,
     }
     ordered = (("oversold", "exit_level"), ("exit_level", "overbought"))
+
+    @classmethod
+    def warmup_bars_for(cls, params: Mapping[str, object]) -> int:
+        """Wilder's smoothing forgets its start slowly: 10 x ``period`` bars (weight below e^-10)."""
+        return 10 * int(cls.validate_params(params)["period"]) + 1  # type: ignore[call-overload]
 
     period: int
     oversold: float

@@ -2,7 +2,8 @@
 
 States: ``closed`` (trading), ``open`` (no new orders in scope; open orders in
 scope are cancelled), ``half_open`` (the subtree runs again on probation; only
-risk-reducing orders pass). Scopes are ``global`` and ``venue:<name>``.
+risk-reducing orders pass). Scopes are ``global``, ``venue:<name>`` and
+``strategy:<id>`` (one strategy actor's crash loop: only that strategy stops).
 
 A trip opens the breaker for a cooldown that doubles on each consecutive trip
 (``base_cooldown_s`` .. ``max_cooldown_s``); after the cooldown the breaker is

@@ -81,7 +81,9 @@ class ChildSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     flags: SupFlags = SupFlags()
     children: list[ChildSpec] = []
     backoff: Backoff | None = None
-    breaker: str = ""  # a supervisor child with a breaker scope trips it instead of escalating
+    # A supervisor child with a breaker scope trips it instead of escalating; a worker with one
+    # counts its restarts against its own ``flags`` and trips it past them.
+    breaker: str = ""
 
     def __post_init__(self) -> None:
         check_id(self.id, "id", CHILD_ID_MAX_LEN)  # ids name sockets and journal keys
@@ -91,8 +93,6 @@ class ChildSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(f"supervisor {self.id!r} takes children, not an actor")
         if isinstance(self.shutdown_s, float | int) and self.shutdown_s < 0:
             raise ValueError(f"shutdown_s of {self.id!r} must be >= 0")
-        if self.breaker and self.type != "supervisor":
-            raise ValueError(f"breaker of {self.id!r}: only a supervisor child can have one")
         if self.flags.strategy == "simple_one_for_one" and len(self.children) != 1:
             raise ValueError(f"simple_one_for_one supervisor {self.id!r} needs exactly one child spec")
 

@@ -24,6 +24,10 @@ Semantics are Erlang/OTP's ``supervisor`` (checklist ids in
 Extensions, and departures from OTP:
 
 - ``backoff`` delays the restarts of a child (exponential, jittered);
+- a worker with a ``breaker`` scope has its own restart intensity (its spec's
+  ``flags``) instead of counting toward its supervisor's: past it, its breaker
+  opens and it alone stops (a strategy's crash loop trips that strategy, not its
+  siblings), with the same cooldown and half-open cycle as a subtree;
 - a child supervisor with a ``breaker`` scope does not fail its parent when it
   escalates: its breaker opens (trading through it stops), and after a cooldown
   that grows on each trip it is started again, half-open; it closes once the
@@ -131,6 +135,13 @@ class Child:
         self.removed = False
         self.killed: ActorHandle | None = None  # the incarnation already sent SIGKILL (kill once, log once)
         self.on_trial = False  # added by start_child and not yet ready once: a failed start drops it
+        self.last_error = ""  # what the last incarnation said it crashed on (class and place, no message)
+        # A worker with a breaker scope counts its own restarts (its spec's flags), not its supervisor's.
+        self.own_intensity: RestartIntensity | None = (
+            RestartIntensity(spec.flags.intensity, spec.flags.period_s, owner.host.clock)
+            if spec.breaker and spec.type == "worker"
+            else None
+        )
         self._ready_waiters: list[Callable[[], None]] = []
         self._stop_waiters: list[Callable[[], None]] = []
 
@@ -308,7 +319,11 @@ class Supervisor:
                 self._remove(child)
             child._fire(child._ready_waiters)
             return
-        if not self.intensity.allow():
+        if child.own_intensity is not None:
+            if not child.own_intensity.allow():
+                self._trip(child)  # this worker alone stops; its siblings and its supervisor go on
+                return
+        elif not self.intensity.allow():
             self._escalate(child)
             return
         child.restarts += 1
@@ -375,7 +390,11 @@ class Supervisor:
 
     # -- circuit breakers ----------------------------------------------------------------
     def _trip(self, child: Child) -> None:
-        cooldown = self._breaker_host().breaker_tripped(child.spec.breaker, f"{child.spec.id} escalated")
+        if child.spec.type == "worker":
+            why = f"{child.spec.id} crash loop ({child.last_error or child.last_exit})"
+        else:
+            why = f"{child.spec.id} escalated"
+        cooldown = self._breaker_host().breaker_tripped(child.spec.breaker, why)
         child.state = "tripped"
         child.restart_due = due = self.host.clock() + cooldown
 
@@ -420,15 +439,15 @@ class Supervisor:
                 callback()
         hung_after = self.host.heartbeat_interval_s * self.host.heartbeat_liveness
         for child in list(self.children):
+            if (
+                child.spec.breaker
+                and child.state == "running"
+                and now - child.ready_at >= getattr(self.host, "breaker_probe_s", PROBE_S)
+                and self._breaker_host().breaker_state(child.spec.breaker) == "half_open"
+            ):
+                self._breaker_host().breaker_closed(child.spec.breaker)
             if child.supervisor is not None:
                 child.supervisor.tick()
-                if (
-                    child.spec.breaker
-                    and child.state == "running"
-                    and now - child.ready_at >= getattr(self.host, "breaker_probe_s", PROBE_S)
-                    and self._breaker_host().breaker_state(child.spec.breaker) == "half_open"
-                ):
-                    self._breaker_host().breaker_closed(child.spec.breaker)
                 continue
             if child.handle is None:
                 continue
@@ -701,6 +720,8 @@ class Supervisor:
             "uptime_s": round(now - child.started_at, 3) if running else 0.0,
             "actor": child.spec.actor,
             "last_exit": child.last_exit,
+            "last_error": child.last_error,
+            "breaker": child.spec.breaker or None,
             "invalid_frames": child.invalid_frames,
             "handled": child.handled,
             "dynamic": child.dynamic,

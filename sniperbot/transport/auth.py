@@ -49,6 +49,7 @@ from sniperbot.messages import (
     Envelope,
     FeedStatus,
     Fill,
+    MarketRules,
     Order,
     OrderIntent,
     OrderUpdate,
@@ -102,6 +103,8 @@ AUTHORITY: Final[dict[type, dict[str, frozenset[str]]]] = {
     FeedStatus: {ANY: frozenset({"feed"})},
     # The node opens a venue's breaker on it: only that venue's own gateway may say it.
     VenueStatus: {ANY: frozenset({"paper", "gateway"})},
+    # The risk guard sizes and refuses orders by it (lot step, minimums): only a feed may say it.
+    MarketRules: {ANY: frozenset({"feed"})},
     Crash: {ANY: frozenset({NODE})},
 }
 

@@ -125,6 +125,11 @@ class VenueSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         """The live gateway actor of this venue (``mode = "live"``): ``("module:Class", args)``."""
         raise NotImplementedError
 
+    def history_source(self) -> dict[str, Any] | None:
+        """Where a strategy on this venue gets candles to warm on when the node has too few bars
+        (args for the venue kind's history fetcher), or None: only the node's own bars."""
+        return None
+
     def preflight(self) -> str | None:
         """Checks that need the venue itself, run by ``sniperbot run`` before any process starts.
 

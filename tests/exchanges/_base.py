@@ -55,8 +55,14 @@ CONTROL_METHODS = frozenset(
         "seed_book",
         "fill",
         "deposit",
+        "net_fault",
+        "faults_info",
+        "clear_faults",
     }
 )
+# Network faults the chaos tool schedules by name (``net_fault``): the same names on every exchange server,
+# each server knowing its own order endpoint (:attr:`ExchangeServer.order_path`).
+NET_FAULTS = ("drop_streams", "lose_order_answer", "order_5xx", "lose_lookup_answer", "lookup_5xx")
 OPEN_STATUSES = frozenset({"new", "partially_filled", "untriggered"})
 
 
@@ -553,6 +559,11 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    name: str = ""  # the net fault it implements (``net_fault``), for ``faults_info``
+    fault_id: int = 0
+    fired_at: float | None = None  # wall-clock seconds when it last applied to a request
+    recovered_at: float | None = None  # first success after it fired (an answer on its path; streams back)
+    conns: int = 0  # drop_streams: open websockets before the drop
 
     def matches(self, method: str, path: str) -> bool:
         """Does this fault apply to the request?"""
@@ -605,6 +616,8 @@ class ExchangeServer:
 
     name = "exchange"
     ws_prefix = ""  # path prefix the exchange's ws URL is served under
+    order_path = ""  # regex of the order endpoint (POST places, GET looks up): ``net_fault`` targets it
+    server_error_body: Any = None  # the exchange's body of an internal error (``order_5xx``)
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -620,6 +633,7 @@ class ExchangeServer:
         self.silent = False
         self.requests: list[tuple[str, str]] = []  # (method, path) of every REST request seen
         self.ws_messages: list[tuple[str, Any]] = []  # (path, parsed message) of every ws message received
+        self._next_fault_id = 0
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -757,6 +771,7 @@ class ExchangeServer:
             for f in self.faults:
                 if f.matches(method, path):
                     f.times -= 1
+                    f.fired_at = time.time()
                     return f
         return None
 
@@ -789,6 +804,8 @@ class ExchangeServer:
             return limited
         resp = await handler(request)
         self.decorate(request, resp)
+        if resp.status < 400 and (fault is None or fault.kind != "lose"):
+            self._answered(request.path)
         if fault is not None and fault.kind == "lose":
             # the order (or whatever) is done; the client never hears about it
             if request.transport is not None:
@@ -918,6 +935,7 @@ class ExchangeServer:
         conn.transport = request.transport
         with self.lock:
             self.conns.append(conn)
+        self._stream_opened()
         writer = asyncio.ensure_future(conn.writer())
         try:
             async for msg in ws:
@@ -978,6 +996,96 @@ class ExchangeServer:
     def set_silent(self, silent: bool = True) -> None:
         """Stale stream: keep connections open but send nothing (no data, no pongs)."""
         self.silent = silent
+
+    # ---- chaos hooks (test-exchange only: another process drives them over ``/__control__/``)
+    def net_fault(self, kind: str, times: int = 1) -> int:
+        """Inject one named network fault (:data:`NET_FAULTS`); returns its id for ``faults_info``.
+
+        ``drop_streams`` resets every websocket now; the others arm a REST fault on the order endpoint:
+        ``lose_order_answer`` (the order is placed, the answer lost), ``order_5xx`` (503, not processed),
+        ``lose_lookup_answer`` / ``lookup_5xx`` the same on the order query.
+        """
+        if kind not in NET_FAULTS:
+            raise ValueError(f"net fault {kind!r} is not one of {', '.join(NET_FAULTS)}")
+        if kind != "drop_streams" and not self.order_path:
+            raise ValueError(f"{self.name} server has no order_path: only drop_streams")
+        with self.lock:
+            self._next_fault_id += 1
+            fid = self._next_fault_id
+        if kind == "drop_streams":
+            with self.lock:
+                conns = sum(1 for c in self.conns if not c.closed)
+                # fired before the drop: a reconnect racing this call still counts as the recovery
+                self.faults.append(
+                    Fault(
+                        "drop",
+                        None,
+                        re.compile("$^"),
+                        0,
+                        name=kind,
+                        fault_id=fid,
+                        conns=conns,
+                        fired_at=time.time(),
+                    )
+                )
+            self.drop_websockets()
+            return fid
+        method = "POST" if kind.startswith(("lose_order", "order")) else "GET"
+        path = re.compile(self.order_path)
+        with self.lock:
+            if kind.startswith("lose"):
+                fault = Fault("lose", method, path, times, name=kind, fault_id=fid)
+            else:
+                fault = Fault(
+                    "respond", method, path, times, 503, self.server_error_body, name=kind, fault_id=fid
+                )
+            self.faults.append(fault)
+        return fid
+
+    def faults_info(self) -> dict[str, Any]:
+        """Named faults: armed (``pending``), ``fired_at``, ``recovered_at`` (wall-clock seconds)."""
+        with self.lock:
+            return {
+                "exchange": self.name,
+                "ws_connections": sum(1 for c in self.conns if not c.closed),
+                "faults": [
+                    {
+                        "id": f.fault_id,
+                        "kind": f.name,
+                        "pending": f.times,
+                        "fired_at": f.fired_at,
+                        "recovered_at": f.recovered_at,
+                    }
+                    for f in self.faults
+                    if f.name
+                ],
+            }
+
+    def _answered(self, path: str) -> None:
+        """A successful answer on ``path``: the fired faults of that path have recovered."""
+        t = time.time()
+        with self.lock:
+            for f in self.faults:
+                if f.name and f.recovered_at is None and f.fired_at is not None and f.path.search(path):
+                    f.recovered_at = t
+
+    def _stream_opened(self) -> None:
+        """A websocket opened: drops whose connections are all back have recovered."""
+        t = time.time()
+        with self.lock:
+            open_now = sum(1 for c in self.conns if not c.closed)
+            for f in self.faults:
+                back = open_now >= f.conns
+                if f.kind == "drop" and f.recovered_at is None and f.fired_at is not None and back:
+                    f.recovered_at = t
+
+    def clear_faults(self) -> int:
+        """Disarm every REST fault not yet fired; how many."""
+        with self.lock:
+            armed = [f for f in self.faults if f.times > 0]
+            for f in armed:
+                f.times = 0
+            return len(armed)
 
 
 def serve_main(factory: Callable[[int], ExchangeServer], argv: list[str] | None = None) -> None:

@@ -103,6 +103,11 @@ class BinanceServer(ExchangeServer):
 
     name = "binance"
     ws_prefix = "/stream"
+    order_path = r"^/api/v3/order$"
+    server_error_body = {
+        "code": -1001,
+        "msg": "Internal error; unable to process your request. Please try again.",
+    }
 
     def __init__(
         self,
@@ -125,6 +130,8 @@ class BinanceServer(ExchangeServer):
         self.calls_while_limited = 0
         self.gaps: dict[str, int] = {}  # market id -> book diffs to swallow (a sequence gap)
         self.public_trades: dict[str, list[dict[str, Any]]] = {}  # market id -> recent trades (GET trades)
+        # (market id, interval) -> candles, oldest first, in Binance's row format (GET klines)
+        self.klines: dict[tuple[str, str], list[list[Any]]] = {}
         self.next_sub_id = 0
         self._cancel_ids: dict[int, str] = {}  # order id -> client id of the request that canceled it
 
@@ -271,6 +278,7 @@ class BinanceServer(ExchangeServer):
             "exchangeInfo",
             "depth",
             "trades",
+            "klines",
             "ticker/24hr",
             "ticker/bookTicker",
             "ticker/price",
@@ -397,6 +405,31 @@ class BinanceServer(ExchangeServer):
             return m
         limit = int(params.get("limit", "500"))
         return web.json_response(self.public_trades.get(self.market_id(m.symbol), [])[-limit:])
+
+    def get_klines(self, params: dict[str, str]) -> web.Response:
+        """Candles seeded by :meth:`seed_klines`, filtered by ``startTime``/``endTime`` (ms) and ``limit``."""
+        m = self._market(params)
+        if isinstance(m, web.Response):
+            return m
+        rows = self.klines.get((self.market_id(m.symbol), params.get("interval", "")), [])
+        if "startTime" in params:
+            rows = [r for r in rows if r[0] >= int(params["startTime"])]
+        if "endTime" in params:
+            rows = [r for r in rows if r[0] <= int(params["endTime"])]
+        limit = min(1000, int(params.get("limit", "500")))
+        return web.json_response(rows[:limit] if "startTime" in params else rows[-limit:])
+
+    def seed_klines(
+        self, symbol: str, interval: str, candles: list[tuple[int, float, float, float, float, float]]
+    ) -> None:
+        """Script the exchange's candle history: ``(open time ms, open, high, low, close, volume)`` rows."""
+        ms = {"1s": 1_000, "1m": 60_000, "5m": 300_000, "1h": 3_600_000}[interval]
+        rows = [
+            [t, str(o), str(h), str(lo), str(c), str(v), t + ms - 1, "0", 1, "0", "0", "0"]
+            for t, o, h, lo, c, v in candles
+        ]
+        with self.lock:
+            self.klines[(self.market_id(symbol), interval)] = rows
 
     def get_ticker_24hr(self, params: dict[str, str]) -> web.Response:
         """24 h ticker of one symbol (or all)."""

@@ -18,7 +18,7 @@ REST: ``GET market/products``, ``products``, ``market/product_book``, ``product_
 stop_limit_stop_limit_gtc), ``POST orders/batch_cancel``; ``GET /v2/currencies``, ``/v2/currencies/crypto``,
 ``/v2/exchange-rates``. Websocket channels (one ``subscribe`` per channel, ``subscriptions`` ack):
 ``market_trades``, ``level2`` (``l2_data`` snapshot + updates), ``ticker``, ``user`` (JWT in the subscribe
-message); every message carries a per-connection ``sequence_num`` (a scripted gap skips one).
+message); every message carries a per-connection ``sequence_num`` (a scripted ``gap`` skips one).
 
 Client order id (decision; the research marks the exact answer UNCONFIRMED): Coinbase documents that a non-
 unique ``client_order_id`` "will not be created and the order corresponding with that ID will be returned
@@ -94,8 +94,14 @@ class CoinbaseServer(ExchangeServer):
 
     name = "coinbase"
 
-    def __init__(self, dedupe_scope: str = "all", requests_per_s: int = 30) -> None:
+    def __init__(
+        self, dedupe_scope: str = "all", requests_per_s: int = 30, sequence_scope: str = "connection"
+    ) -> None:
         super().__init__()
+        # "connection": one sequence_num counter per connection across channels (what the research
+        # found, UNCONFIRMED by Coinbase's docs); "channel": one per channel of a connection, to show a
+        # feed does not take interleaved channels for lost messages
+        self.sequence_scope = sequence_scope
         self.engine.fee_in_quote = True
         self.engine.fee_rate = Decimal("0.006")
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -108,7 +114,9 @@ class CoinbaseServer(ExchangeServer):
         self.dedupe_scope = dedupe_scope
         self.rate = RateWindow(requests_per_s, 1)
         self.uuids: dict[int, str] = {}
-        self.gaps = 0  # websocket messages to swallow (sequence_num jumps)
+        self.gaps = 0  # websocket messages to swallow, any product (sequence_num jumps)
+        self.product_gaps: dict[str, int] = {}  # product id -> its channels' messages to swallow
+        self.trade_history: dict[str, list[dict[str, Any]]] = {}  # symbol -> market trades, oldest first
 
     # ---- seeding (test API)
     def add_market(self, symbol: str = "BTC/USD", **kw: Any) -> Market:
@@ -128,10 +136,18 @@ class CoinbaseServer(ExchangeServer):
         s = (product_id or "").replace("-", "/")
         return s if s in self.engine.markets else None
 
-    def gap(self, messages: int = 1) -> None:
-        """Swallow the next ``messages`` websocket data messages: ``sequence_num`` jumps on the next one."""
+    def gap(self, symbol: str | int | None = None, messages: int = 1) -> None:
+        """Lose the next ``messages`` websocket data messages of ``symbol``'s channels (of any product
+        without a symbol): ``sequence_num`` jumps on the next message. ``gap(symbol)`` as on the other
+        exchanges; ``gap(n)`` loses the next n messages of any product.
+        """
         with self.lock:
-            self.gaps = messages
+            if isinstance(symbol, int):
+                self.gaps = symbol
+            elif symbol is None:
+                self.gaps = messages
+            else:
+                self.product_gaps[self.product_id(symbol)] = messages
 
     def order_uuid(self, o: Order) -> str:
         """Coinbase order ids are UUIDs."""
@@ -386,29 +402,32 @@ class CoinbaseServer(ExchangeServer):
         )
 
     def ticker(self, product_id: str, q: Any) -> web.Response:
-        """Last trades with best bid/ask."""
+        """Market trades, newest first (``limit`` most recent, within ``start``/``end`` seconds), with best
+        bid/ask (Coinbase's "Get Market Trades").
+        """
         s = self._symbol(product_id)
         if s is None:
             return web.json_response({"error": "NOT_FOUND", "message": "product not found"}, status=404)
         m = self.engine.markets[s]
         z = (Decimal(0), Decimal(0))
         (bp, _), (ap, _) = (m.sorted_bids(1) or [z])[0], (m.sorted_asks(1) or [z])[0]
-        last = m.last_price or (bp + ap) / 2
-        now = iso(int(time.time() * 1000))
+        rows = self.trade_history.get(s, [])
+        if q.get("start"):
+            rows = [t for t in rows if t["time_ms"] >= int(q["start"]) * 1000]
+        if q.get("end"):
+            rows = [t for t in rows if t["time_ms"] <= int(q["end"]) * 1000]
+        limit = min(int(q.get("limit", "100")), 1000)
+        newest = list(reversed(rows))[:limit]
         return web.json_response(
             {
                 "trades": [
                     {
-                        "trade_id": str(self.engine.next_public_trade_id),
-                        "product_id": product_id,
-                        "price": f"{last:f}",
-                        "size": "0",
-                        "time": now,
-                        "side": "BUY",
+                        **{k: v for k, v in t.items() if k != "time_ms"},
                         "bid": "",
                         "ask": "",
                         "exchange": "",
                     }
+                    for t in newest
                 ],
                 "best_bid": f"{bp:f}",
                 "best_ask": f"{ap:f}",
@@ -655,9 +674,13 @@ class CoinbaseServer(ExchangeServer):
         )
 
     # ---- websockets
+    def _seq_key(self, channel: str) -> str:
+        return "seq" if self.sequence_scope == "connection" else f"seq:{channel}"
+
     def _send(self, conn: WsConn, channel: str, events: list[dict[str, Any]]) -> None:
-        seq = conn.state.get("seq", 0)
-        conn.state["seq"] = seq + 1
+        key = self._seq_key(channel)
+        seq = conn.state.get(key, 0)
+        conn.state[key] = seq + 1
         conn.send(
             {
                 "channel": channel,
@@ -672,10 +695,15 @@ class CoinbaseServer(ExchangeServer):
         conns = self.subscribers(topic)
         if not conns:
             return
-        if self.gaps > 0:  # the message is lost, its sequence number spent
-            self.gaps -= 1
+        product = topic.partition(":")[2]
+        if self.product_gaps.get(product, 0) > 0 or self.gaps > 0:  # lost, its sequence number spent
+            if self.product_gaps.get(product, 0) > 0:
+                self.product_gaps[product] -= 1
+            else:
+                self.gaps -= 1
+            key = self._seq_key(channel)
             for c in conns:
-                c.state["seq"] = c.state.get("seq", 0) + 1
+                c.state[key] = c.state.get(key, 0) + 1
             return
         for c in conns:
             self._send(c, channel, events)
@@ -770,6 +798,19 @@ class CoinbaseServer(ExchangeServer):
 
     def _on_trade(self, m: Market, tid: int, price: Decimal, qty: Decimal, taker: str, ts: int) -> None:
         p = self.product_id(m.symbol)
+        history = self.trade_history.setdefault(m.symbol, [])
+        history.append(
+            {
+                "trade_id": str(tid),
+                "product_id": p,
+                "price": f"{price:f}",
+                "size": f"{qty:f}",
+                "time": iso(ts),
+                "side": taker.upper(),
+                "time_ms": ts,
+            }
+        )
+        del history[:-1000]  # what one market-trades call can return
         self._broadcast(
             f"market_trades:{p}",
             "market_trades",

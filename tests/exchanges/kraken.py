@@ -4,15 +4,23 @@ Wire formats follow Kraken's REST and WebSocket v2 docs as ccxt 4.5.x reads them
 §1.3, §2.3, §3.3, §4.3, §8.3). Point ccxt at it with ``rebase_urls(ex, server.rest_url, server.ws_url)``:
 the v2 websocket path ``/v2`` is kept (ccxt picks its ping flavour by ``'v2' in url``).
 
-REST: ``GET /0/public/{Time, Assets, AssetPairs, Depth, Ticker}``; signed ``POST /0/private/{BalanceEx,
-Balance, AddOrder, CancelOrder, CancelAll, OpenOrders, ClosedOrders, QueryOrders, TradesHistory,
-GetWebSocketsToken}``. Signature: ``API-Sign = b64(HMAC-SHA512(b64decode(secret), path + SHA256(nonce +
-body)))`` with a strictly increasing nonce per key. Client ids: ``cl_ord_id`` (unique among OPEN orders) and
-``userref`` (an integer, no uniqueness); ``OpenOrders``/``ClosedOrders`` filter by either, ``QueryOrders``
-by ``txid`` and ``userref``. WebSocket v2 on ``/v2``: ``ping``/``pong``, ``trade``, ``ticker``
+REST: ``GET /0/public/{Time, Assets, AssetPairs, Depth, Ticker, Trades}``; signed ``POST
+/0/private/{BalanceEx, Balance, AddOrder, CancelOrder, CancelAll, OpenOrders, ClosedOrders, QueryOrders,
+TradesHistory, GetWebSocketsToken}``. Signature: ``API-Sign = b64(HMAC-SHA512(b64decode(secret), path +
+SHA256(nonce + body)))`` with a strictly increasing nonce per key. Client ids: ``cl_ord_id`` (unique among
+OPEN orders) and ``userref`` (an integer, no uniqueness); ``OpenOrders``/``ClosedOrders`` filter by either,
+``QueryOrders`` by ``txid`` and ``userref``. WebSocket v2 on ``/v2``: ``ping``/``pong``, ``trade``, ``ticker``
 (``event_trigger: bbo``), ``book`` (snapshot then updates with Kraken's CRC32 ``checksum``), ``executions``
 with a token from GetWebSocketsToken (``pending_new``, ``new``, ``trade``, ``filled``, ``canceled`` events
 with ``sequence``).
+
+Book stream as Kraken sends it: an update carries every level whose quantity changed inside the subscribed
+depth window, including a level that enters the window because one above it was deleted (a deleted level is
+sent with qty 0; a level pushed out of the window by a better one is not sent: the client truncates its book
+to the subscribed depth). Every book message carries ``checksum``: CRC32 of the top 10 asks then top 10 bids,
+each ``price`` and ``qty`` printed at the pair's ``pair_decimals`` / ``lot_decimals`` with the '.' and leading
+zeros removed (Kraken's "Spot WS v2 book checksum" guide). ``gap(symbol)`` loses updates on the wire (the
+connection's window moves on), so the client's book diverges and the next checksum says so.
 
 Errors are Kraken's, in the ``error`` array of an HTTP 200 body: ``EAPI:Invalid key`` (unknown key or bad
 signature: what the live API answers for a wrong secret), ``EAPI:Invalid nonce``, ``EOrder:Insufficient
@@ -134,6 +142,7 @@ class KrakenServer(ExchangeServer):
         self.trade_txids: dict[int, str] = {}
         self.gaps: dict[str, int] = {}
         self.sequence = 0
+        self.trade_history: dict[str, list[list[Any]]] = {}  # symbol -> REST Trades rows, oldest first
 
     # ---- seeding (test API)
     def add_market(self, symbol: str = "BTC/USD", **kw: Any) -> Market:
@@ -158,8 +167,8 @@ class KrakenServer(ExchangeServer):
         return None
 
     def gap(self, symbol: str, updates: int = 1) -> None:
-        """Swallow the next ``updates`` book updates: the client's book silently diverges (checksum
-        mismatch).
+        """Lose the next ``updates`` book updates on the wire: the client's book silently diverges (the
+        next checksum does not match it).
         """
         with self.lock:
             self.gaps[symbol] = updates
@@ -343,6 +352,21 @@ class KrakenServer(ExchangeServer):
                 }
             }
         )
+
+    def public_trades(self, q: dict[str, str]) -> web.Response:
+        """Public trades oldest first: ``since`` (seconds, inclusive) or the last ``count`` (max 1000)."""
+        s = self._symbol(q.get("pair"))
+        if s is None:
+            return self.answer(error=["EQuery:Unknown asset pair"])
+        rows = self.trade_history.get(s, [])
+        count = min(int(q.get("count", "1000")), 1000)
+        if q.get("since"):
+            since = float(q["since"])
+            rows = [r for r in rows if r[2] >= since][:count]
+        else:
+            rows = rows[-count:]
+        last = str(int(rows[-1][2] * 1e9)) if rows else q.get("since", "0")
+        return self.answer({self.pair_id(s): [list(r) for r in rows], "last": last})
 
     # ---- private
     def private_balanceex(self, p: dict[str, str]) -> web.Response:
@@ -602,7 +626,9 @@ class KrakenServer(ExchangeServer):
                 depth = int(params.get("depth", 10))
                 conn.state[f"depth:{s}"] = depth
                 with self.lock:
-                    conn.send(self._book_msg(self.engine.markets[s], "snapshot", depth))
+                    m = self.engine.markets[s]
+                    conn.state[f"window:{s}"] = self._window(m, depth)
+                    conn.send(self._book_msg(m, "snapshot", depth))
 
     @staticmethod
     def _decimals(m: Market) -> tuple[int, int]:
@@ -612,19 +638,33 @@ class KrakenServer(ExchangeServer):
     def _level(self, p: Decimal, q: Decimal) -> dict[str, float]:
         return {"price": float(p), "qty": float(q)}
 
+    @staticmethod
+    def _window(m: Market, depth: int) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
+        """The (asks, bids) a subscriber at ``depth`` holds: the top ``depth`` levels of each side."""
+        return dict(m.sorted_asks(depth)), dict(m.sorted_bids(depth))
+
+    @staticmethod
+    def _window_diff(
+        old: dict[Decimal, Decimal], new: dict[Decimal, Decimal], book: dict[Decimal, Decimal]
+    ) -> list[tuple[Decimal, Decimal]]:
+        """Levels to send so that ``old`` becomes ``new``: changed or entering ones, and qty 0 for deleted
+        ones (one pushed out but still in ``book`` is left to the client's truncation).
+        """
+        changed = [(p, q) for p, q in new.items() if old.get(p) != q]
+        return changed + [(p, Decimal(0)) for p in old if p not in new and p not in book]
+
     def _book_msg(
         self,
         m: Market,
         kind: str,
         depth: int,
-        levels: list[tuple[str, Decimal, Decimal]] | None = None,
+        diff: tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]] | None = None,
     ) -> dict[str, Any]:
         asks, bids = m.sorted_asks(depth), m.sorted_bids(depth)
-        if levels is None:
+        if diff is None:
             a, b = [self._level(*x) for x in asks], [self._level(*x) for x in bids]
         else:
-            a = [self._level(p, q) for side, p, q in levels if side == "ask"]
-            b = [self._level(p, q) for side, p, q in levels if side == "bid"]
+            a, b = [self._level(*x) for x in diff[0]], [self._level(*x) for x in diff[1]]
         data: dict[str, Any] = {
             "symbol": m.symbol,
             "bids": b,
@@ -636,11 +676,21 @@ class KrakenServer(ExchangeServer):
         return {"channel": "book", "type": kind, "data": [data]}
 
     def _on_book(self, m: Market, levels: list[tuple[str, Decimal, Decimal]], first: int, last: int) -> None:
-        if self.gaps.get(m.symbol):
+        lost = bool(self.gaps.get(m.symbol))
+        if lost:
             self.gaps[m.symbol] -= 1
-            return
         for c in self.subscribers(f"book:{m.symbol}"):
-            c.send(self._book_msg(m, "update", c.state.get(f"depth:{m.symbol}", 10), levels))
+            depth = c.state.get(f"depth:{m.symbol}", 10)
+            old_asks, old_bids = c.state.get(f"window:{m.symbol}", ({}, {}))
+            new_asks, new_bids = c.state[f"window:{m.symbol}"] = self._window(m, depth)
+            diff = (
+                self._window_diff(old_asks, new_asks, m.asks),
+                self._window_diff(old_bids, new_bids, m.bids),
+            )
+            if not lost and (diff[0] or diff[1]):  # a change outside the window is not sent
+                c.send(self._book_msg(m, "update", depth, diff))
+        if lost:
+            return
         z = (Decimal(0), Decimal(0))
         (bp, bq), (ap, aq) = (m.sorted_bids(1) or [z])[0], (m.sorted_asks(1) or [z])[0]
         for c in self.subscribers(f"bbo:{m.symbol}") + self.subscribers(f"ticker:{m.symbol}"):
@@ -669,6 +719,11 @@ class KrakenServer(ExchangeServer):
             )
 
     def _on_trade(self, m: Market, tid: int, price: Decimal, qty: Decimal, taker: str, ts: int) -> None:
+        # REST Trades row: price, volume, time (s), b/s, m/l, misc, trade_id (the stream's id)
+        row = [f"{price:f}", f"{qty:f}", ts / 1000, taker[0], "m", "", tid]
+        history = self.trade_history.setdefault(m.symbol, [])
+        history.append(row)
+        del history[:-1000]  # what one Trades call can return
         for c in self.subscribers(f"trade:{m.symbol}"):
             c.send(
                 {

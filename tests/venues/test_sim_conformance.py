@@ -27,10 +27,14 @@ class SimGateway:
     """The paper gateway under test; its witness is the venue's own durable ledger."""
 
     gateway_id = f"paper.{VENUE}"
-    unsupported_order_types = ("stop",)
+    unsupported_orders = (
+        {"order_type": "stop", "stop_price": 99.0, "limit_price": 98.0},  # stop-limit
+        {"order_type": "stop", "stop_price": 102.0},  # stop-market
+    )
 
     def __init__(self, cancel_on_restart: bool = True) -> None:
         self.cancel_on_restart = cancel_on_restart
+        self.cancels_on_restart = cancel_on_restart
         self.actor: PaperVenueActor | None = None
 
     def start(self, ctx: Ctx) -> Actor:
@@ -49,6 +53,16 @@ class SimGateway:
 
     def move_market(self, gateway: Actor, bid: float, ask: float) -> None:
         gateway.on_message(Envelope("md", f"feed.{VENUE}", 1, 2, 2, quote(bid, ask)))
+
+    def settle(self, gateway: Actor) -> None:
+        pass  # the paper venue answers within the delivery
+
+    def kill(self, gateway: Actor) -> None:
+        pass  # nothing runs outside its deliveries
+
+    def fill_ids(self, client_order_id: str) -> list[str]:
+        entry = self._ledger.order(client_order_id)
+        return [] if entry is None else [f.fill_id for f in entry.fills]
 
     @property
     def _ledger(self) -> VenueLedger:

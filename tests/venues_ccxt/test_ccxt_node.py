@@ -9,6 +9,7 @@ and every claim about what happened at the exchange read from the server's own r
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,8 @@ def test_dry_run_trades_on_the_exchange_market_data_and_sends_nothing(
         assert {"feed.bx", "paper.bx", "executor.bx"} <= set(workers), sorted(workers)
         assert "gateway.bx" not in workers
         fills = eventually(lambda: journal_json(node.run_dir, "fills"), 90, what="dry-run fills")
-        status = node.admin("status")
-        assert "bx:BTC/USDT" in status["positions"], status["positions"]
+        # Positions are keyed by venue and symbol (the portfolio's snapshot follows the fills).
+        eventually(lambda: "bx:BTC/USDT" in node.admin("status")["positions"], 60, what="a bx position")
     finally:
         assert node.stop() == 0, node.log()
     for fill in fills:
@@ -155,3 +156,34 @@ def test_the_shipped_dry_run_config_is_a_paper_binance_venue() -> None:
     assert isinstance(venue, CcxtVenueConfig)
     assert (venue.exchange, venue.symbols, venue.mode, venue.keys) == ("binance", ["BTC/USDT"], "paper", "")
     assert config.strategy_venue(config.strategies[0]) == "binance"
+
+
+def test_a_strategy_without_bars_of_its_own_is_warmed_from_the_exchanges_candles(
+    server: BinanceServer, short_tmp: Path
+) -> None:
+    """A fresh node, 1-minute bars: the strategy warms on the exchange's last closed 1m candles."""
+    minute_ms = 60_000
+    now_ms = int(time.time() * 1000)
+    current = now_ms - now_ms % minute_ms
+    candles = [
+        (current - (40 - i) * minute_ms, 50_000.0 + i, 50_010.0 + i, 49_990.0 + i, 50_005.0 + i, 1.0)
+        for i in range(40)
+    ]
+    server.seed_klines("BTC/USDT", "1m", candles)
+    strategy = strategy_toml().replace("bar_interval_s = 0.2", "bar_interval_s = 60.0")
+    config = write_config(short_tmp / "warm.toml", venue_toml(server), strategy)
+    node = RunningNode(short_tmp / "run", config)
+    try:
+        node.wait_ready()
+        warmed = eventually(
+            lambda: [json.loads(x) for x in node.log().splitlines() if '"event": "warmed"' in x],
+            30,
+            what="the warm-up log line",
+        )
+    finally:
+        assert node.stop() == 0, node.log()
+    (event,) = warmed
+    need = 4 + 1  # sma_cross fast=2 slow=4: its warmup_bars()
+    assert event["source"] == "exchange" and event["bars"] == event["needed"] == need, event
+    # The last `need` candles that closed before the current minute, in order.
+    assert event["first_ns"] == candles[-need][0] * 1_000_000, event

@@ -131,6 +131,10 @@ class CcxtVenueConfig(VenueSection, tag="ccxt"):
             "timeout_ms": self.timeout_ms,
         }
 
+    def history_source(self) -> dict[str, Any] | None:
+        """The exchange's candles (public ``fetch_ohlcv``), see :mod:`sniperbot.venues.ccxt.history`."""
+        return self._common()
+
     def preflight(self) -> str | None:
         """Check the symbols against the exchange's markets; raise ``ValueError("symbols: ...")``.
 

@@ -41,8 +41,14 @@ Exactly once (issue #9 point 4, research live-venues.md §3, §5):
   ``price_to_precision`` (ccxt rounds to the nearest tick); an amount below one step is ``rejected``
   (``amount_below_precision``) before anything is sent.
 * Order types: market, limit, and stop (``stop_price``; with ``limit_price`` a stop-limit) through
-  ccxt's ``stopLossPrice``. **Cancel-all**: ``CancelOrder`` with ``client_order_id ==``
-  :data:`CANCEL_ALL` cancels every unfinished order of the ledger (ours only).
+  ccxt's ``stopLossPrice``; an order ccxt says the exchange cannot take (``NotSupported``, e.g. a Coinbase
+  stop-market) is ``rejected`` / ``unsupported_order_type``, the contract's reason. **Cancel-all**:
+  ``CancelOrder`` with ``client_order_id ==`` :data:`CANCEL_ALL` cancels every unfinished order of the
+  ledger (ours only).
+
+Coinbase market *buys* are sized in quote currency by Coinbase: the gateway costs them at the best ask
+it fetches just before sending (``quantity x ask``), so the base bought differs from the quantity by
+the book's move in between; positions and P&L follow the exchange's fills, never the request.
 
 Status, reconciliation and drift (issue #9 points 4 and 6): the gateway publishes a
 :class:`~sniperbot.messages.venue.VenueStatus` on ``status.venue.<venue>`` every ``status_interval_s``
@@ -72,9 +78,8 @@ and on every change of its connection or reconciliation state:
   again only after it went back within tolerance) and always shown in the status. Deposits and
   withdrawals show as drift too: that is the point (money moved that the journal does not explain).
 
-Not yet (issue #9): Coinbase market *buys* (sized in quote currency by Coinbase; ccxt refuses them
-without a price, so they come back ``rejected``); an account-wide ``fetch_my_trades`` since the last
-journaled trade (the per-order refresh covers every unfinished order of ours).
+Not yet (issue #9): an account-wide ``fetch_my_trades`` since the last journaled trade (the
+per-order refresh covers every unfinished order of ours).
 
 Credentials never travel in args: ``sniperbot run`` unlocks the keystore before any process starts and
 hands the node ``{entry name: Credentials}``; the node seals the entry named by this actor's ``keys``
@@ -106,6 +111,7 @@ from sniperbot.journal import TERMINAL_STATUSES, keys
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
+from sniperbot.venues.base import UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.ccxt.exchange_orders import (
     STATUS,
     client_id_of,
@@ -498,6 +504,10 @@ class CcxtGateway(Actor):
         if order.order_type == "stop" and stop is None:
             return [self._reject(order, "stop_price_missing")]
         kind = "limit" if price is not None else "market"
+        if kind == "market" and order.side == "buy" and ex.options.get("createMarketBuyOrderRequiresPrice"):
+            # Coinbase sizes a market buy in quote currency: spend quantity x the best ask now, so the
+            # base bought is the quantity up to the book's move in between (positions follow the fills).
+            price = await self._market_buy_price(order.symbol)
         params: dict[str, Any] = client_id_params(self.exchange_id, cid)
         if stop is not None:
             params["stopLossPrice"] = stop
@@ -512,6 +522,8 @@ class CcxtGateway(Actor):
             except VenueBanned:
                 return [self._reject(order, "venue_banned")]  # refused before it left: never sent
             except DEFINITIVE as e:
+                if isinstance(e, ccxt.NotSupported):  # ccxt knows the exchange cannot take this order type
+                    return [self._reject(order, UNSUPPORTED_ORDER_TYPE)]
                 if not (isinstance(e, ccxt.InvalidOrder) and "duplicate" in str(e).lower()):
                     return [self._reject(order, f"exchange: {_error_name(e)}")]
                 last_error = _error_name(e)  # the id is taken by an open order: it is (probably) ours
@@ -526,6 +538,11 @@ class CcxtGateway(Actor):
             if found is not None:
                 return await self._events(order, found)
         return [self._reject(order, f"{SEND_FAILED}: {last_error}")]
+
+    async def _market_buy_price(self, symbol: str) -> float:
+        """The price a quote-sized market buy is costed at: the best ask (else the last trade)."""
+        ticker = await self._retry("ticker", lambda: self._ex.fetch_ticker(symbol))
+        return float(ticker.get("ask") or ticker.get("last") or 0.0)
 
     async def _events(self, order: Order, placed: dict[str, Any]) -> list[Event]:
         """What the exchange's record of an order means for us: its fills, then its status."""
@@ -596,6 +613,7 @@ class CcxtGateway(Actor):
                 reason=update.reason,
                 fills=[e for e in events if isinstance(e, Fill)],
                 ts_ns=time.time_ns(),
+                exchange_order_id=update.exchange_order_id,
             )
         self._later(lambda: self.ctx.send(sender, report, on_ack=lambda: self._record_if_ours(events)))
 
@@ -650,6 +668,11 @@ class CcxtGateway(Actor):
                 return True
             found = await self._lookup(entry.order)
             if found is None:
+                if self.ctx.journal.order_status(cid) in TERMINAL_STATUSES:
+                    # Never reached the exchange, and the executor has settled it (e.g. cancelled as
+                    # too old to send): nothing left to reconcile, so stop looking it up every sweep.
+                    with self._lock:
+                        self._unfinished.discard(cid)
                 return True  # not at the exchange (yet): the executor's resend or query settles it
             self._send_new(self.executor, cid, await self._events(entry.order, found))
             return True

@@ -194,4 +194,5 @@ class PaperVenueActor(Actor):
             reason=entry.reason,
             fills=entry.fills,
             ts_ns=now,
+            exchange_order_id=client_order_id,  # the paper venue's order id is our client order id
         )

@@ -1,4 +1,10 @@
-"""The admin commands a node executes for its operator (see protocol.py for the wire format)."""
+"""The command layer: the admin commands a node executes for its operator, whatever face asked.
+
+The unix admin socket (and its CLI), the HTTP API and the Telegram bot all hand a typed
+command (:data:`sniperbot.admin.protocol.Command`) to :meth:`AdminCommands.execute`. The
+layer depends on :class:`NodeControl`, a narrow interface of the node, not on the node
+class: the node imports this module, never the other way round.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,13 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
 from sniperbot.actors.runtime import load_actor_class
-from sniperbot.admin.protocol import AdminError, AdminReply, AdminRequest
+from sniperbot.admin import protocol as p
+from sniperbot.admin.protocol import AdminError, AdminReply, ErrorCode
 from sniperbot.config import (
     ConfigError,
     StrategySection,
@@ -19,19 +26,15 @@ from sniperbot.config import (
     check_strategy,
     validation_message,
 )
-from sniperbot.messages import Crash
+from sniperbot.messages import Crash, Payload
 from sniperbot.supervision import ChildSpec, Supervisor
+from sniperbot.supervision.breaker import BreakerBoard
 from sniperbot.supervision.supervisor import SupervisorError
 from sniperbot.topology import STRATEGIES_SUPERVISOR, strategy_child
-
-if TYPE_CHECKING:
-    from sniperbot.node import Node
 
 log = logging.getLogger("sniperbot.admin")
 
 Reply = Callable[[AdminReply], None]
-# What add-strategy takes; anything else is refused rather than ignored.
-_STRATEGY_ARGS = frozenset(("id", "strategy", "venue", "symbol", "quantity", "bar_interval_s", "params"))
 
 CHAOS_SIGNALS = {
     "KILL": signal.SIGKILL,
@@ -41,10 +44,52 @@ CHAOS_SIGNALS = {
 }
 
 
+class NodeControl(Protocol):
+    """What the command layer needs of a node (the node implements it; tests may too)."""
+
+    config: Any
+    root: Supervisor
+    breakers: BreakerBoard
+    enable_chaos: bool
+    start_timeout_s: float
+
+    def ping(self) -> dict[str, Any]:
+        """Liveness: pid, uptime."""
+        ...
+
+    def tree(self) -> dict[str, Any]:
+        """The supervision tree as plain data."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """Positions, P&L, counts, trading state, breakers, venues."""
+        ...
+
+    def deferred(self, reply: Reply, timeout_s: float, what: str) -> Reply:
+        """``reply`` that answers ``timeout`` by itself unless called within ``timeout_s``."""
+        ...
+
+    def set_trading_state(self, state: str, reason: str) -> None:
+        """Tell the risk guard the new trading state."""
+        ...
+
+    def send_control(self, actor_id: str, incarnation: int, payload: Payload) -> None:
+        """A control message to one actor incarnation."""
+        ...
+
+    def request_crash(self) -> None:
+        """Raise in the node's own loop (chaos only)."""
+        ...
+
+    def request_stop(self, reason: str) -> None:
+        """Stop in an orderly way."""
+        ...
+
+
 class AdminFailure(Exception):
     """A request that cannot be carried out; ``code`` goes on the wire."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -54,94 +99,83 @@ def ok(result: Any = None) -> AdminReply:
     return AdminReply(ok=True, result=result)
 
 
-def failure(code: str, message: str) -> AdminReply:
+def failure(code: ErrorCode, message: str) -> AdminReply:
     """An error reply."""
     return AdminReply(ok=False, error=AdminError(code, message))
-
-
-def _arg(args: dict[str, Any], name: str, kind: type = str, default: Any = ...) -> Any:
-    value = args.get(name, default)
-    if value is ...:
-        raise AdminFailure("invalid_message", f"missing argument {name!r}")
-    if value is not None and not isinstance(value, kind):
-        raise AdminFailure("invalid_message", f"argument {name!r} must be {kind.__name__}")
-    return value
 
 
 class AdminCommands:
     """Runs each admin command against the node; replies may come later (starts, stops)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodeControl) -> None:
         self.node = node
         self._logged_internal: set[tuple[str, str]] = set()
 
-    def handle(self, request: AdminRequest, reply: Reply) -> None:
-        """Execute ``request``; ``reply`` is called exactly once (now or when the work is done).
+    def execute(self, command: p.Request, reply: Reply) -> None:
+        """Execute ``command``; ``reply`` is called exactly once (now or when the work is done).
 
         Every command validates all of its input before it changes anything. The last
         ``except`` is a backstop for our own bugs: an operator's request must never stop
         the node, so it answers ``internal_error`` and logs the traceback once per kind.
         """
-        handler = getattr(self, "cmd_" + request.cmd)
+        name = p.command_name(command)
+        handler = getattr(self, "cmd_" + name)
         try:
-            handler(request.args, reply)
+            handler(command, reply)
         except AdminFailure as e:
             reply(failure(e.code, str(e)))
         except SupervisorError as e:
             reply(failure(e.code, str(e)))
         except Exception as e:
-            key = (request.cmd, type(e).__name__)
+            key = (name, type(e).__name__)
             if key not in self._logged_internal:
                 self._logged_internal.add(key)
-                log.exception(
-                    "admin command failed", extra={"event": "admin_internal_error", "cmd": request.cmd}
-                )
+                log.exception("admin command failed", extra={"event": "admin_internal_error", "cmd": name})
             reply(
                 failure(
                     "internal_error",
-                    f"{request.cmd} failed inside the node ({type(e).__name__}); "
+                    f"{name} failed inside the node ({type(e).__name__}); "
                     "nothing was changed by it past that point; see the node's log",
                 )
             )
 
     # -- views ----------------------------------------------------------------------------
-    def cmd_ping(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_ping(self, cmd: p.Ping, reply: Reply) -> None:
         """Node liveness."""
         reply(ok(self.node.ping()))
 
-    def cmd_tree(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_tree(self, cmd: p.Tree, reply: Reply) -> None:
         """The supervision tree."""
         reply(ok(self.node.tree()))
 
-    def cmd_status(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_status(self, cmd: p.Status, reply: Reply) -> None:
         """Positions, P&L, counts, trading state, breakers."""
         reply(ok(self.node.status()))
 
     # -- OTP management -------------------------------------------------------------------
-    def _supervisor(self, args: dict[str, Any]) -> Supervisor:
-        sup_id = _arg(args, "sup")
+    def _supervisor(self, sup_id: str) -> Supervisor:
         sup = self.node.root.find_supervisor(sup_id)
         if sup is None:
             raise AdminFailure("not_found", f"no supervisor {sup_id!r}")
         return sup
 
-    def cmd_which_children(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_which_children(self, cmd: p.WhichChildren, reply: Reply) -> None:
         """Children of a supervisor in start order."""
-        reply(ok(self._supervisor(args).which_children()))
+        reply(ok(self._supervisor(cmd.sup).which_children()))
 
-    def cmd_count_children(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_count_children(self, cmd: p.CountChildren, reply: Reply) -> None:
         """OTP's counts of a supervisor's children."""
-        reply(ok(self._supervisor(args).count_children()))
+        reply(ok(self._supervisor(cmd.sup).count_children()))
 
-    def cmd_get_childspec(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_get_childspec(self, cmd: p.GetChildspec, reply: Reply) -> None:
         """The full spec of one child."""
-        spec = self._supervisor(args).get_childspec(_arg(args, "id"))
+        spec = self._supervisor(cmd.sup).get_childspec(cmd.id)
         reply(ok(msgspec.to_builtins(spec)))
 
-    def cmd_start_child(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_start_child(self, cmd: p.StartChild, reply: Reply) -> None:
         """Add and start a child from a full spec (``args["spec"]``)."""
-        sup = self._supervisor(args)
-        raw = _arg(args, "spec", dict)
+        sup = self._supervisor(cmd.sup)
+        raw = cmd.spec
         try:
             spec: ChildSpec | dict[str, Any] = (
                 raw if sup.template is not None else msgspec.convert(raw, ChildSpec)
@@ -180,16 +214,16 @@ class AdminCommands:
 
         holder.append(sup.start_child(spec, ready))
 
-    def cmd_terminate_child(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_terminate_child(self, cmd: p.TerminateChild, reply: Reply) -> None:
         """Stop a child and keep its spec."""
-        sup = self._supervisor(args)
+        sup = self._supervisor(cmd.sup)
         reply = self.node.deferred(reply, 60.0, "the child did not stop")
-        sup.terminate_child(_arg(args, "id"), lambda: reply(ok()))
+        sup.terminate_child(cmd.id, lambda: reply(ok()))
 
-    def cmd_restart_child(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_restart_child(self, cmd: p.RestartChild, reply: Reply) -> None:
         """Start a stopped child again."""
-        sup = self._supervisor(args)
-        child_id = _arg(args, "id")
+        sup = self._supervisor(cmd.sup)
+        child_id = cmd.id
         deferred = self.node.deferred(
             reply, self.node.start_timeout_s + 1.0, "the child did not become ready"
         )
@@ -203,28 +237,28 @@ class AdminCommands:
 
         sup.restart_child(child_id, ready)
 
-    def cmd_delete_child(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_delete_child(self, cmd: p.DeleteChild, reply: Reply) -> None:
         """Forget a stopped child."""
-        self._supervisor(args).delete_child(_arg(args, "id"))
+        self._supervisor(cmd.sup).delete_child(cmd.id)
         reply(ok())
 
     # -- strategies -----------------------------------------------------------------------
-    def cmd_add_strategy(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_add_strategy(self, cmd: p.AddStrategy, reply: Reply) -> None:
         """Hot-add a strategy actor; its spec is journaled so it survives restarts."""
         config = self.node.config
         sup = self.node.root.find_supervisor(STRATEGIES_SUPERVISOR)
         if sup is None or sup.state != "running":
             raise AdminFailure("not_running", "the strategies supervisor is not running")
-        section = _strategy_section(config, args)
+        section = _strategy_section(config, cmd.fields())
         existing = sup.find(f"strategy.{section.id}")
         if existing is not None:
             code = "already_started" if existing.active else "already_present"
             raise AdminFailure(code, f"strategy {section.id!r} exists ({existing.state})")
         self._start(sup, strategy_child(config, section), reply)
 
-    def cmd_remove_strategy(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_remove_strategy(self, cmd: p.RemoveStrategy, reply: Reply) -> None:
         """Stop a strategy actor and forget it."""
-        strategy_id = _arg(args, "id")
+        strategy_id = cmd.id
         child_id = strategy_id if strategy_id.startswith("strategy.") else f"strategy.{strategy_id}"
         sup = self.node.root.find_supervisor(STRATEGIES_SUPERVISOR)
         if sup is None or sup.find(child_id) is None:
@@ -242,24 +276,21 @@ class AdminCommands:
         sup.terminate_child(child_id, stopped)
 
     # -- trading and breakers -------------------------------------------------------------
-    def cmd_halt(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_halt(self, cmd: p.Halt, reply: Reply) -> None:
         """Stop trading: HALTED (nothing passes) or REDUCING (only risk-reducing orders)."""
-        state = _arg(args, "state", str, "HALTED")
-        if state not in ("HALTED", "REDUCING"):
-            raise AdminFailure("invalid_message", "state must be HALTED or REDUCING")
-        self.node.set_trading_state(state, _arg(args, "reason", str, "operator"))
-        reply(ok({"trading_state": state}))
+        self.node.set_trading_state(cmd.state, cmd.reason)
+        reply(ok({"trading_state": cmd.state}))
 
-    def cmd_resume(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_resume(self, cmd: p.Resume, reply: Reply) -> None:
         """Trade normally again."""
-        self.node.set_trading_state("ACTIVE", _arg(args, "reason", str, "operator"))
+        self.node.set_trading_state("ACTIVE", cmd.reason)
         reply(ok({"trading_state": "ACTIVE"}))
 
-    def cmd_breaker_status(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_breaker_status(self, cmd: p.BreakerStatus, reply: Reply) -> None:
         """Every breaker with its state, trips, reason and cooldown."""
         reply(ok(self.node.breakers.details()))
 
-    def cmd_breaker_reset(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_breaker_reset(self, cmd: p.BreakerReset, reply: Reply) -> None:
         """Close a breaker now (operator override) and restart its tripped subtree now.
 
         Decision (issue #8, point 10): a reset really restarts the subtree at once
@@ -267,18 +298,18 @@ class AdminCommands:
         in the reply is the truth: trading through the scope resumes as soon as the
         subtree is up (if it fails again it trips again, with a longer cooldown).
         """
-        scope = _arg(args, "scope")
+        scope = cmd.scope
         if not self.node.breakers.reset(scope):
             raise AdminFailure("not_found", f"no breaker {scope!r}")  # the board's on_reset restarts it
         reply(ok(self.node.breakers.snapshot()))
 
     # -- faults and shutdown --------------------------------------------------------------
-    def cmd_chaos(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_chaos(self, cmd: p.Chaos, reply: Reply) -> None:
         """Send a signal to one actor process (only on a node started with --enable-chaos)."""
         if not self.node.enable_chaos:
             raise AdminFailure("chaos_disabled", "fault injection needs a node started with --enable-chaos")
-        actor_id = _arg(args, "actor")
-        sig_name = _arg(args, "signal", str, "KILL").upper()
+        actor_id = cmd.actor
+        sig_name = cmd.signal.upper()
         if actor_id == "node" and sig_name == "CRASH":
             # The node itself raises in its loop (after this reply): tests that a crash is not
             # recorded as an orderly stop (exit 71, next start fail-closed).
@@ -307,7 +338,7 @@ class AdminCommands:
         os.kill(child.handle.pid, sig)
         reply(ok(result))
 
-    def cmd_shutdown(self, args: dict[str, Any], reply: Reply) -> None:
+    def cmd_shutdown(self, cmd: p.Shutdown, reply: Reply) -> None:
         """Stop the node in an orderly way."""
         self.node.request_stop("admin shutdown")
         reply(ok())
@@ -324,13 +355,11 @@ def _check_actor(path: str) -> None:
 def _strategy_section(config: Any, args: dict[str, Any]) -> StrategySection:
     """Validate add-strategy's arguments in full, with the config file's rules; nothing is changed.
 
-    Raises ``invalid_message`` for an unknown argument and ``invalid_spec`` naming the
-    field for a bad value. A given ``quantity`` or ``bar_interval_s`` must be a finite
-    number > 0 (a NaN arrives as JSON ``null``): it is never replaced by the default.
+    Raises ``invalid_spec`` naming the field for a bad value (which arguments exist is
+    :class:`~sniperbot.admin.protocol.AddStrategy`'s to say). A given ``quantity`` or
+    ``bar_interval_s`` must be a finite number > 0 (a NaN arrives as JSON ``null``): it is
+    never replaced by the default.
     """
-    unknown = sorted(set(args) - _STRATEGY_ARGS)
-    if unknown:
-        raise AdminFailure("invalid_message", f"unknown argument(s): {', '.join(unknown)}")
     fields = dict(args)
     for name in ("quantity", "bar_interval_s"):
         if name in fields and (fields[name] is None or isinstance(fields[name], bool)):

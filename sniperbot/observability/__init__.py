@@ -1,0 +1,1 @@
+"""Observability: error reporting (Sentry) and the secret scrubber shared with alerts."""
