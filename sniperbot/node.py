@@ -55,6 +55,7 @@ from sniperbot.messages import (
     BreakerChanged,
     CancelOrder,
     Envelope,
+    FeedStatus,
     Heartbeat,
     InvalidFrame,
     Payload,
@@ -64,6 +65,7 @@ from sniperbot.messages import (
     SetTradingState,
     SnapshotRequest,
     Stop,
+    VenueStatus,
     decode_envelope,
     encode_envelope,
 )
@@ -73,7 +75,7 @@ from sniperbot.metrics.node import NodeMetrics
 from sniperbot.observability import sentry
 from sniperbot.rundir import RunDir, RunDirError, next_node_life
 from sniperbot.supervision import ActorHandle, Child, ChildSpec, Supervisor
-from sniperbot.supervision.breaker import BreakerBoard, BreakerState
+from sniperbot.supervision.breaker import NOT_RECONCILED, BreakerBoard, BreakerState
 from sniperbot.topology import build_tree, preload_modules
 from sniperbot.transport.auth import NODE, SECRET_SIZE, Signer, Verifier
 from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, bind_private, tune
@@ -137,6 +139,9 @@ class Node:
         self.stale_messages = 0
         self.portfolio: PortfolioSnapshot | None = None
         self.risk: RiskStatus | None = None
+        # The last health report of each venue's feed and gateway (admin status; venue holds).
+        self.feed_status: dict[str, FeedStatus] = {}
+        self.venue_status: dict[str, VenueStatus] = {}
         self._stop_requested = ""
         self._stopped = False
         self._incarnations: dict[str, int] = {}
@@ -260,8 +265,39 @@ class Node:
         self.breakers.half_open(scope)
 
     def breaker_closed(self, scope: str) -> None:
-        """The subtree passed its probe period."""
+        """The subtree passed its probe period (a venue still not reconciled stays held open)."""
+        if self._venue_hold(scope):
+            return
         self.breakers.close(scope)
+
+    def _venue_hold(self, scope: str) -> str:
+        """Why ``venue:<name>`` must stay open by its gateway's last status; "" if it may trade."""
+        if not scope.startswith("venue:"):
+            return ""
+        status = self.venue_status.get(scope.removeprefix("venue:"))
+        if status is None or (status.reconciled and status.connection in ("ok", "simulated")):
+            return ""
+        if status.connection == "banned":
+            until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(status.banned_until_ns / 1e9))
+            return f"{NOT_RECONCILED}: banned until {until} ({status.ban_reason})"
+        failure = f" (last failure: {status.last_failure})" if status.last_failure else ""
+        state = {
+            "connecting": "exchange not reached yet",
+            "down": "exchange unreachable",
+        }.get(status.connection, "reconciliation not complete")
+        return f"{NOT_RECONCILED}: {state}{failure}"
+
+    def on_venue_status(self, status: VenueStatus) -> None:
+        """A gateway's status: hold its venue's breaker open until it has reconciled (breaker module)."""
+        self.venue_status[status.venue] = status
+        scope = f"venue:{status.venue}"
+        hold = self._venue_hold(scope)
+        if hold:
+            self.breakers.hold(scope, hold)
+            return
+        breaker = self.breakers.breakers.get(scope)
+        if breaker is not None and breaker.state == "open" and breaker.reason.startswith(NOT_RECONCILED):
+            self.breakers.release(scope, "venue reconciled")
 
     def breaker_state(self, scope: str) -> BreakerState:
         """Current state of a breaker."""
@@ -396,7 +432,9 @@ class Node:
         if self.config.admin.tcp_endpoint:
             self._admin_sockets.append(self._open_curve_admin())
         self._status = Subscriber(
-            self._zctx, self.rundir.bus_out, (topic.STATUS_PORTFOLIO, topic.STATUS_RISK)
+            self._zctx,
+            self.rundir.bus_out,
+            (topic.STATUS_PORTFOLIO, topic.STATUS_RISK, topic.FEED_STATUS, topic.VENUE_STATUS),
         )
         for sock in (self._control, *self._admin_sockets, self._status.socket):
             self._poller.register(sock, zmq.POLLIN)
@@ -743,6 +781,10 @@ class Node:
             self.portfolio = payload
         elif isinstance(payload, RiskStatus):
             self.risk = payload
+        elif isinstance(payload, FeedStatus):
+            self.feed_status[payload.venue] = payload
+        elif isinstance(payload, VenueStatus):
+            self.on_venue_status(payload)
 
     def _on_admin(self, frames: list[bytes], sock: zmq.Socket) -> None:
         if len(frames) < 2:
@@ -840,6 +882,7 @@ class Node:
             "rejected": snapshot.rejected if snapshot else 0,
             "trading_state": self.risk.trading_state if self.risk else "UNKNOWN",
             "breakers": self.breakers.snapshot(),
+            "venues": self.venues_status(),
             "actors": sum(1 for c in self.root.workers() if c.state == "running"),
             "restarts": sum(c.restarts for c in self.root.workers()),
             "invalid_frames": self.invalid_frames + sum(c.invalid_frames for c in self.root.workers()),
@@ -847,3 +890,34 @@ class Node:
             "stale_messages": self.stale_messages,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
         }
+
+    def venues_status(self) -> dict[str, Any]:
+        """Per configured venue: kind, mode, its feed's last FeedStatus, its gateway's last VenueStatus.
+
+        ``feed`` / ``gateway`` are None until that actor has reported (about once a second).
+        """
+        out: dict[str, Any] = {}
+        for venue in self.config.venues:
+            feed = self.feed_status.get(venue.name)
+            gateway = self.venue_status.get(venue.name)
+            out[venue.name] = {
+                "kind": type(venue).__struct_config__.tag,
+                "mode": venue.mode,
+                "feed": None
+                if feed is None
+                else {
+                    "connected": feed.connected,
+                    "stale": feed.stale,
+                    "reconnects": feed.reconnects,
+                    "gaps": feed.gaps,
+                    "snapshots": feed.snapshots,
+                    "stale_periods": feed.stale_periods,
+                    "rest_polls": feed.rest_polls,
+                    "last_message_ns": feed.last_message_ns,
+                    "ts_ns": feed.ts_ns,
+                },
+                "gateway": None
+                if gateway is None
+                else {k: v for k, v in msgspec.to_builtins(gateway).items() if k not in ("venue", "t")},
+            }
+        return out

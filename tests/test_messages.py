@@ -40,7 +40,7 @@ from sniperbot.messages import (
     decode_envelope,
     encode_envelope,
 )
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 # One instance of every payload, with every field (including optional ones) set away from
 # its default, so that a field lost or mangled on the way shows up as an inequality.
@@ -197,6 +197,22 @@ SAMPLES: list[Message] = [
         last_message_ns=1_703,
         ts_ns=1_704,
     ),
+    VenueStatus(
+        venue="bin",
+        connection="banned",
+        reconciled=False,
+        last_reconciliation_ns=1_705,
+        last_failure="DDoSProtection",
+        last_failure_ns=1_706,
+        banned_until_ns=1_707,
+        ban_reason="binance HTTP 418 ban until ...",
+        open_orders=2,
+        foreign_orders=1,
+        balances={"BTC": 1.5, "USDT": 1000.0},
+        drift={"USDT": -12.5},
+        drift_since_ns=1_708,
+        ts_ns=1_709,
+    ),
     MarketRules(
         venue="bin",
         symbol="BTC/USDT",
@@ -225,6 +241,7 @@ TAGS: dict[type[Message], str] = {
     Quote: "quote",
     OrderBook: "book",
     FeedStatus: "feed_status",
+    VenueStatus: "venue_status",
     MarketRules: "market_rules",
     MetricsSnapshot: "metrics",
     Bar: "bar",

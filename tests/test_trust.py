@@ -51,6 +51,7 @@ from sniperbot.messages import (
     VenueEvents,
     VenueOrderQuery,
     VenueOrderReport,
+    VenueStatus,
     decode_envelope,
     encode_envelope,
 )
@@ -187,6 +188,7 @@ def _samples(now_ns: int) -> list[Any]:
             last_message_ns=0,
             ts_ns=now_ns,
         ),
+        VenueStatus(venue="sim", connection="ok", reconciled=True, balances={"USDT": 1e12}, ts_ns=now_ns),
         MarketRules(venue="sim", symbol="BTC/USDT", amount_step=1e6, min_notional=1e12, ts_ns=now_ns),
         # Claims a healthy executor on the operator's dashboard: only the executor may say so.
         MetricsSnapshot(actor_id="executor.sim", incarnation=10**6, seq=1, ts_ns=now_ns),

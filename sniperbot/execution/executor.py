@@ -26,6 +26,20 @@ at any moment. Money stays exact because:
   venue had the order already: it is never journaled as the order's status; the
   executor asks the venue for the real status instead.
 
+**Cancel-all on a trip** (issue #9 point 4): when the ``global`` breaker or this venue's
+breaker opens (``BreakerChanged`` on the bus), or trading goes ``HALTED`` (``RiskStatus``:
+a loss limit, ``admin halt``), every unfinished order of this venue in the journal is
+cancelled through the gateway (reason ``breaker <scope>: <reason>`` / ``trading HALTED``);
+at start the same happens if the journal says either breaker is not closed (a subtree
+restarted half-open after a crash loop: its resting orders were left unwatched during the
+cooldown), and every :data:`BREAKER_CHECK_S` while one is open (an announcement missed
+while subscribing; half-open lets risk-reducing orders through, so it cancels only at
+start). The executor, not the node, sends it: it alone knows its venue's unfinished
+orders and its gateway, and it holds the cancels until its reconciliation is done. A cancel
+is sent again for an order still open after :data:`CANCEL_RESEND_S`. Orders placed later
+are not affected: the risk guard does not approve any while the breaker is open or trading
+is HALTED.
+
 On start the executor also republishes the journal's recent events of its venue,
 since a crash between journaling an event and publishing it would otherwise leave
 strategies and the risk guard without it (receivers drop what they already have).
@@ -36,9 +50,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import msgspec
+
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.journal import TERMINAL_STATUSES
-from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
+from sniperbot.journal import TERMINAL_STATUSES, keys
+from sniperbot.messages import BreakerChanged, CancelOrder, Envelope, Fill, Order, OrderUpdate, RiskStatus
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE
@@ -47,6 +63,8 @@ EXPIRED_UNSENT = "expired_unsent"
 _REPUBLISH_TAIL = 256  # journal records re-announced at start (covers a crash mid-publish)
 _SLOW_RECONCILE_S = 10.0
 _MAX_ACK_TIMERS = 10_000  # orders awaiting their first venue answer, for the ack latency
+CANCEL_RESEND_S = 10.0  # a trip's cancel for an order still open is sent again after this long
+BREAKER_CHECK_S = 2.0  # how often the journal's breaker states are read (a missed announcement)
 
 
 class Executor(Actor):
@@ -71,6 +89,10 @@ class Executor(Actor):
         self._reconcile_started = 0.0
         # client order id -> when it was sent, for the ack latency (bounded: see _submit).
         self._sent_ns: dict[str, int] = {}
+        # Breaker changes and the trading state, for cancel-all on a trip (module docstring).
+        self.topics = (topic.BREAKERS, topic.STATUS_RISK)
+        self._scopes = ("global", f"venue:{venue}")
+        self._cancels_sent: dict[str, float] = {}  # client order id -> monotonic time of the trip's cancel
 
     # -- start: reconcile -------------------------------------------------------------------
     def on_start(self) -> None:
@@ -89,6 +111,10 @@ class Executor(Actor):
             self.ctx.every(_SLOW_RECONCILE_S, self._check_reconcile)
         self._count_reconciling()
         self.ctx.metrics.inc("sniperbot_orders_rejected_total", 0.0, venue=self.venue, reason="venue")
+        self._check_breakers(("open", "half_open"))
+        # Also on a timer: a BreakerChanged published while our subscription was still connecting
+        # (the hold a restarted live gateway asks for right at start) must not be missed.
+        self.ctx.every(BREAKER_CHECK_S, self._check_breakers)
 
     def on_stop(self) -> None:
         """Say what is still open at the venue: the next incarnation reconciles it."""
@@ -133,6 +159,12 @@ class Executor(Actor):
             self._on_events(payload.events)
         elif isinstance(payload, VenueOrderReport):
             self._on_report(payload)
+        elif isinstance(payload, BreakerChanged):
+            if payload.scope in self._scopes and payload.state == "open":
+                self.cancel_all(f"breaker {payload.scope}: {payload.reason}")
+        elif isinstance(payload, RiskStatus):
+            if payload.trading_state == "HALTED":
+                self.cancel_all("trading HALTED")
         elif isinstance(payload, Order | CancelOrder):
             if self.reconciled:
                 self._take(payload)
@@ -142,6 +174,50 @@ class Executor(Actor):
                 # nothing to hold.
                 release = self.ctx.hold_ack() if envelope.topic.startswith("to.") else None
                 self.waiting.append((payload, release))
+
+    def _check_breakers(self, states: tuple[str, ...] = ("open",)) -> None:
+        """Cancel-all while the journal says our venue's or the global breaker is in ``states``."""
+        for scope in self._scopes:
+            raw = self.ctx.journal.get_state(keys.BREAKER + scope)
+            breaker = msgspec.json.decode(raw) if raw is not None else {}
+            if breaker.get("state", "closed") in states:
+                self.cancel_all(f"breaker {scope} {breaker['state']}: {breaker.get('reason', '')}")
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every unfinished order of this venue (a breaker trip, trading HALTED)."""
+        now = time.monotonic()
+        orders = [o for o in self.ctx.journal.open_orders() if o.venue == self.venue]
+        sent = {
+            o.client_order_id: self._cancels_sent[o.client_order_id]
+            for o in orders
+            if o.client_order_id in self._cancels_sent
+        }
+        self._cancels_sent = sent  # finished orders are forgotten
+        due = [
+            o
+            for o in orders
+            if o.client_order_id not in sent or now - sent[o.client_order_id] >= CANCEL_RESEND_S
+        ]
+        if not due:
+            return
+        self.ctx.log.warning(
+            "cancelling every open order of the venue",
+            extra={"event": "cancel_all", "reason": reason, "orders": len(due)},
+        )
+        for order in due:
+            self._cancels_sent[order.client_order_id] = now
+            cancel = CancelOrder(
+                client_order_id=order.client_order_id,
+                strategy_id=order.strategy_id,
+                venue=order.venue,
+                symbol=order.symbol,
+                reason=reason,
+                ts_ns=time.time_ns(),
+            )
+            if self.reconciled:
+                self._cancel(cancel)
+            else:
+                self.waiting.append((cancel, None))
 
     def _take(self, payload: Order | CancelOrder) -> None:
         if isinstance(payload, Order):

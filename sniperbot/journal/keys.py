@@ -10,6 +10,8 @@ Each is written by one owner and read by whoever needs it after a restart:
 * :data:`BREAKER` + scope (breaker board): each circuit breaker as JSON.
 * :data:`INCARNATION` + actor id (node): the actor's highest incarnation over every node life.
 * :data:`SPEC` + supervisor id + ``/`` + child id (node): a child added at run time.
+* :data:`VENUE_BASELINE` + venue (live gateway): the balances and the net of journaled fills at the
+  venue's first reconciliation, and each market's fee asset, for the balance drift.
 * :data:`BARS` + venue ``/`` symbol ``/`` interval in ms ``/`` start ns (strategy actors): closed
   bars for warm restarts (:mod:`sniperbot.market.bar_store`), the last few thousand per key.
 * :data:`STRATEGY_STATE` + strategy id (its strategy actor): the strategy's own ``on_save`` state.
@@ -25,5 +27,6 @@ LOSS_MARKS: Final = "risk/loss"
 BREAKER: Final = "breaker/"
 INCARNATION: Final = "incarnation/"
 SPEC: Final = "spec/"
+VENUE_BASELINE: Final = "venue/baseline/"
 BARS: Final = "bars/"
 STRATEGY_STATE: Final = "strategy/"

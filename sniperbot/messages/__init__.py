@@ -38,7 +38,7 @@ from sniperbot.messages.orders import (
     OrderType,
     OrderUpdate,
 )
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 __all__ = [
     "WIRE_VERSION",
@@ -76,6 +76,7 @@ __all__ = [
     "VenueEvents",
     "VenueOrderQuery",
     "VenueOrderReport",
+    "VenueStatus",
     "decode_envelope",
     "encode_envelope",
 ]

@@ -28,7 +28,7 @@ from sniperbot.messages.control import (
 from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, TradeTick
 from sniperbot.messages.metrics import MetricsSnapshot
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 WIRE_VERSION = 1
 
@@ -57,6 +57,7 @@ Payload = (
     | VenueEvents
     | OrderBook
     | FeedStatus
+    | VenueStatus
     | MarketRules
     | MetricsSnapshot
 )

@@ -12,6 +12,7 @@ READY = "ctl.ready."
 STATUS_PORTFOLIO = "status.portfolio"
 STATUS_RISK = "status.risk"
 FEED_STATUS = "status.feed."  # prefix of every feed's FeedStatus (see feed_status)
+VENUE_STATUS = "status.venue."  # prefix of every venue gateway's VenueStatus (see venue_status)
 EVENTS = "ev."
 METRICS = "metrics."  # prefix of every MetricsSnapshot (see metrics)
 STATUS = "status."  # prefix of every status topic (portfolio, risk, feeds)
@@ -50,6 +51,11 @@ def market_rules(venue: str, symbol: str = "") -> str:
 def feed_status(venue: str) -> str:
     """Topic of a venue feed's health (stale flag and counters)."""
     return f"{FEED_STATUS}{venue}"
+
+
+def venue_status(venue: str) -> str:
+    """Topic of a venue gateway's health, reconciliation state and balances."""
+    return f"{VENUE_STATUS}{venue}"
 
 
 def strategy_events(strategy_id: str) -> str:

@@ -49,3 +49,40 @@ class VenueEvents(Message, tag="venue_events"):
 
     venue: str
     events: list[OrderUpdate | Fill]
+
+
+VENUE_CONNECTIONS = ("connecting", "ok", "down", "banned", "simulated")
+"""What :attr:`VenueStatus.connection` may say: ``connecting`` (no answer from the exchange yet),
+``ok`` (the last call was answered), ``down`` (several calls in a row failed), ``banned`` (the
+exchange banned us, HTTP 418, until :attr:`VenueStatus.banned_until_ns`), ``simulated`` (the
+paper gateway: there is no exchange to lose)."""
+
+
+class VenueStatus(Message, tag="venue_status"):
+    """A venue gateway's health, reconciliation state and balances, published about once a second.
+
+    Only the venue's own gateway (``gateway.<venue>`` or ``paper.<venue>``) may say it: the node
+    opens the venue's breaker on it (:meth:`sniperbot.node.Node.on_venue_status`). ``reconciled``
+    is True once a reconciliation (every unfinished order looked up, the account's open orders,
+    the balances) completed since the gateway started and since the connection was last down or
+    banned; the venue trades only then. ``last_failure`` is an error *class* name (a ccxt message
+    may quote a signed request). ``foreign_orders`` counts orders seen on the account that
+    sniperbot did not place. ``balances`` are totals per asset from the exchange (empty where the
+    gateway has none), ``drift`` per asset is the exchange's balance change since the baseline
+    minus the net of the journaled fills since then (see :mod:`sniperbot.venues.ccxt.gateway`).
+    """
+
+    venue: str
+    connection: str
+    reconciled: bool
+    last_reconciliation_ns: int = 0
+    last_failure: str = ""
+    last_failure_ns: int = 0
+    banned_until_ns: int = 0
+    ban_reason: str = ""
+    open_orders: int = 0
+    foreign_orders: int = 0
+    balances: dict[str, float] = {}
+    drift: dict[str, float] = {}
+    drift_since_ns: int = 0
+    ts_ns: int = 0

@@ -14,6 +14,34 @@ Every change is journaled (``breaker/<scope>``) before it is announced, and the
 journal is read at start: a node that crashed starts fail-closed (``global``
 open, reason ``unclean_shutdown``) and re-closes only through the same
 cooldown-and-probe cycle once every actor is running, or by an operator reset.
+
+**Venue holds** (issue #9, NautilusTrader's rule: a venue that is not reconciled does
+not trade). A live venue's gateway says in its ``VenueStatus`` whether a reconciliation
+completed since it started and since its exchange was last down or banned
+(:mod:`sniperbot.venues.ccxt.gateway`). While it has not, the node *holds* that venue's
+breaker open (:meth:`BreakerBoard.hold`, reason starting with :data:`NOT_RECONCILED`:
+the exchange unreachable at start, a lookup that keeps failing, a 418 ban with its end).
+A hold is not timed: no cooldown half-opens it. It closes **automatically** as soon as
+the gateway reports a completed reconciliation (``venue reconciled``; back to half-open
+instead if the hold began during a half-open probation, which the supervisor's probe then
+finishes): the condition that opened it is gone, and that is checked against the exchange
+itself, which is more than an operator could check by hand; an operator reset closes it
+too, but the next unreconciled status opens it again. While a hold is on, the supervisor's probe does not
+close the breaker either (:meth:`sniperbot.node.Node.breaker_closed`). A hold is not a
+trip: it leaves ``trips`` and the cooldown alone (every live gateway start holds its venue
+until its first reconciliation, and a restart must not lengthen the supervisor's next
+cooldown).
+
+**Cancel-all on a trip.** When ``global`` or ``venue:<name>`` opens, and when trading goes
+``HALTED``, the venue's executor cancels every unfinished order of its venue through its
+gateway (:mod:`sniperbot.execution.executor`); a live gateway looks each one up and cancels
+it at the exchange once the exchange answers. Since every live gateway start holds its
+venue until reconciled, a gateway that crashes already has our resting orders cancelled by
+its next incarnation. If a crash loop takes the venue subtree down before that, no gateway
+runs during the cooldown: orders still resting at the exchange stay there (unwatched)
+until the subtree is started again half-open, when the new executor cancels them before it
+takes any order (the paper gateway cancels its resting orders at every start anyway). No
+temporary cancel-only gateway is started.
 """
 
 from __future__ import annotations
@@ -32,6 +60,7 @@ log = logging.getLogger("sniperbot.breaker")
 
 BreakerState = Literal["closed", "open", "half_open"]
 _KEY = keys.BREAKER
+NOT_RECONCILED = "venue not reconciled"  # the reason prefix of a venue hold (see the module docstring)
 _MAX_DOUBLINGS = 64  # far past any sane max_cooldown_s / base_cooldown_s ratio
 
 
@@ -69,6 +98,7 @@ class BreakerBoard:
         self.probe_s = probe_s
         self.breakers: dict[str, Breaker] = {}
         self._timed: set[str] = set()  # scopes this board moves on by itself (no subtree owns them)
+        self._held_from: dict[str, BreakerState] = {}  # scope -> its state when a hold opened it
 
     def load(self) -> None:
         """Read journaled breakers; open ones are carried on by the board's own timer."""
@@ -106,6 +136,29 @@ class BreakerBoard:
             self._timed.add(scope)
         self._set(breaker, "open", reason)
         return breaker.cooldown_s
+
+    def hold(self, scope: str, reason: str) -> None:
+        """Keep ``scope`` open for ``reason`` (a venue hold); not a trip: trips and cooldown stay.
+
+        Not timed: it stays open until :meth:`close` (the node, on a reconciled venue) or a reset.
+        """
+        self._timed.discard(scope)
+        breaker = self.breakers.get(scope) or Breaker(scope=scope)
+        if breaker.state != "open":
+            self._held_from[scope] = breaker.state
+        if breaker.state != "open" or breaker.reason != reason:
+            self._set(breaker, "open", reason)
+
+    def release(self, scope: str, reason: str) -> None:
+        """A hold's condition is gone: back to half-open if it was held during a probation, else closed."""
+        before = self._held_from.pop(scope, "closed")
+        breaker = self.breakers.get(scope)
+        if breaker is None or breaker.state != "open":
+            return
+        if before == "half_open":
+            self._set(breaker, "half_open", reason)  # the supervisor's probe closes it
+        else:
+            self.close(scope, reason)
 
     def half_open(self, scope: str) -> None:
         """Cooldown over: let the subtree run on probation."""

@@ -61,6 +61,7 @@ from sniperbot.messages import (
     VenueEvents,
     VenueOrderQuery,
     VenueOrderReport,
+    VenueStatus,
     encode_envelope,
 )
 
@@ -101,6 +102,8 @@ AUTHORITY: Final[dict[type, dict[str, frozenset[str]]]] = {
     # Market state, but the risk guard acts on it: a forged stale=False would let it trade on stale
     # prices, so only a feed actor may say it (a few messages a second: the tag costs nothing here).
     FeedStatus: {ANY: frozenset({"feed"})},
+    # The node opens a venue's breaker on it: only that venue's own gateway may say it.
+    VenueStatus: {ANY: frozenset({"paper", "gateway"})},
     # The risk guard sizes and refuses orders by it (lot step, minimums): only a feed may say it.
     MarketRules: {ANY: frozenset({"feed"})},
     Crash: {ANY: frozenset({NODE})},

@@ -57,9 +57,36 @@ Coinbase market *buys* are sized in quote currency by Coinbase: the gateway cost
 it fetches just before sending (``quantity x ask``), so the base bought differs from the quantity by
 the book's move in between; positions and P&L follow the exchange's fills, never the request.
 
-Not yet (issue #9): an account-wide ``fetch_my_trades`` since the last
-journaled trade (the per-order refresh covers every unfinished order of ours); balances vs journal drift;
-breaker wiring (no reconciliation -> venue breaker open) and ``admin status`` per venue.
+Status, reconciliation and drift (issue #9 points 4 and 6): the gateway publishes a
+:class:`~sniperbot.messages.venue.VenueStatus` on ``status.venue.<venue>`` every ``status_interval_s``
+and on every change of its connection or reconciliation state:
+
+* **connection**: ``connecting`` until the exchange first answers, ``ok`` after any answered call,
+  ``down`` after ``down_after`` calls in a row failed (any ccxt error: transport, 5xx, auth), ``banned``
+  while the shared rate limiter holds a 418 ban (until and reason shown). ``last_failure`` is the
+  error's class name only.
+* **reconciled**: a *reconciliation* is one complete sweep — every unfinished order of the ledger looked
+  up (fills and status to the executor), the account's open orders fetched per symbol (foreign orders
+  reported), and the balances fetched (``fetch_balance``, totals per asset). It runs at start, every
+  ``poll_s`` and after each private-stream reconnect. ``reconciled`` is True once a sweep completed since
+  the start and since the connection was last ``down`` or ``banned``; the node keeps the venue's breaker
+  open while it is False (:meth:`sniperbot.node.Node.on_venue_status`). The gateway itself also holds a
+  *new* order while unreconciled (up to ``reconcile_wait_s``, covering the start before the node has
+  heard the first status) and then rejects it unsent (``venue_not_reconciled``, or ``venue_banned``).
+* **drift** (per asset): ``(exchange total now - exchange total at the baseline) - (net of the
+  journal's fills of this venue now - that net at the baseline)``, where a fill counts base ``+qty``
+  for a buy (``-qty`` sell) and quote ``-qty*price`` (``+`` for a sell), less its fee in the asset the
+  exchange charged it in (learned per market and side from the exchange's trades: Binance charges a
+  buy's fee in the base asset, Kraken and Coinbase in quote; a third asset such as BNB is not in the
+  journal at all, so it shows as drift there). The baseline is taken at the venue's first completed
+  reconciliation in this run dir and kept in the journal's state (``venue/baseline/<venue>``), so a
+  restart keeps it, and a journal restored from a backup brings its own baseline. A drift beyond
+  ``drift_tolerance`` (+1e-9 of the balance) in two sweeps in a row is logged once (``balance_drift``,
+  again only after it went back within tolerance) and always shown in the status. Deposits and
+  withdrawals show as drift too: that is the point (money moved that the journal does not explain).
+
+Not yet (issue #9): an account-wide ``fetch_my_trades`` since the last journaled trade (the
+per-order refresh covers every unfinished order of ours).
 
 Credentials never travel in args: ``sniperbot run`` unlocks the keystore before any process starts and
 hands the node ``{entry name: Credentials}``; the node seals the entry named by this actor's ``keys``
@@ -74,6 +101,7 @@ exchange, so orders are rejected with the exchange's reason).
 from __future__ import annotations
 
 import asyncio
+import math
 import queue
 import threading
 import time
@@ -83,11 +111,13 @@ from typing import Any, Literal, TypeVar
 
 import ccxt
 import ccxt.pro
+import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.journal import TERMINAL_STATUSES
+from sniperbot.journal import TERMINAL_STATUSES, keys
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.messages import topics as topic
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 from sniperbot.venues.base import UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.ccxt.exchange_orders import (
     STATUS,
@@ -104,6 +134,8 @@ from sniperbot.venues.sim.ledger import shared_ledger
 
 DUPLICATE = "duplicate_client_order_id"  # the paper venue's refusal reason: the executor queries then
 SEND_FAILED = "send_failed"
+REJECT_NOT_RECONCILED = "venue_not_reconciled"
+BANNED = "venue_banned"
 CANCEL_ALL = "*"
 _DRAIN_S = 0.01
 _BACKOFF_MAX_S = 5.0
@@ -166,6 +198,10 @@ class CcxtGateway(Actor):
         watch: bool = True,
         durability: Literal["fsync", "process"] = "fsync",
         keys: str = "",
+        status_interval_s: float = 1.0,
+        down_after: int = 3,
+        reconcile_wait_s: float = 5.0,
+        drift_tolerance: float = 1e-8,
     ) -> None:
         super().__init__(ctx)
         if not hasattr(ccxt.pro, exchange):
@@ -192,6 +228,7 @@ class CcxtGateway(Actor):
         self._unfinished: set[str] = set()  # ledger orders without a terminal status
         self._inflight: set[str] = set()  # fill ids / "cid|status" sent, not yet acknowledged
         self._refreshing: set[str] = set()
+        self._cancelling: set[str] = set()  # client order ids with a cancel under way
         self._tasks: set[asyncio.Task[Any]] = set()
         self._by_exchange_id: dict[str, str] = {}  # exchange order id -> our client order id
         self._next_batch: asyncio.Future[dict[str, Any]] | None = None  # what the next sweep's batch finds
@@ -201,6 +238,27 @@ class CcxtGateway(Actor):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ex: Any = None
+        # Status (VenueStatus): written by the exchange loop under _lock, published by the actor thread.
+        self.status_interval_s = status_interval_s
+        self.down_after = max(1, down_after)
+        self.reconcile_wait_s = reconcile_wait_s
+        self.drift_tolerance = drift_tolerance
+        self.connection = "connecting"
+        self.reconciled = False
+        self.last_reconciliation_ns = 0
+        self._fail_streak = 0
+        self._last_failure = ""
+        self._last_failure_ns = 0
+        self._ban: VenueBanned | None = None
+        self.balances: dict[str, float] = {}
+        self.drift: dict[str, float] = {}
+        self._baseline: dict[str, Any] | None = None
+        self._net: dict[str, float] = {}  # net of this venue's journaled fills per asset (base/quote/fee)
+        self._fills_seq = 0
+        self._fee_assets: dict[str, str] = {}  # "symbol|side" -> "base" | "quote" | "other"
+        self._fee_assets_saved: dict[str, str] = {}
+        self._drift_over: set[str] = set()
+        self._drift_logged: set[str] = set()
 
     # -- lifecycle (actor thread) -------------------------------------------------------------
     def on_start(self) -> None:
@@ -211,14 +269,22 @@ class CcxtGateway(Actor):
             if entry is not None and entry.status not in TERMINAL_STATUSES:
                 self._unfinished.add(order.client_order_id)
         sealed = self.ctx.credentials
+        raw = self.ctx.journal.get_state(keys.VENUE_BASELINE + self.venue)
+        if raw is not None:
+            self._baseline = msgspec.json.decode(raw)
+            self._fee_assets = dict(self._baseline.get("fee_assets", {}))
+            self._fee_assets_saved = dict(self._fee_assets)
         self._loop = asyncio.new_event_loop()
         self._ready = asyncio.Event()
+        self._reconciled_event = asyncio.Event()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=f"gateway-io-{self.venue}", daemon=True
         )
         self._thread.start()
         self._submit(self._setup(sealed))
         self.ctx.every(_DRAIN_S, self._drain)
+        self.ctx.every(self.status_interval_s, self.publish_status)
+        self.publish_status()
         self.ctx.log.info(
             "gateway starting",
             extra={
@@ -299,8 +365,19 @@ class CcxtGateway(Actor):
                 cids = [payload.client_order_id]
             for cid in cids:
                 entry = self.ledger.order(cid)
+                with self._lock:
+                    # One cancel per order at a time: a breaker held open for hours repeats its
+                    # cancels, and each waits for the exchange to answer.
+                    busy = cid in self._cancelling
+                    if not busy:
+                        self._cancelling.add(cid)
+                if busy:
+                    continue
                 if entry is not None and entry.status not in TERMINAL_STATUSES:
                     self._submit(self._cancel(entry.order, payload.reason, sender))
+                else:
+                    with self._lock:
+                        self._cancelling.discard(cid)
         elif isinstance(payload, VenueOrderQuery):
             cid = payload.client_order_id
             entry = self.ledger.order(cid)
@@ -360,10 +437,11 @@ class CcxtGateway(Actor):
         attempt = 0
         while True:
             try:
-                return await call()
+                result = await call()
             except ccxt.BaseError as e:
                 # Not an answer (transport, 5xx, rate limit, or a refusal we cannot act on): a read is
                 # safe to repeat, and acting without its answer is not.
+                self._note_failure(e)
                 attempt += 1
                 if attempt in (1, 10) or attempt % 50 == 0:
                     self.ctx.log.warning(
@@ -377,6 +455,9 @@ class CcxtGateway(Actor):
                     )
                 await asyncio.sleep(delay)
                 delay = min(_BACKOFF_MAX_S, delay * 2)
+            else:
+                self._note_ok()
+                return result
 
     async def _lookup(self, order: Order) -> dict[str, Any] | None:
         """The exchange's order with this client order id; None only on a definitive 'no such order'."""
@@ -385,6 +466,14 @@ class CcxtGateway(Actor):
         )
 
     async def _on_order(self, order: Order, fresh: bool, sender: str, release: Callable[[], None]) -> None:
+        if fresh and not self._reconciled_event.is_set():
+            # Never sent yet: trade only on a reconciled venue (a resend is looked up whatever the state).
+            try:
+                await asyncio.wait_for(self._reconciled_event.wait(), self.reconcile_wait_s)
+            except TimeoutError:
+                reason = BANNED if self.connection == "banned" else REJECT_NOT_RECONCILED
+                self._reply(sender, order.client_order_id, [self._reject(order, reason)], release)
+                return
         await self._ready.wait()
         events = await self._place(order, fresh)
         self._reply(sender, order.client_order_id, events, release)
@@ -520,6 +609,10 @@ class CcxtGateway(Actor):
     def _fill(self, order: Order, trade: dict[str, Any]) -> Fill:
         market = self._ex.market(order.symbol)
         fee, unpriced = fee_in_quote(trade, str(market["base"]), str(market["quote"]))
+        charged = str((trade.get("fee") or {}).get("currency") or "")
+        if charged and float((trade.get("fee") or {}).get("cost") or 0.0):
+            where = {str(market["base"]): "base", str(market["quote"]): "quote"}.get(charged, "other")
+            self._fee_assets[f"{order.symbol}|{order.side}"] = where  # for the drift (module docstring)
         if unpriced:
             self.ctx.log.warning(
                 "fee in a third asset counted as 0",
@@ -563,6 +656,13 @@ class CcxtGateway(Actor):
         self._later(lambda: self.ctx.send(sender, report, on_ack=lambda: self._record_if_ours(events)))
 
     async def _cancel(self, order: Order, reason: str, sender: str) -> None:
+        try:
+            await self._cancel_once(order, reason, sender)
+        finally:
+            with self._lock:
+                self._cancelling.discard(order.client_order_id)
+
+    async def _cancel_once(self, order: Order, reason: str, sender: str) -> None:
         await self._ready.wait()
         found = await self._lookup(order)
         if found is None:
@@ -592,18 +692,19 @@ class CcxtGateway(Actor):
             ]
         self._send_new(sender, order.client_order_id, events)
 
-    async def _refresh(self, cid: str, batched: Batched | None = None) -> None:
+    async def _refresh(self, cid: str, batched: Batched | None = None) -> bool:
         """Bring one unfinished order up to date from the exchange (REST) and tell the executor.
 
         ``batched``: its record and trades from the sweep's batch; without it, looked up on its own.
+        True once the exchange answered for it (False: another sweep is refreshing it right now).
         """
         if cid in self._refreshing:
-            return
+            return False
         self._refreshing.add(cid)
         try:
             entry = self.ledger.order(cid)
             if entry is None or entry.status in TERMINAL_STATUSES:
-                return
+                return True
             found, trades = batched if batched is not None else (await self._lookup(entry.order), None)
             if found is None:
                 if self.ctx.journal.order_status(cid) in TERMINAL_STATUSES:
@@ -611,8 +712,9 @@ class CcxtGateway(Actor):
                     # too old to send): nothing left to reconcile, so stop looking it up every sweep.
                     with self._lock:
                         self._unfinished.discard(cid)
-                return  # not at the exchange (yet): the executor's resend or query settles it
+                return True  # not at the exchange (yet): the executor's resend or query settles it
             self._send_new(self.executor, cid, await self._events(entry.order, found, trades))
+            return True
         finally:
             self._refreshing.discard(cid)
 
@@ -702,7 +804,8 @@ class CcxtGateway(Actor):
         self._batched_symbols = batched
         return out
 
-    async def _sweep(self) -> None:
+    async def _sweep(self) -> bool:
+        """One reconciliation: unfinished orders, the account's open orders, balances. True if complete."""
         with self._lock:
             cids = sorted(self._unfinished)
         batch, self._next_batch = self._batch_future(), None
@@ -715,25 +818,171 @@ class CcxtGateway(Actor):
                 batch.set_result(batched)  # queries waiting on this sweep: what it found
         slots = asyncio.Semaphore(_SWEEP_CONCURRENCY)
 
-        async def refresh(cid: str) -> None:
+        async def refresh(cid: str) -> bool:
             async with slots:
-                await self._refresh(cid, batched.get(cid))
+                return await self._refresh(cid, batched.get(cid))
 
         # A queried order is answered from this batch by its query: refreshing it too would double the
         # events the actor thread hands over (1,000 orders at a restart).
-        await asyncio.gather(*(self._guarded(refresh(cid)) for cid in cids if cid not in wanted))
+        refreshed = await asyncio.gather(*(self._guarded(refresh(cid)) for cid in cids if cid not in wanted))
+        complete = all(r is True for r in refreshed)
         for symbol in self.symbols:
             if symbol not in self._ex.markets:
                 continue
             try:
                 open_orders = await self._ex.fetch_open_orders(symbol)
             except ccxt.BaseError as e:
+                self._note_failure(e)
                 self.ctx.log.warning(
                     "open orders poll failed", extra={"event": "poll_failed", "error": _error_name(e)}
                 )
+                complete = False
                 continue
+            self._note_ok()
             for o in open_orders:
                 self._check_foreign(client_id_of(self.exchange_id, o), str(o.get("id")), symbol)
+        try:
+            balance = await self._ex.fetch_balance()
+        except ccxt.BaseError as e:
+            self._note_failure(e)
+            self.ctx.log.warning(
+                "balance poll failed", extra={"event": "balance_failed", "error": _error_name(e)}
+            )
+            return False
+        self._note_ok()
+        totals = {str(a): float(v) for a, v in (balance.get("total") or {}).items() if v}
+        if complete:
+            self._reconciled_now(totals)
+        return complete
+
+    # -- status (exchange loop side) -----------------------------------------------------------
+    def _note_ok(self) -> None:
+        """The exchange answered a call."""
+        with self._lock:
+            changed = self.connection != "ok"
+            self._fail_streak = 0
+            self._ban = None
+            self.connection = "ok"
+        if changed:
+            self._later(self.publish_status)
+
+    def _note_failure(self, e: BaseException) -> None:
+        """A call got no answer we can use: ``down_after`` in a row (or a ban) needs a new reconciliation."""
+        with self._lock:
+            before = (self.connection, self.reconciled)
+            self._fail_streak += 1
+            self._last_failure = _error_name(e)
+            self._last_failure_ns = time.time_ns()
+            if isinstance(e, VenueBanned):
+                self._ban = e
+                self.connection = "banned"
+            elif self._fail_streak >= self.down_after:
+                self.connection = "down"
+            if self.connection in ("down", "banned"):
+                self.reconciled = False
+            changed = before != (self.connection, self.reconciled)
+        if not self.reconciled:
+            self._reconciled_event.clear()
+        if changed:
+            self._later(self.publish_status)
+
+    def _reconciled_now(self, totals: dict[str, float]) -> None:
+        now = time.time_ns()
+        with self._lock:
+            if self.connection in ("down", "banned"):
+                return  # a call failed while we swept: the next sweep tells
+            self.reconciled = True
+            self.last_reconciliation_ns = now
+            self.balances = totals
+        self._reconciled_event.set()
+        self._later(lambda: self._update_drift(totals, now))
+
+    # -- status (actor thread) -------------------------------------------------------------------
+    def status(self) -> VenueStatus:
+        """The venue's status now (what :meth:`publish_status` sends)."""
+        with self._lock:
+            ban = self._ban
+            return VenueStatus(
+                venue=self.venue,
+                connection=self.connection,
+                reconciled=self.reconciled,
+                last_reconciliation_ns=self.last_reconciliation_ns,
+                last_failure=self._last_failure,
+                last_failure_ns=self._last_failure_ns,
+                banned_until_ns=int(ban.until * 1e9) if ban is not None else 0,
+                ban_reason=ban.reason if ban is not None else "",
+                open_orders=len(self._unfinished),
+                foreign_orders=len(self.foreign),
+                balances=dict(self.balances),
+                drift=dict(self.drift),
+                drift_since_ns=int(self._baseline["ts_ns"]) if self._baseline else 0,
+                ts_ns=time.time_ns(),
+            )
+
+    def publish_status(self) -> None:
+        """Publish :meth:`status` on ``status.venue.<venue>`` (the node keeps the last one)."""
+        self.ctx.publish(topic.venue_status(self.venue), self.status())
+
+    def _scan_fills(self) -> None:
+        """Add the journal's new fills of this venue to the running net per asset."""
+        journal = self.ctx.journal
+        last = journal.last_seq()
+        for seq, fill in journal.records(after_seq=self._fills_seq, kinds=(Fill,)):
+            last = max(last, seq)
+            if not isinstance(fill, Fill) or fill.venue != self.venue:
+                continue
+            market = (self._ex.markets or {}).get(fill.symbol) if self._ex is not None else None
+            base, quote = (
+                (str(market["base"]), str(market["quote"])) if market else tuple(fill.symbol.split("/", 1))
+            )
+            sign = 1.0 if fill.side == "buy" else -1.0
+            net = self._net
+            net[base] = net.get(base, 0.0) + sign * fill.quantity
+            net[quote] = net.get(quote, 0.0) - sign * fill.quantity * fill.price
+            if self._fee_assets.get(f"{fill.symbol}|{fill.side}") == "base" and fill.price > 0:
+                net[base] -= fill.fee / fill.price  # the journal values a base-asset fee in quote
+            else:
+                net[quote] -= fill.fee
+        self._fills_seq = last
+
+    def _update_drift(self, totals: dict[str, float], now: int) -> None:
+        """Compare the exchange's balances with the journal's fills (module docstring: drift)."""
+        self._scan_fills()
+        if self._baseline is None or self._fee_assets != self._fee_assets_saved:
+            if self._baseline is None:
+                self._baseline = {"ts_ns": now, "balances": dict(totals), "net": dict(self._net)}
+            self._baseline["fee_assets"] = dict(self._fee_assets)
+            self._fee_assets_saved = dict(self._fee_assets)
+            self.ctx.journal.put_state(keys.VENUE_BASELINE + self.venue, msgspec.json.encode(self._baseline))
+        base_bal: dict[str, float] = self._baseline["balances"]
+        base_net: dict[str, float] = self._baseline["net"]
+        drift: dict[str, float] = {}
+        for asset in sorted(set(totals) | set(base_bal) | set(self._net) | set(base_net)):
+            moved = totals.get(asset, 0.0) - base_bal.get(asset, 0.0)
+            explained = self._net.get(asset, 0.0) - base_net.get(asset, 0.0)
+            value = moved - explained
+            tolerance = self.drift_tolerance + 1e-9 * abs(totals.get(asset, 0.0))
+            if math.isfinite(value) and abs(value) > tolerance:
+                drift[asset] = value
+        for asset in set(self._drift_logged) - set(drift):
+            self._drift_logged.discard(asset)  # back within tolerance: a new drift is said again
+        for asset, value in drift.items():
+            if asset in self._drift_over and asset not in self._drift_logged:
+                self._drift_logged.add(asset)
+                self.ctx.log.warning(
+                    "exchange balance differs from the journal's fills",
+                    extra={
+                        "event": "balance_drift",
+                        "asset": asset,
+                        "drift": value,
+                        "balance": totals.get(asset, 0.0),
+                        "baseline": base_bal.get(asset, 0.0),
+                    },
+                )
+        self._drift_over = set(drift)
+        with self._lock:
+            self.drift = drift
+        self.publish_status()
 
     def _check_foreign(self, cid: str, exchange_order_id: str, symbol: str) -> bool:
         """Log and count an order on the account that we did not place; True if it is foreign."""

@@ -32,6 +32,11 @@ an exchange's cancel-on-disconnect: the executor restarts with its venue
 (``rest_for_one``), a breaker that tripped over this venue expects its open orders
 gone, and an order nobody watched must not fill later. With
 ``cancel_on_restart=False`` they are put back on the book instead.
+
+Status: like a live gateway it publishes a :class:`~sniperbot.messages.venue.VenueStatus` on
+``status.venue.<venue>`` every second, so ``admin status`` looks the same for every venue:
+connection ``simulated``, always reconciled (its ledger is the exchange), its resting orders; no
+balances (the paper ledger keeps orders and fills, not an account) and so no drift.
 """
 
 from __future__ import annotations
@@ -43,10 +48,12 @@ from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import TERMINAL_STATUSES
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate, Quote
 from sniperbot.messages import topics as topic
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 from sniperbot.venues.base import DUPLICATE, VENUE_RESTART
 from sniperbot.venues.sim.ledger import shared_ledger
 from sniperbot.venues.sim.paper import PaperVenue
+
+_STATUS_INTERVAL_S = 1.0
 
 
 class PaperVenueActor(Actor):
@@ -97,6 +104,9 @@ class PaperVenueActor(Actor):
         else:
             for entry in resting:
                 self.engine.restore_resting(entry.order, len(entry.fills))
+        self._started_ns = time.time_ns()
+        self.ctx.every(_STATUS_INTERVAL_S, self.publish_status)
+        self.publish_status()
         counts = self.ledger.counts()
         self.ctx.log.info(
             "venue ledger open",
@@ -107,6 +117,18 @@ class PaperVenueActor(Actor):
                 **counts,
             },
         )
+
+    def publish_status(self) -> None:
+        """This venue's :class:`VenueStatus` (simulated: reconciled since its start, no balances)."""
+        status = VenueStatus(
+            venue=self.venue,
+            connection="simulated",
+            reconciled=True,
+            last_reconciliation_ns=self._started_ns,
+            open_orders=len(self.engine.open_orders()),
+            ts_ns=time.time_ns(),
+        )
+        self.ctx.publish(topic.venue_status(self.venue), status)
 
     def on_message(self, envelope: Envelope) -> None:
         """Orders, cancels and queries from the inbox; quotes from the bus."""
