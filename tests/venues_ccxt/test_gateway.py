@@ -548,3 +548,39 @@ def _usd_order(cid: str) -> Order:
         quantity=0.5,
         ts_ns=time.time_ns(),
     )
+
+
+def test_reconciliation_finds_exchange_trades_the_journal_lacks_even_on_a_finished_order(
+    server: BinanceServer, actors: Actors
+) -> None:
+    """The node believes an order cancelled (journal and ledger), but the exchange filled it: the start's
+    reconciliation scans the account's trades since the last journaled fill and journals them, once."""
+    from sniperbot.venues.sim.ledger import shared_ledger
+
+    start_all(actors, server)
+    submit(order("s1-t1-9", quantity=1.0, limit=49_000.0))
+    eventually(lambda: journal(actors).order_status("s1-t1-9") == "accepted", 30, what="order accepted")
+    actors.stop(GATEWAY)
+    actors.stop(EXECUTOR)
+    believed = OrderUpdate(
+        client_order_id="s1-t1-9",
+        strategy_id="s1",
+        venue=VENUE,
+        symbol=SYM,
+        status="cancelled",
+        ts_ns=time.time_ns(),
+    )
+    journal(actors).append(believed)
+    shared_ledger(actors.run_dir, VENUE, "process").record([believed])
+    server.fill("s1-t1-9", "1.0")  # what really happened at the exchange
+    assert journaled_fills(actors, "s1-t1-9") == []
+    start_all(actors, server)
+    trades = exchange_trades(server, "s1-t1-9")
+    assert trades
+    eventually(
+        lambda: sorted(journaled_fills(actors, "s1-t1-9")) == sorted(fill_id(VENUE, SYM, t) for t in trades),
+        30,
+        what="the exchange's trades journaled",
+    )
+    time.sleep(1.0)  # later sweeps add nothing
+    assert len(journaled_fills(actors, "s1-t1-9")) == len(trades)

@@ -85,8 +85,11 @@ and on every change of its connection or reconciliation state:
   again only after it went back within tolerance) and always shown in the status. Deposits and
   withdrawals show as drift too: that is the point (money moved that the journal does not explain).
 
-Not yet (issue #9): an account-wide ``fetch_my_trades`` since the last journaled trade (the
-per-order refresh covers every unfinished order of ours).
+**Trades since the last journaled one.** Each new reconciliation (at start, and after the exchange was
+unreachable) also reads the account's trades of each symbol since the last journaled fill (minus a
+minute for clocks): a trade of ours the journal lacks, whatever status the journal gives its order (a
+cancel the exchange answered wrongly, a journal restored from an older backup), is fetched through its
+order and journaled once; a trade of an order not ours is reported like a foreign order.
 
 Credentials never travel in args: ``sniperbot run`` unlocks the keystore before any process starts and
 hands the node ``{entry name: Credentials}``; the node seals the entry named by this actor's ``keys``
@@ -135,6 +138,7 @@ from sniperbot.venues.sim.ledger import shared_ledger
 DUPLICATE = "duplicate_client_order_id"  # the paper venue's refusal reason: the executor queries then
 SEND_FAILED = "send_failed"
 REJECT_NOT_RECONCILED = "venue_not_reconciled"
+_TRADES_MARGIN_MS = 60_000  # the trades scan starts this long before the last journaled fill (clock skew)
 BANNED = "venue_banned"
 CANCEL_ALL = "*"
 _DRAIN_S = 0.01
@@ -851,8 +855,59 @@ class CcxtGateway(Actor):
             return False
         self._note_ok()
         totals = {str(a): float(v) for a, v in (balance.get("total") or {}).items() if v}
+        if complete and not self.reconciled:
+            # A new reconciliation (start, or after the exchange was unreachable): the account's trades
+            # since the last journaled one, so a trade of ours the journal lacks is found whatever
+            # the status the journal gives its order.
+            complete = await self._trades_since_journal()
         if complete:
             self._reconciled_now(totals)
+        return complete
+
+    async def _trades_since_journal(self) -> bool:
+        """Every account trade since the last journaled fill of each symbol: ours missing from the journal
+        are fetched through their order (``_events``), foreign ones reported. True if every symbol answered.
+        """
+        last: dict[str, int] = {}
+        for fill in self.ctx.journal.fills():
+            if fill.venue == self.venue:
+                last[fill.symbol] = max(last.get(fill.symbol, 0), fill.ts_ns)
+        complete = True
+        for symbol in self.symbols:
+            if symbol not in self._ex.markets or not self._ex.has.get("fetchMyTrades"):
+                continue
+            since_ms = (
+                max(0, last.get(symbol, 0) // 1_000_000 - _TRADES_MARGIN_MS) if symbol in last else None
+            )
+            try:
+                trades = await self._ex.fetch_my_trades(symbol, since_ms, 1000)
+            except ccxt.BaseError as e:
+                self._note_failure(e)
+                complete = False
+                continue
+            missing: dict[str, list[str]] = {}
+            for t in trades:
+                if not self.ctx.journal.has_fill(fill_id(self.venue, symbol, str(t["id"]))):
+                    missing.setdefault(str(t.get("order") or ""), []).append(str(t["id"]))
+            for order_id, trade_ids in missing.items():
+                cid = self._by_exchange_id.get(order_id, "")
+                if not cid and order_id:
+                    try:
+                        cid = client_id_of(self.exchange_id, await self._ex.fetch_order(order_id, symbol))
+                    except ccxt.BaseError:
+                        complete = False
+                        continue
+                entry = self.ledger.order(cid) if cid else None
+                if entry is None:
+                    self._check_foreign(cid, order_id, symbol)
+                    continue
+                self.ctx.log.warning(
+                    "exchange trades of ours missing from the journal; fetching them",
+                    extra={"event": "missing_trades", "client_order_id": cid, "trades": len(trade_ids)},
+                )
+                found = await self._lookup(entry.order)
+                if found is not None:
+                    self._send_new(self.executor, cid, await self._events(entry.order, found))
         return complete
 
     # -- status (exchange loop side) -----------------------------------------------------------
