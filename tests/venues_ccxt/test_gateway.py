@@ -65,7 +65,9 @@ class Driver(Actor):
         self.ctx.every(0.01, self._pump)
 
     def _pump(self) -> None:
-        q = _OUTGOING[self.ctx.actor_id]
+        q = _OUTGOING.get(self.ctx.actor_id)
+        if q is None:
+            return  # the test that queued for this actor id has ended (its queues were cleared)
         while not q.empty():
             dest, payload = q.get()
             self.ctx.send(dest, payload)
