@@ -43,6 +43,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from sniperbot.alerts.config import AlertsConfig
+from sniperbot.api.config import ApiSection
 from sniperbot.venues.base import NonNegative, Positive
 from sniperbot.venues.config import SimVenueConfig, VenueConfig
 
@@ -286,6 +287,7 @@ class Config(_Section):
     keystore: KeystoreSection = KeystoreSection()
     alerts: AlertsConfig = AlertsConfig()
     sentry: SentrySection = SentrySection()
+    api: ApiSection = ApiSection()
 
     def __post_init__(self) -> None:
         if not self.venues:

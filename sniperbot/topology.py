@@ -14,7 +14,8 @@
     ├─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
     │  └─ strategy.<id>                     breaker strategy:<id>: its own crash loop trips only it
     └─ ops               one_for_one 5/60, breaker ops   operator services (when configured)
-       └─ alerts                            Telegram, Discord, email, webhook ([alerts])
+       ├─ alerts                            Telegram, Discord, email, webhook ([alerts])
+       └─ api                               HTTP API, WebSocket stream, web dashboard ([api], on by default)
 
 The contract between these actors is :mod:`sniperbot.venues.base`.
 
@@ -31,12 +32,14 @@ strategy runs; stop order is the reverse, so strategies stop emitting first.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import msgspec
 
 from sniperbot.actors.placement import PRELOAD
 from sniperbot.alerts.config import ALERTS_ACTOR, ALERTS_ACTOR_ID
+from sniperbot.api.config import API_ACTOR, API_ACTOR_ID
 from sniperbot.config import Config, StrategySection
 from sniperbot.supervision import ChildSpec, SupFlags, check_unique_ids
 from sniperbot.venues.base import EXECUTOR, PAPER_GATEWAY
@@ -80,6 +83,18 @@ def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
         history=venue.history_source() if (venue := config.venue(config.strategy_venue(section))) else None,
     )
     return msgspec.structs.replace(spec, breaker=f"strategy:{section.id}", flags=STRATEGY_RESTARTS)
+
+
+def api_settings(config: Config) -> dict[str, object]:
+    """The API actor's arguments: ``[api]`` with an inline token replaced by its SHA-256.
+
+    The child spec is readable by any operator (``admin get-childspec``): a secret never goes in it.
+    """
+    settings = msgspec.to_builtins(config.api)
+    token = settings.pop("token")
+    settings["token_sha256"] = hashlib.sha256(token.encode()).hexdigest() if token else ""
+    settings["venues"] = [v.name for v in config.venues]  # whose quotes feed the price chart
+    return settings
 
 
 def _supervisor(sup_id: str, flags: SupFlags, children: list[ChildSpec], breaker: str = "") -> ChildSpec:
@@ -156,6 +171,8 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         ops.append(
             _worker(config, ALERTS_ACTOR_ID, ALERTS_ACTOR, settings=msgspec.to_builtins(config.alerts))
         )
+    if config.api.enabled:
+        ops.append(_worker(config, API_ACTOR_ID, API_ACTOR, settings=api_settings(config)))
     root = _supervisor(
         "root",
         SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s),
