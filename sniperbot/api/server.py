@@ -222,12 +222,16 @@ def _path_param(name: str, description: str) -> list[dict[str, Any]]:
     ]
 
 
-def _strip(value: Any, key: str = "uptime_s") -> Any:
-    """``value`` without its ever-changing ``key`` (anywhere): what a change is judged on."""
+# Counters that move all the time; a view whose only change is one of these is not pushed again.
+_RUNNING_COUNTERS = frozenset({"uptime_s", "handled"})
+
+
+def _strip(value: Any) -> Any:
+    """``value`` without :data:`_RUNNING_COUNTERS` (anywhere): what a change is judged on."""
     if isinstance(value, dict):
-        return {k: _strip(v, key) for k, v in value.items() if k != key}
+        return {k: _strip(v) for k, v in value.items() if k not in _RUNNING_COUNTERS}
     if isinstance(value, list):
-        return [_strip(v, key) for v in value]
+        return [_strip(v) for v in value]
     return value
 
 
