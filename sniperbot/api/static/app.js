@@ -142,6 +142,7 @@ function renderCharts() {
 // -- the stream -----------------------------------------------------------------------------
 let socket = null;
 function connect() {
+  if (socket) { const old = socket; socket = null; old.close(); }
   if (!token()) { $("token-form").hidden = false; return; }
   $("token-form").hidden = true;
   const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + API + "/ws");
@@ -164,6 +165,7 @@ function connect() {
     else if (type === "error") { say("node: " + data.message); }
   };
   ws.onclose = (event) => {
+    if (ws !== socket) return;  // replaced by a newer connection (a token entered meanwhile)
     const conn = $("conn"); conn.textContent = "offline"; conn.className = "badge off";
     if (event.code === 1008) {  // policy violation: a wrong token
       sessionStorage.removeItem("sniperbot.token");
