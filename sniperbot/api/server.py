@@ -339,6 +339,7 @@ class ApiServer:
         app.router.add_get(API_PREFIX + "/openapi.json", self.openapi_handler)
         app.router.add_get(API_PREFIX + "/ws", self.ws_handler)
         app.router.add_get("/", self.index)
+        app.router.add_get("/favicon.ico", self.favicon)
         app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
         return app
 
@@ -616,6 +617,10 @@ class ApiServer:
     async def index(self, request: web.Request) -> web.FileResponse:
         """The dashboard page."""
         return web.FileResponse(STATIC_DIR / "index.html")
+
+    async def favicon(self, request: web.Request) -> web.Response:
+        """No icon (browsers ask for one)."""
+        return web.Response(status=204)
 
     async def openapi_handler(self, request: web.Request) -> web.Response:
         """The OpenAPI 3.1 document."""
