@@ -172,7 +172,11 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
             _worker(config, ALERTS_ACTOR_ID, ALERTS_ACTOR, settings=msgspec.to_builtins(config.alerts))
         )
     if config.api.enabled:
-        ops.append(_worker(config, API_ACTOR_ID, API_ACTOR, settings=api_settings(config)))
+        api = _worker(config, API_ACTOR_ID, API_ACTOR, settings=api_settings(config))
+        # The API reads the run dir (admin socket, journal read-only): it runs in its own process on
+        # this machine whatever the default placement, unless placement.actors names it explicitly.
+        placement = config.placement.actors.get(API_ACTOR_ID, "process")
+        ops.append(msgspec.structs.replace(api, placement=placement))
     root = _supervisor(
         "root",
         SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s),

@@ -508,7 +508,7 @@ def test_a_configured_alerts_channel_runs_the_actor_under_ops_and_alerts_a_halt(
             workers = node.wait_ready()
             assert "alerts" in workers
             ops = next(c for c in node.admin("tree")["children"] if c["id"] == "ops")
-            assert ops["breaker"] == "ops" and [c["id"] for c in ops["children"]] == ["alerts"]
+            assert ops["breaker"] == "ops" and [c["id"] for c in ops["children"]] == ["alerts", "api"]
             # The secret (the hook URL) is read from its file by the actor: never in the child spec.
             spec = sniperbot(
                 "admin",
