@@ -40,7 +40,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sniperbot.admin import protocol as p
 from sniperbot.admin.client import AdminUnavailable, admin_request
 from sniperbot.api.config import ApiSection, is_loopback
-from sniperbot.cli.journal import fill_rows, order_rows
+from sniperbot.cli.journal import fill_rows, update_order_rows
 from sniperbot.journal import Journal, JournalError
 from sniperbot.messages import Fill, Order, OrderUpdate
 
@@ -48,6 +48,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/v1"
 #: How many recent orders and fills the stream's snapshot and the list endpoints return by default.
 RECENT = 100
+#: How many of the latest orders and fills the API holds (and a ``limit`` may ask for).
+MAX_ROWS = 10_000
 _HTTP_STATUS = {
     "not_found": 404,
     "running": 409,
@@ -137,36 +139,50 @@ class LiveData:
 
 
 class JournalView:
-    """The journal's orders and fills, read-only and incrementally (only new records are decoded)."""
+    """The journal's orders and fills, read-only and incrementally (only new records are decoded).
+
+    Decision: the API keeps the latest :data:`MAX_ROWS` orders and fills in memory (what a dashboard
+    and a script polling the API need); the whole history is ``sniperbot journal orders|fills --json``.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self._journal: Journal | None = None
-        self._records: list[Order | OrderUpdate | Fill] = []
+        self._orders: dict[str, dict[str, Any]] = {}
+        self._fills: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_ROWS)
         self._seq = 0
         self._lock = threading.Lock()
 
-    def poll(self) -> list[dict[str, Any]]:
-        """Read what was journaled since the last call; returns the new fills' rows."""
+    def poll(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Read what was journaled since the last call: (new fills' rows, changed orders' rows)."""
         with self._lock:
             if self._journal is None:
                 self._journal = Journal.open(self.run_dir, readonly=True)
             new: list[Any] = []
-            for seq, record in self._journal.records(self._seq):
+            for seq, record in self._journal.records(self._seq, kinds=(Order, OrderUpdate, Fill)):
                 self._seq = seq
                 new.append(record)
-            self._records.extend(new)
-            return fill_rows(new)
+            if not new:
+                return [], []
+            changed = update_order_rows(self._orders, new)
+            while len(self._orders) > MAX_ROWS:
+                changed.discard(next(iter(self._orders)))
+                del self._orders[next(iter(self._orders))]
+            fills = fill_rows(new)
+            self._fills.extend(fills)
+            ids = dict.fromkeys(r.client_order_id for r in new if r.client_order_id in changed)
+            return fills, [dict(self._orders[k]) for k in ids]
 
     def orders(self, limit: int) -> list[dict[str, Any]]:
         """The latest ``limit`` orders (``journal orders --json`` rows), newest last."""
         with self._lock:
-            return order_rows(self._records)[-limit:] if limit else []
+            rows = list(self._orders.values())
+            return [dict(r) for r in rows[-limit:]] if limit else []
 
     def fills(self, limit: int) -> list[dict[str, Any]]:
         """The latest ``limit`` fills (``journal fills --json`` rows), newest last."""
         with self._lock:
-            return fill_rows(self._records)[-limit:] if limit else []
+            return list(self._fills)[-limit:] if limit else []
 
     def close(self) -> None:
         """Close the journal."""
@@ -506,7 +522,7 @@ class ApiServer:
         )
         return web.json_response(await self.command(command, timeout_s))
 
-    async def _journal_poll(self) -> list[dict[str, Any]]:
+    async def _journal_poll(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, self.journal.poll)
@@ -691,7 +707,8 @@ class ApiServer:
         """``/api/v1/ws``: authenticate, send a full snapshot, then every change.
 
         Messages are ``{"type": T, "data": ...}`` with T one of ``tree``, ``status``, ``venues``,
-        ``orders`` (the latest :data:`RECENT`), ``fills`` (the new ones; the full latest list in the
+        ``orders`` (the rows that changed, by ``client_order_id``; the latest :data:`RECENT` in the
+        snapshot), ``fills`` (the new ones; the full latest list in the
         first snapshot under ``fills_recent``), ``equity``, ``prices``. Tree, status and the journal
         are polled every ``[api] poll_interval_s`` (0.25 s) while a client is connected; only what
         changed is sent.
@@ -771,7 +788,7 @@ class ApiServer:
         while self._clients:
             started = time.monotonic()
             try:
-                tree, status, new_fills = await asyncio.gather(
+                tree, status, (new_fills, changed_orders) = await asyncio.gather(
                     self.command(p.Tree()), self.command(p.Status()), self._journal_poll()
                 )
             except ApiFailure as e:
@@ -786,11 +803,8 @@ class ApiServer:
                     self._broadcast(kind, value)
             if new_fills:
                 self._broadcast("fills", new_fills)
-            orders = self.journal.orders(RECENT)
-            key = json.dumps(orders)
-            if self._last.get("orders") != key:
-                self._last["orders"] = key
-                self._broadcast("orders", orders)
+            if changed_orders:
+                self._broadcast("orders", changed_orders[-RECENT:])
             if self.live.version != live_version and started - last_push >= 1.0:
                 live_version, last_push = self.live.version, started
                 equity, prices, _ = self.live.snapshot()

@@ -139,6 +139,16 @@ function renderCharts() {
   lineChart($("price-chart"), state.prices[key] || [], markers, "#d2a8ff");
 }
 
+// Changed order rows replace theirs (by client order id); new ones are appended; the latest 100 stay.
+function mergeOrders(rows) {
+  const index = new Map(state.orders.map((o, i) => [o.client_order_id, i]));
+  for (const row of rows) {
+    if (index.has(row.client_order_id)) state.orders[index.get(row.client_order_id)] = row;
+    else { index.set(row.client_order_id, state.orders.length); state.orders.push(row); }
+  }
+  state.orders = state.orders.slice(-100);
+}
+
 // -- the stream -----------------------------------------------------------------------------
 let socket = null;
 function connect() {
@@ -158,7 +168,7 @@ function connect() {
     } else if (type === "tree") { state.tree = data; renderTree(); }
     else if (type === "status") { state.status = data; renderStatus(); }
     else if (type === "venues") { state.venues = data; renderVenues(); }
-    else if (type === "orders") { state.orders = data; renderOrders(); }
+    else if (type === "orders") { mergeOrders(data); renderOrders(); }
     else if (type === "fills") { state.fills = state.fills.concat(data).slice(-500); renderFills(); renderCharts(); }
     else if (type === "equity") { state.equity = data; renderCharts(); }
     else if (type === "prices") { state.prices = data; renderCharts(); }
