@@ -48,6 +48,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/v1"
 #: How many recent orders and fills the stream's snapshot and the list endpoints return by default.
 RECENT = 100
+#: How many new fills and changed orders one stream message carries at most (the latest ones).
+PUSH_ROWS = 50
 #: How many of the latest orders and fills the API holds (and a ``limit`` may ask for).
 MAX_ROWS = 10_000
 _HTTP_STATUS = {
@@ -127,6 +129,11 @@ class LiveData:
         with self._lock:
             self._feeds[venue] = status
             self.version += 1
+
+    def feeds(self) -> dict[str, Any]:
+        """Feeds' health by venue."""
+        with self._lock:
+            return dict(self._feeds)
 
     def snapshot(self) -> tuple[list[dict[str, float]], dict[str, list[list[float]]], dict[str, Any]]:
         """(equity points, prices by ``venue:symbol`` as ``[t, mid]``, feeds by venue)."""
@@ -573,7 +580,7 @@ class ApiServer:
         return web.json_response(self._venues(tree, status))
 
     def _venues(self, tree: dict[str, Any], status: dict[str, Any]) -> list[dict[str, Any]]:
-        feeds = self.live.snapshot()[2]
+        feeds = self.live.feeds()
         out = []
         for child in tree.get("children", []):
             if not child["id"].startswith("venue."):
@@ -706,12 +713,14 @@ class ApiServer:
     async def ws_handler(self, request: web.Request) -> web.StreamResponse:
         """``/api/v1/ws``: authenticate, send a full snapshot, then every change.
 
-        Messages are ``{"type": T, "data": ...}`` with T one of ``tree``, ``status``, ``venues``,
-        ``orders`` (the rows that changed, by ``client_order_id``; the latest :data:`RECENT` in the
-        snapshot), ``fills`` (the new ones; the full latest list in the
-        first snapshot under ``fills_recent``), ``equity``, ``prices``. Tree, status and the journal
-        are polled every ``[api] poll_interval_s`` (0.25 s) while a client is connected; only what
-        changed is sent.
+        Messages are ``{"type": T, "data": ...}`` with T one of ``snapshot`` (first: every view, the
+        latest :data:`RECENT` orders and, under ``fills_recent``, fills), ``tree``, ``status``,
+        ``venues``, ``orders`` (the rows that changed, by ``client_order_id``), ``fills`` (the new
+        ones), ``equity`` and ``prices`` (the points from the last one sent on: a point with the
+        time of a client's last one replaces it) and ``error``; orders and fills carry at most the latest
+        :data:`PUSH_ROWS` per message. Tree, status and the journal are polled every
+        ``[api] poll_interval_s`` (0.25 s) while a client is connected, once for all clients; only
+        what changed is sent. A client that cannot keep up is closed (1013).
         """
         if not self._origin_allowed(request):
             raise ApiFailure(403, "unauthorized", "WebSocket from a foreign origin")
@@ -785,6 +794,9 @@ class ApiServer:
         """While dashboards are connected: poll, compare, push what changed."""
         live_version = -1
         last_push = 0.0
+        # The time of the last equity point ("") and price point (by key) sent to the clients; a
+        # client that connects later gets everything in its snapshot.
+        sent_t: dict[str, float] = {}
         while self._clients:
             started = time.monotonic()
             try:
@@ -801,15 +813,28 @@ class ApiServer:
                 if self._last.get(kind) != key:
                     self._last[kind] = key
                     self._broadcast(kind, value)
+            # At most the last PUSH_ROWS of each per poll (what a dashboard shows); a node trading
+            # hundreds of orders a second must not make 50 dashboards cost megabytes a second.
             if new_fills:
-                self._broadcast("fills", new_fills)
+                self._broadcast("fills", new_fills[-PUSH_ROWS:])
             if changed_orders:
-                self._broadcast("orders", changed_orders[-RECENT:])
+                self._broadcast("orders", changed_orders[-PUSH_ROWS:])
             if self.live.version != live_version and started - last_push >= 1.0:
+                # Once a second, the samples from the last one sent on (it may have been updated).
                 live_version, last_push = self.live.version, started
                 equity, prices, _ = self.live.snapshot()
-                self._broadcast("equity", equity[-120:])
-                self._broadcast("prices", {k: v[-120:] for k, v in prices.items()})
+                fresh = [point for point in equity if point["t"] >= sent_t.get("", 0.0)]
+                if fresh:
+                    sent_t[""] = fresh[-1]["t"]
+                    self._broadcast("equity", fresh)
+                moved = {}
+                for key, series in prices.items():
+                    points = [point for point in series if point[0] >= sent_t.get(key, 0.0)]
+                    if points:
+                        sent_t[key] = points[-1][0]
+                        moved[key] = points
+                if moved:
+                    self._broadcast("prices", moved)
             await asyncio.sleep(max(0.0, self.section.poll_interval_s - (time.monotonic() - started)))
         self._last.clear()
 

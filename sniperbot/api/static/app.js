@@ -149,6 +149,14 @@ function mergeOrders(rows) {
   state.orders = state.orders.slice(-100);
 }
 
+// New samples from the server: those at or before a client's last time replace it (it was updated).
+function appendPoints(series, points, time) {
+  if (!points.length) return series;
+  const first = time(points[0]);
+  while (series.length && time(series[series.length - 1]) >= first) series.pop();
+  return series.concat(points).slice(-3600);
+}
+
 // -- the stream -----------------------------------------------------------------------------
 let socket = null;
 function connect() {
@@ -170,8 +178,13 @@ function connect() {
     else if (type === "venues") { state.venues = data; renderVenues(); }
     else if (type === "orders") { mergeOrders(data); renderOrders(); }
     else if (type === "fills") { state.fills = state.fills.concat(data).slice(-500); renderFills(); renderCharts(); }
-    else if (type === "equity") { state.equity = data; renderCharts(); }
-    else if (type === "prices") { state.prices = data; renderCharts(); }
+    else if (type === "equity") { state.equity = appendPoints(state.equity, data, (p) => p.t); renderCharts(); }
+    else if (type === "prices") {
+      for (const [key, points] of Object.entries(data)) {
+        state.prices[key] = appendPoints(state.prices[key] || [], points, (p) => p[0]);
+      }
+      renderCharts();
+    }
     else if (type === "error") { say("node: " + data.message); }
   };
   ws.onclose = (event) => {
