@@ -318,3 +318,53 @@ def test_endpoints_json_merges_services_atomically(tmp_path: Path) -> None:
     assert read_endpoints(tmp_path) == {"api": "http://127.0.0.1:49", "metrics": "http://127.0.0.1:49"}
     assert stat.S_IMODE(os.stat(tmp_path / "endpoints.json").st_mode) == 0o600
     assert remove_endpoints(tmp_path, "api") == {"metrics": "http://127.0.0.1:49"}
+
+
+def test_hung_http_clients_delay_neither_the_api_nor_the_node(api: Api) -> None:
+    """Clients that send half a request and then nothing hold sockets of the API's thread, nothing else."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(api.url)
+    hung = []
+    try:
+        for _ in range(30):
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+            sock.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+            hung.append(sock)
+        before = api.node.workers()
+        for _ in range(5):
+            assert set(api.get("/api/v1/status")) >= {"trading_state", "positions"}
+        status = api.node.admin("status")
+        # Nothing restarted for missed heartbeats (the API actor included) while they hang.
+        after = api.node.workers()
+        assert {k: w["incarnation"] for k, w in after.items()} == {
+            k: w["incarnation"] for k, w in before.items()
+        }
+        assert status["trading_state"] == "ACTIVE"
+    finally:
+        for sock in hung:
+            sock.close()
+
+
+def test_api_config_rules() -> None:
+    from sniperbot.config import ConfigError, decode_config
+
+    assert decode_config('[api]\naddress = "0.0.0.0"\ninsecure = true\n').api.insecure
+    for text, field in (
+        ('[api]\naddress = "10.0.0.5"\n', "api.address"),
+        ('[api]\naddress = "0.0.0.0"\ntls_cert = "/x.pem"\n', "api.tls_cert"),
+        ('[api]\ntoken = "short"\n', "api.token"),
+        ('[api]\ntoken = "0123456789abcdef"\ntoken_file = "/t"\n', "api.token"),
+        ('[api]\ncors_origins = ["*"]\n', "api.cors_origins"),
+        ("[api]\nport = 70000\n", "api.port"),
+    ):
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            decode_config(text)
+    # An inline token reaches the actor only as its SHA-256: never in the child spec.
+    from sniperbot.topology import build_tree
+
+    config = decode_config('[api]\ntoken = "a-very-secret-token-42"\n')
+    (spec,) = [s for s in build_tree(config).walk() if s.id == "api"]
+    assert "a-very-secret-token-42" not in json.dumps(spec.args) and spec.args["settings"]["token_sha256"]
+    assert spec.placement == "process"
