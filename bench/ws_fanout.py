@@ -2,7 +2,8 @@
 
 The node is bench/tick_to_trade.py's (its own topology with the bench feed and strategy; the API
 actor ``ops/api`` is in it, as in ``sniperbot run``). Run A: no dashboard connected. Run B: 50
-WebSocket clients (aiohttp, in this process) connected to ``/api/v1/ws`` with the token from the
+WebSocket clients (aiohttp, in a process of their own at nice 19: the dashboards are
+other machines, not competitors for this one's two cores) connected to ``/api/v1/ws`` with the token from the
 run dir, each reading every pushed message, from the moment the API is up until the feed is done
 (the warm-up is long enough that they are connected before the measured ticks start). The API
 polls the admin socket once per ``[api] poll_interval_s`` for all clients together, so the node's
@@ -16,6 +17,7 @@ issue: "without slowing the node's loop".
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import sys
 import threading
 import time
@@ -43,6 +45,20 @@ from sniperbot.observability.endpoints import read_endpoints
 
 CLIENTS = 50
 TARGET_RATIO = 1.10
+
+
+def _dashboards_process(url: str, token: str, n: int, stop: Any, report: Any) -> None:
+    """The clients in a process of their own at the lowest priority: dashboards are phones and
+    laptops elsewhere, not processes competing with the node for this machine's two cores."""
+    import os
+
+    os.nice(19)
+    dashboards = Dashboards(url, token, n)
+    dashboards.start()
+    while not stop.wait(0.2):
+        report.put((dashboards.connected, len(dashboards.errors)))
+    dashboards.stop()
+    report.put(("done", dashboards.connected, dashboards.messages, dashboards.bytes, dashboards.errors[:3]))
 
 
 class Dashboards:
@@ -106,16 +122,25 @@ def run(work: Path, name: str, clients: int, count: int, warmup: int, gap_s: flo
         name=name,
         duration_s=600,
     )
-    dashboards: Dashboards | None = None
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    report: Any = ctx.Queue()
+    child = None
     started = time.monotonic()
     connected_after_s = None
+    final: tuple[Any, ...] = ("done", 0, 0, 0, [])
     try:
         url = wait_for(lambda: read_endpoints(node.run_dir).get("api"), 120, "the API's URL", interval_s=0.05)
         if clients:
             token = (node.run_dir / "api.token").read_text().strip()
-            dashboards = Dashboards(url, token, clients)
-            dashboards.start()
-            wait_for(lambda: dashboards.connected + len(dashboards.errors) >= clients, 60, "dashboards")
+            child = ctx.Process(target=_dashboards_process, args=(url, token, clients, stop, report))
+            child.start()
+
+            def all_connected() -> bool:
+                connected, errors = report.get(timeout=30)
+                return connected + errors >= clients
+
+            wait_for(all_connected, 60, "dashboards")
             connected_after_s = round(time.monotonic() - started, 2)
 
         def done() -> bool:
@@ -125,8 +150,14 @@ def run(work: Path, name: str, clients: int, count: int, warmup: int, gap_s: flo
         wait_for(done, 600, f"{count} tick-to-trade samples", interval_s=0.1)
         elapsed = time.monotonic() - started
     finally:
-        if dashboards is not None:
-            dashboards.stop()
+        if child is not None:
+            stop.set()
+            while True:
+                item = report.get(timeout=60)
+                if item[0] == "done":
+                    final = item
+                    break
+            child.join(30)
         code = node.stop()
     result = msgspec.json.decode(out.read_bytes())
     return {
@@ -134,10 +165,10 @@ def run(work: Path, name: str, clients: int, count: int, warmup: int, gap_s: flo
         "lost": result["lost"],
         "node_exit": code,
         "wall_s": round(elapsed, 1),
-        "clients": dashboards.connected if dashboards else 0,
-        "client_errors": dashboards.errors[:3] if dashboards else [],
-        "messages": dashboards.messages if dashboards else 0,
-        "bytes": dashboards.bytes if dashboards else 0,
+        "clients": final[1],
+        "client_errors": final[4],
+        "messages": final[2],
+        "bytes": final[3],
         "connected_after_s": connected_after_s,
     }
 

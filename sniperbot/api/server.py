@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import ssl
 import threading
 import time
@@ -48,6 +49,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/v1"
 #: How many recent orders and fills the stream's snapshot and the list endpoints return by default.
 RECENT = 100
+#: How much lower the server's threads run than the rest of the actor (``nice`` increment).
+SERVER_NICE = 5
 #: How many new fills and changed orders one stream message carries at most (the latest ones).
 PUSH_ROWS = 50
 #: How many of the latest orders and fills the API holds (and a ``limit`` may ask for).
@@ -319,6 +322,10 @@ class ApiServer:
         self.journal.close()
 
     def _run(self) -> None:
+        # Operator traffic yields the CPU to trading: this thread (and the admin-request threads it
+        # starts, which inherit it) runs at a lower priority (Linux: per thread; never raised back).
+        with contextlib.suppress(OSError):
+            os.nice(SERVER_NICE)
         loop = self._loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._serve())
