@@ -52,7 +52,7 @@ RECENT = 100
 #: How much lower the server's threads run than the rest of the actor (``nice`` increment).
 SERVER_NICE = 5
 #: How many new fills and changed orders one stream message carries at most (the latest ones).
-PUSH_ROWS = 50
+PUSH_ROWS = 20
 #: How many of the latest orders and fills the API holds (and a ``limit`` may ask for).
 MAX_ROWS = 10_000
 _HTTP_STATUS = {
