@@ -368,3 +368,57 @@ def test_api_config_rules() -> None:
     (spec,) = [s for s in build_tree(config).walk() if s.id == "api"]
     assert "a-very-secret-token-42" not in json.dumps(spec.args) and spec.args["settings"]["token_sha256"]
     assert spec.placement == "process"
+
+
+def test_tls_serves_https_with_the_configured_certificate(tmp_path: Path) -> None:
+    """``tls_cert``/``tls_key``: the server speaks https (what a non-loopback bind needs)."""
+    import hashlib
+    import logging
+    import shutil
+    import ssl
+
+    from sniperbot.api.config import ApiSection
+    from sniperbot.api.server import ApiServer, LiveData
+
+    openssl = shutil.which("openssl") or pytest.fail("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    token = "a-test-token-0123456789"
+    section = ApiSection(address="127.0.0.1", tls_cert=str(cert), tls_key=str(key))
+    server = ApiServer(
+        section, hashlib.sha256(token.encode()).hexdigest(), tmp_path, LiveData(), logging.getLogger()
+    )
+    url = server.start()
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(cert))
+        request = urllib.request.Request(
+            url + "/api/v1/openapi.json", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:
+            assert "/api/v1/halt" in json.loads(response.read())["paths"]
+        with pytest.raises(OSError):  # plain http on the TLS port is not served (reset or refused)
+            urllib.request.urlopen(url.replace("https", "http", 1) + "/api/v1/openapi.json", timeout=10)
+    finally:
+        server.stop()
