@@ -173,10 +173,11 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         )
     if config.api.enabled:
         api = _worker(config, API_ACTOR_ID, API_ACTOR, settings=api_settings(config))
-        # The API reads the run dir (admin socket, journal read-only): it runs in its own process on
-        # this machine whatever the default placement, unless placement.actors names it explicitly.
-        placement = config.placement.actors.get(API_ACTOR_ID, "process")
-        ops.append(msgspec.structs.replace(api, placement=placement))
+        # The API reads the run dir (admin socket, journal): with a "ray" default it still runs in a
+        # process on this machine, unless placement.actors names it explicitly.
+        if api.placement == "ray" and API_ACTOR_ID not in config.placement.actors:
+            api = msgspec.structs.replace(api, placement="process")
+        ops.append(api)
     root = _supervisor(
         "root",
         SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s),

@@ -31,6 +31,7 @@ def test_default_node_trades_and_kill9_of_each_actor_is_recovered(node: RunningN
         "executor.sim",
         "strategy.fast_btc",
         "strategy.fast_eth",
+        "api",
     }
     eventually(lambda: _fills(node) >= 2, 20, what="first fills")
     for actor_id in before:
@@ -105,6 +106,7 @@ def test_sigint_and_sigterm_stop_in_reverse_start_order(short_tmp: Path, fast_co
             json.loads(line)["actor"] for line in running.log().splitlines() if '"event": "stop"' in line
         ]
         assert stops == [
+            "api",
             "strategy.fast_eth",
             "strategy.fast_btc",
             "risk_guard",
@@ -240,7 +242,7 @@ def test_admin_socket_is_owner_only_and_tree_is_complete(node: RunningNode) -> N
     assert mode == 0o600
     tree = node.admin("tree")
     assert tree["id"] == "root" and tree["kind"] == "supervisor"
-    assert [c["id"] for c in tree["children"]] == ["venue.sim", "portfolio", "risk", "strategies"]
+    assert [c["id"] for c in tree["children"]] == ["venue.sim", "portfolio", "risk", "strategies", "ops"]
     for worker in node.workers().values():
         assert {"id", "placement", "pid", "state", "restarts", "children", "incarnation"} <= set(worker)
         assert worker["placement"] == "process" and worker["pid"] != node.process.pid

@@ -11,6 +11,7 @@ opens; trading is never affected.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import secrets
 from pathlib import Path
@@ -79,7 +80,10 @@ class ApiActor(Actor):
         """Start the server; publish its URL in ``endpoints.json``."""
         run_dir = Path(self.ctx.run_dir)
         token_sha256 = resolve_token_sha256(self.section, self._token_sha256, run_dir)
-        self.server = ApiServer(self.section, token_sha256, run_dir, self.live, self.ctx.log)
+        # Placement "thread": the node's process has the journal open already (one per process).
+        in_node = multiprocessing.parent_process() is None
+        shared = (lambda: self.ctx.journal) if in_node else None
+        self.server = ApiServer(self.section, token_sha256, run_dir, self.live, self.ctx.log, shared)
         url = self.server.start()
         update_endpoints(run_dir, api=url)
         self.ctx.log.info("api serving", extra={"event": "api_serving", "url": url})

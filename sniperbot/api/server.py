@@ -155,8 +155,10 @@ class JournalView:
     and a script polling the API need); the whole history is ``sniperbot journal orders|fills --json``.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, shared: Callable[[], Journal] | None = None) -> None:
         self.run_dir = run_dir
+        # In the node's own process (thread placement) the journal is already open there: borrow it.
+        self._shared = shared
         self._journal: Journal | None = None
         self._orders: dict[str, dict[str, Any]] = {}
         self._fills: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_ROWS)
@@ -167,7 +169,7 @@ class JournalView:
         """Read what was journaled since the last call: (new fills' rows, changed orders' rows)."""
         with self._lock:
             if self._journal is None:
-                self._journal = Journal.open(self.run_dir, readonly=True)
+                self._journal = self._shared() if self._shared else Journal.open(self.run_dir, readonly=True)
             new: list[Any] = []
             for seq, record in self._journal.records(self._seq, kinds=(Order, OrderUpdate, Fill)):
                 self._seq = seq
@@ -197,9 +199,9 @@ class JournalView:
     def close(self) -> None:
         """Close the journal."""
         with self._lock:
-            if self._journal is not None:
+            if self._journal is not None and self._shared is None:
                 self._journal.close()
-                self._journal = None
+            self._journal = None
 
 
 class ApiFailure(Exception):
@@ -279,13 +281,14 @@ class ApiServer:
         run_dir: Path,
         live: LiveData,
         log: Any,
+        shared_journal: Callable[[], Journal] | None = None,
     ) -> None:
         self.section = section
         self._token_sha256 = bytes.fromhex(token_sha256)
         self.run_dir = run_dir
         self.live = live
         self.log = log
-        self.journal = JournalView(run_dir)
+        self.journal = JournalView(run_dir, shared_journal)
         self.url = ""
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-admin")
         self._thread: threading.Thread | None = None
