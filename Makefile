@@ -70,6 +70,7 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/optimize.py
 	$(BIN)/python bench/warmup.py
 	$(BIN)/python bench/optimize_tpe.py
+	$(BIN)/python bench/ws_fanout.py
 	$(BIN)/python bench/backtest.py  # needs: $(BIN)/pip install backtesting
 	$(BIN)/python bench/replay.py
 	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/python bench/restart_ray.py'

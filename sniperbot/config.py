@@ -43,6 +43,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from sniperbot.alerts.config import AlertsConfig
+from sniperbot.api.config import ApiSection
 from sniperbot.telegram.config import TelegramConfig
 from sniperbot.venues.base import NonNegative, Positive
 from sniperbot.venues.config import SimVenueConfig, VenueConfig
@@ -318,6 +319,7 @@ class Config(_Section):
     sentry: SentrySection = SentrySection()
     telegram: TelegramConfig = TelegramConfig()
     metrics: MetricsSection = MetricsSection()
+    api: ApiSection = ApiSection()
 
     def __post_init__(self) -> None:
         if not self.venues:

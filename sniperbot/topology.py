@@ -16,7 +16,8 @@
     └─ ops               one_for_one 5/60, breaker ops   operator services
        ├─ metrics                           Prometheus /metrics (when [metrics] enabled)
        ├─ alerts                            Telegram, Discord, email, webhook ([alerts])
-       └─ telegram                          the command bot ([telegram])
+       ├─ telegram                          the command bot ([telegram])
+       └─ api                               HTTP API, WebSocket stream, web dashboard ([api], on by default)
 
 The contract between these actors is :mod:`sniperbot.venues.base`.
 
@@ -33,12 +34,14 @@ strategy runs; stop order is the reverse, so strategies stop emitting first.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import msgspec
 
 from sniperbot.actors.placement import PRELOAD
 from sniperbot.alerts.config import ALERTS_ACTOR, ALERTS_ACTOR_ID
+from sniperbot.api.config import API_ACTOR, API_ACTOR_ID
 from sniperbot.config import Config, StrategySection
 from sniperbot.supervision import ChildSpec, SupFlags, check_unique_ids
 from sniperbot.telegram.config import TELEGRAM_ACTOR, TELEGRAM_ACTOR_ID
@@ -86,6 +89,18 @@ def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
     return msgspec.structs.replace(spec, breaker=f"strategy:{section.id}", flags=STRATEGY_RESTARTS)
 
 
+def api_settings(config: Config) -> dict[str, object]:
+    """The API actor's arguments: ``[api]`` with an inline token replaced by its SHA-256.
+
+    The child spec is readable by any operator (``admin get-childspec``): a secret never goes in it.
+    """
+    settings = msgspec.to_builtins(config.api)
+    token = settings.pop("token")
+    settings["token_sha256"] = hashlib.sha256(token.encode()).hexdigest() if token else ""
+    settings["venues"] = [v.name for v in config.venues]  # whose quotes feed the price chart
+    return settings
+
+
 def _supervisor(sup_id: str, flags: SupFlags, children: list[ChildSpec], breaker: str = "") -> ChildSpec:
     return ChildSpec(id=sup_id, type="supervisor", flags=flags, children=children, breaker=breaker)
 
@@ -126,7 +141,7 @@ def venue_subtree(config: Config, venue: VenueConfig, epoch_ns: int) -> ChildSpe
 
 
 def ops_subtree(config: Config) -> ChildSpec:
-    """``ops``: operator services (metrics exporter, alerts, Telegram bot), last to start, first to stop.
+    """``ops``: operator services (metrics, alerts, Telegram bot, API), last to start, first to stop.
 
     Its own breaker ``ops``: a crashing operator service trips only that breaker (the subtree
     cools down and is retried); the root never counts it, so it never takes trading down.
@@ -150,6 +165,13 @@ def ops_subtree(config: Config) -> ChildSpec:
         children.append(
             _worker(config, TELEGRAM_ACTOR_ID, TELEGRAM_ACTOR, settings=msgspec.to_builtins(config.telegram))
         )
+    if config.api.enabled:
+        api = _worker(config, API_ACTOR_ID, API_ACTOR, settings=api_settings(config))
+        # The API reads the run dir (admin socket, journal): with a "ray" default it still runs in a
+        # process on this machine, unless placement.actors names it explicitly.
+        if api.placement == "ray" and API_ACTOR_ID not in config.placement.actors:
+            api = msgspec.structs.replace(api, placement="process")
+        children.append(api)
     return _supervisor(OPS_SUPERVISOR, SupFlags(intensity=5, period_s=60.0), children, breaker="ops")
 
 

@@ -32,6 +32,7 @@ def test_default_node_trades_and_kill9_of_each_actor_is_recovered(node: RunningN
         "strategy.fast_btc",
         "strategy.fast_eth",
         "metrics",
+        "api",
     }
     eventually(lambda: _fills(node) >= 2, 20, what="first fills")
     for actor_id in before:
@@ -106,7 +107,8 @@ def test_sigint_and_sigterm_stop_in_reverse_start_order(short_tmp: Path, fast_co
             json.loads(line)["actor"] for line in running.log().splitlines() if '"event": "stop"' in line
         ]
         assert stops == [
-            "metrics",  # ops starts last, stops first
+            "api",  # ops starts last, stops first (its children in reverse)
+            "metrics",
             "strategy.fast_eth",
             "strategy.fast_btc",
             "risk_guard",
@@ -152,8 +154,11 @@ def test_journal_restores_positions_and_pnl_on_restart(short_tmp: Path, fast_con
     halted.write_text(FAST_CONFIG.replace("[risk]\n", '[risk]\ntrading_state = "HALTED"\n'))
     second = RunningNode(run_dir, halted)
     second.wait_ready()
+    # Both the portfolio's snapshot and the risk guard's first status (it reports every 0.5 s).
     status = eventually(
-        lambda: (s := second.admin("status"))["positions"] and s, 10, what="restored snapshot"
+        lambda: (s := second.admin("status"))["positions"] and s["trading_state"] != "UNKNOWN" and s,
+        20,
+        what="restored snapshot and trading state",
     )
     assert status["trading_state"] == "HALTED"
     assert status["fills"] == len(fills)

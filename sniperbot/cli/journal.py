@@ -68,6 +68,17 @@ def fill_rows(records: list[Any]) -> list[dict[str, Any]]:
 def order_rows(records: list[Any]) -> list[dict[str, Any]]:
     """The ``orders --json`` objects of the journal ``records`` (one pass, in journal order)."""
     rows: dict[str, dict[str, Any]] = {}
+    update_order_rows(rows, records)
+    return list(rows.values())
+
+
+def update_order_rows(rows: dict[str, dict[str, Any]], records: list[Any]) -> set[str]:
+    """Apply more journal ``records`` to ``rows`` (by client order id); the ids of the rows changed.
+
+    What a reader following the journal uses (the HTTP API): :func:`order_rows` of all records
+    equals this applied batch by batch.
+    """
+    changed: set[str] = set()
     for record in records:
         if isinstance(record, Order):
             rows[record.client_order_id] = {
@@ -97,10 +108,14 @@ def order_rows(records: list[Any]) -> list[dict[str, Any]]:
                 row["exchange_order_id"] = record.exchange_order_id
         elif isinstance(record, Fill):
             row = rows.get(record.client_order_id)
-            if row is not None:
-                row["filled"] += record.quantity
-                row["fills"] += 1
-    return list(rows.values())
+            if row is None:
+                continue
+            row["filled"] += record.quantity
+            row["fills"] += 1
+        else:
+            continue
+        changed.add(record.client_order_id)
+    return changed
 
 
 def run_journal_command(args: argparse.Namespace) -> int:
