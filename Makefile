@@ -7,7 +7,7 @@ VENV ?= .venv
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean browser check-deploy constraints
+.PHONY: run test lint bench clean browser system-deps check-deploy constraints
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,18 +23,23 @@ $(BIN)/.installed-test: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/sniperbot run --config config/default.toml $(ARGS)
 
-test: $(BIN)/.installed-test browser
+test: $(BIN)/.installed-test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/pytest tests/test_ray.py tests/test_optimize_ray.py'
 
-# The HTML report test renders in headless Chromium (Debian package); as root we install it.
-browser:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+# Debian packages some tests drive, installed once as root (else a note): chromium (the HTML report,
+# the dashboard), prometheus (a real server and promtool), systemd-analyze (the unit in deploy/).
+PACKAGES := $(if $(shell command -v chromium),,chromium fonts-liberation) \
+	$(if $(shell command -v promtool),,prometheus) \
+	$(if $(shell command -v systemd-analyze),,systemd)
+system-deps:
+	@if [ -n "$(strip $(PACKAGES))" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; \
-	  else echo "note: install the 'chromium' package for the HTML report test"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PACKAGES) >/dev/null; \
+	  else echo "note: install the Debian packages: $(PACKAGES)"; fi; \
 	fi
+browser: system-deps
 
 # deploy/ checked without Docker or a cluster (also part of `make test`): Kubernetes manifests and
 # the RayCluster against their schemas, Dockerfiles with hadolint, the systemd unit with
