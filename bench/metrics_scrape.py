@@ -30,7 +30,7 @@ from bench._common import (
     verdict,
     wait_for,
 )
-from sniperbot.metrics.endpoints import read_endpoints
+from sniperbot.observability.endpoints import read_endpoints
 
 TARGET_P99_MS = 100.0
 STRATEGIES = 50

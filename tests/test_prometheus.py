@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from sniperbot.metrics.catalog import CATALOG
-from sniperbot.metrics.endpoints import ENDPOINTS_FILE, publish_endpoint, read_endpoints
+from sniperbot.observability.endpoints import ENDPOINTS_FILE, read_endpoints, update_endpoints
 from tests.conftest import FAST_CONFIG, ROOT, RunningNode, eventually
 
 DEPLOY = ROOT / "deploy"
@@ -233,7 +233,7 @@ def test_metrics_page_lints_and_serves_every_dashboard_and_alert_metric(metrics_
 
     # endpoints.json is shared: another service's key survives the exporter's kill -9 and
     # restart, which writes its new address (port 0: a new free port) next to it; owner-only.
-    publish_endpoint(node.run_dir, "api", "http://127.0.0.1:1")
+    update_endpoints(node.run_dir, api="http://127.0.0.1:1")
     _kill_until_new_pid(node, "metrics")
     endpoints = eventually(
         lambda: (e := read_endpoints(node.run_dir)).get("metrics") not in (None, url) and e,

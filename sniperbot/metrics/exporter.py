@@ -35,8 +35,8 @@ from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import Envelope, FeedStatus, MetricsSnapshot, PortfolioSnapshot, RiskStatus
 from sniperbot.messages import topics as topic
 from sniperbot.metrics.catalog import CATALOG
-from sniperbot.metrics.endpoints import publish_endpoint, remove_endpoint
 from sniperbot.metrics.registry import Registry
+from sniperbot.observability.endpoints import remove_endpoints, update_endpoints
 from sniperbot.transport.auth import NODE
 
 ENDPOINT_NAME = "metrics"
@@ -172,7 +172,7 @@ class MetricsActor(Actor):
         bound_host, bound_port = self._server.server_address[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
-        publish_endpoint(self.ctx.run_dir, ENDPOINT_NAME, self.url)
+        update_endpoints(self.ctx.run_dir, **{ENDPOINT_NAME: self.url})
         self.ctx.log.info("serving metrics", extra={"event": "metrics_serving", "url": self.url})
 
     def on_stop(self) -> None:
@@ -180,7 +180,7 @@ class MetricsActor(Actor):
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-            remove_endpoint(self.ctx.run_dir, ENDPOINT_NAME)
+            remove_endpoints(self.ctx.run_dir, ENDPOINT_NAME)
 
     def on_message(self, envelope: Envelope) -> None:
         """Keep the last snapshot of each actor; turn status messages into node-wide series."""
