@@ -55,6 +55,7 @@ from sniperbot.messages import (
     decode_envelope,
     encode_envelope,
 )
+from sniperbot.messages.control import position_key
 from sniperbot.risk import TRADING_STATES
 from sniperbot.rundir import RunDir
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
@@ -263,9 +264,8 @@ def _positions_match_journal(node: RunningNode) -> bool:
         return False  # a fill landed meanwhile: try again
     expected: dict[str, float] = {}
     for f in fills:
-        expected[f["symbol"]] = expected.get(f["symbol"], 0.0) + (
-            f["quantity"] if f["side"] == "buy" else -f["quantity"]
-        )
+        key = position_key(f["venue"], f["symbol"])  # status keys positions by venue and symbol
+        expected[key] = expected.get(key, 0.0) + (f["quantity"] if f["side"] == "buy" else -f["quantity"])
     return all(abs(positions.get(s, 0.0) - q) < 1e-9 for s, q in expected.items()) and all(
         abs(q) < 1e-9 or s in expected for s, q in positions.items()
     )

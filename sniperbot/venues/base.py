@@ -54,6 +54,10 @@ message                        direction  contract                              
                                           the executor, also unasked (resting orders filling).
 ``venue.VenueOrderReport``     out        ``known=False`` if the venue never received that     required
                                           id; else its status, reason and *every* fill
+``venue.VenueStatus``          out        on ``status.venue.<name>``, every ~1 s and on        required
+                                          change: connection, reconciled, balances, drift
+                                          (the node holds the venue's breaker open while a
+                                          live venue is not reconciled)
 =============================  =========  ===================================================  =========
 
 Optional behaviour, stated by the gateway's docstring: cancel resting orders when it
