@@ -40,16 +40,13 @@ from sniperbot.actors.placement import Launcher
 from sniperbot.actors.runtime import ActorLaunch, close_process_journals, process_journal
 from sniperbot.admin.commands import AdminCommands, failure
 from sniperbot.admin.protocol import (
-    MAX_REQUEST_BYTES,
-    AdminError,
     AdminReply,
-    decode_request,
-    encoder,
-    to_command,
 )
+from sniperbot.admin.service import AdminService
 from sniperbot.config import Config
 from sniperbot.journal import JournalError, keys
 from sniperbot.journal.lmdbfile import check_before_open, is_disk_full
+from sniperbot.kernel.last_values import LastValues
 from sniperbot.messages import (
     ActorError,
     BreakerChanged,
@@ -148,7 +145,7 @@ class Node:
         self._children: dict[str, Child] = {}
         self._watched: dict[int, Callable[[], None]] = {}
         self._logged_invalid: set[str] = set()
-        self._last_values: dict[bytes, bytes] = {}  # market-data topic -> last frame (Clone pattern)
+        self.last_values = LastValues()  # market-data topic -> last frame (Clone pattern)
         self._deferred: list[tuple[float, Callable[[AdminReply], None], str]] = []
         self.commands = AdminCommands(self)
         # This node life's secret (sniperbot.transport.auth): in memory and in each launch only.
@@ -425,12 +422,15 @@ class Node:
         bind_private(self._control, self.rundir.control)
         if self._ray is not None:
             self._open_tcp_endpoints()
-        self._admin = self._zctx.socket(zmq.ROUTER)
-        tune(self._admin, MAX_REQUEST_BYTES)
-        bind_private(self._admin, self.rundir.admin)
-        self._admin_sockets = [self._admin]
-        if self.config.admin.tcp_endpoint:
-            self._admin_sockets.append(self._open_curve_admin())
+        self.admin = AdminService(self._zctx, self.commands, self._count_invalid)
+        admin_cfg = self.config.admin
+        try:
+            self.admin.open(
+                self.rundir.admin, admin_cfg.tcp_endpoint, admin_cfg.server_key, admin_cfg.authorized_clients
+            )
+        except ValueError as e:
+            raise RunDirError(str(e)) from None
+        self._admin_sockets = self.admin.sockets
         self._status = Subscriber(
             self._zctx,
             self.rundir.bus_out,
@@ -582,27 +582,6 @@ class Node:
         except (RayUnavailable, zmq.ZMQError) as e:
             raise RunDirError(f"cannot bind the tcp endpoints for Ray on {host}: {e}") from None
 
-    def _open_curve_admin(self) -> zmq.Socket:
-        """The TCP admin socket: CURVE-encrypted, only authorized client keys pass ZAP."""
-        from zmq.auth import load_certificate
-        from zmq.auth.thread import ThreadAuthenticator
-
-        cfg = self.config.admin
-        self._authenticator = ThreadAuthenticator(self._zctx)
-        self._authenticator.start()
-        self._authenticator.configure_curve(domain="*", location=cfg.authorized_clients)
-        public, secret = load_certificate(cfg.server_key)
-        if secret is None:
-            raise RunDirError(f"admin.server_key {cfg.server_key} holds no secret key")
-        sock = self._zctx.socket(zmq.ROUTER)
-        tune(sock, MAX_REQUEST_BYTES)
-        sock.curve_secretkey = secret
-        sock.curve_publickey = public
-        sock.curve_server = True
-        sock.bind(cfg.tcp_endpoint)
-        log.info("admin over tcp", extra={"event": "admin_tcp", "endpoint": cfg.tcp_endpoint})
-        return sock
-
     def _breaker_reset(self, scope: str) -> None:
         """An operator reset ``scope``: a subtree waiting out its cooldown starts now."""
         self.root.restart_tripped(scope)
@@ -676,7 +655,7 @@ class Node:
         if sock is self._control:
             self._drain(self._control, self._on_control)
         elif sock in self._admin_sockets:
-            self._drain(sock, lambda frames, s=sock: self._on_admin(frames, s))
+            self._drain(sock, lambda frames, s=sock: self.admin.on_frames(frames, s))
         elif sock is self._status.socket:
             self._drain(self._status.socket, self._on_status)
         elif sock is self._market.socket:
@@ -702,7 +681,7 @@ class Node:
 
     def _count_invalid(self, sock: zmq.Socket, reason: str) -> None:
         self.invalid_frames += 1
-        where = {id(self._control): "control", id(self._admin): "admin"}.get(id(sock), "status")
+        where = {id(self._control): "control", id(self.admin.unix_socket): "admin"}.get(id(sock), "status")
         key = where + reason.split(" - ")[0][:60]
         if key not in self._logged_invalid:
             self._logged_invalid.add(key)
@@ -750,12 +729,9 @@ class Node:
             child.last_error = payload.error[:300]
 
     def _on_market(self, frames: list[bytes]) -> None:
-        # Raw frames, not decoded: the cache costs a dict store per message.
-        if len(frames) == 2:
-            self._last_values[frames[0]] = frames[1]
+        self.last_values.put(frames)
 
     def _send_snapshot(self, child: Child, request: SnapshotRequest) -> None:
-        prefixes = tuple(t.encode() for t in request.topics)
         identity = f"{child.spec.id}#{child.incarnation}".encode()
         # Who is current first, so the receiver drops values an old incarnation left in the cache.
         for peer in self.root.workers():
@@ -764,10 +740,9 @@ class Node:
                     actor_id=peer.spec.id, incarnation=peer.incarnation, pid=peer.handle.pid, ts_ns=0
                 )
                 self.send_control(child.spec.id, child.incarnation, ready)
-        for key, frame in list(self._last_values.items()):
-            if key.startswith(prefixes):
-                with contextlib.suppress(zmq.ZMQError):
-                    self._control.send_multipart((identity, frame), zmq.NOBLOCK)
+        for frame in self.last_values.matching(request.topics):
+            with contextlib.suppress(zmq.ZMQError):
+                self._control.send_multipart((identity, frame), zmq.NOBLOCK)
 
     def _on_status(self, frames: list[bytes]) -> None:
         if len(frames) != 2:
@@ -786,30 +761,6 @@ class Node:
         elif isinstance(payload, VenueStatus):
             self.on_venue_status(payload)
 
-    def _on_admin(self, frames: list[bytes], sock: zmq.Socket) -> None:
-        if len(frames) < 2:
-            raise InvalidFrame(f"expected identity and request frames, received {len(frames)}")
-        envelope = frames[:-1]
-
-        def reply(answer: AdminReply) -> None:
-            with contextlib.suppress(zmq.ZMQError):
-                sock.send_multipart([*envelope, encoder.encode(answer)], zmq.NOBLOCK)
-
-        try:
-            request = decode_request(frames[-1])
-        except InvalidFrame as e:
-            self._count_invalid(sock, e.reason)
-            reply(AdminReply(ok=False, error=AdminError("invalid_message", e.reason)))
-            return
-        try:
-            # A well-formed request with a wrong command or arguments is the operator's
-            # mistake, answered, not a hostile frame: not counted as invalid.
-            command = to_command(request)
-        except InvalidFrame as e:
-            reply(AdminReply(ok=False, error=AdminError("invalid_message", e.reason)))
-            return
-        self.commands.execute(command, reply)
-
     def _close(self) -> None:
         for sig, handler in getattr(self, "_old_handlers", {}).items():
             signal.signal(sig, handler)
@@ -822,11 +773,10 @@ class Node:
                 if child.handle is not None:
                     child.handle.kill()
                     child.handle.release()
-        for sock in [getattr(self, "_control", None), *getattr(self, "_admin_sockets", [])]:
-            if sock is not None:
-                sock.close(0)
-        if hasattr(self, "_authenticator"):
-            self._authenticator.stop()
+        if getattr(self, "_control", None) is not None:
+            self._control.close(0)
+        if getattr(self, "admin", None) is not None:
+            self.admin.close()
         if hasattr(self, "_status"):
             self._status.close()
             self._market.close()
