@@ -528,3 +528,43 @@ def test_a_configured_alerts_channel_runs_the_actor_under_ops_and_alerts_a_halt(
             assert node.stop() == 0, node.log()
     finally:
         hook.stop()
+
+
+def test_a_live_venue_that_cannot_reconcile_alerts_critical_then_reconciled(short_tmp: Path) -> None:
+    """A live ccxt venue whose exchange does not answer at start: "not reconciled: not trading"
+    (critical, once it lasted ``venue_grace_s``); when the exchange answers, "reconciled" (info)."""
+    from tests.exchanges.binance import demo_server
+    from tests.venues_ccxt.nodes import add_key, venue_toml
+
+    exchange = demo_server()
+    exchange.start()
+    hook = WebhookServer().start()
+    try:
+        unlock = add_key(short_tmp / "ks", exchange)
+        url_file = short_tmp / "hook.url"
+        url_file.write_text(f"http://127.0.0.1:{hook.port}/hook\n")
+        config = short_tmp / "recon.toml"
+        venue = venue_toml(exchange, mode="live", keys="local")
+        # The account's open orders answer 503 until the test lets them through: no reconciliation.
+        exchange.fail_next("openOrders", 503, exchange.server_error_body, times=10**6)
+        config.write_text(
+            "strategies = []\n"
+            + FAST_CONFIG[: FAST_CONFIG.index("[[venues]]")]
+            + venue
+            + "\n[alerts]\nvenue_grace_s = 2.0\n"
+            + f'[alerts.webhook]\nurl_file = "{url_file}"\nmin_severity = "info"\n'
+        )
+        node = RunningNode(short_tmp / "run", config, tuple(unlock))
+        try:
+            node.wait_ready()
+            titles = lambda: [r["json"]["title"] for r in hook.requests]  # noqa: E731
+            eventually(lambda: "venue bx not reconciled: not trading" in titles(), 60, what="critical alert")
+            critical = next(r["json"] for r in hook.requests if r["json"]["title"].startswith("venue bx not"))
+            assert critical["severity"] == "critical", critical
+            exchange.clear_faults()
+            eventually(lambda: "venue bx reconciled" in titles(), 60, what="reconciled alert")
+        finally:
+            assert node.stop() == 0, node.log()
+    finally:
+        hook.stop()
+        exchange.stop()

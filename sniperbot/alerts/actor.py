@@ -17,6 +17,10 @@ restart storm          ``restart_storm_count`` actor restarts (a new incarnation
                        ``Ready``) within ``restart_storm_window_s``
 venue outage / stale   ``FeedStatus``: disconnected; stale (either lasting          critical /
                        ``venue_grace_s``); recovered after one was reported        warning / info
+reconciliation         ``VenueStatus`` of a live venue: not reconciled (lasting     critical /
+                       ``venue_grace_s``: the venue does not trade), or a balance   warning / info
+                       drift between exchange and journal; resolved after one was
+                       reported
 fill (``fills=true``)  every fill                                                   info
 daily summary          once a day at ``daily_summary_utc``: trading state, P&L,     info
                        fees, orders, fills, rejections
@@ -57,6 +61,7 @@ from sniperbot.messages import (
     RiskStatus,
 )
 from sniperbot.messages import topics as topic
+from sniperbot.messages.venue import VenueStatus
 
 # The risk guard's reasons for a loss stop start with these (RiskGuardActor._check_losses).
 LOSS_REASONS = ("daily loss", "drawdown")
@@ -68,13 +73,23 @@ _STATE_SEVERITY: dict[str, Severity] = {"HALTED": "critical", "REDUCING": "warni
 _BREAKER_SEVERITY: dict[str, Severity] = {"open": "critical", "half_open": "warning", "closed": "info"}
 
 
+_DRIFT_EPSILON = 1e-9  # a balance drift smaller than this is float dust, not news
+
+
 class AlertsActor(Actor):
     """Subscribes to breakers, trading state, feed health, restarts and fills; sends alerts."""
 
     def __init__(self, ctx: ActorContext, *, settings: dict[str, Any]) -> None:
         super().__init__(ctx)
         self.config = msgspec.convert(settings, AlertsConfig)
-        topics = [topic.BREAKERS, topic.STATUS_RISK, topic.FEED_STATUS, topic.STATUS_PORTFOLIO, topic.READY]
+        topics = [
+            topic.BREAKERS,
+            topic.STATUS_RISK,
+            topic.FEED_STATUS,
+            topic.VENUE_STATUS,
+            topic.STATUS_PORTFOLIO,
+            topic.READY,
+        ]
         if self.config.fills:
             topics.append(topic.EVENTS)
         self.topics = tuple(topics)
@@ -87,6 +102,7 @@ class AlertsActor(Actor):
         self._trading_state = ""
         self._feeds: dict[str, tuple[str, FeedStatus]] = {}
         self._bad_since: dict[str, float] = {}
+        self._recon_since: dict[str, float] = {}  # reconciliation problems not yet reported (grace)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -128,6 +144,8 @@ class AlertsActor(Actor):
             self._on_risk(payload)
         elif isinstance(payload, FeedStatus):
             self._on_feed(payload)
+        elif isinstance(payload, VenueStatus):
+            self._on_venue(payload)
         elif isinstance(payload, Ready):
             self._on_ready(payload)
         elif isinstance(payload, PortfolioSnapshot):
@@ -231,6 +249,49 @@ class AlertsActor(Actor):
             title,
             f"reconnects {status.reconnects}, stale periods {status.stale_periods}, gaps {status.gaps}",
         )
+
+    def _on_venue(self, status: VenueStatus) -> None:
+        """Reconciliation: a live venue not reconciled (it does not trade) or drifting from the journal."""
+        if status.connection == "simulated":
+            return
+        venue = status.venue
+        drift = {a: d for a, d in status.drift.items() if abs(d) > _DRIFT_EPSILON}
+        health = "unreconciled" if not status.reconciled else "drift" if drift else "ok"
+        assert self.outbox is not None
+        memo = f"recon:{venue}"
+        seen = self.outbox.get_state(memo)
+        reported = seen.decode() if seen is not None else "ok"
+        key = f"recon:{venue}"
+        if health == reported:
+            self._recon_since.pop(key, None)
+            return
+        if health != "ok":
+            # Every gateway starts unreconciled: only a state that lasts is news.
+            since = self._recon_since.setdefault(key, time.monotonic())
+            if time.monotonic() - since < self.config.venue_grace_s:
+                return
+        self._recon_since.pop(key, None)
+        self.outbox.put_state(memo, health.encode())
+        if health == "unreconciled":
+            detail = f"connection {status.connection}, last failure {status.last_failure or 'none'}"
+            self.alert(
+                f"recon:{venue}:{health}",
+                "reconciliation",
+                "critical",
+                f"venue {venue} not reconciled: not trading",
+                detail,
+            )
+        elif health == "drift":
+            detail = ", ".join(f"{a} {d:+.8g}" for a, d in sorted(drift.items()))
+            self.alert(
+                f"recon:{venue}:{health}",
+                "reconciliation",
+                "warning",
+                f"venue {venue}: balances drift from the journal",
+                detail,
+            )
+        else:
+            self.alert(f"recon:{venue}:ok", "reconciliation", "info", f"venue {venue} reconciled", "")
 
     def _on_ready(self, ready: Ready) -> None:
         known = self._incarnations.get(ready.actor_id)
