@@ -183,6 +183,7 @@ class Node:
             node_life=self.node_life,
             credentials=self.sealed_credentials(spec),
             metrics_interval_s=self.config.metrics.interval_s if self.config.metrics.enabled else 0.0,
+            node_pid=os.getpid() if spec.placement == "process" else 0,
         )
         return self._launcher.start(launch, spec.placement)
 

@@ -118,7 +118,7 @@ def test_a_quick_restart_does_not_adopt_an_old_actor(short_tmp: Path) -> None:
             what="the new life trades BTC",
         )
         new_btc = [f for f in _fills(run_dir)[before:] if f["symbol"] == "BTC/USDT"]
-        assert all(f["price"] > 1000 for f in new_btc), new_btc
+        assert all(f["price"] > 1000 for f in new_btc), [(f["client_order_id"], f["price"]) for f in new_btc]
         assert second.workers()["feed.sim"]["restarts"] == 0
     finally:
         old.stop()

@@ -241,7 +241,8 @@ def test_metrics_page_lints_and_serves_every_dashboard_and_alert_metric(metrics_
         what="new url",
     )
     assert endpoints["api"] == "http://127.0.0.1:1"
-    assert "sniperbot_actor_up" in _get(endpoints["metrics"] + "/metrics")
+    # The new exporter serves at once; the node's next snapshot (every interval_s) brings actor_up.
+    eventually(lambda: "sniperbot_actor_up" in _get(endpoints["metrics"] + "/metrics"), 30, what="actor_up")
     assert stat.S_IMODE((node.run_dir / ENDPOINTS_FILE).stat().st_mode) == 0o600
 
 

@@ -89,6 +89,9 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Seconds between this actor's MetricsSnapshots on ``metrics.<id>``; 0: metrics off
     # (``[metrics] enabled = false``: the registry is a no-op and nothing is published).
     metrics_interval_s: float = 0.0
+    # The node's pid when the actor runs on the node's machine (0: elsewhere, e.g. on Ray): the actor
+    # process ends the moment that process does (see watch_node).
+    node_pid: int = 0
 
 
 _journals: dict[str, Any] = {}
@@ -536,6 +539,7 @@ def run_actor_process(launch_bytes: bytes) -> None:
     launch = msgspec.msgpack.decode(launch_bytes, type=ActorLaunch)
     configure_logging(launch.log_level)
     _die_with_parent()
+    watch_node(launch.node_pid)
     from sniperbot.observability import sentry
 
     venue = str(launch.args.get("venue", ""))
@@ -560,6 +564,33 @@ def run_actor_process(launch_bytes: bytes) -> None:
         os._exit(EXIT_CRASH)
     sys.stdout.flush()
     os._exit(code)
+
+
+def watch_node(node_pid: int) -> None:
+    """End this actor process at once (SIGKILL) when the node process ends.
+
+    Why not only heartbeats: an orphan notices a dead node after ``heartbeat_liveness`` missed
+    beats (a second or two), and until then it keeps acting on what reaches it: a paper venue
+    filling against quotes an impostor publishes on the run dir's bus, an executor sending
+    orders. A node that dies is a crash; its actors must not outlive it. A pidfd becomes readable
+    when the process ends (Linux 5.3+): no polling, no pid reuse race. Where pidfds are missing,
+    the heartbeat check remains.
+    """
+    if node_pid <= 0 or not hasattr(os, "pidfd_open"):
+        return
+    import select
+    import signal
+
+    try:
+        fd = os.pidfd_open(node_pid)
+    except OSError:
+        return  # the node is gone already, or pidfds are not allowed: heartbeats decide
+
+    def wait() -> None:
+        select.select([fd], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=wait, name="node-watch", daemon=True).start()
 
 
 def _die_with_parent() -> None:

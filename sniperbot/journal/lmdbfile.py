@@ -67,9 +67,16 @@ def check_mapped_size(env: lmdb.Environment, env_dir: Path) -> str | None:
 
 
 def is_disk_full(error: BaseException | None) -> bool:
-    """Whether ``error`` (or what caused it) is a full disk: LMDB's DiskError or ENOSPC."""
+    """Whether ``error`` (or what caused it) is a disk that refuses writes: LMDB's DiskError or ENOSPC,
+    and EIO, which LMDB reports when a full disk fails its commit's write-back (a dying disk gives
+    the same answer, and the same remedy: stop in order, nothing more can be journaled).
+    """
     while error is not None:
-        if isinstance(error, lmdb.DiskError) or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+        if isinstance(error, lmdb.DiskError) or (
+            isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EIO)
+        ):
+            return True
+        if isinstance(error, lmdb.Error) and "Input/output error" in str(error):
             return True
         error = error.__cause__ or error.__context__
     return False

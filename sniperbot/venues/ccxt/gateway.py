@@ -895,12 +895,16 @@ class CcxtGateway(Actor):
                     try:
                         cid = client_id_of(self.exchange_id, await self._ex.fetch_order(order_id, symbol))
                     except ccxt.BaseError:
-                        complete = False
+                        # Not ours by any id we know, and the exchange will not say whose: reported, and
+                        # never a reason to keep the venue from trading.
+                        self._check_foreign("", order_id, symbol)
                         continue
                 entry = self.ledger.order(cid) if cid else None
                 if entry is None:
                     self._check_foreign(cid, order_id, symbol)
                     continue
+                if entry.status not in TERMINAL_STATUSES:
+                    continue  # unfinished: this very sweep refreshed it (its fills are on their way)
                 self.ctx.log.warning(
                     "exchange trades of ours missing from the journal; fetching them",
                     extra={"event": "missing_trades", "client_order_id": cid, "trades": len(trade_ids)},
