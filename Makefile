@@ -15,7 +15,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# Tests also need the test tools and Ray (the cluster extra).
+# Tests also need the test tools and Ray (the cluster extra). They run in 2 pytest-xdist workers:
+# most of a test's time is waiting on real processes and sockets, so two workers halve the run on
+# 2 cores without starving the nodes' heartbeats (every test has its own run dir and ports).
 $(BIN)/.installed-test: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'
 	touch $@
@@ -25,7 +27,7 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed-test system-deps
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/pytest tests/test_ray.py tests/test_optimize_ray.py'
 
 # Debian packages some tests drive, installed once as root (else a note): chromium (the HTML report,
