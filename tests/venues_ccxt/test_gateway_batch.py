@@ -18,17 +18,17 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from sniperbot.actors.runtime import close_process_journals
 from sniperbot.journal import Journal
 from sniperbot.messages import Order
 from sniperbot.venues.ccxt.gateway import _BATCH_MIN, fill_id
-from sniperbot.venues.sim.ledger import VenueLedger, close_shared_ledgers
+from sniperbot.venues.sim.ledger import VenueLedger
 from tests.conftest import eventually
 from tests.exchanges.binance import BinanceServer, demo_server
-from tests.venues_ccxt.test_gateway import (
+from tests.venues_ccxt.test_gateway import (  # noqa: F401  (the actors fixture)
     SYM,
     VENUE,
     Actors,
+    actors,
     journal,
     journaled_fills,
     start_executor,
@@ -65,17 +65,6 @@ def server() -> Iterator[QueryServer]:
         yield s
     finally:
         s.stop()
-
-
-@pytest.fixture
-def actors(short_tmp: Path) -> Iterator[Actors]:
-    a = Actors(short_tmp / "run")
-    try:
-        yield a
-    finally:
-        a.stop_all()
-        close_shared_ledgers()
-        close_process_journals()
 
 
 def seed(server: QueryServer, run_dir: Path, n: int) -> dict[str, str]:
@@ -115,7 +104,8 @@ def seed(server: QueryServer, run_dir: Path, n: int) -> dict[str, str]:
 
 
 def test_many_unfinished_orders_are_reconciled_from_one_batch_per_symbol(
-    server: QueryServer, actors: Actors
+    server: QueryServer,
+    actors: Actors,  # noqa: F811  (the imported fixture)
 ) -> None:
     n = 3 * _BATCH_MIN
     kinds = seed(server, actors.run_dir, n)
