@@ -20,20 +20,36 @@ from sniperbot.journal import Journal, keys
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
 LOGGED = """
-from sniperbot.strategies.sma_cross import SmaCross
+from collections import deque
+
+from sniperbot.strategies import Param, Strategy
 
 
-class Logged(SmaCross):
-    '''sma_cross that logs each decision (bar start, answer) in its saved state.'''
+class Logged(Strategy):
+    '''Close breakout on the previous ``window`` closes; logs each decision (bar start, answer).
+
+    Exact comparisons only (no running sums): a decision depends on the window's closes and
+    nothing else, so a warmed strategy and one that never stopped must agree bit for bit. (An
+    SMA's running sum carries its whole history's rounding: an exact-arithmetic tie between two
+    averages can be decided differently by two histories. That is float rounding, not warm-up.)
+    '''
 
     name = "logged"
+    params = {"window": Param(20, min=2)}
 
     def setup(self):
-        super().setup()
+        self.closes = deque(maxlen=self.window)
         self.log = []
 
     def decide(self, bar):
-        answer = super().decide(bar)
+        closes = self.closes
+        answer = None
+        if len(closes) == self.window:
+            if bar.close > max(closes):
+                answer = 1.0
+            elif bar.close < min(closes):
+                answer = 0.0
+        closes.append(bar.close)
         self.log = (self.log + [[bar.start_ns, answer]])[-3000:]
         return answer
 
@@ -46,13 +62,13 @@ class Logged(SmaCross):
 
 
 def _config(tmp: Path) -> Path:
-    """The fast market, BTC only, two identical logged strategies (20-bar slow SMA: blind 4 s cold)."""
+    """The fast market, BTC only, two identical logged strategies (20-close window: blind 4 s cold)."""
     file = tmp / "logged.py"
     file.write_text(LOGGED)
     base = FAST_CONFIG[: FAST_CONFIG.index("[[strategies]]")]
     twins = "".join(
         f'[[strategies]]\nid = "{sid}"\nstrategy = "{file}:Logged"\nsymbol = "BTC/USDT"\nquantity = 0.01\n'
-        "bar_interval_s = 0.2\nparams = { fast = 5, slow = 20 }\n\n"
+        "bar_interval_s = 0.2\nparams = { window = 20 }\n\n"
         for sid in ("twin_a", "twin_b")
     )
     path = tmp / "twins.toml"
@@ -113,7 +129,7 @@ def test_saved_state_comes_back_when_the_same_id_is_hot_added_again(short_tmp: P
         added = sniperbot(
             "admin", "--run-dir", run, "add-strategy", "--id", "twin_b", "--strategy", f"{file}:Logged",
             "--symbol", "BTC/USDT", "--quantity", "0.01", "--bar-interval", "0.2",
-            "--param", "fast=5", "--param", "slow=20",
+            "--param", "window=20",
         )  # fmt: skip
         assert added.returncode == 0, added.stderr
         # The log keeps growing from where it was: it was loaded, not started afresh.
