@@ -284,7 +284,11 @@ class ActorRuntime(ActorContext):
         timeout_ms = max(0, -((now - self._timers[0][0]) // 1_000_000)) if self._timers else 1000
         if max_wait_ms is not None:
             timeout_ms = min(timeout_ms, max_wait_ms)
-        for sock, _ in self.poller.poll(timeout_ms):
+        ready = [sock for sock, _ in self.poller.poll(timeout_ms)]
+        # Market data first: an order or query handled in this round sees every quote that reached
+        # this process before it (a paper venue fills at the book the order was decided on).
+        ready.sort(key=lambda sock: sock is not self._sub.socket)
+        for sock in ready:
             self._drain(sock)
         self._run_due_timers()
         return not self._stopping
