@@ -62,7 +62,7 @@ class StatusWatch:
                 self.seen.append(payload)
         return self.seen
 
-    def wait(self, pred: Any, timeout_s: float = 30.0, what: str = "") -> VenueStatus:
+    def wait(self, pred: Any, timeout_s: float = 90.0, what: str = "") -> VenueStatus:
         """The first status (published after now) matching ``pred``."""
         after = len(self.pump())
         return eventually(
@@ -111,7 +111,7 @@ def test_status_shows_connection_reconciliation_balances_and_open_orders(
 
     # A resting order of ours: counted open; its locked balance is still in the totals.
     submit(order("rest1", limit=40_000.0))
-    eventually(lambda: at_exchange(server, "rest1"), 30, what="order at the exchange")
+    eventually(lambda: at_exchange(server, "rest1"), 90, what="order at the exchange")
     status = watch.wait(lambda s: s.open_orders == 1, what="one open order")
     assert status.balances["USDT"] == pytest.approx(100_000.0)
     # Reconciliations go on: each status after a sweep carries a later time.
@@ -152,7 +152,7 @@ def test_journaled_fills_explain_the_balance_change_and_a_change_behind_our_back
     def logged() -> list[Any]:
         return [r for r in caplog.records if getattr(r, "event", "") == "balance_drift"]
 
-    eventually(lambda: len(logged()) == 2, 30, what="balance_drift logged per asset")
+    eventually(lambda: len(logged()) == 2, 90, what="balance_drift logged per asset")
     watch.wait(lambda s: True, what="another sweep")
     watch.wait(lambda s: True, what="and another")
     assert len(logged()) == 2, "a standing drift is logged once, not every sweep"
@@ -172,7 +172,7 @@ def test_unreachable_exchange_at_start_is_down_not_reconciled_and_new_orders_are
     assert not status.reconciled and status.last_reconciliation_ns == 0
     assert status.last_failure in {"ExchangeNotAvailable", "NetworkError", "RequestTimeout"}, status
     submit(order("early1"))
-    eventually(lambda: _rejection("early1", actors) == REJECT_NOT_RECONCILED, 30, what="rejected unsent")
+    eventually(lambda: _rejection("early1", actors) == REJECT_NOT_RECONCILED, 90, what="rejected unsent")
     # The exchange comes up: the gateway reconciles and trades again.
     up = demo_server(port)
     up.start()
@@ -181,7 +181,7 @@ def test_unreachable_exchange_at_start_is_down_not_reconciled_and_new_orders_are
         assert status.connection == "ok" and status.balances["USDT"] == 100_000.0
         assert not at_exchange(up, "early1"), "an order rejected while unreconciled never reached it"
         submit(order("late1"))
-        eventually(lambda: at_exchange(up, "late1"), 30, what="order placed once reconciled")
+        eventually(lambda: at_exchange(up, "late1"), 90, what="order placed once reconciled")
     finally:
         actors.stop_all()
         up.stop()
@@ -242,7 +242,7 @@ def test_admin_status_shows_each_venue_feed_gateway_balances_and_a_drift_made_be
         assert gateway["connection"] == "ok" and gateway["last_reconciliation_ns"] > 0, gateway
         assert gateway["balances"] == _server_totals(server), gateway
         assert gateway["drift"] == {} and gateway["open_orders"] == 0 and gateway["foreign_orders"] == 0
-        paper = eventually(lambda: venue("sim")["gateway"], 30, what="paper venue status")
+        paper = eventually(lambda: venue("sim")["gateway"], 90, what="paper venue status")
         assert (venue("sim")["kind"], venue("sim")["mode"]) == ("sim", "paper")
         assert paper["connection"] == "simulated" and paper["reconciled"] is True, paper
         # 0.5 BTC leaves the account without a trade of ours: the journal cannot explain it.
@@ -250,7 +250,7 @@ def test_admin_status_shows_each_venue_feed_gateway_balances_and_a_drift_made_be
             server.engine.balances["BTC"][0] -= Decimal("0.5")
         drift = eventually(lambda: venue(VENUE)["gateway"]["drift"], 60, what="drift in admin status")
         assert drift == {"BTC": pytest.approx(-0.5)}, drift
-        eventually(lambda: '"event": "balance_drift"' in node.log(), 30, what="balance_drift logged")
+        eventually(lambda: '"event": "balance_drift"' in node.log(), 90, what="balance_drift logged")
         assert node.log().count('"event": "balance_drift"') == 1, "logged once, not every sweep"
     finally:
         assert node.stop() == 0, node.log()
