@@ -579,18 +579,6 @@ class CcxtGateway(Actor):
         if placed.get("id") is not None:
             self._by_exchange_id[str(placed["id"])] = order.client_order_id
         filled = float(placed.get("filled") or 0.0)
-        # Only trades the answer describes in full (Kraken's order lists bare trade ids, for one).
-        included = [
-            t
-            for t in placed.get("trades") or []
-            if isinstance(t, dict) and t.get("id") is not None and t.get("amount") and t.get("price")
-        ]
-        total = sum(float(t["amount"]) for t in included)
-        if trades is None and included and abs(total - filled) <= 1e-12 * max(1.0, filled):
-            # The answer carries every trade (Binance's FULL response): no trades call (20 weight) needed.
-            # Those fills carry no time of their own: the order's transaction time is theirs.
-            stamp = placed.get("timestamp") or time.time_ns() // 1_000_000
-            trades = [{**t, "timestamp": t.get("timestamp") or stamp} for t in included]
         if trades is None and filled > 0.0 and placed.get("id") is not None:
             trades = await self._retry(
                 "trades", lambda: order_trades(self._ex, self.exchange_id, order.symbol, str(placed["id"]))
