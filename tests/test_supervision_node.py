@@ -237,11 +237,17 @@ def test_halt_reducing_rejects_growing_intents_and_fills_reducing_ones(node: Run
     # REDUCING must start while a position is open, so that the strategy's next exit is a
     # reduction. The state change races with the strategies' own exits: check the journal at
     # the moment REDUCING is in force, and go back to ACTIVE and try again if it was flat.
-    for _ in range(5):
+    # The first try goes through the CLI; later ones through the in-process client, since a
+    # loaded machine can spend longer starting the CLI than the strategy holds its position.
+    for attempt in range(10):
         eventually(
             lambda: any(q > 0 for q in call(node, "status")["positions"].values()), 30, what="a long position"
         )
-        assert admin(node, "halt", "--reducing", "--reason", "test")["trading_state"] == "REDUCING"
+        if attempt == 0:
+            state = admin(node, "halt", "--reducing", "--reason", "test")["trading_state"]
+        else:
+            state = call(node, "halt", state="REDUCING", reason="test")["trading_state"]
+        assert state == "REDUCING"
         eventually(lambda: call(node, "status")["trading_state"] == "REDUCING", 10, what="REDUCING in force")
         time.sleep(0.5)  # an intent approved just before the change reaches the journal
         journal = Journal.open(node.run_dir, readonly=True)

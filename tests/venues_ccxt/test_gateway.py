@@ -57,7 +57,8 @@ class Driver(Actor):
 
     def __init__(self, ctx: ActorContext) -> None:
         super().__init__(ctx)
-        _OUTGOING.setdefault(ctx.actor_id, queue.SimpleQueue())
+        # Bound to this test's queue: a driver outliving its test must never take the next test's orders.
+        self._queue = _OUTGOING.setdefault(ctx.actor_id, queue.SimpleQueue())
         _HEARD.setdefault(ctx.actor_id, [])
 
     def on_start(self) -> None:
@@ -66,8 +67,8 @@ class Driver(Actor):
 
     def _pump(self) -> None:
         q = _OUTGOING.get(self.ctx.actor_id)
-        if q is None:
-            return  # the test that queued for this actor id has ended (its queues were cleared)
+        if q is not self._queue:
+            return  # the test that queued for this driver has ended (its queues were cleared)
         while not q.empty():
             dest, payload = q.get()
             self.ctx.send(dest, payload)
@@ -90,7 +91,9 @@ class Actors:
     def start(
         self, actor_id: str, actor: str, args: dict[str, Any], credentials: bytes = b""
     ) -> ActorRuntime:
-        """Start the next incarnation of ``actor_id`` and wait until it is open."""
+        """Start the next incarnation of ``actor_id`` (stopping a running one) and wait until it is open."""
+        if actor_id in self.running:
+            self.stop(actor_id)  # never two incarnations at once: the older one would go on unowned
         incarnation = self.incarnations.get(actor_id, 0) + 1
         self.incarnations[actor_id] = incarnation
         launch = ActorLaunch(
@@ -131,9 +134,14 @@ class Actors:
         assert not thread.is_alive(), f"{actor_id} did not stop"
 
     def stop_all(self) -> None:
-        """Stop everything still running."""
+        """Stop everything still running (all of it, even when one fails to stop)."""
+        failures = []
         for actor_id in list(self.running):
-            self.stop(actor_id)
+            try:
+                self.stop(actor_id)
+            except AssertionError as e:
+                failures.append(str(e))
+        assert not failures, failures
 
 
 @pytest.fixture
