@@ -25,7 +25,13 @@ $(BIN)/.installed-test: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/sniperbot run --config config/default.toml $(ARGS)
 
-test: $(BIN)/.installed-test system-deps
+# The npm tools the EVM tests and benchmarks drive (package.json: anvil, solc, Uniswap V2 artifacts),
+# pinned by package-lock.json. npm runs no install scripts here: anvil's binary ships in its package.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: $(BIN)/.installed-test system-deps node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2
 	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/pytest tests/test_ray.py tests/test_optimize_ray.py'
@@ -33,6 +39,7 @@ test: $(BIN)/.installed-test system-deps
 # Debian packages some tests drive, installed once as root (else a note): chromium (the HTML report,
 # the dashboard), prometheus (a real server and promtool), systemd-analyze (the unit in deploy/).
 PACKAGES := $(if $(shell command -v chromium),,chromium fonts-liberation) \
+	$(if $(shell command -v npm),,nodejs npm) \
 	$(if $(shell command -v promtool),,prometheus) \
 	$(if $(shell command -v systemd-analyze),,systemd)
 system-deps:
