@@ -169,6 +169,10 @@ class RiskSection(_Section):
         default_factory=lambda: dict(_DEFAULT_POSITION_LIMITS)
     )
     max_orders_per_second: Positive = 5.0
+    # Spend caps on buys that open or grow a position (a sniper's budget), per UTC day, in quote; 0 = off.
+    max_spend_per_symbol: NonNegative = 0.0
+    max_spend_per_day: NonNegative = 0.0
+    max_open_positions: Annotated[int, msgspec.Meta(ge=0)] = 0  # instruments with exposure at once
     trading_state: TradingStateName = "ACTIVE"
     daily_loss_limit: NonNegative = 0.0  # quote currency lost since 00:00 UTC; 0 = off
     max_drawdown: NonNegative = 0.0  # quote currency below the peak of net P&L; 0 = off

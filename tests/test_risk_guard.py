@@ -174,3 +174,77 @@ def test_status_message_and_state_validation() -> None:
         g.set_state("PANIC")
     with pytest.raises(ValueError, match="state"):
         RiskGuard(LIMITS, state="nope")  # type: ignore[arg-type]
+
+
+# ---- spend caps (a sniper's budget): per instrument and per UTC day, and open positions
+
+DAY = 86_400 * S
+CAPS = RiskLimits(
+    max_order_notional=10_000.0,
+    max_position=100.0,
+    max_orders_per_second=100,
+    max_spend_per_symbol=2_500.0,
+    max_spend_per_day=4_000.0,
+    max_open_positions=2,
+)
+
+
+def on(symbol: str, seq: int, side: str, quantity: float, ts_ns: int = 0) -> OrderIntent:
+    return OrderIntent(
+        intent_id=f"s1-{seq}", strategy_id="s1", intent_seq=seq, venue="chain", symbol=symbol,
+        side=side, quantity=quantity, ts_ns=ts_ns,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def filled(of: OrderIntent, ts_ns: int = 0) -> Fill:
+    return Fill(
+        fill_id=f"{of.intent_id}-f", client_order_id=of.intent_id, strategy_id="s1", venue=of.venue,
+        symbol=of.symbol, side=of.side, quantity=of.quantity, price=PRICE, fee=0.0, ts_ns=ts_ns,
+    )  # fmt: skip
+
+
+def test_spend_per_symbol_counts_fills_and_unfilled_buys_and_frees_a_rejected_one() -> None:
+    g = RiskGuard(CAPS)
+    first = on("A/WETH", 1, "buy", 2.0)
+    assert g.check(first, PRICE, 0) is None  # 2,000 of 2,500
+    assert g.check(on("A/WETH", 2, "buy", 1.0), PRICE, 0) == "max_spend_symbol: 2000 spent + 1000 > 2500"
+    g.on_order_update(update(first, "rejected"))  # spent nothing
+    assert g.check(on("A/WETH", 3, "buy", 2.0), PRICE, 0) is None
+    g.on_fill(filled(on("A/WETH", 3, "buy", 2.0)))
+    assert g.spent("chain", "A/WETH") == 2_000.0
+    assert g.check(on("A/WETH", 4, "buy", 0.6), PRICE, 0).startswith("max_spend_symbol")
+    # Selling is never capped by spend: a sniper must always be able to get out.
+    assert g.check(on("A/WETH", 5, "sell", 2.0), PRICE, 0) is None
+
+
+def test_spend_per_day_sums_every_instrument_and_resets_at_utc_midnight() -> None:
+    g = RiskGuard(CAPS)
+    for seq, symbol in ((1, "A/WETH"), (2, "B/WETH")):
+        buy = on(symbol, seq, "buy", 2.0)
+        assert g.check(buy, PRICE, 10 * S) is None
+        g.on_fill(filled(buy, 10 * S))
+        g.on_fill(filled(on(symbol, seq + 10, "sell", 2.0), 11 * S))  # closed: not open any more
+    assert g.check(on("C/WETH", 3, "buy", 0.5), PRICE, 12 * S) == "max_spend_day: 4000 spent + 500 > 4000"
+    assert g.check(on("C/WETH", 4, "buy", 0.5), PRICE, DAY + 1) is None  # a new UTC day
+
+
+def test_open_positions_cap_refuses_a_new_instrument_but_not_adding_or_exiting() -> None:
+    g = RiskGuard(CAPS)
+    for seq, symbol in ((1, "A/WETH"), (2, "B/WETH")):
+        buy = on(symbol, seq, "buy", 1.0)
+        assert g.check(buy, PRICE, 0) is None
+        g.on_fill(filled(buy))
+    assert g.check(on("C/WETH", 3, "buy", 1.0), PRICE, 0) == "max_open_positions: 2 open >= 2"
+    assert g.check(on("A/WETH", 4, "buy", 0.1), PRICE, 0) is None  # grows an open one
+    assert g.check(on("B/WETH", 5, "sell", 1.0), PRICE, 0) is None  # exits
+    g.on_fill(filled(on("B/WETH", 5, "sell", 1.0)))
+    assert g.check(on("C/WETH", 6, "buy", 1.0), PRICE, 0) is None  # a slot is free again
+
+
+def test_restart_rebuilds_todays_spend_from_the_journals_fills() -> None:
+    yesterday = filled(on("A/WETH", 1, "buy", 2.0), ts_ns=DAY - S)
+    today = filled(on("A/WETH", 2, "buy", 2.0), ts_ns=DAY + S)
+    g = RiskGuard(CAPS)
+    g.restore_spend([yesterday, today], DAY + 2 * S)
+    assert g.spent("chain", "A/WETH") == 2_000.0
+    assert g.check(on("A/WETH", 3, "buy", 1.0), PRICE, DAY + 3 * S).startswith("max_spend_symbol")

@@ -83,7 +83,9 @@ class RiskGuardActor(Actor):
         """Restore positions, trading state, breakers and loss marks from the journal."""
         journal = self.ctx.journal
         positions: dict[tuple[str, str], float] = {}
-        for fill in journal.fills():
+        fills = list(journal.fills())
+        self.guard.restore_spend(fills, time.time_ns())
+        for fill in fills:
             self._seen_fills.add(fill.fill_id)
             signed = fill.quantity if fill.side == "buy" else -fill.quantity
             key = (fill.venue, fill.symbol)

@@ -28,6 +28,15 @@ Checks, in order, each with its machine-readable rejection reason:
    limit can still be cut.
 8. ``max_order_rate``: already as many approvals as ``max_orders_per_second`` in the
    sliding one-second window ``(now - 1 s, now]``. Only approved orders count.
+9. Spend caps, for buys that open or grow a position (what a sniper spends on new tokens), each
+   off at 0, each reason followed by ``: `` and the figures: ``max_spend_symbol`` (quote spent on
+   one ``(venue, symbol)`` since 00:00 UTC, filled plus approved-and-unfilled, plus this order,
+   above ``max_spend_per_symbol``), ``max_spend_day`` (the same summed over every instrument, above
+   ``max_spend_per_day``). Spend is the fills' ``quantity x price`` (fees not included), and for an
+   unfilled order its quantity at the valuation price of its approval; a rejected or cancelled
+   order spends nothing. ``max_open_positions``: an order that would open exposure on one more
+   instrument while ``max_open_positions`` instruments already have exposure (position or pending).
+   After a restart the day's spend is rebuilt from the journal's fills (:meth:`RiskGuard.restore_spend`).
 
 Exposure is position plus pending, where pending is approved-but-unfilled quantity.
 Pending is keyed by ``client_order_id``; in this system the executor uses the intent's
@@ -67,7 +76,12 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
         return self.position_limits.get(symbol, self.max_position)
 
     max_orders_per_second: float
+    max_spend_per_symbol: float = 0.0  # quote per (venue, symbol) per UTC day; 0 = off
+    max_spend_per_day: float = 0.0  # quote over every instrument per UTC day; 0 = off
+    max_open_positions: int = 0  # instruments with exposure at once; 0 = off
 
+
+_DAY_NS: Final = 86_400 * 1_000_000_000
 
 Instrument = tuple[str, str]  # (venue, symbol): the key of positions and exposure
 
@@ -78,6 +92,7 @@ class _Pending(msgspec.Struct):
     venue: str
     symbol: str
     remaining: float
+    price: float = 0.0  # valuation price at approval: what an unfilled buy will spend per unit
 
 
 def _signed(side: str, quantity: float) -> float:
@@ -104,6 +119,8 @@ class RiskGuard:
         self._rejected = 0
         self._stale_venues: set[str] = set()
         self._rules: dict[Instrument, MarketRules] = {}
+        self._spend_day = -1  # the UTC day (days since the epoch) that _spent counts
+        self._spent: dict[Instrument, float] = {}  # quote spent by filled buys on _spend_day
 
     @property
     def state(self) -> TradingState:
@@ -170,6 +187,56 @@ class RiskGuard:
             return intent
         return msgspec.structs.replace(intent, quantity=rounded)
 
+    def restore_spend(self, fills: list[Fill], now_ns: int) -> None:
+        """Rebuild today's (UTC) spend from the journal's fills after a restart."""
+        self._spend_day = now_ns // _DAY_NS
+        self._spent = {}
+        for fill in fills:
+            self._count_spend(fill)
+
+    def spent(self, venue: str, symbol: str) -> float:
+        """Quote spent today on ``symbol`` at ``venue``: filled buys plus approved, unfilled buys."""
+        return self._spent.get((venue, symbol), 0.0) + sum(
+            p.remaining * p.price
+            for p in self._pending.values()
+            if (p.venue, p.symbol) == (venue, symbol) and p.remaining > 0
+        )
+
+    def _count_spend(self, fill: Fill) -> None:
+        if fill.ts_ns // _DAY_NS > self._spend_day:
+            self._roll_day(fill.ts_ns)  # the first fill of a new day: yesterday's spend is done
+        if fill.side == "buy" and fill.ts_ns // _DAY_NS == self._spend_day:
+            key = (fill.venue, fill.symbol)
+            self._spent[key] = self._spent.get(key, 0.0) + fill.quantity * fill.price
+
+    def _roll_day(self, now_ns: int) -> None:
+        day = now_ns // _DAY_NS
+        if day != self._spend_day:
+            self._spend_day = day
+            self._spent = {}
+
+    def _spend_rule_broken(self, intent: OrderIntent, price: float, exposure: float) -> str | None:
+        limits = self.limits
+        if limits.max_open_positions and abs(exposure) < _QUANTITY_EPSILON:
+            instruments = set(self._positions) | {(p.venue, p.symbol) for p in self._pending.values()}
+            open_now = sum(1 for v, s in instruments if abs(self.exposure(v, s)) >= _QUANTITY_EPSILON)
+            if open_now >= limits.max_open_positions:
+                return f"max_open_positions: {open_now} open >= {limits.max_open_positions}"
+        if intent.side != "buy" or not (limits.max_spend_per_symbol or limits.max_spend_per_day):
+            return None
+        cost = intent.quantity * price
+        spent = self.spent(intent.venue, intent.symbol)
+        if limits.max_spend_per_symbol and spent + cost > limits.max_spend_per_symbol:
+            return (
+                f"max_spend_symbol: {_fmt(spent)} spent + {_fmt(cost)} > {_fmt(limits.max_spend_per_symbol)}"
+            )
+        if limits.max_spend_per_day:
+            instruments = set(self._spent) | {(p.venue, p.symbol) for p in self._pending.values()}
+            total = sum(self.spent(v, s) for v, s in instruments)
+            if total + cost > limits.max_spend_per_day:
+                return f"max_spend_day: {_fmt(total)} spent + {_fmt(cost)} > {_fmt(limits.max_spend_per_day)}"
+        return None
+
     def restore_positions(self, positions: dict[Instrument, float]) -> None:
         """Replace positions after a restart (from the journal); forgets pending orders."""
         self._positions = {s: q for s, q in positions.items() if q != 0.0}
@@ -192,13 +259,18 @@ class RiskGuard:
             return reason
         self._approved += 1
         self._approval_times.append(now_ns)
+        price = _valuation_price(intent, reference_price) or 0.0
         self._pending[intent.intent_id] = _Pending(
-            venue=intent.venue, symbol=intent.symbol, remaining=_signed(intent.side, intent.quantity)
+            venue=intent.venue,
+            symbol=intent.symbol,
+            remaining=_signed(intent.side, intent.quantity),
+            price=price,
         )
         return None
 
     def on_fill(self, fill: Fill) -> None:
         """Move filled quantity from pending into the position."""
+        self._count_spend(fill)
         signed = _signed(fill.side, fill.quantity)
         key = (fill.venue, fill.symbol)
         position = self._positions.get(key, 0.0) + signed
@@ -248,6 +320,11 @@ class RiskGuard:
             return "max_order_notional"
         if abs(after) > self.limits.position_limit(intent.symbol) and not reduces:
             return "max_position"
+        if not reduces:
+            self._roll_day(now_ns)
+            broken = self._spend_rule_broken(intent, price, exposure)
+            if broken is not None:
+                return broken
         while self._approval_times and self._approval_times[0] <= now_ns - _WINDOW_NS:
             self._approval_times.popleft()
         if len(self._approval_times) >= self.limits.max_orders_per_second:
