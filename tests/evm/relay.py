@@ -120,8 +120,11 @@ class LocalRelay:
         """Stop serving and join the thread."""
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            asyncio.run_coroutine_threadsafe(self._loop.shutdown_default_executor(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> LocalRelay:
         return self.start()
@@ -404,5 +407,8 @@ def _bundle_hash(txs: list[str]) -> str:
 
 
 def _rpc_message(e: Exception) -> str:
-    arg = e.args[0] if e.args else e
-    return str(arg.get("message", arg)) if isinstance(arg, dict) else str(arg)
+    # web3 8 raises Web3RPCError carrying the node's JSON-RPC error object
+    response = getattr(e, "rpc_response", None)
+    if isinstance(response, dict) and isinstance(response.get("error"), dict):
+        return str(response["error"].get("message"))
+    return str(e)

@@ -301,6 +301,10 @@ def test_relay_out_of_reach_is_a_clear_error_without_the_key() -> None:
     text = str(caught.value)
     assert text.startswith("flashbots relay http://127.0.0.1:9 eth_callBundle: unreachable")
     assert "SECRET" not in text and AUTH_KEY.removeprefix("0x") not in text
+    bad_key = "0x" + "zz" * 32
+    with pytest.raises(ValueError, match="auth key is not a valid private key") as caught_key:
+        FlashbotsClient("http://127.0.0.1:9", bad_key)
+    assert "zz" not in str(caught_key.value) and caught_key.value.__cause__ is None
 
 
 # ---- the route

@@ -115,8 +115,13 @@ class FlashbotsClient:
         self.relay = relay_name(relay_url)
         self.timeout_s = timeout_s
         # The key stays in this (private) attribute; only the address is ever shown.
+        try:
+            self.auth_address = Account.from_key(auth_key).address
+        except Exception:  # never chain the original: its message or locals could carry the key
+            raise ValueError(
+                "flashbots relay auth key is not a valid private key (32 bytes hex): check the keystore entry"
+            ) from None
         self._auth_key = auth_key
-        self.auth_address = Account.from_key(auth_key).address
         self._next_id = 0
 
     def __repr__(self) -> str:
@@ -182,9 +187,9 @@ class FlashbotsClient:
         if reverting_hashes:
             params["revertingTxHashes"] = list(reverting_hashes)
         result = self.request("eth_sendBundle", [params])
-        return (
-            str(result["bundleHash"]) if isinstance(result, dict) and "bundleHash" in result else str(result)
-        )
+        if isinstance(result, dict) and result.get("bundleHash"):
+            return str(result["bundleHash"])
+        return bundle_hash(raw_txs)  # a relay answering without the hash: the same rule computed here
 
     def bundle_stats(self, bundle_hash_: str, block_number: int) -> dict[str, Any]:
         """``flashbots_getBundleStatsV2``: the relay's view of a bundle for a block (``isSimulated``,
