@@ -93,6 +93,7 @@ class LocalRelay:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="relay", daemon=True)
         self._runner: web.AppRunner | None = None
+        self._transports: set[asyncio.BaseTransport] = set()
 
     # ---- lifecycle
     @property
@@ -132,6 +133,16 @@ class LocalRelay:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def drop_connections(self) -> None:
+        """Close every client connection (what a relay or its load balancer does to idle keep-alives)."""
+
+        async def close() -> None:
+            for transport in self._transports:
+                transport.close()
+            self._transports.clear()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+
     # ---- what tests read
     def sends(self) -> list[tuple[str, int]]:
         """(bundle hash, target block) of every accepted ``eth_sendBundle``, in order."""
@@ -140,6 +151,10 @@ class LocalRelay:
     def methods(self) -> list[str]:
         """The method of every request, refused ones included, in order."""
         return [r["method"] for r in self.requests]
+
+    def connections(self) -> int:
+        """How many client connections (distinct peer ports) the requests came on."""
+        return len({r["peer"] for r in self.requests})
 
     # ---- JSON-RPC
     async def _handle(self, request: web.Request) -> web.Response:
@@ -150,7 +165,15 @@ class LocalRelay:
             return _error(None, -32700, "parse error", 400)
         rid = payload.get("id") if isinstance(payload, dict) else None
         method = payload.get("method") if isinstance(payload, dict) else None
-        record: dict[str, Any] = {"method": method, "params": payload.get("params"), "signer": None}
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        record: dict[str, Any] = {
+            "method": method,
+            "params": payload.get("params"),
+            "signer": None,
+            "peer": peer,
+        }
+        if request.transport is not None:
+            self._transports.add(request.transport)
         self.requests.append(record)
         header = request.headers.get("X-Flashbots-Signature", "")
         if not header:

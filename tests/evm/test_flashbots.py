@@ -322,10 +322,12 @@ def test_route_resends_for_the_next_blocks_until_included(market: Market, relay:
     assert relay.sends() == [(key, head + 1), (key, head + 2), (key, head + 3)]
     route.submit(raws, head)  # the same head again: nothing new to send, no request at all
     assert len(relay.requests) == 4
+    assert relay.connections() == 1  # one kept-alive connection, no handshake per request
 
     # The block after the head is built without the bundle (its proposer does not take bundles).
     assert relay.build_empty_block() == head + 1
     assert nonce_of(w3, TRADER) == n
+    relay.drop_connections()  # the relay closed the idle connection meanwhile: the route reconnects
     route.submit(raws, head + 1)  # the gateway's call on the new head: only head+4 is new
     assert relay.sends()[3:] == [(key, head + 4)]
     assert relay.methods()[4:] == ["eth_callBundle", "eth_sendBundle"]

@@ -23,10 +23,10 @@ since some relay URLs carry an API key in their path or query).
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
-import urllib.error
-import urllib.request
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,6 +123,13 @@ class FlashbotsClient:
             ) from None
         self._auth_key = auth_key
         self._next_id = 0
+        parts = urlsplit(relay_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"flashbots relay_url must be an http(s) URL, got scheme {parts.scheme!r}")
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # One kept-alive connection: a sniper's bundle must not wait for a TCP+TLS handshake per request.
+        self._conn: http.client.HTTPConnection | None = None
+        self._conn_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FlashbotsClient({self.relay}, auth={self.auth_address})"
@@ -137,16 +144,7 @@ class FlashbotsClient:
             "Content-Type": "application/json",
             SIGNATURE_HEADER: flashbots_signature(body, self._auth_key),
         }
-        req = urllib.request.Request(self.relay_url, data=body, headers=headers, method="POST")
-        status: int | None
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as e:  # 4xx/5xx: the relay's JSON error is in the body
-            status, raw = e.code, e.read()
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise RelayError(self.relay, method, f"unreachable: {reason}") from None
+        status, raw = self._post(method, body, headers)
         try:
             answer = json.loads(raw)
         except ValueError:
@@ -162,6 +160,40 @@ class FlashbotsClient:
         if status != 200 or not isinstance(answer, dict) or "result" not in answer:
             raise RelayError(self.relay, method, f"unexpected answer {str(answer)[:200]}", http_status=status)
         return answer["result"]
+
+    def _post(self, method: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST on the kept-alive connection; a connection the relay closed meanwhile is reopened once."""
+        with self._conn_lock:
+            for attempt in (1, 2):
+                reused = self._conn is not None
+                conn = self._conn or self._connect()
+                try:
+                    conn.request("POST", self._target, body=body, headers=headers)
+                    response = conn.getresponse()
+                    raw = response.read()
+                    if response.will_close:
+                        self.close()
+                    return response.status, raw
+                except (OSError, http.client.HTTPException) as e:
+                    self.close()
+                    # A kept-alive connection may have been closed by the relay while idle: once more on a
+                    # fresh one (resending is harmless: a relay holds a bundle once per block, by its hash).
+                    if attempt == 1 and reused:
+                        continue
+                    raise RelayError(self.relay, method, f"unreachable: {e}") from None
+            raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _connect(self) -> http.client.HTTPConnection:
+        parts = urlsplit(self.relay_url)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self._conn = cls(parts.hostname or "", parts.port, timeout=self.timeout_s)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection to the relay (the next request opens a new one)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def call_bundle(
         self, raw_txs: Sequence[bytes], block_number: int, state_block: int | str = "latest"
