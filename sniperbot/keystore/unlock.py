@@ -94,7 +94,13 @@ def key_names(config: Any) -> dict[str, tuple[str, str]]:
     """
     names: dict[str, tuple[str, str]] = {}
     for index, venue in enumerate(getattr(config, "venues", None) or ()):
-        for field, entry in venue.keystore_entries().items():
+        entries = getattr(venue, "keystore_entries", None)
+        if entries is not None:
+            named = entries()
+        else:  # not a VenueSection (a plain record of keys and exchange): its ``keys`` field
+            key = getattr(venue, "keys", "")
+            named = {"keys": (key, getattr(venue, "exchange", "") or "")} if key else {}
+        for field, entry in named.items():
             names[f"venues[{index}].{field}"] = entry
     return names
 
