@@ -247,21 +247,25 @@ def swap_trade(pool: Pool, receipt: dict[str, Any]) -> tuple[int, str, float, fl
     return trade_id, "sell", tkn_in / 1e18, weth_out / tkn_in
 
 
-def test_paper_node_quotes_the_pool_and_fills_at_its_price(pool: Pool, short_tmp: Path) -> None:
-    """``mode = "paper"``: quotes and trades from the chain each block, paper fills at the pool's price."""
+@pytest.mark.parametrize("heads", ["polled", "subscribed"])
+def test_paper_node_quotes_the_pool_and_fills_at_its_price(pool: Pool, short_tmp: Path, heads: str) -> None:
+    """``mode = "paper"``: quotes and trades from the chain each block, paper fills at the pool's price.
+
+    New heads polled over HTTP, or announced by the WebSocket subscription when ``ws_url`` is set.
+    """
     w3 = pool.anvil.w3
     router = router_contract(w3, pool.uni)
     path_buy, path_sell = [pool.uni.weth, pool.token], [pool.token, pool.uni.weth]
-    config = write_config(short_tmp / "paper.toml", venue_toml(pool))
+    extra = f'ws_url = "{pool.anvil.ws_url}"' if heads == "subscribed" else ""
+    config = write_config(short_tmp / "paper.toml", venue_toml(pool, extra=extra))
     node = RunningNode(short_tmp / "run", config)
     zctx = zmq.Context()
     mover = Mover(pool)
-    bus: BusWatch | None = None
+    bus = BusWatch(zctx, node.run_dir)  # ipc: connects once the node has bound its bus
     try:
         workers = node.wait_ready()
         assert {f"feed.{VENUE}", f"paper.{VENUE}", f"executor.{VENUE}"} <= set(workers), sorted(workers)
         assert f"gateway.{VENUE}" not in workers
-        bus = BusWatch(zctx, node.run_dir)
         eventually(lambda: bus.of(FeedStatus), 30, what="the feed's status (the subscription is live)")
         # One swap: the quote of the block it landed in. Its touch is what the router really charges
         # for a tiny trade in that state, its sizes what it charges 1 % more for on average.
@@ -301,8 +305,7 @@ def test_paper_node_quotes_the_pool_and_fills_at_its_price(pool: Pool, short_tmp
         with contextlib.suppress(Exception):
             mover.stop()
         code = node.stop()
-        if bus is not None:
-            bus.pump()  # everything the node published, before the socket closes
+        bus.pump()  # everything the node published, before the socket closes
         zctx.destroy(linger=0)
     assert code == 0, node.log()
     assert mover.error is None, mover.error
@@ -332,3 +335,83 @@ def test_paper_node_quotes_the_pool_and_fills_at_its_price(pool: Pool, short_tmp
     assert status["venues"][VENUE]["kind"] == "evm" and feed["connected"] and not feed["stale"], status
     assert status["fills"] >= 2, status
     assert [s for s in bus.of(FeedStatus) if s.connected and not s.stale], "no fresh FeedStatus"
+    assert ('"event": "feed_subscribed"' in node.log()) == (heads == "subscribed"), node.log()[-3000:]
+
+
+# -- refusals: nothing starts ------------------------------------------------------------------
+
+
+def test_a_chain_id_mismatch_stops_the_node_with_exit_2_naming_chain_id(pool: Pool, short_tmp: Path) -> None:
+    """The RPC answers eth_chainId 31337, the config says 1: refused before any process starts."""
+    config = write_config(short_tmp / "chain.toml", venue_toml(pool, chain_id=1), strategies=False)
+    error = refused(config, short_tmp / "run")
+    assert "venues[0].chain_id" in error and "eth_chainId = 31337" in error, error
+
+
+def test_bad_evm_configs_are_refused_naming_the_field(pool: Pool, short_tmp: Path) -> None:
+    """Each check at load names its field (in process: the same ConfigError ``sniperbot run`` exits 2 on);
+    a sample through ``sniperbot run``, and the chain checks: no contract at an address."""
+    from sniperbot.config import ConfigError, decode_config
+
+    good = venue_toml(pool)
+    router, weth, token = pool.uni.router, pool.uni.weth, pool.token
+    mistyped = router[:-1] + ("A" if router[-1] != "A" else "B")  # one character off: checksum fails
+    cases = [
+        (good.replace(router, mistyped), "venues[0].router", "checksum"),
+        (good.replace(router, router[:-1]), "venues[0].router", "not an address"),
+        (good.replace(f'TKN = "{token}"', f'TKN = "{weth}"'), "venues[0].tokens.TKN", "same address"),
+        (good.replace('quote = "WETH"', 'quote = "USDC"'), "venues[0].quote", "not listed in tokens"),
+        (good.replace('"TKN/WETH"', '"TKN/USDC"'), "venues[0].symbols", "not quoted in"),
+        (good.replace('"TKN/WETH"', '"PEPE/WETH"'), "venues[0].symbols", "'PEPE' is not listed"),
+        (good.replace('"TKN/WETH"', '"TKN-WETH"'), "venues[0].symbols", "not a pair"),
+        (good.replace("http://", "ftp://"), "venues[0].rpc_url", "http or https"),
+        (venue_toml(pool, extra='ws_url = "http://127.0.0.1:1"'), "venues[0].ws_url", "ws or wss"),
+        (venue_toml(pool, mode="live"), "venues[0].wallet", "needs a keystore entry"),
+        (venue_toml(pool, extra='route = "flashbots"'), "venues[0].relay_url", "needs the relay"),
+        (venue_toml(pool, extra='route = "private"'), "venues[0].route", "Invalid enum value"),
+        (venue_toml(pool, extra='relay_url = "ws://x"'), "venues[0].relay_url", "http or https"),
+        (venue_toml(pool, extra="slippage_bps = 0"), "venues[0].slippage_bps", ">= 1"),
+        (venue_toml(pool, extra="slippage_bps = 5001"), "venues[0].slippage_bps", "<= 5000"),
+        (venue_toml(pool, extra="confirmations = -1"), "venues[0].confirmations", ">= 0"),
+        (venue_toml(pool, extra="max_fee_gwei = 0.0"), "venues[0].max_fee_gwei", "> 0"),
+        (venue_toml(pool, extra="priority_fee_gwei = 0.0"), "venues[0].priority_fee_gwei", "> 0"),
+        (venue_toml(pool, extra="priority_fee_gwei = 301.0"), "venues[0].priority_fee_gwei", "exceeds"),
+    ]
+    for venue, path, what in cases:
+        with pytest.raises(ConfigError) as caught:
+            decode_config("strategies = []\n" + _NODE + venue)
+        message = str(caught.value)
+        assert f"at {path}: " in message and what in message, (path, message)
+    decode_config("strategies = []\n" + _NODE + good)  # the good one loads
+    run_dir = short_tmp / "run"
+    for index, (venue, path, _) in enumerate(cases[:1] + cases[9:10]):
+        assert path in refused(write_config(short_tmp / f"bad{index}.toml", venue, strategies=False), run_dir)
+    # After load, on the chain: an address without code (the mover's account) is no factory.
+    mover = Account.from_key(MOVER_KEY).address
+    no_code = write_config(short_tmp / "nocode.toml", good.replace(pool.uni.factory, mover), strategies=False)
+    error = refused(no_code, run_dir)
+    assert "venues[0].factory: no contract at" in error, error
+
+
+def test_an_unreachable_rpc_does_not_stop_the_node_and_the_feed_says_so(
+    anvil: Anvil, short_tmp: Path
+) -> None:
+    """Like an unreachable exchange: a warning at start, the node runs, the feed is disconnected and stale."""
+    down = Anvil()  # a free port nobody listens on
+    addresses = [Account.from_key(k).address for k in ANVIL_KEYS[:4]]
+    venue = (
+        f'[[venues]]\nname = "{VENUE}"\nkind = "evm"\nchain_id = 31337\nrpc_url = "{down.rpc_url}"\n'
+        f'router = "{addresses[0]}"\nfactory = "{addresses[1]}"\nquote = "WETH"\n'
+        f'tokens = {{ WETH = "{addresses[2]}", TKN = "{addresses[3]}" }}\nsymbols = ["{SYMBOL}"]\n'
+    )
+    node = RunningNode(short_tmp / "run", write_config(short_tmp / "down.toml", venue))
+    try:
+        node.wait_ready()
+        feed = eventually(
+            lambda: node.admin("status")["venues"][VENUE]["feed"], 30, what="the feed's first status"
+        )
+        assert not feed["connected"] and feed["stale"], feed
+        (warning,) = [line for line in node.log().splitlines() if "cannot reach rpc_url" in line]
+        assert "venues[0] (anvil)" in warning and down.rpc_url not in warning, warning
+    finally:
+        assert node.stop() == 0, node.log()

@@ -181,6 +181,7 @@ class _Worker:
                 ws.close()
                 raise RuntimeError("subscription refused")
             self._ws = ws
+            self.out.put(("subscribed", None))
             return True
         except Exception as e:  # any failure: HTTP polling goes on
             self.out.put(("error", f"ws newHeads: {type(e).__name__}"))
@@ -371,6 +372,8 @@ class EvmFeed(Actor):
                 )
             elif kind == "status":
                 self._watchdog()
+            elif kind == "subscribed":
+                self.ctx.log.info("new heads by subscription", extra={"event": "feed_subscribed"})
             elif item != self._last_error:  # a failure repeated every poll is logged once
                 self._last_error = item
                 self.ctx.log.warning("feed error", extra={"event": "feed_error", "detail": str(item)[:300]})
