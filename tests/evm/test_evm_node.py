@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ import zmq
 from eth_account import Account
 from web3 import Web3
 
+from sniperbot.keystore import Credentials
 from sniperbot.messages import FeedStatus, Quote, TradeTick, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
@@ -35,7 +38,7 @@ from sniperbot.venues.evm.devchain import (
     router_contract,
     send_tx,
 )
-from tests.conftest import RunningNode, eventually, sniperbot
+from tests.conftest import ROOT, RunningNode, eventually, sniperbot
 
 VENUE = "anvil"
 SYMBOL = "TKN/WETH"
@@ -415,3 +418,123 @@ def test_an_unreachable_rpc_does_not_stop_the_node_and_the_feed_says_so(
         assert "venues[0] (anvil)" in warning and down.rpc_url not in warning, warning
     finally:
         assert node.stop() == 0, node.log()
+
+
+# -- the wallet: keystore entry, unlock, sealed into the gateway's launch only -----------------
+
+RELAY_KEY = ANVIL_KEYS[3]  # a Flashbots reputation key (holds no funds)
+#: What ``EvmVenueConfig.live_gateway`` hands ``EvmGateway`` (i12_shapes.md); the topology adds ``executor``.
+GATEWAY_KWARGS = {
+    "venue", "chain_id", "rpc_url", "router", "tokens", "quote", "symbols", "route", "relay_url",
+    "slippage_bps", "deadline_s", "confirmations", "max_fee_gwei", "priority_fee_gwei",
+    "replace_after_blocks", "replace_bump_pct",
+}  # fmt: skip
+
+
+def keys_add(keystore: Path, name: str, kind: str, fields: dict[str, str]) -> Any:
+    """``sniperbot keys add NAME --exchange KIND --stdin`` (the operator's way); the completed process."""
+    password_file = keystore.parent / "ks.pw"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    command = [
+        sys.executable, "-m", "sniperbot", "keys", "add", name, "--exchange", kind, "--stdin",
+        "--keystore", str(keystore), "--password-file", str(password_file),
+    ]  # fmt: skip
+    return subprocess.run(
+        command, input=json.dumps(fields), capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+def test_keys_add_stores_an_evm_wallet_and_refuses_a_malformed_key(short_tmp: Path) -> None:
+    """Kind ``evm``, field ``private_key``: 32 bytes in hex, checked before anything is stored."""
+    ks = short_tmp / "ks"
+    bad = [
+        ({"private_key": "0x1234"}, "'private_key' must be 32 bytes in hex"),
+        ({"private_key": "0x" + "g" * 64}, "'private_key' must be 32 bytes in hex"),
+        ({"private_key": "0x" + "0" * 64}, "'private_key' is not a valid secp256k1 private key"),
+        ({"private_key": "0x" + "f" * 64}, "'private_key' is not a valid secp256k1 private key"),
+        ({"privateKey": WALLET_KEY}, "'privateKey' is not an evm wallet field"),
+        ({"private_key": WALLET_KEY, "relay_private_key": "0xabc"}, "'relay_private_key' must be 32 bytes"),
+        ({}, "evm needs the credential field(s) private_key"),
+    ]
+    for fields, why in bad:
+        result = keys_add(ks, "w", "evm", fields)
+        assert result.returncode == 2 and why in result.stderr, (fields, result.stderr)
+        assert WALLET_KEY[2:] not in result.stderr + result.stdout
+        assert not (ks / "w.key").exists(), "a refused key must not be stored"
+    result = keys_add(ks, "w", "evm", {"private_key": WALLET_KEY})
+    assert result.returncode == 0, result.stderr
+    assert WALLET_KEY[2:] not in result.stderr + result.stdout
+    listed = sniperbot("keys", "list", "--keystore", str(ks), "--json")
+    assert [(e["name"], e["exchange"]) for e in json.loads(listed.stdout)] == [("w", "evm")], listed.stdout
+    from sniperbot.keystore import Keystore
+
+    assert Keystore.open(ks, PASSWORD).get("w")["private_key"].reveal() == WALLET_KEY
+
+
+def test_a_live_venue_unlocks_its_wallet_and_only_its_gateway_launch_carries_it(
+    pool: Pool, short_tmp: Path
+) -> None:
+    """``mode = "live"``: the wallet (and the relay's reputation key) are unlocked before any process starts
+    and sealed into ``gateway.<venue>``'s launch only; the gateway's args hold no secret."""
+    from sniperbot.config import check_venues, load_config
+    from sniperbot.keystore import unlock_for_config
+    from sniperbot.node import Node
+    from sniperbot.supervision import ChildSpec
+
+    ks = short_tmp / "ks"
+    assert keys_add(ks, "w", "evm", {"private_key": WALLET_KEY}).returncode == 0
+    assert keys_add(ks, "fb", "evm", {"private_key": RELAY_KEY}).returncode == 0
+    extra = 'wallet = "w"\nroute = "flashbots"\nrelay_url = "http://127.0.0.1:18550"\nrelay_auth = "fb"'
+    path = write_config(short_tmp / "live.toml", venue_toml(pool, mode="live", extra=extra), strategies=False)
+    config = load_config(path)
+    assert check_venues(config) == []  # the chain id, the contracts and the pair are all there
+    unlocked = unlock_for_config(config, keystore=ks, password_file=ks.parent / "ks.pw", interactive=False)
+    assert sorted(unlocked) == ["fb", "w"]
+    node = Node(config, short_tmp / "run", credentials=unlocked)
+
+    def workers(spec: ChildSpec) -> list[ChildSpec]:
+        return [spec] if spec.type == "worker" else [w for c in spec.children for w in workers(c)]
+
+    specs = {w.id: w for w in workers(node.tree_spec)}
+    gateway = specs[f"gateway.{VENUE}"]
+    assert gateway.actor == "sniperbot.venues.evm.gateway:EvmGateway"
+    assert set(gateway.args) == GATEWAY_KWARGS | {"executor"}, sorted(gateway.args)
+    assert gateway.args["executor"] == f"executor.{VENUE}"
+    assert gateway.args["tokens"] == {"WETH": pool.uni.weth, "TKN": pool.token}  # EIP-55
+    assert (gateway.args["router"], gateway.args["chain_id"], gateway.args["route"]) == (
+        pool.uni.router, 31337, "flashbots"
+    )  # fmt: skip
+    sealed = Credentials.from_launch(node.sealed_credentials(gateway))
+    assert (sealed.name, sealed.exchange) == ("w", "evm")
+    assert sealed["private_key"].reveal() == WALLET_KEY and sealed["relay_private_key"].reveal() == RELAY_KEY
+    assert [i for i, spec in specs.items() if i != gateway.id and node.sealed_credentials(spec)] == []
+    for spec in specs.values():
+        text = json.dumps(spec.args)
+        assert WALLET_KEY[2:] not in text and RELAY_KEY[2:] not in text, spec.id
+
+
+def test_a_live_venue_naming_a_missing_or_foreign_wallet_entry_exits_2(pool: Pool, short_tmp: Path) -> None:
+    """The wallet entry must exist and be of kind ``evm`` (an exchange's API key is no wallet)."""
+    ks = short_tmp / "ks"
+    assert keys_add(ks, "bn", "binance", {"apiKey": "k" * 16, "secret": "s" * 16}).returncode == 0
+    unlock = ("--keystore", str(ks), "--password-file", str(ks.parent / "ks.pw"))
+    run_dir = short_tmp / "run"
+    missing = write_config(short_tmp / "m.toml", venue_toml(pool, mode="live", extra='wallet = "w"'), False)
+    error = refused(missing, run_dir, *unlock)
+    assert "venues[0].wallet: no keystore entry named 'w'" in error, error
+    foreign = write_config(short_tmp / "f.toml", venue_toml(pool, mode="live", extra='wallet = "bn"'), False)
+    error = refused(foreign, run_dir, *unlock)
+    assert "venues[0].wallet: keystore entry 'bn' holds a binance key, the venue needs a evm key" in error, (
+        error
+    )
+
+
+def test_the_evm_gateway_takes_exactly_what_the_venue_config_gives() -> None:
+    """``EvmGateway`` (written beside this venue) accepts every argument ``live_gateway`` passes."""
+    import inspect
+
+    gateway = pytest.importorskip("sniperbot.venues.evm.gateway", reason="EvmGateway not merged yet")
+    params = inspect.signature(gateway.EvmGateway.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    assert takes_any or GATEWAY_KWARGS | {"executor"} <= set(params), sorted(params)
