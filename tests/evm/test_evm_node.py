@@ -538,3 +538,49 @@ def test_the_evm_gateway_takes_exactly_what_the_venue_config_gives() -> None:
     params = inspect.signature(gateway.EvmGateway.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     assert takes_any or GATEWAY_KWARGS | {"executor"} <= set(params), sorted(params)
+
+
+def test_a_pool_created_after_start_is_priced_and_a_reorg_moves_the_quote_back(
+    anvil: Anvil, uniswap: UniswapDeployment, short_tmp: Path
+) -> None:
+    """A pair the factory does not have yet: a warning at start, quotes from the block that creates it.
+    A reorg (anvil snapshot/revert) that drops a swap: the quote goes back to the pool's state without it."""
+    token = deploy_plain_token(anvil.w3, ANVIL_KEYS[0], 10**24)
+    pool = Pool(anvil, uniswap, token, pair="")
+    config = write_config(short_tmp / "late.toml", venue_toml(pool), strategies=False)
+    node = RunningNode(short_tmp / "run", config)
+    zctx = zmq.Context()
+    bus = BusWatch(zctx, node.run_dir)
+    mover = Mover(pool)
+    try:
+        node.wait_ready()
+        assert "no pool yet for TKN/WETH" in node.log(), node.log()[-2000:]
+        eventually(lambda: bus.of(FeedStatus), 30, what="the feed's status (the subscription is live)")
+        assert bus.of(Quote) == []
+        pool.pair = add_liquidity_eth(anvil.w3, uniswap, ANVIL_KEYS[0], token, 10**23, 10 * 10**18)
+
+        def quoted_at(mid: float) -> Quote | None:
+            return next((q for q in bus.of(Quote) if close((q.bid * q.ask) ** 0.5, mid, 1e-9)), None)
+
+        eventually(lambda: quoted_at(1e-4), 30, what="the new pool's first quote")
+        mover.approve()
+        snapshot = anvil.snapshot()
+        before = pool.mid()
+        receipt = mover.swap(buy=True)
+        after = pool.mid(receipt["blockNumber"])
+        eventually(lambda: quoted_at(after), 30, what="the swap's quote")
+        seen = len(bus.pump())
+        anvil.revert(snapshot)  # the swap's block is gone
+        assert close(pool.mid(), before, 1e-12)
+        back = eventually(
+            lambda: next((q for q in bus.pump()[seen:] if isinstance(q, Quote)), None),
+            30,
+            what="a quote after",
+        )
+        assert close((back.bid * back.ask) ** 0.5, before, 1e-9), (back, before, after)
+    finally:
+        with contextlib.suppress(Exception):
+            mover.stop()
+        code = node.stop()
+        zctx.destroy(linger=0)
+    assert code == 0, node.log()
