@@ -379,6 +379,11 @@ def test_bad_evm_configs_are_refused_naming_the_field(pool: Pool, short_tmp: Pat
         (venue_toml(pool, extra="max_fee_gwei = 0.0"), "venues[0].max_fee_gwei", "> 0"),
         (venue_toml(pool, extra="priority_fee_gwei = 0.0"), "venues[0].priority_fee_gwei", "> 0"),
         (venue_toml(pool, extra="priority_fee_gwei = 301.0"), "venues[0].priority_fee_gwei", "exceeds"),
+        (venue_toml(pool, extra="replace_bump_pct = 5.0"), "venues[0].replace_bump_pct", ">= 10"),
+        (venue_toml(pool, extra="replace_after_blocks = 0"), "venues[0].replace_after_blocks", ">= 1"),
+        (venue_toml(pool, extra="deadline_s = 0.0"), "venues[0].deadline_s", "> 0"),
+        (venue_toml(pool, chain_id=0), "venues[0].chain_id", ">= 1"),
+        (venue_toml(pool, extra="wallet = 7"), "venues[0].wallet", "Expected `str`"),
     ]
     for venue, path, what in cases:
         with pytest.raises(ConfigError) as caught:
