@@ -152,6 +152,6 @@ def unlock_for_config(
         if exchange and unlocked[name].exchange != exchange:
             raise KeystoreError(
                 f"{field}: keystore entry {name!r} holds a {unlocked[name].exchange} key, "
-                f"the venue needs a {exchange} key"
+                f"the venue needs one of kind {exchange}"
             )
     return unlocked
