@@ -1,0 +1,498 @@
+"""The token safety check before any buy: all by simulation, nothing bought, nothing signed.
+
+:func:`check_token` answers "may the sniper buy this token?" with a :class:`TokenSafetyReport`:
+
+* **Can it be sold, and at what tax** - one ``eth_call`` runs the probe contract
+  (``contracts/SafetyProbe.sol``, compiled artifact ``SafetyProbe.json`` committed, so production needs
+  no compiler). Its runtime code is injected at an unused address by a state override, with the ETH to
+  spend; in that one call it buys through Router02's ``swapExactETHForTokensSupportingFeeOnTransferTokens``
+  (buy tax = what arrived vs ``getAmountsOut``), sends 10 % of it to a second address (transfer tax, or a
+  transfer that reverts: blacklists), and sells the rest with the fee-on-transfer-supporting sell (sell tax
+  vs ``getAmountsOut``, can-sell). Failures are caught inside the probe and returned with their reason.
+* **In the block the buy would land in.** Anti-sniper "dead blocks" tokens trap whoever buys in the first
+  blocks after the liquidity add, so a simulation against the latest block passes while the real buy is
+  trapped. The call carries block overrides (the 4th ``eth_call`` parameter, ``{"number": latest+1,
+  "time": latest.timestamp+12}``; geth and anvil honour it - verified with anvil 1.7.1 - web3 8's
+  ``eth.call`` has no argument for it, so the request is sent raw). A node that silently ignored the
+  overrides would make the check blind to that trap, so the probe returns the block number it ran in and
+  a mismatch refuses the token (``simulation_block``).
+* **Limits** - the simulated buy has the size the sniper will really buy (``amount_in_wei``, default
+  ``rules.probe_quote``), so a max-transaction / max-wallet trap reverts it; the common getters
+  (``maxTx()``, ``_maxTxAmount()``, ``maxWallet()``, ...; only those whose selector is in the code) are
+  read too and compared with the expected buy.
+* **Owner powers** from the bytecode: the 4-byte selectors the runtime code pushes (``PUSH4``) are matched
+  against known privileged functions (mint, pause, blacklist/addBot, setFee/setTax, max-tx/wallet setters,
+  trading on/off switches, upgradeTo); an EIP-1967 implementation or beacon slot that is set means an
+  upgradeable proxy (power ``proxy``), and the implementation's code is scanned as well. Decision: a power
+  counts whether or not ``owner()`` says ownership was renounced (a renounce can be faked by a second
+  privileged role a selector scan cannot see, and a proxy has its own admin); ``owner()`` is named in the
+  reason. Selector scanning is a heuristic: it finds the usual names, not renamed ones.
+* **Pool** - the quote-token reserve of the token/quote pair, and the share of LP tokens burnt (held by
+  0x0 or 0x…dEaD) or locked (held by the configured locker contracts).
+
+The verdict is "buy" only if every rule passes; otherwise "refuse" with every failed rule in ``reasons``,
+each ``"<code>: <detail>"`` with a code from :data:`REASON_CODES`. When in doubt (a call fails, the pool is
+missing), the check refuses: it never buys on missing evidence.
+
+Config: the rules are :class:`SafetyRules`, the ``[venues.safety]`` table of an evm venue (field
+``safety`` of the venue config)::
+
+    [venues.safety]
+    max_buy_tax_bps = 1000            # 10 %
+    max_sell_tax_bps = 1000
+    max_transfer_tax_bps = 1000
+    min_liquidity_quote = 2.0         # quote-token reserve of the pool (e.g. 2 WETH)
+    min_lp_burnt_or_locked_pct = 95.0
+    lp_lockers = []                   # locker contract addresses whose LP holdings count as locked
+    allowed_owner_powers = []         # any of: mint, pause, blacklist, set_fee, set_limits,
+                                      #         trading_switch, proxy
+    probe_quote = 0.1                 # the buy size simulated when the caller gives none (quote units)
+    simulate_next_block = true        # simulate in the block the buy would land in
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_utils.abi import get_abi_output_types
+from web3 import Web3
+
+from sniperbot.messages import TokenSafetyReport
+
+__all__ = [
+    "OWNER_POWERS",
+    "REASON_CODES",
+    "SafetyRules",
+    "check_token",
+    "code_selectors",
+    "owner_powers",
+]
+
+# Every reason a report can give, as the prefix "<code>: ..." of its text.
+REASON_CODES: frozenset[str] = frozenset(
+    {
+        "not_a_contract",  # no code at the token address
+        "no_pool",  # the factory has no token/quote pair
+        "rpc",  # a read the check depends on failed
+        "simulation",  # the simulation call itself failed
+        "simulation_block",  # the node ignored the block overrides (ran in another block)
+        "buy_failed",  # the simulated buy reverted
+        "cannot_sell",  # the simulated sell reverted (honeypot)
+        "transfer_failed",  # a wallet-to-wallet transfer reverted (blacklist)
+        "buy_tax",
+        "sell_tax",
+        "transfer_tax",
+        "max_tx",  # a max-transaction limit below the intended buy
+        "max_wallet",  # a max-wallet limit below the intended buy
+        "owner_power",  # a privileged function the rules do not allow
+        "liquidity",  # too little quote in the pool
+        "lp_not_burnt_or_locked",
+    }
+)
+
+# Privileged functions by power; the selector of each signature is looked for in the runtime code.
+_POWER_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "mint": ("mint(address,uint256)", "mint(uint256)", "mintTo(address,uint256)", "issue(uint256)"),
+    "pause": ("pause()", "unpause()", "setPaused(bool)", "setPause(bool)"),
+    "blacklist": (
+        "blacklist(address)",
+        "blacklist(address,bool)",
+        "setBlacklist(address,bool)",
+        "addToBlacklist(address)",
+        "blacklistAddress(address,bool)",
+        "addBot(address)",
+        "addBots(address[])",
+        "setBots(address[],bool)",
+        "setBot(address,bool)",
+        "blockBots(address[])",
+        "setSniper(address,bool)",
+    ),
+    "set_fee": (
+        "setFee(uint256)",
+        "setFees(uint256,uint256)",
+        "setTax(uint256)",
+        "setTaxes(uint256,uint256)",
+        "setBuyFee(uint256)",
+        "setSellFee(uint256)",
+        "setBuyTax(uint256)",
+        "setSellTax(uint256)",
+        "updateFees(uint256,uint256)",
+        "updateBuyFees(uint256,uint256,uint256)",
+        "updateSellFees(uint256,uint256,uint256)",
+        "setTaxFeePercent(uint256)",
+    ),
+    "set_limits": (
+        "setMaxTx(uint256)",
+        "setMaxTxAmount(uint256)",
+        "setMaxTxPercent(uint256)",
+        "setMaxWallet(uint256)",
+        "setMaxWalletSize(uint256)",
+        "updateMaxTxnAmount(uint256)",
+        "updateMaxWalletAmount(uint256)",
+    ),
+    "trading_switch": ("setTradingEnabled(bool)", "setTrading(bool)", "tradingStatus(bool)"),
+    "proxy": ("upgradeTo(address)", "upgradeToAndCall(address,bytes)"),
+}
+OWNER_POWERS: tuple[str, ...] = tuple(_POWER_SIGNATURES)
+"""The owner powers the check knows (``allowed_owner_powers`` takes these names)."""
+
+_MAX_TX_GETTERS = (
+    "maxTx()",
+    "maxTxAmount()",
+    "_maxTxAmount()",
+    "maxTransactionAmount()",
+    "maxTransaction()",
+    "_maxTx()",
+)
+_MAX_WALLET_GETTERS = (
+    "maxWallet()",
+    "maxWalletSize()",
+    "_maxWalletSize()",
+    "maxWalletAmount()",
+    "_maxWalletToken()",
+    "maxWalletToken()",
+)
+
+# EIP-1967 storage slots: keccak("eip1967.proxy.implementation") - 1 and keccak("eip1967.proxy.beacon") - 1.
+_IMPLEMENTATION_SLOT = "0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc"
+_BEACON_SLOT = "0xa3f0ad74e5423aebfd80d3ef4346578335a9a72aeaee59ff6cb3582b35133d50"
+_BURN_ADDRESSES = ("0x0000000000000000000000000000000000000000", "0x000000000000000000000000000000000000dEaD")
+
+
+def _derived_address(label: str) -> str:
+    # Unused addresses (no key can own them: hashes of a label) for the probe, its caller and the sink.
+    return to_checksum_address(keccak(text=label)[12:])
+
+
+PROBE_ADDRESS = _derived_address("sniperbot.safety.probe")
+CALLER_ADDRESS = _derived_address("sniperbot.safety.caller")
+SINK_ADDRESS = _derived_address("sniperbot.safety.sink")
+TRANSFER_PROBE_BPS = 1_000  # share of the bought tokens sent wallet-to-wallet (10 %)
+PROBE_GAS = 15_000_000
+NEXT_BLOCK_SECONDS = 12  # the next block's timestamp, as on mainnet
+
+
+class SafetyRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a token must show before the sniper buys it (``[venues.safety]``); a careful trader's defaults."""
+
+    max_buy_tax_bps: int = 1_000
+    max_sell_tax_bps: int = 1_000
+    max_transfer_tax_bps: int = 1_000
+    min_liquidity_quote: float = 2.0
+    min_lp_burnt_or_locked_pct: float = 95.0
+    lp_lockers: list[str] = []
+    allowed_owner_powers: list[str] = []
+    probe_quote: float = 0.1
+    simulate_next_block: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_buy_tax_bps", "max_sell_tax_bps", "max_transfer_tax_bps"):
+            value = getattr(self, name)
+            if not 0 <= value <= 10_000:
+                raise ValueError(f"[venues.safety] {name} must be within 0..10000 bps, got {value}")
+        if not 0 <= self.min_liquidity_quote < float("inf"):
+            raise ValueError(
+                f"[venues.safety] min_liquidity_quote must be >= 0, got {self.min_liquidity_quote}"
+            )
+        if not 0 <= self.min_lp_burnt_or_locked_pct <= 100:
+            raise ValueError(
+                f"[venues.safety] min_lp_burnt_or_locked_pct must be within 0..100, "
+                f"got {self.min_lp_burnt_or_locked_pct}"
+            )
+        if not 0 < self.probe_quote < float("inf"):
+            raise ValueError(f"[venues.safety] probe_quote must be > 0, got {self.probe_quote}")
+        unknown = sorted(set(self.allowed_owner_powers) - set(OWNER_POWERS))
+        if unknown:
+            raise ValueError(
+                f"[venues.safety] allowed_owner_powers: unknown {unknown}; known: {list(OWNER_POWERS)}"
+            )
+        for address in self.lp_lockers:
+            if not Web3.is_address(address):
+                raise ValueError(f"[venues.safety] lp_lockers: {address!r} is not an address")
+
+
+@cache
+def _probe_artifact() -> dict[str, Any]:
+    return json.loads((Path(__file__).parent / "contracts" / "SafetyProbe.json").read_text())
+
+
+@cache
+def _probe_output_type() -> str:
+    function = next(f for f in _probe_artifact()["abi"] if f.get("name") == "probe")
+    return str(get_abi_output_types(function)[0])
+
+
+def _selector(signature: str) -> bytes:
+    return function_signature_to_4byte_selector(signature)
+
+
+def code_selectors(code: bytes) -> set[bytes]:
+    """The 4-byte immediates of every ``PUSH4`` in EVM code (a contract's dispatcher pushes its selectors)."""
+    found: set[bytes] = set()
+    i, n = 0, len(code)
+    while i < n:
+        op = code[i]
+        if 0x60 <= op <= 0x7F:  # PUSH1..PUSH32: skip the immediate, keep PUSH4's
+            width = op - 0x5F
+            if width == 4 and i + 5 <= n:
+                found.add(bytes(code[i + 1 : i + 5]))
+            i += width
+        i += 1
+    return found
+
+
+def owner_powers(code: bytes) -> list[str]:
+    """The owner powers whose functions' selectors appear in runtime ``code`` (:data:`OWNER_POWERS` order)."""
+    selectors = code_selectors(code)
+    return [
+        power
+        for power, signatures in _POWER_SIGNATURES.items()
+        if any(_selector(s) in selectors for s in signatures)
+    ]
+
+
+def _call(w3: Web3, to: str, sig: str, types: tuple[str, ...] = (), args: tuple[Any, ...] = ()) -> bytes:
+    data = _selector(sig) + (abi_encode(list(types), list(args)) if types else b"")
+    return bytes(w3.eth.call({"to": to, "data": "0x" + data.hex()}, "latest"))
+
+
+def _uint(w3: Web3, to: str, signature: str, types: tuple[str, ...] = (), args: tuple[Any, ...] = ()) -> int:
+    raw = _call(w3, to, signature, types, args)
+    if len(raw) < 32:
+        raise ValueError(f"{signature} at {to} returned {len(raw)} bytes")
+    return int.from_bytes(raw[:32], "big")
+
+
+def _address(w3: Web3, to: str, signature: str, *call: Any) -> str:
+    return to_checksum_address(_uint(w3, to, signature, *call).to_bytes(32, "big")[12:])
+
+
+def _pct(value: int) -> str:
+    return f"{value / 100:.2f} %"
+
+
+def _tax_bps(expected: int, received: int) -> int:
+    # Rounded up (a 0.01 % tax is not zero), never negative (a token may give more than quoted).
+    if expected <= 0:
+        return -1
+    return max(0, -(-(expected - received) * 10_000 // expected))
+
+
+class _Probe(msgspec.Struct, frozen=True):
+    block_number: int
+    timestamp: int
+    buy_ok: bool
+    buy_error: str
+    buy_expected: int
+    buy_received: int
+    buy_gas: int
+    transfer_ok: bool
+    transfer_error: str
+    transfer_sent: int
+    transfer_received: int
+    sell_ok: bool
+    sell_error: str
+    sell_token_error: str
+    sell_amount: int
+    sell_expected: int
+    sell_received: int
+    sell_gas: int
+
+
+def _simulate(
+    w3: Web3, router: str, token: str, weth: str, pair: str, amount_in_wei: int, next_block: bool
+) -> tuple[_Probe | None, int, str]:
+    """Run the probe in one eth_call; (result, the block it should run in, error text)."""
+    latest = w3.eth.get_block("latest")
+    target = int(latest["number"]) + (1 if next_block else 0)
+    data = _selector("probe(address,address,address,address,address,uint256)") + abi_encode(
+        ["address", "address", "address", "address", "address", "uint256"],
+        [router, token, weth, pair, SINK_ADDRESS, TRANSFER_PROBE_BPS],
+    )
+    tx = {
+        "from": CALLER_ADDRESS,
+        "to": PROBE_ADDRESS,
+        "data": "0x" + data.hex(),
+        "value": hex(amount_in_wei),
+        "gas": hex(PROBE_GAS),
+    }
+    overrides = {
+        PROBE_ADDRESS: {"code": _probe_artifact()["deployedBytecode"]},
+        CALLER_ADDRESS: {"balance": hex(amount_in_wei + 10**18)},
+    }
+    # Pinned to the block we read, so the state and the overridden number/time belong together.
+    params: list[Any] = [tx, hex(int(latest["number"])), overrides]
+    if next_block:
+        params.append({"number": hex(target), "time": hex(int(latest["timestamp"]) + NEXT_BLOCK_SECONDS)})
+    response = w3.provider.make_request("eth_call", params)  # type: ignore[arg-type]
+    if "error" in response:
+        return None, target, str(response["error"].get("message", response["error"]))
+    raw = bytes.fromhex(str(response["result"]).removeprefix("0x"))
+    try:
+        (fields,) = abi_decode([_probe_output_type()], raw)
+    except Exception as e:  # a node answering garbage: refuse, say why
+        return None, target, f"undecodable probe result ({type(e).__name__})"
+    return _Probe(*fields), target, ""
+
+
+def check_token(
+    w3: Web3,
+    router: str,
+    factory: str,
+    weth: str,
+    token: str,
+    rules: SafetyRules | None = None,
+    *,
+    venue: str = "",
+    amount_in_wei: int | None = None,
+    next_block: bool | None = None,
+) -> TokenSafetyReport:
+    """Check ``token`` against ``rules`` by simulation (nothing is sent); the report with its verdict.
+
+    ``amount_in_wei`` is the quote amount the buy will spend (default ``rules.probe_quote``);
+    ``next_block`` overrides ``rules.simulate_next_block``.
+    """
+    rules = rules or SafetyRules()
+    next_block = rules.simulate_next_block if next_block is None else next_block
+    router, factory, weth, token = (to_checksum_address(a) for a in (router, factory, weth, token))
+    reasons: list[str] = []
+    fields: dict[str, Any] = {}
+
+    def report() -> TokenSafetyReport:
+        return TokenSafetyReport(
+            venue=venue,
+            token=token,
+            verdict="refuse" if reasons else "buy",
+            reasons=reasons,
+            ts_ns=time.time_ns(),
+            **fields,
+        )
+
+    try:
+        code = bytes(w3.eth.get_code(token))
+        if not code:
+            reasons.append(f"not_a_contract: no code at {token}")
+            return report()
+        pair = _address(w3, factory, "getPair(address,address)", ("address", "address"), (token, weth))
+        if int(pair, 16) == 0:
+            reasons.append(f"no_pool: the factory {factory} has no {token}/{weth} pair")
+            return report()
+        fields["pair"] = pair
+        quote_decimals = _uint(w3, weth, "decimals()")
+        token_decimals = _uint(w3, token, "decimals()")
+    except Exception as e:  # an RPC or a token that does not answer: when in doubt, do not buy
+        reasons.append(f"rpc: reading the token and its pool failed: {e}")
+        return report()
+
+    # Pool: the quote reserve and where the LP tokens are.
+    try:
+        reserves = _call(w3, pair, "getReserves()")
+        r0, r1 = int.from_bytes(reserves[:32], "big"), int.from_bytes(reserves[32:64], "big")
+        token0 = _address(w3, pair, "token0()")
+        quote_reserve = r1 if token0 == token else r0
+        liquidity = quote_reserve / 10**quote_decimals
+        fields["liquidity_quote"] = liquidity
+        if liquidity < rules.min_liquidity_quote:
+            reasons.append(f"liquidity: {liquidity:g} quote in the pool < min {rules.min_liquidity_quote:g}")
+        lp_supply = _uint(w3, pair, "totalSupply()")
+        holders = [*_BURN_ADDRESSES, *rules.lp_lockers]
+        held = sum(
+            _uint(w3, pair, "balanceOf(address)", ("address",), (to_checksum_address(h),)) for h in holders
+        )
+        lp_pct = held * 100 / lp_supply if lp_supply else 0.0
+        fields["lp_burnt_or_locked_pct"] = lp_pct
+        if lp_pct < rules.min_lp_burnt_or_locked_pct:
+            reasons.append(
+                f"lp_not_burnt_or_locked: {lp_pct:.2f} % of the LP tokens burnt or locked "
+                f"< min {rules.min_lp_burnt_or_locked_pct:g} %"
+            )
+    except Exception as e:
+        reasons.append(f"rpc: reading the pool {pair} failed: {e}")
+
+    # Owner powers: selectors in the code (and in an EIP-1967 implementation's), owner() for the reason.
+    powers = owner_powers(code)
+    try:
+        for slot in (_IMPLEMENTATION_SLOT, _BEACON_SLOT):
+            value = int.from_bytes(bytes(w3.eth.get_storage_at(token, slot)), "big")
+            if value:
+                if "proxy" not in powers:
+                    powers.append("proxy")
+                if slot == _IMPLEMENTATION_SLOT:
+                    implementation = to_checksum_address(value.to_bytes(32, "big")[12:])
+                    found = owner_powers(bytes(w3.eth.get_code(implementation)))
+                    powers += [p for p in found if p not in powers]
+    except Exception as e:
+        reasons.append(f"rpc: reading the proxy slots of {token} failed: {e}")
+    fields["owner_powers"] = [p for p in OWNER_POWERS if p in powers]
+    disallowed = [p for p in fields["owner_powers"] if p not in rules.allowed_owner_powers]
+    if disallowed:
+        try:
+            owner = _address(w3, token, "owner()")
+            who = "ownership renounced" if owner in _BURN_ADDRESSES else f"owner {owner}"
+        except Exception:
+            who = "no owner() answer"
+        reasons += [f"owner_power: {p} ({who})" for p in disallowed]
+
+    # Limits the token announces (only getters whose selector is in the code: no fallback surprises).
+    selectors = code_selectors(code)
+    for key, getters in (("max_tx", _MAX_TX_GETTERS), ("max_wallet", _MAX_WALLET_GETTERS)):
+        for getter in getters:
+            if _selector(getter) in selectors:
+                try:
+                    fields[key] = _uint(w3, token, getter) / 10**token_decimals
+                    break
+                except Exception:  # a getter that reverts tells nothing
+                    continue
+
+    # The simulation: buy, transfer, sell in one call, in the block the buy would land in.
+    amount = amount_in_wei if amount_in_wei is not None else int(rules.probe_quote * 10**quote_decimals)
+    try:
+        probe, target, error = _simulate(w3, router, token, weth, pair, amount, next_block)
+    except Exception as e:
+        probe, target, error = None, 0, str(e)
+    fields["block_number"] = target
+    if probe is None:
+        reasons.append(f"simulation: the buy/sell simulation failed: {error}")
+        return report()
+    if probe.block_number != target:
+        reasons.append(
+            f"simulation_block: the node ran the simulation in block {probe.block_number}, not {target} "
+            "(block overrides unsupported): a dead-blocks trap would go unseen"
+        )
+    expected_tokens = probe.buy_expected / 10**token_decimals
+    max_tx, max_wallet = fields.get("max_tx", 0.0), fields.get("max_wallet", 0.0)
+    buy = f"{expected_tokens:g}"
+    if max_tx and expected_tokens > max_tx:
+        reasons.append(f"max_tx: the token allows {max_tx:g} per transaction, the buy moves {buy}")
+    if max_wallet and expected_tokens > max_wallet:
+        reasons.append(f"max_wallet: the token allows {max_wallet:g} per wallet, the buy gets {buy}")
+    if not probe.buy_ok:
+        reasons.append(f"buy_failed: {probe.buy_error}")
+        return report()
+    fields["buy_tax_bps"] = buy_tax = _tax_bps(probe.buy_expected, probe.buy_received)
+    if buy_tax > rules.max_buy_tax_bps:
+        reasons.append(f"buy_tax: {_pct(buy_tax)} > max {_pct(rules.max_buy_tax_bps)}")
+    if probe.transfer_sent:
+        if probe.transfer_ok:
+            fields["transfer_tax_bps"] = transfer_tax = _tax_bps(probe.transfer_sent, probe.transfer_received)
+            if transfer_tax > rules.max_transfer_tax_bps:
+                reasons.append(f"transfer_tax: {_pct(transfer_tax)} > max {_pct(rules.max_transfer_tax_bps)}")
+        else:
+            reasons.append(f"transfer_failed: a wallet-to-wallet transfer reverted: {probe.transfer_error}")
+    fields["can_sell"] = probe.sell_ok
+    if not probe.sell_ok:
+        words = f" (the token: {probe.sell_token_error})" if probe.sell_token_error else ""
+        reasons.append(f"cannot_sell: the sell reverted: {probe.sell_error}{words}")
+        return report()
+    fields["sell_tax_bps"] = sell_tax = _tax_bps(probe.sell_expected, probe.sell_received)
+    if sell_tax > rules.max_sell_tax_bps:
+        reasons.append(f"sell_tax: {_pct(sell_tax)} > max {_pct(rules.max_sell_tax_bps)}")
+    return report()
