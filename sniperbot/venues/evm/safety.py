@@ -63,6 +63,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 from eth_utils.abi import get_abi_output_types
+from requests.exceptions import RequestException
 from web3 import Web3
 
 from sniperbot.messages import TokenSafetyReport
@@ -275,6 +276,14 @@ def _address(w3: Web3, to: str, signature: str, *call: Any) -> str:
     return to_checksum_address(_uint(w3, to, signature, *call).to_bytes(32, "big")[12:])
 
 
+def _why(e: Exception) -> str:
+    # A node's own answer (a revert, an RPC error) is shown; a transport failure only by its type:
+    # its text can hold the RPC URL, and URLs often carry API keys (reports are journaled).
+    if isinstance(e, OSError | RequestException):
+        return type(e).__name__
+    return f"{type(e).__name__}: {e}"
+
+
 def _pct(value: int) -> str:
     return f"{value / 100:.2f} %"
 
@@ -389,7 +398,7 @@ def check_token(
         quote_decimals = _uint(w3, weth, "decimals()")
         token_decimals = _uint(w3, token, "decimals()")
     except Exception as e:  # an RPC or a token that does not answer: when in doubt, do not buy
-        reasons.append(f"rpc: reading the token and its pool failed: {e}")
+        reasons.append(f"rpc: reading the token and its pool failed: {_why(e)}")
         return report()
 
     # Pool: the quote reserve and where the LP tokens are.
@@ -415,7 +424,7 @@ def check_token(
                 f"< min {rules.min_lp_burnt_or_locked_pct:g} %"
             )
     except Exception as e:
-        reasons.append(f"rpc: reading the pool {pair} failed: {e}")
+        reasons.append(f"rpc: reading the pool {pair} failed: {_why(e)}")
 
     # Owner powers: selectors in the code (and in an EIP-1967 implementation's), owner() for the reason.
     powers = owner_powers(code)
@@ -430,7 +439,7 @@ def check_token(
                     found = owner_powers(bytes(w3.eth.get_code(implementation)))
                     powers += [p for p in found if p not in powers]
     except Exception as e:
-        reasons.append(f"rpc: reading the proxy slots of {token} failed: {e}")
+        reasons.append(f"rpc: reading the proxy slots of {token} failed: {_why(e)}")
     fields["owner_powers"] = [p for p in OWNER_POWERS if p in powers]
     disallowed = [p for p in fields["owner_powers"] if p not in rules.allowed_owner_powers]
     if disallowed:
@@ -457,7 +466,7 @@ def check_token(
     try:
         probe, target, error = _simulate(w3, router, token, weth, pair, amount, next_block)
     except Exception as e:
-        probe, target, error = None, 0, str(e)
+        probe, target, error = None, 0, _why(e)
     fields["block_number"] = target
     if probe is None:
         reasons.append(f"simulation: the buy/sell simulation failed: {error}")
