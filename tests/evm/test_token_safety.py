@@ -1,0 +1,322 @@
+"""The token safety check: every adversarial token refused for its own reason, honest ones pass, all by
+simulation (nothing changes on chain), in the block the buy would land in; the report journaled and shown
+by ``sniperbot token-check``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from sniperbot.journal import Journal
+from sniperbot.messages import Fill, TokenSafetyReport
+from sniperbot.venues.evm.devchain import ANVIL_KEYS, Anvil, UniswapDeployment, pair_contract
+from sniperbot.venues.evm.safety import (
+    CALLER_ADDRESS,
+    PROBE_ADDRESS,
+    SINK_ADDRESS,
+    SafetyRules,
+    check_token,
+)
+from tests.evm.tokens import DEAD_BLOCKS, launch
+
+ROOT = Path(__file__).resolve().parents[2]
+ETH = 10**18
+OWNER = Account.from_key(ANVIL_KEYS[0]).address
+
+
+def _codes(report: TokenSafetyReport) -> set[str]:
+    return {reason.split(":", 1)[0] for reason in report.reasons}
+
+
+def _check(anvil: Anvil, uni: UniswapDeployment, token: str, **kw: Any) -> TokenSafetyReport:
+    return check_token(anvil.w3, uni.router, uni.factory, uni.weth, token, venue="anvil", **kw)
+
+
+# token -> (verdict, the reason codes it must be refused for, words the reasons must hold)
+EXPECTED: dict[str, tuple[str, set[str], str]] = {
+    "PlainToken": ("buy", set(), ""),
+    "FeeOnTransferToken": ("buy", set(), ""),
+    "Honeypot": ("refuse", {"cannot_sell"}, "trading not enabled"),
+    "SellTax50": ("refuse", {"sell_tax"}, "> max 10.00 %"),
+    "BlacklistAfterBuy": ("refuse", {"transfer_failed", "cannot_sell"}, "blacklisted"),
+    "DeadBlocks": ("refuse", {"transfer_failed", "cannot_sell"}, "sniper"),
+    "MaxTx": ("refuse", {"max_tx", "buy_failed"}, "allows 500 per transaction"),
+    "Mintable": ("refuse", {"owner_power"}, f"mint (owner {OWNER})"),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_each_token_gets_its_verdict_for_its_own_reason(
+    anvil: Anvil, uniswap: UniswapDeployment, name: str
+) -> None:
+    launched = launch(anvil.w3, uniswap, name)
+    report = _check(anvil, uniswap, launched.token)
+    verdict, codes, words = EXPECTED[name]
+    assert (report.verdict, _codes(report)) == (verdict, codes), report.reasons
+    assert words in " ".join(report.reasons)
+    assert report.token == launched.token and report.pair == launched.pair and report.venue == "anvil"
+    assert report.block_number == anvil.w3.eth.block_number + 1  # simulated in the next block
+    assert report.liquidity_quote == 10.0 and report.lp_burnt_or_locked_pct == 100.0
+    if name == "PlainToken":
+        assert (report.buy_tax_bps, report.transfer_tax_bps, report.sell_tax_bps) == (0, 0, 0)
+        assert report.can_sell and report.owner_powers == [] and report.max_tx == 0.0
+    if name == "FeeOnTransferToken":  # 2 % on every transfer, within the 10 % rule
+        assert (report.buy_tax_bps, report.transfer_tax_bps) == (
+            200,
+            200,
+        ) and 190 <= report.sell_tax_bps <= 200
+        assert report.can_sell
+    if name == "SellTax50":
+        assert report.can_sell and report.buy_tax_bps == 0 and 4_900 <= report.sell_tax_bps <= 5_000
+    if name in ("Honeypot", "BlacklistAfterBuy", "DeadBlocks"):
+        assert not report.can_sell and report.sell_tax_bps == -1
+    if name == "MaxTx":
+        assert report.max_tx == 500.0 and report.buy_tax_bps == -1
+    if name == "Mintable":
+        assert report.owner_powers == ["mint"] and report.can_sell
+
+
+def test_the_max_tx_token_passes_a_buy_below_its_limit_and_mint_passes_when_allowed(
+    anvil: Anvil, uniswap: UniswapDeployment
+) -> None:
+    # The simulated buy has the size the sniper will buy: 0.01 ETH (~99 tokens) fits under 500.
+    max_tx = launch(anvil.w3, uniswap, "MaxTx")
+    small = _check(anvil, uniswap, max_tx.token, amount_in_wei=ETH // 100)
+    assert small.verdict == "buy" and small.max_tx == 500.0, small.reasons
+    mintable = launch(anvil.w3, uniswap, "Mintable")
+    allowed = _check(anvil, uniswap, mintable.token, rules=SafetyRules(allowed_owner_powers=["mint"]))
+    assert allowed.verdict == "buy" and allowed.owner_powers == ["mint"], allowed.reasons
+
+
+def test_dead_blocks_are_caught_only_by_simulating_the_next_block(
+    anvil: Anvil, uniswap: UniswapDeployment
+) -> None:
+    w3 = anvil.w3
+    launched = launch(w3, uniswap, "DeadBlocks")
+    assert w3.eth.block_number == launched.block  # the liquidity add is the latest block
+    latest = _check(anvil, uniswap, launched.token, next_block=False)
+    assert latest.verdict == "buy" and latest.block_number == launched.block, latest.reasons
+    assert latest.can_sell and latest.sell_tax_bps == 0
+    nxt = _check(anvil, uniswap, launched.token)
+    assert nxt.verdict == "refuse" and nxt.block_number == launched.block + 1
+    assert "cannot_sell" in _codes(nxt) and not nxt.can_sell
+    # Once the dead blocks are past, the same token is clean in the next block too.
+    anvil.mine(DEAD_BLOCKS)
+    later = _check(anvil, uniswap, launched.token)
+    assert later.verdict == "buy", later.reasons
+
+
+def test_the_check_changes_nothing_on_chain(anvil: Anvil, uniswap: UniswapDeployment) -> None:
+    w3 = anvil.w3
+    tokens = [launch(w3, uniswap, name) for name in ("PlainToken", "Honeypot", "SellTax50")]
+    accounts = [Account.from_key(k).address for k in ANVIL_KEYS] + [
+        PROBE_ADDRESS,
+        CALLER_ADDRESS,
+        SINK_ADDRESS,
+    ]
+
+    def state() -> Any:
+        return (
+            w3.eth.block_number,
+            [
+                (w3.eth.get_transaction_count(a), w3.eth.get_balance(a), bytes(w3.eth.get_code(a)))
+                for a in accounts
+            ],
+            [pair_contract(w3, t.pair).functions.getReserves().call()[:2] for t in tokens],
+            [w3.eth.get_balance(t.pair) + w3.eth.get_balance(uniswap.weth) for t in tokens],
+        )
+
+    before = state()
+    reports = [_check(anvil, uniswap, t.token) for t in tokens]
+    assert [r.verdict for r in reports] == ["buy", "refuse", "refuse"]
+    assert state() == before
+    assert not w3.eth.get_code(PROBE_ADDRESS) and w3.eth.get_balance(CALLER_ADDRESS) == 0
+
+
+def test_pool_rules_liquidity_and_lp_burnt_or_locked(anvil: Anvil, uniswap: UniswapDeployment) -> None:
+    w3 = anvil.w3
+    thin = launch(w3, uniswap, "PlainToken", eth_amount=ETH)
+    report = _check(anvil, uniswap, thin.token)
+    assert _codes(report) == {"liquidity"} and report.liquidity_quote == 1.0
+    assert _check(anvil, uniswap, thin.token, rules=SafetyRules(min_liquidity_quote=1.0)).verdict == "buy"
+    kept = launch(w3, uniswap, "PlainToken", burn_lp=False)  # the deployer keeps the LP tokens: a rug vector
+    report = _check(anvil, uniswap, kept.token)
+    assert _codes(report) == {"lp_not_burnt_or_locked"} and report.lp_burnt_or_locked_pct < 0.01
+    locked = _check(
+        anvil, uniswap, kept.token, rules=SafetyRules(lp_lockers=[OWNER])
+    )  # as if a locker held them
+    assert locked.verdict == "buy" and locked.lp_burnt_or_locked_pct == 100.0, locked.reasons
+
+
+def test_a_token_without_pool_or_code_is_refused(anvil: Anvil, uniswap: UniswapDeployment) -> None:
+    from tests.evm.tokens import SUPPLY, deploy_token
+
+    no_pool = deploy_token(anvil.w3, ANVIL_KEYS[0], "PlainToken", SUPPLY, "0x" + "00" * 20)
+    assert _codes(_check(anvil, uniswap, no_pool)) == {"no_pool"}
+    assert _codes(_check(anvil, uniswap, Account.from_key(ANVIL_KEYS[5]).address)) == {"not_a_contract"}
+
+
+def test_an_eip1967_proxy_is_an_owner_power_and_its_implementation_is_scanned(
+    anvil: Anvil, uniswap: UniswapDeployment
+) -> None:
+    plain = launch(anvil.w3, uniswap, "PlainToken")
+    mintable = launch(anvil.w3, uniswap, "Mintable")
+    slot = "0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc"
+    anvil.rpc("anvil_setStorageAt", plain.token, slot, "0x" + "00" * 12 + mintable.token[2:].lower())
+    report = _check(anvil, uniswap, plain.token)
+    assert report.owner_powers == ["mint", "proxy"] and _codes(report) == {"owner_power"}, report.reasons
+
+
+class _DroppingProxy(BaseHTTPRequestHandler):
+    """A JSON-RPC proxy dropping eth_call's block overrides (as a node without support ignores them)."""
+
+    upstream = ""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body.get("method") == "eth_call":
+            body["params"] = body["params"][:3]
+        req = urllib.request.Request(
+            self.upstream, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            answer = r.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def dropping_proxy(anvil: Anvil) -> Iterator[str]:
+    """The URL of a proxy to ``anvil`` that ignores block overrides."""
+    handler = type("H", (_DroppingProxy,), {"upstream": anvil.rpc_url})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_node_ignoring_block_overrides_makes_the_check_refuse(
+    anvil: Anvil, uniswap: UniswapDeployment, dropping_proxy: str
+) -> None:
+    plain = launch(anvil.w3, uniswap, "PlainToken")
+    w3 = Web3(Web3.HTTPProvider(dropping_proxy))
+    report = check_token(w3, uniswap.router, uniswap.factory, uniswap.weth, plain.token)
+    assert report.verdict == "refuse" and _codes(report) == {"simulation_block"}, report.reasons
+    assert "dead-blocks trap would go unseen" in report.reasons[0]
+
+
+def test_rules_refuse_bad_values_naming_the_field() -> None:
+    assert SafetyRules() == msgspec.convert({}, SafetyRules)
+    defaults = SafetyRules()
+    assert (defaults.max_buy_tax_bps, defaults.max_sell_tax_bps, defaults.allowed_owner_powers) == (
+        1000,
+        1000,
+        [],
+    )
+    for bad, field in (
+        ({"max_sell_tax_bps": 10_001}, "max_sell_tax_bps"),
+        ({"allowed_owner_powers": ["mint", "teleport"]}, "allowed_owner_powers"),
+        ({"lp_lockers": ["0x123"]}, "lp_lockers"),
+        ({"min_lp_burnt_or_locked_pct": 101}, "min_lp_burnt_or_locked_pct"),
+        ({"probe_quote": 0}, "probe_quote"),
+        ({"max_tax": 5}, "max_tax"),
+    ):
+        with pytest.raises(msgspec.ValidationError, match=field):
+            msgspec.convert(bad, SafetyRules)
+
+
+def test_reports_are_journaled_beside_the_orders(tmp_path: Path) -> None:
+    report = TokenSafetyReport(
+        venue="anvil", token="0x" + "11" * 20, verdict="refuse", reasons=["cannot_sell: x"]
+    )
+    fill = Fill(
+        fill_id="f1",
+        client_order_id="c1",
+        venue="anvil",
+        symbol="TKN/WETH",
+        side="buy",
+        quantity=1.0,
+        price=1.0,
+        strategy_id="s",
+        fee=0.0,
+        ts_ns=1,
+    )
+    with Journal.open(tmp_path) as journal:
+        assert journal.append_many([report, fill, report]) == [1, 2, 3]  # reports have no id: each appended
+        assert journal.counts() == {"orders": 0, "fills": 1, "updates": 0}
+    with Journal.open(tmp_path, readonly=True) as journal:
+        assert journal.verify() == 3
+        assert [r for _, r in journal.records()] == [fill]  # order readers see order records only
+        assert [r for _, r in journal.records(kinds=(TokenSafetyReport,))] == [report, report]
+        assert len(list(journal.records(kinds=None))) == 3
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sniperbot", "token-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_cli_exit_codes_json_and_journal(anvil: Anvil, uniswap: UniswapDeployment, tmp_path: Path) -> None:
+    w3 = anvil.w3
+    plain, honey = launch(w3, uniswap, "PlainToken"), launch(w3, uniswap, "Honeypot")
+    chain = ["--venue", "anvil", "--rpc-url", anvil.rpc_url, "--router", uniswap.router]
+    chain += ["--factory", uniswap.factory, "--weth", uniswap.weth]
+
+    ok = _cli(*chain, plain.token, "--json")
+    assert ok.returncode == 0, ok.stderr
+    out = json.loads(ok.stdout)
+    assert out["verdict"] == "buy" and out["token"] == plain.token and out["reasons"] == []
+    assert out["can_sell"] is True and out["sell_tax_bps"] == 0 and "t" not in out
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    refused = _cli(*chain, honey.token, "--run-dir", str(run_dir))
+    assert refused.returncode == 3, refused.stderr
+    assert (
+        "REFUSE" in refused.stdout
+        and "cannot_sell" in refused.stdout
+        and "trading not enabled" in refused.stdout
+    )
+    with Journal.open(run_dir, readonly=True) as journal:
+        (journaled,) = [r for _, r in journal.records(kinds=(TokenSafetyReport,))]
+    assert journaled.token == honey.token and journaled.verdict == "refuse" and not journaled.can_sell
+
+    bad = _cli(*chain, "0xnot-an-address")
+    assert bad.returncode == 2 and "TOKEN" in bad.stderr and "0xnot-an-address" in bad.stderr
+    missing = _cli("--venue", "anvil", "--rpc-url", anvil.rpc_url, plain.token)
+    assert missing.returncode == 2 and "--router, --factory, --weth" in missing.stderr
+    wrong_weth = _cli(*chain[:-1], plain.token, plain.token)  # --weth given the token's address
+    assert (
+        wrong_weth.returncode == 2 and "--weth" in wrong_weth.stderr and "router's WETH" in wrong_weth.stderr
+    )
