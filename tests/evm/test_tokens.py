@@ -21,7 +21,17 @@ from sniperbot.venues.evm.devchain import (
     router_contract,
     send_tx,
 )
-from tests.evm.tokens import DEAD_BLOCKS, MAX_TX, TOKENS, launch, token_contract
+from tests.evm.tokens import (
+    DEAD_BLOCKS,
+    MAX_TX,
+    POOL_ETH,
+    POOL_TOKENS,
+    TOKENS,
+    default_args,
+    deploy_token,
+    launch,
+    token_contract,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER_KEY, BUYER_KEY, OTHER_KEY = ANVIL_KEYS[0], ANVIL_KEYS[1], ANVIL_KEYS[2]
@@ -197,11 +207,8 @@ def test_dead_blocks_trap_the_buy_in_the_blocks_after_the_liquidity_add(
     # The liquidity add (the first transfer into the pair) is the launch block, and the latest block.
     assert c.functions.launchBlock().call() == t.block == w3.eth.block_number
     assert c.functions.deadBlocks().call() == DEAD_BLOCKS
-    # A buy simulated in the latest block (the launch block) is not trapped ...
-    buy = _buy(w3, uniswap, t.token, ETH // 10)
-    buy.call({"from": BUYER, "value": ETH // 10}, "latest")
-    # ... but the real buy lands in the next block, and there it is.
-    receipt = _send(w3, BUYER_KEY, buy, value=ETH // 10)
+    # The real buy lands in the next block at the earliest, and there it is trapped.
+    receipt = _send(w3, BUYER_KEY, _buy(w3, uniswap, t.token, ETH // 10), value=ETH // 10)
     assert receipt["blockNumber"] == t.block + 1
     got = _balance(w3, t.token, BUYER)
     assert got > 0 and c.functions.isSniper(BUYER).call()
@@ -211,6 +218,51 @@ def test_dead_blocks_trap_the_buy_in_the_blocks_after_the_liquidity_add(
     _send(w3, OTHER_KEY, _buy(w3, uniswap, t.token, ETH // 10, key=OTHER_KEY), value=ETH // 10)
     assert _balance(w3, t.token, OTHER) > 0 and not c.functions.isSniper(OTHER).call()
     _send(w3, OTHER_KEY, c.functions.transfer(BUYER, 1))
+
+
+def test_dead_blocks_leave_a_buy_in_the_launch_block_itself_alone(
+    anvil: Anvil, uniswap: UniswapDeployment
+) -> None:
+    # What makes a latest-block simulation pass: the launch block is not a dead block. Only a buy mined
+    # in the same block as the liquidity add (the launcher's own bundle) can be there.
+    w3 = anvil.w3
+    owner = Account.from_key(OWNER_KEY).address
+    token = deploy_token(w3, OWNER_KEY, "DeadBlocks", *default_args("DeadBlocks", uniswap))
+    _send(w3, OWNER_KEY, erc20(w3, token).functions.approve(uniswap.router, POOL_TOKENS))
+    router = router_contract(w3, uniswap)
+    add = router.functions.addLiquidityETH(token, POOL_TOKENS, 0, 0, owner, _deadline(w3))
+    buy = _buy(w3, uniswap, token, ETH // 10)
+    anvil.set_automine(False)
+    try:
+        hashes = [
+            _sign_and_send(w3, OWNER_KEY, add, POOL_ETH, 5_000_000),
+            _sign_and_send(w3, BUYER_KEY, buy, ETH // 10, 500_000),
+        ]
+        anvil.mine(1)
+    finally:
+        anvil.set_automine(True)
+    receipts = [w3.eth.get_transaction_receipt(h) for h in hashes]
+    assert [r["status"] for r in receipts] == [1, 1] and receipts[0]["blockNumber"] == receipts[1][
+        "blockNumber"
+    ]
+    c = token_contract(w3, "DeadBlocks", token)
+    assert c.functions.launchBlock().call() == receipts[0]["blockNumber"]
+    assert _balance(w3, token, BUYER) > 0 and not c.functions.isSniper(BUYER).call()
+    _send(w3, BUYER_KEY, c.functions.transfer(OTHER, 1))
+
+
+def _sign_and_send(w3: Web3, key: str, call: Any, value: int, gas: int) -> Any:
+    """Sign and send without waiting for the receipt (automine off: it waits for the next block)."""
+    sender = Account.from_key(key).address
+    base = int(w3.eth.get_block("latest")["baseFeePerGas"])
+    tx = call.build_transaction({"from": sender, "value": value, "gas": gas, "nonce": 0})
+    tx |= {
+        "nonce": w3.eth.get_transaction_count(sender, "pending"),
+        "maxFeePerGas": 2 * base + 10**9,
+        "maxPriorityFeePerGas": 10**9,
+    }
+    tx.pop("gasPrice", None)
+    return w3.eth.send_raw_transaction(Account.from_key(key).sign_transaction(tx).raw_transaction)
 
 
 def test_max_tx_lets_a_small_buy_through_and_reverts_the_snipers_size(
