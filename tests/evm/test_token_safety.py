@@ -320,3 +320,7 @@ def test_cli_exit_codes_json_and_journal(anvil: Anvil, uniswap: UniswapDeploymen
     assert (
         wrong_weth.returncode == 2 and "--weth" in wrong_weth.stderr and "router's WETH" in wrong_weth.stderr
     )
+    config = tmp_path / "node.toml"
+    config.write_text("")  # the default config: one venue "sim", of kind sim
+    not_evm = _cli("--venue", "sim", "--config", str(config), plain.token)
+    assert not_evm.returncode == 2 and "'sim'" in not_evm.stderr and "not an evm venue" in not_evm.stderr
