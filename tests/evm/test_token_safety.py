@@ -100,6 +100,16 @@ def test_the_max_tx_token_passes_a_buy_below_its_limit_and_mint_passes_when_allo
     assert allowed.verdict == "buy" and allowed.owner_powers == ["mint"], allowed.reasons
 
 
+def test_a_tokens_revert_reason_is_passed_on_printable_and_bounded(
+    anvil: Anvil, uniswap: UniswapDeployment
+) -> None:
+    launched = launch(anvil.w3, uniswap, "LoudHoneypot")
+    report = _check(anvil, uniswap, launched.token)
+    assert report.verdict == "refuse" and _codes(report) == {"cannot_sell"}
+    (reason,) = report.reasons
+    assert "no?{" in reason and all(ch.isprintable() for ch in reason) and len(reason) < 400
+
+
 def test_dead_blocks_are_caught_only_by_simulating_the_next_block(
     anvil: Anvil, uniswap: UniswapDeployment
 ) -> None:

@@ -42,6 +42,7 @@ TOKENS = (
     "DeadBlocks",
     "MaxTx",
     "Mintable",
+    "LoudHoneypot",
 )
 SUPPLY = 10**24  # 1,000,000 tokens
 POOL_TOKENS = 10**23  # 100,000 tokens ...

@@ -284,6 +284,16 @@ def _why(e: Exception) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+_MAX_REASON_CHARS = 200
+
+
+def _said(text: str) -> str:
+    """A revert reason as the token wrote it, made safe to log and journal: printable, bounded."""
+    # The token's author chooses these bytes: no control characters, no log lines of megabytes.
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return clean if len(clean) <= _MAX_REASON_CHARS else clean[:_MAX_REASON_CHARS] + "..."
+
+
 def _pct(value: int) -> str:
     return f"{value / 100:.2f} %"
 
@@ -469,7 +479,7 @@ def check_token(
         probe, target, error = None, 0, _why(e)
     fields["block_number"] = target
     if probe is None:
-        reasons.append(f"simulation: the buy/sell simulation failed: {error}")
+        reasons.append(f"simulation: the buy/sell simulation failed: {_said(error)}")
         return report()
     if probe.block_number != target:
         reasons.append(
@@ -484,7 +494,7 @@ def check_token(
     if max_wallet and expected_tokens > max_wallet:
         reasons.append(f"max_wallet: the token allows {max_wallet:g} per wallet, the buy gets {buy}")
     if not probe.buy_ok:
-        reasons.append(f"buy_failed: {probe.buy_error}")
+        reasons.append(f"buy_failed: {_said(probe.buy_error)}")
         return report()
     fields["buy_tax_bps"] = buy_tax = _tax_bps(probe.buy_expected, probe.buy_received)
     if buy_tax > rules.max_buy_tax_bps:
@@ -495,11 +505,13 @@ def check_token(
             if transfer_tax > rules.max_transfer_tax_bps:
                 reasons.append(f"transfer_tax: {_pct(transfer_tax)} > max {_pct(rules.max_transfer_tax_bps)}")
         else:
-            reasons.append(f"transfer_failed: a wallet-to-wallet transfer reverted: {probe.transfer_error}")
+            reasons.append(
+                f"transfer_failed: a wallet-to-wallet transfer reverted: {_said(probe.transfer_error)}"
+            )
     fields["can_sell"] = probe.sell_ok
     if not probe.sell_ok:
-        words = f" (the token: {probe.sell_token_error})" if probe.sell_token_error else ""
-        reasons.append(f"cannot_sell: the sell reverted: {probe.sell_error}{words}")
+        words = f" (the token: {_said(probe.sell_token_error)})" if probe.sell_token_error else ""
+        reasons.append(f"cannot_sell: the sell reverted: {_said(probe.sell_error)}{words}")
         return report()
     fields["sell_tax_bps"] = sell_tax = _tax_bps(probe.sell_expected, probe.sell_received)
     if sell_tax > rules.max_sell_tax_bps:

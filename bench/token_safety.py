@@ -1,0 +1,44 @@
+"""Time of the token safety check (``sniperbot.venues.evm.safety.check_token``) on anvil, per token.
+
+One check = the reads (code, pair, reserves, LP holders, proxy slots, limit getters) and the one
+``eth_call`` that buys, transfers and sells through the probe in the next block. Measured on a local
+anvil with the real Uniswap V2, against a plain token (verdict buy) and a honeypot (verdict refuse);
+over a remote RPC each read costs a round trip more.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+sys.path.append(str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+
+from bench._common import emit, fmt_latency, latency_ms, parse_args
+from sniperbot.venues.evm.devchain import Anvil, deploy_uniswap
+from sniperbot.venues.evm.safety import check_token
+from tests.evm.tokens import launch
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    runs = 20 if args.quick else 200
+    figures: dict[str, object] = {"runs": runs}
+    with Anvil() as anvil:
+        w3 = anvil.w3
+        uni = deploy_uniswap(w3)
+        for name, verdict in (("PlainToken", "buy"), ("Honeypot", "refuse")):
+            token = launch(w3, uni, name).token
+            samples: list[int] = []
+            for _ in range(runs):
+                start = time.perf_counter_ns()
+                report = check_token(w3, uni.router, uni.factory, uni.weth, token)
+                samples.append(time.perf_counter_ns() - start)
+                assert report.verdict == verdict, report.reasons
+            stats = latency_ms(samples)
+            print(fmt_latency(f"check_token {name} ({verdict})", stats, "ms"))
+            figures[f"check_ms_{name}"] = stats
+    emit("token_safety", figures)
+
+
+if __name__ == "__main__":
+    main()
