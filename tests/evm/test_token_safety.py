@@ -53,6 +53,7 @@ EXPECTED: dict[str, tuple[str, set[str], str]] = {
     "BlacklistAfterBuy": ("refuse", {"transfer_failed", "cannot_sell"}, "blacklisted"),
     "DeadBlocks": ("refuse", {"transfer_failed", "cannot_sell"}, "sniper"),
     "MaxTx": ("refuse", {"max_tx", "buy_failed"}, "allows 500 per transaction"),
+    "MaxWallet": ("refuse", {"max_wallet", "buy_failed"}, "allows 500 per wallet"),
     "Mintable": ("refuse", {"owner_power"}, f"mint (owner {OWNER})"),
 }
 
@@ -84,17 +85,22 @@ def test_each_token_gets_its_verdict_for_its_own_reason(
         assert not report.can_sell and report.sell_tax_bps == -1
     if name == "MaxTx":
         assert report.max_tx == 500.0 and report.buy_tax_bps == -1
+    if name == "MaxWallet":
+        assert report.max_wallet == 500.0 and report.max_tx == 0.0 and report.buy_tax_bps == -1
     if name == "Mintable":
         assert report.owner_powers == ["mint"] and report.can_sell
 
 
-def test_the_max_tx_token_passes_a_buy_below_its_limit_and_mint_passes_when_allowed(
+def test_max_tx_and_max_wallet_tokens_pass_a_buy_below_their_limit_and_mint_passes_when_allowed(
     anvil: Anvil, uniswap: UniswapDeployment
 ) -> None:
     # The simulated buy has the size the sniper will buy: 0.01 ETH (~99 tokens) fits under 500.
     max_tx = launch(anvil.w3, uniswap, "MaxTx")
     small = _check(anvil, uniswap, max_tx.token, amount_in_wei=ETH // 100)
     assert small.verdict == "buy" and small.max_tx == 500.0, small.reasons
+    max_wallet = launch(anvil.w3, uniswap, "MaxWallet")
+    small = _check(anvil, uniswap, max_wallet.token, amount_in_wei=ETH // 100)
+    assert small.verdict == "buy" and small.max_wallet == 500.0, small.reasons
     mintable = launch(anvil.w3, uniswap, "Mintable")
     allowed = _check(anvil, uniswap, mintable.token, rules=SafetyRules(allowed_owner_powers=["mint"]))
     assert allowed.verdict == "buy" and allowed.owner_powers == ["mint"], allowed.reasons

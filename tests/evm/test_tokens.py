@@ -24,6 +24,7 @@ from sniperbot.venues.evm.devchain import (
 from tests.evm.tokens import (
     DEAD_BLOCKS,
     MAX_TX,
+    MAX_WALLET,
     POOL_ETH,
     POOL_TOKENS,
     TOKENS,
@@ -284,6 +285,20 @@ def test_max_tx_lets_a_small_buy_through_and_reverts_the_snipers_size(
     )
     with pytest.raises(RuntimeError, match="reverted"):
         _send(w3, BUYER_KEY, big, value=ETH // 10)
+
+
+def test_max_wallet_caps_what_a_buyer_may_hold(anvil: Anvil, uniswap: UniswapDeployment) -> None:
+    w3 = anvil.w3
+    t = launch(w3, uniswap, "MaxWallet")
+    c = token_contract(w3, "MaxWallet", t.token)
+    assert c.functions.maxWallet().call() == MAX_WALLET
+    _send(w3, BUYER_KEY, _buy(w3, uniswap, t.token, ETH // 100), value=ETH // 100)  # ~99 tokens
+    assert 0 < _balance(w3, t.token, BUYER) <= MAX_WALLET
+    assert "TRANSFER_FAILED" in _revert_reason(
+        w3, BUYER_KEY, _buy(w3, uniswap, t.token, ETH // 10), ETH // 10
+    )
+    _send(w3, OWNER_KEY, c.functions.transfer(OTHER, MAX_WALLET))  # up to the cap is fine
+    assert "max wallet exceeded" in _revert_reason(w3, OWNER_KEY, c.functions.transfer(OTHER, 1))
 
 
 def test_mintable_lets_the_owner_mint_and_nobody_else(anvil: Anvil, uniswap: UniswapDeployment) -> None:

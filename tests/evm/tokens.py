@@ -41,6 +41,7 @@ TOKENS = (
     "BlacklistAfterBuy",
     "DeadBlocks",
     "MaxTx",
+    "MaxWallet",
     "Mintable",
     "LoudHoneypot",
 )
@@ -49,6 +50,7 @@ POOL_TOKENS = 10**23  # 100,000 tokens ...
 POOL_ETH = 10 * 10**18  # ... against 10 ETH
 DEAD = "0x000000000000000000000000000000000000dEaD"
 MAX_TX = 500 * 10**18  # MaxTx: 0.01 ETH (~99 tokens) passes, 0.1 ETH (~987 tokens) reverts
+MAX_WALLET = 500 * 10**18  # MaxWallet: the same sizes
 DEAD_BLOCKS = 3
 
 
@@ -74,6 +76,8 @@ def default_args(name: str, uni: UniswapDeployment) -> tuple[Any, ...]:
         return (SUPPLY, uni.router, DEAD_BLOCKS)
     if name == "MaxTx":
         return (SUPPLY, uni.router, MAX_TX)
+    if name == "MaxWallet":
+        return (SUPPLY, uni.router, MAX_WALLET)
     return (SUPPLY, uni.router)
 
 
