@@ -4,6 +4,7 @@ by ``sniperbot token-check``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -195,20 +196,33 @@ def test_an_eip1967_proxy_is_an_owner_power_and_its_implementation_is_scanned(
     assert report.owner_powers == ["mint", "proxy"] and _codes(report) == {"owner_power"}, report.reasons
 
 
-class _DroppingProxy(BaseHTTPRequestHandler):
-    """A JSON-RPC proxy dropping eth_call's block overrides (as a node without support ignores them)."""
+class _Proxy(BaseHTTPRequestHandler):
+    """A JSON-RPC proxy to anvil that can act as a lesser node: one that ignores eth_call's block
+    overrides (``drop_overrides``), one that refuses batch requests (``batches`` False)."""
 
     upstream = ""
+    drop_overrides = False
+    batches = True
+    seen: list[str]
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if body.get("method") == "eth_call":
-            body["params"] = body["params"][:3]
+        self.seen.append("batch" if isinstance(body, list) else "single")
+        if isinstance(body, list) and not self.batches:
+            answer = json.dumps(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "no batches"}}
+            )
+            return self._answer(answer.encode())
+        for request in body if isinstance(body, list) else [body]:
+            if self.drop_overrides and request.get("method") == "eth_call":
+                request["params"] = request["params"][:3]
         req = urllib.request.Request(
             self.upstream, json.dumps(body).encode(), {"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(req, timeout=30) as r:
-            answer = r.read()
+            self._answer(r.read())
+
+    def _answer(self, answer: bytes) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
@@ -219,28 +233,49 @@ class _DroppingProxy(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def dropping_proxy(anvil: Anvil) -> Iterator[str]:
-    """The URL of a proxy to ``anvil`` that ignores block overrides."""
-    handler = type("H", (_DroppingProxy,), {"upstream": anvil.rpc_url})
+@contextlib.contextmanager
+def _proxy(anvil: Anvil, **behaviour: Any) -> Iterator[tuple[str, list[str]]]:
+    """A running :class:`_Proxy` to ``anvil``: its URL and the kinds of requests it saw."""
+    seen: list[str] = []
+    handler = type("H", (_Proxy,), {"upstream": anvil.rpc_url, "seen": seen, **behaviour})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
     finally:
         server.shutdown()
         server.server_close()
 
 
 def test_a_node_ignoring_block_overrides_makes_the_check_refuse(
-    anvil: Anvil, uniswap: UniswapDeployment, dropping_proxy: str
+    anvil: Anvil, uniswap: UniswapDeployment
 ) -> None:
     plain = launch(anvil.w3, uniswap, "PlainToken")
-    w3 = Web3(Web3.HTTPProvider(dropping_proxy))
-    report = check_token(w3, uniswap.router, uniswap.factory, uniswap.weth, plain.token)
+    with _proxy(anvil, drop_overrides=True) as (url, _):
+        report = check_token(
+            Web3(Web3.HTTPProvider(url)), uniswap.router, uniswap.factory, uniswap.weth, plain.token
+        )
     assert report.verdict == "refuse" and _codes(report) == {"simulation_block"}, report.reasons
     assert "dead-blocks trap would go unseen" in report.reasons[0]
+
+
+def test_two_round_trips_and_a_node_without_batches_gets_the_calls_one_by_one(
+    anvil: Anvil, uniswap: UniswapDeployment
+) -> None:
+    honey = launch(anvil.w3, uniswap, "Honeypot")
+    with _proxy(anvil) as (url, seen):
+        batched = check_token(
+            Web3(Web3.HTTPProvider(url)), uniswap.router, uniswap.factory, uniswap.weth, honey.token
+        )
+    assert seen == ["batch", "batch"]
+    with _proxy(anvil, batches=False) as (url, seen):
+        single = check_token(
+            Web3(Web3.HTTPProvider(url)), uniswap.router, uniswap.factory, uniswap.weth, honey.token
+        )
+    assert seen[:2] == ["batch", "single"] and len(seen) > 10
+    assert msgspec.structs.replace(single, ts_ns=0) == msgspec.structs.replace(batched, ts_ns=0)
+    assert _codes(single) == {"cannot_sell"}
 
 
 def test_rules_refuse_bad_values_naming_the_field() -> None:
