@@ -1,9 +1,9 @@
 """The adversarial test tokens (``tests/evm/contracts/*.sol``, compiled artifacts in ``build/``) on anvil.
 
-Every token is an 18-decimal ERC-20 whose whole supply goes to the deployer (its owner); all but none
-take the Router02 address as constructor argument and create their own WETH pair there, like real launch
-contracts. :func:`launch` deploys one and adds liquidity (by default 100,000 tokens against 10 ETH, so
-about 10,000 tokens per ETH) and burns the LP tokens, as an honest launch does.
+Every token is an 18-decimal ERC-20 whose whole supply goes to the deployer (its owner); each takes the
+Router02 address as constructor argument and creates its own WETH pair there, like real launch contracts
+(the zero address: no pair). :func:`launch` deploys one and adds liquidity (by default 100,000 tokens
+against 10 ETH, so about 10,000 tokens per ETH) and burns the LP tokens, as an honest launch does.
 
 Recompile after editing a ``.sol``: ``node tests/evm/contracts/compile.js`` (``test_tokens.py`` checks the
 committed artifacts equal a fresh compile).

@@ -28,7 +28,13 @@
   privileged role a selector scan cannot see, and a proxy has its own admin); ``owner()`` is named in the
   reason. Selector scanning is a heuristic: it finds the usual names, not renamed ones.
 * **Pool** - the quote-token reserve of the token/quote pair, and the share of LP tokens burnt (held by
-  0x0 or 0x…dEaD) or locked (held by the configured locker contracts).
+  0x0 or 0x…dEaD) or locked (held by the configured locker contracts; whatever they hold counts as
+  locked, whatever its unlock date: list only lockers you trust).
+
+Known limits (of every simulation checker of this kind): the probe is a contract, so a token that traps
+only externally owned recipients (``extcodesize(to) == 0``) or acts on ``tx.origin`` can pass here and trap
+the wallet; a token whose owner raises the tax or blacklists after the buy passes too (the owner-power
+rules are the defence: ``set_fee``, ``blacklist``). The sniper should re-check before each exit.
 
 **Cost**: two JSON-RPC round trips (batches: what needs only the token, then - pinned to the block the
 first saw - the pool reads and the simulation); an endpoint that refuses batches gets the same calls one
