@@ -363,15 +363,30 @@ def test_cli_exit_codes_json_and_journal(anvil: Anvil, uniswap: UniswapDeploymen
         (journaled,) = [r for _, r in journal.records(kinds=(TokenSafetyReport,))]
     assert journaled.token == honey.token and journaled.verdict == "refuse" and not journaled.can_sell
 
-    bad = _cli(*chain, "0xnot-an-address")
-    assert bad.returncode == 2 and "TOKEN" in bad.stderr and "0xnot-an-address" in bad.stderr
-    missing = _cli("--venue", "anvil", "--rpc-url", anvil.rpc_url, plain.token)
-    assert missing.returncode == 2 and "--router, --factory, --weth" in missing.stderr
-    wrong_weth = _cli(*chain[:-1], plain.token, plain.token)  # --weth given the token's address
-    assert (
-        wrong_weth.returncode == 2 and "--weth" in wrong_weth.stderr and "router's WETH" in wrong_weth.stderr
-    )
+
+def test_cli_bad_input_exits_2_naming_it(
+    anvil: Anvil, uniswap: UniswapDeployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In-process (the same entry point as the console script): each case is refused before any chain work.
+    from sniperbot.cli.main import main
+
+    plain = launch(anvil.w3, uniswap, "PlainToken")
+    chain = ["--venue", "anvil", "--rpc-url", anvil.rpc_url, "--router", uniswap.router]
+    chain += ["--factory", uniswap.factory, "--weth", uniswap.weth]
     config = tmp_path / "node.toml"
     config.write_text("")  # the default config: one venue "sim", of kind sim
-    not_evm = _cli("--venue", "sim", "--config", str(config), plain.token)
-    assert not_evm.returncode == 2 and "'sim'" in not_evm.stderr and "not an evm venue" in not_evm.stderr
+    cases = [
+        ([*chain, "0xnot-an-address"], ["TOKEN", "0xnot-an-address"]),
+        (["--venue", "anvil", "--rpc-url", anvil.rpc_url, plain.token], ["--router, --factory, --weth"]),
+        ([*chain[:-1], plain.token, plain.token], ["--weth", "router's WETH"]),  # --weth: the token
+        (["--venue", "sim", "--config", str(config), plain.token], ["'sim'", "not an evm venue"]),
+        (["--venue", "nope", "--config", str(config), plain.token], ["'nope'", "not a venue"]),
+        ([*chain, plain.token, "--amount", "-1"], ["--amount"]),
+        ([*chain, plain.token, "--run-dir", str(tmp_path / "missing")], ["--run-dir", "missing"]),
+    ]
+    for args, words in cases:
+        assert main(["token-check", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert all(w in err for w in words), (args, err)
+    assert main(["token-check", *chain, plain.token]) == 0  # and the same chain, well given, answers
+    assert "BUY" in capsys.readouterr().out

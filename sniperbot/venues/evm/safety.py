@@ -434,9 +434,13 @@ def check_token(
 ) -> TokenSafetyReport:
     """Check ``token`` against ``rules`` by simulation (nothing is sent); the report with its verdict.
 
-    ``amount_in_wei`` is the quote amount the buy will spend (default ``rules.probe_quote``);
-    ``next_block`` overrides ``rules.simulate_next_block``.
+    ``amount_in_wei`` is the quote amount the buy will spend (default ``rules.probe_quote``): pass the
+    real size, limits and price impact depend on it. ``next_block`` overrides ``rules.simulate_next_block``.
+    Never raises for what the chain or the token does (that is a "refuse" with its reason); raises
+    ValueError only for a non-positive ``amount_in_wei``.
     """
+    if amount_in_wei is not None and amount_in_wei <= 0:
+        raise ValueError(f"check_token: amount_in_wei must be > 0, got {amount_in_wei}")
     rules = rules or SafetyRules()
     next_block = rules.simulate_next_block if next_block is None else next_block
     router, factory, weth, token = (to_checksum_address(a) for a in (router, factory, weth, token))
