@@ -5,7 +5,8 @@ transfer and a sell of TOKEN against venue V's router (see :mod:`sniperbot.venue
 the report, or its JSON with ``--json``. The chain comes from the ``[[venues]]`` entry V of ``--config``
 (``rpc_url``, ``router``, ``factory``, the quote token's address in ``tokens``, the rules in its
 ``[venues.safety]`` table); ``--rpc-url --router --factory --weth`` give or override them directly (no
-config needed: the default rules apply). ``--run-dir`` also journals the report in that run dir's journal.
+config needed: the default rules apply). ``--wallet ADDRESS`` also simulates that wallet's own buy and sell
+(traps for wallets only). ``--run-dir`` also journals the report in that run dir's journal.
 
 Exit codes: 0 the verdict is "buy"; 3 the verdict is "refuse" (the reasons are printed); 2 bad input (a
 missing or malformed argument, a config without venue V, a WETH that is not the router's - named in the
@@ -48,6 +49,7 @@ def add_token_check_parser(sub: Any) -> None:
     p.add_argument("--factory", help="UniswapV2Factory address (overrides the venue's)")
     p.add_argument("--weth", help="the quote token, wrapped native (overrides the venue's quote address)")
     p.add_argument("--amount", type=float, help="quote amount of the simulated buy (default: the rules')")
+    p.add_argument("--wallet", help="the buying wallet's address: simulate its own buy and sell too")
     p.add_argument(
         "--latest-block",
         action="store_true",
@@ -114,6 +116,8 @@ def run_token_check(args: argparse.Namespace) -> int:
     ):
         if not Web3.is_address(value):
             return _bad(f"{flag}: {value!r} is not an address (0x and 40 hex digits)")
+    if args.wallet is not None and not Web3.is_address(args.wallet):
+        return _bad(f"--wallet: {args.wallet!r} is not an address (0x and 40 hex digits)")
     if args.amount is not None and not 0 < args.amount < float("inf"):
         return _bad(f"--amount: must be a number > 0, received {args.amount}")
     run_dir = Path(args.run_dir) if args.run_dir else None
@@ -147,6 +151,7 @@ def run_token_check(args: argparse.Namespace) -> int:
         venue=args.venue,
         amount_in_wei=amount_in,
         next_block=False if args.latest_block else None,
+        wallet=args.wallet,
     )
     if run_dir is not None:
         from sniperbot.journal import Journal, JournalError

@@ -35,6 +35,7 @@ from tests.evm.tokens import DEAD_BLOCKS, launch
 ROOT = Path(__file__).resolve().parents[2]
 ETH = 10**18
 OWNER = Account.from_key(ANVIL_KEYS[0]).address
+WALLET = Account.from_key(ANVIL_KEYS[1]).address  # the sniper's wallet: the check simulates its own buy too
 
 
 def _codes(report: TokenSafetyReport) -> set[str]:
@@ -56,6 +57,7 @@ EXPECTED: dict[str, tuple[str, set[str], str]] = {
     "MaxTx": ("refuse", {"max_tx", "buy_failed"}, "allows 500 per transaction"),
     "MaxWallet": ("refuse", {"max_wallet", "buy_failed"}, "allows 500 per wallet"),
     "Mintable": ("refuse", {"owner_power"}, f"mint (owner {OWNER})"),
+    "EoaTrap": ("refuse", {"wallet_cannot_sell"}, "the wallet's own sell reverted (the probe's did not)"),
 }
 
 
@@ -64,7 +66,7 @@ def test_each_token_gets_its_verdict_for_its_own_reason(
     anvil: Anvil, uniswap: UniswapDeployment, name: str
 ) -> None:
     launched = launch(anvil.w3, uniswap, name)
-    report = _check(anvil, uniswap, launched.token)
+    report = _check(anvil, uniswap, launched.token, wallet=WALLET)
     verdict, codes, words = EXPECTED[name]
     assert (report.verdict, _codes(report)) == (verdict, codes), report.reasons
     assert words in " ".join(report.reasons)
@@ -117,6 +119,17 @@ def test_a_tokens_revert_reason_is_passed_on_printable_and_bounded(
     assert "no?{" in reason and all(ch.isprintable() for ch in reason) and len(reason) < 400
 
 
+def test_a_trap_for_wallets_only_is_caught_by_simulating_the_wallet_itself(
+    anvil: Anvil, uniswap: UniswapDeployment
+) -> None:
+    launched = launch(anvil.w3, uniswap, "EoaTrap")
+    # The probe is a contract: alone it sees a clean token (the limit the wallet pass exists for).
+    assert _check(anvil, uniswap, launched.token).verdict == "buy"
+    report = _check(anvil, uniswap, launched.token, wallet=WALLET)
+    assert _codes(report) == {"wallet_cannot_sell"} and "TRANSFER_FROM_FAILED" in report.reasons[0]
+    assert report.can_sell  # what the probe saw; the verdict is what counts
+
+
 def test_dead_blocks_are_caught_only_by_simulating_the_next_block(
     anvil: Anvil, uniswap: UniswapDeployment
 ) -> None:
@@ -156,7 +169,7 @@ def test_the_check_changes_nothing_on_chain(anvil: Anvil, uniswap: UniswapDeploy
         )
 
     before = state()
-    reports = [_check(anvil, uniswap, t.token) for t in tokens]
+    reports = [_check(anvil, uniswap, t.token, wallet=WALLET) for t in tokens]
     assert [r.verdict for r in reports] == ["buy", "refuse", "refuse"]
     assert state() == before
     assert not w3.eth.get_code(PROBE_ADDRESS) and w3.eth.get_balance(CALLER_ADDRESS) == 0
@@ -203,6 +216,7 @@ class _Proxy(BaseHTTPRequestHandler):
     upstream = ""
     drop_overrides = False
     batches = True
+    unsupported: tuple[str, ...] = ()
     seen: list[str]
 
     def do_POST(self) -> None:
@@ -216,6 +230,8 @@ class _Proxy(BaseHTTPRequestHandler):
         for request in body if isinstance(body, list) else [body]:
             if self.drop_overrides and request.get("method") == "eth_call":
                 request["params"] = request["params"][:3]
+            if request.get("method") in self.unsupported:  # anvil answers: method not found
+                request["method"] = "sniperbot_no_such_method"
         req = urllib.request.Request(
             self.upstream, json.dumps(body).encode(), {"Content-Type": "application/json"}
         )
@@ -258,6 +274,17 @@ def test_a_node_ignoring_block_overrides_makes_the_check_refuse(
         )
     assert report.verdict == "refuse" and _codes(report) == {"simulation_block"}, report.reasons
     assert "dead-blocks trap would go unseen" in report.reasons[0]
+
+
+def test_a_node_that_cannot_simulate_the_wallet_makes_the_check_refuse(
+    anvil: Anvil, uniswap: UniswapDeployment
+) -> None:
+    plain = launch(anvil.w3, uniswap, "PlainToken")
+    with _proxy(anvil, unsupported=("eth_simulateV1",)) as (url, _):
+        w3 = Web3(Web3.HTTPProvider(url))
+        report = check_token(w3, uniswap.router, uniswap.factory, uniswap.weth, plain.token, wallet=WALLET)
+        assert check_token(w3, uniswap.router, uniswap.factory, uniswap.weth, plain.token).verdict == "buy"
+    assert _codes(report) == {"wallet_simulation"}, report.reasons
 
 
 def test_two_round_trips_and_a_node_without_batches_gets_the_calls_one_by_one(
@@ -344,7 +371,7 @@ def test_cli_exit_codes_json_and_journal(anvil: Anvil, uniswap: UniswapDeploymen
     chain = ["--venue", "anvil", "--rpc-url", anvil.rpc_url, "--router", uniswap.router]
     chain += ["--factory", uniswap.factory, "--weth", uniswap.weth]
 
-    ok = _cli(*chain, plain.token, "--json")
+    ok = _cli(*chain, plain.token, "--json", "--wallet", WALLET)
     assert ok.returncode == 0, ok.stderr
     out = json.loads(ok.stdout)
     assert out["verdict"] == "buy" and out["token"] == plain.token and out["reasons"] == []
@@ -382,6 +409,7 @@ def test_cli_bad_input_exits_2_naming_it(
         (["--venue", "sim", "--config", str(config), plain.token], ["'sim'", "not an evm venue"]),
         (["--venue", "nope", "--config", str(config), plain.token], ["'nope'", "not a venue"]),
         ([*chain, plain.token, "--amount", "-1"], ["--amount"]),
+        ([*chain, plain.token, "--wallet", "me"], ["--wallet", "'me'"]),
         ([*chain, plain.token, "--run-dir", str(tmp_path / "missing")], ["--run-dir", "missing"]),
     ]
     for args, words in cases:
@@ -390,3 +418,7 @@ def test_cli_bad_input_exits_2_naming_it(
         assert all(w in err for w in words), (args, err)
     assert main(["token-check", *chain, plain.token]) == 0  # and the same chain, well given, answers
     assert "BUY" in capsys.readouterr().out
+    eoa_trap = launch(anvil.w3, uniswap, "EoaTrap")
+    assert main(["token-check", *chain, eoa_trap.token]) == 0
+    assert main(["token-check", *chain, eoa_trap.token, "--wallet", WALLET]) == 3
+    assert "wallet_cannot_sell" in capsys.readouterr().out

@@ -301,6 +301,23 @@ def test_max_wallet_caps_what_a_buyer_may_hold(anvil: Anvil, uniswap: UniswapDep
     assert "max wallet exceeded" in _revert_reason(w3, OWNER_KEY, c.functions.transfer(OTHER, 1))
 
 
+def test_eoa_trap_freezes_a_wallet_buyer_but_not_a_contract(anvil: Anvil, uniswap: UniswapDeployment) -> None:
+    w3 = anvil.w3
+    t = launch(w3, uniswap, "EoaTrap")
+    c = token_contract(w3, "EoaTrap", t.token)
+    _send(w3, BUYER_KEY, _buy(w3, uniswap, t.token, ETH // 10), value=ETH // 10)
+    got = _balance(w3, t.token, BUYER)
+    assert got > 0 and c.functions.isFrozen(BUYER).call()
+    assert "TRANSFER_FROM_FAILED" in _revert_reason(w3, BUYER_KEY, _sell(w3, uniswap, t.token, got))
+    # A buy delivered to a contract (here the factory: it has code) is not frozen.
+    router = router_contract(w3, uniswap)
+    to_contract = router.functions.swapExactETHForTokensSupportingFeeOnTransferTokens(
+        0, [uniswap.weth, t.token], uniswap.factory, _deadline(w3)
+    )
+    _send(w3, OTHER_KEY, to_contract, value=ETH // 10)
+    assert _balance(w3, t.token, uniswap.factory) > 0 and not c.functions.isFrozen(uniswap.factory).call()
+
+
 def test_mintable_lets_the_owner_mint_and_nobody_else(anvil: Anvil, uniswap: UniswapDeployment) -> None:
     w3 = anvil.w3
     t = launch(w3, uniswap, "Mintable")

@@ -44,6 +44,7 @@ TOKENS = (
     "MaxWallet",
     "Mintable",
     "LoudHoneypot",
+    "EoaTrap",
 )
 SUPPLY = 10**24  # 1,000,000 tokens
 POOL_TOKENS = 10**23  # 100,000 tokens ...

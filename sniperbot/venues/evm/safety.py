@@ -31,10 +31,15 @@
   0x0 or 0x…dEaD) or locked (held by the configured locker contracts; whatever they hold counts as
   locked, whatever its unlock date: list only lockers you trust).
 
-Known limits (of every simulation checker of this kind): the probe is a contract, so a token that traps
-only externally owned recipients (``extcodesize(to) == 0``) or acts on ``tx.origin`` can pass here and trap
-the wallet; a token whose owner raises the tax or blacklists after the buy passes too (the owner-power
-rules are the defence: ``set_fee``, ``blacklist``). The sniper should re-check before each exit.
+* **As the wallet** (when ``wallet`` is given, the sniper's case): the probe is a contract, so a token
+  that traps only externally owned recipients (``extcodesize(to) == 0``) or acts on ``tx.origin`` would
+  pass it and trap the real wallet. A third round trip, ``eth_simulateV1`` (one simulated block with the
+  same overrides, calls from the wallet itself), buys the same amount to the wallet, approves and sells
+  what the probe received; a revert refuses the token (``wallet_cannot_sell``), and a node that cannot
+  run it refuses too (``wallet_simulation``: when in doubt, do not buy).
+
+Known limit: a token whose owner raises the tax or blacklists after the buy passes (the owner-power rules
+are the defence: ``set_fee``, ``blacklist``); the sniper should re-check before each exit.
 
 **Cost**: two JSON-RPC round trips (batches: what needs only the token, then - pinned to the block the
 first saw - the pool reads and the simulation); an endpoint that refuses batches gets the same calls one
@@ -106,6 +111,9 @@ REASON_CODES: frozenset[str] = frozenset(
         "owner_power",  # a privileged function the rules do not allow
         "liquidity",  # too little quote in the pool
         "lp_not_burnt_or_locked",
+        "wallet_simulation",  # the node could not simulate the wallet's own buy and sell (eth_simulateV1)
+        "wallet_buy_failed",  # the wallet's own simulated buy reverted (the probe's did not)
+        "wallet_cannot_sell",  # the wallet's own simulated sell reverted (an EOA-only trap)
     }
 )
 
@@ -409,6 +417,56 @@ def _probe_request(
     return ("eth_call", params), target
 
 
+def _wallet_request(
+    router: str,
+    token: str,
+    weth: str,
+    wallet: str,
+    amount_in_wei: int,
+    sell_amount: int,
+    latest: dict[str, Any],
+    next_block: bool,
+) -> tuple[str, list[Any]]:
+    """``eth_simulateV1`` of the wallet's own buy, approve and sell, in the block the probe ran in."""
+    number, timestamp = int(latest["number"], 16), int(latest["timestamp"], 16)
+    deadline = timestamp + 3_600
+    buy = _selector("swapExactETHForTokensSupportingFeeOnTransferTokens(uint256,address[],address,uint256)")
+    buy += abi_encode(["uint256", "address[]", "address", "uint256"], [0, [weth, token], wallet, deadline])
+    approve = _selector("approve(address,uint256)") + abi_encode(["address", "uint256"], [router, 2**256 - 1])
+    sell = _selector(
+        "swapExactTokensForETHSupportingFeeOnTransferTokens(uint256,uint256,address[],address,uint256)"
+    ) + abi_encode(
+        ["uint256", "uint256", "address[]", "address", "uint256"],
+        [sell_amount, 0, [token, weth], wallet, deadline],
+    )
+    gas = hex(PROBE_GAS // 3)
+    block: dict[str, Any] = {
+        "stateOverrides": {wallet: {"balance": hex(amount_in_wei + 10**18)}},
+        "calls": [
+            {"from": wallet, "to": router, "data": "0x" + buy.hex(), "value": hex(amount_in_wei), "gas": gas},
+            {"from": wallet, "to": token, "data": "0x" + approve.hex(), "gas": gas},
+            {"from": wallet, "to": router, "data": "0x" + sell.hex(), "gas": gas},
+        ],
+    }
+    if next_block:
+        block["blockOverrides"] = {"number": hex(number + 1), "time": hex(timestamp + NEXT_BLOCK_SECONDS)}
+    return ("eth_simulateV1", [{"blockStateCalls": [block], "validation": False}, hex(number)])
+
+
+def _call_failure(call: dict[str, Any]) -> str | None:
+    """None if a simulated call succeeded, else its revert reason."""
+    if int(str(call.get("status", "0x0")), 16) == 1:
+        return None
+    data = bytes.fromhex(str(call.get("returnData") or "0x").removeprefix("0x"))
+    if data[:4] == bytes.fromhex("08c379a0"):
+        try:
+            return str(abi_decode(["string"], data[4:])[0])
+        except Exception:  # a malformed reason: say so, never raise
+            return "reverted with a malformed reason"
+    error = call.get("error")
+    return str(error.get("message", error)) if isinstance(error, dict) else "reverted"
+
+
 def _decode_probe(result: Any) -> _Probe:
     if isinstance(result, Exception):
         raise result
@@ -431,11 +489,13 @@ def check_token(
     venue: str = "",
     amount_in_wei: int | None = None,
     next_block: bool | None = None,
+    wallet: str | None = None,
 ) -> TokenSafetyReport:
     """Check ``token`` against ``rules`` by simulation (nothing is sent); the report with its verdict.
 
     ``amount_in_wei`` is the quote amount the buy will spend (default ``rules.probe_quote``): pass the
     real size, limits and price impact depend on it. ``next_block`` overrides ``rules.simulate_next_block``.
+    ``wallet`` is the address that will buy: its own buy and sell are simulated too (see above).
     Never raises for what the chain or the token does (that is a "refuse" with its reason); raises
     ValueError only for a non-positive ``amount_in_wei``.
     """
@@ -615,4 +675,44 @@ def check_token(
     fields["sell_tax_bps"] = sell_tax = _tax_bps(probe.sell_expected, probe.sell_received)
     if sell_tax > rules.max_sell_tax_bps:
         reasons.append(f"sell_tax: {_pct(sell_tax)} > max {_pct(rules.max_sell_tax_bps)}")
+    if wallet is not None:
+        _check_as_wallet(
+            w3, router, token, weth, to_checksum_address(wallet), amount, probe, latest, next_block, reasons
+        )
     return report()
+
+
+def _check_as_wallet(
+    w3: Web3,
+    router: str,
+    token: str,
+    weth: str,
+    wallet: str,
+    amount: int,
+    probe: _Probe,
+    latest: dict[str, Any],
+    next_block: bool,
+    reasons: list[str],
+) -> None:
+    """The wallet's own buy and sell (third round trip); appends the reasons it fails for."""
+    request = _wallet_request(router, token, weth, wallet, amount, probe.buy_received, latest, next_block)
+    try:
+        (result,) = _batch(w3, [request])
+        if isinstance(result, Exception):
+            raise result
+        calls = result[0]["calls"]
+        buy, _approve, sell = (_call_failure(call) for call in calls)
+    except Exception as e:
+        reasons.append(
+            f"wallet_simulation: the wallet's own buy and sell could not be simulated "
+            f"(eth_simulateV1): {_said(_why(e))}"
+        )
+        return
+    if buy is not None:
+        reasons.append(
+            f"wallet_buy_failed: the wallet's own buy reverted (the probe's did not): {_said(buy)}"
+        )
+    elif sell is not None:
+        reasons.append(
+            f"wallet_cannot_sell: the wallet's own sell reverted (the probe's did not): {_said(sell)}"
+        )
