@@ -1,7 +1,8 @@
 """Time of the token safety check (``sniperbot.venues.evm.safety.check_token``) on anvil, per token.
 
-One check = the reads (code, pair, reserves, LP holders, proxy slots, limit getters) and the one
-``eth_call`` that buys, transfers and sells through the probe in the next block. Measured on a local
+One check = the reads (code, pair, reserves, LP holders, proxy slots, limit getters), the one
+``eth_call`` that buys, transfers and sells through the probe in the next block, and the wallet's own
+buy and sell (``eth_simulateV1``): three JSON-RPC round trips. Measured on a local
 anvil with the real Uniswap V2, against a plain token (verdict buy) and a honeypot (verdict refuse);
 over a remote RPC each read costs a round trip more.
 """
@@ -13,10 +14,14 @@ import time
 
 sys.path.append(str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
+from eth_account import Account
+
 from bench._common import emit, fmt_latency, latency_ms, parse_args
-from sniperbot.venues.evm.devchain import Anvil, deploy_uniswap
+from sniperbot.venues.evm.devchain import ANVIL_KEYS, Anvil, deploy_uniswap
 from sniperbot.venues.evm.safety import check_token
 from tests.evm.tokens import launch
+
+WALLET = Account.from_key(ANVIL_KEYS[1]).address  # the sniper's case: the check simulates its wallet too
 
 
 def main() -> None:
@@ -31,7 +36,7 @@ def main() -> None:
             samples: list[int] = []
             for _ in range(runs):
                 start = time.perf_counter_ns()
-                report = check_token(w3, uni.router, uni.factory, uni.weth, token)
+                report = check_token(w3, uni.router, uni.factory, uni.weth, token, wallet=WALLET)
                 samples.append(time.perf_counter_ns() - start)
                 assert report.verdict == verdict, report.reasons
             stats = latency_ms(samples)

@@ -30,7 +30,6 @@
 * **Pool** - the quote-token reserve of the token/quote pair, and the share of LP tokens burnt (held by
   0x0 or 0x…dEaD) or locked (held by the configured locker contracts; whatever they hold counts as
   locked, whatever its unlock date: list only lockers you trust).
-
 * **As the wallet** (when ``wallet`` is given, the sniper's case): the probe is a contract, so a token
   that traps only externally owned recipients (``extcodesize(to) == 0``) or acts on ``tx.origin`` would
   pass it and trap the real wallet. A third round trip, ``eth_simulateV1`` (one simulated block with the
@@ -42,8 +41,9 @@ Known limit: a token whose owner raises the tax or blacklists after the buy pass
 are the defence: ``set_fee``, ``blacklist``); the sniper should re-check before each exit.
 
 **Cost**: two JSON-RPC round trips (batches: what needs only the token, then - pinned to the block the
-first saw - the pool reads and the simulation); an endpoint that refuses batches gets the same calls one
-by one. About 3.5 ms on a local anvil (``bench/token_safety.py``).
+first saw - the pool reads and the simulation), three with ``wallet``; an endpoint that refuses batches
+gets the same calls one by one. About 3.5 ms (5 ms with ``wallet``) on a local anvil
+(``bench/token_safety.py``).
 
 The verdict is "buy" only if every rule passes; otherwise "refuse" with every failed rule in ``reasons``,
 each ``"<code>: <detail>"`` with a code from :data:`REASON_CODES`. When in doubt (a call fails, the pool is
