@@ -2,9 +2,9 @@
 
 One check = the reads (code, pair, reserves, LP holders, proxy slots, limit getters), the one
 ``eth_call`` that buys, transfers and sells through the probe in the next block, and the wallet's own
-buy and sell (``eth_simulateV1``): three JSON-RPC round trips. Measured on a local
-anvil with the real Uniswap V2, against a plain token (verdict buy) and a honeypot (verdict refuse);
-over a remote RPC each read costs a round trip more.
+buy and sell (``eth_simulateV1``): three JSON-RPC round trips. Measured on a local anvil with the real
+Uniswap V2, against a plain token (verdict buy) and a honeypot (verdict refuse, no wallet pass needed);
+over a remote RPC add three round-trip times.
 """
 
 from __future__ import annotations
