@@ -422,3 +422,43 @@ def test_cli_bad_input_exits_2_naming_it(
     assert main(["token-check", *chain, eoa_trap.token]) == 0
     assert main(["token-check", *chain, eoa_trap.token, "--wallet", WALLET]) == 3
     assert "wallet_cannot_sell" in capsys.readouterr().out
+
+
+def test_cli_reads_the_venue_and_its_safety_rules_from_the_config(
+    anvil: Anvil, uniswap: UniswapDeployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evm_config = pytest.importorskip(
+        "sniperbot.venues.evm.config", reason="the evm venue kind is not merged yet"
+    )
+    from sniperbot.cli.main import main
+
+    taxed = launch(anvil.w3, uniswap, "SellTax50")
+    venue = f"""
+[[venues]]
+name = "anvil"
+kind = "evm"
+mode = "paper"
+chain_id = 31337
+rpc_url = "{anvil.rpc_url}"
+router = "{uniswap.router}"
+factory = "{uniswap.factory}"
+quote = "WETH"
+tokens = {{ WETH = "{uniswap.weth}", TAX = "{taxed.token}" }}
+symbols = ["TAX/WETH"]
+
+[[strategies]]
+id = "s"
+strategy = "sma_cross"
+venue = "anvil"
+symbol = "TAX/WETH"
+"""
+    config = tmp_path / "node.toml"
+    config.write_text(venue)
+    assert main(["token-check", "--venue", "anvil", "--config", str(config), taxed.token]) == 3
+    assert "sell_tax" in capsys.readouterr().out  # the default rules: max 10 %
+    if "safety" not in evm_config.EvmVenueConfig.__struct_fields__:
+        pytest.skip("EvmVenueConfig has no field `safety: SafetyRules` yet ([venues.safety] cannot be read)")
+    config.write_text(
+        venue.replace("\n[[strategies]]", "\n[venues.safety]\nmax_sell_tax_bps = 6000\n\n[[strategies]]")
+    )
+    assert main(["token-check", "--venue", "anvil", "--config", str(config), taxed.token]) == 0
