@@ -451,6 +451,7 @@ id = "s"
 strategy = "sma_cross"
 venue = "anvil"
 symbol = "TAX/WETH"
+quantity = 1.0
 """
     config = tmp_path / "node.toml"
     config.write_text(venue)

@@ -200,7 +200,10 @@ NEXT_BLOCK_SECONDS = 12  # the next block's timestamp, as on mainnet
 
 
 class SafetyRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What a token must show before the sniper buys it (``[venues.safety]``); a careful trader's defaults."""
+    """What a token must show before the sniper buys it (``[venues.safety]``); a careful trader's defaults.
+
+    A bad value raises ValueError ``"<field>: what"`` (the config loader prefixes ``venues[i].safety.``).
+    """
 
     max_buy_tax_bps: int = 1_000
     max_sell_tax_bps: int = 1_000
@@ -216,26 +219,21 @@ class SafetyRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         for name in ("max_buy_tax_bps", "max_sell_tax_bps", "max_transfer_tax_bps"):
             value = getattr(self, name)
             if not 0 <= value <= 10_000:
-                raise ValueError(f"[venues.safety] {name} must be within 0..10000 bps, got {value}")
+                raise ValueError(f"{name}: must be within 0..10000 bps, got {value}")
         if not 0 <= self.min_liquidity_quote < float("inf"):
-            raise ValueError(
-                f"[venues.safety] min_liquidity_quote must be >= 0, got {self.min_liquidity_quote}"
-            )
+            raise ValueError(f"min_liquidity_quote: must be >= 0, got {self.min_liquidity_quote}")
         if not 0 <= self.min_lp_burnt_or_locked_pct <= 100:
             raise ValueError(
-                f"[venues.safety] min_lp_burnt_or_locked_pct must be within 0..100, "
-                f"got {self.min_lp_burnt_or_locked_pct}"
+                f"min_lp_burnt_or_locked_pct: must be within 0..100, got {self.min_lp_burnt_or_locked_pct}"
             )
         if not 0 < self.probe_quote < float("inf"):
-            raise ValueError(f"[venues.safety] probe_quote must be > 0, got {self.probe_quote}")
+            raise ValueError(f"probe_quote: must be > 0, got {self.probe_quote}")
         unknown = sorted(set(self.allowed_owner_powers) - set(OWNER_POWERS))
         if unknown:
-            raise ValueError(
-                f"[venues.safety] allowed_owner_powers: unknown {unknown}; known: {list(OWNER_POWERS)}"
-            )
+            raise ValueError(f"allowed_owner_powers: unknown {unknown}; known: {list(OWNER_POWERS)}")
         for address in self.lp_lockers:
             if not Web3.is_address(address):
-                raise ValueError(f"[venues.safety] lp_lockers: {address!r} is not an address")
+                raise ValueError(f"lp_lockers: {address!r} is not an address")
 
 
 @cache
