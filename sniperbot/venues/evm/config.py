@@ -25,6 +25,8 @@
     # priority_fee_gwei = 1.5      # tip of the first signature (at most max_fee_gwei)
     # replace_after_blocks = 3     # a transaction not mined after this many blocks is replaced ...
     # replace_bump_pct = 12.5      # ... same nonce, fees up by this much (nodes require >= 10 %)
+    # [venues.safety]              # token safety rules before any buy (sniperbot.venues.evm.safety)
+    # max_sell_tax_bps = 1000      # e.g.; every rule and its default: SafetyRules
 
 Checks, each naming its field, before any process starts (``sniperbot run`` exits 2):
 
@@ -78,6 +80,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from sniperbot.venues.base import Positive, VenueSection
+from sniperbot.venues.evm.safety import SafetyRules
 
 #: How long ``preflight`` waits for each RPC answer before starting without the chain checks.
 PREFLIGHT_TIMEOUT_S = 5.0
@@ -134,6 +137,9 @@ class EvmVenueConfig(VenueSection, tag="evm"):
     replace_after_blocks: Annotated[int, msgspec.Meta(ge=1)] = 3
     # Geth and most nodes refuse a same-nonce replacement that raises the fees by less than 10 %.
     replace_bump_pct: Annotated[float, msgspec.Meta(ge=10.0)] = 12.5
+    # The token safety check's rules ([venues.safety]; sniperbot.venues.evm.safety): what a token must
+    # pass before any buy. The defaults refuse what a careful trader refuses.
+    safety: SafetyRules = msgspec.field(default_factory=SafetyRules)
 
     def __post_init__(self) -> None:
         _check_url("rpc_url", self.rpc_url, ("http", "https"))
