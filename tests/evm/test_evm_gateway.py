@@ -1,0 +1,360 @@
+"""The EVM gateway on anvil with the real Uniswap V2: swaps placed once, fills from receipts (#12 point 3).
+
+Real components: anvil, Uniswap's published Factory/Router02/WETH9, the generic executor and the gateway
+each in an :class:`ActorRuntime` of their own (the harness of ``tests/venues_ccxt/test_gateway.py``), real
+ZeroMQ inboxes, the real LMDB journal and tx ledger. What was placed is read from the CHAIN (the wallet's
+transactions, block by block), what was booked from the journal. The wallet key reaches the gateway the
+way production does, in ``ActorLaunch.credentials``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from web3.exceptions import TransactionNotFound
+
+from sniperbot.actors.runtime import close_process_journals, process_journal
+from sniperbot.keystore import Credentials
+from sniperbot.logs import JsonFormatter
+from sniperbot.messages import Order
+from sniperbot.venues.evm.devchain import (
+    ANVIL_KEYS,
+    Anvil,
+    UniswapDeployment,
+    add_liquidity_eth,
+    deploy_plain_token,
+    erc20,
+)
+from sniperbot.venues.evm.gateway import fill_id, reversal_id
+from sniperbot.venues.evm.txledger import CANCEL, Intent, TxLedger
+from tests.conftest import eventually
+from tests.venues_ccxt.test_gateway import _HEARD, _OUTGOING, Actors
+
+VENUE = "anvil"
+SYM = "TKN/WETH"
+GATEWAY = f"gateway.{VENUE}"
+EXECUTOR = f"executor.{VENUE}"
+WALLET_KEY = ANVIL_KEYS[1]  # a funded dev account of its own: nonces start at 0
+WALLET = Account.from_key(WALLET_KEY).address
+DRIVER = "tests.venues_ccxt.test_gateway:Driver"
+
+
+@dataclass
+class Chain:
+    """anvil with Uniswap and a plain token TKN in a TKN/WETH pool."""
+
+    anvil: Anvil
+    uni: UniswapDeployment
+    token: str
+
+
+def make_chain(anvil: Anvil, uni: UniswapDeployment) -> Chain:
+    """A plain token with 1,000,000 TKN / 100 ETH of liquidity."""
+    w3 = anvil.w3
+    token = deploy_plain_token(w3, ANVIL_KEYS[0], 10**6 * 10**18)
+    add_liquidity_eth(w3, uni, ANVIL_KEYS[0], token, 10**6 * 10**18, 100 * 10**18)
+    return Chain(anvil, uni, token)
+
+
+@pytest.fixture
+def chain(anvil: Anvil, uniswap: UniswapDeployment) -> Chain:
+    return make_chain(anvil, uniswap)
+
+
+@pytest.fixture
+def actors(short_tmp: Path) -> Iterator[Actors]:
+    a = Actors(short_tmp / "run")
+    try:
+        yield a
+    finally:
+        a.stop_all()
+        close_process_journals()
+        _OUTGOING.clear()
+        _HEARD.clear()
+
+
+def gateway_args(chain: Chain, **extra: Any) -> dict[str, Any]:
+    """The constructor args ``EvmVenueConfig.live_gateway`` passes (issue #12 shapes)."""
+    return {
+        "venue": VENUE,
+        "chain_id": 31337,
+        "rpc_url": chain.anvil.rpc_url,
+        "router": chain.uni.router,
+        "tokens": {"WETH": chain.uni.weth, "TKN": chain.token},
+        "quote": "WETH",
+        "symbols": [SYM],
+        "route": "public",
+        "slippage_bps": 100,
+        "deadline_s": 120.0,
+        "confirmations": 2,
+        "max_fee_gwei": 300.0,
+        "priority_fee_gwei": 1.5,
+        "replace_after_blocks": 3,
+        "replace_bump_pct": 12.5,
+        "poll_s": 0.05,
+        "durability": "process",
+        **extra,
+    }
+
+
+def wallet_launch() -> bytes:
+    """The wallet's keystore entry sealed for the gateway's launch."""
+    return Credentials("anvil-wallet", "evm", "2026-01-01T00:00:00Z", {"private_key": WALLET_KEY}).to_launch()
+
+
+def start_all(actors: Actors, chain: Chain, **extra: Any) -> None:
+    """Gateway, generic executor and an order source (with the risk guard's id)."""
+    actors.start(
+        GATEWAY, "sniperbot.venues.evm.gateway:EvmGateway", gateway_args(chain, **extra), wallet_launch()
+    )
+    actors.start(EXECUTOR, "sniperbot.execution.executor:Executor", {"venue": VENUE, "gateway": GATEWAY})
+    actors.start("risk_guard", DRIVER, {})
+
+
+def order(cid: str, side: str = "buy", quantity: float = 1000.0) -> Order:
+    return Order(
+        client_order_id=cid,
+        intent_id=cid,
+        strategy_id="s1",
+        venue=VENUE,
+        symbol=SYM,
+        side=side,  # type: ignore[arg-type]
+        quantity=quantity,
+        ts_ns=time.time_ns(),
+    )
+
+
+def submit(o: Order) -> None:
+    _OUTGOING["risk_guard"].put((EXECUTOR, o))
+
+
+def journal(run_dir: Path) -> Any:
+    return process_journal(run_dir, "process")
+
+
+def fills_of(run_dir: Path, cid: str) -> list[Any]:
+    return [f for f in journal(run_dir).fills() if f.client_order_id == cid]
+
+
+def mine_until(anvil: Anvil, cond: Callable[[], Any], timeout: float = 30.0, what: str = "") -> None:
+    """Mine a block at a time (the gateway sees each) until ``cond`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        anvil.mine(1)
+        time.sleep(0.15)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or cond}")
+
+
+def wallet_txs(anvil: Anvil) -> list[dict[str, Any]]:
+    """Every mined transaction sent by the wallet, from the chain itself (block by block)."""
+    w3 = anvil.w3
+    found = []
+    for n in range(w3.eth.block_number + 1):
+        for tx in w3.eth.get_block(n, full_transactions=True)["transactions"]:
+            if tx["from"] == WALLET:
+                found.append(dict(tx))
+    return found
+
+
+def swaps_on_chain(chain: Chain) -> list[dict[str, Any]]:
+    """The wallet's mined transactions to the router (the swaps)."""
+    return [t for t in wallet_txs(chain.anvil) if t["to"] == chain.uni.router]
+
+
+def ledger_intent(run_dir: Path, cid: str) -> Intent:
+    """The gateway's ledger entry (open it only while no gateway runs in this process)."""
+    ledger = TxLedger.open(run_dir, VENUE, "process")
+    try:
+        intent = ledger.intent(cid)
+    finally:
+        ledger.close()
+    assert intent is not None
+    return intent
+
+
+# ---- tests
+
+
+class _Lines(logging.Handler):
+    """Keeps every formatted log line (the JSON the node would print)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Every log line of sniperbot's loggers at DEBUG while the test runs."""
+    handler = _Lines()
+    logger = logging.getLogger("sniperbot")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_buy_and_sell_each_one_swap_fills_from_receipts_and_no_key_anywhere(
+    chain: Chain, actors: Actors, capfd: pytest.CaptureFixture[str], log_lines: list[str]
+) -> None:
+    start_all(actors, chain)
+    run = actors.run_dir
+    tkn = erc20(chain.anvil.w3, chain.token)
+    submit(order("s1-t1-1", "buy", 1000.0))
+    mine_until(chain.anvil, lambda: journal(run).order_status("s1-t1-1") == "filled", what="buy filled")
+    swaps = swaps_on_chain(chain)
+    assert len(swaps) == 1
+    buy_hash = "0x" + swaps[0]["hash"].hex().removeprefix("0x")
+    (fill,) = fills_of(run, "s1-t1-1")
+    assert fill.fill_id == fill_id(VENUE, buy_hash)
+    got = tkn.functions.balanceOf(WALLET).call()
+    assert fill.quantity == pytest.approx(got / 1e18) and got >= 1000 * 10**18 * 0.99
+    assert fill.side == "buy" and fill.price == pytest.approx(swaps[0]["value"] / 1e18 / fill.quantity)
+    receipt = chain.anvil.w3.eth.get_transaction_receipt(buy_hash)
+    assert fill.fee == pytest.approx(receipt["gasUsed"] * receipt["effectiveGasPrice"] / 1e18)
+    # confirmations: the fill waited for 2 blocks on top of the receipt's block
+    assert chain.anvil.w3.eth.block_number >= receipt["blockNumber"] + 2
+
+    # A sell needs the router's allowance: an approval (its own nonce), then the swap.
+    eth_before = chain.anvil.w3.eth.get_balance(WALLET)
+    submit(order("s1-t1-2", "sell", 500.0))
+    mine_until(chain.anvil, lambda: journal(run).order_status("s1-t1-2") == "filled", what="sell filled")
+    txs = wallet_txs(chain.anvil)
+    assert [t["nonce"] for t in txs] == [0, 1, 2]  # buy, approve, sell: nonces in order, none twice
+    assert txs[1]["to"] == chain.token and len(swaps_on_chain(chain)) == 2
+    (sell,) = fills_of(run, "s1-t1-2")
+    assert sell.side == "sell" and sell.quantity == pytest.approx(500.0)
+    assert tkn.functions.balanceOf(WALLET).call() == got - 500 * 10**18
+    received = chain.anvil.w3.eth.get_balance(WALLET) - eth_before + sell.fee * 1e18
+    assert sell.price * sell.quantity == pytest.approx(received / 1e18, rel=1e-9)
+
+    # The wallet key is nowhere: run dir (journal, ledger, logs) nor what the actors printed.
+    actors.stop_all()
+    secret = WALLET_KEY.removeprefix("0x")
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert files
+    for needle in (secret, secret.upper()):
+        leaked = [
+            p for p in files if needle.encode() in p.read_bytes() or bytes.fromhex(secret) in p.read_bytes()
+        ]
+        assert not leaked, leaked
+    out, err = capfd.readouterr()
+    logs = "\n".join(log_lines) + out + err
+    assert secret not in logs.lower()
+    assert '"event": "swap_confirmed"' in logs  # the grep saw the gateway's log
+
+
+def test_resent_order_is_refused_as_duplicate_and_never_swapped_twice(chain: Chain, actors: Actors) -> None:
+    start_all(actors, chain)
+    run = actors.run_dir
+    o = order("s1-t1-3", "buy", 100.0)
+    submit(o)
+    mine_until(chain.anvil, lambda: journal(run).order_status("s1-t1-3") == "filled", what="filled")
+    # The gateway hears the same order again (a new executor incarnation resending it): never a second swap.
+    actors.start("risk_guard2", DRIVER, {})
+    _OUTGOING["risk_guard2"].put((GATEWAY, o))
+    time.sleep(1.0)
+    chain.anvil.mine(3)
+    time.sleep(0.5)
+    assert len(swaps_on_chain(chain)) == 1
+    assert len(fills_of(run, "s1-t1-3")) == 1
+
+
+def test_stuck_transaction_is_replaced_with_the_same_nonce_and_mined_once(
+    chain: Chain, actors: Actors
+) -> None:
+    anvil = chain.anvil
+    anvil.set_automine(False)
+    start_all(actors, chain, replace_after_blocks=2)
+    run = actors.run_dir
+    submit(order("s1-t1-4", "buy", 100.0))
+    eventually(lambda: journal(run).order_status("s1-t1-4") == "accepted", 30, what="signed and sent")
+    first = anvil.w3.eth.get_transaction_count(WALLET, "pending")
+    assert first == 1  # in the pool, not mined
+    anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(50 * 10**9))  # the first signature is now underpriced
+    mine_until(
+        anvil, lambda: journal(run).order_status("s1-t1-4") == "filled", what="filled after replacement"
+    )
+    actors.stop(GATEWAY)
+    intent = ledger_intent(run, "s1-t1-4")
+    (slot,) = intent.slots
+    assert len(slot.txs) >= 2 and len({t.tx_hash for t in slot.txs}) == len(slot.txs)
+    assert slot.mined is not None and slot.mined.tx_hash != slot.txs[0].tx_hash
+    for older, newer in zip(slot.txs, slot.txs[1:], strict=False):
+        assert newer.max_fee >= older.max_fee * 1.125 and newer.priority_fee >= older.priority_fee * 1.125
+    assert all(t.max_fee <= 300 * 10**9 for t in slot.txs)
+    swaps = swaps_on_chain(chain)
+    assert len(swaps) == 1 and swaps[0]["nonce"] == 0
+    with pytest.raises(TransactionNotFound):  # the first signature was never mined
+        anvil.w3.eth.get_transaction_receipt(slot.txs[0].tx_hash)
+    assert "0x" + swaps[0]["hash"].hex().removeprefix("0x") == slot.mined.tx_hash
+    (fill,) = fills_of(run, "s1-t1-4")
+    assert fill.fill_id == fill_id(VENUE, slot.mined.tx_hash)
+
+
+def test_deadline_passed_the_nonce_is_consumed_by_a_self_transfer_and_the_order_rejected(
+    chain: Chain, actors: Actors
+) -> None:
+    anvil = chain.anvil
+    anvil.set_automine(False)
+    start_all(actors, chain, replace_after_blocks=1000, deadline_s=30.0)
+    run = actors.run_dir
+    submit(order("s1-t1-5", "buy", 100.0))
+    eventually(lambda: journal(run).order_status("s1-t1-5") == "accepted", 30, what="signed and sent")
+    anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(50 * 10**9))  # the swap cannot be mined ...
+    anvil.mine(1)
+    anvil.rpc("evm_increaseTime", 60)  # ... before its deadline
+    mine_until(anvil, lambda: journal(run).order_status("s1-t1-5") == "rejected", what="rejected")
+    txs = wallet_txs(anvil)
+    assert len(txs) == 1 and txs[0]["nonce"] == 0 and txs[0]["to"] == WALLET and txs[0]["value"] == 0
+    assert not swaps_on_chain(chain) and not fills_of(run, "s1-t1-5")
+    actors.stop(GATEWAY)
+    intent = ledger_intent(run, "s1-t1-5")
+    assert intent.reason == "deadline" and intent.slots[0].txs[-1].kind == CANCEL
+
+
+def test_reorg_that_drops_a_counted_receipt_reverses_the_fill_and_the_swap_is_watched_again(
+    chain: Chain, actors: Actors
+) -> None:
+    anvil = chain.anvil
+    start_all(actors, chain)
+    run = actors.run_dir
+    snap = anvil.snapshot()
+    submit(order("s1-t1-6", "buy", 100.0))
+    mine_until(anvil, lambda: journal(run).order_status("s1-t1-6") == "filled", what="filled")
+    (fill,) = fills_of(run, "s1-t1-6")
+    tx_hash = fill.trade_id
+    anvil.revert(snap)  # the blocks holding the swap are gone
+    eventually(
+        lambda: any(f.fill_id == reversal_id(fill.fill_id) for f in fills_of(run, "s1-t1-6")),
+        30,
+        what="reversal",
+    )
+    reversal = next(f for f in fills_of(run, "s1-t1-6") if f.fill_id == reversal_id(fill.fill_id))
+    assert reversal.side == "sell" and reversal.quantity == fill.quantity and reversal.price == fill.price
+    # The identical signed bytes are still watched and resent: mined again, filled again (a new fill id).
+    mine_until(anvil, lambda: journal(run).order_status("s1-t1-6") == "filled", what="filled again")
+    ids = [f.fill_id for f in fills_of(run, "s1-t1-6")]
+    assert ids == [fill.fill_id, reversal_id(fill.fill_id), fill_id(VENUE, tx_hash, 1)]
+    swaps = swaps_on_chain(chain)
+    assert len(swaps) == 1 and "0x" + swaps[0]["hash"].hex().removeprefix("0x") == tx_hash
+    net = sum(f.quantity if f.side == "buy" else -f.quantity for f in fills_of(run, "s1-t1-6"))
+    tkn = erc20(anvil.w3, chain.token)
+    assert net == pytest.approx(tkn.functions.balanceOf(WALLET).call() / 1e18)
