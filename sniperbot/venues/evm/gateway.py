@@ -38,7 +38,9 @@ order type, a quote from the router (``no_liquidity`` if it reverts), the wallet
   ``replace_after_blocks`` blocks without a receipt a replacement is signed with the SAME nonce and fees
   bumped by at least ``replace_bump_pct`` (tip and max fee; never above ``max_fee_gwei``: at the cap the
   same bytes are resent), journaled, then sent; every hash of the nonce stays watched, and whichever is
-  mined decides. A second swap with another nonce for the same order is never signed.
+  mined decides. A second swap with another nonce for the same order is never signed. The blocks are
+  counted from the signature, and after a restart from the first resend of the new incarnation (the
+  journaled bytes may never have left: they get their chance before a replacement is signed).
 * **Nonces are never released.** A nonce once journaled is always consumed on chain, by the swap (or
   approval), or by a 0-value self-transfer (:data:`~sniperbot.venues.evm.txledger.CANCEL`, fees bumped
   like a replacement) signed when the swap's deadline has passed with nothing mined: handing a nonce back
@@ -272,6 +274,9 @@ class EvmGateway(Actor):
         self._open = 0
         self._inflight: set[tuple[str, str]] = set()
         self._last_head = -1
+        # tx hash -> head block when this incarnation first had it in hand: a restart resends the journaled
+        # bytes and gives them replace_after_blocks blocks before replacing (they may never have left).
+        self._resent_from: dict[str, int] = {}
         self._last_balances = 0.0
         self._decimals: dict[str, int] = {}
         self._deferred: list[tuple[Any, ...]] = []
@@ -599,6 +604,7 @@ class EvmGateway(Actor):
         signed = self._account.sign_transaction(tx)
         self._die_at("after_sign")
         record = SignedTx(_hex(signed.hash), bytes(signed.raw_transaction), max_fee, tip, kind, head)
+        self._resent_from[record.tx_hash] = head
         slot.txs.append(record)
         self.ledger.put(intent)
         self._die_at("after_journal")
@@ -751,7 +757,9 @@ class EvmGateway(Actor):
         last = slot.txs[-1]
         if ts > intent.deadline_ts and last.kind != CANCEL:
             kind = CANCEL  # past the deadline: consume the nonce with a 0-value self-transfer
-        elif number - last.signed_block >= self.replace_after_blocks:
+        elif number - max(last.signed_block, self._resent_from.setdefault(last.tx_hash, number)) >= (
+            self.replace_after_blocks
+        ):
             kind = last.kind  # stuck: the same call, same nonce, fees bumped
         else:
             kind = ""
