@@ -9,7 +9,10 @@ way production does, in ``ActorLaunch.credentials``.
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,8 +32,10 @@ from sniperbot.venues.evm.devchain import (
     Anvil,
     UniswapDeployment,
     add_liquidity_eth,
+    deploy,
     deploy_plain_token,
     erc20,
+    node_modules,
 )
 from sniperbot.venues.evm.gateway import fill_id, reversal_id
 from sniperbot.venues.evm.txledger import CANCEL, Intent, TxLedger
@@ -358,3 +363,89 @@ def test_reorg_that_drops_a_counted_receipt_reverses_the_fill_and_the_swap_is_wa
     net = sum(f.quantity if f.side == "buy" else -f.quantity for f in fills_of(run, "s1-t1-6"))
     tkn = erc20(anvil.w3, chain.token)
     assert net == pytest.approx(tkn.functions.balanceOf(WALLET).call() / 1e18)
+
+
+# An honest fee-on-transfer token (5 % of every transfer not from or to the owner goes to the owner),
+# compiled here with npm solc: the gateway must use the router's fee-on-transfer swap variants and book
+# what the wallet really received (a buy) or paid (a sell).
+FOT_SOURCE = """// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.0;
+contract FoT {
+  string public name = "FoT"; string public symbol = "FOT"; uint8 public decimals = 18;
+  uint256 public totalSupply; address public owner;
+  mapping(address => uint256) public balanceOf;
+  mapping(address => mapping(address => uint256)) public allowance;
+  event Transfer(address indexed from, address indexed to, uint256 value);
+  event Approval(address indexed owner, address indexed spender, uint256 value);
+  constructor(uint256 supply) {
+    owner = msg.sender; totalSupply = supply; balanceOf[msg.sender] = supply;
+    emit Transfer(address(0), msg.sender, supply);
+  }
+  function approve(address s, uint256 v) external returns (bool) {
+    allowance[msg.sender][s] = v; emit Approval(msg.sender, s, v); return true;
+  }
+  function transfer(address to, uint256 v) external returns (bool) { _move(msg.sender, to, v); return true; }
+  function transferFrom(address f, address to, uint256 v) external returns (bool) {
+    uint256 a = allowance[f][msg.sender];
+    if (a != type(uint256).max) { require(a >= v, "allowance"); allowance[f][msg.sender] = a - v; }
+    _move(f, to, v); return true;
+  }
+  function _move(address f, address to, uint256 v) internal {
+    require(balanceOf[f] >= v, "balance");
+    balanceOf[f] -= v;
+    uint256 tax = (f == owner || to == owner) ? 0 : v * 5 / 100;
+    balanceOf[to] += v - tax; emit Transfer(f, to, v - tax);
+    if (tax > 0) { balanceOf[owner] += tax; emit Transfer(f, owner, tax); }
+  }
+}
+"""
+
+
+def compile_fot() -> dict[str, Any]:
+    """The FoT token's artifact, compiled with npm solc (skips if node or solc is missing)."""
+    solc = node_modules() / "solc"
+    node = shutil.which("node")
+    if node is None or not solc.exists():
+        pytest.skip("node or npm solc not installed")
+    std = {
+        "language": "Solidity",
+        "sources": {"FoT.sol": {"content": FOT_SOURCE}},
+        "settings": {"outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}}},
+    }
+    script = (
+        f"const solc=require({json.dumps(str(solc))});let s='';process.stdin.on('data',d=>s+=d);"
+        "process.stdin.on('end',()=>process.stdout.write(solc.compile(s)));"
+    )
+    out = json.loads(subprocess.run([node, "-e", script], input=json.dumps(std), capture_output=True,
+                                    text=True, check=True, timeout=60).stdout)  # fmt: skip
+    errors = [e["formattedMessage"] for e in out.get("errors", []) if e["severity"] == "error"]
+    assert not errors, errors
+    c = out["contracts"]["FoT.sol"]["FoT"]
+    return {"abi": c["abi"], "bytecode": "0x" + c["evm"]["bytecode"]["object"]}
+
+
+def test_fee_on_transfer_token_buy_and_sell_book_what_the_wallet_really_got(
+    anvil: Anvil, uniswap: UniswapDeployment, actors: Actors
+) -> None:
+    fot = deploy(anvil.w3, ANVIL_KEYS[0], compile_fot(), 10**6 * 10**18)
+    add_liquidity_eth(anvil.w3, uniswap, ANVIL_KEYS[0], fot, 10**6 * 10**18, 100 * 10**18)
+    chain = Chain(anvil, uniswap, fot)
+    start_all(actors, chain, slippage_bps=1000)  # a 5 % tax: min-out must leave room for it
+    run = actors.run_dir
+    tkn = erc20(anvil.w3, fot)
+    submit(order("s1-t1-7", "buy", 1000.0))
+    mine_until(anvil, lambda: journal(run).order_status("s1-t1-7") == "filled", what="FoT buy filled")
+    (buy,) = fills_of(run, "s1-t1-7")
+    got = tkn.functions.balanceOf(WALLET).call()
+    assert got == pytest.approx(950 * 10**18, rel=1e-12)  # 5 % taxed on the way in
+    assert buy.quantity == pytest.approx(got / 1e18, rel=1e-12)  # what the wallet received, not what it asked
+    (swap,) = swaps_on_chain(chain)
+    assert buy.price == pytest.approx(swap["value"] / 1e18 / 950.0)
+    submit(order("s1-t1-8", "sell", 500.0))
+    eth_before = anvil.w3.eth.get_balance(WALLET)
+    mine_until(anvil, lambda: journal(run).order_status("s1-t1-8") == "filled", what="FoT sell filled")
+    (sell,) = fills_of(run, "s1-t1-8")
+    assert sell.quantity == pytest.approx(500.0)  # what the wallet paid (the tax included)
+    assert tkn.functions.balanceOf(WALLET).call() == got - 500 * 10**18
+    received = anvil.w3.eth.get_balance(WALLET) - eth_before + sell.fee * 1e18
+    assert sell.price * sell.quantity == pytest.approx(received / 1e18, rel=1e-9)
