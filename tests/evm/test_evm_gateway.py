@@ -20,13 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 from eth_account import Account
 from web3.exceptions import TransactionNotFound
 
 from sniperbot.actors.runtime import close_process_journals, process_journal
 from sniperbot.keystore import Credentials
 from sniperbot.logs import JsonFormatter
-from sniperbot.messages import Order
+from sniperbot.messages import Order, decode_envelope
+from sniperbot.messages import topics as topic
+from sniperbot.messages.venue import VenueStatus
+from sniperbot.rundir import RunDir
+from sniperbot.transport.bus import BusProxy, Subscriber
 from sniperbot.venues.evm.devchain import (
     ANVIL_KEYS,
     Anvil,
@@ -449,3 +454,72 @@ def test_fee_on_transfer_token_buy_and_sell_book_what_the_wallet_really_got(
     assert tkn.functions.balanceOf(WALLET).call() == got - 500 * 10**18
     received = anvil.w3.eth.get_balance(WALLET) - eth_before + sell.fee * 1e18
     assert sell.price * sell.quantity == pytest.approx(received / 1e18, rel=1e-9)
+
+
+class StatusWatch:
+    """Every VenueStatus of the venue published on a real bus (proxy started here, as a node does)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.zctx = zmq.Context()
+        rundir = RunDir(run_dir)
+        self.proxy = BusProxy(self.zctx, rundir.bus_in, rundir.bus_out)
+        self.proxy.start()
+        self.sub = Subscriber(self.zctx, rundir.bus_out, (topic.venue_status(VENUE),))
+        self.seen: list[VenueStatus] = []
+
+    def pump(self) -> list[VenueStatus]:
+        while self.sub.socket.poll(0):
+            _, frame = self.sub.socket.recv_multipart()
+            payload = decode_envelope(frame).payload
+            if isinstance(payload, VenueStatus):
+                self.seen.append(payload)
+        return self.seen
+
+    def wait(self, pred: Any, timeout_s: float = 30.0, what: str = "") -> VenueStatus:
+        """The first status (published after now) matching ``pred``."""
+        after = len(self.pump())
+        return eventually(
+            lambda: next((s for s in self.pump()[after:] if pred(s)), None), timeout_s, what=what
+        )
+
+    def close(self) -> None:
+        self.sub.close()
+        self.proxy.stop()
+        self.zctx.destroy(linger=0)
+
+
+@pytest.fixture
+def watch(actors: Actors) -> Iterator[StatusWatch]:
+    w = StatusWatch(actors.run_dir)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def test_a_swap_reverted_on_chain_is_rejected_and_status_shows_the_wallet(
+    chain: Chain, actors: Actors, watch: StatusWatch
+) -> None:
+    anvil = chain.anvil
+    anvil.set_automine(False)
+    start_all(actors, chain, replace_after_blocks=1000, deadline_s=30.0)
+    run = actors.run_dir
+    w3 = anvil.w3
+    status = watch.wait(lambda s: s.reconciled, what="reconciled status")
+    assert status.venue == VENUE and status.connection == "ok"
+    assert status.balances["ETH"] == pytest.approx(w3.eth.get_balance(WALLET) / 1e18)
+    assert status.balances["TKN"] == 0.0 and "WETH" in status.balances
+    submit(order("s1-t1-9", "buy", 100.0))
+    eventually(lambda: journal(run).order_status("s1-t1-9") == "accepted", 30, what="signed and sent")
+    assert watch.wait(lambda s: True).open_orders == 1
+    anvil.rpc("evm_increaseTime", 60)  # the swap lands in a block past its deadline: the router reverts it
+    mine_until(anvil, lambda: journal(run).order_status("s1-t1-9") == "rejected", what="rejected")
+    txs = wallet_txs(anvil)
+    assert len(txs) == 1 and w3.eth.get_transaction_receipt(txs[0]["hash"])["status"] == 0
+    assert not fills_of(run, "s1-t1-9")
+    # the status follows the wallet (the gas paid) and says no order is open
+    eth = w3.eth.get_balance(WALLET) / 1e18
+    watch.wait(lambda s: s.open_orders == 0 and s.balances["ETH"] == pytest.approx(eth), what="status after")
+    actors.stop(GATEWAY)
+    intent = ledger_intent(run, "s1-t1-9")
+    assert (intent.status, intent.reason) == ("rejected", "reverted") and len(intent.slots[0].txs) == 1
