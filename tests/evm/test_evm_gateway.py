@@ -27,11 +27,12 @@ from web3.exceptions import TransactionNotFound
 from sniperbot.actors.runtime import close_process_journals, process_journal
 from sniperbot.keystore import Credentials
 from sniperbot.logs import JsonFormatter
-from sniperbot.messages import Order, decode_envelope
+from sniperbot.messages import Order, OrderUpdate, decode_envelope
 from sniperbot.messages import topics as topic
-from sniperbot.messages.venue import VenueStatus
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 from sniperbot.rundir import RunDir
 from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.venues.base import DUPLICATE
 from sniperbot.venues.evm.devchain import (
     ANVIL_KEYS,
     Anvil,
@@ -271,19 +272,41 @@ def test_buy_and_sell_each_one_swap_fills_from_receipts_and_no_key_anywhere(
     assert '"event": "swap_confirmed"' in logs  # the grep saw the gateway's log
 
 
-def test_resent_order_is_refused_as_duplicate_and_never_swapped_twice(chain: Chain, actors: Actors) -> None:
+def test_resent_order_is_refused_as_duplicate_never_swapped_twice_and_queries_answer_from_the_ledger(
+    chain: Chain, actors: Actors
+) -> None:
     start_all(actors, chain)
     run = actors.run_dir
     o = order("s1-t1-3", "buy", 100.0)
     submit(o)
     mine_until(chain.anvil, lambda: journal(run).order_status("s1-t1-3") == "filled", what="filled")
-    # The gateway hears the same order again (a new executor incarnation resending it): never a second swap.
-    actors.start("risk_guard2", DRIVER, {})
-    _OUTGOING["risk_guard2"].put((GATEWAY, o))
-    time.sleep(1.0)
+    (fill,) = fills_of(run, "s1-t1-3")
+    # A new executor incarnation resends the same order (its inbox resend): never a second swap.
+    actors.stop(EXECUTOR)
+    actors.start(EXECUTOR, DRIVER, {})  # speaks with the executor's id: the only sender the gateway hears
+    _OUTGOING[EXECUTOR].put((GATEWAY, o))
+
+    def refused() -> bool:
+        return any(
+            isinstance(p, VenueEvents) and any(e.reason == DUPLICATE for e in p.events)
+            for p in _HEARD[EXECUTOR]
+        )
+
+    eventually(refused, 30, what="duplicate refusal")
+    _OUTGOING[EXECUTOR].put((GATEWAY, VenueOrderQuery(client_order_id="s1-t1-3", venue=VENUE)))
+    _OUTGOING[EXECUTOR].put((GATEWAY, VenueOrderQuery(client_order_id="s1-t1-404", venue=VENUE)))
+    reports = eventually(
+        lambda: (r := [p for p in _HEARD[EXECUTOR] if isinstance(p, VenueOrderReport)]) and len(r) == 2 and r,
+        30,
+        what="both reports",
+    )
+    known = next(r for r in reports if r.client_order_id == "s1-t1-3")
+    assert known.known and known.status == "filled" and known.fills == [fill]
+    assert known.exchange_order_id == fill.trade_id
+    assert not next(r for r in reports if r.client_order_id == "s1-t1-404").known
     chain.anvil.mine(3)
-    time.sleep(0.5)
-    assert len(swaps_on_chain(chain)) == 1
+    time.sleep(1.0)
+    assert len(swaps_on_chain(chain)) == 1 and len(wallet_txs(chain.anvil)) == 1
     assert len(fills_of(run, "s1-t1-3")) == 1
 
 
@@ -365,6 +388,12 @@ def test_reorg_that_drops_a_counted_receipt_reverses_the_fill_and_the_swap_is_wa
     assert ids == [fill.fill_id, reversal_id(fill.fill_id), fill_id(VENUE, tx_hash, 1)]
     swaps = swaps_on_chain(chain)
     assert len(swaps) == 1 and "0x" + swaps[0]["hash"].hex().removeprefix("0x") == tx_hash
+    updates = [
+        (r.status, r.reason)
+        for _, r in journal(run).records(kinds=(OrderUpdate,))
+        if isinstance(r, OrderUpdate) and r.client_order_id == "s1-t1-6"
+    ]
+    assert updates == [("accepted", ""), ("filled", ""), ("rejected", "reorged"), ("filled", "")]
     net = sum(f.quantity if f.side == "buy" else -f.quantity for f in fills_of(run, "s1-t1-6"))
     tkn = erc20(anvil.w3, chain.token)
     assert net == pytest.approx(tkn.functions.balanceOf(WALLET).call() / 1e18)
