@@ -491,8 +491,9 @@ class EvmGateway(Actor):
         intent = self.ledger.create(intent, chain_nonce)  # order and nonces durable before any signature
         self._active.add(cid)
         head = self.w3.eth.get_block("latest")
-        for slot in intent.slots:
-            self._sign_send(intent, slot, slot.kind, int(head["number"]), int(head.get("baseFeePerGas", 0)))
+        number, base_fee = int(head["number"]), int(head.get("baseFeePerGas", 0))
+        records = [self._sign(intent, slot, slot.kind, number, base_fee) for slot in intent.slots]
+        self._submit(intent, [r for r in records if r is not None], number)
         swap = intent.slots[-1]
         accepted = OrderUpdate(
             client_order_id=cid,
@@ -588,11 +589,11 @@ class EvmGateway(Actor):
             return None  # at the cap: nodes refuse a smaller bump, so the same bytes are resent
         return max_fee, tip
 
-    def _sign_send(self, intent: Intent, slot: Slot, kind: str, head: int, base_fee: int) -> bool:
-        """Sign ``kind`` for ``slot``'s nonce, journal it, send it; False if the fee cap forbids a bump."""
+    def _sign(self, intent: Intent, slot: Slot, kind: str, head: int, base_fee: int) -> SignedTx | None:
+        """Sign ``kind`` for the slot's nonce and journal it (not sent); None if the fee cap forbids it."""
         fees = self._fees(slot, base_fee)
         if fees is None:
-            return False
+            return None
         max_fee, tip = fees
         call = (
             {"to": self.wallet, "value": 0, "data": "0x", "gas": CANCEL_GAS}
@@ -615,25 +616,28 @@ class EvmGateway(Actor):
                        "nonce": slot.nonce, "kind": kind, "tx_hash": record.tx_hash,
                        "max_fee_gwei": max_fee / 1e9, "signatures": len(slot.txs)},
             )  # fmt: skip
-        self._submit(intent, record, head)
-        self._die_at("after_broadcast")
-        return True
+        return record
 
-    def _submit(self, intent: Intent, record: SignedTx, head: int) -> None:
+    def _submit(self, intent: Intent, records: list[SignedTx], head: int) -> None:
+        """Send an intent's pending transactions together, in nonce order (a bundle carries the approval and
+        the swap at once); a failure is logged: everything is journaled and resent on the next block."""
+        if not records:
+            return
         try:
-            self._route.submit([record.raw], head)
+            self._route.submit([r.raw for r in records], head)
         except RouteRejected as e:
             self.ctx.log.warning(
                 "route refused the transaction; resent next block",
                 extra={"event": "route_rejected", "client_order_id": intent.order.client_order_id,
-                       "tx_hash": record.tx_hash, "reason": e.reason},
+                       "tx_hash": records[-1].tx_hash, "reason": e.reason},
             )  # fmt: skip
         except Exception as e:  # not delivered: resent on the next block (it is journaled)
             self.ctx.log.warning(
                 "broadcast failed; resent next block",
                 extra={"event": "broadcast_failed", "client_order_id": intent.order.client_order_id,
-                       "tx_hash": record.tx_hash, "error": _error(e)},
+                       "tx_hash": records[-1].tx_hash, "error": _error(e)},
             )  # fmt: skip
+        self._die_at("after_broadcast")
 
     # -- every block -----------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -688,7 +692,7 @@ class EvmGateway(Actor):
 
     def _watch(self, intent: Intent, head: Any, new_block: bool, chain_nonce: int) -> None:
         """One look at an unfinished intent: receipts, reorgs, resends, replacements, the outcome."""
-        number, base_fee = int(head["number"]), int(head.get("baseFeePerGas", 0))
+        number = int(head["number"])
         cid = intent.order.client_order_id
         receipts: dict[str, dict[str, Any]] = {}
         for slot in intent.slots:
@@ -716,9 +720,16 @@ class EvmGateway(Actor):
                 self.ledger.put(intent)
                 if found is not None:
                     self._die_at("after_receipt")
+        due: list[SignedTx] = []
+        signed = False
+        for slot in intent.slots:
             if slot.mined is None and not intent.done:
-                ts = int(head["timestamp"])
-                self._keep_going(intent, slot, number, base_fee, new_block, ts, chain_nonce)
+                record, new = self._next_tx(intent, slot, head, new_block, chain_nonce)
+                if record is not None:
+                    due.append(record)
+                    signed = signed or new
+        if due and (new_block or signed):
+            self._submit(intent, due, number)
         swap = intent.slots[-1]
         mined = swap.mined
         if mined is not None and intent.counted is None and number >= mined.block_number + self.confirmations:
@@ -728,23 +739,17 @@ class EvmGateway(Actor):
             intent.done = True
             self.ledger.put(intent)
 
-    def _keep_going(
-        self,
-        intent: Intent,
-        slot: Slot,
-        number: int,
-        base_fee: int,
-        new_block: bool,
-        ts: int,
-        chain_nonce: int,
-    ) -> None:
-        """A nonce without a receipt: sign it (first time), resend, replace, or cancel past the deadline."""
+    def _next_tx(
+        self, intent: Intent, slot: Slot, head: Any, new_block: bool, chain_nonce: int
+    ) -> tuple[SignedTx | None, bool]:
+        """A nonce without a receipt: what to send now (signed first time, resent, replaced, or a cancel past
+        the deadline), and whether it is a new signature."""
+        number, base_fee, ts = int(head["number"]), int(head.get("baseFeePerGas", 0)), int(head["timestamp"])
         if not slot.txs:
             kind = CANCEL if ts > intent.deadline_ts else slot.kind
-            self._sign_send(intent, slot, kind, number, base_fee)
-            return
+            return self._sign(intent, slot, kind, number, base_fee), True
         if not new_block:
-            return
+            return None, False
         if chain_nonce > slot.nonce:
             # The nonce is used but none of our hashes has a receipt (a race with the block, or the wallet
             # was used elsewhere): look again next block, never sign anything else for it.
@@ -753,7 +758,7 @@ class EvmGateway(Actor):
                 extra={"event": "nonce_consumed", "client_order_id": intent.order.client_order_id,
                        "nonce": slot.nonce},
             )  # fmt: skip
-            return
+            return None, False
         last = slot.txs[-1]
         if ts > intent.deadline_ts and last.kind != CANCEL:
             kind = CANCEL  # past the deadline: consume the nonce with a 0-value self-transfer
@@ -763,9 +768,10 @@ class EvmGateway(Actor):
             kind = last.kind  # stuck: the same call, same nonce, fees bumped
         else:
             kind = ""
-        if kind and self._sign_send(intent, slot, kind, number, base_fee):
-            return
-        self._submit(intent, last, number)  # the identical bytes again (idempotent)
+        record = self._sign(intent, slot, kind, number, base_fee) if kind else None
+        if record is not None:
+            return record, True
+        return last, False  # the identical bytes again (idempotent)
 
     def _count(self, intent: Intent, receipt: dict[str, Any] | None) -> None:
         """The swap's receipt is confirmed: its fill (or rejection) into the outbox."""
