@@ -21,9 +21,18 @@ from typing import Any
 
 import msgspec
 import pytest
+from eth_account import Account
 
 from sniperbot.actors.runtime import close_process_journals
-from sniperbot.venues.evm.devchain import Anvil, UniswapDeployment
+from sniperbot.venues.evm.devchain import (
+    ANVIL_KEYS,
+    Anvil,
+    UniswapDeployment,
+    add_liquidity_eth,
+    deploy_plain_token,
+    erc20,
+    send_tx,
+)
 from sniperbot.venues.evm.gateway import FAULT_ENV, FAULT_POINTS, fill_id
 from sniperbot.venues.evm.txledger import TxLedger
 from tests.evm.evm_node import KEY_ENV
@@ -45,12 +54,18 @@ from tests.evm.test_evm_gateway import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def chain(anvil: Anvil, uniswap: UniswapDeployment) -> Iterator[Chain]:
+@pytest.fixture(autouse=True)
+def _close_journals() -> Iterator[None]:
+    """The journal this process opened to read a test's run dir is closed with the test."""
     try:
-        yield make_chain(anvil, uniswap)
+        yield
     finally:
         close_process_journals()
+
+
+@pytest.fixture
+def chain(anvil: Anvil, uniswap: UniswapDeployment) -> Chain:
+    return make_chain(anvil, uniswap)
 
 
 class NodeProcess:
@@ -151,3 +166,57 @@ def test_kill_9_at_each_step_of_a_swap_yields_exactly_one_swap_on_chain(
     fills = fills_of(run, cid)
     assert [f.fill_id for f in fills] == [fill_id(VENUE, mined)]
     assert WALLET_KEY.removeprefix("0x") not in log.read_text().lower()
+
+
+def test_kill_9_between_a_sells_approval_and_its_swap_signs_the_swap_with_its_recorded_nonce(
+    anvil: Anvil, uniswap: UniswapDeployment, short_tmp: Path
+) -> None:
+    w3 = anvil.w3
+    deployer = Account.from_key(ANVIL_KEYS[0]).address
+    token = deploy_plain_token(w3, ANVIL_KEYS[0], 2 * 10**6 * 10**18)
+    add_liquidity_eth(w3, uniswap, ANVIL_KEYS[0], token, 10**6 * 10**18, 100 * 10**18)
+    chain = Chain(anvil, uniswap, token)
+    tkn = erc20(w3, token)
+    transfer = tkn.functions.transfer(WALLET, 1000 * 10**18)
+    send_tx(w3, ANVIL_KEYS[0], transfer.build_transaction({"from": deployer, "gas": 100_000, "nonce": 0})
+            | {"nonce": w3.eth.get_transaction_count(deployer)})  # fmt: skip
+    run = short_tmp / "run"
+    cid = "s1-t1-2"
+    spec = {
+        "run_dir": str(run),
+        "auth_key": os.urandom(32).hex(),
+        "gateway": gateway_args(chain),
+        "orders": [msgspec.json.encode(order(cid, "sell", 400.0)).decode()],
+    }
+    log = short_tmp / "node.log"
+    first = NodeProcess(spec, log, "after_journal")  # dies once the approval is journaled, before it leaves
+    try:
+        code = first.wait(60)
+    finally:
+        first.stop()
+    assert code == -signal.SIGKILL, log.read_text()[-3000:]
+    ledger = TxLedger.open(run, VENUE, "process")
+    try:
+        intent = ledger.intent(cid)
+    finally:
+        ledger.close()
+    assert intent is not None
+    approve, swap = intent.slots
+    assert (approve.kind, approve.nonce, len(approve.txs)) == ("approve", 0, 1)
+    assert (swap.kind, swap.nonce, swap.txs) == ("swap", 1, [])  # reserved, never signed
+    assert not wallet_txs(chain.anvil)
+
+    second = NodeProcess(spec, log)
+    try:
+        mine_until(
+            chain.anvil, lambda: journal(run).order_status(cid) == "filled", 60, what="filled after restart"
+        )
+    finally:
+        second.stop()
+    txs = wallet_txs(chain.anvil)
+    assert [t["nonce"] for t in txs] == [0, 1]
+    assert "0x" + txs[0]["hash"].hex().removeprefix("0x") == approve.txs[0].tx_hash  # the journaled bytes
+    assert txs[1]["to"] == chain.uni.router and len(swaps_on_chain(chain)) == 1
+    (fill,) = fills_of(run, cid)
+    assert fill.side == "sell" and fill.quantity == pytest.approx(400.0)
+    assert tkn.functions.balanceOf(WALLET).call() == 600 * 10**18
