@@ -217,6 +217,8 @@ def test_kill_9_between_a_sells_approval_and_its_swap_signs_the_swap_with_its_re
     assert [t["nonce"] for t in txs] == [0, 1]
     assert "0x" + txs[0]["hash"].hex().removeprefix("0x") == approve.txs[0].tx_hash  # the journaled bytes
     assert txs[1]["to"] == chain.uni.router and len(swaps_on_chain(chain)) == 1
+    nonce, hashes = ledger_hashes(run, cid)
+    assert nonce == 1 and hashes == ["0x" + txs[1]["hash"].hex().removeprefix("0x")]  # signed once, mined
     (fill,) = fills_of(run, cid)
     assert fill.side == "sell" and fill.quantity == pytest.approx(400.0)
     assert tkn.functions.balanceOf(WALLET).call() == 600 * 10**18
