@@ -670,8 +670,12 @@ class EvmGateway(Actor):
         if first:
             self._later(self.publish_status)
         deferred, self._deferred = self._deferred, []
-        for job in deferred:
-            self._handle(job)
+        for i, job in enumerate(deferred):
+            try:
+                self._handle(job)  # a failing order puts itself back
+            except Exception:
+                self._deferred.extend(deferred[i + 1 :])  # the others wait for the next good tick too
+                raise
 
     def _read_balances(self) -> None:
         if self._account is None:
