@@ -40,6 +40,7 @@ from sniperbot.venues.evm.devchain import (
     add_liquidity_eth,
     deploy,
     deploy_plain_token,
+    deploy_uniswap,
     erc20,
     node_modules,
 )
@@ -552,3 +553,28 @@ def test_a_swap_reverted_on_chain_is_rejected_and_status_shows_the_wallet(
     actors.stop(GATEWAY)
     intent = ledger_intent(run, "s1-t1-9")
     assert (intent.status, intent.reason) == ("rejected", "reverted") and len(intent.slots[0].txs) == 1
+
+
+def test_rpc_down_the_status_says_so_and_an_order_waits_until_the_chain_answers(
+    short_tmp: Path, actors: Actors, watch: StatusWatch
+) -> None:
+    state = short_tmp / "chain.json"
+    first = Anvil(extra=("--dump-state", str(state))).start()
+    try:
+        chain = make_chain(first, deploy_uniswap(first.w3))
+    finally:
+        first.stop()  # the RPC is gone (its state kept in a file)
+    start_all(actors, chain)
+    run = actors.run_dir
+    watch.wait(lambda s: s.connection == "down" and not s.reconciled, what="connection down")
+    submit(order("s1-t1-10", "buy", 100.0))
+    time.sleep(1.5)
+    assert journal(run).order("s1-t1-10") is not None and journal(run).order_status("s1-t1-10") is None
+    second = Anvil(port=first.port, extra=("--load-state", str(state))).start()  # the same chain is back
+    try:
+        watch.wait(lambda s: s.connection == "ok" and s.reconciled, what="reconciled again")
+        mine_until(second, lambda: journal(run).order_status("s1-t1-10") == "filled", what="filled")
+        assert len(swaps_on_chain(Chain(second, chain.uni, chain.token))) == 1
+    finally:
+        actors.stop_all()
+        second.stop()
