@@ -317,7 +317,13 @@ class EvmGateway(Actor):
                 extra={"event": "no_wallet", "entry": creds.name},
             )
             return
-        self._account = Account.from_key(creds["private_key"].reveal())
+        try:
+            self._account = Account.from_key(creds["private_key"].reveal())
+        except Exception:
+            # never the library's message: it may quote the value
+            raise ValueError(
+                f"gateway.{self.venue}: keystore entry {creds.name!r}: private_key is not a key"
+            ) from None
         if "relay_private_key" in creds.field_names:
             self._relay_key = creds["relay_private_key"].reveal()
         del creds
