@@ -222,3 +222,34 @@ def test_kill_9_between_a_sells_approval_and_its_swap_signs_the_swap_with_its_re
     (fill,) = fills_of(run, cid)
     assert fill.side == "sell" and fill.quantity == pytest.approx(400.0)
     assert tkn.functions.balanceOf(WALLET).call() == 600 * 10**18
+
+
+def test_killed_before_the_first_signature_and_restarted_past_the_deadline_the_nonce_is_consumed_not_swapped(
+    chain: Chain, short_tmp: Path
+) -> None:
+    run = short_tmp / "run"
+    cid = "s1-t1-3"
+    spec = {
+        "run_dir": str(run),
+        "auth_key": os.urandom(32).hex(),
+        "gateway": gateway_args(chain, deadline_s=30.0),
+        "orders": [msgspec.json.encode(order(cid, "buy", 100.0)).decode()],
+    }
+    log = short_tmp / "node.log"
+    first = NodeProcess(spec, log, "after_sign")
+    try:
+        assert first.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
+    finally:
+        first.stop()
+    chain.anvil.rpc("evm_increaseTime", 120)  # the restart comes after the swap's deadline
+    chain.anvil.mine(1)
+    second = NodeProcess(spec, log)
+    try:
+        mine_until(chain.anvil, lambda: journal(run).order_status(cid) == "rejected", 60, what="rejected")
+    finally:
+        second.stop()
+    txs = wallet_txs(chain.anvil)
+    assert len(txs) == 1 and txs[0]["to"] == WALLET and txs[0]["value"] == 0 and txs[0]["nonce"] == 0
+    assert not swaps_on_chain(chain) and not fills_of(run, cid)
+    nonce, hashes = ledger_hashes(run, cid)
+    assert nonce == 0 and hashes == ["0x" + txs[0]["hash"].hex().removeprefix("0x")]
