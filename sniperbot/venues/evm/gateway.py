@@ -32,7 +32,8 @@ order type, a quote from the router (``no_liquidity`` if it reverts), the wallet
   ``Order`` is answered ``rejected`` / ``duplicate_client_order_id`` (the executor then queries).
 * **Ledger before send.** Each signed transaction (hash, nonce, raw bytes, fees, kind) is committed before
   the bytes leave through the venue's route (:mod:`sniperbot.venues.evm.routes`: ``public`` mempool, or
-  ``flashbots``). The inbox acknowledgement of the ``Order`` is held until then.
+  ``flashbots``); an order's pending transactions (a sell's approval and swap) go to the route together,
+  in nonce order. The inbox acknowledgement of the ``Order`` is held until then.
 * **Every new block**, for each unfinished order: the receipts of every hash of each of its nonces; if
   none, the latest signed bytes are submitted again (identical bytes, idempotent); after
   ``replace_after_blocks`` blocks without a receipt a replacement is signed with the SAME nonce and fees
@@ -40,7 +41,9 @@ order type, a quote from the router (``no_liquidity`` if it reverts), the wallet
   same bytes are resent), journaled, then sent; every hash of the nonce stays watched, and whichever is
   mined decides. A second swap with another nonce for the same order is never signed. The blocks are
   counted from the signature, and after a restart from the first resend of the new incarnation (the
-  journaled bytes may never have left: they get their chance before a replacement is signed).
+  journaled bytes may never have left: they get their chance before a replacement is signed). A nonce the
+  chain has used with none of our hashes mined (the wallet was used elsewhere) is logged
+  (``nonce_consumed``) and kept watched; nothing else is signed for it.
 * **Nonces are never released.** A nonce once journaled is always consumed on chain, by the swap (or
   approval), or by a 0-value self-transfer (:data:`~sniperbot.venues.evm.txledger.CANCEL`, fees bumped
   like a replacement) signed when the swap's deadline has passed with nothing mined: handing a nonce back
@@ -54,11 +57,12 @@ order type, a quote from the router (``no_liquidity`` if it reverts), the wallet
   (an approval's gas included); then ``filled``. A reverted receipt: ``rejected`` / ``reverted``.
 * **Reorgs.** The counted receipt stays watched until :data:`FINALITY_BLOCKS` blocks on top. If it is gone
   or its block hash changed after the fill was sent, the fill is reversed: a compensating ``Fill``
-  (``fill_id`` + ``":reorg"``, opposite side, same quantity and price, fee 0: the gas stays counted, and a
-  re-mining of the same hash is not charged again) and ``rejected`` / ``reorged`` (the only terminal change
+  (``fill_id`` + ``":reorg"``, opposite side, same quantity and price, fee 0 since fees are never negative:
+  the gas stays counted, a conservative overstatement if the transaction never lands again, and a
+  re-mining of the same hash is not charged twice) and ``rejected`` / ``reorged`` (the only terminal change
   the journal takes after ``filled``), both journaled in the ledger's outbox first. The transaction stays
   watched and rebroadcast: mined again, it is filled again with ``fill_id = f"{venue}:{tx_hash}:{n}"``
-  (``n`` = reorgs survived) and ``filled``.
+  (``n`` = how many of the order's fills were reversed so far) and ``filled``.
 * **Outbox.** Every event for the executor is first committed in the ledger with the state change that
   caused it, sent, and removed only when the executor acknowledged it: a crash in between sends it again
   and the executor keeps fills by id and statuses once.
