@@ -23,6 +23,7 @@ from sniperbot.messages import (
     MarketRules,
     Message,
     MetricsSnapshot,
+    NewPool,
     Order,
     OrderBook,
     OrderIntent,
@@ -233,6 +234,16 @@ SAMPLES: list[Message] = [
         histograms=[("sniperbot_order_ack_seconds", [], [1, 0], 0.002)],
         buckets=[0.001],
     ),
+    NewPool(
+        venue="anvil",
+        pair="0x" + "ab" * 20,
+        token="0x" + "cd" * 20,
+        quote_token="0x" + "ef" * 20,
+        block_number=12,
+        tx_hash="0x" + "01" * 32,
+        log_index=3,
+        ts_ns=1_705,
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -244,6 +255,7 @@ TAGS: dict[type[Message], str] = {
     VenueStatus: "venue_status",
     MarketRules: "market_rules",
     MetricsSnapshot: "metrics",
+    NewPool: "new_pool",
     Bar: "bar",
     OrderIntent: "intent",
     Order: "order",

@@ -5,6 +5,7 @@ Payloads are frozen msgspec Structs with explicit tags (field ``t``); the
 """
 
 from sniperbot.messages.base import Message
+from sniperbot.messages.chain import NewPool
 from sniperbot.messages.control import (
     Ack,
     ActorError,
@@ -56,6 +57,7 @@ __all__ = [
     "MarketRules",
     "Message",
     "MetricsSnapshot",
+    "NewPool",
     "Order",
     "OrderBook",
     "OrderIntent",
