@@ -1,0 +1,267 @@
+"""The pool watcher on anvil with the real Uniswap V2 (issue #12 point 5).
+
+Real components: anvil and Uniswap's own Factory/Router02/WETH9 (``tests/evm/conftest.py``), the watcher in
+an :class:`ActorRuntime` (a thread of this process, the harness of the ccxt gateway tests, or its own OS
+process where a kill -9 is needed) on a real run dir with a real LMDB journal, and a real bus (the node's
+``BusProxy``, started here as a node does) that the test subscribes to. Pools are created the way a token
+launcher creates them, ``addLiquidityETH`` through Router02.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import zmq
+from eth_account import Account
+from web3.logs import DISCARD
+
+from sniperbot.actors.runtime import process_journal
+from sniperbot.messages import NewPool, decode_envelope
+from sniperbot.messages import topics as topic
+from sniperbot.rundir import RunDir
+from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.venues.evm.devchain import (
+    ANVIL_KEYS,
+    Anvil,
+    UniswapDeployment,
+    deploy_plain_token,
+    erc20,
+    factory_contract,
+    router_contract,
+    send_tx,
+)
+from sniperbot.venues.evm.pool_watcher import PoolCursor, cursor_key
+from tests.conftest import eventually
+from tests.venues_ccxt.test_gateway import Actors, actors  # noqa: F401  (fixture)
+
+VENUE = "anvil"
+WATCHER = f"pools.{VENUE}"
+ACTOR = "sniperbot.venues.evm.pool_watcher:PoolWatcher"
+KEY = ANVIL_KEYS[0]
+OWNER = Account.from_key(KEY).address
+
+
+class PoolBus:
+    """Every NewPool of venue ``anvil`` on a real bus (proxy started here, as a node does), with its arrival.
+
+    A thread of its own receives, so an arrival time is when the message came, not when the test looked.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.zctx = zmq.Context()
+        rundir = RunDir(run_dir)
+        self.proxy = BusProxy(self.zctx, rundir.bus_in, rundir.bus_out)
+        self.proxy.start()
+        self.sub = Subscriber(self.zctx, rundir.bus_out, (topic.new_pool(VENUE),))
+        self.seen: list[tuple[NewPool, int]] = []  # (message, time.time_ns() at arrival)
+        self.lock = threading.Lock()
+        self.running = True
+        self.thread = threading.Thread(target=self._receive, name="pool-bus", daemon=True)
+        self.thread.start()
+
+    def _receive(self) -> None:
+        while self.running:
+            if not self.sub.socket.poll(20):
+                continue
+            _, frame = self.sub.socket.recv_multipart()
+            arrived = time.time_ns()
+            payload = decode_envelope(frame).payload
+            if isinstance(payload, NewPool):
+                with self.lock:
+                    self.seen.append((payload, arrived))
+
+    def pump(self) -> list[NewPool]:
+        """What arrived so far, in order."""
+        with self.lock:
+            return [p for p, _ in self.seen]
+
+    def wait_count(self, n: int, timeout_s: float = 60.0) -> list[NewPool]:
+        """Once at least ``n`` pools arrived, all of them."""
+        return eventually(lambda: len(self.pump()) >= n and self.pump(), timeout_s, 0.01, what=f"{n} pools")
+
+    def arrival_ns(self, pair: str) -> int:
+        """When the (first) NewPool of ``pair`` arrived."""
+        with self.lock:
+            return next(t for p, t in self.seen if p.pair == pair)
+
+    def close(self) -> None:
+        """Stop receiving, close the subscriber and the proxy."""
+        self.running = False
+        self.thread.join(5)
+        self.sub.close()
+        self.proxy.stop()
+        self.zctx.destroy(linger=0)
+
+
+@pytest.fixture
+def bus(actors: Actors) -> Iterator[PoolBus]:  # noqa: F811
+    b = PoolBus(actors.run_dir)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def watcher_args(anvil: Anvil, uni: UniswapDeployment, mode: str, **extra: Any) -> dict[str, Any]:
+    """The watcher's args: over WebSocket (``mode = "ws"``) or by polling (``"poll"``), WETH the quote."""
+    args: dict[str, Any] = {
+        "venue": VENUE,
+        "rpc_url": anvil.rpc_url,
+        "factory": uni.factory,
+        "quote_tokens": [uni.weth],
+        "poll_s": 0.05,
+    }
+    if mode == "ws":
+        args["ws_url"] = anvil.ws_url
+    return args | extra
+
+
+def cursor(run_dir: Path, uni: UniswapDeployment) -> PoolCursor | None:
+    """The watcher's journaled cursor (None before its first scan)."""
+    raw = process_journal(run_dir, "process").get_state(cursor_key(VENUE, uni.factory))
+    return None if raw is None else msgspec.json.decode(raw, type=PoolCursor)
+
+
+def wait_caught_up(run_dir: Path, anvil: Anvil, uni: UniswapDeployment) -> None:
+    """Until the journaled cursor is at the chain's head (the watcher follows the chain from there)."""
+    head = anvil.w3.eth.block_number
+    eventually(lambda: (c := cursor(run_dir, uni)) is not None and c.block >= head, 60, what="cursor at head")
+
+
+def start_watcher(actors: Actors, anvil: Anvil, uni: UniswapDeployment, mode: str, **extra: Any) -> None:  # noqa: F811
+    """The watcher in the harness, returned once it has scanned to the head."""
+    actors.start(WATCHER, ACTOR, watcher_args(anvil, uni, mode, **extra))
+    wait_caught_up(actors.run_dir, anvil, uni)
+
+
+class Created(msgspec.Struct, frozen=True):
+    """A pair created on chain, as the factory's PairCreated log says."""
+
+    pair: str
+    token: str
+    block: int
+    tx_hash: str
+    log_index: int
+    sent_ns: int  # time.time_ns() just before the transaction that created it was sent
+
+
+def _nonce(w3: Any) -> dict[str, int]:
+    return {"nonce": w3.eth.get_transaction_count(OWNER, "pending")}
+
+
+def _created(anvil: Anvil, uni: UniswapDeployment, receipt: dict[str, Any], sent_ns: int) -> list[Created]:
+    """The PairCreated events of a receipt."""
+    events = factory_contract(anvil.w3, uni).events.PairCreated().process_receipt(receipt, errors=DISCARD)
+    out = []
+    for ev in events:
+        t0, t1 = ev["args"]["token0"], ev["args"]["token1"]
+        token = t1 if t0 == uni.weth else t0
+        tx = "0x" + bytes(ev["transactionHash"]).hex()
+        out.append(Created(ev["args"]["pair"], token, ev["blockNumber"], tx, ev["logIndex"], sent_ns))
+    return out
+
+
+def create_pool(anvil: Anvil, uni: UniswapDeployment) -> Created:
+    """A new token and its pool against WETH (``addLiquidityETH`` through Router02)."""
+    w3 = anvil.w3
+    token = deploy_plain_token(w3, KEY, 10**24)
+    approve = erc20(w3, token).functions.approve(uni.router, 10**23)
+    send_tx(w3, KEY, approve.build_transaction({"from": OWNER, "gas": 100_000, "nonce": 0}) | _nonce(w3))
+    deadline = w3.eth.get_block("latest")["timestamp"] + 3600
+    add = router_contract(w3, uni).functions.addLiquidityETH(token, 10**23, 0, 0, OWNER, deadline)
+    tx = add.build_transaction({"from": OWNER, "value": 10**18, "gas": 5_000_000, "nonce": 0}) | _nonce(w3)
+    sent_ns = time.time_ns()
+    (created,) = _created(anvil, uni, send_tx(w3, KEY, tx), sent_ns)
+    assert created.token == token
+    return created
+
+
+def create_token_pair(anvil: Anvil, uni: UniswapDeployment) -> str:
+    """A pair of two new tokens, neither a quote token (``addLiquidity``); its address."""
+    w3 = anvil.w3
+    a, b = deploy_plain_token(w3, KEY, 10**24), deploy_plain_token(w3, KEY, 10**24)
+    for token in (a, b):
+        approve = erc20(w3, token).functions.approve(uni.router, 10**23)
+        send_tx(w3, KEY, approve.build_transaction({"from": OWNER, "gas": 100_000, "nonce": 0}) | _nonce(w3))
+    deadline = w3.eth.get_block("latest")["timestamp"] + 3600
+    add = router_contract(w3, uni).functions.addLiquidity(a, b, 10**23, 10**23, 0, 0, OWNER, deadline)
+    send_tx(w3, KEY, add.build_transaction({"from": OWNER, "gas": 5_000_000, "nonce": 0}) | _nonce(w3))
+    return str(factory_contract(w3, uni).functions.getPair(a, b).call())
+
+
+def assert_announces(msg: NewPool, created: Created, uni: UniswapDeployment) -> None:
+    """``msg`` is the NewPool of ``created``, field by field."""
+    assert msg.venue == VENUE
+    assert (msg.pair, msg.token, msg.quote_token) == (created.pair, created.token, uni.weth)
+    assert (msg.block_number, msg.tx_hash, msg.log_index) == (
+        created.block,
+        created.tx_hash,
+        created.log_index,
+    )
+
+
+@pytest.mark.parametrize("mode", ["ws", "poll"])
+def test_a_new_pool_is_published_within_a_second_and_a_pair_without_a_quote_token_is_not(
+    anvil: Anvil,
+    uniswap: UniswapDeployment,
+    actors: Actors,  # noqa: F811
+    bus: PoolBus,
+    mode: str,
+) -> None:
+    start_watcher(actors, anvil, uniswap, mode)
+    no_quote = create_token_pair(anvil, uniswap)  # first: had it been published, it would arrive first
+    created = create_pool(anvil, uniswap)
+    (msg,) = bus.wait_count(1)
+    assert_announces(msg, created, uniswap)
+    assert factory_contract(anvil.w3, uniswap).functions.getPair(msg.token, uniswap.weth).call() == msg.pair
+    latency_ms = (bus.arrival_ns(msg.pair) - created.sent_ns) / 1e6
+    print(f"\n[{mode}] addLiquidityETH sent -> PairCreated mined -> NewPool received: {latency_ms:.1f} ms")
+    assert latency_ms < 1000, latency_ms
+    # Later pools keep coming; the token/token pair never does.
+    second = create_pool(anvil, uniswap)
+    assert [m.pair for m in bus.wait_count(2)] == [created.pair, second.pair]
+    print(f"[{mode}] second pool: {(bus.arrival_ns(second.pair) - second.sent_ns) / 1e6:.1f} ms")
+    assert no_quote not in [m.pair for m in bus.pump()]
+
+
+@pytest.mark.parametrize("mode", ["ws", "poll"])
+def test_pools_created_while_stopped_are_published_once_after_the_restart(
+    anvil: Anvil,
+    uniswap: UniswapDeployment,
+    actors: Actors,  # noqa: F811
+    bus: PoolBus,
+    mode: str,
+) -> None:
+    start_watcher(actors, anvil, uniswap, mode)
+    first = create_pool(anvil, uniswap)
+    bus.wait_count(1)
+    actors.stop(WATCHER)
+    while_stopped = [create_pool(anvil, uniswap) for _ in range(3)]
+    actors.start(WATCHER, ACTOR, watcher_args(anvil, uniswap, mode))
+    bus.wait_count(4)
+    # A pool after the backfill: any repeat of the old ones would have arrived before it.
+    after = create_pool(anvil, uniswap)
+    seen = bus.wait_count(5)
+    assert [m.pair for m in seen] == [c.pair for c in (first, *while_stopped, after)]
+    for msg, created in zip(seen, (first, *while_stopped, after), strict=True):
+        assert_announces(msg, created, uniswap)
+    wait_caught_up(actors.run_dir, anvil, uniswap)
+    time.sleep(0.3)  # anything still to come would be a repeat
+    assert len(bus.pump()) == 5
+
+
+def test_start_block_replays_the_history_of_the_factory(
+    anvil: Anvil,
+    uniswap: UniswapDeployment,
+    actors: Actors,  # noqa: F811
+    bus: PoolBus,
+) -> None:
+    history = [create_pool(anvil, uniswap) for _ in range(2)]
+    start_watcher(actors, anvil, uniswap, "ws", start_block=0)
+    assert [m.pair for m in bus.wait_count(2)] == [c.pair for c in history]
