@@ -9,6 +9,10 @@ launcher creates them, ``addLiquidityETH`` through Router02.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +25,7 @@ import zmq
 from eth_account import Account
 from web3.logs import DISCARD
 
-from sniperbot.actors.runtime import process_journal
+from sniperbot.actors.runtime import ActorLaunch, process_journal
 from sniperbot.messages import NewPool, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
@@ -37,7 +41,7 @@ from sniperbot.venues.evm.devchain import (
     send_tx,
 )
 from sniperbot.venues.evm.pool_watcher import PoolCursor, cursor_key
-from tests.conftest import eventually
+from tests.conftest import ROOT, eventually
 from tests.venues_ccxt.test_gateway import Actors, actors  # noqa: F401  (fixture)
 
 VENUE = "anvil"
@@ -60,6 +64,7 @@ class PoolBus:
         self.proxy.start()
         self.sub = Subscriber(self.zctx, rundir.bus_out, (topic.new_pool(VENUE),))
         self.seen: list[tuple[NewPool, int]] = []  # (message, time.time_ns() at arrival)
+        self.on_arrival: Any = None  # called in the receiving thread with each NewPool, at once
         self.lock = threading.Lock()
         self.running = True
         self.thread = threading.Thread(target=self._receive, name="pool-bus", daemon=True)
@@ -73,6 +78,8 @@ class PoolBus:
             arrived = time.time_ns()
             payload = decode_envelope(frame).payload
             if isinstance(payload, NewPool):
+                if self.on_arrival is not None:
+                    self.on_arrival(payload)
                 with self.lock:
                     self.seen.append((payload, arrived))
 
@@ -151,8 +158,8 @@ class Created(msgspec.Struct, frozen=True):
     sent_ns: int  # time.time_ns() just before the transaction that created it was sent
 
 
-def _nonce(w3: Any) -> dict[str, int]:
-    return {"nonce": w3.eth.get_transaction_count(OWNER, "pending")}
+def _nonce(w3: Any, owner: str = OWNER) -> dict[str, int]:
+    return {"nonce": w3.eth.get_transaction_count(owner, "pending")}
 
 
 def _created(anvil: Anvil, uni: UniswapDeployment, receipt: dict[str, Any], sent_ns: int) -> list[Created]:
@@ -167,17 +174,21 @@ def _created(anvil: Anvil, uni: UniswapDeployment, receipt: dict[str, Any], sent
     return out
 
 
-def create_pool(anvil: Anvil, uni: UniswapDeployment) -> Created:
-    """A new token and its pool against WETH (``addLiquidityETH`` through Router02)."""
+def create_pool(anvil: Anvil, uni: UniswapDeployment, key: str = KEY) -> Created:
+    """A new token of ``key``'s and its pool against WETH (``addLiquidityETH`` through Router02)."""
     w3 = anvil.w3
-    token = deploy_plain_token(w3, KEY, 10**24)
+    owner = Account.from_key(key).address
+    token = deploy_plain_token(w3, key, 10**24)
     approve = erc20(w3, token).functions.approve(uni.router, 10**23)
-    send_tx(w3, KEY, approve.build_transaction({"from": OWNER, "gas": 100_000, "nonce": 0}) | _nonce(w3))
+    send_tx(
+        w3, key, approve.build_transaction({"from": owner, "gas": 100_000, "nonce": 0}) | _nonce(w3, owner)
+    )
     deadline = w3.eth.get_block("latest")["timestamp"] + 3600
-    add = router_contract(w3, uni).functions.addLiquidityETH(token, 10**23, 0, 0, OWNER, deadline)
-    tx = add.build_transaction({"from": OWNER, "value": 10**18, "gas": 5_000_000, "nonce": 0}) | _nonce(w3)
+    add = router_contract(w3, uni).functions.addLiquidityETH(token, 10**23, 0, 0, owner, deadline)
+    tx = add.build_transaction({"from": owner, "value": 10**18, "gas": 5_000_000, "nonce": 0})
+    tx |= _nonce(w3, owner)
     sent_ns = time.time_ns()
-    (created,) = _created(anvil, uni, send_tx(w3, KEY, tx), sent_ns)
+    (created,) = _created(anvil, uni, send_tx(w3, key, tx), sent_ns)
     assert created.token == token
     return created
 
@@ -265,3 +276,158 @@ def test_start_block_replays_the_history_of_the_factory(
     history = [create_pool(anvil, uniswap) for _ in range(2)]
     start_watcher(actors, anvil, uniswap, "ws", start_block=0)
     assert [m.pair for m in bus.wait_count(2)] == [c.pair for c in history]
+
+
+def create_pools_in_one_block(anvil: Anvil, uni: UniswapDeployment, n: int) -> list[Created]:
+    """``n`` new tokens and their WETH pools, all created in one block (automine off while they queue)."""
+    w3 = anvil.w3
+    tokens = [deploy_plain_token(w3, KEY, 10**24) for _ in range(n)]
+    for token in tokens:
+        approve = erc20(w3, token).functions.approve(uni.router, 10**23)
+        send_tx(w3, KEY, approve.build_transaction({"from": OWNER, "gas": 100_000, "nonce": 0}) | _nonce(w3))
+    deadline = w3.eth.get_block("latest")["timestamp"] + 3600
+    base = w3.eth.get_block("latest")["baseFeePerGas"]
+    nonce = w3.eth.get_transaction_count(OWNER)
+    router = router_contract(w3, uni)
+    anvil.set_automine(False)
+    try:
+        hashes = []
+        for i, token in enumerate(tokens):
+            add = router.functions.addLiquidityETH(token, 10**23, 0, 0, OWNER, deadline)
+            tx = add.build_transaction(
+                {
+                    "from": OWNER,
+                    "value": 10**18,
+                    "gas": 5_000_000,
+                    "nonce": nonce + i,
+                    "maxFeePerGas": 4 * base + 10**9,
+                    "maxPriorityFeePerGas": 10**9,
+                    "chainId": w3.eth.chain_id,
+                }
+            )
+            hashes.append(
+                w3.eth.send_raw_transaction(Account.from_key(KEY).sign_transaction(tx).raw_transaction)
+            )
+        sent_ns = time.time_ns()
+        anvil.mine(1)
+    finally:
+        anvil.set_automine(True)
+    created = []
+    for h in hashes:
+        receipt = dict(w3.eth.wait_for_transaction_receipt(h, timeout=30))
+        assert receipt["status"] == 1
+        created += _created(anvil, uni, receipt, sent_ns)
+    assert len({c.block for c in created}) == 1 and len(created) == n
+    return created
+
+
+class WatcherProcess:
+    """The watcher in an OS process of its own (what a node does with placement ``process``), to kill -9."""
+
+    def __init__(self, actors: Actors, args: dict[str, Any]) -> None:  # noqa: F811
+        incarnation = actors.incarnations.get(WATCHER, 0) + 1
+        actors.incarnations[WATCHER] = incarnation  # the harness's next incarnation comes after this one
+        launch = ActorLaunch(
+            actor_id=WATCHER,
+            actor=ACTOR,
+            args=args,
+            run_dir=str(actors.run_dir),
+            incarnation=incarnation,
+            heartbeat_interval_s=3600.0,  # no supervisor here: never declare itself orphaned
+            journal_durability="fsync",
+            auth_key=actors.auth_key,
+            node_life="t1",
+        )
+        code = (
+            "import sys; from sniperbot.actors.runtime import run_actor_process as run; "
+            "run(sys.stdin.buffer.read())"
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, cwd=ROOT, env=env)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(msgspec.msgpack.encode(launch))
+        self.proc.stdin.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no on_stop, no flush, nothing after the instruction it was at."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def test_a_kill_9_right_after_a_publish_repeats_no_pool(
+    anvil: Anvil,
+    uniswap: UniswapDeployment,
+    actors: Actors,  # noqa: F811
+    bus: PoolBus,
+) -> None:
+    args = watcher_args(anvil, uniswap, "ws")
+    proc = WatcherProcess(actors, args)
+    try:
+        wait_caught_up(actors.run_dir, anvil, uniswap)
+        bus.on_arrival = lambda _msg: proc.kill()  # kill -9 the moment the first pool reaches the bus
+        batch = create_pools_in_one_block(anvil, uniswap, 6)
+        before_kill = bus.wait_count(1)
+        eventually(lambda: proc.proc.poll() is not None, 30, what="watcher killed")
+        bus.on_arrival = None
+    finally:
+        proc.kill()
+    before_kill = bus.pump()
+    c = cursor(actors.run_dir, uniswap)
+    assert c is not None
+    journaled = (c.published_block, c.published_index)
+    actors.start(WATCHER, ACTOR, args)  # the restart, on the same journal
+    after = create_pool(anvil, uniswap)
+    seen = bus.wait_count(
+        1 + len([b for b in batch if (b.block, b.log_index) > journaled]) + len(before_kill)
+    )
+    pairs = [m.pair for m in seen]
+    assert len(pairs) == len(set(pairs)), f"a pool was published twice: {pairs}"
+    assert pairs[-1] == after.pair
+    order = [b.pair for b in batch]
+    assert pairs[:-1] == [p for p in order if p in pairs], "published out of chain order"
+    # Lost: only what was journaled as published and killed before it left the process (at most the
+    # tail of the batch up to the journaled position); everything after it came once, after the restart.
+    lost = [b for b in batch if b.pair not in pairs]
+    assert all((b.block, b.log_index) <= journaled for b in lost), lost
+    assert all(order.index(b.pair) >= len(before_kill) for b in lost)
+    for b in batch:
+        if (b.block, b.log_index) > journaled:
+            assert b.pair in pairs
+    print(
+        f"\nkill -9 after the first publish: {len(before_kill)} published before it, "
+        f"{len(lost)} lost in the kill window"
+    )
+    wait_caught_up(actors.run_dir, anvil, uniswap)
+    time.sleep(0.3)  # anything still to come would be a repeat
+    assert len(bus.pump()) == len(seen)
+
+
+def test_a_reorg_publishes_the_new_branch_and_never_the_same_pair_twice(
+    anvil: Anvil,
+    uniswap: UniswapDeployment,
+    actors: Actors,  # noqa: F811
+    bus: PoolBus,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    start_watcher(actors, anvil, uniswap, "ws")
+    fork = anvil.snapshot()
+    dropped = create_pool(anvil, uniswap)
+    bus.wait_count(1)
+    anvil.revert(fork)  # the blocks of that pool are gone: a reorg under the watcher's cursor
+    # The new branch: first another deployer's pool, at the very block and log index of the dropped one
+    # (at or before the last published position: only a reorg-aware watcher publishes it) ...
+    fresh = create_pool(anvil, uniswap, ANVIL_KEYS[1])
+    assert (fresh.block, fresh.log_index) == (dropped.block, dropped.log_index)
+    # ... then the first deployer again, the same nonces: the same token, hence the same pair (CREATE2),
+    # mined again in the new branch. Published already: not again.
+    again = create_pool(anvil, uniswap)
+    assert again.pair == dropped.pair and again.block > dropped.block
+    marker = create_pool(anvil, uniswap, ANVIL_KEYS[2])  # anything before it has arrived once it has
+    seen = bus.wait_count(3)
+    assert [m.pair for m in seen] == [dropped.pair, fresh.pair, marker.pair]
+    assert_announces(seen[1], fresh, uniswap)
+    assert any(getattr(r, "event", "") == "pool_reorg" for r in caplog.records)
+    wait_caught_up(actors.run_dir, anvil, uniswap)
+    time.sleep(0.3)
+    assert len(bus.pump()) == 3
