@@ -9,8 +9,10 @@ launcher creates them, ``addLiquidityETH`` through Router02.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -431,3 +433,90 @@ def test_a_reorg_publishes_the_new_branch_and_never_the_same_pair_twice(
     wait_caught_up(actors.run_dir, anvil, uniswap)
     time.sleep(0.3)
     assert len(bus.pump()) == 3
+
+
+class Cuttable:
+    """A TCP relay on 127.0.0.1 in front of anvil whose connections can be cut (a WebSocket drop)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = int(probe.getsockname()[1])
+        probe.close()
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener: socket.socket | None = None
+        self.accepted = 0
+
+    def up(self) -> None:
+        """Listen and relay."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        """Stop listening and cut every relayed connection."""
+        if self.listener is not None:
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (a bare close would not)
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            for conn in self.conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self.conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.conns += [client, upstream]
+                self.accepted += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+def test_after_a_websocket_drop_the_backfill_publishes_what_was_created_meanwhile(
+    anvil: Anvil,
+    uniswap: UniswapDeployment,
+    actors: Actors,  # noqa: F811
+    bus: PoolBus,
+) -> None:
+    relay = Cuttable(anvil.port)
+    relay.up()
+    try:
+        args = watcher_args(anvil, uniswap, "ws", ws_url=f"ws://127.0.0.1:{relay.port}")
+        actors.start(WATCHER, ACTOR, args)
+        wait_caught_up(actors.run_dir, anvil, uniswap)
+        first = create_pool(anvil, uniswap)
+        bus.wait_count(1)
+        relay.down()  # the WebSocket is gone: no subscription delivers anything now
+        meanwhile = [create_pool(anvil, uniswap) for _ in range(2)]
+        relay.up()
+        seen = bus.wait_count(3)
+        assert [m.pair for m in seen] == [first.pair, *(c.pair for c in meanwhile)]
+        assert relay.accepted >= 2  # it did reconnect
+        later = create_pool(anvil, uniswap)  # and follows the chain on the new connection
+        assert bus.wait_count(4)[-1].pair == later.pair
+    finally:
+        actors.stop_all()
+        relay.down()
