@@ -501,22 +501,34 @@ def test_after_a_websocket_drop_the_backfill_publishes_what_was_created_meanwhil
     actors: Actors,  # noqa: F811
     bus: PoolBus,
 ) -> None:
-    relay = Cuttable(anvil.port)
-    relay.up()
+    ws, http = Cuttable(anvil.port), Cuttable(anvil.port)  # anvil serves both on one port
+    ws.up()
+    http.up()
     try:
-        args = watcher_args(anvil, uniswap, "ws", ws_url=f"ws://127.0.0.1:{relay.port}")
+        args = watcher_args(anvil, uniswap, "ws") | {
+            "ws_url": f"ws://127.0.0.1:{ws.port}",
+            "rpc_url": f"http://127.0.0.1:{http.port}",
+        }
         actors.start(WATCHER, ACTOR, args)
         wait_caught_up(actors.run_dir, anvil, uniswap)
         first = create_pool(anvil, uniswap)
         bus.wait_count(1)
-        relay.down()  # the WebSocket is gone: no subscription delivers anything now
+        # The node is unreachable: nothing can come now; on reconnect the backfill finds what was missed.
+        ws.down()
+        http.down()
         meanwhile = [create_pool(anvil, uniswap) for _ in range(2)]
-        relay.up()
+        ws.up()  # only the WebSocket comes back: what arrives now came by it
         seen = bus.wait_count(3)
         assert [m.pair for m in seen] == [first.pair, *(c.pair for c in meanwhile)]
-        assert relay.accepted >= 2  # it did reconnect
+        assert ws.accepted >= 2  # it did reconnect
         later = create_pool(anvil, uniswap)  # and follows the chain on the new connection
         assert bus.wait_count(4)[-1].pair == later.pair
+        http.up()
+        # Only the WebSocket is down: the watcher polls over HTTP between its reconnect attempts.
+        ws.down()
+        polled = create_pool(anvil, uniswap)  # the WebSocket stays down until the end of the test
+        assert bus.wait_count(5)[-1].pair == polled.pair
     finally:
         actors.stop_all()
-        relay.down()
+        ws.down()
+        http.down()

@@ -13,10 +13,12 @@ Decisions (a trader relies on these):
   new head also scans ``eth_getLogs`` from the cursor to the head (the complete path: a log the
   subscription never delivered is still found, and the cursor and reorg check move on blocks without
   pools). Subscriptions are made first, then the backfill from the journaled cursor to the head runs, on
-  start and after every reconnect, so nothing falls between the two. Without ``ws_url``: ``eth_getLogs``
-  every ``poll_s`` seconds. Either way ``eth_getLogs`` asks for at most ``MAX_RANGE`` blocks at a time,
-  halving the range when the node refuses one (providers cap blocks or results per call). A failed
-  connection or call is retried with full-jitter backoff (0.1 s doubling to 10 s), never a crash loop.
+  start and after every reconnect, so nothing falls between the two; while the WebSocket is down, the
+  watcher polls over ``rpc_url`` between reconnect attempts. Without ``ws_url``: ``eth_getLogs`` over
+  ``rpc_url`` every ``poll_s`` seconds. Either way ``eth_getLogs`` asks for at most ``MAX_RANGE``
+  blocks at a time, halving the range when the node refuses one (providers cap blocks or results per
+  call). A failed connection or call is retried with full-jitter backoff (0.1 s doubling to 10 s),
+  never a crash loop.
 - **Which pairs.** Only a pair of exactly one quote token (``quote_tokens``) and one other token is
   published (``token`` = the other, ``quote_token`` = the quote): that is a new token one can buy with
   the quote. A pair of two quote tokens (e.g. WETH/USDC) or of two non-quote tokens is not a snipe and is
@@ -413,7 +415,20 @@ class _Worker:
             except Exception as e:  # connection lost or a call failed: back off, reconnect, backfill
                 self.out.put(("error", self._scrub(f"{type(e).__name__}: {e}")))
             self.attempt += 1
-            await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**self.attempt)))
+            backoff = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**self.attempt))
+            if not self.w.ws_url:
+                await asyncio.sleep(backoff)
+                continue
+            # The WebSocket is down: poll over HTTP until the next reconnect attempt, so that a WebSocket
+            # outage does not blind the watcher (failures here are the same outage: not logged again).
+            until = self.loop.time() + backoff
+            while self.running:
+                with contextlib.suppress(Exception):
+                    await self._follow_polling(once=True)
+                left = until - self.loop.time()
+                if left <= 0:
+                    break
+                await asyncio.sleep(min(self.w.poll_s, left))
 
     def _scrub(self, text: str) -> str:
         """An error's text without the configured URLs (they may carry an API key)."""
@@ -423,7 +438,8 @@ class _Worker:
         return text
 
     # -- following ---------------------------------------------------------------------------
-    async def _follow_polling(self) -> None:
+    async def _follow_polling(self, once: bool = False) -> None:
+        """Poll ``eth_getLogs`` over HTTP every ``poll_s`` (``once``: one catch-up while the WS is down)."""
         from web3 import AsyncHTTPProvider, AsyncWeb3
 
         provider = AsyncHTTPProvider(
@@ -432,6 +448,8 @@ class _Worker:
         w3 = AsyncWeb3(provider)
         try:
             await self._catch_up(w3, await w3.eth.block_number)
+            if once:
+                return
             self._connected("http")
             while self.running:
                 await asyncio.sleep(self.w.poll_s)
