@@ -28,7 +28,8 @@ Decisions (a trader relies on these):
 - **Cursor, journaled** (``keys.POOL_CURSOR``, one record per venue and factory, :class:`PoolCursor`):
   the last fully processed block and its hash, and the (block, log index) of the last published pool
   (plus the last ``RECENT_PAIRS`` published pair addresses). A restart resumes from the cursor and skips
-  every log at or before the last published (block, log index): it neither misses nor repeats a pool.
+  every log at or before the last published (block, log index): a stop and start neither misses nor
+  repeats a pool (a kill -9: see the next point).
   ``start_block`` only applies when there is no cursor yet: ``"latest"`` publishes pools created after
   the first start, an int replays history from that block.
 - **Exactly once, or lost on a kill — never twice.** The last published (block, log index) is journaled
