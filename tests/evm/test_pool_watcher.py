@@ -532,3 +532,32 @@ def test_after_a_websocket_drop_the_backfill_publishes_what_was_created_meanwhil
         actors.stop_all()
         ws.down()
         http.down()
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"factory": "0x1234"}, "factory = '0x1234'"),
+        ({"quote_tokens": []}, "quote_tokens"),
+        ({"quote_tokens": ["WETH"]}, "quote_tokens: 'WETH'"),
+        ({"rpc_url": "ws://127.0.0.1:1"}, "rpc_url"),
+        ({"ws_url": "http://127.0.0.1:1"}, "ws_url"),
+        ({"start_block": -1}, "start_block = -1"),
+        ({"start_block": "earliest"}, "start_block = 'earliest'"),
+        ({"confirmations": -2}, "confirmations = -2"),
+        ({"poll_s": 0}, "poll_s = 0"),
+    ],
+)
+def test_a_bad_argument_is_refused_naming_the_field(bad: dict[str, Any], named: str) -> None:
+    from sniperbot.actors.base import ActorContext
+    from sniperbot.venues.evm.pool_watcher import PoolWatcher
+
+    args: dict[str, Any] = {
+        "venue": VENUE,
+        "rpc_url": "http://127.0.0.1:8545",
+        "factory": "0x" + "11" * 20,
+        "quote_tokens": ["0x" + "22" * 20],
+    }
+    with pytest.raises(ValueError, match="pool watcher 'anvil'") as info:
+        PoolWatcher(ActorContext(), **(args | bad))
+    assert named in str(info.value)
