@@ -561,3 +561,25 @@ def test_a_bad_argument_is_refused_naming_the_field(bad: dict[str, Any], named: 
     with pytest.raises(ValueError, match="pool watcher 'anvil'") as info:
         PoolWatcher(ActorContext(), **(args | bad))
     assert named in str(info.value)
+
+
+def test_with_confirmations_a_pool_is_published_once_buried_that_deep(
+    anvil: Anvil,
+    uniswap: UniswapDeployment,
+    actors: Actors,  # noqa: F811
+    bus: PoolBus,
+) -> None:
+    actors.start(WATCHER, ACTOR, watcher_args(anvil, uniswap, "ws", confirmations=2))
+    created = create_pool(anvil, uniswap)
+    # Scanned up to head - 2 (the block before the pool's): not published yet.
+    eventually(
+        lambda: (c := cursor(actors.run_dir, uniswap)) is not None and c.block == created.block - 2, 60
+    )
+    anvil.mine(1)
+    eventually(
+        lambda: (c := cursor(actors.run_dir, uniswap)) is not None and c.block == created.block - 1, 60
+    )
+    assert bus.pump() == []
+    anvil.mine(1)
+    (msg,) = bus.wait_count(1)
+    assert_announces(msg, created, uniswap)
