@@ -583,3 +583,59 @@ def test_with_confirmations_a_pool_is_published_once_buried_that_deep(
     anvil.mine(1)
     (msg,) = bus.wait_count(1)
     assert_announces(msg, created, uniswap)
+
+
+def test_pools_found_before_the_watcher_joined_the_bus_are_held_not_lost(
+    anvil: Anvil,
+    uniswap: UniswapDeployment,
+    actors: Actors,  # noqa: F811
+) -> None:
+    """The bus comes up late on the publishing side (a slow joiner, exaggerated): nothing is lost."""
+    history = [create_pool(anvil, uniswap) for _ in range(2)]
+    rundir = RunDir(actors.run_dir)
+    zctx = zmq.Context()
+    xpub = zctx.socket(zmq.XPUB)
+    xsub = zctx.socket(zmq.XSUB)
+    sub = Subscriber(zctx, rundir.bus_out, (topic.new_pool(VENUE),))
+    control = f"inproc://late-proxy-{id(zctx)}"
+    proxy = None
+    try:
+        xpub.bind(rundir.bus_out)
+        # Our subscription has reached the proxy before the watcher exists: it is first in line.
+        assert xpub.poll(10_000) and xpub.recv() == b"\x01" + topic.new_pool(VENUE).encode()
+        actors.start(WATCHER, ACTOR, watcher_args(anvil, uniswap, "ws", start_block=0))
+        time.sleep(1.0)  # the watcher found the history long ago; its publisher has nowhere to send yet
+        xsub.bind(rundir.bus_in)
+        xsub.send(b"\x01" + topic.new_pool(VENUE).encode())  # what the proxy would have forwarded
+
+        def forward() -> None:
+            pair = zctx.socket(zmq.PAIR)
+            pair.bind(control)
+            with contextlib.suppress(zmq.ContextTerminated):
+                zmq.proxy_steerable(xsub, xpub, None, pair)
+            pair.close(0)
+
+        proxy = threading.Thread(target=forward, daemon=True)
+        proxy.start()
+        got: list[NewPool] = []
+
+        def receive() -> list[NewPool]:
+            while sub.socket.poll(0):
+                payload = decode_envelope(sub.socket.recv_multipart()[1]).payload
+                if isinstance(payload, NewPool):
+                    got.append(payload)
+            return got if len(got) >= 2 else []
+
+        eventually(receive, 60, what="the history on the bus")
+        assert [m.pair for m in got] == [c.pair for c in history]
+    finally:
+        actors.stop_all()
+        if proxy is not None:
+            stop = zctx.socket(zmq.PAIR)
+            stop.connect(control)
+            stop.send(b"TERMINATE")
+            proxy.join(5)
+            stop.close(0)
+        for sock in (sub.socket, xpub, xsub):
+            sock.close(0)
+        zctx.term()
