@@ -8,7 +8,8 @@ token1, address pair, uint)`` events and publishes one ``NewPool`` per new pair 
 Decisions (a trader relies on these):
 
 - **Following the chain.** With ``ws_url``: ``eth_subscribe("logs", {address: factory, topics:
-  [PairCreated]})`` and ``eth_subscribe("newHeads")`` over web3's ``AsyncWeb3`` + ``WebSocketProvider``.
+  [PairCreated]})`` and ``eth_subscribe("newHeads")`` on one WebSocket (``websockets``; see
+  :class:`_WsRpc` for why not web3's ``WebSocketProvider``), the calls on the same connection.
   With ``confirmations = 0`` a subscribed log is handed over the moment it arrives (the fast path); every
   new head also scans ``eth_getLogs`` from the cursor to the head (the complete path: a log the
   subscription never delivered is still found, and the cursor and reorg check move on blocks without
@@ -51,7 +52,7 @@ Decisions (a trader relies on these):
   even at a (block, log index) at or below one published before the reorg; a pair already published is
   never published again (a pair's address is fixed by its tokens, CREATE2: the same pair mined again in
   the new branch is the same pool).
-- **Threads.** web3's async client runs in one daemon thread with its own asyncio loop; it hands
+- **Threads.** The chain client runs in one daemon thread with its own asyncio loop; it hands
   everything to the actor thread through a ``queue.SimpleQueue`` drained every ``DRAIN_INTERVAL_S``
   (the runtime's loop owns the bus and the journal). Added latency: at most ``DRAIN_INTERVAL_S``.
 - **Secrets.** RPC URLs often carry an API key: every error logged has the configured URLs replaced by
@@ -63,6 +64,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
+import json
 import queue
 import random
 import threading
@@ -88,6 +91,8 @@ PROBE_WARN_S = 5.0
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 10.0
 _JOIN_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 20.0  # one JSON-RPC call over the WebSocket
+WS_MAX_MESSAGE = 64 * 1024 * 1024  # an eth_getLogs answer of MAX_RANGE busy blocks fits
 _NO_POSITION = (-1, -1)
 _END_OF_BLOCK = 2**62  # a log index above any real one: (block, _END_OF_BLOCK) is "all of block"
 
@@ -126,13 +131,18 @@ def _hex(value: Any) -> str:
     return "0x" + bytes(value).hex()
 
 
+def _num(value: Any) -> int:
+    """A JSON-RPC quantity (``"0x1a"``) or an int, as an int."""
+    return value if isinstance(value, int) else int(value, 16)
+
+
 def decode_pair_created(log: Any) -> PoolLog:
-    """A ``PairCreated`` log (web3's formatted dict) as a :class:`PoolLog`."""
+    """A ``PairCreated`` log (as the JSON-RPC node sends it) as a :class:`PoolLog`."""
     topics = log["topics"]
     data = bytes.fromhex(_hex(log["data"])[2:])
     return PoolLog(
-        block=int(log["blockNumber"]),
-        index=int(log["logIndex"]),
+        block=_num(log["blockNumber"]),
+        index=_num(log["logIndex"]),
         block_hash=_hex(log["blockHash"]),
         tx_hash=_hex(log["transactionHash"]),
         token0=to_checksum_address(bytes.fromhex(_hex(topics[1])[2:])[-20:]),
@@ -359,8 +369,90 @@ class PoolWatcher(Actor):
         self.cursor = cursor
 
 
+class RpcError(Exception):
+    """The node answered a JSON-RPC call with an error: the call was refused, not lost."""
+
+
+class _HttpRpc:
+    """JSON-RPC calls over HTTP (web3's ``AsyncHTTPProvider``, raw answers: no formatting layer)."""
+
+    def __init__(self, url: str) -> None:
+        from web3 import AsyncHTTPProvider
+
+        self.provider = AsyncHTTPProvider(
+            url, request_kwargs={"timeout": 10}, exception_retry_configuration=None
+        )
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        """The call's ``result``; :class:`RpcError` when the node refuses it."""
+        answer = await self.provider.make_request(method, params)  # type: ignore[arg-type]
+        if "error" in answer:
+            raise RpcError(f"{method}: {answer['error']}")
+        return answer.get("result")
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        with contextlib.suppress(Exception):
+            await self.provider.disconnect()
+
+
+class _WsRpc:
+    """JSON-RPC over one WebSocket (``websockets``): answers matched to calls by id, notifications queued.
+
+    Why not web3 8's ``WebSocketProvider``: it waits for each answer by spinning the event loop
+    (``asyncio.sleep(0)`` in ``PersistentConnectionProvider._get_response_for_request_id``), which keeps
+    a core and the GIL busy for the whole call and slowed the actor's own thread (on anvil: ~45 ms from
+    a pool's transaction to its NewPool, against ~15 ms by HTTP polling). Here an answer resolves a future.
+    """
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.notifications: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()  # None: connection gone
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                message = json.loads(raw)
+                if message.get("method") == "eth_subscription":
+                    self.notifications.put_nowait(message["params"])
+                    continue
+                future = self.pending.pop(message.get("id"), None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+        finally:
+            for future in self.pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("websocket closed"))
+            self.pending.clear()
+            self.notifications.put_nowait(None)
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        """The call's ``result``; :class:`RpcError` when the node refuses it."""
+        if self.reader.done():
+            raise ConnectionError("websocket closed")
+        request_id = next(self.ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        await self.ws.send(
+            json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        )
+        answer = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+        if "error" in answer:
+            raise RpcError(f"{method}: {answer['error']}")
+        return answer.get("result")
+
+    async def close(self) -> None:
+        """Stop reading (the connection itself is closed by its context manager)."""
+        self.reader.cancel()
+        with contextlib.suppress(BaseException):
+            await self.reader
+
+
 class _Worker:
-    """The web3 side (its own thread and asyncio loop): subscriptions, backfill, polling, reorg checks."""
+    """The chain side (its own thread and asyncio loop): subscriptions, backfill, polling, reorg checks."""
 
     def __init__(self, watcher: PoolWatcher, cursor: PoolCursor | None) -> None:
         self.w = watcher
@@ -377,6 +469,7 @@ class _Worker:
         # The newest (block, log index) handed over: the subscription and the scans overlap.
         self.handed = (cursor.published_block, cursor.published_index) if cursor is not None else _NO_POSITION
         self.attempt = 0
+        self.log_filter = {"address": watcher.factory, "topics": [PAIR_CREATED_TOPIC]}
 
     # -- thread entry and stop --------------------------------------------------------------
     def _run(self) -> None:
@@ -441,55 +534,43 @@ class _Worker:
     # -- following ---------------------------------------------------------------------------
     async def _follow_polling(self, once: bool = False) -> None:
         """Poll ``eth_getLogs`` over HTTP every ``poll_s`` (``once``: one catch-up while the WS is down)."""
-        from web3 import AsyncHTTPProvider, AsyncWeb3
-
-        provider = AsyncHTTPProvider(
-            self.w.rpc_url, request_kwargs={"timeout": 10}, exception_retry_configuration=None
-        )
-        w3 = AsyncWeb3(provider)
+        rpc = _HttpRpc(self.w.rpc_url)
         try:
-            await self._catch_up(w3, await w3.eth.block_number)
+            await self._catch_up(rpc, _num(await rpc.call("eth_blockNumber", [])))
             if once:
                 return
             self._connected("http")
             while self.running:
                 await asyncio.sleep(self.w.poll_s)
-                await self._catch_up(w3, await w3.eth.block_number)
+                await self._catch_up(rpc, _num(await rpc.call("eth_blockNumber", [])))
         finally:
-            with contextlib.suppress(Exception):
-                await provider.disconnect()
+            await rpc.close()
 
     async def _follow_ws(self) -> None:
-        from web3 import AsyncWeb3, WebSocketProvider
+        from websockets.asyncio.client import connect
 
-        provider = WebSocketProvider(
-            self.w.ws_url,
-            websocket_kwargs={"ping_interval": 10, "ping_timeout": 20},
-            request_timeout=20,
-            max_connection_retries=1,  # our own loop backs off and reconnects
-        )
-        # ``async with``, not ``await AsyncWeb3(...)``: the latter installs process-wide SIGINT/SIGTERM
-        # handlers (and fails outside the main thread); the runtime owns the signals.
-        async with AsyncWeb3(provider) as w3:
-            logs_id = await w3.eth.subscribe(
-                "logs", {"address": self.w.factory, "topics": [PAIR_CREATED_TOPIC]}
-            )
-            heads_id = await w3.eth.subscribe("newHeads")
-            # Subscribed first, then the backfill: a pool mined in between is in one or the other.
-            await self._catch_up(w3, await w3.eth.block_number)
-            self._connected("websocket")
-            async for message in w3.socket.process_subscriptions():
-                if not self.running:
-                    break
-                sub, result = message["subscription"], message["result"]
-                if sub == logs_id:
-                    if result.get("removed"):
-                        self.out.put(("removed", decode_pair_created(result)))
-                    elif self.w.confirmations == 0 and self.cursor is not None:
-                        self._hand(decode_pair_created(result))  # the fast path
-                elif sub == heads_id:
-                    await self._catch_up(w3, int(result["number"]))
-            raise ConnectionError("subscription stream ended")
+        async with connect(self.w.ws_url, ping_interval=10, ping_timeout=20, max_size=WS_MAX_MESSAGE) as ws:
+            rpc = _WsRpc(ws)
+            try:
+                logs_id = await rpc.call("eth_subscribe", ["logs", self.log_filter])
+                heads_id = await rpc.call("eth_subscribe", ["newHeads"])
+                # Subscribed first, then the backfill: a pool mined in between is in one or the other.
+                await self._catch_up(rpc, _num(await rpc.call("eth_blockNumber", [])))
+                self._connected("websocket")
+                while self.running:
+                    note = await rpc.notifications.get()
+                    if note is None:
+                        raise ConnectionError("websocket closed")
+                    sub, result = note.get("subscription"), note.get("result")
+                    if sub == logs_id:
+                        if result.get("removed"):
+                            self.out.put(("removed", decode_pair_created(result)))
+                        elif self.w.confirmations == 0 and self.cursor is not None:
+                            self._hand(decode_pair_created(result))  # the fast path
+                    elif sub == heads_id:
+                        await self._catch_up(rpc, _num(result["number"]))
+            finally:
+                await rpc.close()
 
     def _connected(self, via: str) -> None:
         self.attempt = 0
@@ -501,34 +582,29 @@ class _Worker:
         self.handed = (log.block, log.index)
         self.out.put(("pool", log))
 
-    async def _block_hash(self, w3: Any, number: int) -> str | None:
+    async def _block_hash(self, rpc: Any, number: int) -> str | None:
         """The hash of block ``number`` on the chain now (None: no such block, e.g. after a revert)."""
-        from web3.exceptions import BlockNotFound
+        block = await rpc.call("eth_getBlockByNumber", [hex(number), False])
+        return _hex(block["hash"]) if block else None
 
-        try:
-            block = await w3.eth.get_block(number)
-        except BlockNotFound:
-            return None
-        return _hex(block["hash"]) if block is not None else None
-
-    async def _catch_up(self, w3: Any, head: int) -> None:
+    async def _catch_up(self, rpc: Any, head: int) -> None:
         """Scan from the cursor to ``head - confirmations``, after a reorg check at the cursor."""
         target = head - self.w.confirmations
         if self.cursor is None:  # first start, no journaled cursor
             start = self.w.start_block
             self.cursor = max(target, -1) if start == "latest" else int(start) - 1
             if self.cursor >= 0:
-                found = await self._block_hash(w3, self.cursor)
+                found = await self._block_hash(rpc, self.cursor)
                 if found is not None:
                     self.hashes[self.cursor] = found
             self.out.put(("scanned", (self.cursor, self.hashes.get(self.cursor, ""))))
-        await self._check_reorg(w3)
+        await self._check_reorg(rpc)
         while self.running and self.cursor < target:
             end = min(target, self.cursor + MAX_RANGE)
             # The end's hash before its logs: a reorg in between shows at the next check (a rescan).
-            end_hash = await self._block_hash(w3, end) or ""
-            logs = await self._get_logs(w3, self.cursor + 1, end)
-            for raw in sorted(logs, key=lambda x: (int(x["blockNumber"]), int(x["logIndex"]))):
+            end_hash = await self._block_hash(rpc, end) or ""
+            logs = await self._get_logs(rpc, self.cursor + 1, end)
+            for raw in sorted(logs, key=lambda x: (_num(x["blockNumber"]), _num(x["logIndex"]))):
                 if not raw.get("removed"):
                     self._hand(decode_pair_created(raw))
             self.cursor = end
@@ -537,15 +613,15 @@ class _Worker:
                 del self.hashes[min(self.hashes)]
             self.out.put(("scanned", (end, end_hash)))
 
-    async def _check_reorg(self, w3: Any) -> None:
+    async def _check_reorg(self, rpc: Any) -> None:
         assert self.cursor is not None
         recorded = self.hashes.get(self.cursor)
-        if not recorded or await self._block_hash(w3, self.cursor) == recorded:
+        if not recorded or await self._block_hash(rpc, self.cursor) == recorded:
             return
         old = self.cursor
         fork = min(self.hashes) - 1
         for number in sorted(self.hashes, reverse=True):
-            if number != old and await self._block_hash(w3, number) == self.hashes[number]:
+            if number != old and await self._block_hash(rpc, number) == self.hashes[number]:
                 fork = number
                 break
         self.hashes = {n: h for n, h in self.hashes.items() if n <= fork}
@@ -553,23 +629,15 @@ class _Worker:
         self.handed = min(self.handed, (fork, _END_OF_BLOCK))
         self.out.put(("reorg", (fork, self.hashes.get(fork, ""), old)))
 
-    async def _get_logs(self, w3: Any, first: int, last: int) -> list[Any]:
+    async def _get_logs(self, rpc: Any, first: int, last: int) -> list[Any]:
         """The factory's PairCreated logs of blocks ``first..last``, halving ranges the node refuses."""
-        from web3.exceptions import Web3RPCError
-
         try:
-            return list(
-                await w3.eth.get_logs(
-                    {
-                        "address": self.w.factory,
-                        "topics": [PAIR_CREATED_TOPIC],
-                        "fromBlock": first,
-                        "toBlock": last,
-                    }
-                )
+            found = await rpc.call(
+                "eth_getLogs", [self.log_filter | {"fromBlock": hex(first), "toBlock": hex(last)}]
             )
-        except Web3RPCError:
+            return list(found or [])
+        except RpcError:
             if first == last:
                 raise
             mid = (first + last) // 2
-            return await self._get_logs(w3, first, mid) + await self._get_logs(w3, mid + 1, last)
+            return await self._get_logs(rpc, first, mid) + await self._get_logs(rpc, mid + 1, last)
