@@ -399,10 +399,10 @@ class _HttpRpc:
 class _WsRpc:
     """JSON-RPC over one WebSocket (``websockets``): answers matched to calls by id, notifications queued.
 
-    Why not web3 8's ``WebSocketProvider``: it waits for each answer by spinning the event loop
-    (``asyncio.sleep(0)`` in ``PersistentConnectionProvider._get_response_for_request_id``), which keeps
-    a core and the GIL busy for the whole call and slowed the actor's own thread (on anvil: ~45 ms from
-    a pool's transaction to its NewPool, against ~15 ms by HTTP polling). Here an answer resolves a future.
+    Why not web3 8's ``WebSocketProvider``: it waits for each answer by spinning the event loop (a busy
+    ``asyncio.sleep(0)`` loop in ``PersistentConnectionProvider._get_response_for_request_id``), which
+    keeps a core and the GIL busy for the whole call, in a process whose actor thread must stay prompt
+    and on a machine shared with the node's other actors. Here an answer resolves a future.
     """
 
     def __init__(self, ws: Any) -> None:
