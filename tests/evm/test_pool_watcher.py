@@ -383,7 +383,7 @@ def test_a_kill_9_right_after_a_publish_repeats_no_pool(
     try:
         wait_caught_up(actors.run_dir, anvil, uniswap)
         bus.on_arrival = lambda _msg: proc.kill()  # kill -9 the moment the first pool reaches the bus
-        batch = create_pools_in_one_block(anvil, uniswap, 6)
+        batch = create_pools_in_one_block(anvil, uniswap, 10)  # 2.7 M gas each: 10 fit in a 30 M block
         before_kill = bus.wait_count(1)
         eventually(lambda: proc.proc.poll() is not None, 30, what="watcher killed")
         bus.on_arrival = None
@@ -411,9 +411,10 @@ def test_a_kill_9_right_after_a_publish_repeats_no_pool(
     for b in batch:
         if (b.block, b.log_index) > journaled:
             assert b.pair in pairs
+    inside = c.block < batch[0].block  # killed before the block cursor passed the batch: a rescan of it
     print(
-        f"\nkill -9 after the first publish: {len(before_kill)} published before it, "
-        f"{len(lost)} lost in the kill window"
+        f"\nkill -9 after the first publish: {len(before_kill)} of {len(batch)} published before it, "
+        f"{len(lost)} lost in the kill window, block cursor {'before' if inside else 'past'} the batch"
     )
     wait_caught_up(actors.run_dir, anvil, uniswap)
     time.sleep(0.3)  # anything still to come would be a repeat
