@@ -84,3 +84,13 @@ BREAKERS = "ctl.breaker."
 def metrics(actor_id: str) -> str:
     """Topic of one actor's (or the node's) MetricsSnapshot."""
     return f"{METRICS}{actor_id}"
+
+
+def new_pool(venue: str) -> str:
+    """Topic of a chain venue's new liquidity pools (:class:`~sniperbot.messages.chain.NewPool`)."""
+    return f"chain.{venue}.new_pool."
+
+
+def bus_echo(actor_id: str) -> str:
+    """An actor's own probe topic: hearing its probe back proves its publisher has joined the bus."""
+    return f"ctl.echo.{actor_id}."
