@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 from eth_utils import to_checksum_address
 from web3 import Web3
+from web3.exceptions import TransactionNotFound
 
 from sniperbot.journal import TERMINAL_STATUSES
 from sniperbot.messages import Fill, Order, OrderUpdate
@@ -100,6 +101,7 @@ class ChainRecords(msgspec.Struct, kw_only=True):
     head: int
     txs: list[WalletTx]
     balances: dict[str, float]
+    before: list[str] = []  # journaled swaps mined at or before the baseline block (not this session's)
 
 
 class ChainReport(msgspec.Struct, kw_only=True):
@@ -185,8 +187,12 @@ class ChainReader:
             balances=self._balances(block),
         )
 
-    def fetch(self, baseline: ChainBaseline) -> ChainRecords:
-        """The wallet's transactions mined after the baseline block, and its balances at the same head."""
+    def fetch(self, baseline: ChainBaseline, journaled: Iterable[str] = ()) -> ChainRecords:
+        """The wallet's transactions mined after the baseline block, and its balances at the same head.
+
+        ``journaled``: the transaction hashes of the journal's fills; those mined at or before the
+        baseline block (the node traded before the session started) are listed in ``before``.
+        """
         head = self.w3.eth.block_number
         wallet = self.venue.wallet.lower()
         txs: list[WalletTx] = []
@@ -206,11 +212,27 @@ class ChainReader:
                         gas_eth=receipt["gasUsed"] * receipt["effectiveGasPrice"] / 1e18,
                     )
                 )
-        return ChainRecords(venue=self.venue.name, head=head, txs=txs, balances=self._balances(head))
+        seen = {t.hash.lower() for t in txs}
+        before: list[str] = []
+        for tx in {h.lower() for h in journaled} - seen:
+            try:
+                receipt = self.w3.eth.get_transaction_receipt(tx)
+            except TransactionNotFound:
+                continue  # not on chain: the checker calls it a phantom
+            if receipt["status"] == 1 and receipt["blockNumber"] <= baseline.block:
+                before.append(tx)
+        return ChainRecords(
+            venue=self.venue.name, head=head, txs=txs, balances=self._balances(head), before=sorted(before)
+        )
 
 
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=_REL, abs_tol=1e-12)
+
+
+def journaled_hashes(journal: Iterable[Any], venue: str) -> list[str]:
+    """The transaction hashes of the journal's fills on ``venue``."""
+    return sorted({_tx_of(r.fill_id, venue)[0] for r in journal if isinstance(r, Fill) and r.venue == venue})
 
 
 def _tx_of(fill_id: str, venue: str) -> tuple[str, bool]:
@@ -224,6 +246,7 @@ def check_chain(
 ) -> ChainReport:
     """The journal of ``venue`` against the chain's records since ``baseline`` (module docstring)."""
     name = venue.name
+    before = set(records.before)
     orders: dict[str, Order] = {}
     status: dict[str, str] = {}
     fills: list[Fill] = []
@@ -234,6 +257,8 @@ def check_chain(
             status[record.client_order_id] = record.status
         elif isinstance(record, Fill) and record.venue == name:
             fills.append(record)
+    # A fill of a swap mined before the session is not this session's.
+    fills = [f for f in fills if _tx_of(f.fill_id, name)[0] not in before]
     r = ChainReport(
         ok=True, settled=True, venue=name, orders_journaled=len(orders), swaps_on_chain=0,
         fills_journaled=len(fills), wallet_txs=len(records.txs), duplicate_orders=[], lost_fills=[],

@@ -53,7 +53,14 @@ from typing import Any
 import msgspec
 
 from sniperbot.admin import AdminUnavailable, admin_request
-from sniperbot.chaos.chain import ChainBaseline, ChainReader, ChainReport, ChainVenue, check_chain
+from sniperbot.chaos.chain import (
+    ChainBaseline,
+    ChainReader,
+    ChainReport,
+    ChainVenue,
+    check_chain,
+    journaled_hashes,
+)
 from sniperbot.chaos.exchange import (
     ExchangeBaseline,
     ExchangeReader,
@@ -611,7 +618,9 @@ class _Session:
             error = ""
             while True:
                 try:
-                    records = reader.fetch(baseline)
+                    journal = read_journal(self.options.run_dir)
+                    records = reader.fetch(baseline, journaled_hashes(journal, name))
+                    # read again after the chain: a fill journaled meanwhile is not taken for a lost one
                     report = check_chain(reader.venue, read_journal(self.options.run_dir), records, baseline)
                     error = ""
                 except Exception as e:  # web3's transport / RPC errors

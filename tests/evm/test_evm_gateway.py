@@ -578,3 +578,28 @@ def test_rpc_down_the_status_says_so_and_an_order_waits_until_the_chain_answers(
     finally:
         actors.stop_all()
         second.stop()
+
+
+def test_selling_a_position_summed_from_float_fills_sells_the_whole_balance(
+    chain: Chain, actors: Actors
+) -> None:
+    """A position is a sum of float fills: it can exceed the wallet's balance by float dust (1e-16). Selling
+    it must sell the whole balance, not be refused as insufficient funds and strand the tokens; a real
+    shortfall is still refused."""
+    start_all(actors, chain)
+    run = actors.run_dir
+    tkn = erc20(chain.anvil.w3, chain.token)
+    submit(order("s1-d-1", "buy", 100.0))
+    mine_until(chain.anvil, lambda: journal(run).order_status("s1-d-1") == "filled", what="buy filled")
+    held = tkn.functions.balanceOf(WALLET).call()
+    (fill,) = fills_of(run, "s1-d-1")
+    position = fill.quantity + 1e-14  # what summing a few float fills can give
+    assert position * 10**18 > held
+    submit(order("s1-d-2", "sell", held / 1e18 * 1.001))  # a real shortfall (0.1 %): refused
+    eventually(lambda: journal(run).order_status("s1-d-2") == "rejected", 30, what="shortfall refused")
+    assert journal(run).order("s1-d-2") is not None
+    submit(order("s1-d-3", "sell", position))
+    mine_until(chain.anvil, lambda: journal(run).order_status("s1-d-3") == "filled", what="dust sell filled")
+    assert tkn.functions.balanceOf(WALLET).call() == 0
+    (sold,) = fills_of(run, "s1-d-3")
+    assert sold.quantity == pytest.approx(held / 1e18, rel=1e-12)

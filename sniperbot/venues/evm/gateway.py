@@ -105,6 +105,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
 from eth_account import Account
@@ -134,6 +135,7 @@ FAULT_POINTS = ("after_sign", "after_journal", "after_broadcast", "after_receipt
 SWAP_GAS = 350_000
 APPROVE_GAS = 100_000
 CANCEL_GAS = 21_000
+DUST_DIVISOR = 10**9  # a sell at most 1e-9 above the wallet's balance sells the balance (float dust)
 FINALITY_BLOCKS = 64  # a counted receipt is watched for reorgs this deep (two epochs on Ethereum)
 REORGED = "reorged"
 DEADLINE = "deadline"
@@ -545,7 +547,7 @@ class EvmGateway(Actor):
         base = order.symbol.split("/", 1)[0]
         token, weth = self.tokens[base], self.tokens[self.quote]
         dec = self.decimals(token)
-        amount = int(order.quantity * 10**dec)
+        amount = to_units(order.quantity, dec)
         if amount <= 0:
             return "amount_below_precision"
         head = self.w3.eth.get_block("latest")
@@ -574,8 +576,13 @@ class EvmGateway(Actor):
             slots.append(Slot(-1, SWAP, self.router, amount_in, data, SWAP_GAS))
         else:
             erc = self._token(token)
-            if int(erc.functions.balanceOf(self.wallet).call()) < amount:
-                return "insufficient_funds"
+            balance = int(erc.functions.balanceOf(self.wallet).call())
+            if balance < amount:
+                # A position summed from float fills can exceed the wallet by float dust (1e-16 relative):
+                # selling "everything" then means the whole balance, not a refusal that strands it.
+                if amount - balance > amount // DUST_DIVISOR:
+                    return "insufficient_funds"
+                amount = balance
             if int(erc.functions.allowance(self.wallet, self.router).call()) < amount:
                 data = erc.encode_abi("approve", args=[self.router, _MAX_UINT])
                 slots.append(Slot(-1, APPROVE, token, 0, data, APPROVE_GAS))
@@ -946,3 +953,8 @@ class EvmGateway(Actor):
                 exchange_order_id=tx_hash,
             )
         self._later(lambda: self.ctx.send(sender, report))
+
+
+def to_units(quantity: float, decimals: int) -> int:
+    """``quantity`` tokens in the token's smallest units, rounded down (0.3 is 3 x 10**17 exactly)."""
+    return int(Decimal(repr(quantity)).scaleb(decimals).to_integral_value(ROUND_FLOOR))
