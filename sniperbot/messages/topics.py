@@ -84,3 +84,8 @@ BREAKERS = "ctl.breaker."
 def metrics(actor_id: str) -> str:
     """Topic of one actor's (or the node's) MetricsSnapshot."""
     return f"{METRICS}{actor_id}"
+
+
+def token_safety(venue: str, token: str = "") -> str:
+    """Topic of a chain venue's token safety reports (one topic per token); without ``token``, the prefix."""
+    return f"chain.{venue}.token_safety.{token}." if token else f"chain.{venue}.token_safety."
