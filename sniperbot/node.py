@@ -188,15 +188,24 @@ class Node:
         return self._launcher.start(launch, spec.placement)
 
     def sealed_credentials(self, spec: ChildSpec) -> bytes:
-        """The venue key for this child's launch: a ``gateway.*`` actor's ``keys`` entry, else nothing.
+        """The venue key for this child's launch: a ``gateway.<venue>`` actor's entry, else nothing.
 
-        The entry *name* may sit in args (journaled for hot-added children); the secret only ever
-        travels in the launch. A name the node did not unlock gives no key (logged by name).
+        A configured venue says which entry (:meth:`VenueSection.gateway_credentials`: a ccxt venue's
+        ``keys``, an evm venue's ``wallet``); a gateway of no configured venue (hot-added) names it in
+        its args ``keys``. The secret only ever travels in the launch. An entry the node did not unlock
+        gives no key (logged by name).
         """
-        name = spec.args.get("keys") if spec.id.startswith("gateway.") else None
+        if not spec.id.startswith("gateway."):
+            return b""
+        venue = self.config.venue(spec.id.removeprefix("gateway."))
+        if venue is not None and venue.keystore_entries():
+            name = ", ".join(entry for entry, _ in venue.keystore_entries().values())
+            creds = venue.gateway_credentials(self._credentials)
+        else:
+            name = str(spec.args.get("keys") or "")
+            creds = self._credentials.get(name) if name else None
         if not name:
             return b""
-        creds = self._credentials.get(str(name))
         if creds is None:
             log.error(
                 "no unlocked keystore entry for this gateway; it runs without keys",

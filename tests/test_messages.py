@@ -40,6 +40,7 @@ from sniperbot.messages import (
     decode_envelope,
     encode_envelope,
 )
+from sniperbot.messages.chain import TokenSafetyReport
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 # One instance of every payload, with every field (including optional ones) set away from
@@ -233,6 +234,24 @@ SAMPLES: list[Message] = [
         histograms=[("sniperbot_order_ack_seconds", [], [1, 0], 0.002)],
         buckets=[0.001],
     ),
+    TokenSafetyReport(
+        venue="anvil",
+        token="0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        pair="0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+        block_number=12,
+        verdict="refuse",
+        reasons=["sell_tax: 49.78 % > max 10.00 %", "owner_power: mint (owner 0xf39F...)"],
+        can_sell=True,
+        buy_tax_bps=1,
+        sell_tax_bps=4978,
+        transfer_tax_bps=2,
+        max_tx=500.0,
+        max_wallet=1000.0,
+        owner_powers=["mint"],
+        liquidity_quote=10.5,
+        lp_burnt_or_locked_pct=99.5,
+        ts_ns=1_705,
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -265,6 +284,7 @@ TAGS: dict[type[Message], str] = {
     VenueOrderQuery: "venue_query",
     VenueOrderReport: "venue_report",
     VenueEvents: "venue_events",
+    TokenSafetyReport: "token_safety",
 }
 
 

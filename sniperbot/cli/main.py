@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 a command failed (for example the node did not answer);
 2 bad usage or configuration, or a lost or damaged journal or venue ledger, or a
-keystore refusal (nothing was started, nothing read); 3 ``admin``: no node running in the run dir;
+keystore refusal (nothing was started, nothing read); 3 ``admin``: no node running in the run dir,
+``token-check``: the verdict is "refuse" (see :mod:`sniperbot.cli.token_check`);
 ``run`` also: 70 the root supervisor gave up, 71 the node crashed (an exception
 escaped its loop), 74 stopped: disk full (see :mod:`sniperbot.node`).
 """
@@ -133,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     from sniperbot.cli.journal import add_journal_parser
 
     add_journal_parser(sub, DEFAULT_RUN_DIR)
+    from sniperbot.cli.token_check import add_token_check_parser
+
+    add_token_check_parser(sub)
     return parser
 
 
@@ -191,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         from sniperbot.cli.research import run_data
 
         return run_data(args)
+    if args.command == "token-check":
+        from sniperbot.cli.token_check import run_token_check
+
+        return run_token_check(args)
     from sniperbot.cli.journal import run_journal_command
 
     return run_journal_command(args)

@@ -2,6 +2,7 @@
 
 from sniperbot.journal.store import (
     DEFAULT_MAP_SIZE,
+    ORDER_RECORDS,
     TERMINAL_STATUSES,
     Durability,
     Journal,
@@ -11,6 +12,7 @@ from sniperbot.journal.store import (
 
 __all__ = [
     "DEFAULT_MAP_SIZE",
+    "ORDER_RECORDS",
     "TERMINAL_STATUSES",
     "Durability",
     "Journal",

@@ -1,5 +1,10 @@
 """The order journal: an append-only, crash-safe log of Orders, OrderUpdates and Fills in LMDB.
 
+It also keeps the decisions an order depends on that are not orders: token safety reports
+(:class:`~sniperbot.messages.TokenSafetyReport`, the sniper's buy/refuse verdicts), in the same log, in
+order with the orders. They have no index; :meth:`Journal.records` yields them only when asked for by
+``kinds`` (its default is :data:`ORDER_RECORDS`, what every order reader expects).
+
 Layout (one LMDB environment at ``run_dir / "journal"``, files mode 0600):
 
 * ``log``: global sequence (8-byte big-endian, contiguous from 1) -> msgpack of the
@@ -8,7 +13,7 @@ Layout (one LMDB environment at ``run_dir / "journal"``, files mode 0600):
 * ``fills``: ``fill_id`` -> seq of that Fill (the Fill dedup key).
 * ``status``: ``client_order_id`` -> latest status string from its OrderUpdates.
 * ``intents``: ``strategy_id`` -> highest ``intent_seq`` among its Orders.
-* ``meta``: the on-disk format version.
+* ``meta``: the on-disk format version, and the number of report records (``reports``).
 
 Every ``append`` is one write transaction that writes the record *and* its index
 entries, so the indexes can never disagree with the log, even under kill -9.
@@ -37,11 +42,12 @@ import msgspec
 
 from sniperbot import metrics
 from sniperbot.journal.lmdbfile import check_before_open, check_mapped_size
-from sniperbot.messages import Fill, Order, OrderUpdate
+from sniperbot.messages import Fill, Order, OrderUpdate, TokenSafetyReport
 from sniperbot.messages.orders import parse_intent_seq
 
 __all__ = [
     "DEFAULT_MAP_SIZE",
+    "ORDER_RECORDS",
     "TERMINAL_STATUSES",
     "Durability",
     "Journal",
@@ -67,8 +73,13 @@ are sent to a venue); ``"process"`` where losing the tail on power loss is
 acceptable.
 """
 
-JournalRecord = Order | OrderUpdate | Fill
+JournalRecord = Order | OrderUpdate | Fill | TokenSafetyReport
 """What the journal holds."""
+
+ORDER_RECORDS: tuple[type, ...] = (Order, OrderUpdate, Fill)
+"""The order records (what :meth:`Journal.records` yields by default); the others are reports."""
+
+_REPORTS_KEY = b"reports"  # meta: how many report records the log holds (counts() tells them apart)
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"rejected", "cancelled", "filled"})
 """Order statuses after which an order is no longer open."""
@@ -89,7 +100,7 @@ _MAX_KEY_BYTES = 511  # LMDB's compiled-in maximum key size
 _T = TypeVar("_T")
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Order | OrderUpdate | Fill)
+_decoder = msgspec.msgpack.Decoder(JournalRecord)
 
 # Journal directories (realpath) open in this process -> pid that opened them.
 # A second open of one environment in a process shares (and on close, drops)
@@ -152,7 +163,7 @@ def _decode(seq: int, value: bytes) -> JournalRecord:
 class _Prepared(NamedTuple):
     record: JournalRecord
     payload: bytes
-    id_key: bytes  # client_order_id (Order, OrderUpdate) or fill_id (Fill)
+    id_key: bytes  # client_order_id (Order, OrderUpdate) or fill_id (Fill); empty for a report
     intent: tuple[bytes, int] | None  # (strategy_id, intent_seq) of an Order
 
 
@@ -168,8 +179,10 @@ def _prepare(record: JournalRecord) -> _Prepared:
         id_key = _key(record.fill_id, "fill_id")
     elif isinstance(record, OrderUpdate):
         id_key = _key(record.client_order_id, "client_order_id")
+    elif isinstance(record, TokenSafetyReport):
+        id_key = b""  # a report is a fact of its moment: no id, no index, always appended
     else:
-        raise TypeError(f"cannot journal {type(record).__name__}: not an Order/OrderUpdate/Fill")
+        raise TypeError(f"cannot journal {type(record).__name__}: not a {' | '.join(_RECORD_NAMES)}")
     payload = _encoder.encode(record)
     try:
         # msgspec validates on decode, not on construction: refuse a record that
@@ -179,6 +192,9 @@ def _prepare(record: JournalRecord) -> _Prepared:
         # ValueError: msgspec raises UnicodeDecodeError for invalid UTF-8 in a string.
         raise JournalError(f"cannot journal an invalid {type(record).__name__}: {e}") from None
     return _Prepared(record, payload, id_key, intent)
+
+
+_RECORD_NAMES = ("Order", "OrderUpdate", "Fill", "TokenSafetyReport")
 
 
 def _put_all(txn: lmdb.Transaction, dbs: _Dbs, prepared: list[_Prepared]) -> list[int]:
@@ -204,6 +220,10 @@ def _put_all(txn: lmdb.Transaction, dbs: _Dbs, prepared: list[_Prepared]) -> lis
                 prev = txn.get(strategy_key, db=dbs.intents)
                 if prev is None or _seq_of(prev, "intents index value") < intent_seq:
                     txn.put(strategy_key, _seq_key(intent_seq), db=dbs.intents)
+        elif isinstance(record, TokenSafetyReport):
+            reports = txn.get(_REPORTS_KEY, db=dbs.meta)
+            count = _seq_of(reports, "reports count") if reports else 0
+            txn.put(_REPORTS_KEY, _seq_key(count + 1), db=dbs.meta)
         else:
             prev_status = txn.get(id_key, db=dbs.status)
             # Venues can deliver updates out of order; a late "accepted" must not
@@ -418,6 +438,7 @@ class Journal:
             fills: dict[bytes, bytes] = {}
             status: dict[bytes, bytes] = {}
             intents: dict[bytes, int] = {}
+            reports = 0
             expected = 1
             for key, value in txn.cursor(db=dbs.log):
                 seq = _seq_of(key, "journal key")
@@ -436,6 +457,8 @@ class Journal:
                         intents[sid] = max(intents.get(sid, 0), intent_seq)
                 elif isinstance(record, Fill):
                     fills.setdefault(record.fill_id.encode(), key)
+                elif isinstance(record, TokenSafetyReport):
+                    reports += 1
                 else:
                     cid = record.client_order_id.encode()
                     prev = status.get(cid)
@@ -460,6 +483,9 @@ class Journal:
                         f"({len(have)} entries, the log implies {len(want)}; first difference at key "
                         f"{wrong[0][0][:40]!r})"
                     )
+            counted = txn.get(_REPORTS_KEY, db=dbs.meta)
+            if (_seq_of(counted, "reports count") if counted else 0) != reports:
+                raise JournalError(f"journal {self._path}: the reports count disagrees with the log")
             for _ in txn.cursor(db=dbs.state):
                 pass  # node state: reading every page is the check
             return expected - 1
@@ -560,9 +586,12 @@ class Journal:
     # ------------------------------------------------------------------ reading
 
     def records(
-        self, after_seq: int = 0, kinds: tuple[type, ...] | None = None
+        self, after_seq: int = 0, kinds: tuple[type, ...] | None = ORDER_RECORDS
     ) -> Iterator[tuple[int, JournalRecord]]:
-        """Yield ``(seq, record)`` with seq > ``after_seq`` in journal order, optionally by type.
+        """Yield ``(seq, record)`` with seq > ``after_seq`` in journal order, of the types ``kinds``.
+
+        By default the order records (:data:`ORDER_RECORDS`); ``kinds=None`` yields every record,
+        reports included.
 
         Reads in batches, each in its own short read transaction, so records
         appended during the iteration are included and no transaction stays open
@@ -730,9 +759,11 @@ class Journal:
             total = txn.stat(dbs.log)["entries"]
             orders = txn.stat(dbs.orders)["entries"]
             fills = txn.stat(dbs.fills)["entries"]
-            # Every log record is exactly one of the three kinds, and every Order
-            # and Fill has exactly one index entry written in the same txn.
-            return {"orders": orders, "fills": fills, "updates": total - orders - fills}
+            counted = txn.get(_REPORTS_KEY, db=dbs.meta)
+            reports = _seq_of(counted, "reports count") if counted else 0
+            # Every log record is an Order, a Fill, an OrderUpdate or a report; every Order and
+            # Fill has exactly one index entry and every report a count, written in the same txn.
+            return {"orders": orders, "fills": fills, "updates": total - orders - fills - reports}
 
         return self._read(get, {"orders": 0, "fills": 0, "updates": 0})
 

@@ -20,7 +20,9 @@ process placement the launch is msgpack bytes handed to the forkserver over its 
 not argv (``ps``) and not the environment (``/proc/<pid>/environ``); a thread actor gets
 it in memory; a Ray actor as its constructor argument inside the cluster. Only the
 executor/gateway of the venue whose ``keys`` name the entry gets it; no other actor's
-launch carries it. Inside the actor, ``Credentials.from_launch(launch.credentials)`` and
+launch carries it (the venue config says which entries: ``VenueSection.keystore_entries``; an
+EVM venue's ``wallet``, an entry of kind ``evm`` holding ``private_key``). Inside the actor,
+``Credentials.from_launch(launch.credentials)`` and
 ``ccxt_config()`` at the exchange's construction only. Rules for that actor: never log
 or journal the launch, the exchange's config or its headers (ccxt's ``verbose = True``
 prints signed request headers: never set it), and report exchange errors by class and

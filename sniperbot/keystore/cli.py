@@ -7,6 +7,9 @@ system failed (an I/O error such as a full disk; the keystore is left as it was,
 as JSON on stdin (``--stdin``), and never printed. A prompt reads one line: a multi-line
 secret (Coinbase's EC private key in PEM) goes through ``--stdin``, its line breaks as
 ``\n`` in the JSON string, e.g. ``jq -n --rawfile s key.pem '{apiKey: "...", secret: $s}'``.
+An EVM wallet (``[[venues]] kind = "evm"``, ``wallet = NAME``) is an entry of kind ``evm``:
+``sniperbot keys add NAME --exchange evm`` asks for ``private_key`` (32 bytes in hex, checked
+before anything is stored).
 """
 
 from __future__ import annotations
@@ -48,12 +51,16 @@ def add_keys_parser(sub: Any) -> None:
 
     add = verb("add", "store a new key (prompted without echo, or JSON on stdin)")
     add.add_argument("name", help="entry name, referenced by a venue's keys = NAME")
-    add.add_argument("--exchange", required=True, help="ccxt exchange id, e.g. binance, coinbase, kraken")
+    add.add_argument(
+        "--exchange",
+        required=True,
+        help="ccxt exchange id, e.g. binance, coinbase, kraken; or evm (an on-chain wallet: private_key)",
+    )
     add.add_argument(
         "--stdin",
         action="store_true",
         help='read the credentials as JSON on stdin, ccxt field names: {"apiKey": ..., "secret": ..., '
-        '"password": ...} (also uid, privateKey, walletAddress, ...)',
+        '"password": ...} (also uid, privateKey, walletAddress, ...); evm: {"private_key": "0x..."}',
     )
     lst = verb("list", "entries: name, exchange, created (never secrets; no password needed)")
     lst.add_argument("--json", action="store_true", help="print a JSON array")

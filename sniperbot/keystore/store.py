@@ -301,12 +301,45 @@ def check_new_password(password: str) -> None:
         raise KeystoreError(f"the keystore password must have at least {MIN_PASSWORD_LEN} characters")
 
 
+#: The entry kind (``exchange``) of an on-chain EVM wallet (``[[venues]] kind = "evm"``: ``wallet``,
+#: ``relay_auth``): not a ccxt exchange id. Its fields: ``private_key`` (required: the account's secp256k1
+#: key, 32 bytes in hex, ``0x`` optional) and ``relay_private_key`` (optional: a Flashbots reputation key,
+#: same format; it holds no funds).
+EVM_WALLET = "evm"
+EVM_WALLET_FIELDS = ("private_key", "relay_private_key")
+# secp256k1's group order: a private key is an integer in [1, n - 1].
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def _check_evm_wallet(fields: Mapping[str, str]) -> None:
+    """Raise KeystoreError unless ``fields`` are an EVM wallet's (never quoting a value)."""
+    for field, value in fields.items():
+        if field not in EVM_WALLET_FIELDS:
+            raise KeystoreError(
+                f"credential field {field!r} is not an {EVM_WALLET} wallet field "
+                f"(known: {', '.join(EVM_WALLET_FIELDS)})"
+            )
+        digits = value.removeprefix("0x") if isinstance(value, str) else ""
+        if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            raise KeystoreError(
+                f"credential field {field!r} must be 32 bytes in hex (64 hex digits, 0x optional)"
+            )
+        if not 0 < int(digits, 16) < _SECP256K1_N:
+            raise KeystoreError(f"credential field {field!r} is not a valid secp256k1 private key")
+    if "private_key" not in fields:
+        raise KeystoreError(f"{EVM_WALLET} needs the credential field(s) private_key")
+
+
 def check_credentials(exchange: str, fields: Mapping[str, str]) -> None:
-    """Raise KeystoreError unless ``exchange`` is a ccxt exchange and ``fields`` fit it.
+    """Raise KeystoreError unless ``exchange`` is a ccxt exchange or :data:`EVM_WALLET` and ``fields`` fit.
 
     Field names are ccxt's own (``Exchange.requiredCredentials``); every field the
-    exchange marks required must be present and non-empty.
+    exchange marks required must be present and non-empty. An EVM wallet holds
+    :data:`EVM_WALLET_FIELDS`, each a 32-byte private key in hex.
     """
+    if exchange == EVM_WALLET:
+        _check_evm_wallet(fields)
+        return
     import ccxt  # slow import: only when adding a key
 
     check_exchange(exchange)
@@ -324,17 +357,22 @@ def check_credentials(exchange: str, fields: Mapping[str, str]) -> None:
 
 
 def check_exchange(exchange: str) -> None:
-    """Raise KeystoreError unless ``exchange`` is a ccxt exchange id."""
+    """Raise KeystoreError unless ``exchange`` is a ccxt exchange id or :data:`EVM_WALLET`."""
+    if exchange == EVM_WALLET:
+        return
     import ccxt
 
     if exchange not in ccxt.exchanges:
         raise KeystoreError(
-            f"--exchange: {exchange!r} is not a ccxt exchange id (e.g. binance, coinbase, kraken)"
+            f"--exchange: {exchange!r} is not a ccxt exchange id (e.g. binance, coinbase, kraken) "
+            f"nor {EVM_WALLET!r} (an on-chain wallet)"
         )
 
 
 def required_fields(exchange: str) -> list[str]:
-    """The credential fields ccxt says ``exchange`` requires, in ccxt's order."""
+    """The credential fields ccxt says ``exchange`` requires, in ccxt's order (a wallet: its key)."""
+    if exchange == EVM_WALLET:
+        return ["private_key"]
     import ccxt
 
     required = getattr(ccxt, exchange)().requiredCredentials

@@ -87,15 +87,21 @@ def no_password_error(what: str) -> KeystoreError:
 
 
 def key_names(config: Any) -> dict[str, tuple[str, str]]:
-    """The keystore entries ``config`` names: field path -> (entry name, the venue's exchange or "").
+    """The keystore entries ``config`` names: field path -> (entry name, the kind the entry must hold or "").
 
-    The one place that knows where a config names keys: ``[[venues]] keys`` (and ``exchange``).
+    Each venue says which of its fields name entries (:meth:`VenueSection.keystore_entries`: a ccxt
+    venue's ``keys``, holding its ``exchange``'s key; an evm venue's ``wallet`` and ``relay_auth``).
     """
     names: dict[str, tuple[str, str]] = {}
     for index, venue in enumerate(getattr(config, "venues", None) or ()):
-        name = getattr(venue, "keys", "")
-        if name:
-            names[f"venues[{index}].keys"] = (name, getattr(venue, "exchange", "") or "")
+        entries = getattr(venue, "keystore_entries", None)
+        if entries is not None:
+            named = entries()
+        else:  # not a VenueSection (a plain record of keys and exchange): its ``keys`` field
+            key = getattr(venue, "keys", "")
+            named = {"keys": (key, getattr(venue, "exchange", "") or "")} if key else {}
+        for field, entry in named.items():
+            names[f"venues[{index}].{field}"] = entry
     return names
 
 
@@ -146,6 +152,6 @@ def unlock_for_config(
         if exchange and unlocked[name].exchange != exchange:
             raise KeystoreError(
                 f"{field}: keystore entry {name!r} holds a {unlocked[name].exchange} key, "
-                f"the venue's exchange is {exchange}"
+                f"the venue needs one of kind {exchange}"
             )
     return unlocked

@@ -5,6 +5,7 @@ Payloads are frozen msgspec Structs with explicit tags (field ``t``); the
 """
 
 from sniperbot.messages.base import Message
+from sniperbot.messages.chain import TokenSafetyReport
 from sniperbot.messages.control import (
     Ack,
     ActorError,
@@ -72,6 +73,7 @@ __all__ = [
     "Side",
     "SnapshotRequest",
     "Stop",
+    "TokenSafetyReport",
     "TradeTick",
     "VenueEvents",
     "VenueOrderQuery",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
+from sniperbot.messages.chain import TokenSafetyReport
 from sniperbot.messages.control import (
     Ack,
     ActorError,
@@ -60,6 +61,7 @@ Payload = (
     | VenueStatus
     | MarketRules
     | MetricsSnapshot
+    | TokenSafetyReport
 )
 
 

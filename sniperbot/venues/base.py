@@ -79,6 +79,7 @@ This module is a leaf (msgspec only): the node's config imports it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -128,6 +129,17 @@ class VenueSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     def live_gateway(self) -> tuple[str, dict[str, Any]]:
         """The live gateway actor of this venue (``mode = "live"``): ``("module:Class", args)``."""
         raise NotImplementedError
+
+    def keystore_entries(self) -> dict[str, tuple[str, str]]:
+        """The keystore entries this venue names: config field -> (entry name, the kind the entry must hold:
+        an exchange id, ``evm``; "" any). ``sniperbot run`` unlocks them before any process starts."""
+        return {}
+
+    def gateway_credentials(self, unlocked: Mapping[str, Any]) -> Any:
+        """The one ``Credentials`` the node seals into this venue's live gateway launch (None: no key),
+        built from the unlocked entries (entry name -> Credentials): by default the first entry named."""
+        entries = list(self.keystore_entries().values())
+        return unlocked.get(entries[0][0]) if entries else None
 
     def history_source(self) -> dict[str, Any] | None:
         """Where a strategy on this venue gets candles to warm on when the node has too few bars

@@ -131,6 +131,10 @@ class CcxtVenueConfig(VenueSection, tag="ccxt"):
             "timeout_ms": self.timeout_ms,
         }
 
+    def keystore_entries(self) -> dict[str, tuple[str, str]]:
+        """``keys``, an entry holding this exchange's API key (when set)."""
+        return {"keys": (self.keys, self.exchange)} if self.keys else {}
+
     def history_source(self) -> dict[str, Any] | None:
         """The exchange's candles (public ``fetch_ohlcv``), see :mod:`sniperbot.venues.ccxt.history`."""
         return self._common()

@@ -1,0 +1,35 @@
+"""On-chain (EVM) messages: what the pool watcher saw and what the token safety check found."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sniperbot.messages.base import Message
+
+
+class TokenSafetyReport(Message, tag="token_safety"):
+    """The token safety check's verdict on one token, from a simulated buy, transfer and sell.
+
+    ``verdict`` is "buy" only when every rule passed; otherwise "refuse" and ``reasons`` lists every rule
+    that failed, each as ``"<code>: <detail>"`` (codes in :mod:`sniperbot.venues.evm.safety`). Taxes are
+    in basis points, -1 when not measured (the step before failed). ``max_tx``/``max_wallet`` are in
+    token units, 0 when the token shows no such limit. ``liquidity_quote`` is the pool's quote-token
+    reserve (e.g. WETH); ``block_number`` is the block the simulation ran in (the next block by default).
+    """
+
+    venue: str
+    token: str
+    pair: str = ""
+    block_number: int = 0
+    verdict: Literal["buy", "refuse"] = "refuse"
+    reasons: list[str] = []
+    can_sell: bool = False
+    buy_tax_bps: int = -1
+    sell_tax_bps: int = -1
+    transfer_tax_bps: int = -1
+    max_tx: float = 0.0
+    max_wallet: float = 0.0
+    owner_powers: list[str] = []
+    liquidity_quote: float = 0.0
+    lp_burnt_or_locked_pct: float = 0.0
+    ts_ns: int = 0
