@@ -941,3 +941,55 @@ def test_end_to_end_gateway_killed_during_the_snipe_still_one_buy_on_chain(
     finally:
         if node.process.poll() is None:
             node.stop()
+
+
+def test_gateway_swaps_a_token_learnt_at_run_time_and_refuses_a_buy_above_its_limit(
+    anvil: Any,
+    uniswap: Any,
+    actors: Actors,  # noqa: F811
+) -> None:
+    """The gateway trades ``"<token address>/WETH"`` (no config lists a sniped token) and honours a buy's
+    limit price: a pool that moved beyond it (plus the slippage tolerance) is not bought."""
+    from sniperbot.venues.evm.devchain import erc20, router_contract
+    from tests.evm import test_evm_gateway as gw
+    from tests.evm.tokens import launch
+
+    c = gw.make_chain(anvil, uniswap)
+    new = launch(anvil.w3, uniswap, "PlainToken")  # in no config
+    gw.start_all(actors, c)
+    symbol, quantity = f"{new.token}/{QUOTE}", 100.0
+    router = router_contract(anvil.w3, uniswap)
+    paid = router.functions.getAmountsIn(int(quantity * 1e18), [uniswap.weth, new.token]).call()[0] / 1e18
+
+    def buy(cid: str, limit: float) -> None:
+        o = Order(
+            client_order_id=cid,
+            intent_id=cid,
+            strategy_id="s1",
+            venue=VENUE,
+            symbol=symbol,
+            side="buy",
+            quantity=quantity,
+            limit_price=limit,
+            ts_ns=time.time_ns(),
+        )
+        gw.submit(o)
+
+    buy("s1-t1-1", paid / quantity)  # the pool's own price: bought
+    gw.mine_until(anvil, lambda: gw.journal(actors.run_dir).order_status("s1-t1-1") == "filled", what="buy")
+    (fill,) = gw.fills_of(actors.run_dir, "s1-t1-1")
+    assert fill.symbol == symbol
+    assert erc20(anvil.w3, new.token).functions.balanceOf(gw.WALLET).call() == pytest.approx(
+        fill.quantity * 1e18
+    )
+    buy("s1-t1-2", paid / quantity / 2)  # half the pool's price: refused before anything is signed
+    gw.mine_until(
+        anvil, lambda: gw.journal(actors.run_dir).order_status("s1-t1-2") == "rejected", what="refusal"
+    )
+    updates = [
+        r
+        for _, r in gw.journal(actors.run_dir).records(kinds=(OrderUpdate,))
+        if isinstance(r, OrderUpdate) and r.client_order_id == "s1-t1-2"
+    ]
+    assert [u.reason for u in updates if u.status == "rejected"] == ["price_above_limit"], updates
+    assert len(gw.wallet_txs(anvil)) == 1  # the one buy
