@@ -235,6 +235,7 @@ class EvmGateway(Actor):
         replace_bump_pct: float,
         poll_s: float = 0.25,
         durability: Literal["fsync", "process"] = "fsync",
+        executor: str = "",
     ) -> None:
         super().__init__(ctx)
         if quote not in tokens:
@@ -263,7 +264,7 @@ class EvmGateway(Actor):
         self.bump = 1.0 + replace_bump_pct / 100.0
         self.poll_s = poll_s
         self.durability = durability
-        self.executor = f"executor.{venue}"
+        self.executor = executor or f"executor.{venue}"
         fault = os.environ.get(FAULT_ENV, "")
         if fault and fault not in FAULT_POINTS:
             raise ValueError(f"{FAULT_ENV}={fault!r}: one of {', '.join(FAULT_POINTS)}")
