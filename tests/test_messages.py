@@ -23,6 +23,7 @@ from sniperbot.messages import (
     MarketRules,
     Message,
     MetricsSnapshot,
+    NewPool,
     Order,
     OrderBook,
     OrderIntent,
@@ -252,6 +253,16 @@ SAMPLES: list[Message] = [
         lp_burnt_or_locked_pct=99.5,
         ts_ns=1_705,
     ),
+    NewPool(
+        venue="anvil",
+        pair="0x" + "ab" * 20,
+        token="0x" + "cd" * 20,
+        quote_token="0x" + "ef" * 20,
+        block_number=12,
+        tx_hash="0x" + "01" * 32,
+        log_index=3,
+        ts_ns=1_705,
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -263,6 +274,7 @@ TAGS: dict[type[Message], str] = {
     VenueStatus: "venue_status",
     MarketRules: "market_rules",
     MetricsSnapshot: "metrics",
+    NewPool: "new_pool",
     Bar: "bar",
     OrderIntent: "intent",
     Order: "order",

@@ -34,6 +34,7 @@ from sniperbot.messages import (
     Heartbeat,
     MarketRules,
     MetricsSnapshot,
+    NewPool,
     Order,
     OrderBook,
     OrderIntent,
@@ -47,6 +48,7 @@ from sniperbot.messages import (
     SetTradingState,
     SnapshotRequest,
     Stop,
+    TokenSafetyReport,
     TradeTick,
     VenueEvents,
     VenueOrderQuery,
@@ -193,6 +195,19 @@ def _samples(now_ns: int) -> list[Any]:
         MarketRules(venue="sim", symbol="BTC/USDT", amount_step=1e6, min_notional=1e12, ts_ns=now_ns),
         # Claims a healthy executor on the operator's dashboard: only the executor may say so.
         MetricsSnapshot(actor_id="executor.sim", incarnation=10**6, seq=1, ts_ns=now_ns),
+        # A pool that does not exist: the sniper's safety check reads the chain, never the message.
+        NewPool(
+            venue="sim",
+            pair="0x" + "ab" * 20,
+            token="0x" + "cd" * 20,
+            quote_token="0x" + "ef" * 20,
+            block_number=1,
+            tx_hash="0x" + "01" * 32,
+            log_index=0,
+            ts_ns=now_ns,
+        ),
+        # A forged "safe to buy" verdict: a sniper must never act on one from outside the node.
+        TokenSafetyReport(venue="sim", token="0x" + "cd" * 20, verdict="buy", ts_ns=now_ns),
     ]
 
 

@@ -53,6 +53,7 @@ from typing import Any
 import msgspec
 
 from sniperbot.admin import AdminUnavailable, admin_request
+from sniperbot.chaos.chain import ChainBaseline, ChainReader, ChainReport, ChainVenue, check_chain
 from sniperbot.chaos.exchange import (
     ExchangeBaseline,
     ExchangeReader,
@@ -141,6 +142,7 @@ class ChaosReport(msgspec.Struct, kw_only=True):
     net_faults: int = 0  # network faults injected at the exchange (also counted in ``faults``)
     net_unfired: int = 0  # armed at the exchange but never triggered (disarmed; not in ``faults``)
     exchange: list[dict[str, Any]] | None = None  # one ExchangeReport per live venue
+    chain: list[dict[str, Any]] | None = None  # one ChainReport per live evm venue
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -211,11 +213,13 @@ def run_chaos(
     options: ChaosOptions,
     say: Callable[[str], None] = lambda _: None,
     exchange: list[tuple[ExchangeVenue, Any]] | None = None,
+    chains: list[ChainVenue] | None = None,
 ) -> ChaosReport:
     """Run one chaos session against the node in ``options.run_dir``; ``say`` gets progress lines.
 
     ``exchange``: the node's live venues with their unlocked credentials (or None), checked against
-    the exchange (module docstring). Raises :class:`ChaosUnavailable` if the node is not there,
+    the exchange (module docstring). ``chains``: the node's live evm venues, checked against the chain
+    (:mod:`sniperbot.chaos.chain`). Raises :class:`ChaosUnavailable` if the node is not there,
     refuses fault injection, or an exchange cannot be read at the start.
     """
     bad_net = [f for f in options.net_faults if f not in NET_FAULTS]
@@ -239,13 +243,20 @@ def run_chaos(
         raise ChaosUnavailable("not_found", "no actor of this node runs in its own process")
     venues = _open_exchanges(options.run_dir, exchange or [])
     try:
-        session = _Session(node, options, candidates, say, venues)
+        witnesses = _open_chains(chains or [])
+    except Exception:
+        for reader, _ in venues:
+            reader.close()
+        raise
+    try:
+        session = _Session(node, options, candidates, say, venues, witnesses)
         try:
             session.inject_for(options.duration_s)
             session.await_recovery()
             still_trading, fills_after = session.await_trading()
             invariants = session.check_invariants()
             session.check_exchanges()
+            session.check_chains()
         except AdminUnavailable as e:
             session.problems.append(f"the node stopped answering: {e}")
             still_trading, fills_after, invariants = False, fills_before, None
@@ -279,6 +290,20 @@ def _open_exchanges(
             what = "the journal" if isinstance(e, JournalError) else "the account"
             raise ChaosUnavailable(
                 "exchange_unavailable", f"venue {venue.name}: cannot read {what}: {type(e).__name__}"
+            ) from e
+    return out
+
+
+def _open_chains(chains: list[ChainVenue]) -> list[tuple[ChainReader, ChainBaseline]]:
+    """A reader per live evm venue and the wallet's baseline, before any fault."""
+    out: list[tuple[ChainReader, ChainBaseline]] = []
+    for venue in chains:
+        reader = ChainReader(venue)
+        try:
+            out.append((reader, reader.baseline()))
+        except Exception as e:  # web3 raises transport and RPC errors of many classes
+            raise ChaosUnavailable(
+                "chain_unavailable", f"venue {venue.name}: cannot read the chain: {type(e).__name__}"
             ) from e
     return out
 
@@ -317,8 +342,11 @@ class _Session:
         candidates: list[str],
         say: Callable[[str], None],
         venues: list[tuple[ExchangeReader, ExchangeBaseline]] | None = None,
+        chains: list[tuple[ChainReader, ChainBaseline]] | None = None,
     ) -> None:
         self.venues = venues or []
+        self.chains = chains or []
+        self.chain_reports: list[ChainReport] = []
         self.venue_faults = _VenueFaults(options.venue_faults) if options.venue_faults else None
         self.net_unfired = 0
         self.exchange_reports: list[ExchangeReport] = []
@@ -502,7 +530,7 @@ class _Session:
         """Journal against venue ledgers until settled, then positions against the node's status."""
         deadline = time.monotonic() + self.options.settle_timeout_s
         report: InvariantReport | None = None
-        live = {reader.venue.name for reader, _ in self.venues}
+        live = {reader.venue.name for reader, _ in self.venues} | {r.venue.name for r, _ in self.chains}
         if live and not [v for v in venues_in(self.options.run_dir) if v not in live]:
             return None  # every venue is checked against its exchange (check_exchanges)
         try:
@@ -574,6 +602,36 @@ class _Session:
                 )
             self.problems.extend(report.problems)
 
+    def check_chains(self) -> None:
+        """Each live evm venue's journal against the chain (the wallet's transactions), until settled."""
+        deadline = time.monotonic() + self.options.settle_timeout_s
+        for reader, baseline in self.chains:
+            name = reader.venue.name
+            report: ChainReport | None = None
+            error = ""
+            while True:
+                try:
+                    records = reader.fetch(baseline)
+                    report = check_chain(reader.venue, read_journal(self.options.run_dir), records, baseline)
+                    error = ""
+                except Exception as e:  # web3's transport / RPC errors
+                    error = f"venue {name}: chain unreadable: {type(e).__name__}"
+                if (report is not None and report.ok and report.settled and not error) or (
+                    time.monotonic() >= deadline
+                ):
+                    break
+                time.sleep(0.5)
+            if report is None:
+                self.problems.append(error or f"venue {name}: not checked")
+                continue
+            self.chain_reports.append(report)
+            if not report.settled:
+                self.problems.append(
+                    f"venue {name}: journal and chain did not settle within "
+                    f"{self.options.settle_timeout_s:g} s: {'; '.join(report.unsettled[:5])}"
+                )
+            self.problems.extend(report.problems)
+
     def report(
         self, fills_before: int, still_trading: bool, fills_after: int, invariants: InvariantReport | None
     ) -> ChaosReport:
@@ -583,7 +641,9 @@ class _Session:
             len(r.duplicate_orders) for r in ex
         )
         lost = (len(invariants.lost_fills) if invariants else 0) + sum(len(r.lost_fills) for r in ex)
-        checked = invariants is not None or bool(ex)
+        duplicates += sum(len(r.duplicate_orders) for r in self.chain_reports)
+        lost += sum(len(r.lost_fills) for r in self.chain_reports)
+        checked = invariants is not None or bool(ex) or bool(self.chain_reports)
         return ChaosReport(
             ok=not self.problems,
             faults=len(self.faults),
@@ -611,6 +671,7 @@ class _Session:
             net_faults=sum(f.signal == NET_SIGNAL for f in self.faults),
             net_unfired=self.net_unfired,
             exchange=[exchange_report_dict(r) for r in ex] if self.venues else None,
+            chain=[msgspec.to_builtins(r) for r in self.chain_reports] if self.chains else None,
         )
 
 
@@ -655,6 +716,16 @@ def format_report(report: ChaosReport) -> str:
         lines.append(
             f"                    positions {ex['positions']} (exchange trades {ex['exchange_positions']}); "
             f"balance changes {ex['balance_changes']} (journal explains {ex['expected_balance_changes']})"
+        )
+    for ch in report.chain or []:
+        lines.append(
+            f"  chain {ch['venue']:<11} {ch['orders_journaled']} orders, {ch['fills_journaled']} fills / "
+            f"{ch['swaps_on_chain']} swaps mined ({ch['wallet_txs']} wallet transactions), "
+            f"{len(ch['duplicate_orders'])} executed twice, {len(ch['lost_fills'])} lost, "
+            f"{len(ch['phantom_fills'])} phantom"
+        )
+        lines.append(
+            f"                    positions {ch['positions']}; wallet changes {ch['wallet_changes']}"
         )
     if inv:
         lines.append(

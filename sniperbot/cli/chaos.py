@@ -19,6 +19,10 @@ read through ccxt with the venue's keys (``--keystore``, ``--password-file`` or
 ``SNIPERBOT_KEYSTORE_PASSWORD``, as ``sniperbot run``). ``--venue-faults URL`` is a
 hook of the local test exchanges only (``tests/exchanges``: their
 ``http://127.0.0.1:P/__control__/`` endpoint): network faults injected by the server.
+
+On a chain: the same ``--config`` makes every live evm venue's journal be checked against the chain
+(:mod:`sniperbot.chaos.chain`): the wallet (its address from the unlocked ``wallet`` entry) and every
+transaction it sent since the session started, over the venue's RPC.
 """
 
 from __future__ import annotations
@@ -147,6 +151,7 @@ def run_chaos_command(args: argparse.Namespace) -> int:
     from sniperbot.chaos.tool import NET_FAULTS, ChaosOptions, ChaosUnavailable, format_report, run_chaos
 
     exchange: list[tuple[Any, Any]] = []
+    chains: list[Any] = []
     if args.config:
         from sniperbot.chaos.exchange import exchange_venues
         from sniperbot.config import ConfigError, load_config
@@ -159,6 +164,9 @@ def run_chaos_command(args: argparse.Namespace) -> int:
             print(f"sniperbot: error: {e}", file=sys.stderr)
             return 2
         exchange = [(v, credentials.get(v.keys) if v.keys else None) for v in exchange_venues(config)]
+        from sniperbot.chaos.chain import chain_venues
+
+        chains = chain_venues(config, credentials)
     options = ChaosOptions(
         run_dir=str(args.run_dir),
         duration_s=args.duration,
@@ -174,7 +182,7 @@ def run_chaos_command(args: argparse.Namespace) -> int:
     )
     say = (lambda _: None) if args.json else (lambda line: print(line, flush=True))
     try:
-        report = run_chaos(options, say, exchange)
+        report = run_chaos(options, say, exchange, chains)
     except ChaosUnavailable as e:
         print(f"sniperbot: error: {e.code}: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,8 @@ Each is written by one owner and read by whoever needs it after a restart:
 * :data:`BARS` + venue ``/`` symbol ``/`` interval in ms ``/`` start ns (strategy actors): closed
   bars for warm restarts (:mod:`sniperbot.market.bar_store`), the last few thousand per key.
 * :data:`STRATEGY_STATE` + strategy id (its strategy actor): the strategy's own ``on_save`` state.
+* :data:`POOL_CURSOR` + venue ``/`` factory address (its pool watcher): the block cursor and the last
+  published pool (:class:`sniperbot.venues.evm.pool_watcher.PoolCursor`, JSON).
 """
 
 from __future__ import annotations
@@ -30,3 +32,4 @@ SPEC: Final = "spec/"
 VENUE_BASELINE: Final = "venue/baseline/"
 BARS: Final = "bars/"
 STRATEGY_STATE: Final = "strategy/"
+POOL_CURSOR: Final = "evm/pools/"

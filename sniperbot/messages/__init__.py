@@ -5,7 +5,7 @@ Payloads are frozen msgspec Structs with explicit tags (field ``t``); the
 """
 
 from sniperbot.messages.base import Message
-from sniperbot.messages.chain import TokenSafetyReport
+from sniperbot.messages.chain import NewPool, TokenSafetyReport
 from sniperbot.messages.control import (
     Ack,
     ActorError,
@@ -57,6 +57,7 @@ __all__ = [
     "MarketRules",
     "Message",
     "MetricsSnapshot",
+    "NewPool",
     "Order",
     "OrderBook",
     "OrderIntent",

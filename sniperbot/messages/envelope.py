@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from sniperbot.messages.chain import TokenSafetyReport
+from sniperbot.messages.chain import NewPool, TokenSafetyReport
 from sniperbot.messages.control import (
     Ack,
     ActorError,
@@ -62,6 +62,7 @@ Payload = (
     | MarketRules
     | MetricsSnapshot
     | TokenSafetyReport
+    | NewPool
 )
 
 
