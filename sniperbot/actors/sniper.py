@@ -40,6 +40,11 @@ reliably to the risk guard (acknowledged once the executor has the order), fills
    that is rejected or cancelled, or leaves tokens behind, is retried after ``exit_retry_s``: once an
    exit has triggered, the sniper keeps selling until the position is gone.
 
+**Risk limits** (the risk guard sees every intent): the spend caps ``[risk] max_spend_per_symbol``,
+``max_spend_per_day`` and ``max_open_positions`` are the snipes' real budget. ``max_position`` is in base
+units, and a new token's quantity (thousands or billions of units) says nothing about its value: a node
+that snipes sets it high (e.g. ``1e12``), or every buy is refused ``max_position``.
+
 **How liquidity reaches the sniper** (decision): through the feed's quotes. The EVM feed's sizes are a
 fixed fraction of the base reserve and its bid/ask straddle the reserves' ratio
 (:func:`sniperbot.venues.evm.feed.pool_quote`); :func:`~sniperbot.venues.evm.feed.pool_reserves`
