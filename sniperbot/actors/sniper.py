@@ -349,7 +349,9 @@ class SniperActor(Actor):
             snipe.position += fill.quantity
             if not snipe.opened_ns:
                 snipe.opened_ns = fill.ts_ns or time.time_ns()
-            if snipe.status == "buying":
+            if snipe.status != "open":
+                # Whatever the sniper thought (a buy it saw refused, a state older than the fill): a
+                # position exists, so it is managed.
                 snipe.status = "open"
                 snipe.peak_value = max(snipe.peak_value, fill.price)
         else:
