@@ -7,12 +7,14 @@
     │  ├─ feed.<name>                       market data (also the paper gateway's price source)
     │  ├─ paper.<name>                      paper mode: the simulated exchange, with its own ledger
     │  │  (gateway.<name>                   live mode: the venue kind's live gateway)
-    │  └─ executor.<name>                   orders to the gateway, journal first (one generic Executor)
+    │  ├─ executor.<name>                   orders to the gateway, journal first (one generic Executor)
+    │  └─ ...                               the venue kind's own (evm with [venues.sniper]: checker, pools)
     ├─ portfolio                            positions, P&L
     ├─ risk              one_for_all 3/30, breaker global
     │  └─ risk_guard                        every intent passes here
     ├─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
     │  └─ strategy.<id>                     breaker strategy:<id>: its own crash loop trips only it
+    │                                       (also a venue's own: strategy.sniper-<venue>)
     └─ ops               one_for_one 5/60, breaker ops   operator services
        ├─ metrics                           Prometheus /metrics (when [metrics] enabled)
        ├─ alerts                            Telegram, Discord, email, webhook ([alerts])
@@ -132,10 +134,11 @@ def venue_subtree(config: Config, venue: VenueConfig, epoch_ns: int) -> ChildSpe
         gateway_id = f"gateway.{name}"
         gateway = _worker(config, gateway_id, gateway_actor, executor=executor_id, **gateway_args)
     executor = _worker(config, executor_id, EXECUTOR, venue=name, gateway=gateway_id)
+    extra = [_worker(config, actor_id, actor, **args) for actor_id, actor, args in venue.venue_actors()]
     return _supervisor(
         f"venue.{name}",
         SupFlags(strategy="rest_for_one", intensity=3, period_s=30.0),
-        [feed, gateway, executor],
+        [feed, gateway, executor, *extra],
         breaker=f"venue:{name}",
     )
 
@@ -206,6 +209,11 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         venues=names,
     )
     strategies = [strategy_child(config, s) for s in config.strategies]
+    for venue in config.venues:  # strategies a venue brings (an evm venue's sniper): the same breaker rule
+        for actor_id, actor, args in venue.strategy_actors():
+            spec = _worker(config, actor_id, actor, **args)
+            breaker = "strategy:" + actor_id.removeprefix("strategy.")
+            strategies.append(msgspec.structs.replace(spec, breaker=breaker, flags=STRATEGY_RESTARTS))
     root = _supervisor(
         "root",
         SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -16,7 +16,26 @@ from sniperbot.messages import topics as topic
 from sniperbot.messages.orders import parse_intent_seq
 from sniperbot.strategies.loader import load_strategy
 
+if TYPE_CHECKING:
+    from sniperbot.journal import Journal
+
 _BAR_CLOCK_S = 0.1
+
+
+def journaled_history(journal: Journal, strategy_id: str) -> tuple[list[Fill], int]:
+    """A strategy's journaled fills and the highest intent sequence of its orders (a restart resumes
+    after it, so intent ids stay unique); shared by every actor that sends intents."""
+    fills: list[Fill] = []
+    last_seq = 0
+    for _, record in journal.records():
+        if record.strategy_id != strategy_id:
+            continue
+        if isinstance(record, Fill):
+            fills.append(record)
+        elif isinstance(record, Order | OrderUpdate):
+            seq = parse_intent_seq(record.client_order_id, strategy_id)
+            last_seq = max(last_seq, seq or 0)
+    return fills, last_seq
 
 
 class StrategyActor(Actor):
@@ -82,16 +101,10 @@ class StrategyActor(Actor):
         journal = self.ctx.journal
         self.store = BarStore(journal)
         position = 0.0
-        last_seq = 0
-        for _, record in journal.records():
-            if record.strategy_id != self.strategy_id:
-                continue
-            if isinstance(record, Fill):
-                self._seen_fills.add(record.fill_id)
-                position += record.quantity if record.side == "buy" else -record.quantity
-            elif isinstance(record, Order | OrderUpdate):
-                seq = parse_intent_seq(record.client_order_id, self.strategy_id)
-                last_seq = max(last_seq, seq or 0)
+        fills, last_seq = journaled_history(journal, self.strategy_id)
+        for fill in fills:
+            self._seen_fills.add(fill.fill_id)
+            position += fill.quantity if fill.side == "buy" else -fill.quantity
         self._warm()  # first: the restored position, not the history, sets the current target
         # The node life makes ids unique across node lives even if the journal was lost.
         self.strategy.restore(position=position, next_intent_seq=last_seq + 1, node_life=self.ctx.node_life)

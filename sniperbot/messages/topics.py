@@ -86,6 +86,11 @@ def metrics(actor_id: str) -> str:
     return f"{METRICS}{actor_id}"
 
 
+def token_safety(venue: str, token: str = "") -> str:
+    """Topic of a chain venue's token safety reports (one topic per token); without ``token``, the prefix."""
+    return f"chain.{venue}.token_safety.{token}." if token else f"chain.{venue}.token_safety."
+
+
 def new_pool(venue: str) -> str:
     """Topic of a chain venue's new liquidity pools (:class:`~sniperbot.messages.chain.NewPool`)."""
     return f"chain.{venue}.new_pool."

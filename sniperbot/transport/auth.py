@@ -58,6 +58,7 @@ from sniperbot.messages import (
     Ready,
     RiskStatus,
     SetTradingState,
+    TokenSafetyReport,
     VenueEvents,
     VenueOrderQuery,
     VenueOrderReport,
@@ -71,7 +72,7 @@ SECRET_SIZE: Final = 32
 NODE: Final = "node"  # the node's sender id on the bus and the control socket
 ANY: Final = "*"  # any receiver role
 SELF: Final = "self"  # the actor a Ready or MetricsSnapshot is about (sender == payload.actor_id)
-_VENUE_SCOPED: Final = frozenset({"executor", "paper", "gateway"})
+_VENUE_SCOPED: Final = frozenset({"executor", "paper", "gateway", "checker"})
 _KEY_CACHE: Final = 1024
 
 # payload kind -> {receiver role (or ANY): sender roles it accepts that kind from}.
@@ -110,6 +111,8 @@ AUTHORITY: Final[dict[type, dict[str, frozenset[str]]]] = {
     # Any actor (and the node, as "node") reports its own metrics, never another's: a forged
     # snapshot would show the operator a healthy actor that is not.
     MetricsSnapshot: {ANY: frozenset({SELF})},
+    # A "buy" spends money (the sniper acts on it): only the venue's own token checker may say it.
+    TokenSafetyReport: {ANY: frozenset({"checker"})},
 }
 
 

@@ -141,6 +141,16 @@ class VenueSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         entries = list(self.keystore_entries().values())
         return unlocked.get(entries[0][0]) if entries else None
 
+    def venue_actors(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Further actors of this venue's subtree, started after its executor, as ``(actor id,
+        "module:Class", args)`` (an evm venue's token checker and pool watcher); none by default."""
+        return []
+
+    def strategy_actors(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Strategy actors this venue brings into the ``strategies`` supervisor, as ``(actor id
+        "strategy.<strategy id>", "module:Class", args)`` (an evm venue's sniper); none by default."""
+        return []
+
     def history_source(self) -> dict[str, Any] | None:
         """Where a strategy on this venue gets candles to warm on when the node has too few bars
         (args for the venue kind's history fetcher), or None: only the node's own bars."""

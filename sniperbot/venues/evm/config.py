@@ -27,6 +27,9 @@
     # replace_bump_pct = 12.5      # ... same nonce, fees up by this much (nodes require >= 10 %)
     # [venues.safety]              # token safety rules before any buy (sniperbot.venues.evm.safety)
     # max_sell_tax_bps = 1000      # e.g.; every rule and its default: SafetyRules
+    # [venues.sniper]              # the new-pool sniper (sniperbot.actors.sniper); absent: no sniping
+    # budget = 0.05                # quote per snipe; take_profit_pct, stop_loss_pct, trailing_stop_pct,
+    #                              # max_hold_s, liquidity_drop, ...: SniperParams (careful defaults)
 
 Checks, each naming its field, before any process starts (``sniperbot run`` exits 2):
 
@@ -112,6 +115,43 @@ def _check_url(field: str, url: str | None, schemes: tuple[str, ...]) -> None:
         raise ValueError(f"{field}: {url!r} must be an absolute URL with scheme {' or '.join(schemes)}")
 
 
+class SniperParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[venues.sniper]`` of an evm venue: what one snipe spends and when it exits (a careful trader's
+    defaults: a small stake, profits taken at +50 %, losses cut at -25 %, nothing held for more than
+    an hour, out at once when a quarter of the pool's liquidity is pulled)."""
+
+    enabled: bool = True
+    budget: float = 0.05  # quote (e.g. WETH) spent per snipe
+    take_profit_pct: float = 50.0
+    stop_loss_pct: float = 25.0
+    trailing_stop_pct: float = 20.0  # 0 = off
+    max_hold_s: float = 3600.0
+    liquidity_drop: float = 0.25  # fraction of the pool's depth gone since the buy that forces an exit
+    max_report_age_s: float = 30.0  # a "buy" report older than this (or without a quote by then) is let go
+    exit_retry_s: float = 10.0  # a failed or partial exit is tried again after this long
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> ValueError:
+            # "<field>: ...": the config loader names venues[i].sniper.<field>
+            return ValueError(f"{name}: must be {rule}, got {getattr(self, name)!r}")
+
+        for name in ("budget", "take_profit_pct", "max_hold_s", "max_report_age_s", "exit_retry_s"):
+            value = getattr(self, name)
+            if not (0 < value < float("inf")):
+                raise bad(name, "a number > 0")
+        if not 0 < self.stop_loss_pct < 100:
+            raise bad("stop_loss_pct", "within (0, 100)")
+        if not 0 <= self.trailing_stop_pct < 100:
+            raise bad("trailing_stop_pct", "within [0, 100) (0 = off)")
+        if not 0 < self.liquidity_drop < 1:
+            raise bad("liquidity_drop", "a fraction within (0, 1)")
+
+
+def sniper_id(venue: str) -> str:
+    """The one home of a venue's sniper's strategy id (its actor is ``strategy.<id>``)."""
+    return f"sniper-{venue}"
+
+
 class EvmVenueConfig(VenueSection, tag="evm"):
     """Uniswap V2 pools on one EVM chain: prices from the pools' reserves; swaps simulated or signed."""
 
@@ -140,6 +180,9 @@ class EvmVenueConfig(VenueSection, tag="evm"):
     # The token safety check's rules ([venues.safety]; sniperbot.venues.evm.safety): what a token must
     # pass before any buy. The defaults refuse what a careful trader refuses.
     safety: SafetyRules = msgspec.field(default_factory=SafetyRules)
+    # The new-pool sniper ([venues.sniper]; sniperbot.actors.sniper): with this table the venue also runs
+    # its pool watcher, token checker and sniper; without it, none of them.
+    sniper: SniperParams | None = None
 
     def __post_init__(self) -> None:
         _check_url("rpc_url", self.rpc_url, ("http", "https"))
@@ -227,6 +270,38 @@ class EvmVenueConfig(VenueSection, tag="evm"):
             "replace_after_blocks": self.replace_after_blocks,
             "replace_bump_pct": self.replace_bump_pct,
         }
+
+    # -- the sniper ------------------------------------------------------------------------
+    def venue_actors(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """With ``[venues.sniper]``: the token checker, then the pool watcher (``checker.<name>``,
+        ``pools.<name>``); the checker starts first so that it hears the watcher's first pools."""
+        if self.sniper is None or not self.sniper.enabled:
+            return []
+        quote = checksum_address(f"tokens.{self.quote}", self.tokens[self.quote])
+        chain = {
+            "venue": self.name,
+            "rpc_url": self.rpc_url,
+            "factory": checksum_address("factory", self.factory),
+        }
+        checker = {
+            **chain,
+            "router": checksum_address("router", self.router),
+            "quote_token": quote,
+            "rules": msgspec.to_builtins(self.safety),
+            "buy_quote": self.sniper.budget,  # simulated at the size the sniper really buys
+        }
+        pools = {**chain, "quote_tokens": [quote], "ws_url": self.ws_url or "", "poll_s": 0.25}
+        return [
+            (f"checker.{self.name}", "sniperbot.venues.evm.checker:TokenChecker", checker),
+            (f"pools.{self.name}", "sniperbot.venues.evm.pool_watcher:PoolWatcher", pools),
+        ]
+
+    def strategy_actors(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """With ``[venues.sniper]``: the sniper, ``strategy.sniper-<name>``."""
+        if self.sniper is None or not self.sniper.enabled:
+            return []
+        args = {"venue": self.name, "quote": self.quote, "params": msgspec.to_builtins(self.sniper)}
+        return [(f"strategy.{sniper_id(self.name)}", "sniperbot.actors.sniper:SniperActor", args)]
 
     # -- keys ------------------------------------------------------------------------------
     def keystore_entries(self) -> dict[str, tuple[str, str]]:

@@ -44,13 +44,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import queue
 import threading
 import time
 from typing import Any
 
+from eth_utils import is_address
+
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.messages import FeedStatus, Quote, TradeTick
+from sniperbot.messages import Envelope, FeedStatus, Quote, TokenSafetyReport, TradeTick
 from sniperbot.messages import topics as topic
 from sniperbot.venues.evm.config import ZERO_ADDRESS
 from sniperbot.venues.evm.jsonrpc import JsonRpc, RpcError, address_word, encode_address, word
@@ -89,6 +92,14 @@ def pool_quote(base_reserve: float, quote_reserve: float) -> tuple[float, float,
     return bid, bid_size, ask, ask_size
 
 
+def pool_reserves(quote: Quote) -> tuple[float, float]:
+    """``(base_reserve, quote_reserve)`` in token units of a pool this feed quoted: :func:`pool_quote`
+    inverted (``mid = sqrt(bid x ask)``, the base reserve from ``ask_size``). Consumers that need the
+    pool's depth (the sniper's liquidity exit) read it from the quote with this, not from a new message."""
+    base_reserve = quote.ask_size / (1 - 1 / (1 + IMPACT))
+    return base_reserve, math.sqrt(quote.bid * quote.ask) * base_reserve
+
+
 class _Pair:
     """What the feed knows of one configured pair."""
 
@@ -124,6 +135,7 @@ class _Worker:
         self._ws: Any = None
         self._ws_retry_at = 0.0
         self._wake = threading.Event()
+        self.added: queue.SimpleQueue[_Pair] = queue.SimpleQueue()  # pairs learnt at run time
         self.thread = threading.Thread(target=self._run, name=f"evm-feed-{feed.venue}", daemon=True)
 
     def stop(self) -> None:
@@ -141,13 +153,25 @@ class _Worker:
                 head = int(str(self.rpc.call("eth_blockNumber")), 16)
                 self.polls += 1
                 self._answered()
-                if head != self.head:
-                    self._on_head(head)
+                added = self._take_added()
+                if head != self.head or added:
+                    self._on_head(head)  # a pair added: priced at once, not at the next block
             except RpcError as e:
                 self._failed(e)
             except Exception as e:  # a malformed answer: said once, tried again next period
                 self.out.put(("error", f"{type(e).__name__}: {e}"))
             self._wait_next_head()
+
+    def _take_added(self) -> bool:
+        added = False
+        while True:
+            try:
+                pair = self.added.get_nowait()
+            except queue.Empty:
+                return added
+            if all(p.symbol != pair.symbol for p in self.pairs):
+                self.pairs.append(pair)
+                added = True
 
     # -- head notifications --------------------------------------------------------------
     def _wait_next_head(self) -> None:
@@ -315,17 +339,44 @@ class EvmFeed(Actor):
         self.quote = quote
         self.symbols = list(symbols)
         self.stale = True  # no prices yet: nothing to trade on
+        # Tokens learnt at run time: the safety check's "buy" (the sniper trades them); see _learn.
+        self.topics = (topic.token_safety(venue),)
         self.stale_periods = 0
         self._worker: _Worker | None = None
+        self._held: dict[str, float] = {}
         self._last_error = ""
 
     def on_start(self) -> None:
         """Start the RPC thread, the hand-over timer and the status timer."""
         self._worker = _Worker(self)
+        for fill in self.ctx.journal.fills():  # a held token learnt at run time is quoted again
+            base = fill.symbol.partition("/")[0]
+            if fill.venue == self.venue and is_address(base):
+                held = self._held.get(base, 0.0)
+                self._held[base] = held + (fill.quantity if fill.side == "buy" else -fill.quantity)
+        for token, held in self._held.items():
+            if held > 0:
+                self._learn(token)
         self._worker.thread.start()
         self.ctx.every(DRAIN_INTERVAL_S, self._drain)
         self.ctx.every(STATUS_INTERVAL_S, self._watchdog)
         self._publish_status()
+
+    def on_message(self, envelope: Envelope) -> None:
+        """A token the safety check passed ("buy"): its pair is quoted from now on."""
+        report = envelope.payload
+        if isinstance(report, TokenSafetyReport) and report.venue == self.venue and report.verdict == "buy":
+            self._learn(report.token)
+
+    def _learn(self, token: str) -> None:
+        """Quote ``"<token address>/<quote>"`` from now on (at once, then every block)."""
+        symbol = f"{token}/{self.quote}"
+        if symbol in self.symbols or self._worker is None:
+            return
+        self.symbols.append(symbol)
+        self._worker.added.put(_Pair(symbol, token, self.tokens[self.quote]))
+        self._worker._wake.set()
+        self.ctx.log.info("pair added", extra={"event": "pair_added", "venue": self.venue, "symbol": symbol})
 
     def on_stop(self) -> None:
         """Stop the thread, and say the venue's prices are stale from now on."""

@@ -16,6 +16,12 @@ base-token units (scaled by the token's ``decimals()``), market orders only (a l
   ``getAmountsOut(quantity) * (1 - slippage_bps)``; if the router's allowance is short, an ``approve``
   (unlimited) goes first as its own journaled transaction with its own nonce (the swap takes the next one).
 
+**Tokens learnt at run time** (the sniper's): a symbol whose base is itself a token address,
+``"0x<40 hex>/<quote>"``, is traded like a configured one (no config can list a token that did not exist
+when the node started). **A buy's limit price**: a market buy may carry ``limit_price``, the most it pays
+per token; if ``getAmountsIn(quantity)`` exceeds ``quantity * limit_price`` by more than the slippage
+tolerance, the order is ``rejected`` / ``price_above_limit`` before anything is signed.
+
 The fee-on-transfer variants are used for every token: the plain ones mishandle honest taxed tokens.
 The swap's deadline is the head block's timestamp + ``deadline_s``. Gas limits are fixed
 (:data:`SWAP_GAS`, :data:`APPROVE_GAS`): an estimate needs the approval mined first, and a token whose
@@ -109,7 +115,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils import is_address, to_checksum_address
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
@@ -527,10 +533,23 @@ class EvmGateway(Actor):
     def _check(self, order: Order) -> str | None:
         if self._account is None:
             return "no_wallet"
-        if order.symbol not in self.symbols:
+        if self.token_of(order.symbol) is None:
             return "unknown_symbol"
         if order.order_type != "market":
             return UNSUPPORTED_ORDER_TYPE
+        return None
+
+    def token_of(self, symbol: str) -> str | None:
+        """The base token's address of ``symbol``, or None if this gateway does not trade it.
+
+        A configured symbol (``"TKN/WETH"``), or one whose base *is* a token address against the venue's
+        quote (``"0x<40 hex>/WETH"``): a token learnt at run time (the sniper's), which no config lists.
+        """
+        base, _, quote = symbol.partition("/")
+        if symbol in self.symbols:
+            return self.tokens[base]
+        if quote == self.quote and is_address(base) and base.startswith("0x"):
+            return to_checksum_address(base)
         return None
 
     def _token(self, address: str) -> Any:
@@ -544,8 +563,8 @@ class EvmGateway(Actor):
 
     def _build(self, order: Order) -> Intent | str:
         """The intent (calls to sign, one per nonce) of an order, or the reason it is refused."""
-        base = order.symbol.split("/", 1)[0]
-        token, weth = self.tokens[base], self.tokens[self.quote]
+        token, weth = self.token_of(order.symbol), self.tokens[self.quote]
+        assert token is not None  # checked by _check
         dec = self.decimals(token)
         amount = to_units(order.quantity, dec)
         if amount <= 0:
@@ -565,6 +584,12 @@ class EvmGateway(Actor):
             if "revert" in str(e).lower():
                 return "no_liquidity"
             raise
+        if order.side == "buy" and order.limit_price is not None:
+            # A market buy may carry the most it pays per token (the sniper's): a pool that moved
+            # further than the slippage tolerance since that price was set is not bought.
+            most = int(order.limit_price * order.quantity * 10 ** self.decimals(weth))
+            if amount_in > most * (10_000 + self.slippage_bps) // 10_000:
+                return "price_above_limit"
         if order.side == "buy":
             eth = self.w3.eth.get_balance(self.wallet)
             if eth < amount_in + SWAP_GAS * self.max_fee:

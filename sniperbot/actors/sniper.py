@@ -1,0 +1,415 @@
+"""The new-pool sniper: a token the safety check passed is bought once, then its position is managed.
+
+One actor per EVM venue with a ``[venues.sniper]`` table, ``strategy.sniper-<venue>`` (strategy id
+``sniper-<venue>``), in the ``strategies`` supervisor. **Why an actor and not a** :class:`Strategy`:
+the strategy API decides on bar closes for one configured symbol; a sniper reacts to events (a safety
+report, each pool quote) on symbols it learns at run time. The order plumbing is the strategy actor's:
+deterministic intent ids (:func:`~sniperbot.messages.orders.make_intent_id` with the node life), sent
+reliably to the risk guard (acknowledged once the executor has the order), fills and order updates on
+``ev.<strategy id>.``, and the intent sequence restored from the journal
+(:func:`~sniperbot.actors.strategy.journaled_history`).
+
+**The life of a snipe** (``symbol = "<token address>/<quote symbol>"``):
+
+1. A :class:`~sniperbot.messages.TokenSafetyReport` on ``chain.<venue>.token_safety.`` with verdict
+   ``buy``, fresher than ``max_report_age_s``, for a token never sniped before (the journaled state
+   remembers every token it acted on, across restarts): the sniper waits for the feed's first quote of
+   the pair (the feed starts quoting a pair when a "buy" report names its token). Any other report
+   buys nothing. When in doubt, it does not buy: a stale report, a quote that does not come within
+   ``max_report_age_s`` of the report, a rejected buy (never retried).
+2. **The buy**: one market intent for the tokens ``budget`` quote buys at the quoted reserves (the
+   Uniswap V2 ``getAmountOut`` of the reserves the quote implies, :func:`sniperbot.venues.evm.feed.
+   pool_reserves`), with ``limit_price = budget / quantity``: the most it pays per token, so the risk
+   guard values the order (spend caps per token and per day, open positions) before any fill. The
+   venue's gateway sends it through the venue's route (``route = "flashbots"``: a private bundle).
+   The token is journaled as taken *before* the intent is sent: a crash never buys it twice.
+3. **The position**: from the journaled fills (quantity and average price paid, tax included).
+   Each quote of the pair is valued at what selling one token would return: ``bid x (1 - sell tax of
+   the report)``. Exits, first match wins:
+
+   * ``liquidity_pulled``: the pool's depth (``sqrt(base reserve x quote reserve)``, which swaps do not
+     move and only adding or removing liquidity does) fell by more than ``liquidity_drop`` (a fraction)
+     below its highest value since the buy: the liquidity is being pulled, sell now;
+   * ``stop_loss``: value <= entry x (1 - stop_loss_pct %);
+   * ``take_profit``: value >= entry x (1 + take_profit_pct %);
+   * ``trailing_stop``: once the value has been above the entry, it fell trailing_stop_pct % below its
+     highest value since the buy (0 = off);
+   * ``max_hold``: ``max_hold_s`` seconds after the first buy fill (checked by a timer, quotes or not).
+
+   An exit is one market sell of the whole position, ``reduce_only`` (through the same route). A sell
+   that is rejected or cancelled, or leaves tokens behind, is retried after ``exit_retry_s``: once an
+   exit has triggered, the sniper keeps selling until the position is gone.
+
+**Risk limits** (the risk guard sees every intent): the spend caps ``[risk] max_spend_per_symbol``,
+``max_spend_per_day`` and ``max_open_positions`` are the snipes' real budget. ``max_position`` is in base
+units, and a new token's quantity (thousands or billions of units) says nothing about its value: a node
+that snipes sets it high (e.g. ``1e12``), or every buy is refused ``max_position``.
+
+**How liquidity reaches the sniper** (decision): through the feed's quotes. The EVM feed's sizes are a
+fixed fraction of the base reserve and its bid/ask straddle the reserves' ratio
+(:func:`sniperbot.venues.evm.feed.pool_quote`); :func:`~sniperbot.venues.evm.feed.pool_reserves`
+inverts them, so no new message kind is needed and the depth is as fresh as the price.
+
+State that matters (per token: status, exit reason, highest value and depth, sell tax, entry time) is
+journaled under ``keys.STRATEGY_STATE + <strategy id>`` whenever it changes; positions come from the
+journal's fills on restart, so a restarted sniper manages what it holds and never rebuys a token.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Literal
+
+import msgspec
+
+from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.actors.strategy import journaled_history
+from sniperbot.journal import TERMINAL_STATUSES, keys
+from sniperbot.messages import Envelope, Fill, OrderIntent, OrderUpdate, Quote, TokenSafetyReport
+from sniperbot.messages import topics as topic
+from sniperbot.messages.orders import make_intent_id
+from sniperbot.venues.evm.config import SniperParams, sniper_id
+
+#: Period of the timer that checks holding times, quote waits and exit retries.
+CLOCK_S = 0.25
+#: Positions smaller than this share of what was bought are gone (rounding dust of token units).
+_DUST = 1e-9
+#: Uniswap V2's 0.3 % fee on the input, as ``getAmountOut`` applies it.
+_AFTER_FEE = 0.997
+
+Status = Literal["awaiting_quote", "buying", "open", "closed", "skipped"]
+
+
+class Snipe(msgspec.Struct, kw_only=True):
+    """What the sniper journals about one token (see the module docstring)."""
+
+    token: str
+    status: Status
+    report_ns: int = 0  # when the check published its "buy"
+    sell_tax_bps: int = 0
+    buy_intent: str = ""
+    exit_reason: str = ""
+    exit_intent: str = ""
+    exit_after_ns: int = 0  # no new sell before this (a retry's wait)
+    opened_ns: int = 0  # the first buy fill
+    peak_value: float = 0.0  # highest value per token since the buy
+    peak_depth: float = 0.0  # highest pool depth since the buy
+    # Not journaled figures but rebuilt from fills: kept here for the log and the decisions.
+    bought: float = 0.0
+    position: float = 0.0
+    cost: float = 0.0
+
+
+class SniperActor(Actor):
+    """Buys what the safety check passed, once, and exits on TP / SL / trailing / time / liquidity."""
+
+    def __init__(
+        self,
+        ctx: ActorContext,
+        *,
+        venue: str,
+        quote: str,
+        params: dict[str, Any],
+        risk_guard: str = "risk_guard",
+    ) -> None:
+        super().__init__(ctx)
+        self.venue = venue
+        self.quote = quote
+        self.params = msgspec.convert(params, SniperParams)
+        self.strategy_id = sniper_id(venue)
+        self.risk_guard = risk_guard
+        self.topics = (
+            topic.token_safety(venue),
+            topic.quotes(venue),
+            topic.strategy_events(self.strategy_id),
+        )
+        self.snipes: dict[str, Snipe] = {}  # by symbol
+        self._seen_fills: set[str] = set()
+        self._next_seq = 1
+        self._saved = b""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def on_start(self) -> None:
+        """Restore every token acted on, the positions (journal's fills) and the intent sequence."""
+        journal = self.ctx.journal
+        raw = journal.get_state(keys.STRATEGY_STATE + self.strategy_id)
+        if raw:
+            for snipe in msgspec.json.decode(raw, type=list[Snipe]):
+                snipe.bought = snipe.position = snipe.cost = 0.0
+                self.snipes[self.symbol_of(snipe.token)] = snipe
+            self._saved = raw
+        fills, last_seq = journaled_history(journal, self.strategy_id)
+        self._next_seq = last_seq + 1
+        for fill in fills:
+            self._book(fill, restoring=True)
+        # Buys or sells that ended while this actor was down (refused, cancelled, short).
+        for _, record in journal.records(kinds=(OrderUpdate,)):
+            if isinstance(record, OrderUpdate) and record.strategy_id == self.strategy_id:
+                self._on_update(record)
+        self.ctx.every(CLOCK_S, self._clock)
+        self.ctx.log.info(
+            "sniper ready",
+            extra={
+                "event": "sniper_ready",
+                "venue": self.venue,
+                "open": [s for s, n in self.snipes.items() if n.status == "open"],
+                "next_intent_seq": self._next_seq,
+            },
+        )
+
+    def symbol_of(self, token: str) -> str:
+        """The pair of a sniped token: ``"<token address>/<quote symbol>"``."""
+        return f"{token}/{self.quote}"
+
+    def on_message(self, envelope: Envelope) -> None:
+        """Reports start snipes, quotes drive buys and exits, fills and updates keep positions true."""
+        payload = envelope.payload
+        if isinstance(payload, Quote):
+            snipe = self.snipes.get(payload.symbol)
+            if snipe is not None and payload.venue == self.venue:
+                self._on_quote(snipe, payload)
+        elif isinstance(payload, TokenSafetyReport):
+            self._on_report(payload)
+        elif isinstance(payload, Fill) and payload.strategy_id == self.strategy_id:
+            self._book(payload)
+        elif isinstance(payload, OrderUpdate) and payload.strategy_id == self.strategy_id:
+            self._on_update(payload)
+
+    # -- the buy -----------------------------------------------------------------------------
+    def _on_report(self, report: TokenSafetyReport) -> None:
+        if report.venue != self.venue:
+            return
+        symbol = self.symbol_of(report.token)
+        if symbol in self.snipes:
+            return  # acted on already (bought, refused, or let go): never twice
+        if report.verdict != "buy":
+            return  # the checker has logged and journaled why
+        age_s = (time.time_ns() - report.ts_ns) / 1e9
+        if age_s > self.params.max_report_age_s:
+            self._skip(report.token, symbol, f"report {age_s:.1f} s old > max_report_age_s")
+            return
+        self.snipes[symbol] = Snipe(
+            token=report.token,
+            status="awaiting_quote",
+            report_ns=report.ts_ns,
+            sell_tax_bps=max(report.sell_tax_bps, 0),
+        )
+        self._save()
+
+    def _skip(self, token: str, symbol: str, why: str) -> None:
+        self.snipes[symbol] = Snipe(token=token, status="skipped", exit_reason=why)
+        self._save()
+        self.ctx.log.warning(
+            "snipe skipped", extra={"event": "snipe_skipped", "venue": self.venue, "token": token, "why": why}
+        )
+
+    def _buy(self, snipe: Snipe, symbol: str, quote: Quote) -> None:
+        from sniperbot.venues.evm.feed import pool_reserves
+
+        base_reserve, quote_reserve = pool_reserves(quote)
+        budget = self.params.budget * _AFTER_FEE
+        quantity = base_reserve * budget / (quote_reserve + budget)  # Uniswap V2 getAmountOut
+        if not (quantity > 0 and math.isfinite(quantity)):
+            self._skip(snipe.token, symbol, f"no usable pool quote (bid {quote.bid}, ask {quote.ask})")
+            return
+        limit_price = self.params.budget / quantity
+        intent = self._intent(symbol, "buy", quantity, limit_price=limit_price)
+        snipe.status = "buying"
+        snipe.buy_intent = intent.intent_id
+        self._save()  # journaled before it is sent: a restart never buys this token again
+        self.ctx.send(self.risk_guard, intent)
+        self.ctx.log.info(
+            "snipe buy",
+            extra={
+                "event": "snipe_buy",
+                "venue": self.venue,
+                "symbol": symbol,
+                "intent_id": intent.intent_id,
+                "quantity": quantity,
+                "limit_price": limit_price,
+                "budget": self.params.budget,
+                "report_to_intent_ms": round((time.time_ns() - snipe.report_ns) / 1e6, 3),
+            },
+        )
+
+    def _intent(
+        self, symbol: str, side: Literal["buy", "sell"], quantity: float, **extra: Any
+    ) -> OrderIntent:
+        seq = self._next_seq
+        self._next_seq += 1
+        return OrderIntent(
+            intent_id=make_intent_id(self.strategy_id, seq, self.ctx.node_life),
+            strategy_id=self.strategy_id,
+            intent_seq=seq,
+            venue=self.venue,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            order_type="market",
+            reduce_only=side == "sell",
+            ts_ns=time.time_ns(),
+            **extra,
+        )
+
+    # -- the position ------------------------------------------------------------------------
+    def _on_quote(self, snipe: Snipe, quote: Quote) -> None:
+        symbol = quote.symbol
+        if snipe.status == "awaiting_quote":
+            self._buy(snipe, symbol, quote)
+            return
+        if snipe.status not in ("buying", "open"):
+            return
+        from sniperbot.venues.evm.feed import pool_reserves
+
+        base_reserve, quote_reserve = pool_reserves(quote)
+        depth = math.sqrt(base_reserve * quote_reserve)
+        value = quote.bid * (1 - snipe.sell_tax_bps / 10_000)
+        changed = depth > snipe.peak_depth
+        snipe.peak_depth = max(snipe.peak_depth, depth)
+        if snipe.status != "open" or snipe.position <= 0:
+            if changed:
+                self._save()
+            return
+        entry = snipe.cost / snipe.bought
+        if value > snipe.peak_value:
+            snipe.peak_value = value
+            changed = True
+        p = self.params
+        reason = ""
+        if snipe.exit_reason:
+            reason = snipe.exit_reason  # an exit under way: retried below once its wait is over
+        elif depth < snipe.peak_depth * (1 - p.liquidity_drop):
+            kept = 1 - p.liquidity_drop
+            reason = f"liquidity_pulled: pool depth {depth:.6g} < {kept:g} x {snipe.peak_depth:.6g}"
+        elif value <= entry * (1 - p.stop_loss_pct / 100):
+            reason = f"stop_loss: value {value:.6g} <= entry {entry:.6g} - {p.stop_loss_pct:g} %"
+        elif value >= entry * (1 + p.take_profit_pct / 100):
+            reason = f"take_profit: value {value:.6g} >= entry {entry:.6g} + {p.take_profit_pct:g} %"
+        elif (
+            p.trailing_stop_pct
+            and snipe.peak_value > entry
+            and value <= snipe.peak_value * (1 - p.trailing_stop_pct / 100)
+        ):
+            reason = (
+                f"trailing_stop: value {value:.6g} <= peak {snipe.peak_value:.6g} - {p.trailing_stop_pct:g} %"
+            )
+        if reason:
+            self._exit(snipe, symbol, reason)
+        elif changed:
+            self._save()
+
+    def _clock(self) -> None:
+        now = time.time_ns()
+        for symbol, snipe in self.snipes.items():
+            if snipe.status == "awaiting_quote":
+                if (now - snipe.report_ns) / 1e9 > self.params.max_report_age_s:
+                    self._skip(snipe.token, symbol, "no quote of the pool within max_report_age_s")
+            elif snipe.status == "open" and snipe.position > 0:
+                held_s = (now - snipe.opened_ns) / 1e9
+                if snipe.exit_reason:
+                    self._exit(snipe, symbol, snipe.exit_reason)  # a retry, once its wait is over
+                elif held_s >= self.params.max_hold_s:
+                    limit = self.params.max_hold_s
+                    self._exit(snipe, symbol, f"max_hold: held {held_s:.1f} s >= {limit:g} s")
+
+    def _exit(self, snipe: Snipe, symbol: str, reason: str) -> None:
+        """One sell of the whole position, unless one is in flight or a retry must still wait."""
+        if snipe.exit_intent or time.time_ns() < snipe.exit_after_ns:
+            return
+        first = not snipe.exit_reason
+        snipe.exit_reason = reason
+        intent = self._intent(symbol, "sell", snipe.position)
+        snipe.exit_intent = intent.intent_id
+        self._save()
+        self.ctx.send(self.risk_guard, intent)
+        self.ctx.log.info(
+            "snipe exit",
+            extra={
+                "event": "snipe_exit",
+                "venue": self.venue,
+                "symbol": symbol,
+                "reason": reason,
+                "retry": not first,
+                "intent_id": intent.intent_id,
+                "quantity": snipe.position,
+            },
+        )
+
+    def _book(self, fill: Fill, restoring: bool = False) -> None:
+        if fill.fill_id in self._seen_fills:
+            return
+        self._seen_fills.add(fill.fill_id)
+        snipe = self.snipes.get(fill.symbol)
+        if snipe is None:  # a fill of a snipe whose state was never journaled: manage it all the same
+            snipe = self.snipes[fill.symbol] = Snipe(token=fill.symbol.partition("/")[0], status="buying")
+        if fill.side == "buy":
+            snipe.bought += fill.quantity
+            snipe.cost += fill.quantity * fill.price
+            snipe.position += fill.quantity
+            if not snipe.opened_ns:
+                snipe.opened_ns = fill.ts_ns or time.time_ns()
+            if snipe.status != "open":
+                # Whatever the sniper thought (a buy it saw refused, a state older than the fill): a
+                # position exists, so it is managed.
+                snipe.status = "open"
+                snipe.peak_value = max(snipe.peak_value, fill.price)
+        else:
+            snipe.position -= fill.quantity
+            if snipe.position <= snipe.bought * _DUST:
+                snipe.position = 0.0
+                snipe.status = "closed"
+                snipe.exit_intent = ""
+        if not restoring:
+            self._save()
+            self.ctx.log.info(
+                "snipe fill",
+                extra={
+                    "event": "snipe_fill",
+                    "venue": self.venue,
+                    "symbol": fill.symbol,
+                    "side": fill.side,
+                    "quantity": fill.quantity,
+                    "price": fill.price,
+                    "position": snipe.position,
+                    "status": snipe.status,
+                },
+            )
+
+    def _on_update(self, update: OrderUpdate) -> None:
+        snipe = self.snipes.get(update.symbol)
+        if snipe is None or update.status not in TERMINAL_STATUSES:
+            return
+        cid = update.client_order_id
+        if cid == snipe.buy_intent and snipe.status == "buying" and update.status != "filled":
+            # A refused buy is not retried: when in doubt, do not buy.
+            snipe.status = "skipped"
+            snipe.exit_reason = f"buy {update.status}: {update.reason}"
+            self._save()
+            self.ctx.log.warning(
+                "snipe buy not done",
+                extra={"event": "snipe_buy_failed", "symbol": update.symbol, "reason": update.reason},
+            )
+        elif cid == snipe.exit_intent:
+            snipe.exit_intent = ""
+            if snipe.position > 0:
+                # Refused, cancelled, or filled short of the position: sell the rest after a wait.
+                snipe.exit_after_ns = time.time_ns() + int(self.params.exit_retry_s * 1e9)
+                self.ctx.log.warning(
+                    "snipe exit not done; retried later",
+                    extra={
+                        "event": "snipe_exit_retry",
+                        "symbol": update.symbol,
+                        "status": update.status,
+                        "reason": update.reason,
+                        "position": snipe.position,
+                    },
+                )
+            self._save()
+
+    def _save(self) -> None:
+        """Journal every snipe's state when it changed (the positions themselves are the fills)."""
+        encoded = msgspec.json.encode(list(self.snipes.values()))
+        if encoded != self._saved:
+            self.ctx.journal.put_state(keys.STRATEGY_STATE + self.strategy_id, encoded)
+            self._saved = encoded

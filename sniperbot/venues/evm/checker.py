@@ -1,0 +1,191 @@
+"""The token checker: every new pool of an EVM venue goes through the token safety check.
+
+``checker.<venue>``, in the venue's subtree (after its executor), subscribes to the venue's
+:class:`~sniperbot.messages.NewPool` topic and runs :func:`sniperbot.venues.evm.safety.check_token` on
+the pool's token with the venue's rules (``[venues.safety]``), simulating a buy of the size the sniper
+will really spend (``[venues.sniper] budget``; the rules' ``probe_quote`` without a sniper). For each
+report, in this order:
+
+1. it is **journaled** (the journal keeps every report: ``sniperbot journal`` shows why a token was
+   refused, long after the log rotated);
+2. it is **published** on ``chain.<venue>.token_safety.<token>.`` (:func:`sniperbot.messages.topics.
+   token_safety`): the sniper buys on a "buy", the feed starts quoting the pair;
+3. one structured log line, ``event = "token_safety"``: INFO for a "buy", WARNING for a "refuse", with
+   ``verdict``, ``reasons``, the token, pair, simulated block and the check's duration (``ms``).
+
+A report carries authority (a forged "buy" would spend money): only a ``checker`` actor of the same
+venue may publish it (:data:`sniperbot.transport.auth.AUTHORITY`).
+
+**A pool without liquidity yet** (launch contracts often create their pair first and add the liquidity in
+a later transaction): the check would refuse it for that alone, so a report whose pool holds no quote at
+all is not published; the pool is checked again every :data:`RECHECK_S` until its liquidity arrives (then
+the first full report counts) or ``wait_liquidity_s`` (default an hour) has passed (then the refusal is
+reported). Checked "when the liquidity is there", the simulation runs in the block a buy would land in.
+
+Decisions: a pool is checked once per incarnation (the watcher publishes each pool once; a repeat is
+ignored). A check that raises is a "refuse" with reason ``rpc`` (when in doubt, do not buy). The checks
+run one at a time in a daemon thread (an RPC that hangs must not stop the actor's heartbeats); reports
+reach the actor's loop through a queue drained every :data:`DRAIN_INTERVAL_S`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import msgspec
+
+from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.messages import Envelope, NewPool, TokenSafetyReport
+from sniperbot.messages import topics as topic
+
+DRAIN_INTERVAL_S = 0.005
+RECHECK_S = 0.5  # an empty pool is checked again this often, until it has liquidity
+RPC_TIMEOUT_S = 10.0
+_JOIN_TIMEOUT_S = 10.0
+
+
+class TokenChecker(Actor):
+    """NewPool in, TokenSafetyReport journaled, published and logged (see the module docstring)."""
+
+    def __init__(
+        self,
+        ctx: ActorContext,
+        *,
+        venue: str,
+        rpc_url: str,
+        router: str,
+        factory: str,
+        quote_token: str,
+        rules: dict[str, Any] | None = None,
+        buy_quote: float | None = None,
+        wait_liquidity_s: float = 3600.0,
+    ) -> None:
+        super().__init__(ctx)
+        from sniperbot.venues.evm.safety import SafetyRules
+
+        self.venue = venue
+        self.rpc_url = rpc_url
+        self.router = router
+        self.factory = factory
+        self.quote_token = quote_token
+        self.rules = msgspec.convert(rules or {}, SafetyRules)
+        if buy_quote is not None and not buy_quote > 0:
+            raise ValueError(f"checker {venue!r}: buy_quote must be > 0, got {buy_quote!r}")
+        self.buy_quote = buy_quote
+        self.wait_liquidity_s = wait_liquidity_s
+        self._decimals: int | None = None
+        self.topics = (topic.new_pool(venue),)
+        self._seen: set[str] = set()
+        self._todo: queue.SimpleQueue[NewPool | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[NewPool, TokenSafetyReport, float]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def on_start(self) -> None:
+        """Start the checking thread and the hand-over timer."""
+        self._thread = threading.Thread(target=self._run, name=f"token-check-{self.venue}", daemon=True)
+        self._thread.start()
+        self.ctx.every(DRAIN_INTERVAL_S, self._drain)
+
+    def on_stop(self) -> None:
+        """End the checking thread (a check under way is abandoned: nothing was bought)."""
+        self._todo.put(None)
+        if self._thread is not None:
+            self._thread.join(_JOIN_TIMEOUT_S)
+
+    def on_message(self, envelope: Envelope) -> None:
+        """A new pool of this venue against its quote token: check it (once)."""
+        pool = envelope.payload
+        if not isinstance(pool, NewPool) or pool.venue != self.venue:
+            return
+        if pool.quote_token.lower() != self.quote_token.lower() or pool.pair in self._seen:
+            return
+        self._seen.add(pool.pair)
+        self._todo.put(pool)
+
+    def _run(self) -> None:
+        from web3 import Web3
+
+        w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+        waiting: dict[str, tuple[NewPool, float]] = {}  # pair -> (pool, give up at): no liquidity yet
+        while True:
+            try:
+                pool = self._todo.get(timeout=RECHECK_S if waiting else None)
+            except queue.Empty:
+                pool = None
+                for pair, (pending, give_up_at) in list(waiting.items()):
+                    del waiting[pair]
+                    self._check(w3, pending, waiting, give_up_at)
+                continue
+            if pool is None:
+                return
+            self._check(w3, pool, waiting, time.monotonic() + self.wait_liquidity_s)
+
+    def _check(
+        self, w3: Any, pool: NewPool, waiting: dict[str, tuple[NewPool, float]], give_up_at: float
+    ) -> None:
+        """One check of ``pool``'s token; an empty pool waits (see the module doc), else the report."""
+        from web3 import Web3
+
+        from sniperbot.venues.evm.safety import check_token
+
+        started = time.perf_counter()
+        try:
+            amount = None
+            if self.buy_quote is not None:
+                if self._decimals is None:
+                    quote = Web3.to_checksum_address(self.quote_token)
+                    raw = w3.eth.call({"to": quote, "data": "0x313ce567"})  # decimals()
+                    self._decimals = int.from_bytes(bytes(raw)[:32], "big")
+                amount = int(self.buy_quote * 10**self._decimals)
+            report = check_token(
+                w3,
+                self.router,
+                self.factory,
+                self.quote_token,
+                pool.token,
+                self.rules,
+                venue=self.venue,
+                amount_in_wei=amount,
+            )
+        except Exception as e:  # when in doubt, do not buy; the class only (a URL may hold a key)
+            report = TokenSafetyReport(
+                venue=self.venue,
+                token=pool.token,
+                pair=pool.pair,
+                verdict="refuse",
+                reasons=[f"rpc: the safety check failed: {type(e).__name__}"],
+                ts_ns=time.time_ns(),
+            )
+        empty = report.verdict == "refuse" and report.liquidity_quote == 0 and bool(report.pair)
+        if empty and time.monotonic() < give_up_at:
+            # No quote in the pool (or no answer about it) yet: checked again, not reported.
+            waiting[pool.pair] = (pool, give_up_at)
+            return
+        self._done.put((pool, report, (time.perf_counter() - started) * 1000))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                pool, report, ms = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self.ctx.journal.append(report)  # first: a refusal's reason is on record before anyone acts
+            self.ctx.publish(topic.token_safety(self.venue, report.token), report)
+            log = self.ctx.log.info if report.verdict == "buy" else self.ctx.log.warning
+            log(
+                "token check",
+                extra={
+                    "event": "token_safety",
+                    "venue": self.venue,
+                    "verdict": report.verdict,
+                    "reasons": list(report.reasons),
+                    "token": report.token,
+                    "pair": report.pair or pool.pair,
+                    "block": report.block_number,
+                    "pool_block": pool.block_number,
+                    "ms": round(ms, 3),
+                },
+            )
