@@ -232,3 +232,15 @@ def test_seed_option_overrides_market_seed(short_tmp: Path) -> None:
 
     assert printed_by(12345)
     assert not printed_by(7)
+
+
+def test_loading_a_config_does_not_import_the_chain_libraries() -> None:
+    """Every ``sniperbot`` command loads the config: web3 (0.5 s to import) is for the actors that use it.
+
+    A CLI slowed by it broke a test that reads the journal twice around a node's status."""
+    import subprocess
+    import sys
+
+    code = "import sys, sniperbot.config, sniperbot.cli.main; print(sorted(m for m in sys.modules if m.startswith(('web3', 'eth_abi'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -83,7 +83,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from sniperbot.venues.base import Positive, VenueSection
-from sniperbot.venues.evm.safety import SafetyRules
+from sniperbot.venues.evm.rules import SafetyRules
 
 #: How long ``preflight`` waits for each RPC answer before starting without the chain checks.
 PREFLIGHT_TIMEOUT_S = 5.0
