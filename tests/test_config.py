@@ -241,6 +241,9 @@ def test_loading_a_config_does_not_import_the_chain_libraries() -> None:
     import subprocess
     import sys
 
-    code = "import sys, sniperbot.config, sniperbot.cli.main; print(sorted(m for m in sys.modules if m.startswith(('web3', 'eth_abi'))))"
+    code = (
+        "import sys, sniperbot.config, sniperbot.cli.main; "
+        "print(sorted(m for m in sys.modules if m.startswith(('web3', 'eth_abi'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout
