@@ -84,5 +84,6 @@ class VenueStatus(Message, tag="venue_status"):
     foreign_orders: int = 0
     balances: dict[str, float] = {}
     drift: dict[str, float] = {}
+    account: str = ""  # the venue's own account where it is public (an EVM wallet's address); never a key
     drift_since_ns: int = 0
     ts_ns: int = 0

@@ -1015,3 +1015,43 @@ def test_gateway_swaps_a_token_learnt_at_run_time_and_refuses_a_buy_above_its_li
     ]
     assert [u.reason for u in updates if u.status == "rejected"] == ["price_above_limit"], updates
     assert len(gw.wallet_txs(anvil)) == 1  # the one buy
+
+
+def test_live_checker_simulates_as_the_wallet_and_refuses_a_token_that_traps_ordinary_accounts(
+    harness: Harness, anvil: Any, uniswap: Any
+) -> None:
+    """EoaTrap lets a contract (the probe) buy and sell, and freezes ordinary accounts: only the wallet's
+    own simulated buy and sell catch it. The checker learns the wallet's address from the gateway's
+    VenueStatus and holds a pool until it has."""
+    from eth_account import Account
+
+    from sniperbot.messages import VenueStatus
+    from sniperbot.venues.evm.devchain import ANVIL_KEYS
+    from tests.evm.tokens import launch
+
+    gateway = f"gateway.{VENUE}"
+    harness.actors.start(POOL_WATCHER, f"{__name__}:BusDriver", {})
+    harness.actors.start(gateway, f"{__name__}:BusDriver", {})
+    args = {
+        "venue": VENUE, "rpc_url": anvil.rpc_url, "router": uniswap.router, "factory": uniswap.factory,
+        "quote_token": uniswap.weth, "buy_quote": BUDGET, "wallet_pass": True,
+    }  # fmt: skip
+    harness.actors.start(CHECKER, "sniperbot.venues.evm.checker:TokenChecker", args)
+    watch = ReportWatch(harness.zctx, harness.actors.run_dir)
+    try:
+        trap = launch(anvil.w3, uniswap, "EoaTrap")
+        pool = _new_pool(trap.token, trap.pair, trap.block, uniswap.weth)
+        for _ in range(10):  # 2 s: no account said yet, so no verdict either
+            _OUT[POOL_WATCHER].put(("publish", topic.new_pool(VENUE), pool))
+            time.sleep(0.2)
+        assert watch.of(trap.token) is None
+        wallet = Account.from_key(ANVIL_KEYS[5]).address
+        status = VenueStatus(venue=VENUE, connection="ok", reconciled=True, account=wallet, ts_ns=1)
+        report = harness.until(
+            lambda: watch.of(trap.token),
+            lambda: _OUT[gateway].put(("publish", topic.venue_status(VENUE), status)),
+            "the report on EoaTrap",
+        )
+        assert report.verdict == "refuse" and any(r.startswith("wallet_cannot_sell") for r in report.reasons)
+    finally:
+        watch.sub.close()

@@ -22,6 +22,12 @@ all is not published; the pool is checked again every :data:`RECHECK_S` until it
 the first full report counts) or ``wait_liquidity_s`` (default an hour) has passed (then the refusal is
 reported). Checked "when the liquidity is there", the simulation runs in the block a buy would land in.
 
+**As the wallet** (``wallet_pass``, on for a live venue): the check also simulates the wallet's own buy
+and sell (a token can trap ordinary accounts and let the probe contract through). The wallet's address
+(public; the key stays in the gateway) comes from the gateway's ``VenueStatus.account``; until the
+checker has heard it, pools wait as empty ones do, and one still unknown after ``wait_liquidity_s`` is
+refused (``wallet_unknown``).
+
 Decisions: a pool is checked once per incarnation (the watcher publishes each pool once; a repeat is
 ignored). A check that raises is a "refuse" with reason ``rpc`` (when in doubt, do not buy). The checks
 run one at a time in a daemon thread (an RPC that hangs must not stop the actor's heartbeats); reports
@@ -38,7 +44,7 @@ from typing import Any
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.messages import Envelope, NewPool, TokenSafetyReport
+from sniperbot.messages import Envelope, NewPool, TokenSafetyReport, VenueStatus
 from sniperbot.messages import topics as topic
 
 DRAIN_INTERVAL_S = 0.005
@@ -62,6 +68,7 @@ class TokenChecker(Actor):
         rules: dict[str, Any] | None = None,
         buy_quote: float | None = None,
         wait_liquidity_s: float = 3600.0,
+        wallet_pass: bool = False,
     ) -> None:
         super().__init__(ctx)
         from sniperbot.venues.evm.safety import SafetyRules
@@ -77,7 +84,9 @@ class TokenChecker(Actor):
         self.buy_quote = buy_quote
         self.wait_liquidity_s = wait_liquidity_s
         self._decimals: int | None = None
-        self.topics = (topic.new_pool(venue),)
+        self.wallet_pass = wallet_pass
+        self._wallet = ""  # VenueStatus.account: written by the actor, read by the thread
+        self.topics = (topic.new_pool(venue), topic.venue_status(venue))
         self._seen: set[str] = set()
         self._todo: queue.SimpleQueue[NewPool | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[tuple[NewPool, TokenSafetyReport, float]] = queue.SimpleQueue()
@@ -98,6 +107,9 @@ class TokenChecker(Actor):
     def on_message(self, envelope: Envelope) -> None:
         """A new pool of this venue against its quote token: check it (once)."""
         pool = envelope.payload
+        if isinstance(pool, VenueStatus) and pool.venue == self.venue and pool.account:
+            self._wallet = pool.account
+            return
         if not isinstance(pool, NewPool) or pool.venue != self.venue:
             return
         if pool.quote_token.lower() != self.quote_token.lower() or pool.pair in self._seen:
@@ -132,6 +144,21 @@ class TokenChecker(Actor):
         from sniperbot.venues.evm.safety import check_token
 
         started = time.perf_counter()
+        wallet = self._wallet or None
+        if self.wallet_pass and wallet is None:
+            if time.monotonic() < give_up_at:
+                waiting[pool.pair] = (pool, give_up_at)  # the gateway has not said its account yet
+                return
+            report = TokenSafetyReport(
+                venue=self.venue,
+                token=pool.token,
+                pair=pool.pair,
+                verdict="refuse",
+                reasons=["wallet_unknown: the gateway never said the wallet's address"],
+                ts_ns=time.time_ns(),
+            )
+            self._done.put((pool, report, (time.perf_counter() - started) * 1000))
+            return
         try:
             amount = None
             if self.buy_quote is not None:
@@ -149,6 +176,7 @@ class TokenChecker(Actor):
                 self.rules,
                 venue=self.venue,
                 amount_in_wei=amount,
+                wallet=wallet if self.wallet_pass else None,
             )
         except Exception as e:  # when in doubt, do not buy; the class only (a URL may hold a key)
             report = TokenSafetyReport(

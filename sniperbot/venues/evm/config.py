@@ -289,6 +289,7 @@ class EvmVenueConfig(VenueSection, tag="evm"):
             "quote_token": quote,
             "rules": msgspec.to_builtins(self.safety),
             "buy_quote": self.sniper.budget,  # simulated at the size the sniper really buys
+            "wallet_pass": self.mode == "live",  # and as the wallet itself (a paper venue has none)
         }
         pools = {**chain, "quote_tokens": [quote], "ws_url": self.ws_url or "", "poll_s": 0.25}
         return [

@@ -395,6 +395,7 @@ class EvmGateway(Actor):
                 last_failure_ns=self._last_failure_ns,
                 open_orders=self._open,
                 balances=dict(self.balances),
+                account=self.wallet or "",
                 ts_ns=time.time_ns(),
             )
 
