@@ -5,6 +5,9 @@ One check = the reads (code, pair, reserves, LP holders, proxy slots, limit gett
 buy and sell (``eth_simulateV1``): three JSON-RPC round trips. Measured on a local anvil with the real
 Uniswap V2, against a plain token (verdict buy) and a honeypot (verdict refuse, no wallet pass needed);
 over a remote RPC add three round-trip times.
+
+Floor, in the same run: one bare ``eth_call`` round trip to the same anvil (the pair's ``getReserves``):
+the ratio says how many round trips' worth the whole check costs.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ sys.path.append(str(__import__("pathlib").Path(__file__).resolve().parent.parent
 from eth_account import Account
 
 from bench._common import emit, fmt_latency, latency_ms, parse_args
-from sniperbot.venues.evm.devchain import ANVIL_KEYS, Anvil, deploy_uniswap
+from sniperbot.venues.evm.devchain import ANVIL_KEYS, Anvil, deploy_uniswap, factory_contract, pair_contract
 from sniperbot.venues.evm.safety import check_token
 from tests.evm.tokens import launch
 
 WALLET = Account.from_key(ANVIL_KEYS[1]).address  # the sniper's case: the check simulates its wallet too
+
+
+def launched_pair(w3: object, uni: object, token: str) -> str:
+    """The token's WETH pair."""
+    return factory_contract(w3, uni).functions.getPair(token, uni.weth).call()  # type: ignore[arg-type,attr-defined]
 
 
 def main() -> None:
@@ -42,6 +50,18 @@ def main() -> None:
             stats = latency_ms(samples)
             print(fmt_latency(f"check_token {name} ({verdict})", stats, "ms"))
             figures[f"check_ms_{name}"] = stats
+            if name == "PlainToken":
+                pair = pair_contract(w3, launched_pair(w3, uni, token))
+                floor: list[int] = []
+                for _ in range(runs):
+                    start = time.perf_counter_ns()
+                    pair.functions.getReserves().call()
+                    floor.append(time.perf_counter_ns() - start)
+                bare = latency_ms(floor)
+                print(fmt_latency("floor: one bare eth_call", bare, "ms"))
+                figures["floor_ms"] = bare
+                figures["ratio_p50_to_floor"] = round(stats["p50"] / bare["p50"], 1)
+                print(f"  check / bare eth_call (p50)  {figures['ratio_p50_to_floor']}x")
     emit("token_safety", figures)
 
 
