@@ -5,17 +5,18 @@
   (:mod:`tests.evm.relay`: test code, imported here as the other benchmarks import the local exchanges,
   because it is the only relay that runs on loopback) and ``[venues.sniper]`` enabled; the pool watcher
   subscribed over ``ws_url`` (the sniper's fast path, ``confirmations = 0`` for pools). Per launch: the
-  token is deployed and approved (not timed), then the ``addLiquidityETH`` that creates the pair is sent;
-  anvil automines inside ``eth_sendRawTransaction``, so when the call returns the PairCreated block is
-  mined: that is the start. (The test tokens create their pair in their constructor, as many real
-  launches do, so PairCreated comes one block earlier with an empty pool; the checker waits for the
-  liquidity: the clock starts when the pool can be bought, the moment a sniper races for.) The end: the relay receiving the first ``eth_sendBundle`` whose transaction is
-  the wallet's buy of that token (the relay stamps every request on arrival). The path: the watcher's
-  WebSocket log -> ``NewPool`` on the bus -> the checker's ``check_token`` (three JSON-RPC round trips,
-  see ``bench/token_safety.py``) -> ``TokenSafetyReport`` -> the sniper's intent -> risk guard ->
-  executor (journals the order) -> gateway (ledger, signs) -> ``eth_callBundle`` -> ``eth_sendBundle``.
-  Blocks come every second from the relay's builder (as in the end-to-end test), one launch at a time,
-  the next after the buy bundle arrived.
+  token is deployed and approved (not timed), then the ``addLiquidityETH`` that funds the pool is sent;
+  anvil automines inside ``eth_sendRawTransaction``, so the clock starts just before that call (the
+  figures include its round trip, a few ms, rather than risk starting late). The test tokens create their
+  pair in their constructor, as many real launches do: PairCreated comes a block earlier with an empty
+  pool, the watcher publishes it and the checker waits for the liquidity; the clock starts when the pool
+  can be bought, the moment a sniper races for. The end: the relay receiving the first
+  ``eth_sendBundle`` whose transaction is the wallet's buy of that token (the relay stamps every request
+  on arrival). The path: the watcher's log -> ``NewPool`` on the bus -> the checker (waits for the
+  liquidity, then ``check_token``: three JSON-RPC round trips, see ``bench/token_safety.py``) ->
+  ``TokenSafetyReport`` -> the sniper's intent -> risk guard -> executor (journals the order) -> gateway
+  (ledger, signs) -> ``eth_callBundle`` -> ``eth_sendBundle``. Blocks come every second from the relay's
+  builder (as in the end-to-end test), one launch at a time, the next after the buy bundle arrived.
 * **floor, same run, same chain and relay**: the bare pipeline without the node: a thread of this
   process reading the latest block's logs by block hash back to back (PairCreated, then the pair's first
   ``Sync``), and on the funded pool the same ``FlashbotsRoute`` the gateway uses submitting an already
