@@ -318,6 +318,7 @@ def run_ours(work: Path, chain: Any, launcher: Launcher, count: int, warmup: int
         return bool(states) and all(s == "running" for s in states)
 
     samples: list[int] = []
+    stamps: dict[str, tuple[int, int]] = {}  # symbol -> (start, bundle at the relay), wall ns
     lost = 0
     try:
         wait_for(ready, 180, "sniping node up", interval_s=0.2)
@@ -340,6 +341,7 @@ def run_ours(work: Path, chain: Any, launcher: Launcher, count: int, warmup: int
                 continue
             if i >= warmup:
                 samples.append(int((at - t0) * 1e9))
+                stamps[f"{token}/WETH"] = (int(t0 * 1e9), int(at * 1e9))
     finally:
         node.terminate()
         try:
@@ -369,8 +371,23 @@ def run_ours(work: Path, chain: Any, launcher: Launcher, count: int, warmup: int
         text = log_path.read_text(errors="replace")
         events = {k: len(re.findall(rf'"event": "{k}"', text)) for k in ("error", "crash", "restart")}
         events = {k: v for k, v in events.items() if v}
+    # Where the time goes (wall clock, same machine): the risk guard's decision is the journaled buy
+    # Order's ts_ns, matched to its launch by symbol.
+    from sniperbot.journal import Journal
+
+    journal = Journal.open(run_dir, readonly=True)
+    try:
+        decided = {o.symbol: o.ts_ns for o in journal.orders() if o.side == "buy"}
+    finally:
+        journal.close()
+    to_order = [decided[sym] - t0 for sym, (t0, _) in stamps.items() if sym in decided]
+    to_relay = [at - decided[sym] for sym, (_, at) in stamps.items() if sym in decided]
     return {
         "latency": latency_ms(samples),
+        "segments": {
+            "funded pool -> buy order decided": latency_ms(to_order),
+            "order decided -> bundle at relay": latency_ms(to_relay),
+        },
         "lost": lost,
         "token_safety_ms": latency_ms(safety[warmup:]),
         "report_to_intent_ms": latency_ms(to_intent[warmup:]),
@@ -401,8 +418,10 @@ def main() -> int:
             ours = run_ours(work, chain, launcher, count, warmup)
         finally:
             chain.close()
-    print(fmt_latency("floor: ws log -> callBundle+sendBundle", floor["latency"], "ms"))
-    print(fmt_latency("ours: PairCreated -> buy bundle at relay", ours["latency"], "ms"))
+    print(fmt_latency("floor: block logs -> call+sendBundle", floor["latency"], "ms"))
+    print(fmt_latency("ours: pool funded -> buy bundle at relay", ours["latency"], "ms"))
+    for label, stats in ours["segments"].items():
+        print(fmt_latency(f"  {label}", stats, "ms"))
     print(fmt_latency("  node log: token_safety.ms (buy)", ours["token_safety_ms"], "ms"))
     print(fmt_latency("  node log: snipe_buy.report_to_intent", ours["report_to_intent_ms"], "ms"))
     r50 = ratio(ours["latency"]["p50"], floor["latency"]["p50"])
