@@ -90,7 +90,7 @@ def run_ours(work: Path, chain: Any, count: int) -> dict[str, Any]:
         start = time.perf_counter()
         for o in orders:
             gw.submit(o)
-        wait_for(lambda: filled() >= 2 + count, 60 + count, f"{count} fills journaled", interval_s=0.005)
+        wait_for(lambda: filled() >= 2 + count, 60 + count, f"{count} fills journaled", interval_s=0.05)
         elapsed = time.perf_counter() - start
         fills = {f.client_order_id: f for f in gw.journal(actors.run_dir).fills()}
         latency = [fills[o.client_order_id].ts_ns - o.ts_ns for o in orders if o.client_order_id in fills]
