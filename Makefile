@@ -88,6 +88,8 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/backtest.py  # needs: $(BIN)/pip install backtesting
 	$(BIN)/python bench/replay.py
 	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/python bench/restart_ray.py'
+	$(BIN)/python bench/evm_snipe.py
+	$(BIN)/python bench/evm_swaps.py
 
 clean:
 	rm -rf $(VENV) .sniperbot .pytest_cache

@@ -86,7 +86,7 @@ class LocalRelay:
         # The relay's own client: its calls come from the server thread and the test thread (under the lock).
         self.w3 = Web3(Web3.HTTPProvider(anvil.rpc_url, request_kwargs={"timeout": 30}))
         self.chain_lock = threading.RLock()
-        self.requests: list[dict[str, Any]] = []  # every request: method, params, signer, refused (or None)
+        self.requests: list[dict[str, Any]] = []  # every request: method, params, signer, at, refused
         self.bundles: list[Bundle] = []  # every eth_sendBundle accepted, in order
         self.blocks: list[BuiltBlock] = []
         self.port = 0
@@ -171,6 +171,7 @@ class LocalRelay:
             "params": payload.get("params"),
             "signer": None,
             "peer": peer,
+            "at": time.time(),  # when the request arrived (wall clock, same machine): the benchmarks' stamp
         }
         if request.transport is not None:
             self._transports.add(request.transport)
