@@ -18,7 +18,8 @@ venue may publish it (:data:`sniperbot.transport.auth.AUTHORITY`).
 
 **A pool without liquidity yet** (launch contracts often create their pair first and add the liquidity in
 a later transaction): the check would refuse it for that alone, so a report whose pool holds no quote at
-all is not published; the pool is checked again every :data:`RECHECK_S` until its liquidity arrives (then
+all is not published; the pool is checked again in each new block (the chain's head is polled every
+:data:`RECHECK_S`: liquidity can only arrive with a block) until its liquidity arrives (then
 the first full report counts) or ``wait_liquidity_s`` (default an hour) has passed (then the refusal is
 reported). Checked "when the liquidity is there", the simulation runs in the block a buy would land in.
 
@@ -48,7 +49,7 @@ from sniperbot.messages import Envelope, NewPool, TokenSafetyReport, VenueStatus
 from sniperbot.messages import topics as topic
 
 DRAIN_INTERVAL_S = 0.005
-RECHECK_S = 0.5  # an empty pool is checked again this often, until it has liquidity
+RECHECK_S = 0.05  # while pools wait for liquidity, the head is polled this often; they are checked per block
 RPC_TIMEOUT_S = 10.0
 _JOIN_TIMEOUT_S = 10.0
 
@@ -122,11 +123,20 @@ class TokenChecker(Actor):
 
         w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
         waiting: dict[str, tuple[NewPool, float]] = {}  # pair -> (pool, give up at): no liquidity yet
+        last_head, last_wallet = -1, ""  # the block (and wallet) the waiting pools were last checked with
         while True:
             try:
                 pool = self._todo.get(timeout=RECHECK_S if waiting else None)
             except queue.Empty:
                 pool = None
+                try:
+                    head = w3.eth.block_number
+                except Exception:  # the RPC: the waiting pools are checked (and refused on time) regardless
+                    head = -1
+                    time.sleep(10 * RECHECK_S)  # not 20 checks a second against an endpoint that is down
+                if head == last_head and head >= 0 and self._wallet == last_wallet:
+                    continue  # no new block (nor the wallet's address): nothing can have changed
+                last_head, last_wallet = head, self._wallet
                 for pair, (pending, give_up_at) in list(waiting.items()):
                     del waiting[pair]
                     self._check(w3, pending, waiting, give_up_at)
