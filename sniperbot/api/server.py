@@ -729,7 +729,7 @@ class ApiServer:
         ones), ``equity`` and ``prices`` (the points from the last one sent on: a point with the
         time of a client's last one replaces it) and ``error``; orders and fills carry at most the latest
         :data:`PUSH_ROWS` per message. Tree, status and the journal are polled every
-        ``[api] poll_interval_s`` (0.25 s) while a client is connected, once for all clients; only
+        ``[api] poll_interval_s`` (1 s) while a client is connected, once for all clients; only
         what changed is sent. A client that cannot keep up is closed (1013).
         """
         if not self._origin_allowed(request):
