@@ -20,18 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zmq
 from eth_account import Account
 from web3.exceptions import TransactionNotFound
 
 from sniperbot.actors.runtime import close_process_journals, process_journal
 from sniperbot.keystore import Credentials
 from sniperbot.logs import JsonFormatter
-from sniperbot.messages import Order, OrderUpdate, decode_envelope
-from sniperbot.messages import topics as topic
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
-from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.messages import Order, OrderUpdate
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE
 from sniperbot.venues.evm.devchain import (
     ANVIL_KEYS,
@@ -48,6 +44,7 @@ from sniperbot.venues.evm.gateway import fill_id, reversal_id
 from sniperbot.venues.evm.txledger import CANCEL, Intent, TxLedger
 from tests.conftest import eventually
 from tests.venues_ccxt.test_gateway import _HEARD, _OUTGOING, Actors
+from tests.venues_ccxt.test_venue_status import StatusWatch
 
 VENUE = "anvil"
 SYM = "TKN/WETH"
@@ -486,41 +483,9 @@ def test_fee_on_transfer_token_buy_and_sell_book_what_the_wallet_really_got(
     assert sell.price * sell.quantity == pytest.approx(received / 1e18, rel=1e-9)
 
 
-class StatusWatch:
-    """Every VenueStatus of the venue published on a real bus (proxy started here, as a node does)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.zctx = zmq.Context()
-        rundir = RunDir(run_dir)
-        self.proxy = BusProxy(self.zctx, rundir.bus_in, rundir.bus_out)
-        self.proxy.start()
-        self.sub = Subscriber(self.zctx, rundir.bus_out, (topic.venue_status(VENUE),))
-        self.seen: list[VenueStatus] = []
-
-    def pump(self) -> list[VenueStatus]:
-        while self.sub.socket.poll(0):
-            _, frame = self.sub.socket.recv_multipart()
-            payload = decode_envelope(frame).payload
-            if isinstance(payload, VenueStatus):
-                self.seen.append(payload)
-        return self.seen
-
-    def wait(self, pred: Any, timeout_s: float = 30.0, what: str = "") -> VenueStatus:
-        """The first status (published after now) matching ``pred``."""
-        after = len(self.pump())
-        return eventually(
-            lambda: next((s for s in self.pump()[after:] if pred(s)), None), timeout_s, what=what
-        )
-
-    def close(self) -> None:
-        self.sub.close()
-        self.proxy.stop()
-        self.zctx.destroy(linger=0)
-
-
 @pytest.fixture
 def watch(actors: Actors) -> Iterator[StatusWatch]:
-    w = StatusWatch(actors.run_dir)
+    w = StatusWatch(actors.run_dir, VENUE)
     try:
         yield w
     finally:

@@ -44,14 +44,14 @@ from tests.venues_ccxt.test_gateway import (  # noqa: F401  (fixtures)
 
 
 class StatusWatch:
-    """Every VenueStatus of venue ``bx`` published on a real bus (proxy started here, as a node does)."""
+    """Every VenueStatus of ``venue`` published on a real bus (proxy started here, as a node does)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, venue: str = VENUE) -> None:
         self.zctx = zmq.Context()
         rundir = RunDir(run_dir)
         self.proxy = BusProxy(self.zctx, rundir.bus_in, rundir.bus_out)
         self.proxy.start()
-        self.sub = Subscriber(self.zctx, rundir.bus_out, (topic.venue_status(VENUE),))
+        self.sub = Subscriber(self.zctx, rundir.bus_out, (topic.venue_status(venue),))
         self.seen: list[VenueStatus] = []
 
     def pump(self) -> list[VenueStatus]:
