@@ -18,7 +18,7 @@ reliably to the risk guard (acknowledged once the executor has the order), fills
    buys nothing. When in doubt, it does not buy: a stale report, a quote that does not come within
    ``max_report_age_s`` of the report, a rejected buy (never retried).
 2. **The buy**: one market intent for the tokens ``budget`` quote buys at the quoted reserves (the
-   Uniswap V2 ``getAmountOut`` of the reserves the quote implies, :func:`sniperbot.venues.evm.feed.
+   Uniswap V2 ``getAmountOut`` of the reserves the quote implies, :func:`sniperbot.venues.dex.
    pool_reserves`), with ``limit_price = budget / quantity``: the most it pays per token, so the risk
    guard values the order (spend caps per token and per day, open positions) before any fill. The
    venue's gateway sends it through the venue's route (``route = "flashbots"``: a private bundle).
@@ -47,7 +47,7 @@ that snipes sets it high (e.g. ``1e12``), or every buy is refused ``max_position
 
 **How liquidity reaches the sniper** (decision): through the feed's quotes. The EVM feed's sizes are a
 fixed fraction of the base reserve and its bid/ask straddle the reserves' ratio
-(:func:`sniperbot.venues.evm.feed.pool_quote`); :func:`~sniperbot.venues.evm.feed.pool_reserves`
+(:func:`sniperbot.venues.dex.pool_quote`); :func:`~sniperbot.venues.dex.pool_reserves`
 inverts them, so no new message kind is needed and the depth is as fresh as the price.
 
 State that matters (per token: status, exit reason, highest value and depth, sell tax, entry time) is
@@ -69,7 +69,7 @@ from sniperbot.journal import TERMINAL_STATUSES, keys
 from sniperbot.messages import Envelope, Fill, OrderIntent, OrderUpdate, Quote, TokenSafetyReport
 from sniperbot.messages import topics as topic
 from sniperbot.messages.orders import make_intent_id
-from sniperbot.venues.evm.config import SniperParams, sniper_id
+from sniperbot.venues.dex import SniperParams, sniper_id
 
 #: Period of the timer that checks holding times, quote waits and exit retries.
 CLOCK_S = 0.25
@@ -205,7 +205,7 @@ class SniperActor(Actor):
         )
 
     def _buy(self, snipe: Snipe, symbol: str, quote: Quote) -> None:
-        from sniperbot.venues.evm.feed import pool_reserves
+        from sniperbot.venues.dex import pool_reserves
 
         base_reserve, quote_reserve = pool_reserves(quote)
         budget = self.params.budget * _AFTER_FEE
@@ -260,7 +260,7 @@ class SniperActor(Actor):
             return
         if snipe.status not in ("buying", "open"):
             return
-        from sniperbot.venues.evm.feed import pool_reserves
+        from sniperbot.venues.dex import pool_reserves
 
         base_reserve, quote_reserve = pool_reserves(quote)
         depth = math.sqrt(base_reserve * quote_reserve)

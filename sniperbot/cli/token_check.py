@@ -67,7 +67,7 @@ def _bad(message: str) -> int:
 def _from_config(args: argparse.Namespace) -> tuple[dict[str, str], Any]:
     """(chain settings, rules) of venue ``args.venue`` in ``args.config``; ValueError names the problem."""
     from sniperbot.config import ConfigError, load_config
-    from sniperbot.venues.evm.safety import SafetyRules
+    from sniperbot.venues.dex import SafetyRules
 
     try:
         config = load_config(args.config)

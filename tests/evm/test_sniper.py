@@ -4,7 +4,7 @@ Position management runs on real components: the sniper actor and the real risk 
 :class:`ActorRuntime` (real ZeroMQ inboxes and bus through a real proxy, real LMDB journal); the
 checker, the feed and the executor are played by driver actors with their ids (so the bus's authority
 checks pass as in a node) publishing the messages those roles publish: a ``TokenSafetyReport``, pool
-quotes made by the EVM feed's own :func:`~sniperbot.venues.evm.feed.pool_quote`, fills and order
+quotes made by the EVM feed's own :func:`~sniperbot.venues.dex.pool_quote`, fills and order
 updates. What the sniper decided is read from what reached the executor (orders) and from its
 journaled state.
 """
@@ -40,8 +40,7 @@ from sniperbot.messages import (
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
 from sniperbot.transport.bus import BusProxy, Subscriber
-from sniperbot.venues.evm.config import sniper_id
-from sniperbot.venues.evm.feed import pool_quote, pool_reserves
+from sniperbot.venues.dex import pool_quote, pool_reserves, sniper_id
 from tests.conftest import eventually
 from tests.venues_ccxt.test_gateway import Actors, actors  # noqa: F401  (the fixture)
 

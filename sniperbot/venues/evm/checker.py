@@ -72,7 +72,7 @@ class TokenChecker(Actor):
         wallet_pass: bool = False,
     ) -> None:
         super().__init__(ctx)
-        from sniperbot.venues.evm.safety import SafetyRules
+        from sniperbot.venues.dex import SafetyRules
 
         self.venue = venue
         self.rpc_url = rpc_url

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import queue
 import threading
 import time
@@ -55,6 +54,7 @@ from eth_utils import is_address
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import Envelope, FeedStatus, Quote, TokenSafetyReport, TradeTick
 from sniperbot.messages import topics as topic
+from sniperbot.venues.dex import pool_quote
 from sniperbot.venues.evm.config import ZERO_ADDRESS
 from sniperbot.venues.evm.jsonrpc import JsonRpc, RpcError, address_word, encode_address, word
 
@@ -67,10 +67,6 @@ MAX_LOG_BLOCKS = 1000  # blocks of swaps fetched at most after an outage (one et
 WS_RETRY_S = 5.0  # a failed WebSocket is tried again after this long (HTTP polling meanwhile)
 _JOIN_TIMEOUT_S = 10.0
 
-#: Uniswap V2 constant-product fee: 0.3 % of the input.
-FEE = 0.003
-#: Sizes in the quote: the trade whose average price is this much worse than the touch.
-IMPACT = 0.01
 #: A trade id's block factor: ``block * TRADE_ID_BLOCK + log index``.
 TRADE_ID_BLOCK = 100_000
 
@@ -80,24 +76,6 @@ GET_RESERVES = "0x0902f1ac"  # getReserves()
 TOKEN0 = "0x0dfe1681"  # token0()
 DECIMALS = "0x313ce567"  # decimals()
 SWAP_TOPIC = "0xd78ad95fa46c994b6551d0da85fc275fe613ce37657fb8d5e3d130840159d822"
-
-
-def pool_quote(base_reserve: float, quote_reserve: float) -> tuple[float, float, float, float]:
-    """``(bid, bid_size, ask, ask_size)`` of a constant-product pool (token units; see the module doc)."""
-    mid = quote_reserve / base_reserve
-    bid, ask = mid * (1 - FEE), mid / (1 - FEE)
-    # Buying d base: average price = touch * b / (b - d); selling d: touch * b / (b + d * (1 - FEE)).
-    ask_size = base_reserve * (1 - 1 / (1 + IMPACT))
-    bid_size = base_reserve * (1 / (1 - IMPACT) - 1) / (1 - FEE)
-    return bid, bid_size, ask, ask_size
-
-
-def pool_reserves(quote: Quote) -> tuple[float, float]:
-    """``(base_reserve, quote_reserve)`` in token units of a pool this feed quoted: :func:`pool_quote`
-    inverted (``mid = sqrt(bid x ask)``, the base reserve from ``ask_size``). Consumers that need the
-    pool's depth (the sniper's liquidity exit) read it from the quote with this, not from a new message."""
-    base_reserve = quote.ask_size / (1 - 1 / (1 + IMPACT))
-    return base_reserve, math.sqrt(quote.bid * quote.ask) * base_reserve
 
 
 class _Pair:

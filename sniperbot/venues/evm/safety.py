@@ -82,7 +82,7 @@ from requests.exceptions import RequestException
 from web3 import Web3
 
 from sniperbot.messages import TokenSafetyReport
-from sniperbot.venues.evm.rules import OWNER_POWERS, POWER_SIGNATURES, SafetyRules
+from sniperbot.venues.dex.rules import OWNER_POWERS, POWER_SIGNATURES, SafetyRules
 
 __all__ = [
     "OWNER_POWERS",

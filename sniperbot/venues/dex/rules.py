@@ -1,7 +1,8 @@
-"""The token safety rules (``[venues.safety]``) and the owner powers the check knows.
+"""The token safety rules (``[venues.safety]``) of every on-chain venue; the EVM owner powers it knows.
 
-Kept apart from :mod:`sniperbot.venues.evm.safety` (which needs web3 to run the check) so that loading a
-config does not import web3: every ``sniperbot`` command loads the config.
+One rules table for every chain: the EVM check (:mod:`sniperbot.venues.evm.safety`) and the Solana check
+read the same struct. Kept apart from the checks (which need web3 or solders) so that loading a config
+imports neither: every ``sniperbot`` command loads the config.
 """
 
 from __future__ import annotations
