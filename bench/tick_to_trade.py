@@ -162,6 +162,7 @@ def run_ours(work: Path, durability: str, count: int, warmup: int, gap_s: float)
         segments["bus back to the feed"].append(result["recv_wall_ns"][i] - result["publish_ts_ns"][i])
     return {
         "latency": latency_us(result["latency_ns"]),
+        "samples_ns": result["latency_ns"],
         "segments": {k: latency_us(v) for k, v in segments.items()},
         "lost": result["lost"],
         "rejected": result["rejected"],
