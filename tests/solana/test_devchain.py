@@ -17,6 +17,7 @@ from solana.rpc.core import RPCException, TransactionExpiredBlockheightExceededE
 from solana.rpc.models import MemcmpOpts, TokenAccountOpts, TxOpts
 from solana.rpc.websocket_api import SolanaWsClient
 from solders.account import Account
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -169,6 +170,25 @@ def test_a_transaction_failing_in_execution_lands_with_its_error_and_pays_its_fe
             assert st.err is not None
             assert (await client.get_balance(payer.pubkey(), Processed)).value == 100 * SOL - 5000
             assert solchain.account(dest) is None
+
+    asyncio.run(scenario())
+
+
+def test_get_fee_for_message_is_the_fee_charged_priority_fee_included(solchain: LocalSolana, payer: Keypair):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value.blockhash
+            budget = [set_compute_unit_limit(60_000), set_compute_unit_price(250_000)]
+            tx = sign(payer, [*budget, pay(payer, dest, SOL)], bh)
+            quoted = (await client.get_fee_for_message(tx.message)).value
+            assert quoted == 5000 + 15_000  # 5000 a signature + 60k CU x 0.25 lamport
+            sig = (await client.send_transaction(tx, NO_CONFIRM)).value
+            await until(lambda: status(client, sig), "the transfer to land")
+            assert (await client.get_balance(payer.pubkey(), Processed)).value == 100 * SOL - SOL - quoted
+            fees = (await client.get_recent_prioritization_fees([dest])).value
+            assert max(f.prioritization_fee for f in fees) == 250_000
 
     asyncio.run(scenario())
 
