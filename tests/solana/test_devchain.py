@@ -180,13 +180,21 @@ def test_get_fee_for_message_is_the_fee_charged_priority_fee_included(solchain: 
     async def scenario() -> None:
         async with AsyncClient(solchain.rpc_url) as client:
             bh = (await client.get_latest_blockhash(Processed)).value.blockhash
-            budget = [set_compute_unit_limit(60_000), set_compute_unit_price(250_000)]
-            tx = sign(payer, [*budget, pay(payer, dest, SOL)], bh)
-            quoted = (await client.get_fee_for_message(tx.message)).value
-            assert quoted == 5000 + 15_000  # 5000 a signature + 60k CU x 0.25 lamport
-            sig = (await client.send_transaction(tx, NO_CONFIRM)).value
-            await until(lambda: status(client, sig), "the transfer to land")
-            assert (await client.get_balance(payer.pubkey(), Processed)).value == 100 * SOL - SOL - quoted
+            explicit = sign(
+                payer,
+                [set_compute_unit_limit(60_000), set_compute_unit_price(250_000), pay(payer, dest, SOL)],
+                bh,
+            )
+            default_limit = sign(payer, [set_compute_unit_price(123_456), pay(payer, dest, SOL)], bh)
+            quoted = [
+                (await client.get_fee_for_message(tx.message)).value for tx in (explicit, default_limit)
+            ]
+            assert quoted[0] == 5000 + 15_000  # 5000 a signature + 60k CU x 0.25 lamport
+            for tx in (explicit, default_limit):
+                sig = (await client.send_transaction(tx, NO_CONFIRM)).value
+                await until(lambda: status(client, sig), "the transfer to land")  # noqa: B023
+            paid = 100 * SOL - 2 * SOL - (await client.get_balance(payer.pubkey(), Processed)).value
+            assert paid == sum(quoted)
             fees = (await client.get_recent_prioritization_fees([dest])).value
             assert max(f.prioritization_fee for f in fees) == 250_000
 

@@ -115,13 +115,29 @@ SLOTS_PER_EPOCH = 432_000  # mainnet's epoch length
 STATUS_CACHE_SLOTS = (
     300  # a validator's status cache (MAX_RECENT_BLOCKHASHES): older needs searchTransactionHistory
 )
-DEFAULT_CU_PER_INSTRUCTION = 200_000  # the compute budget's default limit per instruction
+DEFAULT_CU_PER_INSTRUCTION = 200_000  # the compute budget's default limit per program instruction
+DEFAULT_CU_PER_BUILTIN_INSTRUCTION = 3_000  # ... and per builtin-program instruction (agave 2.x)
 MAX_COMPUTE_UNIT_LIMIT = 1_400_000
 MAX_FEE_SLOTS = 150  # getRecentPrioritizationFees looks this many slots back
 SOLANA_CORE_VERSION = "2.2.0"  # what getVersion and the response contexts advertise
 FEATURE_SET = 3294202862  # getVersion's feature-set (any stable number: clients only display it)
 MAX_BASE58_ACCOUNT_BYTES = 128  # a validator refuses base58 account data longer than this
 COMPUTE_BUDGET_PROGRAM_ID = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
+BUILTIN_PROGRAMS = frozenset(
+    Pubkey.from_string(s)
+    for s in (
+        "11111111111111111111111111111111",
+        "ComputeBudget111111111111111111111111111111",
+        "AddressLookupTab1e1111111111111111111111111",
+        "Stake11111111111111111111111111111111111111",
+        "Vote111111111111111111111111111111111111111",
+        "Config1111111111111111111111111111111111111",
+        "BPFLoader1111111111111111111111111111111111",
+        "BPFLoader2111111111111111111111111111111111",
+        "BPFLoaderUpgradeab1e11111111111111111111111",
+        "LoaderV411111111111111111111111111111111111",
+    )
+)
 TOKEN_PROGRAMS = (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
 TOKEN_ACCOUNT_SIZE = 165
 MINT_SIZE = 82
@@ -393,10 +409,12 @@ def _compute_budget(tx: VersionedTransaction) -> tuple[int, int]:
     keys = msg.account_keys
     limit: int | None = None
     price = 0
-    others = 0
+    default_limit = 0
     for ix in msg.instructions:
-        if keys[ix.program_id_index] != COMPUTE_BUDGET_PROGRAM_ID:
-            others += 1
+        program = keys[ix.program_id_index]
+        builtin = program in BUILTIN_PROGRAMS
+        default_limit += DEFAULT_CU_PER_BUILTIN_INSTRUCTION if builtin else DEFAULT_CU_PER_INSTRUCTION
+        if program != COMPUTE_BUDGET_PROGRAM_ID:
             continue
         data = bytes(ix.data)
         if data[:1] == b"\x02" and len(data) >= 5:
@@ -404,7 +422,7 @@ def _compute_budget(tx: VersionedTransaction) -> tuple[int, int]:
         elif data[:1] == b"\x03" and len(data) >= 9:
             price = struct.unpack_from("<Q", data, 1)[0]
     if limit is None:
-        limit = min(MAX_COMPUTE_UNIT_LIMIT, DEFAULT_CU_PER_INSTRUCTION * others)
+        limit = default_limit
     return min(limit, MAX_COMPUTE_UNIT_LIMIT), price
 
 
