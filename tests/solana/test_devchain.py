@@ -398,10 +398,11 @@ def test_a_bundle_lands_atomically_in_one_slot(solchain: LocalSolana, payer: Key
             tx2 = sign(
                 alice, [pay(alice, bob, SOL), pay(alice, tip, MIN_TIP_LAMPORTS)], bh
             )  # needs tx1 first
-            tips = await engine(solchain, "api/v1/bundles", "getTipAccounts", [])
+            tips = await engine(solchain, "api/v1/getTipAccounts", "getTipAccounts", [])
             assert [Pubkey.from_string(t) for t in tips["result"]] == list(JITO_TIP_ACCOUNTS)
+            # configured as "http://host:port" + "/api/v1/bundles" or "http://host:port/" + ...: both work
             sent = await engine(
-                solchain, "api/v1/bundles", "sendBundle", [[b64(tx1), b64(tx2)], {"encoding": "base64"}]
+                solchain, "/api/v1/bundles", "sendBundle", [[b64(tx1), b64(tx2)], {"encoding": "base64"}]
             )
             expected_id = hashlib.sha256(f"{tx1.signatures[0]},{tx2.signatures[0]}".encode()).hexdigest()
             assert sent["result"] == expected_id

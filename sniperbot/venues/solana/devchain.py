@@ -726,8 +726,7 @@ class LocalSolana:
         self._stop = asyncio.Event()
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_get("/", self._handle_ws)
-        app.router.add_post("/", self._handle_rpc)
-        app.router.add_post("/api/v1/{path:.*}", self._handle_engine)
+        app.router.add_post("/{path:.*}", self._handle_post)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -1426,11 +1425,16 @@ class LocalSolana:
 
     # -------------------- HTTP
 
-    async def _handle_rpc(self, request: web.Request) -> web.Response:
-        return await self._handle_jsonrpc(request, self._methods)
-
-    async def _handle_engine(self, request: web.Request) -> web.Response:
-        return await self._handle_jsonrpc(request, self._engine_methods)
+    async def _handle_post(self, request: web.Request) -> web.Response:
+        # Slashes are not significant: "<block_engine_url>/api/v1/bundles" works whether the base ends in "/".
+        path = "/".join(part for part in request.path.split("/") if part)
+        if not path:
+            return await self._handle_jsonrpc(request, self._methods)
+        if path.startswith("api/v1/"):
+            return await self._handle_jsonrpc(request, self._engine_methods)
+        raise web.HTTPNotFound(
+            text=f"no JSON-RPC endpoint at {request.path}: the RPC is at / and Jito at /api/v1/"
+        )
 
     async def _handle_jsonrpc(
         self,
