@@ -57,6 +57,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import math
 import socket
 import struct
@@ -82,6 +83,8 @@ from solders.token.state import Mint, TokenAccount
 from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 from spl.token.constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
+
+log = logging.getLogger("sniperbot.venues.solana.devchain")
 
 __all__ = [
     "JITO_TIP_ACCOUNTS",
@@ -755,7 +758,10 @@ class LocalSolana:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             # Late (a busy machine): one slot now and a new schedule, never a burst of slots.
             next_at = max(next_at + period, time.monotonic())
-            self._produce_slot(scheduled=True)
+            try:
+                self._produce_slot(scheduled=True)
+            except Exception:  # a bug in one slot must not stop the chain: say it and go on
+                log.exception("LocalSolana: producing slot %d failed", self._slot)
 
     # -------------------- devchain API
 
@@ -1288,9 +1294,7 @@ class LocalSolana:
                         sub.id,
                         {
                             "context": context,
-                            "value": self._encode_account(
-                                self._or_closed(ev.account), sub.encoding, sub.data_slice
-                            ),
+                            "value": self._sub_account(sub, self._or_closed(ev.account)),
                         },
                     )
                 )
@@ -1309,11 +1313,17 @@ class LocalSolana:
                             "context": context,
                             "value": {
                                 "pubkey": str(ev.pubkey),
-                                "account": self._encode_account(ev.account, sub.encoding, sub.data_slice),
+                                "account": self._sub_account(sub, ev.account),
                             },
                         },
                     )
                 )
+
+    def _sub_account(self, sub: _Sub, acc: Account) -> dict[str, Any]:
+        try:
+            return self._encode_account(acc, sub.encoding, sub.data_slice)
+        except RpcError:  # too long for base58: a notification cannot fail, it falls back to base64
+            return self._encode_account(acc, "base64", sub.data_slice)
 
     @staticmethod
     def _or_closed(acc: Account | None) -> Account:
