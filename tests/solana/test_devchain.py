@@ -626,3 +626,81 @@ def test_account_logs_and_signature_subscriptions_notify_at_their_commitment(
             assert notes[2].result.value.err is None
 
     asyncio.run(scenario())
+
+
+def test_simulate_transaction_with_a_replaced_blockhash_returns_the_accounts_after(
+    solchain: LocalSolana, payer: Keypair
+):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            stale = (await client.get_latest_blockhash(Processed)).value
+            solchain.pause()
+            solchain.produce_slots(stale.last_valid_block_height - solchain.slot() + 1)
+            tx = sign(payer, [pay(payer, dest, SOL)], stale.blockhash)
+            assert (
+                await client.simulate_transaction(tx)
+            ).value.err == TransactionErrorFieldless.BlockhashNotFound
+            sim = (
+                await client.simulate_transaction(
+                    tx, replace_recent_blockhash=True, accounts_addresses=[dest]
+                )
+            ).value
+            assert sim.err is None and sim.units_consumed > 0
+            assert sim.replacement_blockhash.blockhash == solchain.latest_blockhash()
+            assert sim.accounts[0].lamports == SOL
+            assert solchain.account(dest) is None  # a simulation changes nothing
+            # the chain's metadata the venue's preflight reads
+            assert await rpc(solchain, "getHealth", []) == "ok"
+            genesis = (await client.get_genesis_hash()).value
+            assert (
+                genesis == (await client.get_genesis_hash()).value and genesis != solchain.latest_blockhash()
+            )
+
+    asyncio.run(scenario())
+
+
+def test_a_dropped_bundle_is_pending_until_its_blockhash_expires_then_failed(
+    solchain: LocalSolana, payer: Keypair
+):
+    bob = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value
+            tx = sign(payer, [pay(payer, bob, SOL), pay(payer, JITO_TIP_ACCOUNTS[5], 5000)], bh.blockhash)
+            solchain.pause()
+            solchain.drop_next(1)
+            bid = (
+                await engine(solchain, "api/v1/bundles", "sendBundle", [[b64(tx)], {"encoding": "base64"}])
+            )["result"]
+
+            async def inflight() -> str:
+                r = await engine(solchain, "api/v1/bundles", "getInflightBundleStatuses", [[bid]])
+                return str(r["result"]["value"][0]["status"])
+
+            solchain.produce_slots(bh.last_valid_block_height - solchain.slot())
+            assert await inflight() == "Pending"  # could still land at lastValidBlockHeight
+            solchain.produce_slots(1)
+            assert await inflight() == "Failed"
+            assert (await engine(solchain, "api/v1/bundles", "getBundleStatuses", [[bid]]))["result"][
+                "value"
+            ] == [None]
+            assert solchain.account(bob) is None
+            unknown = "00" * 32
+            r = await engine(solchain, "api/v1/bundles", "getInflightBundleStatuses", [[unknown]])
+            assert r["result"]["value"][0]["status"] == "Invalid"
+            # Jito's sendTransaction path: a single transaction lands like one sent to the RPC
+            solchain.resume()
+            fresh = sign(
+                payer, [pay(payer, bob, SOL)], (await client.get_latest_blockhash(Processed)).value.blockhash
+            )
+            sent = await engine(
+                solchain, "api/v1/transactions", "sendTransaction", [b64(fresh), {"encoding": "base64"}]
+            )
+            st = await until(lambda: status(client, fresh.signatures[0]), "the transaction to land")
+            assert sent["result"] == str(fresh.signatures[0]) and st.err is None
+            assert (await client.get_balance(bob, Processed)).value == SOL
+
+    asyncio.run(scenario())
