@@ -166,8 +166,10 @@ def test_a_transaction_failing_in_execution_lands_with_its_error_and_pays_its_fe
             sig = (
                 await client.send_transaction(overdraw, TxOpts(skip_confirmation=True, skip_preflight=True))
             ).value
-            st = await until(lambda: status(client, sig), "the failed transfer to land")
-            assert st.err is not None
+            landed = await asyncio.to_thread(solchain.wait_for_signature, sig, "finalized")
+            assert landed.commitment == "finalized" and landed.err == {"InstructionError": [0, {"Custom": 1}]}
+            st = await status(client, sig)
+            assert st.err is not None and st.slot == landed.slot
             assert (await client.get_balance(payer.pubkey(), Processed)).value == 100 * SOL - 5000
             assert solchain.account(dest) is None
 
@@ -248,9 +250,9 @@ def test_a_resent_transaction_is_already_processed_and_never_lands_twice(
             ).value == sig
             solchain.wait_for_slot(solchain.slot() + 3)
             assert (await client.get_balance(dest, Processed)).value == SOL
-            assert (await client.get_signatures_for_address(dest, commitment=Confirmed)).value[
-                0
-            ].signature == sig
+            history = (await client.get_signatures_for_address(dest, commitment=Confirmed)).value
+            assert [h.signature for h in history] == [sig]
+            assert solchain.signatures_for(dest) == [sig]  # landed exactly once
 
     asyncio.run(scenario())
 

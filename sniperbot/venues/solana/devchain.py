@@ -45,8 +45,11 @@ the account's subscribers and the subscribers of the program that owns it after 
 :meth:`~LocalSolana.set_account`, :meth:`~LocalSolana.account`, :meth:`~LocalSolana.slot`,
 :meth:`~LocalSolana.latest_blockhash`, :meth:`~LocalSolana.pause` / :meth:`~LocalSolana.resume` /
 :meth:`~LocalSolana.produce_slots`, :meth:`~LocalSolana.drop_next`, :meth:`~LocalSolana.send_raw`,
-:meth:`~LocalSolana.simulate`, :meth:`~LocalSolana.wait_for_slot`. Code that reads or writes ``svm`` directly
-holds ``lock`` (a re-entrant lock) and calls :meth:`~LocalSolana.notify_changed` for accounts it wrote.
+:meth:`~LocalSolana.simulate`, :meth:`~LocalSolana.wait_for_slot`, :meth:`~LocalSolana.signature_status`,
+:meth:`~LocalSolana.wait_for_signature`, :meth:`~LocalSolana.signatures_for`. Code that reads or writes
+``svm`` directly holds ``lock`` (a re-entrant lock) and calls :meth:`~LocalSolana.notify_changed` for accounts
+it wrote; transactions go through :meth:`~LocalSolana.send_raw` (``svm.send_transaction`` would bypass the
+ledger: no status, no notification).
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ __all__ = [
     "MIN_TIP_LAMPORTS",
     "LocalSolana",
     "RpcError",
+    "SignatureStatus",
     "TransactionFailed",
     "TxOutcome",
     "bundle_id",
@@ -210,6 +214,15 @@ class TxOutcome:
     def ok(self) -> bool:
         """Landed (or simulated) without an error."""
         return self.err is None
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureStatus:
+    """A landed transaction's slot, error (JSON form, None: success) and commitment reached."""
+
+    slot: int
+    err: Any
+    commitment: str  # processed | confirmed | finalized
 
 
 def bundle_id(signatures: Sequence[Signature]) -> str:
@@ -882,9 +895,40 @@ class LocalSolana:
             self.slot(),
             result["err"],
             result["logs"] or [],
-            0,
+            result["fee"] or 0,
             result["unitsConsumed"] or 0,
         )
+
+    def signature_status(self, signature: Signature) -> SignatureStatus | None:
+        """Where a transaction landed and how final it is; None while it has not landed (or never will)."""
+        with self.lock:
+            rec = self._records.get(signature)
+            return None if rec is None else SignatureStatus(rec.slot, rec.err, self._status(rec.slot))
+
+    def wait_for_signature(
+        self, signature: Signature, commitment: str = "confirmed", timeout_s: float = 10.0
+    ) -> SignatureStatus:
+        """Block until a transaction reaches ``commitment``; its status (TimeoutError if it does not)."""
+        if commitment not in COMMITMENTS:
+            raise ValueError(f"wait_for_signature: commitment {commitment!r} is not one of {COMMITMENTS}")
+        depth = self._depth(commitment)
+        deadline = time.monotonic() + timeout_s
+        with self._slot_cond:
+            while True:
+                rec = self._records.get(signature)
+                if rec is not None and rec.slot + depth <= self._slot:
+                    return SignatureStatus(rec.slot, rec.err, self._status(rec.slot))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{signature} not {commitment} within {timeout_s} s (at slot {self._slot})"
+                    )
+                self._slot_cond.wait(left)
+
+    def signatures_for(self, pubkey: Pubkey) -> list[Signature]:
+        """Signatures of the landed transactions that referenced an account, oldest first."""
+        with self.lock:
+            return list(self._by_address.get(pubkey, []))
 
     def blockhash_last_valid(self, blockhash: Hash) -> int | None:
         """The last slot a blockhash is valid at (``lastValidBlockHeight``), None if never made here."""
