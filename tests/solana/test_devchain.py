@@ -706,3 +706,34 @@ def test_a_dropped_bundle_is_pending_until_its_blockhash_expires_then_failed(
             assert (await client.get_balance(bob, Processed)).value == SOL
 
     asyncio.run(scenario())
+
+
+def test_a_lost_bundle_sent_again_lands_once(solchain: LocalSolana, payer: Keypair):
+    bob = Keypair().pubkey()
+
+    async def scenario() -> None:
+        bh = solchain.latest_blockhash()
+        tx = sign(payer, [pay(payer, bob, SOL), pay(payer, JITO_TIP_ACCOUNTS[2], 5000)], bh)
+        solchain.pause()
+        solchain.drop_next(1)
+
+        async def send() -> str:
+            r = await engine(solchain, "api/v1/bundles", "sendBundle", [[b64(tx)], {"encoding": "base64"}])
+            return str(r["result"])
+
+        async def inflight(bid: str) -> dict[str, Any]:
+            r = await engine(solchain, "api/v1/bundles", "getInflightBundleStatuses", [[bid]])
+            return dict(r["result"]["value"][0])
+
+        bid = await send()
+        solchain.produce_slots(2)
+        assert (await inflight(bid))["status"] == "Pending" and solchain.account(bob) is None
+        assert await send() == bid  # the same bundle, sent again
+        landed_at = solchain.produce_slots(1)
+        assert await inflight(bid) == {"bundle_id": bid, "status": "Landed", "landed_slot": landed_at}
+        assert await send() == bid  # and again, once landed: nothing more happens
+        solchain.produce_slots(2)
+        assert solchain.signatures_for(bob) == [tx.signatures[0]]
+        assert solchain.account(bob).lamports == SOL
+
+    asyncio.run(scenario())

@@ -2136,11 +2136,17 @@ class LocalSolana:
                 f"of the tip accounts (getTipAccounts); it pays {tip}",
             )
         bid = bundle_id(sigs)
-        if bid in self._bundles:
-            return bid
-        last_valid = min((self._blockhashes.get(tx.message.recent_blockhash, -(10**9)) for tx, _ in txs))
-        bundle = _Bundle(bid, txs, last_valid_slot=last_valid + self.blockhash_valid_slots)
-        self._bundles[bid] = bundle
+        bundle = self._bundles.get(bid)
+        if bundle is not None and (
+            bundle.status == "Landed" or (bundle.status == "Pending" and not bundle.dropped)
+        ):
+            return bid  # landed, or queued for the next slot: the same bundle again changes nothing
+        if bundle is None:
+            last_valid = min(self._blockhashes.get(tx.message.recent_blockhash, -(10**9)) for tx, _ in txs)
+            bundle = _Bundle(bid, txs, last_valid_slot=last_valid + self.blockhash_valid_slots)
+            self._bundles[bid] = bundle
+        # New, lost on the way (drop_next) or failed: it goes to the next slot's auction (again).
+        bundle.status, bundle.dropped = "Pending", False
         if self._drop > 0:
             self._drop -= 1
             bundle.dropped = True
