@@ -733,6 +733,7 @@ def test_a_lost_bundle_sent_again_lands_once(solchain: LocalSolana, payer: Keypa
         assert await inflight(bid) == {"bundle_id": bid, "status": "Landed", "landed_slot": landed_at}
         assert await send() == bid  # and again, once landed: nothing more happens
         solchain.produce_slots(2)
+        assert (await inflight(bid))["status"] == "Landed"
         assert solchain.signatures_for(bob) == [tx.signatures[0]]
         assert solchain.account(bob).lamports == SOL
 
