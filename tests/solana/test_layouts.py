@@ -33,12 +33,21 @@ from spl.token.models import (
     TransferCheckedParams,
 )
 
+from sniperbot.venues.solana.devtokens import (
+    InProcessChain,
+    associated_account,
+    create_mint,
+    ensure_account,
+    mint_to,
+    token_balance,
+)
 from sniperbot.venues.solana.layouts import (
     LOCAL_AMM_PROGRAM,
     POOL_STATE_SIZE,
     SOL_MINT,
     TOKEN_2022_PROGRAM_ID,
     TOKEN_PROGRAM_ID,
+    TOKEN_PROGRAMS,
     PoolState,
     TokenAccount,
     decode_mint,
@@ -382,3 +391,108 @@ def test_encoded_default_frozen_and_permanent_delegate(svm: LiteSVM, payer: Keyp
     _alice, _bob, ata_a, ata_b = _holders(svm, payer, mint, authority, 1_000_000)
     _transfer(svm, mint, delegate, ata_a, ata_b, 600_000, ok=True)  # not Alice's signature: the delegate's
     assert (_account(svm, ata_a).amount, _account(svm, ata_b).amount) == (400_000, 600_000)
+
+
+# -- devtokens: the same mints through the test helpers, against the real programs -----------------------
+
+
+def _transfer_as(chain: InProcessChain, mint: Pubkey, owner: Keypair, to: Pubkey, amount: int) -> bool:
+    """A real transfer_checked of ``amount`` from ``owner``'s to ``to``'s associated account; did it land."""
+    svm = chain.svm
+    svm.airdrop(owner.pubkey(), 1_000_000_000)
+    account = svm.get_account(mint)
+    program, decimals = account.owner, decode_mint(account.data, account.owner).decimals
+    dst = ensure_account(chain, to, mint)
+    ix = transfer_checked(
+        TransferCheckedParams(
+            program_id=program,
+            source=associated_account(chain, owner.pubkey(), mint),
+            mint=mint,
+            dest=dst,
+            owner=owner.pubkey(),
+            amount=amount,
+            decimals=decimals,
+            signers=[],
+        )
+    )
+    tx = VersionedTransaction(
+        Message.new_with_blockhash([ix], owner.pubkey(), svm.latest_blockhash()), [owner]
+    )
+    return type(svm.send_transaction(tx)).__name__ != "FailedTransactionMetadata"
+
+
+@pytest.mark.parametrize("program", ["token", "token-2022"])
+def test_devtokens_balances_are_real_to_the_programs(program: str) -> None:
+    """mint_to allocates a balance the real program then transfers; token_balance and the supply follow."""
+    chain = InProcessChain()
+    mint = create_mint(chain, decimals=9, mint_authority=None, program=program)
+    alice, bob = Keypair(), Keypair().pubkey()
+    assert token_balance(chain, alice.pubkey(), mint) == 0
+    ata = mint_to(chain, mint, alice.pubkey(), 5_000)
+    mint_to(chain, mint, alice.pubkey(), 2_000)
+    assert ata == associated_account(chain, alice.pubkey(), mint)
+    assert chain.svm.get_account(ata).owner == TOKEN_PROGRAMS[program]
+    assert token_balance(chain, alice.pubkey(), mint) == 7_000
+    assert _transfer_as(chain, mint, alice, bob, 3_000)
+    assert (token_balance(chain, alice.pubkey(), mint), token_balance(chain, bob, mint)) == (4_000, 3_000)
+    minted = decode_mint(chain.svm.get_account(mint).data, TOKEN_PROGRAMS[program])
+    assert (minted.supply, minted.decimals, minted.mint_authority, minted.program) == (
+        7_000,
+        9,
+        None,
+        program,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extensions", "moves", "received"),
+    [
+        ({"transfer_fee": {"bps": 1_000, "max": 10**9}}, True, 900),
+        ({"transfer_hook": {}}, False, 0),
+        ({"non_transferable": True}, False, 0),
+        ({"default_account_state": "frozen"}, False, 0),
+        ({"mint_close_authority": Pubkey.from_string("11111111111111111111111111111112")}, True, 1_000),
+    ],
+    ids=["transfer_fee", "transfer_hook", "non_transferable", "default_frozen", "mint_close_authority"],
+)
+def test_devtokens_extension_mints(extensions: dict, moves: bool, received: int) -> None:
+    """Token-2022 mints from create_mint behave as their extensions say under the real program."""
+    chain = InProcessChain()
+    freezer = Keypair().pubkey()
+    mint = create_mint(chain, mint_authority=Keypair(), freeze_authority=freezer, extensions=extensions)
+    decoded = decode_mint(chain.svm.get_account(mint).data, TOKEN_2022_PROGRAM_ID)
+    assert decoded.program == "token-2022" and list(decoded.extensions) == list(extensions)
+    alice, bob = Keypair(), Keypair().pubkey()
+    mint_to(chain, mint, alice.pubkey(), 10_000)
+    assert _transfer_as(chain, mint, alice, bob, 1_000) is moves
+    assert token_balance(chain, bob, mint) == received
+    if "default_account_state" in extensions:
+        assert decode_token_account(
+            chain.svm.get_account(associated_account(chain, bob, mint)).data
+        ).state == ("frozen")
+        with pytest.raises(ValueError, match="needs a freeze_authority"):
+            create_mint(chain, extensions=extensions)
+
+
+def test_devtokens_permanent_delegate_takes_anyones_tokens() -> None:
+    """A permanent delegate moves a holder's tokens without the holder's signature."""
+    chain = InProcessChain()
+    delegate = Keypair()
+    mint = create_mint(chain, extensions={"permanent_delegate": delegate.pubkey()})
+    victim = Keypair().pubkey()
+    victim_ata = mint_to(chain, mint, victim, 10_000)
+    chain.svm.airdrop(delegate.pubkey(), 1_000_000_000)
+    ix = transfer_checked(
+        TransferCheckedParams(
+            program_id=TOKEN_2022_PROGRAM_ID,
+            source=victim_ata,
+            mint=mint,
+            dest=ensure_account(chain, delegate.pubkey(), mint),
+            owner=delegate.pubkey(),
+            amount=10_000,
+            decimals=6,
+            signers=[],
+        )
+    )
+    _send(chain.svm, delegate, [ix])
+    assert (token_balance(chain, victim, mint), token_balance(chain, delegate.pubkey(), mint)) == (0, 10_000)
