@@ -456,7 +456,8 @@ class _Check:
                 "quoteResponse": quote,
                 "userPublicKey": str(wallet),
                 "wrapAndUnwrapSol": True,
-                "dynamicComputeUnitLimit": True,
+                # No dynamicComputeUnitLimit: the aggregator would simulate the sell before the buy
+                # (no tokens yet); simulateBundle runs within the default limit anyway.
             },
         )
         tx = swap.get("swapTransaction")
