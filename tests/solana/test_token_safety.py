@@ -350,3 +350,23 @@ def test_the_check_does_not_touch_the_pool(env: Env) -> None:
     after = (env.chain.account(local.state.quote_vault), env.chain.account(local.state.base_vault))
     assert after == before
     assert isinstance(before[0], Account)
+
+
+def test_solana_rules_defaults_and_bad_values_name_the_field() -> None:
+    """The careful defaults; a bad Solana rule is refused naming its field (the config loader's path)."""
+    import msgspec
+
+    rules = msgspec.convert({}, SafetyRules)
+    assert (rules.require_no_mint_authority, rules.require_no_freeze_authority) == (True, True)
+    assert rules.max_top_holder_pct == 20.0
+    assert {"transfer_hook", "permanent_delegate", "non_transferable", "default_frozen"} <= set(
+        rules.refused_extensions
+    )
+    for bad, words in (
+        ({"refused_extensions": ["transfer_hook", "hooks"]}, ["refused_extensions", "'hooks'"]),
+        ({"max_top_holder_pct": 101}, ["max_top_holder_pct"]),
+        ({"require_no_mint_authority": "yes"}, ["require_no_mint_authority"]),
+    ):
+        with pytest.raises(msgspec.ValidationError) as info:
+            msgspec.convert(bad, SafetyRules)
+        assert all(w in str(info.value) for w in words), info.value
