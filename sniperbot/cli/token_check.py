@@ -134,6 +134,7 @@ def run_token_check(args: argparse.Namespace) -> int:
     from web3 import Web3
 
     from sniperbot.venues.evm.safety import check_token
+
     solana_only = [f"--{n.replace('_', '-')}" for n in ("pool", "pools_program") if getattr(args, n)]
     if solana_only:
         return _bad(f"{', '.join(solana_only)}: solana flags, but venue {args.venue!r} is an evm venue")
