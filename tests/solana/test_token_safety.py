@@ -370,3 +370,18 @@ def test_solana_rules_defaults_and_bad_values_name_the_field() -> None:
         with pytest.raises(msgspec.ValidationError) as info:
             msgspec.convert(bad, SafetyRules)
         assert all(w in str(info.value) for w in words), info.value
+
+
+def test_an_unknown_or_pausable_extension_is_refused(env: Env) -> None:
+    """An extension type this reader does not know is refused whatever the rules; pausable by default."""
+    from sniperbot.venues.solana.layouts import encode_mint
+
+    for extensions, code in (
+        ({"unknown_77": {"raw": "00"}}, "extension:unknown_77"),
+        ({"pausable": {"authority": Keypair().pubkey(), "paused": False}}, "extension:pausable"),
+    ):
+        data = encode_mint(program="token-2022", extensions=extensions, supply=SUPPLY)
+        mint = Keypair().pubkey()
+        env.chain.set_account(mint, Account(lamports=10**7, data=data, owner=TOKEN_2022_PROGRAM_ID))
+        report = check(env, mint, None, SafetyRules(refused_extensions=[]) if "unknown" in code else None)
+        assert code in codes(report) and "no_pool" in codes(report), report.reasons
