@@ -152,13 +152,17 @@ def test_a_clean_token_is_bought_by_bundle_and_sold_at_take_profit_traps_are_ref
         }
         good = launch(chain, agg)
         tips_before = sum(chain.account(t).lamports for t in chain.tip_accounts)  # type: ignore[union-attr]
-        (buy,) = eventually(lambda: fills(node.run_dir, good, "buy"), WAIT_S, what="the buy fill")
+        symbol = f"{good}/SOL"
+
+        def logged(side: str) -> list[dict[str, Any]]:
+            return [f for f in events(node, "snipe_fill") if (f["symbol"], f["side"]) == (symbol, side)]
+
+        (buy,) = eventually(lambda: logged("buy"), WAIT_S, what="the buy fill")
         held = token_balance(chain, WALLET.pubkey(), good)
         assert held > 0 and held == pytest.approx(buy["quantity"] * 10**6, rel=1e-9), (held, buy)
-        assert buy["fill_id"].startswith(f"{VENUE}:")
         assert sum(chain.account(t).lamports for t in chain.tip_accounts) >= tips_before + 10_000  # type: ignore[union-attr]
         Trader(chain, agg).swap(SOL_MINT, good, 8 * LAMPORTS_PER_SOL)  # 8 SOL into a 10 SOL pool: about 3x
-        (sell,) = eventually(lambda: fills(node.run_dir, good, "sell"), WAIT_S, what="the take-profit sell")
+        (sell,) = eventually(lambda: logged("sell"), WAIT_S, what="the take-profit sell")
         assert sell["quantity"] == pytest.approx(buy["quantity"], rel=1e-9)
         assert sell["price"] > buy["price"] * 1.5
         assert token_balance(chain, WALLET.pubkey(), good) <= held * 1e-9
@@ -181,6 +185,9 @@ def test_a_clean_token_is_bought_by_bundle_and_sold_at_take_profit_traps_are_ref
                 reason,
                 report["reasons"],
             )
+        (journaled,) = fills(node.run_dir, good, "buy")  # the fills are the journal's, by transaction
+        assert journaled["fill_id"].startswith(f"{VENUE}:") and journaled["quantity"] == buy["quantity"]
+        assert [f["quantity"] for f in fills(node.run_dir, good, "sell")] == [sell["quantity"]]
         orders = journal(node.run_dir, "orders")
         assert {o["symbol"] for o in orders} == {f"{good}/SOL"}, orders  # no trap was ever ordered
     finally:
