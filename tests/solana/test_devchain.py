@@ -12,17 +12,25 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from solana.rpc.async_api import AsyncClient
-from solana.rpc.commitment import Confirmed, Processed
+from solana.rpc.commitment import Confirmed, Finalized, Processed
 from solana.rpc.core import RPCException, TransactionExpiredBlockheightExceededError
 from solana.rpc.models import MemcmpOpts, TokenAccountOpts, TxOpts
 from solana.rpc.websocket_api import SolanaWsClient
 from solders.account import Account
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
-from solders.rpc.responses import ProgramNotification, SlotNotification
+from solders.rpc.config import RpcTransactionLogsFilterMentions
+from solders.rpc.responses import (
+    AccountNotification,
+    LogsNotification,
+    ProgramNotification,
+    SignatureNotification,
+    SlotNotification,
+)
 from solders.system_program import CreateAccountParams, TransferParams, create_account, transfer
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionErrorFieldless
@@ -108,21 +116,24 @@ def test_sol_transfer_lands_in_the_next_slot_then_confirms_and_finalizes(
         async with AsyncClient(solchain.rpc_url, commitment=Confirmed) as client:
             bh = (await client.get_latest_blockhash(Processed)).value
             tx = sign(payer, [pay(payer, dest, 2 * SOL)], bh.blockhash)
-            solchain.pause()  # sent, not landed: nothing lands while no slot is produced
+            solchain.pause()  # the test makes the slots: sent, not landed exists until it does
             sig = (await client.send_transaction(tx, NO_CONFIRM)).value
             assert await status(client, sig) is None
             assert (await client.get_balance(dest, Processed)).value == 0
             sent_at = solchain.slot()
-            solchain.resume()
             seen = []
-            while not seen or seen[-1] != "finalized":
-                st = await until(lambda: status(client, sig), "the transfer to land")
-                name = str(st.confirmation_status).rsplit(".", 1)[-1].lower()
-                if not seen or seen[-1] != name:
-                    seen.append(name)
-                await asyncio.sleep(0.005)
-            assert seen[0] in ("processed", "confirmed") and seen[-1] == "finalized"
-            assert st.slot == sent_at + 1 and st.err is None and st.confirmations is None
+            for _ in range(solchain.finality_slots + 1):
+                solchain.produce_slots(1)
+                st = await status(client, sig)
+                seen.append((str(st.confirmation_status).rsplit(".", 1)[-1].lower(), st.confirmations))
+            assert seen == [
+                ("processed", 0),
+                ("confirmed", 1),
+                ("confirmed", 2),
+                ("confirmed", 3),
+                ("finalized", None),
+            ]
+            assert st.slot == sent_at + 1 and st.err is None
             assert (await client.get_balance(dest, Processed)).value == 2 * SOL
             got = (await client.get_transaction(sig, max_supported_transaction_version=0)).value
             assert got is not None and got.slot == st.slot
@@ -130,10 +141,54 @@ def test_sol_transfer_lands_in_the_next_slot_then_confirms_and_finalizes(
             assert meta.err is None and meta.fee == 5000
             assert meta.pre_balances[:2] == [100 * SOL, 0]
             assert meta.post_balances[:2] == [100 * SOL - 2 * SOL - 5000, 2 * SOL]
-            # the real client's confirm loop against lastValidBlockHeight
+            # the real client's confirmation loop, with the chain running again
+            solchain.resume()
             await client.confirm_transaction(
                 sig, Confirmed, sleep_seconds=0.02, last_valid_block_height=bh.last_valid_block_height
             )
+
+    asyncio.run(scenario())
+
+
+def test_a_transaction_failing_in_execution_lands_with_its_error_and_pays_its_fee(
+    solchain: LocalSolana, payer: Keypair
+):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value.blockhash
+            overdraw = sign(payer, [pay(payer, dest, 1000 * SOL)], bh)
+            with pytest.raises(RPCException) as refused:  # preflight sees it fail
+                await client.send_transaction(overdraw, NO_CONFIRM)
+            assert refused.value.args[0].data.err.index == 0  # InstructionError at instruction 0
+            assert any("insufficient lamports" in line for line in refused.value.args[0].data.logs)
+            sig = (
+                await client.send_transaction(overdraw, TxOpts(skip_confirmation=True, skip_preflight=True))
+            ).value
+            st = await until(lambda: status(client, sig), "the failed transfer to land")
+            assert st.err is not None
+            assert (await client.get_balance(payer.pubkey(), Processed)).value == 100 * SOL - 5000
+            assert solchain.account(dest) is None
+
+    asyncio.run(scenario())
+
+
+def test_get_fee_for_message_is_the_fee_charged_priority_fee_included(solchain: LocalSolana, payer: Keypair):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value.blockhash
+            budget = [set_compute_unit_limit(60_000), set_compute_unit_price(250_000)]
+            tx = sign(payer, [*budget, pay(payer, dest, SOL)], bh)
+            quoted = (await client.get_fee_for_message(tx.message)).value
+            assert quoted == 5000 + 15_000  # 5000 a signature + 60k CU x 0.25 lamport
+            sig = (await client.send_transaction(tx, NO_CONFIRM)).value
+            await until(lambda: status(client, sig), "the transfer to land")
+            assert (await client.get_balance(payer.pubkey(), Processed)).value == 100 * SOL - SOL - quoted
+            fees = (await client.get_recent_prioritization_fees([dest])).value
+            assert max(f.prioritization_fee for f in fees) == 250_000
 
     asyncio.run(scenario())
 
@@ -521,5 +576,44 @@ def test_program_and_slot_subscriptions_notify_through_the_real_ws_client(
             assert (
                 got[1].result.value.account.data == bytes(40) and got[1].result.value.account.owner == program
             )
+
+    asyncio.run(scenario())
+
+
+def test_account_logs_and_signature_subscriptions_notify_at_their_commitment(
+    solchain: LocalSolana, payer: Keypair
+):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with SolanaWsClient(solchain.ws_url) as ws, AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value.blockhash
+            tx = sign(payer, [pay(payer, dest, SOL)], bh)
+            solchain.pause()
+            account = await ws.account_subscribe(pubkey=dest, commitment=Processed, encoding="base64")
+            logs = await ws.logs_subscribe(
+                filter_=RpcTransactionLogsFilterMentions(dest), commitment=Confirmed
+            )
+            signature = await ws.signature_subscribe(signature=tx.signatures[0], commitment=Finalized)
+            await client.send_transaction(tx, NO_CONFIRM)
+            landed = solchain.produce_slots(1)
+            solchain.produce_slots(solchain.finality_slots)
+            notes = [await asyncio.wait_for(ws.recv(), 5) for _ in range(3)]
+            assert [type(n) for n in notes] == [AccountNotification, LogsNotification, SignatureNotification]
+            assert [n.subscription for n in notes] == [
+                account.subscription_id,
+                logs.subscription_id,
+                signature.subscription_id,
+            ]
+            # each when its slot reached the subscription's commitment
+            assert [n.result.context.slot for n in notes] == [
+                landed,
+                landed + 1,
+                landed + solchain.finality_slots,
+            ]
+            assert notes[0].result.value.lamports == SOL
+            assert notes[1].result.value.signature == tx.signatures[0] and notes[1].result.value.err is None
+            assert "Program 11111111111111111111111111111111 success" in notes[1].result.value.logs
+            assert notes[2].result.value.err is None
 
     asyncio.run(scenario())

@@ -67,7 +67,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from solders.account import Account
 from solders.hash import Hash
 from solders.keypair import Keypair
@@ -597,6 +597,7 @@ class LocalSolana:
         self._last_seq = 0
         self._subs: dict[int, _Sub] = {}
         self._sub_ids = itertools.count(1)
+        self._conns: set[_WsConn] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
@@ -725,8 +726,9 @@ class LocalSolana:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
-            for sub in list(self._subs.values()):
-                sub.conn.queue.put_nowait(None)
+            for conn in list(self._conns):
+                with contextlib.suppress(Exception):
+                    await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"LocalSolana stopped")
             await runner.cleanup()
 
     async def _produce_forever(self) -> None:
@@ -736,8 +738,7 @@ class LocalSolana:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             # Late (a busy machine): one slot now and a new schedule, never a burst of slots.
             next_at = max(next_at + period, time.monotonic())
-            if not self._paused:
-                self.produce_slots(1)
+            self._produce_slot(scheduled=True)
 
     # -------------------- devchain API
 
@@ -800,18 +801,23 @@ class LocalSolana:
     def produce_slots(self, n: int = 1) -> int:
         """Produce ``n`` slots now (also while paused): what is queued lands in the first. The new slot."""
         for _ in range(n):
-            with self.lock:
-                self._slot += 1
-                slot = self._slot
-                clock = self.svm.get_clock()
-                clock.slot = slot
-                clock.unix_timestamp = self._block_time(slot)
-                self.svm.set_clock(clock)
-                self._new_blockhash(slot)
-                self._land_queue(slot)
-                self._slot_cond.notify_all()
-            self._wake(new_slot=slot)
+            self._produce_slot(scheduled=False)
         return self.slot()
+
+    def _produce_slot(self, *, scheduled: bool) -> None:
+        with self.lock:
+            if scheduled and self._paused:  # checked under the lock: pause() stops the very next slot
+                return
+            self._slot += 1
+            slot = self._slot
+            clock = self.svm.get_clock()
+            clock.slot = slot
+            clock.unix_timestamp = self._block_time(slot)
+            self.svm.set_clock(clock)
+            self._new_blockhash(slot)
+            self._land_queue(slot)
+            self._slot_cond.notify_all()
+        self._wake(new_slot=slot)
 
     def wait_for_slot(self, slot: int, timeout_s: float = 10.0) -> int:
         """Block until the chain reaches ``slot``; the slot reached (raises TimeoutError if it does not)."""
@@ -1356,6 +1362,7 @@ class LocalSolana:
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         conn = _WsConn(ws)
+        self._conns.add(conn)
         writer = asyncio.create_task(conn.writer())
         try:
             async for msg in ws:
@@ -1367,6 +1374,7 @@ class LocalSolana:
             with self.lock:
                 for sub_id in list(conn.subs):
                     self._remove_sub(sub_id)
+            self._conns.discard(conn)
             conn.queue.put_nowait(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
@@ -1817,12 +1825,12 @@ class LocalSolana:
             self._slot_hash[self._slot],
         )
         tx = VersionedTransaction(msg, [self._faucet])
-        self._enqueue(tx, bytes(tx))
+        self._enqueue(tx, bytes(tx), droppable=False)  # drop_next is for the caller's own transactions
         return str(tx.signatures[0])
 
-    def _enqueue(self, tx: VersionedTransaction, raw: bytes) -> None:
+    def _enqueue(self, tx: VersionedTransaction, raw: bytes, *, droppable: bool = True) -> None:
         sig = tx.signatures[0]
-        if self._drop > 0:
+        if droppable and self._drop > 0:
             self._drop -= 1
             return
         if sig in self._queued:
