@@ -108,14 +108,16 @@ def codes(report: TokenSafetyReport) -> set[str]:
 def test_a_clean_token_passes_with_its_figures(env: Env) -> None:
     """No authority, no extension, spread holders, a deep pool, a buy and a sell that both work: buy."""
     mint, pool = launch(env, pool_sol=10.0)
-    before = env.chain.account(env.wallet.pubkey())
+    before, slot_before = env.chain.account(env.wallet.pubkey()), env.chain.slot()
     report = check(env, mint, pool)
     assert report.verdict == "buy", report.reasons
     assert report.reasons == [] and report.can_sell
     assert (report.token, report.pair, report.venue) == (str(mint), str(pool), "localsol")
     assert report.liquidity_quote == pytest.approx(10.0)
     assert (report.buy_tax_bps, report.sell_tax_bps, report.transfer_tax_bps) == (0, 0, 0)
-    assert report.owner_powers == [] and report.block_number > 0
+    assert report.owner_powers == []
+    # The reads' slot, at the default commitment "confirmed" (one slot behind the processed one).
+    assert slot_before - 1 <= report.block_number <= env.chain.slot()
     # Nothing was signed or sent: the wallet's lamports and tokens are untouched.
     assert env.chain.account(env.wallet.pubkey()) == before
     assert token_balance(env.chain, env.wallet.pubkey(), mint) == 0
