@@ -359,3 +359,70 @@ def test_a_token_that_cannot_be_transferred_is_refused_by_the_simulation_nothing
         ]  # fmt: skip
         assert update.reason == "simulation_failed"
         assert not wallet_txs(chain)
+
+
+def test_the_gateway_runs_with_exactly_what_the_venue_config_gives_and_fills(
+    market: Market, actors: Actors, short_tmp: Path
+) -> None:
+    """A live ``[[venues]] kind = "solana"`` entry: ``live_gateway()`` names this gateway and its args (no
+    secret among them) run it; a buy fills on the chain."""
+    from sniperbot.config import load_config
+    from sniperbot.venues.solana.layouts import LOCAL_AMM_PROGRAM
+
+    m = market
+    path = short_tmp / "live.toml"
+    path.write_text(
+        f'strategies = []\n[[venues]]\nname = "{VENUE}"\nkind = "solana"\nmode = "live"\n'
+        f'rpc_url = "{m.chain.rpc_url}"\naggregator_url = "{m.agg.url}"\nquote = "SOL"\n'
+        f'mints = {{ SOL = "{SOL_MINT}", TKN = "{m.mint}" }}\nsymbols = ["{SYM}"]\n'
+        f'pools_program = "{LOCAL_AMM_PROGRAM}"\nwallet = "sol-wallet"\nroute = "jito"\n'
+        f'block_engine_url = "{m.chain.block_engine_url}"\ntip_lamports = 5000\n'
+    )
+    (venue,) = load_config(path).venues
+    actor, args = venue.live_gateway()
+    assert actor == "sniperbot.venues.solana.gateway:SolanaGateway"
+    assert WALLET_KEY not in str(args)
+    actors.start(GATEWAY, actor, args, wallet_launch())
+    actors.start(EXECUTOR, "sniperbot.execution.executor:Executor", {"venue": VENUE, "gateway": GATEWAY})
+    actors.start("risk_guard", DRIVER, {})
+    submit(order("s1-cfg-1", "buy", 10.0))
+    eventually(lambda: journal(actors.run_dir).order_status("s1-cfg-1") == "filled", 30, what="filled")
+    (tx,) = wallet_txs(m.chain)
+    assert tip_lamports(tx["tx"]) == 5000
+    assert devtokens.token_balance(m.chain, WALLET.pubkey(), m.mint) == 10 * 10**DECIMALS
+
+
+def test_jito_client_speaks_the_block_engine_wire_format(market: Market) -> None:
+    """Tip accounts, a bundle without a tip refused with the engine's error, a landed bundle's statuses."""
+    from sniperbot.venues.solana.jito import JitoClient, JitoError, bundle_id
+
+    m = market
+    client = JitoClient(m.chain.block_engine_url, timeout_s=5)
+    try:
+        assert set(client.get_tip_accounts()) == set(TIP_ACCOUNTS)
+        body = {"quoteResponse": httpx.get(f"{m.agg.url}/swap/v1/quote", timeout=10, params={
+            "inputMint": str(SOL_MINT), "outputMint": str(m.mint), "amount": 10**6}).json(),
+            "userPublicKey": str(WALLET.pubkey())}  # fmt: skip
+        untipped = httpx.post(f"{m.agg.url}/swap/v1/swap", json=body, timeout=10).json()["swapTransaction"]
+        tx = _signed(untipped)
+        with pytest.raises(JitoError):
+            client.send_bundle([tx])  # no tip: the engine refuses it (it could never win an auction)
+        body["prioritizationFeeLamports"] = {"jitoTipLamports": 2000}
+        tx = _signed(httpx.post(f"{m.agg.url}/swap/v1/swap", json=body, timeout=10).json()["swapTransaction"])
+        bid = client.send_bundle([tx])
+        assert bid == bundle_id([tx])
+        landed = eventually(lambda: client.get_bundle_statuses([bid]).get(bid), 15, what="bundle landed")
+        assert landed.transactions == [str(tx.signatures[0])] and landed.err in (None, {"Ok": None})
+        assert client.get_inflight_bundle_statuses([bid])[bid].status == "Landed"
+        assert client.get_inflight_bundle_statuses(["0" * 64])["0" * 64].status == "Invalid"
+    finally:
+        client.close()
+
+
+def _signed(swap_tx: str) -> VersionedTransaction:
+    from solders.message import to_bytes_versioned
+
+    tx = VersionedTransaction.from_bytes(base64.b64decode(swap_tx))
+    sigs = list(tx.signatures)
+    sigs[0] = WALLET.sign_message(to_bytes_versioned(tx.message))
+    return VersionedTransaction.populate(tx.message, sigs)

@@ -102,6 +102,7 @@ from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
+from sniperbot.venues.dex.units import to_units
 from sniperbot.venues.solana.jito import MIN_TIP_LAMPORTS, JitoClient, JitoRoute, RouteRejected, RpcRoute
 from sniperbot.venues.solana.jito import tip_lamports as tip_of
 from sniperbot.venues.solana.txledger import Intent, Landed, SignedSwap, TxLedger
@@ -724,8 +725,6 @@ class SolanaGateway(Actor):
 
     def _prepare(self, order: Order) -> tuple[Intent, dict[str, Any]]:
         """The checks before anything is recorded, and the aggregator's quote; :class:`Refused` if not."""
-        from sniperbot.venues.evm.gateway import to_units  # the one home of "float quantity -> raw units"
-
         if self._keypair is None:
             raise Refused("no_wallet")
         mint = self.mint_of(order.symbol)
