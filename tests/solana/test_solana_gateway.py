@@ -467,3 +467,55 @@ def test_orders_refused_before_signing_leave_nothing_on_chain_and_the_status_sho
         assert not wallet_txs(m.chain)
     finally:
         watch.close()
+
+
+def test_a_live_node_runs_the_gateway_with_the_keystore_wallet_and_reconciles(
+    market: Market, short_tmp: Path
+) -> None:
+    """``sniperbot run`` with a live ``kind = "solana"`` venue: the wallet is unlocked from the encrypted
+    keystore into the gateway's launch only; the gateway (its own process) reconciles and reports the
+    wallet's balances; the key appears nowhere in the run dir or the node's log."""
+    import json
+    import subprocess
+    import sys
+
+    from sniperbot.venues.solana.layouts import LOCAL_AMM_PROGRAM
+    from tests.conftest import ROOT, RunningNode
+
+    m = market
+    ks, pw = short_tmp / "ks", short_tmp / "ks.pw"
+    pw.write_text("solgw-node-pw\n")
+    pw.chmod(0o600)
+    added = subprocess.run(
+        [sys.executable, "-m", "sniperbot", "keys", "add", "sol-wallet", "--exchange", "solana", "--stdin",
+         "--keystore", str(ks), "--password-file", str(pw)],
+        input=json.dumps({"secret_key": WALLET_KEY}), capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    config = short_tmp / "live.toml"
+    config.write_text(
+        'strategies = []\n[node]\nheartbeat_interval_s = 0.2\nheartbeat_liveness = 5\nlog_level = "INFO"\n'
+        '[journal]\ndurability = "process"\n'
+        f'[[venues]]\nname = "{VENUE}"\nkind = "solana"\nmode = "live"\n'
+        f'rpc_url = "{m.chain.rpc_url}"\naggregator_url = "{m.agg.url}"\nquote = "SOL"\n'
+        f'mints = {{ SOL = "{SOL_MINT}", TKN = "{m.mint}" }}\nsymbols = ["{SYM}"]\n'
+        f'pools_program = "{LOCAL_AMM_PROGRAM}"\nwallet = "sol-wallet"\nroute = "jito"\n'
+        f'block_engine_url = "{m.chain.block_engine_url}"\n'
+    )
+    run = short_tmp / "run"
+    node = RunningNode(run, config, ("--keystore", str(ks), "--password-file", str(pw)))
+    try:
+
+        def reconciled() -> Any:
+            gateway = (node.admin("status").get("venues") or {}).get(VENUE, {}).get("gateway") or {}
+            return gateway if gateway.get("reconciled") else None
+
+        status = eventually(reconciled, 60, interval_s=0.3, what="the live venue reconciled")
+        assert status["connection"] == "ok" and status["balances"]["TKN"] == 0.0
+        assert status["balances"]["SOL"] == pytest.approx(balance(m.chain, WALLET.pubkey()) / 1e9)
+        assert status["account"] == str(WALLET.pubkey())
+    finally:
+        node.stop()
+    leaked = [p for p in run.rglob("*") if p.is_file() and WALLET_KEY.encode() in p.read_bytes()]
+    assert not leaked
+    assert WALLET_KEY not in node.log()
