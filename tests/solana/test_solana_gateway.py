@@ -519,3 +519,27 @@ def test_a_live_node_runs_the_gateway_with_the_keystore_wallet_and_reconciles(
     leaked = [p for p in run.rglob("*") if p.is_file() and WALLET_KEY.encode() in p.read_bytes()]
     assert not leaked
     assert WALLET_KEY not in node.log()
+
+
+def test_a_token_2022_transfer_fee_is_booked_as_what_the_wallet_really_got_and_paid(
+    chain: Any, actors: Actors
+) -> None:
+    """A 1 % Token-2022 transfer fee: a buy of 1000 delivers 990 (the fill says 990), a sell of 500 takes 500
+    from the wallet (the fill says 500); the chain's token balances agree."""
+    with LocalAggregator(chain) as agg:
+        m = make_market(
+            chain, agg, program="token-2022", extensions={"transfer_fee": {"bps": 100, "max": 10**15}}
+        )
+        start_all(actors, m, slippage_bps=300)
+        run = actors.run_dir
+        submit(order("s1-f-1", "buy", 1000.0))
+        eventually(lambda: journal(run).order_status("s1-f-1") == "filled", 30, what="buy filled")
+        held = devtokens.token_balance(chain, WALLET.pubkey(), m.mint)
+        assert held == 990 * 10**DECIMALS
+        (buy,) = fills_of(run, "s1-f-1")
+        assert buy.quantity == pytest.approx(990.0)
+        submit(order("s1-f-2", "sell", 500.0))
+        eventually(lambda: journal(run).order_status("s1-f-2") == "filled", 30, what="sell filled")
+        (sell,) = fills_of(run, "s1-f-2")
+        assert sell.quantity == pytest.approx(500.0)
+        assert devtokens.token_balance(chain, WALLET.pubkey(), m.mint) == held - 500 * 10**DECIMALS
