@@ -166,8 +166,10 @@ def test_a_transaction_failing_in_execution_lands_with_its_error_and_pays_its_fe
             sig = (
                 await client.send_transaction(overdraw, TxOpts(skip_confirmation=True, skip_preflight=True))
             ).value
-            st = await until(lambda: status(client, sig), "the failed transfer to land")
-            assert st.err is not None
+            landed = await asyncio.to_thread(solchain.wait_for_signature, sig, "finalized")
+            assert landed.commitment == "finalized" and landed.err == {"InstructionError": [0, {"Custom": 1}]}
+            st = await status(client, sig)
+            assert st.err is not None and st.slot == landed.slot
             assert (await client.get_balance(payer.pubkey(), Processed)).value == 100 * SOL - 5000
             assert solchain.account(dest) is None
 
@@ -180,13 +182,21 @@ def test_get_fee_for_message_is_the_fee_charged_priority_fee_included(solchain: 
     async def scenario() -> None:
         async with AsyncClient(solchain.rpc_url) as client:
             bh = (await client.get_latest_blockhash(Processed)).value.blockhash
-            budget = [set_compute_unit_limit(60_000), set_compute_unit_price(250_000)]
-            tx = sign(payer, [*budget, pay(payer, dest, SOL)], bh)
-            quoted = (await client.get_fee_for_message(tx.message)).value
-            assert quoted == 5000 + 15_000  # 5000 a signature + 60k CU x 0.25 lamport
-            sig = (await client.send_transaction(tx, NO_CONFIRM)).value
-            await until(lambda: status(client, sig), "the transfer to land")
-            assert (await client.get_balance(payer.pubkey(), Processed)).value == 100 * SOL - SOL - quoted
+            explicit = sign(
+                payer,
+                [set_compute_unit_limit(60_000), set_compute_unit_price(250_000), pay(payer, dest, SOL)],
+                bh,
+            )
+            default_limit = sign(payer, [set_compute_unit_price(123_456), pay(payer, dest, SOL)], bh)
+            quoted = [
+                (await client.get_fee_for_message(tx.message)).value for tx in (explicit, default_limit)
+            ]
+            assert quoted[0] == 5000 + 15_000  # 5000 a signature + 60k CU x 0.25 lamport
+            for tx in (explicit, default_limit):
+                sig = (await client.send_transaction(tx, NO_CONFIRM)).value
+                await until(lambda: status(client, sig), "the transfer to land")  # noqa: B023
+            paid = 100 * SOL - 2 * SOL - (await client.get_balance(payer.pubkey(), Processed)).value
+            assert paid == sum(quoted)
             fees = (await client.get_recent_prioritization_fees([dest])).value
             assert max(f.prioritization_fee for f in fees) == 250_000
 
@@ -240,9 +250,9 @@ def test_a_resent_transaction_is_already_processed_and_never_lands_twice(
             ).value == sig
             solchain.wait_for_slot(solchain.slot() + 3)
             assert (await client.get_balance(dest, Processed)).value == SOL
-            assert (await client.get_signatures_for_address(dest, commitment=Confirmed)).value[
-                0
-            ].signature == sig
+            history = (await client.get_signatures_for_address(dest, commitment=Confirmed)).value
+            assert [h.signature for h in history] == [sig]
+            assert solchain.signatures_for(dest) == [sig]  # landed exactly once
 
     asyncio.run(scenario())
 
@@ -390,10 +400,11 @@ def test_a_bundle_lands_atomically_in_one_slot(solchain: LocalSolana, payer: Key
             tx2 = sign(
                 alice, [pay(alice, bob, SOL), pay(alice, tip, MIN_TIP_LAMPORTS)], bh
             )  # needs tx1 first
-            tips = await engine(solchain, "api/v1/bundles", "getTipAccounts", [])
+            tips = await engine(solchain, "api/v1/getTipAccounts", "getTipAccounts", [])
             assert [Pubkey.from_string(t) for t in tips["result"]] == list(JITO_TIP_ACCOUNTS)
+            # configured as "http://host:port" + "/api/v1/bundles" or "http://host:port/" + ...: both work
             sent = await engine(
-                solchain, "api/v1/bundles", "sendBundle", [[b64(tx1), b64(tx2)], {"encoding": "base64"}]
+                solchain, "/api/v1/bundles", "sendBundle", [[b64(tx1), b64(tx2)], {"encoding": "base64"}]
             )
             expected_id = hashlib.sha256(f"{tx1.signatures[0]},{tx2.signatures[0]}".encode()).hexdigest()
             assert sent["result"] == expected_id
@@ -615,5 +626,115 @@ def test_account_logs_and_signature_subscriptions_notify_at_their_commitment(
             assert notes[1].result.value.signature == tx.signatures[0] and notes[1].result.value.err is None
             assert "Program 11111111111111111111111111111111 success" in notes[1].result.value.logs
             assert notes[2].result.value.err is None
+
+    asyncio.run(scenario())
+
+
+def test_simulate_transaction_with_a_replaced_blockhash_returns_the_accounts_after(
+    solchain: LocalSolana, payer: Keypair
+):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            stale = (await client.get_latest_blockhash(Processed)).value
+            solchain.pause()
+            solchain.produce_slots(stale.last_valid_block_height - solchain.slot() + 1)
+            tx = sign(payer, [pay(payer, dest, SOL)], stale.blockhash)
+            assert (
+                await client.simulate_transaction(tx)
+            ).value.err == TransactionErrorFieldless.BlockhashNotFound
+            sim = (
+                await client.simulate_transaction(
+                    tx, replace_recent_blockhash=True, accounts_addresses=[dest]
+                )
+            ).value
+            assert sim.err is None and sim.units_consumed > 0
+            assert sim.replacement_blockhash.blockhash == solchain.latest_blockhash()
+            assert sim.accounts[0].lamports == SOL
+            assert solchain.account(dest) is None  # a simulation changes nothing
+            # the chain's metadata the venue's preflight reads
+            assert await rpc(solchain, "getHealth", []) == "ok"
+            genesis = (await client.get_genesis_hash()).value
+            assert (
+                genesis == (await client.get_genesis_hash()).value and genesis != solchain.latest_blockhash()
+            )
+
+    asyncio.run(scenario())
+
+
+def test_a_dropped_bundle_is_pending_until_its_blockhash_expires_then_failed(
+    solchain: LocalSolana, payer: Keypair
+):
+    bob = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value
+            tx = sign(payer, [pay(payer, bob, SOL), pay(payer, JITO_TIP_ACCOUNTS[5], 5000)], bh.blockhash)
+            solchain.pause()
+            solchain.drop_next(1)
+            bid = (
+                await engine(solchain, "api/v1/bundles", "sendBundle", [[b64(tx)], {"encoding": "base64"}])
+            )["result"]
+
+            async def inflight() -> str:
+                r = await engine(solchain, "api/v1/bundles", "getInflightBundleStatuses", [[bid]])
+                return str(r["result"]["value"][0]["status"])
+
+            solchain.produce_slots(bh.last_valid_block_height - solchain.slot())
+            assert await inflight() == "Pending"  # could still land at lastValidBlockHeight
+            solchain.produce_slots(1)
+            assert await inflight() == "Failed"
+            assert (await engine(solchain, "api/v1/bundles", "getBundleStatuses", [[bid]]))["result"][
+                "value"
+            ] == [None]
+            assert solchain.account(bob) is None
+            unknown = "00" * 32
+            r = await engine(solchain, "api/v1/bundles", "getInflightBundleStatuses", [[unknown]])
+            assert r["result"]["value"][0]["status"] == "Invalid"
+            # Jito's sendTransaction path: a single transaction lands like one sent to the RPC
+            solchain.resume()
+            fresh = sign(
+                payer, [pay(payer, bob, SOL)], (await client.get_latest_blockhash(Processed)).value.blockhash
+            )
+            sent = await engine(
+                solchain, "api/v1/transactions", "sendTransaction", [b64(fresh), {"encoding": "base64"}]
+            )
+            st = await until(lambda: status(client, fresh.signatures[0]), "the transaction to land")
+            assert sent["result"] == str(fresh.signatures[0]) and st.err is None
+            assert (await client.get_balance(bob, Processed)).value == SOL
+
+    asyncio.run(scenario())
+
+
+def test_a_lost_bundle_sent_again_lands_once(solchain: LocalSolana, payer: Keypair):
+    bob = Keypair().pubkey()
+
+    async def scenario() -> None:
+        bh = solchain.latest_blockhash()
+        tx = sign(payer, [pay(payer, bob, SOL), pay(payer, JITO_TIP_ACCOUNTS[2], 5000)], bh)
+        solchain.pause()
+        solchain.drop_next(1)
+
+        async def send() -> str:
+            r = await engine(solchain, "api/v1/bundles", "sendBundle", [[b64(tx)], {"encoding": "base64"}])
+            return str(r["result"])
+
+        async def inflight(bid: str) -> dict[str, Any]:
+            r = await engine(solchain, "api/v1/bundles", "getInflightBundleStatuses", [[bid]])
+            return dict(r["result"]["value"][0])
+
+        bid = await send()
+        solchain.produce_slots(2)
+        assert (await inflight(bid))["status"] == "Pending" and solchain.account(bob) is None
+        assert await send() == bid  # the same bundle, sent again
+        landed_at = solchain.produce_slots(1)
+        assert await inflight(bid) == {"bundle_id": bid, "status": "Landed", "landed_slot": landed_at}
+        assert await send() == bid  # and again, once landed: nothing more happens
+        solchain.produce_slots(2)
+        assert (await inflight(bid))["status"] == "Landed"
+        assert solchain.signatures_for(bob) == [tx.signatures[0]]
+        assert solchain.account(bob).lamports == SOL
 
     asyncio.run(scenario())

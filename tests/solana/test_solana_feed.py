@@ -27,7 +27,8 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.messages import FeedStatus, Payload, Quote, TokenSafetyReport, TradeTick, decode_envelope
+from sniperbot.actors.runtime import process_journal
+from sniperbot.messages import FeedStatus, Fill, Payload, Quote, TokenSafetyReport, TradeTick, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
 from sniperbot.transport.bus import BusProxy, Subscriber
@@ -281,12 +282,44 @@ def test_a_token_the_safety_check_passed_is_quoted_from_then_on(
         _OUT.pop(CHECKER, None)
 
 
+def test_a_token_still_held_after_a_restart_is_quoted_again(
+    chain: LocalSolana,
+    agg: LocalAggregator,
+    actors: Actors,  # noqa: F811
+) -> None:
+    """The journal's fills say a learnt token is held (bought, partly sold): the restarted feed quotes it
+    from the start, before any report; a token bought and sold in full is not quoted."""
+    pool, held, gone = Pool(chain, agg), Pool(chain, agg), Pool(chain, agg)
+    journal = process_journal(actors.run_dir, "process")
+    for n, (p, side, qty) in enumerate(
+        ((held, "buy", 100.0), (held, "sell", 40.0), (gone, "buy", 5.0), (gone, "sell", 5.0))
+    ):
+        fill = Fill(
+            fill_id=f"{VENUE}:sig{n}", client_order_id=f"c{n}", strategy_id=f"sniper-{VENUE}", venue=VENUE,
+            symbol=f"{p.mint}/SOL", side=side, quantity=qty, price=1e-5, fee=0.0, ts_ns=time.time_ns(),
+        )  # fmt: skip
+        journal.append(fill)
+    market = Market(actors.run_dir, proxy=True)
+    try:
+        actors.start(FEED, "sniperbot.venues.solana.feed:SolanaFeed", feed_args(chain, pool))
+        symbol = f"{held.mint}/SOL"
+        quote = eventually(lambda: market.of(Quote, symbol), WAIT_S, what="the held token's quote")[0]
+        assert close(top(quote), held.expected_quote()), quote
+        eventually(lambda: market.of(Quote, SYMBOL), WAIT_S, what="the configured pair's quote")
+        time.sleep(0.3)
+        assert not market.of(Quote, f"{gone.mint}/SOL")
+    finally:
+        actors.stop_all()
+        market.close()
+
+
 # -- the configured venue in a real node -------------------------------------------------------------------
 
 _NODE = """
 [node]
 heartbeat_interval_s = 0.2
 heartbeat_liveness = 5
+log_level = "INFO"
 
 [journal]
 durability = "process"
@@ -307,7 +340,8 @@ def test_a_paper_node_quotes_the_pool_and_its_preflight_checks_the_mints(
     chain: LocalSolana, agg: LocalAggregator, short_tmp: Path
 ) -> None:
     """``sniperbot run``: a mint that is no mint account exits 2 naming it; a mint without a pool yet is a
-    warning and the node prices the pool from the slot it appears in, its feed connected."""
+    warning and the node prices the pool from the slot it appears in, its feed connected and following the
+    slots by subscription."""
     wallet = Keypair().pubkey()
     chain.airdrop(wallet, LAMPORTS_PER_SOL)  # an account, but a system one: no mint
     bad = short_tmp / "bad.toml"
@@ -326,6 +360,8 @@ def test_a_paper_node_quotes_the_pool_and_its_preflight_checks_the_mints(
         assert "symbols: no pool yet for TKN/SOL" in node.log(), node.log()[-3000:]
         feed = eventually(lambda: node.admin("status")["venues"][VENUE]["feed"], WAIT_S, what="feed status")
         assert feed["connected"], feed
+        # ws_url given: the reads follow the chain's slots by subscription.
+        eventually(lambda: '"event": "feed_subscribed"' in node.log(), WAIT_S, what="the slot subscription")
         pool = agg.create_pool(mint, BASE0, SOL0)
         state = agg.pools[pool].state
         quote = eventually(lambda: market.of(Quote, SYMBOL), WAIT_S, what="the new pool's quote")[0]
