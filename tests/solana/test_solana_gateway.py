@@ -543,3 +543,103 @@ def test_a_token_2022_transfer_fee_is_booked_as_what_the_wallet_really_got_and_p
         (sell,) = fills_of(run, "s1-f-2")
         assert sell.quantity == pytest.approx(500.0)
         assert devtokens.token_balance(chain, WALLET.pubkey(), m.mint) == held - 500 * 10**DECIMALS
+
+
+class CutProxy:
+    """A TCP forwarder on 127.0.0.1 in front of the chain's port: ``cut()`` closes it (connections refused),
+    ``restore()`` listens again on the same port (an RPC node going away and coming back)."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self._socket, self._threading = socket, threading
+        self.target = target_port
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._server: Any = None
+        self._conns: list[Any] = []
+        self.restore()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        server = self._socket.socket()
+        server.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(64)
+        self._server = server
+        self._threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def _accept(self, server: Any) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return  # cut
+            upstream = self._socket.create_connection(("127.0.0.1", self.target))
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: Any, b: Any) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        try:
+            self._server.shutdown(self._socket.SHUT_RDWR)  # wakes the accepting thread (close alone does not)
+        except OSError:
+            pass
+        self._server.close()
+        for s in self._conns:
+            try:
+                s.shutdown(self._socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+        self._conns.clear()
+
+
+def test_rpc_down_the_status_says_so_and_an_order_waits_until_the_chain_answers_then_fills_once(
+    market: Market, actors: Actors
+) -> None:
+    from tests.venues_ccxt.test_venue_status import StatusWatch
+
+    m = market
+    port = int(m.chain.rpc_url.rsplit(":", 1)[1].strip("/"))
+    proxy = CutProxy(port)
+    watch = StatusWatch(actors.run_dir, VENUE)
+    try:
+        start_all(actors, m, rpc_url=proxy.url, block_engine_url=proxy.url)
+        run = actors.run_dir
+        watch.wait(lambda s: s.reconciled and s.connection == "ok", 30, what="reconciled")
+        proxy.cut()
+        watch.wait(lambda s: s.connection == "down" and not s.reconciled, 30, what="connection down")
+        submit(order("s1-d-1", "buy", 100.0))
+        time.sleep(1.0)
+        assert journal(run).order("s1-d-1") is not None and journal(run).order_status("s1-d-1") is None
+        assert not wallet_txs(m.chain)
+        proxy.restore()
+        watch.wait(lambda s: s.connection == "ok" and s.reconciled, 30, what="reconciled again")
+        eventually(lambda: journal(run).order_status("s1-d-1") == "filled", 30, what="filled")
+        time.sleep(0.5)
+        assert len(wallet_txs(m.chain)) == 1
+        assert devtokens.token_balance(m.chain, WALLET.pubkey(), m.mint) == 100 * 10**DECIMALS
+    finally:
+        watch.close()
+        proxy.cut()
