@@ -205,8 +205,9 @@ def ledger_intent(run_dir: Path, cid: str) -> Intent:
 
 
 def test_buy_and_sell_through_jito_each_one_swap_with_its_tip_fills_from_the_chain_no_key_anywhere(
-    market: Market, actors: Actors, capfd: pytest.CaptureFixture[str]
+    market: Market, actors: Actors, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="sniperbot")
     m = market
     start_all(actors, m)
     run = actors.run_dir
@@ -258,6 +259,11 @@ def test_buy_and_sell_through_jito_each_one_swap_with_its_tip_fills_from_the_cha
     assert not leaked, leaked
     out, err = capfd.readouterr()
     assert secret not in out + err
+    assert secret not in caplog.text
+    # Each swap's log line times its steps (the benches read them).
+    sent = [r for r in caplog.records if getattr(r, "event", "") == "swap_sent"]
+    assert len(sent) == 2
+    assert all(r.swap_api_ms > 0 and r.sign_simulate_ms > 0 and r.journal_send_ms > 0 for r in sent)
 
 
 def rent0(chain: Any) -> int:
