@@ -69,6 +69,11 @@ transaction was built), ``aggregator_refused``, ``bad_swap_transaction``, ``simu
 that step of a swap (signed, not journaled; journaled, not sent; sent; landed at the commitment and
 journaled, before the fill).
 
+**No fallback between routes** (decision): route ``jito`` never falls back to ``sendTransaction`` on the
+public RPC when the block engine is down or rate-limits (429): a swap seen before it lands can be
+sandwiched, and a second route would be a second way for the same bytes to land late. The bytes are resent
+to the engine until they land or their blockhash expires (then ``rejected`` / ``expired``).
+
 **Polling, not subscriptions**: ``ws_url`` is accepted and not used: statuses are polled every ``poll_s``
 (0.1 s; a slot is ~0.4 s), one code path for the steady state and for the restart resolution; a
 ``signatureSubscribe`` would save at most one poll of latency on the fill, not on the send.
