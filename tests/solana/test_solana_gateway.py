@@ -26,7 +26,7 @@ from solders.transaction import VersionedTransaction
 
 from sniperbot.actors.runtime import close_process_journals, process_journal
 from sniperbot.keystore import Credentials
-from sniperbot.messages import Order
+from sniperbot.messages import Order, OrderUpdate
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE
 from sniperbot.venues.solana import devtokens
@@ -330,11 +330,16 @@ def test_a_dropped_swap_whose_blockhash_expires_is_rejected_expired_and_never_si
     submit(order("s1-x-1", "buy", 100.0))
     eventually(lambda: journal(run).order_status("s1-x-1") == "accepted", 30, what="signed and sent")
     eventually(lambda: journal(run).order_status("s1-x-1") == "rejected", 30, what="rejected after expiry")
-    m.chain.drop_next(0)
     actors.stop(GATEWAY)
     intent = ledger_intent(run, "s1-x-1")
     assert (intent.status, intent.reason) == ("rejected", "expired")
     assert intent.tx is not None
+    updates = [
+        r for _, r in journal(run).records(kinds=(OrderUpdate,))
+        if isinstance(r, OrderUpdate) and r.client_order_id == "s1-x-1"
+    ]  # fmt: skip
+    assert [(u.status, u.reason) for u in updates] == [("accepted", ""), ("rejected", "expired")]
+    assert updates[0].exchange_order_id == updates[1].exchange_order_id == intent.tx.signature
     # It was rejected only once the chain's finalized height had passed the transaction's last valid one.
     height = rpc(m.chain, "getBlockHeight", {"commitment": "finalized"})
     assert height > intent.tx.last_valid_block_height
