@@ -145,7 +145,7 @@ def test_kill_9_at_each_step_of_a_swap_yields_exactly_one_swap_on_chain(
     second = NodeProcess(spec, log)
     try:
         eventually(lambda: journal(run).order_status(cid) == "filled", 60, what="filled after restart")
-        time.sleep(1.0)  # more slots seen by the gateway: nothing else may be signed or sent
+        time.sleep(0.5)  # more slots seen by the gateway: nothing else may be signed or sent
     finally:
         second.stop()
     txs = wallet_txs(m.chain)

@@ -26,7 +26,7 @@ from solders.transaction import VersionedTransaction
 
 from sniperbot.actors.runtime import close_process_journals, process_journal
 from sniperbot.keystore import Credentials
-from sniperbot.messages import Order
+from sniperbot.messages import Order, OrderUpdate
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE
 from sniperbot.venues.solana import devtokens
@@ -205,8 +205,9 @@ def ledger_intent(run_dir: Path, cid: str) -> Intent:
 
 
 def test_buy_and_sell_through_jito_each_one_swap_with_its_tip_fills_from_the_chain_no_key_anywhere(
-    market: Market, actors: Actors, capfd: pytest.CaptureFixture[str]
+    market: Market, actors: Actors, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="sniperbot")
     m = market
     start_all(actors, m)
     run = actors.run_dir
@@ -258,6 +259,11 @@ def test_buy_and_sell_through_jito_each_one_swap_with_its_tip_fills_from_the_cha
     assert not leaked, leaked
     out, err = capfd.readouterr()
     assert secret not in out + err
+    assert secret not in caplog.text
+    # Each swap's log line times its steps (the benches read them).
+    sent = [r for r in caplog.records if getattr(r, "event", "") == "swap_sent"]
+    assert len(sent) == 2
+    assert all(r.swap_api_ms > 0 and r.sign_simulate_ms > 0 and r.journal_send_ms > 0 for r in sent)
 
 
 def rent0(chain: Any) -> int:
@@ -324,11 +330,16 @@ def test_a_dropped_swap_whose_blockhash_expires_is_rejected_expired_and_never_si
     submit(order("s1-x-1", "buy", 100.0))
     eventually(lambda: journal(run).order_status("s1-x-1") == "accepted", 30, what="signed and sent")
     eventually(lambda: journal(run).order_status("s1-x-1") == "rejected", 30, what="rejected after expiry")
-    m.chain.drop_next(0)
     actors.stop(GATEWAY)
     intent = ledger_intent(run, "s1-x-1")
     assert (intent.status, intent.reason) == ("rejected", "expired")
     assert intent.tx is not None
+    updates = [
+        r for _, r in journal(run).records(kinds=(OrderUpdate,))
+        if isinstance(r, OrderUpdate) and r.client_order_id == "s1-x-1"
+    ]  # fmt: skip
+    assert [(u.status, u.reason) for u in updates] == [("accepted", ""), ("rejected", "expired")]
+    assert updates[0].exchange_order_id == updates[1].exchange_order_id == intent.tx.signature
     # It was rejected only once the chain's finalized height had passed the transaction's last valid one.
     height = rpc(m.chain, "getBlockHeight", {"commitment": "finalized"})
     assert height > intent.tx.last_valid_block_height
@@ -426,3 +437,220 @@ def _signed(swap_tx: str) -> VersionedTransaction:
     sigs = list(tx.signatures)
     sigs[0] = WALLET.sign_message(to_bytes_versioned(tx.message))
     return VersionedTransaction.populate(tx.message, sigs)
+
+
+def test_orders_refused_before_signing_leave_nothing_on_chain_and_the_status_shows_the_wallet(
+    market: Market, actors: Actors
+) -> None:
+    """A buy whose quote is above its limit price, a sell of more than the wallet holds, an unknown symbol,
+    a limit order: each rejected with its reason, nothing signed; the status carries the wallet's balances."""
+    from tests.venues_ccxt.test_venue_status import StatusWatch
+
+    m = market
+    watch = StatusWatch(actors.run_dir, VENUE)
+    try:
+        start_all(actors, m)
+        run = actors.run_dir
+        status = watch.wait(lambda s: s.reconciled, 30, what="reconciled status")
+        assert status.connection == "ok" and status.account == str(WALLET.pubkey())
+        assert status.balances["SOL"] == pytest.approx(balance(m.chain, WALLET.pubkey()) / 1e9)
+        assert status.balances["TKN"] == 0.0
+        mid = (POOL_SOL / 1e9) / (POOL_TOKENS / 10**DECIMALS)  # SOL per token
+        cheap = order("s1-l-1", "buy", 1000.0)
+        cheap = Order(**{**{f: getattr(cheap, f) for f in cheap.__struct_fields__}, "limit_price": mid * 0.9})
+        submit(cheap)
+        submit(order("s1-l-2", "sell", 5.0))  # holds none
+        submit(order("s1-l-3", "buy", 5.0, symbol="NOPE/SOL"))
+        limit = order("s1-l-4", "buy", 5.0)
+        submit(Order(**{**{f: getattr(limit, f) for f in limit.__struct_fields__}, "order_type": "limit",
+                        "limit_price": mid}))  # fmt: skip
+        reasons = {"s1-l-1": "price_above_limit", "s1-l-2": "insufficient_funds", "s1-l-3": "unknown_symbol",
+                   "s1-l-4": "unsupported_order_type"}  # fmt: skip
+        for cid in reasons:
+            eventually(lambda c=cid: journal(run).order_status(c) == "rejected", 30, what=f"{cid} rejected")
+        got = {
+            r.client_order_id: r.reason
+            for _, r in journal(run).records()
+            if getattr(r, "status", "") == "rejected" and getattr(r, "client_order_id", "") in reasons
+        }
+        assert got == reasons
+        time.sleep(0.3)
+        assert not wallet_txs(m.chain)
+    finally:
+        watch.close()
+
+
+def test_a_live_node_runs_the_gateway_with_the_keystore_wallet_and_reconciles(
+    market: Market, short_tmp: Path
+) -> None:
+    """``sniperbot run`` with a live ``kind = "solana"`` venue: the wallet is unlocked from the encrypted
+    keystore into the gateway's launch only; the gateway (its own process) reconciles and reports the
+    wallet's balances; the key appears nowhere in the run dir or the node's log."""
+    import json
+    import subprocess
+    import sys
+
+    from sniperbot.venues.solana.layouts import LOCAL_AMM_PROGRAM
+    from tests.conftest import ROOT, RunningNode
+
+    m = market
+    ks, pw = short_tmp / "ks", short_tmp / "ks.pw"
+    pw.write_text("solgw-node-pw\n")
+    pw.chmod(0o600)
+    added = subprocess.run(
+        [sys.executable, "-m", "sniperbot", "keys", "add", "sol-wallet", "--exchange", "solana", "--stdin",
+         "--keystore", str(ks), "--password-file", str(pw)],
+        input=json.dumps({"secret_key": WALLET_KEY}), capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    config = short_tmp / "live.toml"
+    config.write_text(
+        'strategies = []\n[node]\nheartbeat_interval_s = 0.2\nheartbeat_liveness = 5\nlog_level = "INFO"\n'
+        '[journal]\ndurability = "process"\n'
+        f'[[venues]]\nname = "{VENUE}"\nkind = "solana"\nmode = "live"\n'
+        f'rpc_url = "{m.chain.rpc_url}"\naggregator_url = "{m.agg.url}"\nquote = "SOL"\n'
+        f'mints = {{ SOL = "{SOL_MINT}", TKN = "{m.mint}" }}\nsymbols = ["{SYM}"]\n'
+        f'pools_program = "{LOCAL_AMM_PROGRAM}"\nwallet = "sol-wallet"\nroute = "jito"\n'
+        f'block_engine_url = "{m.chain.block_engine_url}"\n'
+    )
+    run = short_tmp / "run"
+    node = RunningNode(run, config, ("--keystore", str(ks), "--password-file", str(pw)))
+    try:
+
+        def reconciled() -> Any:
+            gateway = (node.admin("status").get("venues") or {}).get(VENUE, {}).get("gateway") or {}
+            return gateway if gateway.get("reconciled") else None
+
+        status = eventually(reconciled, 60, interval_s=0.3, what="the live venue reconciled")
+        assert status["connection"] == "ok" and status["balances"]["TKN"] == 0.0
+        assert status["balances"]["SOL"] == pytest.approx(balance(m.chain, WALLET.pubkey()) / 1e9)
+        assert status["account"] == str(WALLET.pubkey())
+    finally:
+        node.stop()
+    leaked = [p for p in run.rglob("*") if p.is_file() and WALLET_KEY.encode() in p.read_bytes()]
+    assert not leaked
+    assert WALLET_KEY not in node.log()
+
+
+def test_a_token_2022_transfer_fee_is_booked_as_what_the_wallet_really_got_and_paid(
+    chain: Any, actors: Actors
+) -> None:
+    """A 1 % Token-2022 transfer fee: a buy of 1000 delivers 990 (the fill says 990), a sell of 500 takes 500
+    from the wallet (the fill says 500); the chain's token balances agree."""
+    with LocalAggregator(chain) as agg:
+        m = make_market(
+            chain, agg, program="token-2022", extensions={"transfer_fee": {"bps": 100, "max": 10**15}}
+        )
+        start_all(actors, m, slippage_bps=300)
+        run = actors.run_dir
+        submit(order("s1-f-1", "buy", 1000.0))
+        eventually(lambda: journal(run).order_status("s1-f-1") == "filled", 30, what="buy filled")
+        held = devtokens.token_balance(chain, WALLET.pubkey(), m.mint)
+        assert held == 990 * 10**DECIMALS
+        (buy,) = fills_of(run, "s1-f-1")
+        assert buy.quantity == pytest.approx(990.0)
+        submit(order("s1-f-2", "sell", 500.0))
+        eventually(lambda: journal(run).order_status("s1-f-2") == "filled", 30, what="sell filled")
+        (sell,) = fills_of(run, "s1-f-2")
+        assert sell.quantity == pytest.approx(500.0)
+        assert devtokens.token_balance(chain, WALLET.pubkey(), m.mint) == held - 500 * 10**DECIMALS
+
+
+class CutProxy:
+    """A TCP forwarder on 127.0.0.1 in front of the chain's port: ``cut()`` closes it (connections refused),
+    ``restore()`` listens again on the same port (an RPC node going away and coming back)."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self._socket, self._threading = socket, threading
+        self.target = target_port
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._server: Any = None
+        self._conns: list[Any] = []
+        self.restore()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        server = self._socket.socket()
+        server.setsockopt(self._socket.SOL_SOCKET, self._socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(64)
+        self._server = server
+        self._threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def _accept(self, server: Any) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return  # cut
+            upstream = self._socket.create_connection(("127.0.0.1", self.target))
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: Any, b: Any) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        try:
+            self._server.shutdown(self._socket.SHUT_RDWR)  # wakes the accepting thread (close alone does not)
+        except OSError:
+            pass
+        self._server.close()
+        for s in self._conns:
+            try:
+                s.shutdown(self._socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+        self._conns.clear()
+
+
+def test_rpc_down_the_status_says_so_and_an_order_waits_until_the_chain_answers_then_fills_once(
+    market: Market, actors: Actors
+) -> None:
+    from tests.venues_ccxt.test_venue_status import StatusWatch
+
+    m = market
+    port = int(m.chain.rpc_url.rsplit(":", 1)[1].strip("/"))
+    proxy = CutProxy(port)
+    watch = StatusWatch(actors.run_dir, VENUE)
+    try:
+        start_all(actors, m, rpc_url=proxy.url, block_engine_url=proxy.url)
+        run = actors.run_dir
+        watch.wait(lambda s: s.reconciled and s.connection == "ok", 30, what="reconciled")
+        proxy.cut()
+        watch.wait(lambda s: s.connection == "down" and not s.reconciled, 30, what="connection down")
+        submit(order("s1-d-1", "buy", 100.0))
+        time.sleep(1.0)
+        assert journal(run).order("s1-d-1") is not None and journal(run).order_status("s1-d-1") is None
+        assert not wallet_txs(m.chain)
+        proxy.restore()
+        watch.wait(lambda s: s.connection == "ok" and s.reconciled, 30, what="reconciled again")
+        eventually(lambda: journal(run).order_status("s1-d-1") == "filled", 30, what="filled")
+        time.sleep(0.5)
+        assert len(wallet_txs(m.chain)) == 1
+        assert devtokens.token_balance(m.chain, WALLET.pubkey(), m.mint) == 100 * 10**DECIMALS
+    finally:
+        watch.close()
+        proxy.cut()

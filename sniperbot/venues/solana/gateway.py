@@ -20,7 +20,9 @@ decimals), market orders only (else ``rejected`` / ``unsupported_order_type``):
 
 Refused before anything is recorded: ``no_wallet``, ``unknown_symbol``, ``amount_below_precision``,
 ``no_route`` (the aggregator has none), ``price_above_limit``, ``insufficient_funds`` (SOL for the maximum
-in + tip + fees + a token account's rent, or the tokens).
+in + tip + fees + a token account's rent, or the tokens). Refused after the order is recorded, before
+anything is signed or sent: ``price_moved`` (the pool moved past the quote's slippage before the swap
+transaction was built), ``aggregator_refused``, ``bad_swap_transaction``, ``simulation_failed``.
 
 **Exactly once** (issue #13 point 3). The path is quote -> swap transaction -> sign -> simulate -> journal
 -> send -> confirm:
@@ -66,6 +68,15 @@ in + tip + fees + a token account's rent, or the tokens).
 ``after_send`` | ``before_fill``, read once at construction, makes the gateway's process SIGKILL itself at
 that step of a swap (signed, not journaled; journaled, not sent; sent; landed at the commitment and
 journaled, before the fill).
+
+**No fallback between routes** (decision): route ``jito`` never falls back to ``sendTransaction`` on the
+public RPC when the block engine is down or rate-limits (429): a swap seen before it lands can be
+sandwiched, and a second route would be a second way for the same bytes to land late. The bytes are resent
+to the engine until they land or their blockhash expires (then ``rejected`` / ``expired``).
+
+**Polling, not subscriptions**: ``ws_url`` is accepted and not used: statuses are polled every ``poll_s``
+(0.1 s; a slot is ~0.4 s), one code path for the steady state and for the restart resolution; a
+``signatureSubscribe`` would save at most one poll of latency on the fill, not on the send.
 
 **Status**: ``connection`` (``connecting``, ``ok``, ``down`` after 3 failed calls in a row), ``reconciled``
 (a full pass over the unfinished orders since the start / since the RPC was down), ``balances`` (SOL and each
@@ -781,7 +792,9 @@ class SolanaGateway(Actor):
                 extra={"event": "aggregator_refused", "path": path, "status": resp.status_code,
                        "error_code": code[:60]},
             )  # fmt: skip
-            raise Refused("no_route" if "ROUTE" in code or "NOT_TRADABLE" in code else "aggregator_refused")
+            if "ROUTE" in code or "NOT_TRADABLE" in code:
+                raise Refused("no_route")
+            raise Refused("price_moved" if "SLIPPAGE" in code else "aggregator_refused")
         resp.raise_for_status()
         body = resp.json()
         if not isinstance(body, dict):
@@ -789,7 +802,11 @@ class SolanaGateway(Actor):
         return body
 
     def _place(self, intent: Intent, quote: dict[str, Any]) -> SignedSwap:
-        """Swap transaction -> check -> sign -> simulate -> journal -> send; the journaled transaction."""
+        """Swap transaction -> check -> sign -> simulate -> journal -> send; the journaled transaction.
+
+        The ``swap_sent`` log line carries the time of each step (ms): the swap API, check + sign +
+        simulate, journal + send (what the benches read)."""
+        started = time.perf_counter()
         wallet = self._keypair.pubkey()  # type: ignore[union-attr]
         body: dict[str, Any] = {
             "quoteResponse": quote,
@@ -814,6 +831,7 @@ class SolanaGateway(Actor):
             last_valid = int(answer["lastValidBlockHeight"])
         except (KeyError, TypeError, ValueError):
             raise Refused(BAD_SWAP_TX) from None
+        built = time.perf_counter()
         self._check_tx(intent, unsigned)
         message = unsigned.message
         signatures = list(unsigned.signatures)
@@ -831,15 +849,20 @@ class SolanaGateway(Actor):
             out_amount=int(quote["outAmount"]),
             threshold=int(quote["otherAmountThreshold"]),
         )
+        simulated = time.perf_counter()
         intent.tx = record
         self.ledger.put(intent)  # journaled before a byte leaves
         self._die_at("after_journal")
         self._send(intent, record)
+        sent = time.perf_counter()
         self.ctx.log.info(
             "swap signed, journaled and sent",
             extra={"event": "swap_sent", "client_order_id": intent.order.client_order_id,
                    "signature": record.signature, "route": self.route_name,
-                   "last_valid_block_height": last_valid},
+                   "last_valid_block_height": last_valid,
+                   "swap_api_ms": round((built - started) * 1e3, 3),
+                   "sign_simulate_ms": round((simulated - built) * 1e3, 3),
+                   "journal_send_ms": round((sent - simulated) * 1e3, 3)},
         )  # fmt: skip
         return record
 
