@@ -9,7 +9,8 @@ secret (Coinbase's EC private key in PEM) goes through ``--stdin``, its line bre
 ``\n`` in the JSON string, e.g. ``jq -n --rawfile s key.pem '{apiKey: "...", secret: $s}'``.
 An EVM wallet (``[[venues]] kind = "evm"``, ``wallet = NAME``) is an entry of kind ``evm``:
 ``sniperbot keys add NAME --exchange evm`` asks for ``private_key`` (32 bytes in hex, checked
-before anything is stored).
+before anything is stored); a Solana wallet (``kind = "solana"``) is an entry of kind ``solana``:
+``--exchange solana`` asks for ``secret_key`` (base58 of the 64-byte keypair, checked the same way).
 """
 
 from __future__ import annotations
@@ -54,13 +55,15 @@ def add_keys_parser(sub: Any) -> None:
     add.add_argument(
         "--exchange",
         required=True,
-        help="ccxt exchange id, e.g. binance, coinbase, kraken; or evm (an on-chain wallet: private_key)",
+        help="ccxt exchange id, e.g. binance, coinbase, kraken; or evm / solana (an on-chain wallet: "
+        "private_key / secret_key)",
     )
     add.add_argument(
         "--stdin",
         action="store_true",
         help='read the credentials as JSON on stdin, ccxt field names: {"apiKey": ..., "secret": ..., '
-        '"password": ...} (also uid, privateKey, walletAddress, ...); evm: {"private_key": "0x..."}',
+        '"password": ...} (also uid, privateKey, walletAddress, ...); evm: {"private_key": "0x..."}; '
+        'solana: {"secret_key": "<base58>"}',
     )
     lst = verb("list", "entries: name, exchange, created (never secrets; no password needed)")
     lst.add_argument("--json", action="store_true", help="print a JSON array")

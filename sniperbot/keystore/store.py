@@ -330,15 +330,52 @@ def _check_evm_wallet(fields: Mapping[str, str]) -> None:
         raise KeystoreError(f"{EVM_WALLET} needs the credential field(s) private_key")
 
 
+#: The entry kind of an on-chain Solana wallet (``[[venues]] kind = "solana"``: ``wallet``). Its one field,
+#: ``secret_key``, is the base58 text of the 64-byte ed25519 keypair (secret half, then public half), the
+#: format Phantom and ``solana-keygen`` export; it is checked by decoding it into a keypair (the public
+#: half must be the secret's), never quoted in an error.
+SOLANA_WALLET = "solana"
+SOLANA_WALLET_FIELDS = ("secret_key",)
+#: The entry kinds that are on-chain wallets, not ccxt exchanges.
+WALLET_KINDS = (EVM_WALLET, SOLANA_WALLET)
+
+
+def _check_solana_wallet(fields: Mapping[str, str]) -> None:
+    """Raise KeystoreError unless ``fields`` are a Solana wallet's (never quoting a value)."""
+    for field, value in fields.items():
+        if field not in SOLANA_WALLET_FIELDS:
+            raise KeystoreError(
+                f"credential field {field!r} is not a {SOLANA_WALLET} wallet field "
+                f"(known: {', '.join(SOLANA_WALLET_FIELDS)})"
+            )
+        from solders.keypair import Keypair  # only when a Solana key is added
+
+        try:
+            Keypair.from_base58_string(value if isinstance(value, str) else "")
+        except BaseException as e:  # pyo3 may raise a PanicException (a BaseException) on odd input
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            # Not the library's message: it can quote a character of the secret.
+            raise KeystoreError(
+                f"credential field {field!r} must be a base58 64-byte ed25519 keypair (secret key then "
+                "its public key, as solana-keygen or a wallet's export gives it)"
+            ) from None
+    if "secret_key" not in fields:
+        raise KeystoreError(f"{SOLANA_WALLET} needs the credential field(s) secret_key")
+
+
 def check_credentials(exchange: str, fields: Mapping[str, str]) -> None:
-    """Raise KeystoreError unless ``exchange`` is a ccxt exchange or :data:`EVM_WALLET` and ``fields`` fit.
+    """Raise KeystoreError unless ``exchange`` is a ccxt exchange or a wallet kind and ``fields`` fit.
 
     Field names are ccxt's own (``Exchange.requiredCredentials``); every field the
     exchange marks required must be present and non-empty. An EVM wallet holds
-    :data:`EVM_WALLET_FIELDS`, each a 32-byte private key in hex.
+    :data:`EVM_WALLET_FIELDS`, each a 32-byte private key in hex; a Solana wallet its ``secret_key``.
     """
     if exchange == EVM_WALLET:
         _check_evm_wallet(fields)
+        return
+    if exchange == SOLANA_WALLET:
+        _check_solana_wallet(fields)
         return
     import ccxt  # slow import: only when adding a key
 
@@ -357,15 +394,15 @@ def check_credentials(exchange: str, fields: Mapping[str, str]) -> None:
 
 
 def check_exchange(exchange: str) -> None:
-    """Raise KeystoreError unless ``exchange`` is a ccxt exchange id or :data:`EVM_WALLET`."""
-    if exchange == EVM_WALLET:
+    """Raise KeystoreError unless ``exchange`` is a ccxt exchange id or one of :data:`WALLET_KINDS`."""
+    if exchange in WALLET_KINDS:
         return
     import ccxt
 
     if exchange not in ccxt.exchanges:
         raise KeystoreError(
             f"--exchange: {exchange!r} is not a ccxt exchange id (e.g. binance, coinbase, kraken) "
-            f"nor {EVM_WALLET!r} (an on-chain wallet)"
+            f"nor {' or '.join(repr(k) for k in WALLET_KINDS)} (an on-chain wallet)"
         )
 
 
@@ -373,6 +410,8 @@ def required_fields(exchange: str) -> list[str]:
     """The credential fields ccxt says ``exchange`` requires, in ccxt's order (a wallet: its key)."""
     if exchange == EVM_WALLET:
         return ["private_key"]
+    if exchange == SOLANA_WALLET:
+        return ["secret_key"]
     import ccxt
 
     required = getattr(ccxt, exchange)().requiredCredentials
