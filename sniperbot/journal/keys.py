@@ -17,6 +17,8 @@ Each is written by one owner and read by whoever needs it after a restart:
 * :data:`STRATEGY_STATE` + strategy id (its strategy actor): the strategy's own ``on_save`` state.
 * :data:`POOL_CURSOR` + venue ``/`` factory address (its pool watcher): the block cursor and the last
   published pool (:class:`sniperbot.venues.evm.pool_watcher.PoolCursor`, JSON).
+* :data:`SOLANA_POOL_CURSOR` + venue ``/`` pools program (its Solana pool watcher): the slot floor and
+  the pools handled above it (:class:`sniperbot.venues.solana.pool_watcher.PoolCursor`, JSON).
 """
 
 from __future__ import annotations
@@ -33,3 +35,4 @@ VENUE_BASELINE: Final = "venue/baseline/"
 BARS: Final = "bars/"
 STRATEGY_STATE: Final = "strategy/"
 POOL_CURSOR: Final = "evm/pools/"
+SOLANA_POOL_CURSOR: Final = "solana/pools/"
