@@ -17,8 +17,9 @@ is at the venue's ``commitment`` (the level at which the gateway calls a swap fi
 
 The checks (each a list of offending ids; ``ok`` is False if any is non-empty):
 
-* ``duplicate_orders``: one client order id with fills from two different landed transactions (an intent
-  executed twice), a fill id journaled twice, or two fills for one transaction.
+* ``duplicate_orders``: one client order id with two different landed transactions (an intent executed
+  twice: the signatures of its fills and of its ``accepted`` update, whose ``exchange_order_id`` is the
+  signed swap's signature), a fill id journaled twice, or two fills for one transaction.
 * ``lost_fills``: a successful transaction of the wallet since the baseline that the journal has no fill
   for (every successful transaction of a chaos wallet is a swap: see the decision below).
 * ``phantom_fills``: a journaled fill whose signature has no successful transaction on chain (never
@@ -279,10 +280,15 @@ def _signature_of(fill_id: str, venue: str) -> str:
 
 
 def journaled_signatures(journal: Iterable[Any], venue: str) -> list[str]:
-    """The transaction signatures of the journal's fills on ``venue``."""
-    return sorted(
-        {_signature_of(r.fill_id, venue) for r in journal if isinstance(r, Fill) and r.venue == venue}
-    )
+    """Every transaction signature the journal names on ``venue``: its fills' and its orders' (the
+    gateway's ``accepted`` update carries the signed swap's signature as ``exchange_order_id``)."""
+    out: set[str] = set()
+    for r in journal:
+        if isinstance(r, Fill) and r.venue == venue:
+            out.add(_signature_of(r.fill_id, venue))
+        elif isinstance(r, OrderUpdate) and r.venue == venue and r.exchange_order_id:
+            out.add(r.exchange_order_id)
+    return sorted(out)
 
 
 def _close(a: float, b: float, fills: int) -> bool:
@@ -297,12 +303,15 @@ def check_solana(
     before = set(records.before)
     orders: dict[str, Order] = {}
     status: dict[str, str] = {}
+    cid_of: dict[str, str] = {}  # signature -> the client order id the journal gives it
     fills: list[Fill] = []
     for record in journal:
         if isinstance(record, Order) and record.venue == name:
             orders[record.client_order_id] = record
         elif isinstance(record, OrderUpdate) and record.venue == name:
             status[record.client_order_id] = record.status
+            if record.exchange_order_id:
+                cid_of.setdefault(record.exchange_order_id, record.client_order_id)
         elif isinstance(record, Fill) and record.venue == name:
             fills.append(record)
     fills = [f for f in fills if _signature_of(f.fill_id, name) not in before]  # not this session's
@@ -323,8 +332,10 @@ def check_solana(
         seen_ids.add(fill.fill_id)
         signature = _signature_of(fill.fill_id, name)
         fills_of_tx[signature] = fills_of_tx.get(signature, 0) + 1
+        cid_of.setdefault(signature, fill.client_order_id)
+    for signature, cid in cid_of.items():
         if signature in landed:
-            txs_of_cid.setdefault(fill.client_order_id, set()).add(signature)
+            txs_of_cid.setdefault(cid, set()).add(signature)
     for cid, signatures in sorted(txs_of_cid.items()):
         if len(signatures) > 1:
             r.duplicate_orders.append(
@@ -337,7 +348,9 @@ def check_solana(
             r.phantom_fills.append(f"{signature}: journaled, no successful transaction on chain")
     for signature, tx in sorted(landed.items()):
         if signature not in fills_of_tx:
-            r.lost_fills.append(f"{signature} (slot {tx.slot}) landed, not in the journal")
+            cid = cid_of.get(signature)
+            known = f" (order {cid}, journaled {status.get(cid, 'open')})" if cid else ""
+            r.lost_fills.append(f"{signature} (slot {tx.slot}) landed, no fill in the journal{known}")
     for cid in orders:
         if status.get(cid) not in TERMINAL_STATUSES:
             r.unsettled.append(f"{cid}: open in the journal")
