@@ -8,6 +8,14 @@ the report, or its JSON with ``--json``. The chain comes from the ``[[venues]]``
 config needed: the default rules apply). ``--wallet ADDRESS`` also simulates that wallet's own buy and sell
 (traps for wallets only). ``--run-dir`` also journals the report in that run dir's journal.
 
+**Solana**: a venue of ``kind = "solana"`` runs :func:`sniperbot.venues.solana.safety.check_token` on the
+mint TOKEN instead, with the same rules table, output and exit codes: the chain comes from the venue
+(``rpc_url``, ``aggregator_url``, ``pools_program``, ``commitment``, ``[venues.safety]``) or from
+``--rpc-url --aggregator-url [--pools-program]`` (no config: ``--aggregator-url`` selects Solana).
+``--pool`` names the pool account (default: the mint's deepest SOL pool), ``--wallet`` the buyer's public
+key whose buy and sell are simulated (unsigned: no key is needed; without it nothing can be simulated and
+the verdict is "refuse"), ``--amount`` the buy in SOL.
+
 Exit codes: 0 the verdict is "buy"; 3 the verdict is "refuse" (the reasons are printed); 2 bad input (a
 missing or malformed argument, a config without venue V, a WETH that is not the router's - named in the
 message; nothing was simulated); 1 the check could not run (the RPC endpoint does not answer, the journal
@@ -41,8 +49,8 @@ def add_token_check_parser(sub: Any) -> None:
         "token-check",
         help="simulate buying and selling a token and judge it (exit 0 buy, 3 refuse, 2 bad input)",
     )
-    p.add_argument("token", metavar="TOKEN", help="the token's address")
-    p.add_argument("--venue", required=True, help="the evm venue (a [[venues]] name of --config)")
+    p.add_argument("token", metavar="TOKEN", help="the token's address (a Solana mint's base58 key)")
+    p.add_argument("--venue", required=True, help="the evm or solana venue (a [[venues]] name of --config)")
     p.add_argument("--config", help="node config TOML holding the venue")
     p.add_argument("--rpc-url", help="JSON-RPC endpoint (overrides the venue's rpc_url)")
     p.add_argument("--router", help="UniswapV2Router02 address (overrides the venue's)")
@@ -50,6 +58,9 @@ def add_token_check_parser(sub: Any) -> None:
     p.add_argument("--weth", help="the quote token, wrapped native (overrides the venue's quote address)")
     p.add_argument("--amount", type=float, help="quote amount of the simulated buy (default: the rules')")
     p.add_argument("--wallet", help="the buying wallet's address: simulate its own buy and sell too")
+    p.add_argument("--aggregator-url", help="Solana: the Jupiter-shaped Swap API (overrides the venue's)")
+    p.add_argument("--pool", help="Solana: the pool account (default: the mint's deepest SOL pool)")
+    p.add_argument("--pools-program", help="Solana: the program owning the pools (overrides the venue's)")
     p.add_argument(
         "--latest-block",
         action="store_true",
@@ -64,10 +75,9 @@ def _bad(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _from_config(args: argparse.Namespace) -> tuple[dict[str, str], Any]:
-    """(chain settings, rules) of venue ``args.venue`` in ``args.config``; ValueError names the problem."""
+def _venue(args: argparse.Namespace) -> Any:
+    """Venue ``args.venue`` of ``args.config``; ValueError names the problem."""
     from sniperbot.config import ConfigError, load_config
-    from sniperbot.venues.dex import SafetyRules
 
     try:
         config = load_config(args.config)
@@ -77,9 +87,22 @@ def _from_config(args: argparse.Namespace) -> tuple[dict[str, str], Any]:
     if venue is None:
         known = ", ".join(v.name for v in config.venues)
         raise ValueError(f"--venue {args.venue!r} is not a venue of {args.config} (venues: {known})")
+    return venue
+
+
+def _kind(venue: Any) -> str:
+    return str(type(venue).__struct_config__.tag)
+
+
+def _from_config(args: argparse.Namespace, venue: Any) -> tuple[dict[str, str], Any]:
+    """(chain settings, rules) of the evm ``venue``; ValueError names the problem."""
+    from sniperbot.venues.dex import SafetyRules
+
     if not hasattr(venue, "router"):
-        kind = type(venue).__struct_config__.tag
-        raise ValueError(f"--venue {args.venue!r} in {args.config} is of kind {kind!r}, not an evm venue")
+        raise ValueError(
+            f"--venue {args.venue!r} in {args.config} is of kind {_kind(venue)!r}, "
+            "not an evm venue (nor a solana venue)"
+        )
     tokens: dict[str, str] = dict(getattr(venue, "tokens", {}) or {})
     chain = {
         "rpc_url": str(getattr(venue, "rpc_url", "") or ""),
@@ -101,9 +124,17 @@ def run_token_check(args: argparse.Namespace) -> int:
     rules = SafetyRules()
     if args.config:
         try:
-            chain, rules = _from_config(args)
+            venue = _venue(args)
+            if _kind(venue) == "solana":
+                return run_solana_token_check(args, venue)
+            chain, rules = _from_config(args, venue)
         except ValueError as e:
             return _bad(str(e))
+    elif args.aggregator_url:
+        return run_solana_token_check(args, None)
+    solana_only = [f"--{n.replace('_', '-')}" for n in ("pool", "pools_program") if getattr(args, n)]
+    if solana_only:
+        return _bad(f"{', '.join(solana_only)}: solana flags, but venue {args.venue!r} is an evm venue")
     for name in _CHAIN_FLAGS:
         if getattr(args, name):
             chain[name] = getattr(args, name)
@@ -153,6 +184,11 @@ def run_token_check(args: argparse.Namespace) -> int:
         next_block=False if args.latest_block else None,
         wallet=args.wallet,
     )
+    return _finish(args, report, run_dir)
+
+
+def _finish(args: argparse.Namespace, report: TokenSafetyReport, run_dir: Path | None) -> int:
+    """Journal the report (``--run-dir``), print it, and the exit code of its verdict."""
     if run_dir is not None:
         from sniperbot.journal import Journal, JournalError
 
@@ -171,6 +207,81 @@ def run_token_check(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return EXIT_BUY if report.verdict == "buy" else EXIT_REFUSE
+
+
+def _pubkey(flag: str, value: str) -> Any:
+    """The public key ``value`` of ``flag``; ValueError naming both unless it is base58 of 32 bytes."""
+    from solders.pubkey import Pubkey
+
+    try:
+        key = Pubkey.from_string(value)
+    except ValueError:
+        key = None
+    if key is None or str(key) != value:
+        raise ValueError(f"{flag}: {value!r} is not a public key (base58 of 32 bytes)")
+    return key
+
+
+def run_solana_token_check(args: argparse.Namespace, venue: Any) -> int:
+    """``token-check`` on a solana venue (``venue`` from the config, or None: the flags only)."""
+    import httpx
+
+    from sniperbot.venues.dex import SafetyRules
+    from sniperbot.venues.solana.layouts import LAMPORTS_PER_SOL, LOCAL_AMM_PROGRAM
+    from sniperbot.venues.solana.safety import check_token
+
+    settings = {
+        "rpc_url": str(getattr(venue, "rpc_url", "") or ""),
+        "aggregator_url": str(getattr(venue, "aggregator_url", "") or ""),
+        "pools_program": str(getattr(venue, "pools_program", "") or LOCAL_AMM_PROGRAM),
+    }
+    for name in settings:
+        if getattr(args, name):
+            settings[name] = getattr(args, name)
+    rules = getattr(venue, "safety", None) or SafetyRules()
+    missing = [f"--{n.replace('_', '-')}" for n in ("rpc_url", "aggregator_url") if not settings[n]]
+    if missing:
+        return _bad(
+            f"token-check needs {', '.join(missing)} (or --config with a solana venue {args.venue!r})"
+        )
+    evm_only = [f"--{n}" for n in ("router", "factory", "weth") if getattr(args, n)]
+    if evm_only:
+        return _bad(f"{', '.join(evm_only)}: evm flags, but venue {args.venue!r} is a solana venue")
+    try:
+        mint = _pubkey("TOKEN", args.token)
+        pool = None if args.pool is None else _pubkey("--pool", args.pool)
+        wallet = None if args.wallet is None else _pubkey("--wallet", args.wallet)
+        program = _pubkey("--pools-program", settings["pools_program"])
+    except ValueError as e:
+        return _bad(str(e))
+    if args.amount is not None and not 0 < args.amount < float("inf"):
+        return _bad(f"--amount: must be a number > 0, received {args.amount}")
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir is not None and not run_dir.is_dir():
+        return _bad(f"--run-dir: {run_dir} is not a directory")
+
+    try:  # an endpoint that does not answer at all: the check could not run (not a "refuse")
+        httpx.post(
+            settings["rpc_url"], json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"}, timeout=30
+        ).raise_for_status()
+    except Exception as e:
+        # Named by host only, and the exception by type: an RPC URL often carries an API key.
+        message = f"cannot query --rpc-url {_host(settings['rpc_url'])}: {type(e).__name__}"
+        print(f"sniperbot: error: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    report = check_token(
+        settings["rpc_url"],
+        mint,
+        pool,
+        rules,
+        wallet=wallet,
+        aggregator_url=settings["aggregator_url"],
+        buy_lamports=None if args.amount is None else round(args.amount * LAMPORTS_PER_SOL),
+        venue=args.venue,
+        pools_program=program,
+        commitment=str(getattr(venue, "commitment", "confirmed") or "confirmed"),
+    )
+    return _finish(args, report, run_dir)
 
 
 def report_dict(report: TokenSafetyReport) -> dict[str, Any]:
