@@ -208,7 +208,7 @@ def _signed_tip_tx(chain: Any, payer: Any, n: int) -> Any:
 
 def run_floor(c: Chain, count: int, warmup: int) -> dict[str, Any]:
     """programSubscribe notification -> JitoClient.send_bundle of a pre-signed transaction, in process."""
-    from solana.rpc.websocket_api import connect
+    from solana.rpc.websocket_api import SolanaWsClient
     from solders.keypair import Keypair
 
     from sniperbot.venues.solana.jito import JitoClient
@@ -223,9 +223,9 @@ def run_floor(c: Chain, count: int, warmup: int) -> dict[str, Any]:
     stop = threading.Event()
 
     async def listen() -> None:
-        async with connect(c.chain.ws_url) as ws:
-            await ws.program_subscribe(LOCAL_AMM_PROGRAM, commitment="processed", encoding="base64")
-            await ws.recv()  # the subscription id
+        async with SolanaWsClient(c.chain.ws_url) as ws:
+            # the node's watcher subscribes at the venue's commitment ("confirmed"), so does the floor
+            await ws.program_subscribe(program_id=LOCAL_AMM_PROGRAM, commitment="confirmed", encoding="base64")
             ready.set()
             while not stop.is_set():
                 try:
