@@ -996,10 +996,10 @@ class LocalSolana:
                 "index": i,
                 "instructions": [
                     {
-                        "programIdIndex": ii.instruction.program_id_index,
-                        "accounts": list(bytes(ii.instruction.accounts)),
-                        "data": _b58encode(bytes(ii.instruction.data)),
-                        "stackHeight": ii.stack_height,
+                        "programIdIndex": ii.instruction().program_id_index,
+                        "accounts": list(bytes(ii.instruction().accounts)),
+                        "data": _b58encode(bytes(ii.instruction().data)),
+                        "stackHeight": ii.stack_height(),
                     }
                     for ii in group
                 ],
@@ -1161,10 +1161,10 @@ class LocalSolana:
                     "index": i,
                     "instructions": [
                         {
-                            "programIdIndex": ii.instruction.program_id_index,
-                            "accounts": list(bytes(ii.instruction.accounts)),
-                            "data": _b58encode(bytes(ii.instruction.data)),
-                            "stackHeight": ii.stack_height,
+                            "programIdIndex": ii.instruction().program_id_index,
+                            "accounts": list(bytes(ii.instruction().accounts)),
+                            "data": _b58encode(bytes(ii.instruction().data)),
+                            "stackHeight": ii.stack_height(),
                         }
                         for ii in group
                     ],
