@@ -225,7 +225,9 @@ def run_floor(c: Chain, count: int, warmup: int) -> dict[str, Any]:
     async def listen() -> None:
         async with SolanaWsClient(c.chain.ws_url) as ws:
             # the node's watcher subscribes at the venue's commitment ("confirmed"), so does the floor
-            await ws.program_subscribe(program_id=LOCAL_AMM_PROGRAM, commitment="confirmed", encoding="base64")
+            await ws.program_subscribe(
+                program_id=LOCAL_AMM_PROGRAM, commitment="confirmed", encoding="base64"
+            )
             ready.set()
             while not stop.is_set():
                 try:

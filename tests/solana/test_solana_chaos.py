@@ -41,7 +41,9 @@ from tests.solana.test_solana_sniper import (
     Sol,
     keystore,
     launch,
+    log_lines,
     venue_toml,
+    watching,
 )
 
 GATEWAY = f"gateway.{VENUE}"
@@ -68,6 +70,16 @@ def landed_of_wallet(sol: Sol, wallet: str) -> dict[str, bool]:
     }
     answer = httpx.post(sol.chain.rpc_url, json=request, timeout=10).json()
     return {s["signature"]: s["err"] is None for s in answer["result"]}
+
+
+def status_of(sol: Sol, signature: str) -> dict[str, Any] | None:
+    """``getSignatureStatuses`` (with history) of one signature: None if the chain never saw it land."""
+    import httpx
+
+    params = [[signature], {"searchTransactionHistory": True}]
+    request = {"jsonrpc": "2.0", "id": 1, "method": "getSignatureStatuses", "params": params}
+    answer = httpx.post(sol.chain.rpc_url, json=request, timeout=10).json()
+    return answer["result"]["value"][0]
 
 
 class Launcher:
@@ -122,10 +134,16 @@ def test_gateway_killed_during_swaps_no_money_lost(sol: Sol, short_tmp: Path) ->
     wallet = str(sol.wallet.pubkey())
     launcher = Launcher(sol, every_s=1.5)
     try:
-        workers = node.wait_ready(WAIT_S)
-        # 1. Killed with a swap sent and not landed: blocks held, a token launched, the buy sent.
-        sol.chain.pause()
+        workers = watching(node)
+        # 1. Killed with a swap sent and not landed: a token launched, blocks held once the sniper decided to
+        # buy it (the gateway's quote, swap transaction, signature and simulation need no new block).
         first = launch(sol, "good")
+        eventually(
+            lambda: [r for r in log_lines(node, "snipe_buy") if r["symbol"] == first.symbol],
+            WAIT_S,
+            what="the sniper's buy",
+        )
+        sol.chain.pause()
 
         def accepted() -> list[OrderUpdate]:
             return [
@@ -135,6 +153,7 @@ def test_gateway_killed_during_swaps_no_money_lost(sol: Sol, short_tmp: Path) ->
             ]
 
         (sent,) = eventually(accepted, WAIT_S, what="the buy signed, journaled and sent")
+        assert status_of(sol, sent.exchange_order_id) is None  # sent, not landed
         gateway = workers[GATEWAY]
         os.kill(int(node.workers()[GATEWAY]["pid"]), signal.SIGKILL)
         eventually(

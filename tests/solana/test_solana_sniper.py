@@ -24,8 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sniperbot.venues.solana.devaggregator import LocalAggregator
-from sniperbot.venues.solana.devchain import LocalSolana
 from solders.account import Account
 from solders.keypair import Keypair
 from solders.message import to_bytes_versioned
@@ -34,6 +32,8 @@ from solders.transaction import VersionedTransaction
 
 from sniperbot.messages import TokenSafetyReport
 from sniperbot.venues.dex import sniper_id
+from sniperbot.venues.solana.devaggregator import LocalAggregator
+from sniperbot.venues.solana.devchain import LocalSolana
 from sniperbot.venues.solana.devtokens import create_mint, token_balance
 from sniperbot.venues.solana.layouts import LAMPORTS_PER_SOL, LOCAL_AMM_PROGRAM, SOL_MINT, PoolState
 from tests.conftest import ROOT, RunningNode, eventually, sniperbot
@@ -243,6 +243,14 @@ def has_code(reasons: list[str], codes: set[str]) -> bool:
     return any(r == c or r.startswith(c + ":") or r.startswith(c + " ") for r in reasons for c in codes)
 
 
+def watching(node: RunningNode) -> dict[str, dict[str, Any]]:
+    """Wait until every actor runs and the pool watcher follows the chain (subscribed, first backfill done:
+    pools older than that are old news on a first start); the workers."""
+    workers = node.wait_ready(WAIT_S)
+    eventually(lambda: log_lines(node, "pool_watcher_connected"), WAIT_S, what="the pool watcher following")
+    return workers
+
+
 def bundle_status(sol: Sol, signature: str) -> dict[str, Any] | None:
     """The block engine's ``getBundleStatuses`` of the one-transaction bundle of ``signature``."""
     bundle_id = hashlib.sha256(signature.encode()).hexdigest()  # Jito's id: sha256 of the signatures joined
@@ -262,7 +270,7 @@ def test_end_to_end_good_token_bought_through_a_bundle_and_sold_at_take_profit_t
     node = RunningNode(short_tmp / "run", node_config(short_tmp / "sniper.toml", sol), extra=unlock)
     wallet = sol.wallet.pubkey()
     try:
-        workers = node.wait_ready(WAIT_S)
+        workers = watching(node)
         assert {CHECKER, f"pools.{VENUE}", SNIPER, f"gateway.{VENUE}"} <= set(workers), sorted(workers)
         traps = {kind: launch(sol, kind) for kind in TRAPS}
         good = launch(sol, "good")
