@@ -12,17 +12,25 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from solana.rpc.async_api import AsyncClient
-from solana.rpc.commitment import Confirmed, Processed
+from solana.rpc.commitment import Confirmed, Finalized, Processed
 from solana.rpc.core import RPCException, TransactionExpiredBlockheightExceededError
 from solana.rpc.models import MemcmpOpts, TokenAccountOpts, TxOpts
 from solana.rpc.websocket_api import SolanaWsClient
 from solders.account import Account
+from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
 from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
-from solders.rpc.responses import ProgramNotification, SlotNotification
+from solders.rpc.config import RpcTransactionLogsFilterMentions
+from solders.rpc.responses import (
+    AccountNotification,
+    LogsNotification,
+    ProgramNotification,
+    SignatureNotification,
+    SlotNotification,
+)
 from solders.system_program import CreateAccountParams, TransferParams, create_account, transfer
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionErrorFieldless
@@ -108,21 +116,24 @@ def test_sol_transfer_lands_in_the_next_slot_then_confirms_and_finalizes(
         async with AsyncClient(solchain.rpc_url, commitment=Confirmed) as client:
             bh = (await client.get_latest_blockhash(Processed)).value
             tx = sign(payer, [pay(payer, dest, 2 * SOL)], bh.blockhash)
-            solchain.pause()  # sent, not landed: nothing lands while no slot is produced
+            solchain.pause()  # the test makes the slots: sent, not landed exists until it does
             sig = (await client.send_transaction(tx, NO_CONFIRM)).value
             assert await status(client, sig) is None
             assert (await client.get_balance(dest, Processed)).value == 0
             sent_at = solchain.slot()
-            solchain.resume()
             seen = []
-            while not seen or seen[-1] != "finalized":
-                st = await until(lambda: status(client, sig), "the transfer to land")
-                name = str(st.confirmation_status).rsplit(".", 1)[-1].lower()
-                if not seen or seen[-1] != name:
-                    seen.append(name)
-                await asyncio.sleep(0.005)
-            assert seen[0] in ("processed", "confirmed") and seen[-1] == "finalized"
-            assert st.slot == sent_at + 1 and st.err is None and st.confirmations is None
+            for _ in range(solchain.finality_slots + 1):
+                solchain.produce_slots(1)
+                st = await status(client, sig)
+                seen.append((str(st.confirmation_status).rsplit(".", 1)[-1].lower(), st.confirmations))
+            assert seen == [
+                ("processed", 0),
+                ("confirmed", 1),
+                ("confirmed", 2),
+                ("confirmed", 3),
+                ("finalized", None),
+            ]
+            assert st.slot == sent_at + 1 and st.err is None
             assert (await client.get_balance(dest, Processed)).value == 2 * SOL
             got = (await client.get_transaction(sig, max_supported_transaction_version=0)).value
             assert got is not None and got.slot == st.slot
@@ -130,10 +141,64 @@ def test_sol_transfer_lands_in_the_next_slot_then_confirms_and_finalizes(
             assert meta.err is None and meta.fee == 5000
             assert meta.pre_balances[:2] == [100 * SOL, 0]
             assert meta.post_balances[:2] == [100 * SOL - 2 * SOL - 5000, 2 * SOL]
-            # the real client's confirm loop against lastValidBlockHeight
+            # the real client's confirmation loop, with the chain running again
+            solchain.resume()
             await client.confirm_transaction(
                 sig, Confirmed, sleep_seconds=0.02, last_valid_block_height=bh.last_valid_block_height
             )
+
+    asyncio.run(scenario())
+
+
+def test_a_transaction_failing_in_execution_lands_with_its_error_and_pays_its_fee(
+    solchain: LocalSolana, payer: Keypair
+):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value.blockhash
+            overdraw = sign(payer, [pay(payer, dest, 1000 * SOL)], bh)
+            with pytest.raises(RPCException) as refused:  # preflight sees it fail
+                await client.send_transaction(overdraw, NO_CONFIRM)
+            assert refused.value.args[0].data.err.index == 0  # InstructionError at instruction 0
+            assert any("insufficient lamports" in line for line in refused.value.args[0].data.logs)
+            sig = (
+                await client.send_transaction(overdraw, TxOpts(skip_confirmation=True, skip_preflight=True))
+            ).value
+            landed = await asyncio.to_thread(solchain.wait_for_signature, sig, "finalized")
+            assert landed.commitment == "finalized" and landed.err == {"InstructionError": [0, {"Custom": 1}]}
+            st = await status(client, sig)
+            assert st.err is not None and st.slot == landed.slot
+            assert (await client.get_balance(payer.pubkey(), Processed)).value == 100 * SOL - 5000
+            assert solchain.account(dest) is None
+
+    asyncio.run(scenario())
+
+
+def test_get_fee_for_message_is_the_fee_charged_priority_fee_included(solchain: LocalSolana, payer: Keypair):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value.blockhash
+            explicit = sign(
+                payer,
+                [set_compute_unit_limit(60_000), set_compute_unit_price(250_000), pay(payer, dest, SOL)],
+                bh,
+            )
+            default_limit = sign(payer, [set_compute_unit_price(123_456), pay(payer, dest, SOL)], bh)
+            quoted = [
+                (await client.get_fee_for_message(tx.message)).value for tx in (explicit, default_limit)
+            ]
+            assert quoted[0] == 5000 + 15_000  # 5000 a signature + 60k CU x 0.25 lamport
+            for tx in (explicit, default_limit):
+                sig = (await client.send_transaction(tx, NO_CONFIRM)).value
+                await until(lambda: status(client, sig), "the transfer to land")  # noqa: B023
+            paid = 100 * SOL - 2 * SOL - (await client.get_balance(payer.pubkey(), Processed)).value
+            assert paid == sum(quoted)
+            fees = (await client.get_recent_prioritization_fees([dest])).value
+            assert max(f.prioritization_fee for f in fees) == 250_000
 
     asyncio.run(scenario())
 
@@ -185,9 +250,9 @@ def test_a_resent_transaction_is_already_processed_and_never_lands_twice(
             ).value == sig
             solchain.wait_for_slot(solchain.slot() + 3)
             assert (await client.get_balance(dest, Processed)).value == SOL
-            assert (await client.get_signatures_for_address(dest, commitment=Confirmed)).value[
-                0
-            ].signature == sig
+            history = (await client.get_signatures_for_address(dest, commitment=Confirmed)).value
+            assert [h.signature for h in history] == [sig]
+            assert solchain.signatures_for(dest) == [sig]  # landed exactly once
 
     asyncio.run(scenario())
 
@@ -335,10 +400,11 @@ def test_a_bundle_lands_atomically_in_one_slot(solchain: LocalSolana, payer: Key
             tx2 = sign(
                 alice, [pay(alice, bob, SOL), pay(alice, tip, MIN_TIP_LAMPORTS)], bh
             )  # needs tx1 first
-            tips = await engine(solchain, "api/v1/bundles", "getTipAccounts", [])
+            tips = await engine(solchain, "api/v1/getTipAccounts", "getTipAccounts", [])
             assert [Pubkey.from_string(t) for t in tips["result"]] == list(JITO_TIP_ACCOUNTS)
+            # configured as "http://host:port" + "/api/v1/bundles" or "http://host:port/" + ...: both work
             sent = await engine(
-                solchain, "api/v1/bundles", "sendBundle", [[b64(tx1), b64(tx2)], {"encoding": "base64"}]
+                solchain, "/api/v1/bundles", "sendBundle", [[b64(tx1), b64(tx2)], {"encoding": "base64"}]
             )
             expected_id = hashlib.sha256(f"{tx1.signatures[0]},{tx2.signatures[0]}".encode()).hexdigest()
             assert sent["result"] == expected_id
@@ -521,5 +587,154 @@ def test_program_and_slot_subscriptions_notify_through_the_real_ws_client(
             assert (
                 got[1].result.value.account.data == bytes(40) and got[1].result.value.account.owner == program
             )
+
+    asyncio.run(scenario())
+
+
+def test_account_logs_and_signature_subscriptions_notify_at_their_commitment(
+    solchain: LocalSolana, payer: Keypair
+):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with SolanaWsClient(solchain.ws_url) as ws, AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value.blockhash
+            tx = sign(payer, [pay(payer, dest, SOL)], bh)
+            solchain.pause()
+            account = await ws.account_subscribe(pubkey=dest, commitment=Processed, encoding="base64")
+            logs = await ws.logs_subscribe(
+                filter_=RpcTransactionLogsFilterMentions(dest), commitment=Confirmed
+            )
+            signature = await ws.signature_subscribe(signature=tx.signatures[0], commitment=Finalized)
+            await client.send_transaction(tx, NO_CONFIRM)
+            landed = solchain.produce_slots(1)
+            solchain.produce_slots(solchain.finality_slots)
+            notes = [await asyncio.wait_for(ws.recv(), 5) for _ in range(3)]
+            assert [type(n) for n in notes] == [AccountNotification, LogsNotification, SignatureNotification]
+            assert [n.subscription for n in notes] == [
+                account.subscription_id,
+                logs.subscription_id,
+                signature.subscription_id,
+            ]
+            # each when its slot reached the subscription's commitment
+            assert [n.result.context.slot for n in notes] == [
+                landed,
+                landed + 1,
+                landed + solchain.finality_slots,
+            ]
+            assert notes[0].result.value.lamports == SOL
+            assert notes[1].result.value.signature == tx.signatures[0] and notes[1].result.value.err is None
+            assert "Program 11111111111111111111111111111111 success" in notes[1].result.value.logs
+            assert notes[2].result.value.err is None
+
+    asyncio.run(scenario())
+
+
+def test_simulate_transaction_with_a_replaced_blockhash_returns_the_accounts_after(
+    solchain: LocalSolana, payer: Keypair
+):
+    dest = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            stale = (await client.get_latest_blockhash(Processed)).value
+            solchain.pause()
+            solchain.produce_slots(stale.last_valid_block_height - solchain.slot() + 1)
+            tx = sign(payer, [pay(payer, dest, SOL)], stale.blockhash)
+            assert (
+                await client.simulate_transaction(tx)
+            ).value.err == TransactionErrorFieldless.BlockhashNotFound
+            sim = (
+                await client.simulate_transaction(
+                    tx, replace_recent_blockhash=True, accounts_addresses=[dest]
+                )
+            ).value
+            assert sim.err is None and sim.units_consumed > 0
+            assert sim.replacement_blockhash.blockhash == solchain.latest_blockhash()
+            assert sim.accounts[0].lamports == SOL
+            assert solchain.account(dest) is None  # a simulation changes nothing
+            # the chain's metadata the venue's preflight reads
+            assert await rpc(solchain, "getHealth", []) == "ok"
+            genesis = (await client.get_genesis_hash()).value
+            assert (
+                genesis == (await client.get_genesis_hash()).value and genesis != solchain.latest_blockhash()
+            )
+
+    asyncio.run(scenario())
+
+
+def test_a_dropped_bundle_is_pending_until_its_blockhash_expires_then_failed(
+    solchain: LocalSolana, payer: Keypair
+):
+    bob = Keypair().pubkey()
+
+    async def scenario() -> None:
+        async with AsyncClient(solchain.rpc_url) as client:
+            bh = (await client.get_latest_blockhash(Processed)).value
+            tx = sign(payer, [pay(payer, bob, SOL), pay(payer, JITO_TIP_ACCOUNTS[5], 5000)], bh.blockhash)
+            solchain.pause()
+            solchain.drop_next(1)
+            bid = (
+                await engine(solchain, "api/v1/bundles", "sendBundle", [[b64(tx)], {"encoding": "base64"}])
+            )["result"]
+
+            async def inflight() -> str:
+                r = await engine(solchain, "api/v1/bundles", "getInflightBundleStatuses", [[bid]])
+                return str(r["result"]["value"][0]["status"])
+
+            solchain.produce_slots(bh.last_valid_block_height - solchain.slot())
+            assert await inflight() == "Pending"  # could still land at lastValidBlockHeight
+            solchain.produce_slots(1)
+            assert await inflight() == "Failed"
+            assert (await engine(solchain, "api/v1/bundles", "getBundleStatuses", [[bid]]))["result"][
+                "value"
+            ] == [None]
+            assert solchain.account(bob) is None
+            unknown = "00" * 32
+            r = await engine(solchain, "api/v1/bundles", "getInflightBundleStatuses", [[unknown]])
+            assert r["result"]["value"][0]["status"] == "Invalid"
+            # Jito's sendTransaction path: a single transaction lands like one sent to the RPC
+            solchain.resume()
+            fresh = sign(
+                payer, [pay(payer, bob, SOL)], (await client.get_latest_blockhash(Processed)).value.blockhash
+            )
+            sent = await engine(
+                solchain, "api/v1/transactions", "sendTransaction", [b64(fresh), {"encoding": "base64"}]
+            )
+            st = await until(lambda: status(client, fresh.signatures[0]), "the transaction to land")
+            assert sent["result"] == str(fresh.signatures[0]) and st.err is None
+            assert (await client.get_balance(bob, Processed)).value == SOL
+
+    asyncio.run(scenario())
+
+
+def test_a_lost_bundle_sent_again_lands_once(solchain: LocalSolana, payer: Keypair):
+    bob = Keypair().pubkey()
+
+    async def scenario() -> None:
+        bh = solchain.latest_blockhash()
+        tx = sign(payer, [pay(payer, bob, SOL), pay(payer, JITO_TIP_ACCOUNTS[2], 5000)], bh)
+        solchain.pause()
+        solchain.drop_next(1)
+
+        async def send() -> str:
+            r = await engine(solchain, "api/v1/bundles", "sendBundle", [[b64(tx)], {"encoding": "base64"}])
+            return str(r["result"])
+
+        async def inflight(bid: str) -> dict[str, Any]:
+            r = await engine(solchain, "api/v1/bundles", "getInflightBundleStatuses", [[bid]])
+            return dict(r["result"]["value"][0])
+
+        bid = await send()
+        solchain.produce_slots(2)
+        assert (await inflight(bid))["status"] == "Pending" and solchain.account(bob) is None
+        assert await send() == bid  # the same bundle, sent again
+        landed_at = solchain.produce_slots(1)
+        assert await inflight(bid) == {"bundle_id": bid, "status": "Landed", "landed_slot": landed_at}
+        assert await send() == bid  # and again, once landed: nothing more happens
+        solchain.produce_slots(2)
+        assert (await inflight(bid))["status"] == "Landed"
+        assert solchain.signatures_for(bob) == [tx.signatures[0]]
+        assert solchain.account(bob).lamports == SOL
 
     asyncio.run(scenario())

@@ -45,8 +45,11 @@ the account's subscribers and the subscribers of the program that owns it after 
 :meth:`~LocalSolana.set_account`, :meth:`~LocalSolana.account`, :meth:`~LocalSolana.slot`,
 :meth:`~LocalSolana.latest_blockhash`, :meth:`~LocalSolana.pause` / :meth:`~LocalSolana.resume` /
 :meth:`~LocalSolana.produce_slots`, :meth:`~LocalSolana.drop_next`, :meth:`~LocalSolana.send_raw`,
-:meth:`~LocalSolana.simulate`, :meth:`~LocalSolana.wait_for_slot`. Code that reads or writes ``svm`` directly
-holds ``lock`` (a re-entrant lock) and calls :meth:`~LocalSolana.notify_changed` for accounts it wrote.
+:meth:`~LocalSolana.simulate`, :meth:`~LocalSolana.wait_for_slot`, :meth:`~LocalSolana.signature_status`,
+:meth:`~LocalSolana.wait_for_signature`, :meth:`~LocalSolana.signatures_for`. Code that reads or writes
+``svm`` directly holds ``lock`` (a re-entrant lock) and calls :meth:`~LocalSolana.notify_changed` for accounts
+it wrote; transactions go through :meth:`~LocalSolana.send_raw` (``svm.send_transaction`` would bypass the
+ledger: no status, no notification).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import math
 import socket
 import struct
@@ -67,7 +71,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from solders.account import Account
 from solders.hash import Hash
 from solders.keypair import Keypair
@@ -83,12 +87,15 @@ from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 from spl.token.constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
 
+log = logging.getLogger("sniperbot.venues.solana.devchain")
+
 __all__ = [
     "JITO_TIP_ACCOUNTS",
     "MAX_BUNDLE_TRANSACTIONS",
     "MIN_TIP_LAMPORTS",
     "LocalSolana",
     "RpcError",
+    "SignatureStatus",
     "TransactionFailed",
     "TxOutcome",
     "bundle_id",
@@ -115,13 +122,29 @@ SLOTS_PER_EPOCH = 432_000  # mainnet's epoch length
 STATUS_CACHE_SLOTS = (
     300  # a validator's status cache (MAX_RECENT_BLOCKHASHES): older needs searchTransactionHistory
 )
-DEFAULT_CU_PER_INSTRUCTION = 200_000  # the compute budget's default limit per instruction
+DEFAULT_CU_PER_INSTRUCTION = 200_000  # the compute budget's default limit per program instruction
+DEFAULT_CU_PER_BUILTIN_INSTRUCTION = 3_000  # ... and per builtin-program instruction (agave 2.x)
 MAX_COMPUTE_UNIT_LIMIT = 1_400_000
 MAX_FEE_SLOTS = 150  # getRecentPrioritizationFees looks this many slots back
 SOLANA_CORE_VERSION = "2.2.0"  # what getVersion and the response contexts advertise
 FEATURE_SET = 3294202862  # getVersion's feature-set (any stable number: clients only display it)
 MAX_BASE58_ACCOUNT_BYTES = 128  # a validator refuses base58 account data longer than this
 COMPUTE_BUDGET_PROGRAM_ID = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
+BUILTIN_PROGRAMS = frozenset(
+    Pubkey.from_string(s)
+    for s in (
+        "11111111111111111111111111111111",
+        "ComputeBudget111111111111111111111111111111",
+        "AddressLookupTab1e1111111111111111111111111",
+        "Stake11111111111111111111111111111111111111",
+        "Vote111111111111111111111111111111111111111",
+        "Config1111111111111111111111111111111111111",
+        "BPFLoader1111111111111111111111111111111111",
+        "BPFLoader2111111111111111111111111111111111",
+        "BPFLoaderUpgradeab1e11111111111111111111111",
+        "LoaderV411111111111111111111111111111111111",
+    )
+)
 TOKEN_PROGRAMS = (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
 TOKEN_ACCOUNT_SIZE = 165
 MINT_SIZE = 82
@@ -191,6 +214,15 @@ class TxOutcome:
     def ok(self) -> bool:
         """Landed (or simulated) without an error."""
         return self.err is None
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureStatus:
+    """A landed transaction's slot, error (JSON form, None: success) and commitment reached."""
+
+    slot: int
+    err: Any
+    commitment: str  # processed | confirmed | finalized
 
 
 def bundle_id(signatures: Sequence[Signature]) -> str:
@@ -393,10 +425,12 @@ def _compute_budget(tx: VersionedTransaction) -> tuple[int, int]:
     keys = msg.account_keys
     limit: int | None = None
     price = 0
-    others = 0
+    default_limit = 0
     for ix in msg.instructions:
-        if keys[ix.program_id_index] != COMPUTE_BUDGET_PROGRAM_ID:
-            others += 1
+        program = keys[ix.program_id_index]
+        builtin = program in BUILTIN_PROGRAMS
+        default_limit += DEFAULT_CU_PER_BUILTIN_INSTRUCTION if builtin else DEFAULT_CU_PER_INSTRUCTION
+        if program != COMPUTE_BUDGET_PROGRAM_ID:
             continue
         data = bytes(ix.data)
         if data[:1] == b"\x02" and len(data) >= 5:
@@ -404,7 +438,7 @@ def _compute_budget(tx: VersionedTransaction) -> tuple[int, int]:
         elif data[:1] == b"\x03" and len(data) >= 9:
             price = struct.unpack_from("<Q", data, 1)[0]
     if limit is None:
-        limit = min(MAX_COMPUTE_UNIT_LIMIT, DEFAULT_CU_PER_INSTRUCTION * others)
+        limit = default_limit
     return min(limit, MAX_COMPUTE_UNIT_LIMIT), price
 
 
@@ -597,6 +631,7 @@ class LocalSolana:
         self._last_seq = 0
         self._subs: dict[int, _Sub] = {}
         self._sub_ids = itertools.count(1)
+        self._conns: set[_WsConn] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
@@ -707,8 +742,7 @@ class LocalSolana:
         self._stop = asyncio.Event()
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_get("/", self._handle_ws)
-        app.router.add_post("/", self._handle_rpc)
-        app.router.add_post("/api/v1/{path:.*}", self._handle_engine)
+        app.router.add_post("/{path:.*}", self._handle_post)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -725,8 +759,9 @@ class LocalSolana:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
-            for sub in list(self._subs.values()):
-                sub.conn.queue.put_nowait(None)
+            for conn in list(self._conns):
+                with contextlib.suppress(Exception):
+                    await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"LocalSolana stopped")
             await runner.cleanup()
 
     async def _produce_forever(self) -> None:
@@ -736,8 +771,10 @@ class LocalSolana:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             # Late (a busy machine): one slot now and a new schedule, never a burst of slots.
             next_at = max(next_at + period, time.monotonic())
-            if not self._paused:
-                self.produce_slots(1)
+            try:
+                self._produce_slot(scheduled=True)
+            except Exception:  # a bug in one slot must not stop the chain: say it and go on
+                log.exception("LocalSolana: producing slot %d failed", self._slot)
 
     # -------------------- devchain API
 
@@ -800,18 +837,23 @@ class LocalSolana:
     def produce_slots(self, n: int = 1) -> int:
         """Produce ``n`` slots now (also while paused): what is queued lands in the first. The new slot."""
         for _ in range(n):
-            with self.lock:
-                self._slot += 1
-                slot = self._slot
-                clock = self.svm.get_clock()
-                clock.slot = slot
-                clock.unix_timestamp = self._block_time(slot)
-                self.svm.set_clock(clock)
-                self._new_blockhash(slot)
-                self._land_queue(slot)
-                self._slot_cond.notify_all()
-            self._wake(new_slot=slot)
+            self._produce_slot(scheduled=False)
         return self.slot()
+
+    def _produce_slot(self, *, scheduled: bool) -> None:
+        with self.lock:
+            if scheduled and self._paused:  # checked under the lock: pause() stops the very next slot
+                return
+            self._slot += 1
+            slot = self._slot
+            clock = self.svm.get_clock()
+            clock.slot = slot
+            clock.unix_timestamp = self._block_time(slot)
+            self.svm.set_clock(clock)
+            self._new_blockhash(slot)
+            self._land_queue(slot)
+            self._slot_cond.notify_all()
+        self._wake(new_slot=slot)
 
     def wait_for_slot(self, slot: int, timeout_s: float = 10.0) -> int:
         """Block until the chain reaches ``slot``; the slot reached (raises TimeoutError if it does not)."""
@@ -853,9 +895,40 @@ class LocalSolana:
             self.slot(),
             result["err"],
             result["logs"] or [],
-            0,
+            result["fee"] or 0,
             result["unitsConsumed"] or 0,
         )
+
+    def signature_status(self, signature: Signature) -> SignatureStatus | None:
+        """Where a transaction landed and how final it is; None while it has not landed (or never will)."""
+        with self.lock:
+            rec = self._records.get(signature)
+            return None if rec is None else SignatureStatus(rec.slot, rec.err, self._status(rec.slot))
+
+    def wait_for_signature(
+        self, signature: Signature, commitment: str = "confirmed", timeout_s: float = 10.0
+    ) -> SignatureStatus:
+        """Block until a transaction reaches ``commitment``; its status (TimeoutError if it does not)."""
+        if commitment not in COMMITMENTS:
+            raise ValueError(f"wait_for_signature: commitment {commitment!r} is not one of {COMMITMENTS}")
+        depth = self._depth(commitment)
+        deadline = time.monotonic() + timeout_s
+        with self._slot_cond:
+            while True:
+                rec = self._records.get(signature)
+                if rec is not None and rec.slot + depth <= self._slot:
+                    return SignatureStatus(rec.slot, rec.err, self._status(rec.slot))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"{signature} not {commitment} within {timeout_s} s (at slot {self._slot})"
+                    )
+                self._slot_cond.wait(left)
+
+    def signatures_for(self, pubkey: Pubkey) -> list[Signature]:
+        """Signatures of the landed transactions that referenced an account, oldest first."""
+        with self.lock:
+            return list(self._by_address.get(pubkey, []))
 
     def blockhash_last_valid(self, blockhash: Hash) -> int | None:
         """The last slot a blockhash is valid at (``lastValidBlockHeight``), None if never made here."""
@@ -1265,9 +1338,7 @@ class LocalSolana:
                         sub.id,
                         {
                             "context": context,
-                            "value": self._encode_account(
-                                self._or_closed(ev.account), sub.encoding, sub.data_slice
-                            ),
+                            "value": self._sub_account(sub, self._or_closed(ev.account)),
                         },
                     )
                 )
@@ -1286,11 +1357,17 @@ class LocalSolana:
                             "context": context,
                             "value": {
                                 "pubkey": str(ev.pubkey),
-                                "account": self._encode_account(ev.account, sub.encoding, sub.data_slice),
+                                "account": self._sub_account(sub, ev.account),
                             },
                         },
                     )
                 )
+
+    def _sub_account(self, sub: _Sub, acc: Account) -> dict[str, Any]:
+        try:
+            return self._encode_account(acc, sub.encoding, sub.data_slice)
+        except RpcError:  # too long for base58: a notification cannot fail, it falls back to base64
+            return self._encode_account(acc, "base64", sub.data_slice)
 
     @staticmethod
     def _or_closed(acc: Account | None) -> Account:
@@ -1356,6 +1433,7 @@ class LocalSolana:
         ws = web.WebSocketResponse(heartbeat=None, max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         conn = _WsConn(ws)
+        self._conns.add(conn)
         writer = asyncio.create_task(conn.writer())
         try:
             async for msg in ws:
@@ -1367,6 +1445,7 @@ class LocalSolana:
             with self.lock:
                 for sub_id in list(conn.subs):
                     self._remove_sub(sub_id)
+            self._conns.discard(conn)
             conn.queue.put_nowait(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
@@ -1400,11 +1479,16 @@ class LocalSolana:
 
     # -------------------- HTTP
 
-    async def _handle_rpc(self, request: web.Request) -> web.Response:
-        return await self._handle_jsonrpc(request, self._methods)
-
-    async def _handle_engine(self, request: web.Request) -> web.Response:
-        return await self._handle_jsonrpc(request, self._engine_methods)
+    async def _handle_post(self, request: web.Request) -> web.Response:
+        # Slashes are not significant: "<block_engine_url>/api/v1/bundles" works whether the base ends in "/".
+        path = "/".join(part for part in request.path.split("/") if part)
+        if not path:
+            return await self._handle_jsonrpc(request, self._methods)
+        if path.startswith("api/v1/"):
+            return await self._handle_jsonrpc(request, self._engine_methods)
+        raise web.HTTPNotFound(
+            text=f"no JSON-RPC endpoint at {request.path}: the RPC is at / and Jito at /api/v1/"
+        )
 
     async def _handle_jsonrpc(
         self,
@@ -1817,12 +1901,12 @@ class LocalSolana:
             self._slot_hash[self._slot],
         )
         tx = VersionedTransaction(msg, [self._faucet])
-        self._enqueue(tx, bytes(tx))
+        self._enqueue(tx, bytes(tx), droppable=False)  # drop_next is for the caller's own transactions
         return str(tx.signatures[0])
 
-    def _enqueue(self, tx: VersionedTransaction, raw: bytes) -> None:
+    def _enqueue(self, tx: VersionedTransaction, raw: bytes, *, droppable: bool = True) -> None:
         sig = tx.signatures[0]
-        if self._drop > 0:
+        if droppable and self._drop > 0:
             self._drop -= 1
             return
         if sig in self._queued:
@@ -2052,11 +2136,17 @@ class LocalSolana:
                 f"of the tip accounts (getTipAccounts); it pays {tip}",
             )
         bid = bundle_id(sigs)
-        if bid in self._bundles:
-            return bid
-        last_valid = min((self._blockhashes.get(tx.message.recent_blockhash, -(10**9)) for tx, _ in txs))
-        bundle = _Bundle(bid, txs, last_valid_slot=last_valid + self.blockhash_valid_slots)
-        self._bundles[bid] = bundle
+        bundle = self._bundles.get(bid)
+        if bundle is not None and (
+            bundle.status == "Landed" or (bundle.status == "Pending" and not bundle.dropped)
+        ):
+            return bid  # landed, or queued for the next slot: the same bundle again changes nothing
+        if bundle is None:
+            last_valid = min(self._blockhashes.get(tx.message.recent_blockhash, -(10**9)) for tx, _ in txs)
+            bundle = _Bundle(bid, txs, last_valid_slot=last_valid + self.blockhash_valid_slots)
+            self._bundles[bid] = bundle
+        # New, lost on the way (drop_next) or failed: it goes to the next slot's auction (again).
+        bundle.status, bundle.dropped = "Pending", False
         if self._drop > 0:
             self._drop -= 1
             bundle.dropped = True
