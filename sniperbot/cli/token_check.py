@@ -116,9 +116,7 @@ def _from_config(args: argparse.Namespace, venue: Any) -> tuple[dict[str, str], 
 
 def run_token_check(args: argparse.Namespace) -> int:
     """Run ``sniperbot token-check``; the exit code (0 buy, 3 refuse, 2 bad input, 1 could not run)."""
-    from web3 import Web3
-
-    from sniperbot.venues.evm.safety import SafetyRules, check_token
+    from sniperbot.venues.dex import SafetyRules
 
     chain: dict[str, str] = {}
     rules = SafetyRules()
@@ -132,6 +130,11 @@ def run_token_check(args: argparse.Namespace) -> int:
             return _bad(str(e))
     elif args.aggregator_url:
         return run_solana_token_check(args, None)
+    # Imported past the dispatch: a solana check does not pay web3's import.
+    from web3 import Web3
+
+    from sniperbot.venues.evm.safety import check_token
+
     solana_only = [f"--{n.replace('_', '-')}" for n in ("pool", "pools_program") if getattr(args, n)]
     if solana_only:
         return _bad(f"{', '.join(solana_only)}: solana flags, but venue {args.venue!r} is an evm venue")

@@ -3,7 +3,8 @@ trap buyers), balances, the holders' associated token accounts.
 
 Every function takes a ``chain``: any object with ``svm`` (a solders ``LiteSVM``), ``lock`` (guarding
 ``svm``) and ``set_account(pubkey, Account)`` - the local chain
-(:class:`sniperbot.venues.solana.devchain.LocalSolana`, whose ``set_account`` also notifies subscribers) or
+(:class:`sniperbot.venues.solana.devchain.LocalSolana`, whose ``set_account`` also notifies subscribers, as
+its ``notify_changed`` does for what is written through ``svm``) or
 :class:`InProcessChain` (a bare LiteSVM, for tests that need no RPC server).
 
 A mint is written by layout (:func:`sniperbot.venues.solana.layouts.encode_mint`) and ``set_account``, as
@@ -147,6 +148,9 @@ def ensure_account(chain: Chain, owner: Pubkey, mint: Pubkey) -> Pubkey:
         if type(result).__name__ == "FailedTransactionMetadata":
             why = result.err()  # type: ignore[union-attr]
             raise RuntimeError(f"creating the token account of {owner} for mint {mint} failed: {why}")
+        notify = getattr(chain, "notify_changed", None)  # LocalSolana: subscribers see svm writes
+        if notify is not None:
+            notify([ata, payer.pubkey()])
     return ata
 
 

@@ -32,7 +32,9 @@ real Jupiter-shaped aggregator answer:
   frozen accounts, hooks that refuse, paused mints, whatever the creator's program does). The buy's
   delivered amount against the quote gives ``buy_tax_bps``; ``transfer_tax_bps`` and ``sell_tax_bps`` are
   the Token-2022 fee such transfers pay. No ``wallet``: nothing can be simulated as it, refused
-  (``simulation``).
+  (``simulation``). Decision: the RPC must serve ``simulateBundle`` (a Jito-enabled RPC; the local chain
+  does): a plain ``simulateTransaction`` cannot run the sell on the state the buy leaves, so an RPC
+  without it makes every check refuse (``simulation``) rather than skip the sell.
 
 The verdict is "buy" only if every rule passes; otherwise "refuse" with every failed rule in ``reasons``,
 each ``"<code>: <detail>"`` with a code from :data:`REASON_CODES`. When in doubt (an RPC error, a missing
@@ -158,6 +160,9 @@ def _ok(result: Any) -> Any:
 
 
 def _why(e: BaseException) -> str:
+    """A bounded description of ``e`` that never carries a URL (an RPC URL often holds an API key)."""
+    if isinstance(e, httpx.HTTPStatusError):
+        return f"HTTP {e.response.status_code}"
     text = str(e) or type(e).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 
@@ -304,10 +309,8 @@ class _Check:
             self._liquidity(state, rent_r)
 
         self._holders(largest_r, supply_r, state)
-        if decoded is not None and state is not None:
+        if decoded is not None and state is not None:  # else already refused (not_a_mint, no_pool, rpc)
             self._simulate(mint, decoded, wallet, amount)
-        elif decoded is not None:
-            self.reasons.append("simulation: no pool to buy and sell in: nothing simulated")
         return self.report(mint, pool)
 
     def _mint_rules(self, mint: Mint) -> None:
@@ -456,7 +459,8 @@ class _Check:
                 "quoteResponse": quote,
                 "userPublicKey": str(wallet),
                 "wrapAndUnwrapSol": True,
-                "dynamicComputeUnitLimit": True,
+                # No dynamicComputeUnitLimit: the aggregator would simulate the sell before the buy
+                # (no tokens yet); simulateBundle runs within the default limit anyway.
             },
         )
         tx = swap.get("swapTransaction")
