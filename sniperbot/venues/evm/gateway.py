@@ -111,7 +111,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
 from eth_account import Account
@@ -124,6 +123,7 @@ from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
+from sniperbot.venues.dex.units import to_units
 from sniperbot.venues.evm.routes import PublicRoute, RouteRejected
 from sniperbot.venues.evm.txledger import (
     APPROVE,
@@ -979,8 +979,3 @@ class EvmGateway(Actor):
                 exchange_order_id=tx_hash,
             )
         self._later(lambda: self.ctx.send(sender, report))
-
-
-def to_units(quantity: float, decimals: int) -> int:
-    """``quantity`` tokens in the token's smallest units, rounded down (0.3 is 3 x 10**17 exactly)."""
-    return int(Decimal(repr(quantity)).scaleb(decimals).to_integral_value(ROUND_FLOOR))

@@ -123,7 +123,7 @@ class TxLedger:
         cls, run_dir: str | os.PathLike[str], venue: str, durability: Literal["fsync", "process"] = "fsync"
     ) -> TxLedger:
         """Open (creating) the ledger of ``venue`` in ``run_dir``; once per process."""
-        path = tx_ledger_dir(run_dir, venue)
+        path = cls.directory(run_dir, venue)
         problem = check_before_open(path, must_exist=False)
         if problem is not None:
             raise TxLedgerError(f"tx ledger {problem}")
@@ -152,6 +152,11 @@ class TxLedger:
             with _open_lock:
                 _open_paths.discard(key)
             raise
+
+    @classmethod
+    def directory(cls, run_dir: str | os.PathLike[str], venue: str) -> Path:
+        """Where this ledger lives in ``run_dir`` (another chain's ledger subclasses this one)."""
+        return tx_ledger_dir(run_dir, venue)
 
     def close(self) -> None:
         """Flush and close (idempotent)."""

@@ -16,8 +16,9 @@ Decisions (a trader relies on these):
   (``getProgramAccounts`` of the program, same filter) runs, on start and after every reconnect, so
   nothing falls between the two. While the WebSocket is down the watcher polls ``getProgramAccounts``
   every ``poll_s`` between reconnect attempts (full-jitter backoff, 0.1 s doubling to 10 s, never a
-  crash loop); without ``ws_url`` it only polls. A backfill repeats every :data:`BACKFILL_S` even on a
-  healthy subscription (a notification the node never sent is still found, and the cursor moves on).
+  crash loop); without ``ws_url`` it only polls. A backfill repeats every ``backfill_s``
+  (:data:`BACKFILL_S`) even on a healthy subscription (a notification the node never sent is still
+  found, and the cursor moves on).
 - **Which pools.** A pool whose quote mint is one of ``quote_mints`` and whose base mint is not: a new
   token one can buy with SOL. Any other account of the program (another size or discriminator, or a
   pool of two quote mints) is skipped (DEBUG).
@@ -127,6 +128,7 @@ class PoolWatcher(Actor):
         commitment: str = "confirmed",
         start_slot: int | Literal["latest"] = "latest",
         poll_s: float = 1.0,
+        backfill_s: float = BACKFILL_S,
     ) -> None:
         super().__init__(ctx)
         from sniperbot.venues.solana.config import check_pubkey
@@ -151,6 +153,8 @@ class PoolWatcher(Actor):
             raise ValueError(f"{where}: start_slot = {start_slot!r} must be a slot >= 0 or 'latest'")
         if not poll_s > 0:
             raise ValueError(f"{where}: poll_s = {poll_s!r} must be positive")
+        if not backfill_s > 0:
+            raise ValueError(f"{where}: backfill_s = {backfill_s!r} must be positive")
         self.venue = venue
         self.rpc_url = rpc_url
         self.ws_url = ws_url
@@ -159,6 +163,7 @@ class PoolWatcher(Actor):
         self.commitment = commitment
         self.start_slot = start_slot
         self.poll_s = float(poll_s)
+        self.backfill_s = float(backfill_s)
         self.topics = (topic.bus_echo(ctx.actor_id),)
         self.key = cursor_key(venue, pools_program)
         self.cursor: PoolCursor | None = None
@@ -401,7 +406,7 @@ class _Worker:
         self.attempt = 0
 
     async def _follow(self, client: Any) -> None:
-        """Subscribe, backfill, then hand over every notified pool (and backfill every BACKFILL_S)."""
+        """Subscribe, backfill, then hand over every notified pool (and backfill every backfill_s)."""
         from solana.rpc.websocket_api import SolanaWsClient
         from solders.pubkey import Pubkey
 
@@ -418,13 +423,13 @@ class _Worker:
             await self._backfill(client)  # after the subscription: nothing falls between the two
             self._said_connected = False
             self._connected("ws")
-            next_backfill = time.monotonic() + BACKFILL_S
+            next_backfill = time.monotonic() + self.w.backfill_s
             while self.running:
                 try:
                     note = await asyncio.wait_for(ws.recv(), max(next_backfill - time.monotonic(), 0.01))
                 except TimeoutError:
                     await self._backfill(client)
-                    next_backfill = time.monotonic() + BACKFILL_S
+                    next_backfill = time.monotonic() + self.w.backfill_s
                     continue
                 value = getattr(getattr(note, "result", None), "value", None)
                 if value is None:
