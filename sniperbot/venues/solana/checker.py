@@ -20,10 +20,13 @@ report whose pool holds no SOL is not published; the pool is checked again in ea
 polled every :data:`RECHECK_S`) until its liquidity arrives (then the first full report counts) or
 ``wait_liquidity_s`` (default an hour) has passed (then the refusal is reported).
 
-**As the wallet** (``wallet_pass``, on for a live venue): the check simulates the swaps as the wallet
-itself (the wallet's public key comes from the gateway's ``VenueStatus.account``; the secret stays in the
-gateway). Until the checker has heard it, pools wait as empty ones do, and one still unknown after
-``wait_liquidity_s`` is refused (``wallet_unknown``).
+**As the wallet** (``wallet_pass``, on for a live venue): the check simulates the buy and the sell as the
+wallet itself (the wallet's public key comes from the gateway's ``VenueStatus.account``; the secret stays
+in the gateway). Until the checker has heard it, pools wait as empty ones do, and one still unknown after
+``wait_liquidity_s`` is refused (``wallet_unknown``). **Decision:** on Solana a swap can only be simulated
+as an account that holds the SOL it spends (there is no probe contract as on EVM), so a paper venue, which
+has no wallet, gets the check's ``simulation`` refusal for every token: its sniper never buys (when in
+doubt, do not buy); the other rules are still checked and reported.
 
 Decisions: a pool is checked once per incarnation (the watcher publishes each pool once; a repeat is
 ignored). A pool quoted in another mint than ``quote_mint`` is not checked. A check that raises is a
@@ -78,6 +81,7 @@ class TokenChecker(Actor):
         quote_mint: str,
         rules: dict[str, Any] | None = None,
         buy_quote: float | None = None,
+        commitment: str = "confirmed",
         wait_liquidity_s: float = 3600.0,
         wallet_pass: bool = False,
     ) -> None:
@@ -93,6 +97,11 @@ class TokenChecker(Actor):
         if buy_quote is not None and not buy_quote > 0:
             raise ValueError(f"checker {venue!r}: buy_quote must be > 0, got {buy_quote!r}")
         self.buy_quote = buy_quote
+        if commitment not in ("processed", "confirmed", "finalized"):
+            raise ValueError(
+                f"checker {venue!r}: commitment = {commitment!r} is not processed/confirmed/finalized"
+            )
+        self.commitment = commitment
         self.wait_liquidity_s = wait_liquidity_s
         self.wallet_pass = wallet_pass
         self._wallet = ""  # VenueStatus.account: written by the actor, read by the thread
@@ -186,20 +195,23 @@ class TokenChecker(Actor):
         self._done.put((pool, report, (time.perf_counter() - started) * 1000))
 
     def _check_token(self, pool: NewPool, wallet: str | None) -> TokenSafetyReport:
-        """The safety check proper (soltokens' :func:`~sniperbot.venues.solana.safety.check_token`)."""
+        """The safety check proper (:func:`sniperbot.venues.solana.safety.check_token`) on the pool's mint."""
         from sniperbot.venues.solana.layouts import LAMPORTS_PER_SOL
         from sniperbot.venues.solana.safety import check_token
 
         amount = None if self.buy_quote is None else round(self.buy_quote * LAMPORTS_PER_SOL)
         return check_token(
             self.rpc_url,
-            self.aggregator_url,
             pool.token,
+            pool.pair,
             self.rules,
-            venue=self.venue,
-            pool=pool.pair,
-            amount_lamports=amount,
             wallet=wallet,
+            aggregator_url=self.aggregator_url,
+            buy_lamports=amount,
+            venue=self.venue,
+            pools_program=self.pools_program,
+            commitment=self.commitment,
+            timeout_s=RPC_TIMEOUT_S,
         )
 
     # -- the actor thread ----------------------------------------------------------------------

@@ -240,6 +240,7 @@ class SolanaVenueConfig(VenueSection, tag="solana"):
         checker = {
             **chain,
             "aggregator_url": self.aggregator_url,
+            "commitment": self.commitment,
             "quote_mint": self.quote_mint(),
             "rules": msgspec.to_builtins(self.safety),
             "buy_quote": self.sniper.budget,  # simulated at the size the sniper really buys (SOL)
