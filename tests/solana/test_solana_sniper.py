@@ -63,6 +63,7 @@ max_hold_s = 600.0
 TRAPS = {
     "freeze": {"freeze_authority"},
     "hook": {"extension:transfer_hook"},
+    "non_transferable": {"extension:non_transferable"},
     "unsellable": {"sell_failed"},
 }
 
@@ -136,6 +137,7 @@ def launch(sol: Sol, kind: str) -> Launched:
     * ``good``: SPL Token mint, no mint or freeze authority;
     * ``freeze``: a live freeze authority (the creator could freeze a buyer's account);
     * ``hook``: Token-2022 with a transfer hook (a program of the creator's runs on every transfer);
+    * ``non_transferable``: Token-2022, non-transferable (bought, it could never be sold);
     * ``unsellable``: a clean mint, but the pool's SOL cannot come out: its quote vault belongs to another
       program (the system program may not debit it), so a buy lands and every sell fails. Set up under the
       chain's lock, so no RPC answer sees the pool before its trap.
@@ -146,6 +148,8 @@ def launch(sol: Sol, kind: str) -> Launched:
             mint = create_mint(chain, decimals=DECIMALS, freeze_authority=Keypair().pubkey())
         elif kind == "hook":
             mint = create_mint(chain, decimals=DECIMALS, extensions={"transfer_hook": {}})
+        elif kind == "non_transferable":
+            mint = create_mint(chain, decimals=DECIMALS, extensions={"non_transferable": True})
         else:
             mint = create_mint(chain, decimals=DECIMALS)
         pool = sol.agg.create_pool(mint, POOL_TOKENS, POOL_SOL)
