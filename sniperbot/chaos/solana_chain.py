@@ -4,9 +4,9 @@ The Solana twin of :mod:`sniperbot.chaos.chain` (same report, :class:`~sniperbot
 ``sniperbot chaos`` prints and judges both alike). :class:`SolanaChainReader` reads, over the venue's own RPC
 with the real ``solana`` client, every transaction of the wallet since the session's baseline slot
 (``getSignaturesForAddress`` back to the newest signature of the baseline, then ``getTransaction`` of each:
-error, fee, the wallet's lamports before and after), the on-chain status of every signature the journal's
-fills name (``getSignatureStatuses`` with the history), and the wallet's balances then and now;
-:func:`check_solana` compares them with the journal.
+its error and fee), the on-chain status of every signature the journal names, its fills' and its orders'
+(``getSignatureStatuses`` with the history: a signature that landed before the baseline is not this
+session's), and the wallet's balances then and now; :func:`check_solana` compares them with the journal.
 
 **The wallet's SOL** is the lamports of the wallet *plus the lamports held by its token accounts*: creating
 a token account moves its rent deposit (about 0.002 SOL) from the wallet into an account the wallet owns
@@ -52,6 +52,8 @@ from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.venues.solana.layouts import LAMPORTS_PER_SOL as _LAMPORTS
 from sniperbot.venues.solana.layouts import decode_mint, decode_token_account
 
+#: Reads of the wallet at the baseline before giving up on a wallet that never stands still.
+_BASELINE_TRIES = 20
 #: getSignaturesForAddress pages (the RPC's maximum per call).
 _PAGE = 1000
 #: How far a balance may differ from what the journal explains: float rounding of token units and prices
@@ -199,7 +201,7 @@ class SolanaChainReader:
         async def read() -> SolanaBaseline:
             client = self._client()
             try:
-                while True:
+                for _ in range(_BASELINE_TRIES):
                     slot = (await client.get_slot()).value
                     newest = await self._signatures_head(client)
                     balances = await self._balances(client)
@@ -209,6 +211,9 @@ class SolanaChainReader:
                         )
             finally:
                 await client.close()
+            raise RuntimeError(
+                f"venue {self.venue.name}: the wallet moved during each of {_BASELINE_TRIES} reads of it"
+            )
 
         return _run(read)
 
