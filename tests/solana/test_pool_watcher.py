@@ -34,7 +34,7 @@ from sniperbot.venues.solana.devchain import LocalSolana
 from sniperbot.venues.solana.devtokens import create_mint
 from sniperbot.venues.solana.layouts import LOCAL_AMM_PROGRAM, SOL_MINT
 from sniperbot.venues.solana.pool_watcher import PoolCursor, cursor_key
-from tests.conftest import ROOT, eventually
+from tests.conftest import ROOT, RunningNode, eventually
 from tests.evm.test_pool_watcher import Cuttable
 from tests.venues_ccxt.test_gateway import Actors, actors  # noqa: F401  (fixture)
 
@@ -48,11 +48,12 @@ WAIT_S = 60.0  # event-driven waits end as soon as the state is reached; generou
 class PoolBus:
     """Every NewPool of the venue on a real bus (proxy started here, as a node does), in arrival order."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, proxy: bool = True) -> None:
         self.zctx = zmq.Context()
         rundir = RunDir(run_dir)
-        self.proxy = BusProxy(self.zctx, rundir.bus_in, rundir.bus_out)
-        self.proxy.start()
+        self.proxy = BusProxy(self.zctx, rundir.bus_in, rundir.bus_out) if proxy else None  # a node has one
+        if self.proxy is not None:
+            self.proxy.start()
         self.sub = Subscriber(self.zctx, rundir.bus_out, (topic.new_pool(VENUE),))
         self.seen: list[NewPool] = []
         self.lock = threading.Lock()
@@ -84,7 +85,8 @@ class PoolBus:
         self.running = False
         self.thread.join(5)
         self.sub.close()
-        self.proxy.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.zctx.destroy(linger=0)
 
 
@@ -349,3 +351,53 @@ def test_a_bad_argument_is_refused_naming_the_field(bad: dict[str, Any], named: 
     with pytest.raises(ValueError, match=f"pool watcher '{VENUE}'") as info:
         PoolWatcher(ActorContext(), **(args | bad))
     assert named in str(info.value)
+
+
+# -- in a real node: the venue's config brings the watcher; a node killed -9 and started again --------------
+
+
+def node_config(path: Path, chain: LocalSolana, agg: LocalAggregator, listed: str) -> Path:
+    """A paper Solana venue with ``[venues.sniper]``: the tree has its checker, watcher and sniper."""
+    path.write_text(
+        'strategies = []\n[node]\nheartbeat_interval_s = 0.2\nheartbeat_liveness = 5\nlog_level = "INFO"\n'
+        '[journal]\ndurability = "process"\n'
+        f'[[venues]]\nname = "{VENUE}"\nkind = "solana"\nmode = "paper"\nrpc_url = "{chain.rpc_url}"\n'
+        f'ws_url = "{chain.ws_url}"\naggregator_url = "{agg.url}"\nquote = "SOL"\n'
+        f'mints = {{ SOL = "{SOL_MINT}", TKN = "{listed}" }}\nsymbols = ["TKN/SOL"]\n'
+        f'pools_program = "{PROGRAM}"\nroute = "rpc"\n[venues.sniper]\nbudget = 0.1\n'
+    )
+    return path
+
+
+def test_a_node_killed_9_and_started_again_publishes_each_pool_once(
+    chain: LocalSolana, agg: LocalAggregator, short_tmp: Path
+) -> None:
+    """The watcher the config brings (``pools.<venue>``), in a node killed with SIGKILL: the pools created
+    while the node was down come once after its restart, those of the first life never again."""
+    listed = new_pool(chain, agg)[1]
+    config = node_config(short_tmp / "sol.toml", chain, agg, listed)
+    run_dir = short_tmp / "run"
+    lives: list[PoolBus] = []
+    try:
+        node = RunningNode(run_dir, config)
+        assert WATCHER in node.wait_ready(120)
+        lives.append(PoolBus(run_dir, proxy=False))
+        wait_backfilled(run_dir)
+        first = new_pool(chain, agg)
+        assert [m.pair for m in lives[0].wait_count(1)] == [first[0]]
+        node.stop(signal.SIGKILL)
+        lives[0].close()
+        while_down = [new_pool(chain, agg) for _ in range(3)]
+        node = RunningNode(run_dir, config)
+        lives.append(PoolBus(run_dir, proxy=False))  # before the watcher runs: it holds pools until it hears
+        node.wait_ready(120)  # its own probe, and a subscriber that joined before that hears them all
+        seen = lives[1].wait_count(3)
+        after = new_pool(chain, agg)
+        seen = lives[1].wait_count(4)
+        assert_published(seen, [while_down, [after]])
+        time.sleep(0.5)  # anything still to come would be a repeat
+        assert len(lives[1].pump()) == 4
+        assert node.stop() == 0, node.log()[-3000:]
+    finally:
+        for bus in lives:
+            bus.close()

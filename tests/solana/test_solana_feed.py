@@ -27,7 +27,8 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.messages import FeedStatus, Payload, Quote, TokenSafetyReport, TradeTick, decode_envelope
+from sniperbot.actors.runtime import process_journal
+from sniperbot.messages import FeedStatus, Fill, Payload, Quote, TokenSafetyReport, TradeTick, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
 from sniperbot.transport.bus import BusProxy, Subscriber
@@ -279,6 +280,37 @@ def test_a_token_the_safety_check_passed_is_quoted_from_then_on(
         actors.stop_all()
         market.close()
         _OUT.pop(CHECKER, None)
+
+
+def test_a_token_still_held_after_a_restart_is_quoted_again(
+    chain: LocalSolana,
+    agg: LocalAggregator,
+    actors: Actors,  # noqa: F811
+) -> None:
+    """The journal's fills say a learnt token is held (bought, partly sold): the restarted feed quotes it
+    from the start, before any report; a token bought and sold in full is not quoted."""
+    pool, held, gone = Pool(chain, agg), Pool(chain, agg), Pool(chain, agg)
+    journal = process_journal(actors.run_dir, "process")
+    for n, (p, side, qty) in enumerate(
+        ((held, "buy", 100.0), (held, "sell", 40.0), (gone, "buy", 5.0), (gone, "sell", 5.0))
+    ):
+        fill = Fill(
+            fill_id=f"{VENUE}:sig{n}", client_order_id=f"c{n}", strategy_id=f"sniper-{VENUE}", venue=VENUE,
+            symbol=f"{p.mint}/SOL", side=side, quantity=qty, price=1e-5, fee=0.0, ts_ns=time.time_ns(),
+        )  # fmt: skip
+        journal.append(fill)
+    market = Market(actors.run_dir, proxy=True)
+    try:
+        actors.start(FEED, "sniperbot.venues.solana.feed:SolanaFeed", feed_args(chain, pool))
+        symbol = f"{held.mint}/SOL"
+        quote = eventually(lambda: market.of(Quote, symbol), WAIT_S, what="the held token's quote")[0]
+        assert close(top(quote), held.expected_quote()), quote
+        eventually(lambda: market.of(Quote, SYMBOL), WAIT_S, what="the configured pair's quote")
+        time.sleep(0.3)
+        assert not market.of(Quote, f"{gone.mint}/SOL")
+    finally:
+        actors.stop_all()
+        market.close()
 
 
 # -- the configured venue in a real node -------------------------------------------------------------------

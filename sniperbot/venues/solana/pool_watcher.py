@@ -13,12 +13,13 @@ Decisions (a trader relies on these):
 - **Following the chain.** With ``ws_url``: solana-py's WebSocket client, ``programSubscribe`` of
   ``pools_program`` (base64, filtered on the pool account's size) at the venue's ``commitment``; each
   notification is handed over at once. The subscription is made first, then the **backfill**
-  (``getProgramAccounts`` of the program, same filter) runs, on start and after every reconnect, so
-  nothing falls between the two. While the WebSocket is down the watcher polls ``getProgramAccounts``
-  every ``poll_s`` between reconnect attempts (full-jitter backoff, 0.1 s doubling to 10 s, never a
-  crash loop); without ``ws_url`` it only polls. A backfill repeats every ``backfill_s``
-  (:data:`BACKFILL_S`) even on a healthy subscription (a notification the node never sent is still
-  found, and the cursor moves on).
+  (``getProgramAccounts`` of the program, same size filter and a memcmp on each quote mint) runs, on
+  start and after every reconnect, so nothing falls between the two. While the WebSocket is down the
+  watcher polls ``getProgramAccounts`` every ``poll_s`` between reconnect attempts (full-jitter
+  backoff, 0.1 s doubling to 10 s, never a crash loop); without ``ws_url`` it only polls. A backfill
+  repeats every ``backfill_s`` (:data:`BACKFILL_S`) even on a healthy subscription (a notification the
+  node never sent is still found, and the cursor moves on). On a program with very many pools (a
+  mainnet AMM) polling means a large answer every ``poll_s``: give it a ``ws_url``.
 - **Which pools.** A pool whose quote mint is one of ``quote_mints`` and whose base mint is not: a new
   token one can buy with SOL. Any other account of the program (another size or discriminator, or a
   pool of two quote mints) is skipped (DEBUG).
@@ -73,6 +74,7 @@ BACKOFF_CAP_S = 10.0
 BACKFILL_S = 30.0  # a backfill this often even while the subscription is healthy
 FLOOR_MARGIN_SLOTS = 150  # ~1 minute of mainnet slots: handled pools remembered below a backfill's slot
 RPC_TIMEOUT_S = 10.0
+QUOTE_MINT_OFFSET = 40  # PoolState.quote_mint (after the discriminator and the base mint)
 _JOIN_TIMEOUT_S = 10.0
 
 
@@ -378,15 +380,23 @@ class _Worker:
         self.out.put(("error", f"{type(error).__name__}: {str(detail)[:200]}"))
 
     async def _backfill(self, client: Any) -> None:
-        """Every pool account of the program now, and the slot of the read."""
+        """Every pool account of the program quoted in a quote mint now, and the slot of the read."""
+        from solana.rpc.models import MemcmpOpts
         from solders.pubkey import Pubkey
 
         from sniperbot.venues.solana.layouts import POOL_STATE_SIZE
 
         program = Pubkey.from_string(self.w.pools_program)
-        slot = (await client.get_slot()).value  # before the read: the read has seen at least up to it
-        found = await client.get_program_accounts(program, encoding="base64", filters=[POOL_STATE_SIZE])
-        pools = [p for k in found.value if (p := decode_pool(k.pubkey, bytes(k.account.data))) is not None]
+        slot = (await client.get_slot()).value  # before the reads: they have seen at least up to it
+        pools: list[SeenPool] = []
+        for quote in sorted(
+            self.w.quote_mints
+        ):  # only pools quoted in it: a smaller answer on a busy program
+            filters = [POOL_STATE_SIZE, MemcmpOpts(offset=QUOTE_MINT_OFFSET, bytes=quote)]
+            found = await client.get_program_accounts(program, encoding="base64", filters=filters)
+            pools += [
+                p for k in found.value if (p := decode_pool(k.pubkey, bytes(k.account.data))) is not None
+            ]
         self.out.put(("backfill", (int(slot), pools)))
 
     async def _poll(self, client: Any, forever: bool, until: float = 0.0) -> None:
