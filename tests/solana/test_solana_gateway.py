@@ -426,3 +426,44 @@ def _signed(swap_tx: str) -> VersionedTransaction:
     sigs = list(tx.signatures)
     sigs[0] = WALLET.sign_message(to_bytes_versioned(tx.message))
     return VersionedTransaction.populate(tx.message, sigs)
+
+
+def test_orders_refused_before_signing_leave_nothing_on_chain_and_the_status_shows_the_wallet(
+    market: Market, actors: Actors
+) -> None:
+    """A buy whose quote is above its limit price, a sell of more than the wallet holds, an unknown symbol,
+    a limit order: each rejected with its reason, nothing signed; the status carries the wallet's balances."""
+    from tests.venues_ccxt.test_venue_status import StatusWatch
+
+    m = market
+    watch = StatusWatch(actors.run_dir, VENUE)
+    try:
+        start_all(actors, m)
+        run = actors.run_dir
+        status = watch.wait(lambda s: s.reconciled, 30, what="reconciled status")
+        assert status.connection == "ok" and status.account == str(WALLET.pubkey())
+        assert status.balances["SOL"] == pytest.approx(balance(m.chain, WALLET.pubkey()) / 1e9)
+        assert status.balances["TKN"] == 0.0
+        mid = (POOL_SOL / 1e9) / (POOL_TOKENS / 10**DECIMALS)  # SOL per token
+        cheap = order("s1-l-1", "buy", 1000.0)
+        cheap = Order(**{**{f: getattr(cheap, f) for f in cheap.__struct_fields__}, "limit_price": mid * 0.9})
+        submit(cheap)
+        submit(order("s1-l-2", "sell", 5.0))  # holds none
+        submit(order("s1-l-3", "buy", 5.0, symbol="NOPE/SOL"))
+        limit = order("s1-l-4", "buy", 5.0)
+        submit(Order(**{**{f: getattr(limit, f) for f in limit.__struct_fields__}, "order_type": "limit",
+                        "limit_price": mid}))  # fmt: skip
+        reasons = {"s1-l-1": "price_above_limit", "s1-l-2": "insufficient_funds", "s1-l-3": "unknown_symbol",
+                   "s1-l-4": "unsupported_order_type"}  # fmt: skip
+        for cid in reasons:
+            eventually(lambda c=cid: journal(run).order_status(c) == "rejected", 30, what=f"{cid} rejected")
+        got = {
+            r.client_order_id: r.reason
+            for _, r in journal(run).records()
+            if getattr(r, "status", "") == "rejected" and getattr(r, "client_order_id", "") in reasons
+        }
+        assert got == reasons
+        time.sleep(0.3)
+        assert not wallet_txs(m.chain)
+    finally:
+        watch.close()

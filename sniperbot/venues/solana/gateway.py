@@ -20,7 +20,9 @@ decimals), market orders only (else ``rejected`` / ``unsupported_order_type``):
 
 Refused before anything is recorded: ``no_wallet``, ``unknown_symbol``, ``amount_below_precision``,
 ``no_route`` (the aggregator has none), ``price_above_limit``, ``insufficient_funds`` (SOL for the maximum
-in + tip + fees + a token account's rent, or the tokens).
+in + tip + fees + a token account's rent, or the tokens). Refused after the order is recorded, before
+anything is signed or sent: ``price_moved`` (the pool moved past the quote's slippage before the swap
+transaction was built), ``aggregator_refused``, ``bad_swap_transaction``, ``simulation_failed``.
 
 **Exactly once** (issue #13 point 3). The path is quote -> swap transaction -> sign -> simulate -> journal
 -> send -> confirm:
@@ -66,6 +68,10 @@ in + tip + fees + a token account's rent, or the tokens).
 ``after_send`` | ``before_fill``, read once at construction, makes the gateway's process SIGKILL itself at
 that step of a swap (signed, not journaled; journaled, not sent; sent; landed at the commitment and
 journaled, before the fill).
+
+**Polling, not subscriptions**: ``ws_url`` is accepted and not used: statuses are polled every ``poll_s``
+(0.1 s; a slot is ~0.4 s), one code path for the steady state and for the restart resolution; a
+``signatureSubscribe`` would save at most one poll of latency on the fill, not on the send.
 
 **Status**: ``connection`` (``connecting``, ``ok``, ``down`` after 3 failed calls in a row), ``reconciled``
 (a full pass over the unfinished orders since the start / since the RPC was down), ``balances`` (SOL and each
@@ -781,7 +787,9 @@ class SolanaGateway(Actor):
                 extra={"event": "aggregator_refused", "path": path, "status": resp.status_code,
                        "error_code": code[:60]},
             )  # fmt: skip
-            raise Refused("no_route" if "ROUTE" in code or "NOT_TRADABLE" in code else "aggregator_refused")
+            if "ROUTE" in code or "NOT_TRADABLE" in code:
+                raise Refused("no_route")
+            raise Refused("price_moved" if "SLIPPAGE" in code else "aggregator_refused")
         resp.raise_for_status()
         body = resp.json()
         if not isinstance(body, dict):
