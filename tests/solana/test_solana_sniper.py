@@ -255,6 +255,21 @@ def watching(node: RunningNode) -> dict[str, dict[str, Any]]:
     return workers
 
 
+def tip_paid(sol: Sol, signature: str) -> int:
+    """Lamports the transaction paid into Jito's tip accounts (``getTransaction``: its balances)."""
+    params = [signature, {"encoding": "json", "maxSupportedTransactionVersion": 0, "commitment": "confirmed"}]
+    request = {"jsonrpc": "2.0", "id": 1, "method": "getTransaction", "params": params}
+    tx = httpx.post(sol.chain.rpc_url, json=request, timeout=10).json()["result"]
+    keys = tx["transaction"]["message"]["accountKeys"]
+    meta = tx["meta"]
+    tips = {str(t) for t in sol.chain.tip_accounts}
+    return sum(
+        post - pre
+        for key, pre, post in zip(keys, meta["preBalances"], meta["postBalances"], strict=False)
+        if key in tips
+    )
+
+
 def bundle_status(sol: Sol, signature: str) -> dict[str, Any] | None:
     """The block engine's ``getBundleStatuses`` of the one-transaction bundle of ``signature``."""
     bundle_id = hashlib.sha256(signature.encode()).hexdigest()  # Jito's id: sha256 of the signatures joined
@@ -282,6 +297,7 @@ def test_end_to_end_good_token_bought_through_a_bundle_and_sold_at_take_profit_t
         signature = buy["fill_id"].split(":", 1)[1]
         status = bundle_status(sol, signature)
         assert status is not None and status["transactions"] == [signature], status  # landed as a bundle
+        assert tip_paid(sol, signature) == 10_000  # the tip inside the swap transaction itself
         held = token_balance(sol.chain, wallet, good.mint)
         assert held == pytest.approx(buy["quantity"] * 10**DECIMALS, rel=1e-9)
         assert buy["quantity"] * buy["price"] <= BUDGET * 1.02  # the budget (+ the slippage allowed)
