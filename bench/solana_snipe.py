@@ -8,7 +8,8 @@ Two figures (issue #13 point 8), each with a floor measured in the same run, on 
   Per launch: the mint is created (not timed), then the clock starts just before
   :meth:`~sniperbot.venues.solana.devaggregator.LocalAggregator.create_pool` (its vaults funded, then the
   pool account written: the moment the pool can be bought and the watchers are notified; the figures
-  include the few ms of its writes rather than risk starting late). The end: the block engine receiving
+  include the few ms of its writes rather than risk starting late; the split also shows it from the pool
+  watcher's ``new_pool`` log line, whose stamp has ms precision). The end: the block engine receiving
   the first ``sendBundle`` whose transaction is the wallet's buy of that mint. The block engine is the
   chain's, behind a stamping pass-through on 127.0.0.1 (:class:`StampingEngine`: it stamps each request's
   arrival and forwards it byte for byte; one loopback hop more than the node's real path, counted in both
@@ -36,10 +37,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +165,7 @@ class Chain:
         self.chain = LocalSolana().start()
         self.agg = LocalAggregator(self.chain).start()
         self.engine = StampingEngine(self.chain.block_engine_url).start()
+        self.rng = random.Random(13)
         self.listed = self.launch()
 
     def mint(self) -> Any:
@@ -171,7 +175,12 @@ class Chain:
         return create_mint(self.chain, decimals=DECIMALS)
 
     def pool(self, mint: Any) -> float:
-        """Create ``mint``'s pool; the wall clock just before (see the module docstring)."""
+        """Create ``mint``'s pool at a random phase of the slot; the wall clock just before (module doc).
+
+        The random wait: a loop that launches right after the previous bundle arrived (itself right after a
+        slot's notification) would always launch at the start of a slot, the worst phase for a
+        ``confirmed`` notification; a real launch lands at any point of a slot."""
+        time.sleep(self.rng.uniform(0, self.chain.slot_ms / 1000))
         t0 = time.time()
         self.agg.create_pool(mint, POOL_TOKENS, POOL_LAMPORTS)
         return t0
@@ -383,6 +392,7 @@ def run_ours(work: Path, c: Chain, count: int, warmup: int) -> dict[str, Any]:
         log.close()
     safety: list[int] = []
     to_intent: list[int] = []
+    seen: dict[str, int] = {}  # symbol -> the watcher's new_pool log line (wall ns, ms precision)
     warnings: dict[str, int] = {}
     for line in log_path.read_text(errors="replace").splitlines():
         try:
@@ -398,6 +408,9 @@ def run_ours(work: Path, c: Chain, count: int, warmup: int) -> dict[str, Any]:
             safety.append(int(float(record["ms"]) * 1e6))
         elif event == "snipe_buy":
             to_intent.append(int(float(record["report_to_intent_ms"]) * 1e6))
+        elif event == "new_pool" and "ts" in record:
+            stamp = datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00")).timestamp()
+            seen.setdefault(f"{record['token']}/SOL", int(stamp * 1e9))
     journal = Journal.open(run_dir, readonly=True)
     try:
         decided = {o.symbol: o.ts_ns for o in journal.orders() if o.side == "buy"}
@@ -405,9 +418,13 @@ def run_ours(work: Path, c: Chain, count: int, warmup: int) -> dict[str, Any]:
         journal.close()
     to_order = [decided[s] - t0 for s, (t0, _) in stamps.items() if s in decided]
     to_engine = [at - decided[s] for s, (_, at) in stamps.items() if s in decided]
+    to_seen = [seen[s] - t0 for s, (t0, _) in stamps.items() if s in seen]
+    seen_to_engine = [at - seen[s] for s, (_, at) in stamps.items() if s in seen]
     return {
         "latency": latency_ms(samples),
         "segments": {
+            "pool created -> seen (watcher log)": latency_ms(to_seen),
+            "pool seen -> bundle at engine": latency_ms(seen_to_engine),
             "pool created -> buy order decided": latency_ms(to_order),
             "order decided -> bundle at engine": latency_ms(to_engine),
         },
