@@ -82,10 +82,11 @@ def status_of(sol: Sol, signature: str) -> dict[str, Any] | None:
 
 
 class Launcher:
-    """Launches a good token every ``every_s`` in a thread (the sniper buys each: swaps keep coming)."""
+    """Launches a good token every ``every_s`` in a thread, at most ``most`` (the sniper buys each: swaps keep
+    coming; bounded, so the wallet and the risk limits of the config always cover them)."""
 
-    def __init__(self, sol: Sol, every_s: float) -> None:
-        self.sol, self.every_s = sol, every_s
+    def __init__(self, sol: Sol, every_s: float, most: int = 12) -> None:
+        self.sol, self.every_s, self.most = sol, every_s, most
         self.launched: list[Launched] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="launcher", daemon=True)
@@ -96,7 +97,7 @@ class Launcher:
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        while len(self.launched) < self.most and not self._stop.wait(self.every_s):
             try:
                 self.launched.append(launch(self.sol, "good"))
             except BaseException as e:  # surfaced by stop()
