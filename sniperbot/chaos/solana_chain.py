@@ -10,7 +10,8 @@ session's), and the wallet's balances then and now; :func:`check_solana` compare
 
 **The wallet's SOL** is the lamports of the wallet *plus the lamports held by its token accounts*: creating
 a token account moves its rent deposit (about 0.002 SOL) from the wallet into an account the wallet owns
-and gets back when it closes it, so it is neither spent nor earned. **Tokens** are counted per mint over
+and gets back when it closes it, so it is neither spent nor earned (and a wrapped-SOL account's amount is
+its lamports: SOL, counted once). **Tokens** are counted per mint over
 every token account of the wallet (SPL Token and Token-2022), named by their symbol for configured mints
 and by the mint's base58 address for tokens learnt at run time (the sniper's ``"<mint>/SOL"``). Every read
 is at the venue's ``commitment`` (the level at which the gateway calls a swap filled).
@@ -50,8 +51,9 @@ from sniperbot.chaos.chain import ChainReport
 from sniperbot.journal import TERMINAL_STATUSES
 from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.venues.solana.layouts import LAMPORTS_PER_SOL as _LAMPORTS
-from sniperbot.venues.solana.layouts import decode_mint, decode_token_account
+from sniperbot.venues.solana.layouts import SOL_MINT, decode_mint, decode_token_account
 
+_NATIVE = str(SOL_MINT)
 #: Reads of the wallet at the baseline before giving up on a wallet that never stands still.
 _BASELINE_TRIES = 20
 #: getSignaturesForAddress pages (the RPC's maximum per call).
@@ -164,6 +166,8 @@ class SolanaChainReader:
                 lamports += keyed.account.lamports
                 held = decode_token_account(bytes(keyed.account.data))
                 mint = str(held.mint)
+                if mint == _NATIVE:
+                    continue  # wrapped SOL: its amount is the account's lamports, counted just above
                 raw[mint] = raw.get(mint, 0) + int(held.amount)
         unknown = [m for m in raw if m not in self._decimals]
         if unknown:
