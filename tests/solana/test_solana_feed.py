@@ -319,6 +319,7 @@ _NODE = """
 [node]
 heartbeat_interval_s = 0.2
 heartbeat_liveness = 5
+log_level = "INFO"
 
 [journal]
 durability = "process"
@@ -339,7 +340,8 @@ def test_a_paper_node_quotes_the_pool_and_its_preflight_checks_the_mints(
     chain: LocalSolana, agg: LocalAggregator, short_tmp: Path
 ) -> None:
     """``sniperbot run``: a mint that is no mint account exits 2 naming it; a mint without a pool yet is a
-    warning and the node prices the pool from the slot it appears in, its feed connected."""
+    warning and the node prices the pool from the slot it appears in, its feed connected and following the
+    slots by subscription."""
     wallet = Keypair().pubkey()
     chain.airdrop(wallet, LAMPORTS_PER_SOL)  # an account, but a system one: no mint
     bad = short_tmp / "bad.toml"
@@ -358,6 +360,8 @@ def test_a_paper_node_quotes_the_pool_and_its_preflight_checks_the_mints(
         assert "symbols: no pool yet for TKN/SOL" in node.log(), node.log()[-3000:]
         feed = eventually(lambda: node.admin("status")["venues"][VENUE]["feed"], WAIT_S, what="feed status")
         assert feed["connected"], feed
+        # ws_url given: the reads follow the chain's slots by subscription.
+        eventually(lambda: '"event": "feed_subscribed"' in node.log(), WAIT_S, what="the slot subscription")
         pool = agg.create_pool(mint, BASE0, SOL0)
         state = agg.pools[pool].state
         quote = eventually(lambda: market.of(Quote, SYMBOL), WAIT_S, what="the new pool's quote")[0]

@@ -11,8 +11,8 @@ the journal's fills, is quoted again):
   deepest is where the aggregator routes a snipe). A pair without a pool yet is looked up again every
   :data:`DISCOVER_S` and priced from the slot its pool appears in. The base mint's decimals come from
   its mint account (read once);
-* **the reserves**: one ``getMultipleAccounts`` of every priced pool's two vaults per
-  :data:`POLL_S` (at the venue's ``commitment``): the base reserve is the base vault's token amount /
+* **the reserves**: one ``getMultipleAccounts`` of every priced pool's two vaults per slot
+  (at the venue's ``commitment``; see *Slots* below): the base reserve is the base vault's token amount /
   10**decimals, the SOL reserve the quote vault's lamports minus the rent exemption of an empty account
   (``getMinimumBalanceForRentExemption(0)``, read once) / 1e9. A :class:`Quote` on
   ``md.<venue>.quote.<symbol>.`` in the shared convention :func:`sniperbot.venues.dex.pool_quote`, per
@@ -35,8 +35,10 @@ stale in itself; its RPC still answers (the quote is the last slot's state).
 The RPC calls (solana-py's ``AsyncClient``) run in one daemon thread with its own asyncio loop (a slow
 or dead endpoint must not stop the actor's heartbeats); results reach the actor thread through a queue
 drained every :data:`DRAIN_INTERVAL_S`. Errors are logged by class and method only (an RPC URL may
-carry an API key). ``ws_url`` is accepted for symmetry with the gateway; the feed polls over HTTP
-(one call per period, whatever the number of pairs).
+carry an API key). **Slots**: with ``ws_url`` the feed subscribes to ``slotSubscribe`` (solana-py's
+WebSocket client) and reads the vaults at each new slot (one ``getMultipleAccounts`` whatever the number
+of pairs; at least every :data:`SUBSCRIBED_POLL_S`), logged once as ``feed_subscribed``; without it, or
+while the WebSocket is down (retried every :data:`WS_RETRY_S`), every :data:`POLL_S`.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ from sniperbot.messages import Envelope, FeedStatus, Quote, TokenSafetyReport, T
 from sniperbot.messages import topics as topic
 from sniperbot.venues.dex import pool_quote
 
-POLL_S = 0.1  # reserves read this often (a Solana slot is ~0.4 s; a new slot is priced within 0.1 s)
+POLL_S = 0.1  # reserves read this often without slot notifications (a Solana slot is ~0.4 s)
+SUBSCRIBED_POLL_S = 1.0  # with slot notifications (ws_url): read on each, and at least this often
+WS_RETRY_S = 5.0  # a failed WebSocket is tried again after this long (polling every POLL_S meanwhile)
 DISCOVER_S = 1.0  # a pair without a pool yet is looked up this often
 DRAIN_INTERVAL_S = 0.01  # hand-over period from the RPC thread to the actor loop
 STATUS_INTERVAL_S = 1.0
@@ -106,6 +110,7 @@ class _Worker:
         self.pairs = [_Pair(s, feed.mints[s.partition("/")[0]]) for s in feed.symbols]
         self.added: queue.SimpleQueue[_Pair] = queue.SimpleQueue()  # pairs learnt at run time
         self._rent = -1
+        self.subscribed = False  # slot notifications arrive (ws_url)
         self._wake = asyncio.Event()  # set from the actor thread (wake): a pair added, or stop
         self._loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, name=f"sol-feed-{feed.venue}", daemon=True)
@@ -140,6 +145,7 @@ class _Worker:
             timeout=RPC_TIMEOUT_S,
             http2=False,
         )
+        slots = asyncio.get_running_loop().create_task(self._slots()) if self.feed.ws_url else None
         try:
             while self.running:
                 try:
@@ -147,11 +153,41 @@ class _Worker:
                 except Exception as e:  # the endpoint, or a malformed answer: said, tried again next period
                     self._failed(e)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_S)
+                    # Slot notifications wake the read; the period is the fallback (and the only clock
+                    # without a WebSocket).
+                    await asyncio.wait_for(
+                        self._wake.wait(), SUBSCRIBED_POLL_S if self.subscribed else POLL_S
+                    )
                 self._wake.clear()
         finally:
+            if slots is not None:
+                slots.cancel()
+                with contextlib.suppress(BaseException):
+                    await slots
             with contextlib.suppress(Exception):
                 await client.close()
+
+    async def _slots(self) -> None:
+        """``slotSubscribe`` over ``ws_url``: each new slot wakes the read (retried every WS_RETRY_S)."""
+        from solana.rpc.websocket_api import SolanaWsClient
+
+        while self.running:
+            try:
+                async with SolanaWsClient(
+                    self.feed.ws_url, request_timeout=RPC_TIMEOUT_S, open_timeout=RPC_TIMEOUT_S
+                ) as ws:
+                    await ws.slot_subscribe()
+                    self.subscribed = True
+                    self.out.put(("subscribed", None))
+                    while self.running:
+                        await ws.recv()
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # dropped or refused: the period polls meanwhile
+                self.out.put(("error", f"ws slotSubscribe: {type(e).__name__}"))
+            self.subscribed = False
+            await asyncio.sleep(WS_RETRY_S)
 
     # -- connection state ------------------------------------------------------------------
     def _answered(self) -> None:
@@ -395,6 +431,10 @@ class SolanaFeed(Actor):
                 )
             elif kind == "status":
                 self._watchdog()
+            elif kind == "subscribed":
+                self.ctx.log.info(
+                    "slots by subscription", extra={"event": "feed_subscribed", "venue": self.venue}
+                )
             elif kind == "pool":
                 symbol, pool = item
                 self.ctx.log.info(
