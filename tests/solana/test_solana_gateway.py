@@ -467,3 +467,79 @@ def test_orders_refused_before_signing_leave_nothing_on_chain_and_the_status_sho
         assert not wallet_txs(m.chain)
     finally:
         watch.close()
+
+
+def test_a_live_node_runs_the_gateway_with_the_keystore_wallet_and_reconciles(
+    market: Market, short_tmp: Path
+) -> None:
+    """``sniperbot run`` with a live ``kind = "solana"`` venue: the wallet is unlocked from the encrypted
+    keystore into the gateway's launch only; the gateway (its own process) reconciles and reports the
+    wallet's balances; the key appears nowhere in the run dir or the node's log."""
+    import json
+    import subprocess
+    import sys
+
+    from sniperbot.venues.solana.layouts import LOCAL_AMM_PROGRAM
+    from tests.conftest import ROOT, RunningNode
+
+    m = market
+    ks, pw = short_tmp / "ks", short_tmp / "ks.pw"
+    pw.write_text("solgw-node-pw\n")
+    pw.chmod(0o600)
+    added = subprocess.run(
+        [sys.executable, "-m", "sniperbot", "keys", "add", "sol-wallet", "--exchange", "solana", "--stdin",
+         "--keystore", str(ks), "--password-file", str(pw)],
+        input=json.dumps({"secret_key": WALLET_KEY}), capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    config = short_tmp / "live.toml"
+    config.write_text(
+        'strategies = []\n[node]\nheartbeat_interval_s = 0.2\nheartbeat_liveness = 5\nlog_level = "INFO"\n'
+        '[journal]\ndurability = "process"\n'
+        f'[[venues]]\nname = "{VENUE}"\nkind = "solana"\nmode = "live"\n'
+        f'rpc_url = "{m.chain.rpc_url}"\naggregator_url = "{m.agg.url}"\nquote = "SOL"\n'
+        f'mints = {{ SOL = "{SOL_MINT}", TKN = "{m.mint}" }}\nsymbols = ["{SYM}"]\n'
+        f'pools_program = "{LOCAL_AMM_PROGRAM}"\nwallet = "sol-wallet"\nroute = "jito"\n'
+        f'block_engine_url = "{m.chain.block_engine_url}"\n'
+    )
+    run = short_tmp / "run"
+    node = RunningNode(run, config, ("--keystore", str(ks), "--password-file", str(pw)))
+    try:
+
+        def reconciled() -> Any:
+            gateway = (node.admin("status").get("venues") or {}).get(VENUE, {}).get("gateway") or {}
+            return gateway if gateway.get("reconciled") else None
+
+        status = eventually(reconciled, 60, interval_s=0.3, what="the live venue reconciled")
+        assert status["connection"] == "ok" and status["balances"]["TKN"] == 0.0
+        assert status["balances"]["SOL"] == pytest.approx(balance(m.chain, WALLET.pubkey()) / 1e9)
+        assert status["account"] == str(WALLET.pubkey())
+    finally:
+        node.stop()
+    leaked = [p for p in run.rglob("*") if p.is_file() and WALLET_KEY.encode() in p.read_bytes()]
+    assert not leaked
+    assert WALLET_KEY not in node.log()
+
+
+def test_a_token_2022_transfer_fee_is_booked_as_what_the_wallet_really_got_and_paid(
+    chain: Any, actors: Actors
+) -> None:
+    """A 1 % Token-2022 transfer fee: a buy of 1000 delivers 990 (the fill says 990), a sell of 500 takes 500
+    from the wallet (the fill says 500); the chain's token balances agree."""
+    with LocalAggregator(chain) as agg:
+        m = make_market(
+            chain, agg, program="token-2022", extensions={"transfer_fee": {"bps": 100, "max": 10**15}}
+        )
+        start_all(actors, m, slippage_bps=300)
+        run = actors.run_dir
+        submit(order("s1-f-1", "buy", 1000.0))
+        eventually(lambda: journal(run).order_status("s1-f-1") == "filled", 30, what="buy filled")
+        held = devtokens.token_balance(chain, WALLET.pubkey(), m.mint)
+        assert held == 990 * 10**DECIMALS
+        (buy,) = fills_of(run, "s1-f-1")
+        assert buy.quantity == pytest.approx(990.0)
+        submit(order("s1-f-2", "sell", 500.0))
+        eventually(lambda: journal(run).order_status("s1-f-2") == "filled", 30, what="sell filled")
+        (sell,) = fills_of(run, "s1-f-2")
+        assert sell.quantity == pytest.approx(500.0)
+        assert devtokens.token_balance(chain, WALLET.pubkey(), m.mint) == held - 500 * 10**DECIMALS
