@@ -54,7 +54,6 @@ import msgspec
 
 from sniperbot.admin import AdminUnavailable, admin_request
 from sniperbot.chaos.chain import (
-    ChainBaseline,
     ChainReader,
     ChainReport,
     ChainVenue,
@@ -220,14 +219,15 @@ def run_chaos(
     options: ChaosOptions,
     say: Callable[[str], None] = lambda _: None,
     exchange: list[tuple[ExchangeVenue, Any]] | None = None,
-    chains: list[ChainVenue] | None = None,
+    chains: list[Any] | None = None,
 ) -> ChaosReport:
     """Run one chaos session against the node in ``options.run_dir``; ``say`` gets progress lines.
 
     ``exchange``: the node's live venues with their unlocked credentials (or None), checked against
     the exchange (module docstring). ``chains``: the node's live evm venues, checked against the chain
-    (:mod:`sniperbot.chaos.chain`). Raises :class:`ChaosUnavailable` if the node is not there,
-    refuses fault injection, or an exchange cannot be read at the start.
+    (:mod:`sniperbot.chaos.chain`), and its live solana venues (:mod:`sniperbot.chaos.solana_chain`).
+    Raises :class:`ChaosUnavailable` if the node is not there, refuses fault injection, or an exchange
+    cannot be read at the start.
     """
     bad_net = [f for f in options.net_faults if f not in NET_FAULTS]
     if bad_net or (options.venue_faults and not options.net_faults):
@@ -301,11 +301,11 @@ def _open_exchanges(
     return out
 
 
-def _open_chains(chains: list[ChainVenue]) -> list[tuple[ChainReader, ChainBaseline]]:
-    """A reader per live evm venue and the wallet's baseline, before any fault."""
-    out: list[tuple[ChainReader, ChainBaseline]] = []
+def _open_chains(chains: list[Any]) -> list[tuple[Any, Any]]:
+    """A reader per live evm or solana venue and the wallet's baseline, before any fault."""
+    out: list[tuple[Any, Any]] = []
     for venue in chains:
-        reader = ChainReader(venue)
+        reader = ChainReader(venue) if isinstance(venue, ChainVenue) else _solana().SolanaChainReader(venue)
         try:
             out.append((reader, reader.baseline()))
         except Exception as e:  # web3 raises transport and RPC errors of many classes
@@ -313,6 +313,13 @@ def _open_chains(chains: list[ChainVenue]) -> list[tuple[ChainReader, ChainBasel
                 "chain_unavailable", f"venue {venue.name}: cannot read the chain: {type(e).__name__}"
             ) from e
     return out
+
+
+def _solana() -> Any:
+    """:mod:`sniperbot.chaos.solana_chain`, imported only when a live solana venue is checked."""
+    from sniperbot.chaos import solana_chain
+
+    return solana_chain
 
 
 class _VenueFaults:
@@ -349,7 +356,7 @@ class _Session:
         candidates: list[str],
         say: Callable[[str], None],
         venues: list[tuple[ExchangeReader, ExchangeBaseline]] | None = None,
-        chains: list[tuple[ChainReader, ChainBaseline]] | None = None,
+        chains: list[tuple[Any, Any]] | None = None,
     ) -> None:
         self.venues = venues or []
         self.chains = chains or []
@@ -619,9 +626,12 @@ class _Session:
             while True:
                 try:
                     journal = read_journal(self.options.run_dir)
-                    records = reader.fetch(baseline, journaled_hashes(journal, name))
+                    evm = isinstance(reader, ChainReader)
+                    ids = journaled_hashes if evm else _solana().journaled_signatures
+                    check = check_chain if evm else _solana().check_solana
+                    records = reader.fetch(baseline, ids(journal, name))
                     # read again after the chain: a fill journaled meanwhile is not taken for a lost one
-                    report = check_chain(reader.venue, read_journal(self.options.run_dir), records, baseline)
+                    report = check(reader.venue, read_journal(self.options.run_dir), records, baseline)
                     error = ""
                 except Exception as e:  # web3's transport / RPC errors
                     error = f"venue {name}: chain unreadable: {type(e).__name__}"

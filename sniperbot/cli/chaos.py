@@ -22,7 +22,8 @@ hook of the local test exchanges only (``tests/exchanges``: their
 
 On a chain: the same ``--config`` makes every live evm venue's journal be checked against the chain
 (:mod:`sniperbot.chaos.chain`): the wallet (its address from the unlocked ``wallet`` entry) and every
-transaction it sent since the session started, over the venue's RPC.
+transaction it sent since the session started, over the venue's RPC; every live solana venue's the same way
+(:mod:`sniperbot.chaos.solana_chain`: the wallet's signatures, SOL and token accounts).
 """
 
 from __future__ import annotations
@@ -167,6 +168,12 @@ def run_chaos_command(args: argparse.Namespace) -> int:
         from sniperbot.chaos.chain import chain_venues
 
         chains = chain_venues(config, credentials)
+        from sniperbot.venues.solana.config import SolanaVenueConfig  # light: no solders until needed
+
+        if any(isinstance(v, SolanaVenueConfig) and v.mode == "live" for v in config.venues):
+            from sniperbot.chaos.solana_chain import solana_chain_venues
+
+            chains += solana_chain_venues(config, credentials)
     options = ChaosOptions(
         run_dir=str(args.run_dir),
         duration_s=args.duration,
