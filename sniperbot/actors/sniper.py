@@ -1,13 +1,13 @@
 """The new-pool sniper: a token the safety check passed is bought once, then its position is managed.
 
-One actor per EVM venue with a ``[venues.sniper]`` table, ``strategy.sniper-<venue>`` (strategy id
-``sniper-<venue>``), in the ``strategies`` supervisor. **Why an actor and not a** :class:`Strategy`:
-the strategy API decides on bar closes for one configured symbol; a sniper reacts to events (a safety
-report, each pool quote) on symbols it learns at run time. The order plumbing is the strategy actor's:
-deterministic intent ids (:func:`~sniperbot.messages.orders.make_intent_id` with the node life), sent
-reliably to the risk guard (acknowledged once the executor has the order), fills and order updates on
-``ev.<strategy id>.``, and the intent sequence restored from the journal
-(:func:`~sniperbot.actors.strategy.journaled_history`).
+One actor per on-chain venue (``kind = "evm"`` or ``"solana"``: the same code) with a ``[venues.sniper]``
+table, ``strategy.sniper-<venue>`` (strategy id ``sniper-<venue>``), in the ``strategies`` supervisor.
+**Why an actor and not a** :class:`Strategy`: the strategy API decides on bar closes for one configured
+symbol; a sniper reacts to events (a safety report, each pool quote) on symbols it learns at run time.
+The order plumbing is the strategy actor's: deterministic intent ids
+(:func:`~sniperbot.messages.orders.make_intent_id` with the node life), sent reliably to the risk guard
+(acknowledged once the executor has the order), fills and order updates on ``ev.<strategy id>.``, and
+the intent sequence restored from the journal (:func:`~sniperbot.actors.strategy.journaled_history`).
 
 **The life of a snipe** (``symbol = "<token address>/<quote symbol>"``):
 
@@ -45,7 +45,7 @@ reliably to the risk guard (acknowledged once the executor has the order), fills
 units, and a new token's quantity (thousands or billions of units) says nothing about its value: a node
 that snipes sets it high (e.g. ``1e12``), or every buy is refused ``max_position``.
 
-**How liquidity reaches the sniper** (decision): through the feed's quotes. The EVM feed's sizes are a
+**How liquidity reaches the sniper** (decision): through the feed's quotes. The on-chain feeds' sizes are a
 fixed fraction of the base reserve and its bid/ask straddle the reserves' ratio
 (:func:`sniperbot.venues.dex.pool_quote`); :func:`~sniperbot.venues.dex.pool_reserves`
 inverts them, so no new message kind is needed and the depth is as fresh as the price.

@@ -44,7 +44,8 @@ from spl.token.instructions import (
 )
 from spl.token.models import InitializeMintParams, MintToCheckedParams, TransferCheckedParams
 
-from sniperbot.venues.solana.devchain import JITO_TIP_ACCOUNTS, MIN_TIP_LAMPORTS, LocalSolana
+from sniperbot.venues.solana.devchain import LocalSolana
+from sniperbot.venues.solana.jito import MIN_TIP_LAMPORTS, TIP_ACCOUNTS
 
 T = TypeVar("T")
 SOL = 1_000_000_000
@@ -390,7 +391,7 @@ def test_an_spl_transfer_checked_moves_tokens_with_pre_and_post_token_balances(
 
 def test_a_bundle_lands_atomically_in_one_slot(solchain: LocalSolana, payer: Keypair):
     alice, bob = Keypair(), Keypair().pubkey()
-    tip = JITO_TIP_ACCOUNTS[3]
+    tip = TIP_ACCOUNTS[3]
 
     async def scenario() -> None:
         async with AsyncClient(solchain.rpc_url) as client:
@@ -401,7 +402,7 @@ def test_a_bundle_lands_atomically_in_one_slot(solchain: LocalSolana, payer: Key
                 alice, [pay(alice, bob, SOL), pay(alice, tip, MIN_TIP_LAMPORTS)], bh
             )  # needs tx1 first
             tips = await engine(solchain, "api/v1/getTipAccounts", "getTipAccounts", [])
-            assert [Pubkey.from_string(t) for t in tips["result"]] == list(JITO_TIP_ACCOUNTS)
+            assert [Pubkey.from_string(t) for t in tips["result"]] == list(TIP_ACCOUNTS)
             # configured as "http://host:port" + "/api/v1/bundles" or "http://host:port/" + ...: both work
             sent = await engine(
                 solchain, "/api/v1/bundles", "sendBundle", [[b64(tx1), b64(tx2)], {"encoding": "base64"}]
@@ -433,7 +434,7 @@ def test_a_bundle_lands_atomically_in_one_slot(solchain: LocalSolana, payer: Key
 
 def test_a_failing_bundle_changes_nothing(solchain: LocalSolana, payer: Keypair):
     bob = Keypair().pubkey()
-    tip = JITO_TIP_ACCOUNTS[0]
+    tip = TIP_ACCOUNTS[0]
 
     async def scenario() -> None:
         async with AsyncClient(solchain.rpc_url) as client:
@@ -477,9 +478,7 @@ def test_a_bundle_without_a_tip_is_refused(solchain: LocalSolana, payer: Keypair
     async def scenario() -> None:
         bh = solchain.latest_blockhash()
         no_tip = sign(payer, [pay(payer, bob, SOL)], bh)
-        small = sign(
-            payer, [pay(payer, bob, SOL), pay(payer, JITO_TIP_ACCOUNTS[1], MIN_TIP_LAMPORTS - 1)], bh
-        )
+        small = sign(payer, [pay(payer, bob, SOL), pay(payer, TIP_ACCOUNTS[1], MIN_TIP_LAMPORTS - 1)], bh)
         for tx in (no_tip, small):
             r = await engine(solchain, "api/v1/bundles", "sendBundle", [[b64(tx)], {"encoding": "base64"}])
             assert r["error"]["code"] == -32602 and "tip" in r["error"]["message"]
@@ -671,7 +670,7 @@ def test_a_dropped_bundle_is_pending_until_its_blockhash_expires_then_failed(
     async def scenario() -> None:
         async with AsyncClient(solchain.rpc_url) as client:
             bh = (await client.get_latest_blockhash(Processed)).value
-            tx = sign(payer, [pay(payer, bob, SOL), pay(payer, JITO_TIP_ACCOUNTS[5], 5000)], bh.blockhash)
+            tx = sign(payer, [pay(payer, bob, SOL), pay(payer, TIP_ACCOUNTS[5], 5000)], bh.blockhash)
             solchain.pause()
             solchain.drop_next(1)
             bid = (
@@ -713,7 +712,7 @@ def test_a_lost_bundle_sent_again_lands_once(solchain: LocalSolana, payer: Keypa
 
     async def scenario() -> None:
         bh = solchain.latest_blockhash()
-        tx = sign(payer, [pay(payer, bob, SOL), pay(payer, JITO_TIP_ACCOUNTS[2], 5000)], bh)
+        tx = sign(payer, [pay(payer, bob, SOL), pay(payer, TIP_ACCOUNTS[2], 5000)], bh)
         solchain.pause()
         solchain.drop_next(1)
 

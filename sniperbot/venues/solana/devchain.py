@@ -32,7 +32,7 @@ a simulation on the latest bank: ``-32002`` with ``data.err``/``data.logs`` on f
 **Jito.** ``sendBundle`` takes at most 5 base64 (or base58) transactions and lands them all or none in one
 slot: every account the bundle touches is snapshotted and restored if one transaction fails. A bundle must pay
 a tip of at least :data:`MIN_TIP_LAMPORTS` by a system transfer to one of the 8 tip accounts
-(:data:`JITO_TIP_ACCOUNTS`, mainnet's addresses, pre-funded so that small tips do not fail for rent), else it
+(:data:`TIP_ACCOUNTS`, mainnet's addresses, pre-funded so that small tips do not fail for rent), else it
 is refused at once. The bundle id is the sha256 hex of the transactions' first signatures joined by ``","``
 (jito-solana's ``derive_bundle_id``).
 
@@ -57,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import itertools
 import json
 import logging
@@ -67,7 +66,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,36 +86,13 @@ from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 from spl.token.constants import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
 
+# One home for Jito's rules (tip accounts, minimum tip, bundle size and id): the client's module.
+from sniperbot.venues.solana.jito import MAX_BUNDLE_TXS, MIN_TIP_LAMPORTS, TIP_ACCOUNTS, bundle_id_of
+
 log = logging.getLogger("sniperbot.venues.solana.devchain")
 
-__all__ = [
-    "JITO_TIP_ACCOUNTS",
-    "MAX_BUNDLE_TRANSACTIONS",
-    "MIN_TIP_LAMPORTS",
-    "LocalSolana",
-    "RpcError",
-    "SignatureStatus",
-    "TransactionFailed",
-    "TxOutcome",
-    "bundle_id",
-]
+__all__ = ["LocalSolana", "RpcError", "SignatureStatus", "TransactionFailed", "TxOutcome"]
 
-# Jito's 8 mainnet tip accounts (getTipAccounts on the mainnet block engine): code that knows them works here.
-JITO_TIP_ACCOUNTS: tuple[Pubkey, ...] = tuple(
-    Pubkey.from_string(s)
-    for s in (
-        "96gYZGLnJYVFmbjzopPSU6QiEV5fGqZNyN9nmNhvrZU5",
-        "HFqU5x63VTqvQss8hp11i4wVV8bD44PvwucfZ2bU7gRe",
-        "Cw8CFyM9FkoMi7K7Crf6HNQqf4uEMzpKw6QNghXLvLkY",
-        "ADaUMid9yfUytqMBgopwjb2DTLSokTSzL1zt6iGPaS49",
-        "DfXygSm4jCyNCybVYYK6DwvWqjKee8pbDmJGcLWNDXjh",
-        "ADuUkR4vqLUMWXxW9gh6D6L8pMSawimctcNZ5pGwDcEt",
-        "DttWaMuVvTiduZRnguLF7jNxTgiMBZ1hyAumKUiL2KRL",
-        "3AVi9Tg9Uo68tJfuvoKvqKNWKkC5wPdSSdeBnizKZ6jT",
-    )
-)
-MIN_TIP_LAMPORTS = 1000  # Jito's minimum tip
-MAX_BUNDLE_TRANSACTIONS = 5  # Jito's bundle size limit
 LAMPORTS_PER_SIGNATURE = 5000  # the base fee per signature of every cluster
 SLOTS_PER_EPOCH = 432_000  # mainnet's epoch length
 STATUS_CACHE_SLOTS = (
@@ -223,11 +199,6 @@ class SignatureStatus:
     slot: int
     err: Any
     commitment: str  # processed | confirmed | finalized
-
-
-def bundle_id(signatures: Sequence[Signature]) -> str:
-    """A Jito bundle's id: sha256 hex of the transactions' first signatures joined by ``","``."""
-    return hashlib.sha256(",".join(str(s) for s in signatures).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -466,7 +437,7 @@ def _tip_paid(tx: VersionedTransaction, keys: list[Pubkey]) -> int:
         data = bytes(ix.data)
         accounts = bytes(ix.accounts)
         is_transfer = len(data) >= 12 and struct.unpack_from("<I", data)[0] == 2 and len(accounts) >= 2
-        if is_transfer and keys[accounts[1]] in JITO_TIP_ACCOUNTS:
+        if is_transfer and keys[accounts[1]] in TIP_ACCOUNTS:
             total += struct.unpack_from("<Q", data, 4)[0]
     return total
 
@@ -624,7 +595,7 @@ class LocalSolana:
         self._faucet = Keypair()
         self.svm.set_account(self._faucet.pubkey(), Account(10**18, b"", SYSTEM_PROGRAM_ID))
         tip_rent = self.svm.minimum_balance_for_rent_exemption(0)
-        for tip in JITO_TIP_ACCOUNTS:
+        for tip in TIP_ACCOUNTS:
             self.svm.set_account(tip, Account(tip_rent, b"", SYSTEM_PROGRAM_ID))
         self._events: deque[_Event] = deque()
         self._seq = itertools.count(1)
@@ -675,7 +646,7 @@ class LocalSolana:
             "sendBundle": self._engine_send_bundle,
             "getBundleStatuses": self._engine_get_bundle_statuses,
             "getInflightBundleStatuses": self._engine_get_inflight_bundle_statuses,
-            "getTipAccounts": lambda p: [str(t) for t in JITO_TIP_ACCOUNTS],
+            "getTipAccounts": lambda p: [str(t) for t in TIP_ACCOUNTS],
             "sendTransaction": self._rpc_send_transaction,
         }
 
@@ -699,7 +670,7 @@ class LocalSolana:
     @property
     def tip_accounts(self) -> tuple[Pubkey, ...]:
         """The 8 Jito tip accounts (pre-funded)."""
-        return JITO_TIP_ACCOUNTS
+        return TIP_ACCOUNTS
 
     def start(self, timeout_s: float = 30.0) -> LocalSolana:
         """Start the server thread and block production; return once the server answers."""
@@ -2114,8 +2085,8 @@ class LocalSolana:
     def _bundle_txs(self, params: list[Any]) -> list[tuple[VersionedTransaction, bytes]]:
         encoded = _param(params, 0, "the bundle's transactions")
         encoding = _config(params, 1).get("encoding") or "base58"
-        if not isinstance(encoded, list) or not 1 <= len(encoded) <= MAX_BUNDLE_TRANSACTIONS:
-            raise RpcError(INVALID_PARAMS, f"bundle must contain 1 to {MAX_BUNDLE_TRANSACTIONS} transactions")
+        if not isinstance(encoded, list) or not 1 <= len(encoded) <= MAX_BUNDLE_TXS:
+            raise RpcError(INVALID_PARAMS, f"bundle must contain 1 to {MAX_BUNDLE_TXS} transactions")
         return [_decode_transaction(item, encoding) for item in encoded]
 
     def _engine_send_bundle(self, params: list[Any]) -> Any:
@@ -2135,7 +2106,7 @@ class LocalSolana:
                 f"bundle must pay a tip of at least {MIN_TIP_LAMPORTS} lamports to one "
                 f"of the tip accounts (getTipAccounts); it pays {tip}",
             )
-        bid = bundle_id(sigs)
+        bid = bundle_id_of(sigs)
         bundle = self._bundles.get(bid)
         if bundle is not None and (
             bundle.status == "Landed" or (bundle.status == "Pending" and not bundle.dropped)
@@ -2199,8 +2170,8 @@ class LocalSolana:
             raise RpcError(INVALID_PARAMS, 'Invalid params: expected {"encodedTransactions": [base64, ...]}')
         cfg = _config(params, 1)
         encoded = first["encodedTransactions"]
-        if not 1 <= len(encoded) <= MAX_BUNDLE_TRANSACTIONS:
-            raise RpcError(INVALID_PARAMS, f"bundle must contain 1 to {MAX_BUNDLE_TRANSACTIONS} transactions")
+        if not 1 <= len(encoded) <= MAX_BUNDLE_TXS:
+            raise RpcError(INVALID_PARAMS, f"bundle must contain 1 to {MAX_BUNDLE_TXS} transactions")
         txs = [_decode_transaction(item, "base64") for item in encoded]
         if not cfg.get("skipSigVerify"):
             for i, (tx, _) in enumerate(txs):

@@ -30,12 +30,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 import httpx
 import msgspec
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 #: Jito's 8 mainnet tip accounts (constant; ``getTipAccounts`` returns them; research §4.2). Never reach
@@ -90,9 +91,15 @@ class InflightBundleStatus(msgspec.Struct, frozen=True):
     landed_slot: int | None = None
 
 
+def bundle_id_of(signatures: Iterable[Signature]) -> str:
+    """A bundle's id as Jito derives it (``derive_bundle_id``): sha256 hex of the transactions' first
+    signatures joined by ``","``; the block engine and the local chain both use this one."""
+    return hashlib.sha256(",".join(str(s) for s in signatures).encode()).hexdigest()
+
+
 def bundle_id(txs: Sequence[VersionedTransaction]) -> str:
-    """The id the block engine gives a bundle: SHA-256 hex of the first signatures joined by ``,``."""
-    return hashlib.sha256(",".join(str(tx.signatures[0]) for tx in txs).encode()).hexdigest()
+    """The id of the bundle of ``txs`` (:func:`bundle_id_of` their first signatures)."""
+    return bundle_id_of(tx.signatures[0] for tx in txs)
 
 
 def tip_lamports(tx: VersionedTransaction) -> int:
