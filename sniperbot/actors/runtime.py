@@ -14,6 +14,7 @@ import importlib
 import itertools
 import logging
 import os
+import random
 import threading
 import time
 import traceback
@@ -195,10 +196,12 @@ class ActorRuntime(ActorContext):
         self._ack_held = True
         return self._inbox.hold(*self._current)
 
-    def every(self, interval_s: float, callback: Callable[[], None]) -> None:
-        """Run ``callback`` every ``interval_s`` seconds."""
+    def every(self, interval_s: float, callback: Callable[[], None], first_s: float | None = None) -> None:
+        """Run ``callback`` every ``interval_s`` seconds, the first time after ``first_s`` (default: one
+        interval)."""
         timer = _Timer(int(interval_s * 1e9), callback)
-        heapq.heappush(self._timers, (time.monotonic_ns() + timer.interval_ns, next(self._timer_ids), timer))
+        first_ns = timer.interval_ns if first_s is None else int(first_s * 1e9)
+        heapq.heappush(self._timers, (time.monotonic_ns() + first_ns, next(self._timer_ids), timer))
 
     @property
     def credentials(self) -> bytes:
@@ -262,7 +265,11 @@ class ActorRuntime(ActorContext):
         self.every(self.launch.heartbeat_interval_s, self._heartbeat)
         self.every(_RESEND_CHECK_S, self._resend_due)
         if self.metrics.enabled:
-            self.every(self.launch.metrics_interval_s, self._publish_metrics)
+            # At a random phase: the node's actors start within milliseconds of each other, and
+            # snapshots taken in step would make every process busy at the same instant each
+            # interval (a burst that lands on the tick-to-trade path's tail).
+            interval = self.launch.metrics_interval_s
+            self.every(interval, self._publish_metrics, first_s=random.uniform(0.05, 1.0) * interval)
         self.actor.on_start()
         ready = Ready(
             actor_id=self.actor_id, incarnation=self.incarnation, pid=os.getpid(), ts_ns=time.time_ns()
