@@ -13,11 +13,35 @@ portfolio and risk status. Exit codes (``sniperbot run``):
 * 71 (:data:`EXIT_NODE_CRASHED`): an exception escaped the node's own loop; the
   error is logged and printed, and the journal keeps ``node/running = 1`` so the next
   start is fail-closed (``global: unclean_shutdown``).
-* 74 (:data:`EXIT_DISK_FULL`): the run dir's disk is full (less than
-  :data:`DISK_RESERVE_BYTES` free, or a journal write failed with ENOSPC): one
-  ``disk_full`` log line, "stopped: disk full", actors stopped; also fail-closed.
+* 74 (:data:`EXIT_DISK_FULL`): the last resort of a full disk: a write of the node's own
+  to the journal failed with ENOSPC even after the storage check released the ballast
+  (see below): one ``disk_full`` log line, "stopped: disk full", actors stopped; fail-closed.
 
 Any end but an orderly stop leaves ``node/running = 1``.
+
+**Storage faults fail closed, and recover by themselves** (issue #14, point 4). Once a
+second the node checks the run dir's storage (:meth:`Node._check_storage`): less than
+:data:`DISK_RESERVE_BYTES` free on its file system, or a run dir that refuses a write
+(read-only remount, permissions, I/O error). On a fault it
+
+* holds the ``global`` breaker open with the reason ``storage: <file or dir>: <problem>``
+  (``admin status`` ``storage``, ``admin breaker-status``, the API's ``/status`` and
+  ``/breakers``); no order is accepted, open orders are cancelled, the alerts actor sends
+  the breaker's critical alert; one ``storage_fault`` log line names the file and the problem;
+* deletes the ballast ``<run dir>/storage.reserve`` (:data:`DISK_RESERVE_BYTES`, allocated at
+  start): another program that filled the disk leaves the node room to journal the
+  rejections, cancels and alerts of a fail-closed stop instead of crash-looping on ENOSPC;
+* keeps everything journaled: nothing is deleted, nothing is written outside the journal's
+  transactions, and an order whose journal append fails is never sent (the append raises
+  before the send, in :mod:`sniperbot.execution.executor`).
+
+Recovery is **automatic** (a half-open probe of the journal, no operator needed), because the
+journal is transactional: a failed commit leaves no trace, so nothing needs checking by hand.
+When at least twice the reserve is free again, the run dir takes a write and a journal write
+(:data:`~sniperbot.journal.keys.STORAGE_PROBE`) commits, the ballast is allocated again and
+the ``global`` breaker is tripped with the reason ``storage recovered ...``: the usual
+cooldown, half-open probation (risk-reducing orders only) and close. A damaged journal is not
+a storage fault the node can recover from: it is refused at start (:meth:`Node._open_state`).
 """
 
 from __future__ import annotations
@@ -45,7 +69,7 @@ from sniperbot.admin.protocol import (
 from sniperbot.admin.service import AdminService
 from sniperbot.config import Config
 from sniperbot.journal import JournalError, keys
-from sniperbot.journal.lmdbfile import check_before_open, is_disk_full
+from sniperbot.journal.lmdbfile import DATA_FILE, check_before_open, is_disk_full
 from sniperbot.kernel.last_values import LastValues
 from sniperbot.messages import (
     ActorError,
@@ -87,6 +111,9 @@ EXIT_DISK_FULL = 74
 # full) before LMDB runs out mid-transaction and actors start crash-looping.
 DISK_RESERVE_BYTES = 4 * 1024 * 1024
 _DISK_CHECK_S = 1.0
+STORAGE_BALLAST = "storage.reserve"  # in the run dir: freed on a storage fault (module docstring)
+_STORAGE_PROBE_FILE = "storage.probe"  # in the run dir: the write that proves the run dir writable
+STORAGE_REASON = "storage: "  # the prefix of the global breaker's reason while a storage fault holds it
 RUNNING_KEY = keys.RUNNING  # re-exported: tools and tests read it from here
 _LOOP_TICK_S = 0.05
 _SHUTDOWN_GRACE_S = 60.0
@@ -98,6 +125,35 @@ class NodeCrash(RuntimeError):
 
 class DiskFull(RuntimeError):
     """The run dir's file system is full: the node cannot journal, so it must not trade."""
+
+
+class _BreakerStore:
+    """The breaker board's journal: while a storage fault holds trading stopped, a breaker change
+    that cannot be journaled is kept in memory and journaled on recovery, instead of crashing the
+    node (``node/running = 1`` is on disk already: a crash meanwhile restarts fail-closed)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self.unsaved: dict[str, bytes | None] = {}
+
+    def put_state(self, key: str, value: bytes | None) -> None:
+        """Journal one breaker, or keep it for the recovery during a storage fault."""
+        try:
+            self._node.journal.put_state(key, value)
+        except JournalError:
+            if not self._node.storage_fault:
+                raise
+            self.unsaved[key] = value
+
+    def state_items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """The journaled breakers."""
+        return self._node.journal.state_items(prefix)
+
+    def flush(self) -> None:
+        """Journal what a storage fault kept in memory (raises :class:`JournalError` if it still cannot)."""
+        for key, value in list(self.unsaved.items()):
+            self._node.journal.put_state(key, value)
+            del self.unsaved[key]
 
 
 class Node:
@@ -141,6 +197,7 @@ class Node:
         self.venue_status: dict[str, VenueStatus] = {}
         self._stop_requested = ""
         self._stopped = False
+        self.storage_fault = ""  # the storage problem holding trading stopped; "" when storage is fine
         self._incarnations: dict[str, int] = {}
         self._children: dict[str, Child] = {}
         self._watched: dict[int, Callable[[], None]] = {}
@@ -243,7 +300,15 @@ class Node:
             raw = self.journal.get_state(key)
             self._incarnations[actor_id] = int(raw) if raw is not None and raw.isdigit() else 0
         incarnation = self._incarnations[actor_id] + 1
-        self.journal.put_state(key, str(incarnation).encode())
+        try:
+            self.journal.put_state(key, str(incarnation).encode())
+        except JournalError as e:
+            if not is_disk_full(e):
+                raise
+            # The disk filled up since the last check: stop trading and free the ballast now,
+            # then try once more (a second failure ends the node: exit 74, fail-closed).
+            self._check_storage()
+            self.journal.put_state(key, str(incarnation).encode())
         self._incarnations[actor_id] = incarnation
         return incarnation
 
@@ -263,17 +328,22 @@ class Node:
     def breaker_tripped(self, scope: str, reason: str) -> float:
         """A subtree escalated: open its breaker, cancel open orders in scope; returns the cooldown."""
         cooldown = self.breakers.trip(scope, reason)
+        if scope == "global" and self.storage_fault:
+            # The reason stays the cause an operator must fix, not its consequence.
+            self.breakers.hold("global", STORAGE_REASON + self.storage_fault)
         self._cancel_open_orders(scope, reason)
         sentry.report_restart_storm(scope, reason, 0, 0.0)
         return cooldown
 
     def breaker_half_open(self, scope: str) -> None:
-        """The tripped subtree is being started again on probation."""
+        """The tripped subtree is being started again on probation (not while storage holds ``global``)."""
+        if scope == "global" and self.storage_fault:
+            return
         self.breakers.half_open(scope)
 
     def breaker_closed(self, scope: str) -> None:
         """The subtree passed its probe period (a venue still not reconciled stays held open)."""
-        if self._venue_hold(scope):
+        if self._venue_hold(scope) or (scope == "global" and self.storage_fault):
             return
         self.breakers.close(scope)
 
@@ -415,10 +485,17 @@ class Node:
         return self.exit_code
 
     def _open(self) -> None:
-        self.rundir.create()
-        self._lock_fd = self.rundir.lock()
-        for stale in self.rundir.path.glob("*.sock"):
-            stale.unlink()  # left by a node that was killed; we hold the lock now
+        try:
+            self.rundir.create()
+            self._lock_fd = self.rundir.lock()
+            for stale in self.rundir.path.glob("*.sock"):
+                stale.unlink()  # left by a node that was killed; we hold the lock now
+        except OSError as e:
+            # A read-only or unwritable run dir: a refusal that names it, not a traceback.
+            raise RunDirError(
+                f"refusing to start: run dir {self.rundir.path} cannot be written: {e.strerror} "
+                f"({e.filename or self.rundir.path}). Nothing was started"
+            ) from None
         self._open_state()
         if self.ray_address is not None:
             self._start_ray()  # before our signal handlers: ray.init installs its own
@@ -450,8 +527,9 @@ class Node:
             self._poller.register(sock, zmq.POLLIN)
         self._pub = Publisher(self._zctx, self.rundir.bus_in, NODE, 0, signer=self._signer)
         cfg = self.config.breakers
+        self._breaker_store = _BreakerStore(self)
         self.breakers = BreakerBoard(
-            self.journal,
+            self._breaker_store,
             self._announce_breaker,
             base_cooldown_s=cfg.cooldown_s,
             max_cooldown_s=cfg.max_cooldown_s,
@@ -540,9 +618,28 @@ class Node:
                     ledger.verify()
             except LedgerError as e:
                 raise RunDirError(f"refusing to start: {e}. {self._recovery_hint()}") from None
+        node_keys = (keys.NODE_LIFE, RUNNING_KEY)
+        if marker is not None and all(self.journal.get_state(k) is None for k in node_keys):
+            # Not lost (the file is there, it verifies) but never written by a node: swapped for an
+            # empty or foreign journal. Starting on it would trade on an empty book.
+            raise RunDirError(
+                f"refusing to start: journal {self.rundir.journal / DATA_FILE} was never written by a node "
+                f"({self.journal.counts()['orders']} orders, no node state), but this run dir has run a node "
+                f"before ({', '.join(evidence)}): it was replaced by an empty or foreign journal. "
+                + self._recovery_hint()
+            )
+        problem = self._storage_problem(self.rundir.path / STORAGE_BALLAST)
+        if problem is None:
+            problem = self._allocate_ballast()
+        if problem is not None:
+            raise RunDirError(f"refusing to start: {problem}. Nothing was started")
         self.node_life = next_node_life(str((marker or {}).get("last_life", "")))
-        self.rundir.write_marker(self.node_life)
-        self._check_disk()
+        try:
+            # Journal first, marker second: a marker never exists beside a journal no node wrote.
+            self.journal.put_state(keys.NODE_LIFE, self.node_life.encode())
+            self.rundir.write_marker(self.node_life)
+        except (JournalError, OSError) as e:
+            raise RunDirError(f"refusing to start: cannot record this start: {e}. Nothing started") from None
 
     def _recovery_hint(self) -> str:
         return (
@@ -552,15 +649,89 @@ class Node:
             "or, knowingly, start a fresh run dir (--run-dir NEW)"
         )
 
-    def _check_disk(self) -> None:
-        """Raise :class:`DiskFull` when the run dir's file system has less than the reserve free."""
-        stat = os.statvfs(self.rundir.path)
+    def _storage_problem(self, ballast: Path | None = None) -> str | None:
+        """What keeps the run dir's storage from journaling (naming the file or dir), or None.
+
+        ``ballast``: while it is not allocated, free space must also cover it (hysteresis: a
+        recovery must not fault again the moment the ballast is allocated back).
+        """
+        path = self.rundir.path
+        need = DISK_RESERVE_BYTES
+        if ballast is not None and not ballast.exists():
+            need += DISK_RESERVE_BYTES
+        try:
+            stat = os.statvfs(path)
+        except OSError as e:
+            return f"run dir {path} cannot be checked: {e.strerror}"
         free = stat.f_bavail * stat.f_frsize
-        if free < DISK_RESERVE_BYTES:
-            raise DiskFull(
-                f"{free} bytes free in {self.rundir.path}'s file system, "
-                f"less than the {DISK_RESERVE_BYTES} bytes the journal needs in reserve"
+        if free < need:
+            return (
+                f"no space for the journal {self.rundir.journal / DATA_FILE}: {free} bytes free on its "
+                f"file system, under the {need} bytes it needs in reserve"
             )
+        probe = path / _STORAGE_PROBE_FILE
+        try:
+            with open(probe, "wb") as f:
+                f.write(str(time.time_ns()).encode())
+        except OSError as e:
+            return f"run dir {path} is not writable: {e.strerror} (writing {probe})"
+        return None
+
+    def _allocate_ballast(self) -> str | None:
+        """Allocate the ballast file (if missing); the problem if the file system refuses."""
+        ballast = self.rundir.path / STORAGE_BALLAST
+        if ballast.exists() and ballast.stat().st_size >= DISK_RESERVE_BYTES:
+            return None
+        try:
+            fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, DISK_RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                ballast.unlink()
+            return f"cannot allocate the storage reserve {ballast}: {e.strerror}"
+        return None
+
+    def _check_storage(self) -> None:
+        """Once a second: hold ``global`` open on a storage fault; recover once storage is back.
+
+        See the module docstring (storage faults fail closed, and recover by themselves).
+        """
+        ballast = self.rundir.path / STORAGE_BALLAST
+        if not self.storage_fault:
+            problem = self._storage_problem()
+            if problem is None:
+                return
+            self.storage_fault = problem
+            with contextlib.suppress(OSError):
+                ballast.unlink()  # room for the journal writes of a fail-closed stop
+            log.critical(
+                "storage fault: trading stopped",
+                extra={"event": "storage_fault", "run_dir": str(self.rundir.path), "error": problem},
+            )
+            self.breakers.hold("global", STORAGE_REASON + problem)
+            self._cancel_open_orders("global", STORAGE_REASON + problem)
+            return
+        # Faulted: probe the run dir, then the journal itself; any failure keeps trading stopped.
+        problem = self._storage_problem(ballast)
+        if problem is None:
+            try:
+                self.journal.put_state(keys.STORAGE_PROBE, str(time.time_ns()).encode())
+                self._breaker_store.flush()
+            except JournalError as e:
+                problem = f"journal {self.rundir.journal} cannot be written: {e}"
+        if problem is None:
+            problem = self._allocate_ballast()
+        if problem is not None:
+            return
+        before, self.storage_fault = self.storage_fault, ""
+        log.warning(
+            "storage recovered: trading resumes after the breaker's probe",
+            extra={"event": "storage_recovered", "run_dir": str(self.rundir.path), "error": before},
+        )
+        self.breakers.trip("global", f"storage recovered (was: {before})", timed=True)
 
     def _start_ray(self) -> None:
         """Start or join the Ray cluster (``--ray``); its address goes to ``<run dir>/ray.address``."""
@@ -628,17 +799,7 @@ class Node:
                 self._stopped = True
             if now >= next_disk_check and not self._stop_requested:
                 next_disk_check = now + _DISK_CHECK_S
-                try:
-                    self._check_disk()
-                except DiskFull as e:
-                    # A clear stop, not a crash loop: actors stop in order; no new journal writes.
-                    self.exit_code = EXIT_DISK_FULL
-                    self.crash = str(e)
-                    log.critical(
-                        "stopped: disk full",
-                        extra={"event": "disk_full", "run_dir": str(self.rundir.path), "error": str(e)},
-                    )
-                    self.request_stop("disk full")
+                self._check_storage()
             if now >= next_heartbeat:
                 next_heartbeat = now + self.heartbeat_interval_s
                 self.root.send_heartbeats()
@@ -676,6 +837,10 @@ class Node:
         else:
             on_exit = self._watched.get(sock)
             if on_exit is not None:
+                if not self._stop_requested:
+                    # An actor that died of a full disk: hold trading before its restart, not a
+                    # second later (a crash loop would escalate to its subtree's breaker first).
+                    self._check_storage()
                 on_exit()
 
     def _drain(self, sock: zmq.Socket, handler: Callable[[list[bytes]], None]) -> None:
@@ -842,6 +1007,8 @@ class Node:
             "rejected": snapshot.rejected if snapshot else 0,
             "trading_state": self.risk.trading_state if self.risk else "UNKNOWN",
             "breakers": self.breakers.snapshot(),
+            # The storage fault holding the global breaker open ("ok" when storage is fine).
+            "storage": self.storage_fault or "ok",
             "venues": self.venues_status(),
             "actors": sum(1 for c in self.root.workers() if c.state == "running"),
             "restarts": sum(c.restarts for c in self.root.workers()),

@@ -290,37 +290,7 @@ def test_a_damaged_venue_ledger_refuses_to_start(
     _assert_nothing_left(run_dir)
 
 
-# -- point 10: disk full, breaker reset, no node ----------------------------------------------
-
-
-def test_a_full_disk_stops_the_node_with_one_clear_line(short_tmp: Path, fast_config: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs (CI runs the tests as root)")
-    disk = short_tmp / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m,mode=0700", "tmpfs", str(disk)], check=True)
-    # The run dir is the tmpfs itself: the node's log (next to it) stays on the big disk.
-    running = RunningNode(disk, fast_config)
-    try:
-        running.wait_ready(60)
-        eventually(lambda: running.admin("status")["fills"] >= 1, 60, what="trading")
-        with open(disk / "filler", "wb") as f:  # another program fills the disk
-            try:
-                while True:
-                    f.write(b"\0" * 1024 * 1024)
-                    f.flush()
-            except OSError:
-                pass
-        code = running.process.wait(60)
-        log = running.log()
-    finally:
-        running.stop()
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-    assert code == 74, log[-3000:]
-    assert "stopped: disk full" in log
-    assert sum(1 for line in log.splitlines() if '"disk_full"' in line) == 1, log[-3000:]
-    assert "Traceback" not in log, log[-3000:]
-    assert "circuit breaker open" not in log, log[-3000:]
+# -- point 10: breaker reset, no node (a full disk: tests/test_storage_faults.py) --------------
 
 
 def test_breaker_reset_restarts_the_tripped_subtree_now(short_tmp: Path) -> None:

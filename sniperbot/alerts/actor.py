@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import time
+import zlib
 from typing import Any
 
 import msgspec
@@ -170,7 +171,9 @@ class AlertsActor(Actor):
         self.outbox.put_state(memo, str(change.ts_ns).encode())
         storm = change.state == "open" and change.reason.endswith("escalated")
         self.alert(
-            f"breaker:{change.scope}:{change.state}:{change.trips}",
+            # The reason is part of the key: a hold for a new cause (a storage fault after a
+            # recovery, keeping the trip count) is news, not a duplicate within the window.
+            f"breaker:{change.scope}:{change.state}:{change.trips}:{zlib.crc32(change.reason.encode()):08x}",
             "restart_storm" if storm else "breaker",
             _BREAKER_SEVERITY.get(change.state, "warning"),
             f"breaker {change.scope} {change.state.upper().replace('_', '-')}",

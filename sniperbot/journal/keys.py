@@ -17,6 +17,11 @@ Each is written by one owner and read by whoever needs it after a restart:
 * :data:`STRATEGY_STATE` + strategy id (its strategy actor): the strategy's own ``on_save`` state.
 * :data:`POOL_CURSOR` + venue ``/`` factory address (its pool watcher): the block cursor and the last
   published pool (:class:`sniperbot.venues.evm.pool_watcher.PoolCursor`, JSON).
+* :data:`NODE_LIFE` (node): the node life of the latest start, journaled before the run-dir marker
+  (:data:`sniperbot.rundir.MARKER_NAME`) is written: a marker next to a journal without it (nor
+  :data:`RUNNING`) means the journal was replaced by an empty or foreign one.
+* :data:`STORAGE_PROBE` (node): a timestamp written by the node's storage check while a storage fault
+  holds trading stopped; the write succeeding is what proves the journal can be written again.
 * :data:`SOLANA_POOL_CURSOR` + venue ``/`` pools program (its Solana pool watcher): the slot floor and
   the pools handled above it (:class:`sniperbot.venues.solana.pool_watcher.PoolCursor`, JSON).
 """
@@ -36,3 +41,5 @@ BARS: Final = "bars/"
 STRATEGY_STATE: Final = "strategy/"
 POOL_CURSOR: Final = "evm/pools/"
 SOLANA_POOL_CURSOR: Final = "solana/pools/"
+STORAGE_PROBE: Final = "node/storage_probe"
+NODE_LIFE: Final = "node/life"
