@@ -725,6 +725,9 @@ class Node:
         if problem is None:
             problem = self._allocate_ballast()
         if problem is not None:
+            if self.breakers.state("global") != "open":
+                # An operator reset cannot trade through a storage fault: the next check holds it again.
+                self.breakers.hold("global", STORAGE_REASON + self.storage_fault)
             return
         before, self.storage_fault = self.storage_fault, ""
         log.warning(
