@@ -107,8 +107,9 @@ log = logging.getLogger("sniperbot.node")
 EXIT_ROOT_FAILED = 70
 EXIT_NODE_CRASHED = 71
 EXIT_DISK_FULL = 74
-# Below this much free space in the run dir's file system the node stops (disk
-# full) before LMDB runs out mid-transaction and actors start crash-looping.
+# Below this much free space in the run dir's file system the node stops trading (a storage
+# fault, module docstring) before LMDB runs out mid-transaction and actors start crash-looping;
+# also the size of the ballast the fault releases.
 DISK_RESERVE_BYTES = 4 * 1024 * 1024
 _DISK_CHECK_S = 1.0
 STORAGE_BALLAST = "storage.reserve"  # in the run dir: freed on a storage fault (module docstring)
