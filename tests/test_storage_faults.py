@@ -11,7 +11,6 @@ read-only journal is refused at start in tests/test_lost_state.py.)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -70,12 +69,23 @@ def _journal(run_dir: Path, what: str) -> list[dict]:
 
 
 def _fill_up(directory: Path) -> Path:
-    """Another program writes ``directory``'s file system full (until ENOSPC)."""
+    """Another program takes every free byte of ``directory``'s file system, in one allocation
+    (a writer that keeps writing after the node released its reserve is in the module docstring)."""
     filler = directory / "filler"
-    with open(filler, "wb") as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 1024 * 1024)
-            f.flush()
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        stat = os.statvfs(directory)
+        free = stat.f_bavail * stat.f_frsize
+        while free > 0:
+            try:
+                os.posix_fallocate(fd, 0, free)
+                break
+            except OSError:
+                free -= stat.f_frsize  # the file's own metadata took a block
+    finally:
+        os.close(fd)
+    stat = os.statvfs(directory)
+    assert stat.f_bavail * stat.f_frsize < 64 * 1024, stat
     return filler
 
 

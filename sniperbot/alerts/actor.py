@@ -168,8 +168,9 @@ class AlertsActor(Actor):
         seen = self.outbox.get_state(memo)
         if seen is not None and int(seen) >= change.ts_ns:
             return  # the replayed last value, reported before the restart
-        self.outbox.put_state(memo, str(change.ts_ns).encode())
         storm = change.state == "open" and change.reason.endswith("escalated")
+        # Alert first, memo second: an alert whose commit fails (a full disk) is not marked
+        # reported; one committed before a crash is de-duplicated by its key on the replay.
         self.alert(
             # The reason is part of the key: a hold for a new cause (a storage fault after a
             # recovery, keeping the trip count) is news, not a duplicate within the window.
@@ -180,6 +181,7 @@ class AlertsActor(Actor):
             f"{change.reason}; trips {change.trips}"
             + (f", retry in {change.cooldown_s:g} s" if change.state == "open" else ""),
         )
+        self.outbox.put_state(memo, str(change.ts_ns).encode())
 
     def _on_risk(self, status: RiskStatus) -> None:
         assert self.outbox is not None
