@@ -30,7 +30,10 @@ second the node checks the run dir's storage (:meth:`Node._check_storage`): less
   the breaker's critical alert; one ``storage_fault`` log line names the file and the problem;
 * deletes the ballast ``<run dir>/storage.reserve`` (:data:`DISK_RESERVE_BYTES`, allocated at
   start): another program that filled the disk leaves the node room to journal the
-  rejections, cancels and alerts of a fail-closed stop instead of crash-looping on ENOSPC;
+  rejections, cancels and alerts of a fail-closed stop instead of crash-looping on ENOSPC (a
+  writer that keeps filling the disk takes that room too: trading still stays stopped, the
+  breaker held in memory, ``node/running = 1`` on disk, an actor that cannot journal stops
+  instead of acting, and the alert goes out once the alerts outbox can commit it);
 * keeps everything journaled: nothing is deleted, nothing is written outside the journal's
   transactions, and an order whose journal append fails is never sent (the append raises
   before the send, in :mod:`sniperbot.execution.executor`).

@@ -70,7 +70,7 @@ def _journal(run_dir: Path, what: str) -> list[dict]:
 
 def _fill_up(directory: Path) -> Path:
     """Another program takes every free byte of ``directory``'s file system, in one allocation
-    (a writer that keeps writing after the node released its reserve is in the module docstring)."""
+    (a writer that keeps writing after the node released its reserve: see sniperbot.node's docstring)."""
     filler = directory / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
