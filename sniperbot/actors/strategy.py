@@ -24,16 +24,14 @@ _BAR_CLOCK_S = 0.1
 
 def journaled_history(journal: Journal, strategy_id: str) -> tuple[list[Fill], int]:
     """A strategy's journaled fills and the highest intent sequence of its orders (a restart resumes
-    after it, so intent ids stay unique), by reading the whole journal.
+    after it, so intent ids stay unique), from its own records (:meth:`Journal.strategy_records`).
 
-    O(records): the strategy actor restores from :meth:`Journal.snapshot` instead; this stays for the
-    sniper, whose per-token state needs each fill in order, and as the reference a snapshot must equal.
+    O(the strategy's records): the strategy actor restores from :meth:`Journal.snapshot` (O(keys))
+    instead; this stays for the sniper, whose per-token state needs each of its fills in order.
     """
     fills: list[Fill] = []
     last_seq = 0
-    for _, record in journal.records():
-        if record.strategy_id != strategy_id:
-            continue
+    for _, record in journal.strategy_records(strategy_id):
         if isinstance(record, Fill):
             fills.append(record)
         elif isinstance(record, Order | OrderUpdate):

@@ -20,8 +20,10 @@ Layout (one LMDB environment at ``run_dir / "journal"``, files mode 0600):
   (:mod:`sniperbot.journal.aggregates`, which says why): a restarting actor reads them with
   :meth:`Journal.snapshot` and tails the log after the snapshot's seq, so a restart reads O(keys),
   not O(records), however long the node has traded.
+* ``by_strategy``: ``strategy_id`` NUL seq -> empty, for each order record: a strategy's own records
+  (:meth:`Journal.strategy_records`) without reading the others'.
 
-Format versions (``meta`` ``format``): ``1`` had neither ``open`` nor ``aggregates``. A format-1
+Format versions (``meta`` ``format``): ``1`` had none of ``open``, ``aggregates``, ``by_strategy``. A format-1
 journal opened for writing is upgraded once, in one write transaction (all or nothing): both are
 built from the log and the format becomes ``2``; nothing in the log changes. Opened read-only it is
 read as it is, without :meth:`Journal.snapshot`.
@@ -139,9 +141,13 @@ class _Dbs(NamedTuple):
     state: lmdb._Database
     open: lmdb._Database
     aggregates: lmdb._Database
+    by_strategy: lmdb._Database
 
 
-_DB_NAMES = (b"log", b"orders", b"fills", b"status", b"intents", b"meta", b"state", b"open", b"aggregates")
+_DB_NAMES = (
+    *(b"log", b"orders", b"fills", b"status", b"intents", b"meta", b"state"),  # format 1
+    *(b"open", b"aggregates", b"by_strategy"),  # format 2
+)
 
 
 def _seq_key(seq: int) -> bytes:
@@ -258,9 +264,15 @@ def _put_all(txn: lmdb.Transaction, dbs: _Dbs, prepared: list[_Prepared]) -> lis
         if not txn.put(seq_key, payload, append=True, db=dbs.log):
             raise JournalError(f"journal seq {seq} is not after the last one")
         aggregates.apply(store, seq, record)
+        if not isinstance(record, TokenSafetyReport):
+            txn.put(_strategy_seq_key(record.strategy_id, seq), b"", db=dbs.by_strategy)
         seqs.append(seq)
         last = seq
     return seqs
+
+
+def _strategy_seq_key(strategy_id: str, seq: int) -> bytes:
+    return strategy_id.encode() + b"\0" + _seq_key(seq)
 
 
 def _is_terminal(status: bytes | None) -> bool:
@@ -273,7 +285,10 @@ def _upgrade_v1(txn: lmdb.Transaction, dbs: _Dbs) -> None:
     store = aggregates.MemoryStore()
     for key, value in txn.cursor(db=dbs.log):
         seq = _seq_of(key, "journal key")
-        aggregates.apply(store, seq, _decode(seq, value))
+        record = _decode(seq, value)
+        aggregates.apply(store, seq, record)
+        if not isinstance(record, TokenSafetyReport):
+            txn.put(_strategy_seq_key(record.strategy_id, seq), b"", db=dbs.by_strategy)
     for key, value in store.encoded().items():
         txn.put(key, value, db=dbs.aggregates)
     for cid, seq_key in txn.cursor(db=dbs.orders):
@@ -455,7 +470,7 @@ class Journal:
                 named += [self._env.open_db(name, create=False) for name in _DB_NAMES[7:]]
             except lmdb.NotFoundError:
                 # A format-1 journal (not upgraded: read-only): read as it is; snapshot() refuses.
-                named += [named[0], named[0]]
+                named += [named[0], named[0], named[0]]
             return _Dbs(*named)
         except lmdb.NotFoundError:
             # The writer creates all of them in its first transaction; until it
@@ -493,6 +508,7 @@ class Journal:
             status: dict[bytes, bytes] = {}
             intents: dict[bytes, int] = {}
             aggregated = aggregates.MemoryStore()
+            by_strategy: dict[bytes, bytes] = {}
             reports = 0
             expected = 1
             for key, value in txn.cursor(db=dbs.log):
@@ -505,6 +521,8 @@ class Journal:
                 except JournalError as e:
                     raise JournalError(f"journal {self._path}: {e}") from None
                 aggregates.apply(aggregated, seq, record)
+                if not isinstance(record, TokenSafetyReport):
+                    by_strategy[_strategy_seq_key(record.strategy_id, seq)] = b""
                 if isinstance(record, Order):
                     orders.setdefault(record.client_order_id.encode(), key)
                     intent_seq = _intent_seq(record)
@@ -533,6 +551,7 @@ class Journal:
             if not _without_aggregates(txn, dbs):
                 open_ = {k: v for k, v in orders.items() if not _is_terminal(status.get(k))}
                 indexes += [("open", dbs.open, open_), ("aggregates", dbs.aggregates, aggregated.encoded())]
+                indexes.append(("by_strategy", dbs.by_strategy, by_strategy))
             for name, db, want in indexes:
                 have = {bytes(k): bytes(v) for k, v in txn.cursor(db=db)}
                 if have != want:
@@ -684,6 +703,51 @@ class Journal:
             if len(raw) < _READ_BATCH:
                 return
             position = raw[-1][0]
+
+    def strategy_records(
+        self, strategy_id: str, kinds: tuple[type, ...] = ORDER_RECORDS
+    ) -> Iterator[tuple[int, JournalRecord]]:
+        """Yield ``(seq, record)`` of one strategy's order records (``kinds``), in journal order.
+
+        Reads that strategy's records only (the ``by_strategy`` index), in batches of short read
+        transactions: O(its records), however many other strategies have journaled.
+        """
+        prefix = _key(strategy_id, "strategy_id") + b"\0"
+        position = prefix
+
+        def batch(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[int, bytes]]:
+            if _without_aggregates(txn, dbs):
+                raise JournalError(
+                    f"journal {self._path} has format {_FORMAT_V1!r} (no strategy index): open it for "
+                    "writing once to upgrade it"
+                )
+            out: list[tuple[int, bytes]] = []
+            cur = txn.cursor(db=dbs.by_strategy)
+            if not cur.set_range(position):
+                return out
+            for key in cur.iternext(keys=True, values=False):
+                if not key.startswith(prefix):
+                    break
+                if key == position:
+                    continue
+                seq = _seq_of(key[len(prefix) :], "strategy index key")
+                value = txn.get(_seq_key(seq), db=dbs.log)
+                if value is None:
+                    raise JournalError(f"journal {self._path}: strategy index points at missing seq {seq}")
+                out.append((seq, bytes(value)))
+                if len(out) >= _READ_BATCH:
+                    break
+            return out
+
+        while True:
+            raw = self._read(batch, [])
+            for seq, value in raw:
+                record = _decode(seq, value)
+                if isinstance(record, kinds):
+                    yield seq, record
+            if len(raw) < _READ_BATCH:
+                return
+            position = prefix + _seq_key(raw[-1][0])
 
     def fills(self) -> list[Fill]:
         """All fills, in journal order."""
