@@ -275,10 +275,20 @@ def restore_costs(run_dir: Path) -> dict[str, dict[str, float]]:
     def old_open_orders(journal: Journal) -> None:
         [o for o in journal.orders() if journal.order_status(o.client_order_id) not in TERMINAL_STATUSES]
 
+    def old_strategy(journal: Journal, strategy_id: str) -> None:
+        # main's journaled_history: every record, to find the strategy's own
+        for _, record in journal.records():
+            if record.strategy_id == strategy_id and isinstance(record, Fill):
+                pass
+
     kinds = {
         "strategy": (
-            lambda j: journaled_history(j, "fast_btc"),
+            lambda j: old_strategy(j, "fast_btc"),
             lambda j: j.snapshot(strategy_id="fast_btc"),
+        ),
+        "sniper (its own records; 1/20 of them)": (
+            lambda j: old_strategy(j, "hist0"),
+            lambda j: journaled_history(j, "hist0"),
         ),
         "risk_guard": (old_risk, lambda j: j.snapshot(spend_day=today)),
         "portfolio": (old_portfolio, lambda j: j.snapshot()),

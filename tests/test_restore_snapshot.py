@@ -24,6 +24,7 @@ import pytest
 from sniperbot.actors.strategy import journaled_history
 from sniperbot.journal import TERMINAL_STATUSES, Journal, JournalError, JournalRecord
 from sniperbot.journal.aggregates import DAY_NS
+from sniperbot.journal.seal import break_seal, is_sealed, write_seal
 from sniperbot.messages import Fill, Order, OrderUpdate, TokenSafetyReport
 from sniperbot.messages.orders import make_intent_id, parse_intent_seq
 from sniperbot.portfolio.ledger import Ledger, combined_snapshot
@@ -262,3 +263,36 @@ def test_format_1_journal_is_upgraded_once_and_loses_nothing(tmp_path: Path) -> 
             assert txn.get(b"format", db=env.open_db(b"meta", txn=txn)) == b"2"
     finally:
         env.close()
+
+
+def test_the_seal_of_an_orderly_stop_breaks_on_any_write(tmp_path: Path) -> None:
+    """A start skips the full verification only on a journal untouched since its orderly stop."""
+    journal_dir = tmp_path / "journal"
+
+    def stop_in_order() -> None:
+        with Journal.open(tmp_path, durability="process") as journal:
+            journal.append_many(_records(random.Random(3), "s", 20))
+            txnid = journal.last_txnid()
+        write_seal(journal_dir, txnid)
+
+    def sealed() -> bool:
+        with Journal.open(tmp_path, durability="process") as journal:  # opening writes nothing
+            return is_sealed(journal_dir, journal.last_txnid())
+
+    stop_in_order()
+    assert sealed() and sealed()
+    with Journal.open(tmp_path, durability="process") as journal:  # a write through LMDB
+        journal.put_state("x", b"1")
+    assert not sealed()
+    stop_in_order()
+    assert sealed()
+    time.sleep(0.02)  # past the file system's timestamp granularity (ext4: one jiffy) since the commit
+    with open(journal_dir / "data.mdb", "r+b") as f:  # a write behind LMDB's back, same bytes
+        f.seek(4096 * 3)
+        byte = f.read(1)
+        f.seek(4096 * 3)
+        f.write(byte)
+    assert not sealed()
+    stop_in_order()
+    break_seal(journal_dir)  # what a start does before its first write: a crash leaves no seal
+    assert not sealed()

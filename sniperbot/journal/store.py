@@ -794,6 +794,12 @@ class Journal:
         key = _key(fill_id, "fill_id")
         return self._read(lambda txn, dbs: txn.get(key, db=dbs.fills) is not None, False)
 
+    def last_txnid(self) -> int:
+        """LMDB's id of the last committed write transaction (any process's): changes with every commit."""
+        with self._lock:
+            self._check_usable(write=False)
+            return int(self._env.info()["last_txnid"])
+
     def last_seq(self) -> int:
         """The seq of the last record (0 when empty); every seq from 1 to it exists."""
 
