@@ -38,7 +38,19 @@ from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.messages.orders import parse_intent_seq
 from sniperbot.portfolio.ledger import book_fill
 
-__all__ = ["DAY_NS", "Book", "StrategyTotals", "VenueTotals", "apply", "book_key", "strategy_book_key"]
+__all__ = [
+    "DAY_NS",
+    "Book",
+    "MemoryStore",
+    "Snapshot",
+    "Spend",
+    "StrategyTotals",
+    "TxnStore",
+    "VenueTotals",
+    "apply",
+    "book_key",
+    "strategy_book_key",
+]
 
 DAY_NS = 86_400 * 10**9
 """One UTC day in ns: the spend aggregates are per ``ts_ns // DAY_NS``, as the risk guard counts them."""
