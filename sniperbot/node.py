@@ -73,6 +73,7 @@ from sniperbot.admin.service import AdminService
 from sniperbot.config import Config
 from sniperbot.journal import JournalError, keys
 from sniperbot.journal.lmdbfile import DATA_FILE, check_before_open, is_disk_full
+from sniperbot.journal.seal import break_seal, is_sealed, write_seal
 from sniperbot.kernel.last_values import LastValues
 from sniperbot.messages import (
     ActorError,
@@ -586,7 +587,8 @@ class Node:
           unreadable or read-only files, a record that does not decode, an index that
           disagrees with the log) in the journal or a venue ledger: refuse (exit 2),
           naming the file and the problem and how to recover. The whole journal is
-          verified at each start (``bench/journal_verify.py`` measures the cost).
+          verified at each start (``bench/journal_verify.py`` measures the cost), unless
+          it is exactly as the last orderly stop sealed it (:mod:`sniperbot.journal.seal`).
         * Each start gets a node-life token (:func:`sniperbot.rundir.next_node_life`),
           part of every client order id, so ids are never reused across node lives
           even if every file was lost.
@@ -610,7 +612,11 @@ class Node:
             )
         try:
             self.journal = process_journal(self.rundir.path, self.config.journal.durability)
-            self.journal.verify()
+            if is_sealed(self.rundir.journal, self.journal.last_txnid()):
+                self.journal.snapshot()  # untouched since an orderly stop (sniperbot.journal.seal)
+            else:
+                self.journal.verify()
+            break_seal(self.rundir.journal)
         except JournalError as e:
             raise RunDirError(f"refusing to start: {e}. {self._recovery_hint()}") from None
         has_orders = self.journal.counts()["orders"] > 0
@@ -963,13 +969,17 @@ class Node:
             self._status.close()
             self._market.close()
             self._pub.close()
+        sealed_txnid = None
         if self._orderly:
             self.journal.put_state(RUNNING_KEY, b"0")  # only an orderly stop: no fail-closed start
+            sealed_txnid = self.journal.last_txnid()
         if self._net is not None:
             self._net.close()
         if hasattr(self, "_proxy"):
             self._proxy.stop()
         close_process_journals()
+        if sealed_txnid is not None:
+            write_seal(self.rundir.journal, sealed_txnid)  # after the close: its flush is in the file
         if hasattr(self, "_zctx"):
             self._zctx.term()
         if self._ray is not None:

@@ -13,8 +13,9 @@ from sniperbot.portfolio.ledger import Ledger, combined_snapshot
 class PortfolioActor(Actor):
     """Keeps the ledger from journaled fills and marks it to market.
 
-    The journal is the source of truth: the ledger is rebuilt from it at start
-    and tailed on every snapshot, so a fill missed on the bus (at-most-once) is
+    The journal is the source of truth: the ledger is restored at start from the journal's
+    aggregates (:meth:`~sniperbot.journal.Journal.snapshot`: O(instruments), not O(records))
+    and tailed after the snapshot's seq on every snapshot, so a fill missed on the bus (at-most-once) is
     still counted; bus fills only make the view faster. Fills are applied once
     by ``fill_id``. One ledger per venue: positions are keyed by venue and symbol, and
     a quote marks only its own venue's position.
@@ -30,7 +31,14 @@ class PortfolioActor(Actor):
         self.orders = 0
 
     def on_start(self) -> None:
-        """Rebuild from the journal and start publishing snapshots."""
+        """Restore from the journal's aggregates, tail it, and start publishing snapshots."""
+        snapshot = self.ctx.journal.snapshot()
+        for (venue, symbol), book in snapshot.books.items():
+            self._ledger(venue).restore(symbol, book.quantity, book.avg_price, book.realized_pnl)
+        for venue, totals in snapshot.venues.items():
+            self._ledger(venue).restore_totals(totals.fees, totals.fills, totals.rejected)
+        self.orders = snapshot.orders
+        self._last_seq = snapshot.through_seq
         self._catch_up()
         self.ctx.every(self.snapshot_interval_s, self._snapshot)
 
@@ -40,7 +48,9 @@ class PortfolioActor(Actor):
         if isinstance(payload, Quote):
             self._ledger(payload.venue).mark(payload.symbol, payload.mid)
         elif isinstance(payload, Fill):
-            self._apply(payload)
+            seq = self.ctx.journal.fill_seq(payload.fill_id)
+            if seq is None or seq > self._last_seq:  # else in the ledger already (snapshot or tail)
+                self._apply(payload)
 
     def _apply(self, fill: Fill) -> None:
         if fill.fill_id not in self._applied:

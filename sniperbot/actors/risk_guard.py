@@ -9,6 +9,7 @@ import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import keys
+from sniperbot.journal.aggregates import DAY_NS
 from sniperbot.messages import (
     BreakerChanged,
     Envelope,
@@ -78,19 +79,16 @@ class RiskGuardActor(Actor):
         self._seen_fills: set[str] = set()
         self._breakers: dict[str, str] = {}
         self._loss = {"day": -1, "day_start": 0.0, "peak": 0.0}
+        self._restored_through = 0  # the journal seq the restored positions include
 
     def on_start(self) -> None:
         """Restore positions, trading state, breakers and loss marks from the journal."""
         journal = self.ctx.journal
-        positions: dict[tuple[str, str], float] = {}
-        fills = list(journal.fills())
-        self.guard.restore_spend(fills, time.time_ns())
-        for fill in fills:
-            self._seen_fills.add(fill.fill_id)
-            signed = fill.quantity if fill.side == "buy" else -fill.quantity
-            key = (fill.venue, fill.symbol)
-            positions[key] = positions.get(key, 0.0) + signed
-        self.guard.restore_positions(positions)
+        # O(keys): positions and today's spend from the journal's aggregates (sniperbot.journal.aggregates).
+        snapshot = journal.snapshot(spend_day=time.time_ns() // DAY_NS)
+        self._restored_through = snapshot.through_seq
+        self.guard.restore_spend_totals(snapshot.spend_day, snapshot.spend)
+        self.guard.restore_positions({key: book.net for key, book in snapshot.books.items()})
         saved = journal.get_state(TRADING_STATE_KEY)
         if saved is not None:
             self._restore_state(saved)
@@ -132,7 +130,9 @@ class RiskGuardActor(Actor):
         elif isinstance(payload, Fill):
             if payload.fill_id not in self._seen_fills:
                 self._seen_fills.add(payload.fill_id)
-                self.guard.on_fill(payload)
+                seq = self.ctx.journal.fill_seq(payload.fill_id)
+                if seq is None or seq > self._restored_through:  # else in the restored positions
+                    self.guard.on_fill(payload)
         elif isinstance(payload, OrderUpdate):
             self.guard.on_order_update(payload)
         elif isinstance(payload, FeedStatus):

@@ -144,8 +144,8 @@ class SniperActor(Actor):
         for fill in fills:
             self._book(fill, restoring=True)
         # Buys or sells that ended while this actor was down (refused, cancelled, short).
-        for _, record in journal.records(kinds=(OrderUpdate,)):
-            if isinstance(record, OrderUpdate) and record.strategy_id == self.strategy_id:
+        for _, record in journal.strategy_records(self.strategy_id, kinds=(OrderUpdate,)):
+            if isinstance(record, OrderUpdate):
                 self._on_update(record)
         self.ctx.every(CLOCK_S, self._clock)
         self.ctx.log.info(

@@ -24,12 +24,14 @@ _BAR_CLOCK_S = 0.1
 
 def journaled_history(journal: Journal, strategy_id: str) -> tuple[list[Fill], int]:
     """A strategy's journaled fills and the highest intent sequence of its orders (a restart resumes
-    after it, so intent ids stay unique); shared by every actor that sends intents."""
+    after it, so intent ids stay unique), from its own records (:meth:`Journal.strategy_records`).
+
+    O(the strategy's records): the strategy actor restores from :meth:`Journal.snapshot` (O(keys))
+    instead; this stays for the sniper, whose per-token state needs each of its fills in order.
+    """
     fills: list[Fill] = []
     last_seq = 0
-    for _, record in journal.records():
-        if record.strategy_id != strategy_id:
-            continue
+    for _, record in journal.strategy_records(strategy_id):
         if isinstance(record, Fill):
             fills.append(record)
         elif isinstance(record, Order | OrderUpdate):
@@ -95,16 +97,16 @@ class StrategyActor(Actor):
         self._replay = False
         self._replay_ack = {"bar": -1, "in_flight": 0, "quotes": 0}
         self._in_flight: set[str] = set()
+        self._restored_through = 0  # the journal seq the restored position includes
 
     def on_start(self) -> None:
         """Warm up, restore saved state, position and intent sequence, then start the bar clock."""
         journal = self.ctx.journal
         self.store = BarStore(journal)
-        position = 0.0
-        fills, last_seq = journaled_history(journal, self.strategy_id)
-        for fill in fills:
-            self._seen_fills.add(fill.fill_id)
-            position += fill.quantity if fill.side == "buy" else -fill.quantity
+        # O(keys): the journal's aggregates, not its records (sniperbot.journal.aggregates).
+        snapshot = journal.snapshot(strategy_id=self.strategy_id)
+        self._restored_through = snapshot.through_seq
+        position, last_seq = snapshot.strategy.net, snapshot.strategy.intent_seq
         self._warm()  # first: the restored position, not the history, sets the current target
         # The node life makes ids unique across node lives even if the journal was lost.
         self.strategy.restore(position=position, next_intent_seq=last_seq + 1, node_life=self.ctx.node_life)
@@ -171,7 +173,7 @@ class StrategyActor(Actor):
                     # From the feed's publish stamp to the intents sent to the risk guard.
                     self.ctx.metrics.observe_since("sniperbot_tick_to_intent_seconds", envelope.ts_ns)
         elif isinstance(payload, Fill):
-            if payload.fill_id not in self._seen_fills:
+            if payload.fill_id not in self._seen_fills and not self._restored(payload):
                 self._seen_fills.add(payload.fill_id)
                 if self._replay and self.last_quote is not None:
                     key = replay_key(self.venue, "fill", payload.fill_id)
@@ -188,6 +190,11 @@ class StrategyActor(Actor):
                 # Before the first bar: the feed waits until our subscription demonstrably works.
                 self._replay_ack["quotes"] += 1
                 self._ack()
+
+    def _restored(self, fill: Fill) -> bool:
+        """Whether ``fill`` is in the position restored at start (journaled at or before its seq)."""
+        seq = self.ctx.journal.fill_seq(fill.fill_id)
+        return seq is not None and seq <= self._restored_through
 
     def _close_bars(self) -> None:
         for bar in self.bars.on_time(time.time_ns()):

@@ -14,6 +14,19 @@ Layout (one LMDB environment at ``run_dir / "journal"``, files mode 0600):
 * ``status``: ``client_order_id`` -> latest status string from its OrderUpdates.
 * ``intents``: ``strategy_id`` -> highest ``intent_seq`` among its Orders.
 * ``meta``: the on-disk format version, and the number of report records (``reports``).
+* ``open``: ``client_order_id`` -> seq of its Order, while the order has no terminal status
+  (:meth:`Journal.open_orders` reads O(open orders), not O(orders)).
+* ``aggregates``: positions, P&L, fees, spend per day and intent seqs, summed at append time
+  (:mod:`sniperbot.journal.aggregates`, which says why): a restarting actor reads them with
+  :meth:`Journal.snapshot` and tails the log after the snapshot's seq, so a restart reads O(keys),
+  not O(records), however long the node has traded.
+* ``by_strategy``: ``strategy_id`` NUL seq -> empty, for each order record: a strategy's own records
+  (:meth:`Journal.strategy_records`) without reading the others'.
+
+Format versions (``meta`` ``format``): ``1`` had none of ``open``, ``aggregates``, ``by_strategy``. A format-1
+journal opened for writing is upgraded once, in one write transaction (all or nothing): both are
+built from the log and the format becomes ``2``; nothing in the log changes. Opened read-only it is
+read as it is, without :meth:`Journal.snapshot`.
 
 Every ``append`` is one write transaction that writes the record *and* its index
 entries, so the indexes can never disagree with the log, even under kill -9.
@@ -41,6 +54,7 @@ import lmdb
 import msgspec
 
 from sniperbot import metrics
+from sniperbot.journal import aggregates
 from sniperbot.journal.lmdbfile import check_before_open, check_mapped_size
 from sniperbot.messages import Fill, Order, OrderUpdate, TokenSafetyReport
 from sniperbot.messages.orders import parse_intent_seq
@@ -87,8 +101,9 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({"rejected", "cancelled", "filled"
 DEFAULT_MAP_SIZE = 16 * 1024**3
 """Initial map size: a virtual reservation (the file only grows as pages are written)."""
 
-_FORMAT = b"1"
-_MAX_DBS = 8
+_FORMAT = b"2"
+_FORMAT_V1 = b"1"  # no open-orders index, no aggregates: upgraded when opened for writing
+_MAX_DBS = 16
 # Records copied out per read transaction in records(): short transactions let
 # writers reuse freed pages; decoding happens after the transaction ended.
 _READ_BATCH = 1024
@@ -124,9 +139,15 @@ class _Dbs(NamedTuple):
     intents: lmdb._Database
     meta: lmdb._Database
     state: lmdb._Database
+    open: lmdb._Database
+    aggregates: lmdb._Database
+    by_strategy: lmdb._Database
 
 
-_DB_NAMES = (b"log", b"orders", b"fills", b"status", b"intents", b"meta", b"state")
+_DB_NAMES = (
+    *(b"log", b"orders", b"fills", b"status", b"intents", b"meta", b"state"),  # format 1
+    *(b"open", b"aggregates", b"by_strategy"),  # format 2
+)
 
 
 def _seq_key(seq: int) -> bytes:
@@ -204,6 +225,8 @@ def _put_all(txn: lmdb.Transaction, dbs: _Dbs, prepared: list[_Prepared]) -> lis
     cur = txn.cursor(db=dbs.log)
     last = _seq_of(cur.key(), "journal key") if cur.last() else 0
     seqs: list[int] = []
+    store = aggregates.TxnStore(txn, dbs.aggregates)
+
     for record, payload, id_key, intent in prepared:
         seq = last + 1
         seq_key = _seq_key(seq)
@@ -215,6 +238,8 @@ def _put_all(txn: lmdb.Transaction, dbs: _Dbs, prepared: list[_Prepared]) -> lis
                 seqs.append(_seq_of(existing, "index value"))
                 continue
             txn.put(id_key, seq_key, db=index)
+            if isinstance(record, Order) and not _is_terminal(txn.get(id_key, db=dbs.status)):
+                txn.put(id_key, seq_key, db=dbs.open)
             if intent is not None:
                 strategy_key, intent_seq = intent
                 prev = txn.get(strategy_key, db=dbs.intents)
@@ -234,11 +259,47 @@ def _put_all(txn: lmdb.Transaction, dbs: _Dbs, prepared: list[_Prepared]) -> lis
                 and record.status not in TERMINAL_STATUSES
             ):
                 txn.put(id_key, record.status.encode(), db=dbs.status)
+            if record.status in TERMINAL_STATUSES:
+                txn.delete(id_key, db=dbs.open)
         if not txn.put(seq_key, payload, append=True, db=dbs.log):
             raise JournalError(f"journal seq {seq} is not after the last one")
+        aggregates.apply(store, seq, record)
+        if not isinstance(record, TokenSafetyReport):
+            txn.put(_strategy_seq_key(record.strategy_id, seq), b"", db=dbs.by_strategy)
         seqs.append(seq)
         last = seq
     return seqs
+
+
+def _strategy_seq_key(strategy_id: str, seq: int) -> bytes:
+    return strategy_id.encode() + b"\0" + _seq_key(seq)
+
+
+def _is_terminal(status: bytes | None) -> bool:
+    return status is not None and status.decode() in TERMINAL_STATUSES
+
+
+def _upgrade_v1(txn: lmdb.Transaction, dbs: _Dbs) -> None:
+    """Build the ``open`` index and the aggregates of a format-1 journal from its log (one pass)."""
+
+    store = aggregates.MemoryStore()
+    for key, value in txn.cursor(db=dbs.log):
+        seq = _seq_of(key, "journal key")
+        record = _decode(seq, value)
+        aggregates.apply(store, seq, record)
+        if not isinstance(record, TokenSafetyReport):
+            txn.put(_strategy_seq_key(record.strategy_id, seq), b"", db=dbs.by_strategy)
+    for key, value in store.encoded().items():
+        txn.put(key, value, db=dbs.aggregates)
+    for cid, seq_key in txn.cursor(db=dbs.orders):
+        if not _is_terminal(txn.get(cid, db=dbs.status)):
+            txn.put(cid, seq_key, db=dbs.open)
+    txn.put(b"format", _FORMAT, db=dbs.meta)
+
+
+def _without_aggregates(txn: lmdb.Transaction, dbs: _Dbs) -> bool:
+    """Whether this is a format-1 journal opened read-only (no ``open`` index, no aggregates)."""
+    return dbs.open is dbs.log or txn.get(b"format", db=dbs.meta) == _FORMAT_V1
 
 
 def _close_env(key: str, env: lmdb.Environment, pid: int, flush: bool) -> None:
@@ -392,6 +453,8 @@ class Journal:
             fmt = txn.get(b"format", db=dbs.meta)
             if fmt is None:
                 txn.put(b"format", _FORMAT, db=dbs.meta)
+            elif fmt == _FORMAT_V1:
+                _upgrade_v1(txn, dbs)
             elif fmt != _FORMAT:
                 raise JournalError(f"journal {self._path} has format {fmt!r}, expected {_FORMAT!r}")
             return dbs
@@ -402,7 +465,13 @@ class Journal:
     def _open_dbs_readonly(self) -> _Dbs | None:
         """Open the named databases, or None if no writer has created them yet."""
         try:
-            return _Dbs(*(self._env.open_db(name, create=False) for name in _DB_NAMES))
+            named = [self._env.open_db(name, create=False) for name in _DB_NAMES[:7]]
+            try:
+                named += [self._env.open_db(name, create=False) for name in _DB_NAMES[7:]]
+            except lmdb.NotFoundError:
+                # A format-1 journal (not upgraded: read-only): read as it is; snapshot() refuses.
+                named += [named[0], named[0], named[0]]
+            return _Dbs(*named)
         except lmdb.NotFoundError:
             # The writer creates all of them in its first transaction; until it
             # commits, the journal is simply empty.
@@ -411,7 +480,7 @@ class Journal:
     def _check_integrity(self) -> None:
         def check(txn: lmdb.Transaction, dbs: _Dbs) -> None:
             fmt = txn.get(b"format", db=dbs.meta)
-            if fmt != _FORMAT:
+            if fmt != _FORMAT and not (self._readonly and fmt == _FORMAT_V1):
                 raise JournalError(f"journal {self._path} has format {fmt!r}, expected {_FORMAT!r}")
             cur = txn.cursor(db=dbs.log)
             last = _seq_of(cur.key(), "journal key") if cur.last() else 0
@@ -438,6 +507,8 @@ class Journal:
             fills: dict[bytes, bytes] = {}
             status: dict[bytes, bytes] = {}
             intents: dict[bytes, int] = {}
+            aggregated = aggregates.MemoryStore()
+            by_strategy: dict[bytes, bytes] = {}
             reports = 0
             expected = 1
             for key, value in txn.cursor(db=dbs.log):
@@ -449,6 +520,9 @@ class Journal:
                     record = _decode(seq, value)
                 except JournalError as e:
                     raise JournalError(f"journal {self._path}: {e}") from None
+                aggregates.apply(aggregated, seq, record)
+                if not isinstance(record, TokenSafetyReport):
+                    by_strategy[_strategy_seq_key(record.strategy_id, seq)] = b""
                 if isinstance(record, Order):
                     orders.setdefault(record.client_order_id.encode(), key)
                     intent_seq = _intent_seq(record)
@@ -474,6 +548,10 @@ class Journal:
                 ("status", dbs.status, status),
                 ("intents", dbs.intents, {k: _seq_key(v) for k, v in intents.items()}),
             ]
+            if not _without_aggregates(txn, dbs):
+                open_ = {k: v for k, v in orders.items() if not _is_terminal(status.get(k))}
+                indexes += [("open", dbs.open, open_), ("aggregates", dbs.aggregates, aggregated.encoded())]
+                indexes.append(("by_strategy", dbs.by_strategy, by_strategy))
             for name, db, want in indexes:
                 have = {bytes(k): bytes(v) for k, v in txn.cursor(db=db)}
                 if have != want:
@@ -626,6 +704,51 @@ class Journal:
                 return
             position = raw[-1][0]
 
+    def strategy_records(
+        self, strategy_id: str, kinds: tuple[type, ...] = ORDER_RECORDS
+    ) -> Iterator[tuple[int, JournalRecord]]:
+        """Yield ``(seq, record)`` of one strategy's order records (``kinds``), in journal order.
+
+        Reads that strategy's records only (the ``by_strategy`` index), in batches of short read
+        transactions: O(its records), however many other strategies have journaled.
+        """
+        prefix = _key(strategy_id, "strategy_id") + b"\0"
+        position = prefix
+
+        def batch(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[int, bytes]]:
+            if _without_aggregates(txn, dbs):
+                raise JournalError(
+                    f"journal {self._path} has format {_FORMAT_V1!r} (no strategy index): open it for "
+                    "writing once to upgrade it"
+                )
+            out: list[tuple[int, bytes]] = []
+            cur = txn.cursor(db=dbs.by_strategy)
+            if not cur.set_range(position):
+                return out
+            for key in cur.iternext(keys=True, values=False):
+                if not key.startswith(prefix):
+                    break
+                if key == position:
+                    continue
+                seq = _seq_of(key[len(prefix) :], "strategy index key")
+                value = txn.get(_seq_key(seq), db=dbs.log)
+                if value is None:
+                    raise JournalError(f"journal {self._path}: strategy index points at missing seq {seq}")
+                out.append((seq, bytes(value)))
+                if len(out) >= _READ_BATCH:
+                    break
+            return out
+
+        while True:
+            raw = self._read(batch, [])
+            for seq, value in raw:
+                record = _decode(seq, value)
+                if isinstance(record, kinds):
+                    yield seq, record
+            if len(raw) < _READ_BATCH:
+                return
+            position = prefix + _seq_key(raw[-1][0])
+
     def fills(self) -> list[Fill]:
         """All fills, in journal order."""
         return [r for _, r in self.records(kinds=(Fill,)) if isinstance(r, Fill)]
@@ -671,6 +794,12 @@ class Journal:
         key = _key(fill_id, "fill_id")
         return self._read(lambda txn, dbs: txn.get(key, db=dbs.fills) is not None, False)
 
+    def last_txnid(self) -> int:
+        """LMDB's id of the last committed write transaction (any process's): changes with every commit."""
+        with self._lock:
+            self._check_usable(write=False)
+            return int(self._env.info()["last_txnid"])
+
     def last_seq(self) -> int:
         """The seq of the last record (0 when empty); every seq from 1 to it exists."""
 
@@ -699,10 +828,13 @@ class Journal:
 
         def get(txn: lmdb.Transaction, dbs: _Dbs) -> list[Order]:
             seqs: list[int] = []
-            for cid, seq in txn.cursor(db=dbs.orders):
-                status = txn.get(cid, db=dbs.status)
-                if status is None or status.decode() not in TERMINAL_STATUSES:
-                    seqs.append(_seq_of(seq, "orders index value"))
+            if _without_aggregates(txn, dbs):
+                # A format-1 journal read as it is: every order's status.
+                for cid, seq in txn.cursor(db=dbs.orders):
+                    if not _is_terminal(txn.get(cid, db=dbs.status)):
+                        seqs.append(_seq_of(seq, "orders index value"))
+            else:
+                seqs = [_seq_of(seq, "open index value") for _, seq in txn.cursor(db=dbs.open)]
             out: list[Order] = []
             for n in sorted(seqs):
                 record = self._record_at(txn, dbs, n)
@@ -712,6 +844,97 @@ class Journal:
             return out
 
         return self._read(get, [])
+
+    def fill_seq(self, fill_id: str) -> int | None:
+        """The seq of the Fill with this ``fill_id``, or None if it is not journaled.
+
+        A restored actor tells with it whether a fill from the bus is in its snapshot already
+        (seq <= the snapshot's ``through_seq``) or new, without remembering every fill id.
+        """
+        key = _key(fill_id, "fill_id")
+
+        def get(txn: lmdb.Transaction, dbs: _Dbs) -> int | None:
+            value = txn.get(key, db=dbs.fills)
+            return None if value is None else _seq_of(value, "fills index value")
+
+        return self._read(get, None)
+
+    def snapshot(
+        self, *, strategy_id: str | None = None, spend_day: int | None = None
+    ) -> aggregates.Snapshot:
+        """The aggregates (:mod:`sniperbot.journal.aggregates`) and the log's last seq, in one read.
+
+        Always the books of every instrument and the totals of every venue; with ``strategy_id`` that
+        strategy's totals and books; with ``spend_day`` (UTC days since the epoch: today) the spend of
+        the latest day >= it that has a fill (the risk guard's day). Reads O(keys), not O(records).
+        """
+
+        def get(txn: lmdb.Transaction, dbs: _Dbs) -> aggregates.Snapshot:
+            if _without_aggregates(txn, dbs):
+                raise JournalError(
+                    f"journal {self._path} has format {_FORMAT_V1!r} (no aggregates): open it for "
+                    "writing once to upgrade it"
+                )
+            cur = txn.cursor(db=dbs.log)
+            through = _seq_of(cur.key(), "journal key") if cur.last() else 0
+            books: dict[tuple[str, str], aggregates.Book] = {}
+            venues: dict[str, aggregates.VenueTotals] = {}
+            strategy_books: dict[tuple[str, str], aggregates.Book] = {}
+            spend: dict[tuple[str, str], float] = {}
+            day = -1
+            cur = txn.cursor(db=dbs.aggregates)
+            for prefix in (aggregates.BOOK, aggregates.VENUE):
+                if not cur.set_range(prefix):
+                    continue
+                for key, value in cur:
+                    if not key.startswith(prefix):
+                        break
+                    if prefix == aggregates.BOOK:
+                        books[aggregates.split_pair(key[1:])] = aggregates.decode_book(value)
+                    else:
+                        venues[key[1:].decode()] = aggregates.decode_venue(value)
+            totals = aggregates.StrategyTotals()
+            if strategy_id is not None:
+                totals = aggregates.decode_strategy(
+                    txn.get(aggregates.strategy_key(strategy_id), db=dbs.aggregates)
+                )
+                prefix = aggregates.strategy_book_key(strategy_id)
+                if cur.set_range(prefix):
+                    for key, value in cur:
+                        if not key.startswith(prefix):
+                            break
+                        strategy_books[aggregates.split_pair(key[len(prefix) :])] = aggregates.decode_book(
+                            value
+                        )
+            if spend_day is not None:
+                day = spend_day
+                # The latest day with a fill, if after today (a fill stamped in the future rolls the day).
+                if cur.set_range(aggregates.spend_key(spend_day)):
+                    for key, _ in cur:
+                        if not key.startswith(aggregates.SPEND):
+                            break
+                        day = max(day, int.from_bytes(key[1:9], "big"))
+                prefix = aggregates.spend_key(day)
+                if cur.set_range(prefix):
+                    for key, value in cur:
+                        if not key.startswith(prefix):
+                            break
+                        spend[aggregates.split_pair(key[len(prefix) :])] = aggregates.decode_spend(value)
+            return aggregates.Snapshot(
+                through_seq=through,
+                orders=txn.stat(dbs.orders)["entries"],
+                books=books,
+                venues=venues,
+                strategy=totals,
+                strategy_books=strategy_books,
+                spend_day=day,
+                spend=spend,
+            )
+
+        empty = aggregates.Snapshot(
+            0, 0, {}, {}, aggregates.StrategyTotals(), {}, -1 if spend_day is None else spend_day, {}
+        )
+        return self._read(get, empty)
 
     # ------------------------------------------------------------------ node state
 

@@ -31,6 +31,33 @@ from sniperbot.messages import Fill, OrderUpdate, PortfolioSnapshot, Position
 _QUANTITY_EPSILON: Final = 1e-12
 
 
+def book_fill(
+    quantity: float, avg_price: float, realized_pnl: float, side: str, fill_quantity: float, price: float
+) -> tuple[float, float, float]:
+    """One fill on a position by the accounting rules above: the new (quantity, avg_price, realized_pnl).
+
+    The one home of these rules: the ledger applies them live and the journal's aggregates
+    (:mod:`sniperbot.journal.aggregates`) at append time, so a restored book equals a replayed one.
+    """
+    signed = fill_quantity if side == "buy" else -fill_quantity
+    held = quantity
+    if held == 0.0:
+        return signed, price, realized_pnl
+    if (held > 0) == (signed > 0):
+        total = abs(held) + fill_quantity
+        return held + signed, (abs(held) * avg_price + fill_quantity * price) / total, realized_pnl
+    closed = min(fill_quantity, abs(held))
+    direction = 1.0 if held > 0 else -1.0
+    realized_pnl += closed * (price - avg_price) * direction
+    quantity = held + signed
+    if abs(quantity) < _QUANTITY_EPSILON:
+        return 0.0, 0.0, realized_pnl
+    if fill_quantity > abs(held):
+        # Flipped: what is left was opened by this fill.
+        return quantity, price, realized_pnl
+    return quantity, avg_price, realized_pnl
+
+
 class _Book:
     """One symbol's running position."""
 
@@ -55,28 +82,20 @@ class Ledger:
     def apply_fill(self, fill: Fill) -> None:
         """Book one fill: update position, average entry, realised P&L and fees."""
         book = self._books.setdefault(fill.symbol, _Book())
-        signed = fill.quantity if fill.side == "buy" else -fill.quantity
-        held = book.quantity
-        if held == 0.0:
-            book.avg_price = fill.price
-            book.quantity = signed
-        elif (held > 0) == (signed > 0):
-            total = abs(held) + fill.quantity
-            book.avg_price = (abs(held) * book.avg_price + fill.quantity * fill.price) / total
-            book.quantity = held + signed
-        else:
-            closed = min(fill.quantity, abs(held))
-            direction = 1.0 if held > 0 else -1.0
-            book.realized_pnl += closed * (fill.price - book.avg_price) * direction
-            book.quantity = held + signed
-            if abs(book.quantity) < _QUANTITY_EPSILON:
-                book.quantity = 0.0
-                book.avg_price = 0.0
-            elif fill.quantity > abs(held):
-                # Flipped: what is left was opened by this fill.
-                book.avg_price = fill.price
+        book.quantity, book.avg_price, book.realized_pnl = book_fill(
+            book.quantity, book.avg_price, book.realized_pnl, fill.side, fill.quantity, fill.price
+        )
         self._fees += fill.fee
         self._fills += 1
+
+    def restore(self, symbol: str, quantity: float, avg_price: float, realized_pnl: float) -> None:
+        """Set one symbol's book as a snapshot had it (the journal's aggregates, after a restart)."""
+        book = self._books.setdefault(symbol, _Book())
+        book.quantity, book.avg_price, book.realized_pnl = quantity, avg_price, realized_pnl
+
+    def restore_totals(self, fees: float, fills: int, rejected: int) -> None:
+        """Set the fees, fill count and rejected count as a snapshot had them."""
+        self._fees, self._fills, self._rejected = fees, fills, rejected
 
     def mark(self, symbol: str, price: float) -> None:
         """Record the latest price for ``symbol``, used for unrealised P&L."""

@@ -194,6 +194,12 @@ class RiskGuard:
         for fill in fills:
             self._count_spend(fill)
 
+    def restore_spend_totals(self, day: int, spent: dict[Instrument, float]) -> None:
+        """Set the spend of ``day`` (UTC days since the epoch) as the journal's aggregates have it
+        (what :meth:`restore_spend` rebuilds from every fill, read in O(instruments))."""
+        self._spend_day = day
+        self._spent = dict(spent)
+
     def spent(self, venue: str, symbol: str) -> float:
         """Quote spent today on ``symbol`` at ``venue``: filled buys plus approved, unfilled buys."""
         return self._spent.get((venue, symbol), 0.0) + sum(

@@ -856,10 +856,12 @@ class CcxtGateway(Actor):
         """Every account trade since the last journaled fill of each symbol: ours missing from the journal
         are fetched through their order (``_events``), foreign ones reported. True if every symbol answered.
         """
-        last: dict[str, int] = {}
-        for fill in self.ctx.journal.fills():
-            if fill.venue == self.venue:
-                last[fill.symbol] = max(last.get(fill.symbol, 0), fill.ts_ns)
+        # The latest fill time per symbol, from the journal's positions (O(instruments), not O(fills)).
+        last = {
+            symbol: book.last_fill_ts_ns
+            for (venue, symbol), book in self.ctx.journal.snapshot().books.items()
+            if venue == self.venue
+        }
         complete = True
         for symbol in self.symbols:
             if symbol not in self._ex.markets or not self._ex.has.get("fetchMyTrades"):

@@ -327,11 +327,11 @@ class EvmFeed(Actor):
     def on_start(self) -> None:
         """Start the RPC thread, the hand-over timer and the status timer."""
         self._worker = _Worker(self)
-        for fill in self.ctx.journal.fills():  # a held token learnt at run time is quoted again
-            base = fill.symbol.partition("/")[0]
-            if fill.venue == self.venue and is_address(base):
-                held = self._held.get(base, 0.0)
-                self._held[base] = held + (fill.quantity if fill.side == "buy" else -fill.quantity)
+        # A held token learnt at run time is quoted again: the journal's positions (O(instruments)).
+        for (venue, symbol), book in self.ctx.journal.snapshot().books.items():
+            base = symbol.partition("/")[0]
+            if venue == self.venue and is_address(base):
+                self._held[base] = self._held.get(base, 0.0) + book.net
         for token, held in self._held.items():
             if held > 0:
                 self._learn(token)

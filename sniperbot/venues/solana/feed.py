@@ -357,10 +357,11 @@ class SolanaFeed(Actor):
         """Start the RPC thread, the hand-over timer and the status timer."""
         self._worker = _Worker(self)
         held: dict[str, float] = {}
-        for fill in self.ctx.journal.fills():  # a held token learnt at run time is quoted again
-            base = fill.symbol.partition("/")[0]
-            if fill.venue == self.venue and base not in self.mints and is_mint_address(base):
-                held[base] = held.get(base, 0.0) + (fill.quantity if fill.side == "buy" else -fill.quantity)
+        # A held token learnt at run time is quoted again: the journal's positions (O(instruments)).
+        for (venue, symbol), book in self.ctx.journal.snapshot().books.items():
+            base = symbol.partition("/")[0]
+            if venue == self.venue and base not in self.mints and is_mint_address(base):
+                held[base] = held.get(base, 0.0) + book.net
         for mint, amount in held.items():
             if amount > 0:
                 self._learn(mint)
