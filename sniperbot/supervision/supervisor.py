@@ -392,6 +392,7 @@ class Supervisor:
                 "offender": offender.spec.id,
                 "intensity": self.intensity.intensity,
                 "period_s": self.intensity.period_s,
+                "min_uptime_s": self.intensity.min_uptime_s,
             },
         )
         self.stop(on_stopped=self._report_failure)
@@ -705,6 +706,7 @@ class Supervisor:
             "strategy": self.strategy,
             "intensity": self.spec.flags.intensity,
             "period_s": self.spec.flags.period_s,
+            "min_uptime_s": self.spec.flags.min_uptime_s,  # restarts of children up longer do not count
             "restarts_in_window": self.intensity.recent,
             "children": [self._describe_child(c, now) for c in self.children],
         }
