@@ -114,7 +114,7 @@ def _run(work: Path, name: str, duration_s: float, storm: bool, args: Any) -> di
                     seed=args.seed,
                     signals=("KILL", "STOP"),
                     recovery_timeout_s=30.0,
-                    trade_timeout_s=1.0,
+                    trade_timeout_s=30.0,  # the default strategies fill every few seconds
                 )
             )
             out["faults"] = report.faults
