@@ -105,10 +105,14 @@ class NodeSection(_Section):
 
 
 class SupervisorSection(_Section):
-    """The root supervisor's restart intensity (nested supervisors get their own below)."""
+    """The root supervisor's restart intensity (nested supervisors get their own); min uptime for all."""
 
     intensity: Annotated[int, msgspec.Meta(ge=0)] = 10
     period_s: Positive = 60.0
+    # Only a child that dies within this long of becoming ready counts toward any supervisor's
+    # intensity (a crash loop); a longer-lived child's death is an independent fault, restarted
+    # without counting (sniperbot/supervision/intensity.py). 0: every restart counts (OTP).
+    min_uptime_s: NonNegative = 1.0
 
 
 class JournalSection(_Section):

@@ -58,6 +58,11 @@ STRATEGY_RESTARTS = SupFlags(intensity=5, period_s=60.0)
 METRICS_ACTOR = "sniperbot.metrics.exporter:MetricsActor"
 
 
+def _flags(config: Config, flags: SupFlags) -> SupFlags:
+    """``flags`` with the node's ``[supervisor] min_uptime_s``: every supervisor tells crash loops apart."""
+    return msgspec.structs.replace(flags, min_uptime_s=config.supervisor.min_uptime_s)
+
+
 def _worker(config: Config, actor_id: str, actor: str, **args: object) -> ChildSpec:
     placement = config.placement
     return ChildSpec(
@@ -88,7 +93,8 @@ def strategy_child(config: Config, section: StrategySection) -> ChildSpec:
         params=dict(section.params),
         history=venue.history_source() if (venue := config.venue(config.strategy_venue(section))) else None,
     )
-    return msgspec.structs.replace(spec, breaker=f"strategy:{section.id}", flags=STRATEGY_RESTARTS)
+    flags = _flags(config, STRATEGY_RESTARTS)
+    return msgspec.structs.replace(spec, breaker=f"strategy:{section.id}", flags=flags)
 
 
 def api_settings(config: Config) -> dict[str, object]:
@@ -137,7 +143,7 @@ def venue_subtree(config: Config, venue: VenueConfig, epoch_ns: int) -> ChildSpe
     extra = [_worker(config, actor_id, actor, **args) for actor_id, actor, args in venue.venue_actors()]
     return _supervisor(
         f"venue.{name}",
-        SupFlags(strategy="rest_for_one", intensity=3, period_s=30.0),
+        _flags(config, SupFlags(strategy="rest_for_one", intensity=3, period_s=30.0)),
         [feed, gateway, executor, *extra],
         breaker=f"venue:{name}",
     )
@@ -175,7 +181,8 @@ def ops_subtree(config: Config) -> ChildSpec:
         if api.placement == "ray" and API_ACTOR_ID not in config.placement.actors:
             api = msgspec.structs.replace(api, placement="process")
         children.append(api)
-    return _supervisor(OPS_SUPERVISOR, SupFlags(intensity=5, period_s=60.0), children, breaker="ops")
+    flags = _flags(config, SupFlags(intensity=5, period_s=60.0))
+    return _supervisor(OPS_SUPERVISOR, flags, children, breaker="ops")
 
 
 def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
@@ -213,17 +220,23 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
         for actor_id, actor, args in venue.strategy_actors():
             spec = _worker(config, actor_id, actor, **args)
             breaker = "strategy:" + actor_id.removeprefix("strategy.")
-            strategies.append(msgspec.structs.replace(spec, breaker=breaker, flags=STRATEGY_RESTARTS))
+            flags = _flags(config, STRATEGY_RESTARTS)
+            strategies.append(msgspec.structs.replace(spec, breaker=breaker, flags=flags))
     root = _supervisor(
         "root",
-        SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s),
+        _flags(config, SupFlags(intensity=config.supervisor.intensity, period_s=config.supervisor.period_s)),
         [
             *(venue_subtree(config, venue, epoch_ns) for venue in config.venues),
             portfolio,
             _supervisor(
-                "risk", SupFlags(strategy="one_for_all", intensity=3, period_s=30.0), [risk], breaker="global"
+                "risk",
+                _flags(config, SupFlags(strategy="one_for_all", intensity=3, period_s=30.0)),
+                [risk],
+                breaker="global",
             ),
-            _supervisor(STRATEGIES_SUPERVISOR, SupFlags(intensity=10, period_s=60.0), strategies),
+            _supervisor(
+                STRATEGIES_SUPERVISOR, _flags(config, SupFlags(intensity=10, period_s=60.0)), strategies
+            ),
             ops_subtree(config),
         ],
     )

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
-QUICK_BREAKERS = "\n[breakers]\ncooldown_s = 1.0\nprobe_s = 1.0\n"
+# Spaced kills stand for a crash loop in these tests: count every restart (OTP; min_uptime_s = 0).
+QUICK_BREAKERS = "\n[breakers]\ncooldown_s = 1.0\nprobe_s = 1.0\n[supervisor]\nmin_uptime_s = 0.0\n"
 
 
 def _admin(node: RunningNode, *args: str) -> tuple[int, dict | list | str]:

@@ -319,7 +319,8 @@ def test_node_events_become_alerts(short_tmp: Path, servers: dict[str, Any]) -> 
     """A real loss-limit stop, a restart storm that opens a venue breaker, and the daily summary."""
     config = short_tmp / "loss.toml"
     # Fees alone breach a 0.01 daily loss limit within the first fills.
-    config.write_text(FAST_CONFIG + "daily_loss_limit = 0.01\n")
+    # min_uptime_s = 0: the spaced kills of the feed below stand for a crash loop (every restart counts).
+    config.write_text(FAST_CONFIG + "daily_loss_limit = 0.01\n" + "\n[supervisor]\nmin_uptime_s = 0.0\n")
     node = RunningNode(short_tmp / "run", config)
     try:
         node.wait_ready()

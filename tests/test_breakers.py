@@ -218,7 +218,8 @@ BTC = "BTC/USDT"
 
 def _config(short_tmp: Path, breakers: str) -> Path:
     path = short_tmp / "breakers.toml"
-    path.write_text(NO_STRATEGIES + "\n[breakers]\n" + breakers)
+    # Spaced kills stand for a crash loop here: count every restart (OTP; min_uptime_s = 0).
+    path.write_text(NO_STRATEGIES + "\n[supervisor]\nmin_uptime_s = 0.0\n" + "\n[breakers]\n" + breakers)
     return path
 
 

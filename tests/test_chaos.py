@@ -9,8 +9,12 @@ from pathlib import Path
 from sniperbot.chaos.invariants import check_run_dir
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
-# Short breaker cooldown and probe, so a tripped venue is back within the session.
-CHAOS_CONFIG = FAST_CONFIG + "\n[breakers]\ncooldown_s = 1.0\nprobe_s = 2.0\n"
+# Short breaker cooldown and probe, so a tripped venue is back within the session. Every restart
+# counts (OTP, min_uptime_s = 0), so that the trips follow from the faults (the check below); the
+# default node's min_uptime_s rides a storm of independent faults out (bench/fault_storm.py).
+CHAOS_CONFIG = (
+    FAST_CONFIG + "\n[breakers]\ncooldown_s = 1.0\nprobe_s = 2.0\n" + "\n[supervisor]\nmin_uptime_s = 0.0\n"
+)
 VENUE_ACTORS = ("feed.sim", "paper.sim", "executor.sim")  # the venue subtree, breaker venue:sim
 
 

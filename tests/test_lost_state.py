@@ -22,7 +22,8 @@ import pytest
 
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
-SLOW_BREAKERS = "\n[breakers]\ncooldown_s = 300.0\nprobe_s = 1.0\n"
+# Spaced kills stand for a crash loop in these tests: count every restart (OTP; min_uptime_s = 0).
+SLOW_BREAKERS = "\n[breakers]\ncooldown_s = 300.0\nprobe_s = 1.0\n[supervisor]\nmin_uptime_s = 0.0\n"
 
 
 def _fills(run_dir: Path) -> list[dict]:

@@ -10,6 +10,18 @@ A trip opens the breaker for a cooldown that doubles on each consecutive trip
 half-open, and it closes once the subtree has run for the probe period. The
 trip count resets after a breaker stayed closed for ``max_cooldown_s``.
 
+**Crash loops trip, independent faults do not** (issue #14 point 6). A subtree's breaker
+opens when its supervisor exceeds its restart intensity, and with ``[supervisor]
+min_uptime_s`` that counts only the restarts of children that died right after they
+started (:mod:`sniperbot.supervision.intensity`): a storm of unrelated kills, each
+recovered in milliseconds, no longer trips it, so its cooldown no longer climbs. The
+cooldown's own decay stays Kubernetes' rule for CrashLoopBackOff (back to the base delay
+after a stable run): a breaker that stayed closed for ``max_cooldown_s`` starts again from
+``base_cooldown_s``; one that trips again sooner keeps doubling, because each trip is now a
+real crash loop, and a subtree that crash-loops every few minutes should be kept out longer
+(and alerted on), not retried every ``base_cooldown_s`` for days. A gradual decay (one
+doubling undone per cooldown spent closed) was considered and rejected for that reason.
+
 Every change is journaled (``breaker/<scope>``) before it is announced, and the
 journal is read at start: a node that crashed starts fail-closed (``global``
 open, reason ``unclean_shutdown``) and re-closes only through the same

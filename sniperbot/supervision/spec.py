@@ -28,7 +28,8 @@ class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     The n-th consecutive restart waits ``min(max_s, min_s * 2**(n-1))`` seconds,
     +/- ``random_factor`` of that; the count resets once the child has run for
     ``reset_after_s`` seconds. Each delayed restart still counts toward the
-    supervisor's intensity, so the period must cover the backoff steps.
+    supervisor's intensity (if it is a crash loop, see ``SupFlags.min_uptime_s``), so
+    the period must cover the backoff steps.
     """
 
     min_s: float = 0.1
@@ -55,17 +56,24 @@ class SupFlags(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     More than ``intensity`` restarts within ``period_s`` seconds makes the
     supervisor stop all its children and fail to its parent. Defaults are OTP's.
+    ``min_uptime_s`` (an extension): only the restart of a child that was up less than
+    this since it was last ready counts (a crash loop); a longer-lived child's death is an
+    independent fault, restarted without counting (:mod:`sniperbot.supervision.intensity`).
+    0 (the default) counts every restart, as OTP does.
     """
 
     strategy: RestartStrategy = "one_for_one"
     intensity: int = msgspec.field(default=1)
     period_s: float = 5.0
+    min_uptime_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.intensity < 0:
             raise ValueError("intensity must be >= 0")
         if self.period_s <= 0:
             raise ValueError("period_s must be > 0")
+        if self.min_uptime_s < 0:
+            raise ValueError("min_uptime_s must be >= 0")
 
 
 class ChildSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

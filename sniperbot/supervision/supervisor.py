@@ -20,6 +20,14 @@ Semantics are Erlang/OTP's ``supervisor`` (checklist ids in
   restarted by its parent;
 - a restart that fails (the child dies before it is ready) counts too and is
   retried, so a child that cannot start eventually escalates.
+- with ``min_uptime_s`` set in the flags (an extension), only crash loops count:
+  the restart of a child that died before it was ready, or within
+  ``min_uptime_s`` of becoming ready (a hung child: of its last heartbeat), counts
+  toward the intensity (its supervisor's, or its own with a ``breaker``); the death
+  of a child that ran longer is an independent fault, restarted at once without
+  counting (:mod:`sniperbot.supervision.intensity`). A fault storm of independent
+  kills keeps the node trading; a child that dies right after each start still trips
+  its breaker or escalates as before.
 
 Extensions, and departures from OTP:
 
@@ -134,11 +142,14 @@ class Child:
         self.restart_due = 0.0
         self.removed = False
         self.killed: ActorHandle | None = None  # the incarnation already sent SIGKILL (kill once, log once)
+        self.hung_since = 0.0  # a hung incarnation's last heartbeat: where its uptime ended
         self.on_trial = False  # added by start_child and not yet ready once: a failed start drops it
         self.last_error = ""  # what the last incarnation said it crashed on (class and place, no message)
         # A worker with a breaker scope counts its own restarts (its spec's flags), not its supervisor's.
         self.own_intensity: RestartIntensity | None = (
-            RestartIntensity(spec.flags.intensity, spec.flags.period_s, owner.host.clock)
+            RestartIntensity(
+                spec.flags.intensity, spec.flags.period_s, owner.host.clock, spec.flags.min_uptime_s
+            )
             if spec.breaker and spec.type == "worker"
             else None
         )
@@ -178,7 +189,9 @@ class Supervisor:
         self.children: list[Child] = (
             [] if self.template is not None else [Child(c, self) for c in spec.children]
         )
-        self.intensity = RestartIntensity(spec.flags.intensity, spec.flags.period_s, host.clock)
+        self.intensity = RestartIntensity(
+            spec.flags.intensity, spec.flags.period_s, host.clock, spec.flags.min_uptime_s
+        )
         self.state: SupervisorState = "idle"
         self.started_at = 0.0
         self._on_stopped: Callable[[], None] | None = None
@@ -225,6 +238,7 @@ class Supervisor:
         child.started_at = now
         child.last_heartbeat = now
         child.ready_at = 0.0
+        child.hung_since = 0.0
         child.state = "starting"
         if child.spec.type == "supervisor":
             child.supervisor = Supervisor(child.spec, self.host, parent=self)
@@ -311,7 +325,11 @@ class Supervisor:
             child.on_trial = False
             child._fire(child._ready_waiters)
             return
-        ran_for = self.host.clock() - child.started_at
+        now = self.host.clock()
+        ran_for = now - child.started_at
+        # Uptime since it was last ready (None: it never was): what tells a crash loop from an
+        # independent fault. A hung child's life ended at its last heartbeat, not when it was killed.
+        uptime = (child.hung_since or now) - child.ready_at if child.ready_at else None
         child.state = "stopped"
         restart = child.spec.restart
         if restart == "temporary" or (restart == "transient" and not abnormal):
@@ -320,10 +338,10 @@ class Supervisor:
             child._fire(child._ready_waiters)
             return
         if child.own_intensity is not None:
-            if not child.own_intensity.allow():
+            if not child.own_intensity.allow(uptime):
                 self._trip(child)  # this worker alone stops; its siblings and its supervisor go on
                 return
-        elif not self.intensity.allow():
+        elif not self.intensity.allow(uptime):
             self._escalate(child)
             return
         child.restarts += 1
@@ -374,6 +392,7 @@ class Supervisor:
                 "offender": offender.spec.id,
                 "intensity": self.intensity.intensity,
                 "period_s": self.intensity.period_s,
+                "min_uptime_s": self.intensity.min_uptime_s,
             },
         )
         self.stop(on_stopped=self._report_failure)
@@ -473,6 +492,8 @@ class Supervisor:
         if handle is None or child.killed is handle:
             return  # killed already: its exit is on the way (a loaded machine may take a few ticks)
         child.killed = handle
+        if why == "hung":
+            child.hung_since = child.last_heartbeat
         log.warning(
             "killing child",
             extra={
@@ -685,6 +706,7 @@ class Supervisor:
             "strategy": self.strategy,
             "intensity": self.spec.flags.intensity,
             "period_s": self.spec.flags.period_s,
+            "min_uptime_s": self.spec.flags.min_uptime_s,  # restarts of children up longer do not count
             "restarts_in_window": self.intensity.recent,
             "children": [self._describe_child(c, now) for c in self.children],
         }

@@ -96,7 +96,11 @@ def live_node(short_tmp: Path, exchange: BinanceServer) -> RunningNode:
     """A live node on venue ``bx`` at ``exchange`` (running or not), no strategies."""
     unlock = add_key(short_tmp / "ks", exchange)
     config = write_config(
-        short_tmp / "live.toml", venue_toml(exchange, mode="live", keys="local"), strategies=False
+        short_tmp / "live.toml",
+        venue_toml(exchange, mode="live", keys="local"),
+        # The crash-loop test kills the gateway a few times: every restart counts (OTP).
+        "\n[supervisor]\nmin_uptime_s = 0.0\n",
+        strategies=False,
     )
     return RunningNode(short_tmp / "run", config, tuple(unlock))
 
