@@ -34,7 +34,12 @@ DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "sniperbot.json"
 # Snapshots every 0.2 s; a long breaker cooldown keeps a tripped breaker open while we look.
-CONFIG = FAST_CONFIG + "\n[metrics]\ninterval_s = 0.2\n\n[breakers]\ncooldown_s = 120.0\n"
+# min_uptime_s = 0: the test trips a breaker by kills about a second apart, which the default rule
+# (only crash loops count toward intensity) would ride out as independent faults.
+CONFIG = (
+    FAST_CONFIG
+    + "\n[metrics]\ninterval_s = 0.2\n\n[breakers]\ncooldown_s = 120.0\n\n[supervisor]\nmin_uptime_s = 0.0\n"
+)
 
 
 def _tool(name: str) -> str:

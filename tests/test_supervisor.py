@@ -759,7 +759,13 @@ def test_real_launcher_with_thread_placement_starts_restarts_and_stops_in_order(
         # Kill t1 (a thread actor is stopped, its sentinel fires): it comes back as incarnation 2.
         host.log.clear()
         host.real_handles["t1"].kill()
-        eventually(run_until(lambda: root.children[0].state == "running"), 10, interval_s=0)
+        # Until the restart is seen: right after the kill the old incarnation still reads "running".
+        eventually(
+            run_until(lambda: root.children[0].incarnation == 2 and root.children[0].state == "running"),
+            10,
+            interval_s=0,
+            what="t1 restarted",
+        )
         assert host.events("start") == [("start", "t1", 2)] and host.events("ready") == [("ready", "t1", 2)]
         assert root.children[0].restarts == 1 and root.children[1].incarnation == 1
         assert root.children[0].last_exit == "killed by signal 9"
