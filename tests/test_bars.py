@@ -84,3 +84,23 @@ def test_other_symbols_are_ignored() -> None:
 def test_non_positive_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="interval_s"):
         BarBuilder("sim", "BTC-USD", 0.0)
+
+
+def test_a_close_delay_keeps_a_trade_printed_before_the_end_and_delivered_after_it() -> None:
+    """Live strategies close on the clock a little after the end: an in-flight trade still counts."""
+    b = BarBuilder("sim", "BTC-USD", 1.0, close_delay_s=0.1)
+    b.on_trade(trade(10 * S + 100, 50.0))
+    assert b.on_time(11 * S + 50_000_000) == []  # the end has passed, the delay has not
+    assert b.on_trade(trade(11 * S - 5, 49.0)) == []  # printed before the end, arrived after it
+    (bar,) = b.on_time(11 * S + 100_000_000)
+    assert (bar.close, bar.trades) == (49.0, 2)
+    assert b.late_trades == 0
+    # A trade of the next interval still closes the bar at once, delay or not.
+    b.on_trade(trade(12 * S, 51.0))
+    (bar,) = b.on_trade(trade(13 * S, 52.0))
+    assert (bar.start_ns, bar.close) == (12 * S, 51.0)
+
+
+def test_a_negative_close_delay_is_refused() -> None:
+    with pytest.raises(ValueError, match="close_delay_s"):
+        BarBuilder("sim", "BTC-USD", 1.0, close_delay_s=-0.1)

@@ -10,7 +10,7 @@ import msgspec
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import TERMINAL_STATUSES, keys
 from sniperbot.market.bar_store import BarStore
-from sniperbot.market.bars import BarBuilder, replay_key
+from sniperbot.market.bars import LIVE_CLOSE_DELAY_S, BarBuilder, replay_key
 from sniperbot.messages import Bar, Envelope, Fill, Order, OrderUpdate, Quote, TradeTick
 from sniperbot.messages import topics as topic
 from sniperbot.messages.orders import parse_intent_seq
@@ -80,7 +80,7 @@ class StrategyActor(Actor):
         self.strategy = load_strategy(strategy)(
             strategy_id=strategy_id, venue=venue, symbol=symbol, quantity=quantity, **params
         )
-        self.bars = BarBuilder(venue, symbol, bar_interval_s)
+        self.bars = BarBuilder(venue, symbol, bar_interval_s, close_delay_s=LIVE_CLOSE_DELAY_S)
         # The quote topic also brings the last quote at start (the node's last-value cache).
         self.topics = (
             topic.trade(venue, symbol),

@@ -7,29 +7,46 @@ with no trades produces **no bar** (not a flat bar carrying the previous close),
 counts measure activity and an SMA over N bars is an SMA over N traded intervals.
 
 A bar is emitted once, when it is known to be complete: either a trade arrives for a
-later interval (:meth:`BarBuilder.on_trade`) or the clock passes its end
-(:meth:`BarBuilder.on_time`). A trade stamped before the open bar's interval (out of
-order, or for a bar already published) is dropped and counted in
+later interval (:meth:`BarBuilder.on_trade`) or the clock passes its end plus the builder's
+``close_delay_s`` (:meth:`BarBuilder.on_time`). A trade stamped before the open bar's interval
+(out of order, or for a bar already published) is dropped and counted in
 :attr:`BarBuilder.late_trades`.
+
+**Why a close delay.** A trade is stamped when it prints (by the exchange, or by the simulated
+market) and reaches a strategy's process some milliseconds later. A bar closed by the clock the
+instant its interval ends would drop a trade printed just before the end and still in flight,
+and two strategies on the same market would then decide on different closes depending on when
+their timers happen to fire (a restarted strategy's timer has a new phase). Live strategies
+close on the clock :data:`LIVE_CLOSE_DELAY_S` after the end; a trade of the next interval still
+closes a bar at once (delivery is in order), so in a traded market the delay costs nothing.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from sniperbot.messages import Bar, TradeTick
+
+#: How long after its end a live strategy's bar is closed by the clock (see the module docstring):
+#: longer than a trade's delivery from the feed, even on a loaded machine or from an exchange.
+LIVE_CLOSE_DELAY_S: Final = 0.1
 
 
 class BarBuilder:
     """Builds interval-aligned OHLCV bars for one symbol on one venue from its trades."""
 
-    def __init__(self, venue: str, symbol: str, interval_s: float) -> None:
+    def __init__(self, venue: str, symbol: str, interval_s: float, close_delay_s: float = 0.0) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        if not close_delay_s >= 0:
+            raise ValueError(f"close_delay_s must be >= 0, got {close_delay_s}")
         self.venue = venue
         self.symbol = symbol
         self.interval_s = interval_s
         self._interval_ns = round(interval_s * 1e9)
         if self._interval_ns <= 0:
             raise ValueError(f"interval_s must be at least 1 ns, got {interval_s}")
+        self._close_delay_ns = round(close_delay_s * 1e9)
         self._start_ns: int | None = None
         self._open = self._high = self._low = self._close = 0.0
         self._volume = 0.0
@@ -72,8 +89,8 @@ class BarBuilder:
         return closed
 
     def on_time(self, ts_ns: int) -> list[Bar]:
-        """Close the open bar if the clock has passed its end, even with no new trade."""
-        if self._start_ns is None or ts_ns < self._start_ns + self._interval_ns:
+        """Close the open bar once the clock is past its end plus the close delay, even with no new trade."""
+        if self._start_ns is None or ts_ns < self._start_ns + self._interval_ns + self._close_delay_ns:
             return []
         return [self._close_bar()]
 
