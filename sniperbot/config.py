@@ -43,6 +43,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from sniperbot.alerts.config import AlertsConfig
+from sniperbot.analytics.config import AnalyserConfig
 from sniperbot.api.config import ApiSection
 from sniperbot.telegram.config import TelegramConfig
 from sniperbot.venues.base import NonNegative, Positive
@@ -328,6 +329,7 @@ class Config(_Section):
     telegram: TelegramConfig = TelegramConfig()
     metrics: MetricsSection = MetricsSection()
     api: ApiSection = ApiSection()
+    analysers: list[AnalyserConfig] = []
 
     def __post_init__(self) -> None:
         if not self.venues:
@@ -358,6 +360,12 @@ class Config(_Section):
             if strategy.id in ids:
                 raise ValueError(f"strategies[{index}].id: duplicate strategy id {strategy.id!r}")
             ids.add(strategy.id)
+        analysers: set[str] = set()
+        for index, analyser in enumerate(self.analysers):
+            check_id(analyser.id, f"analysers[{index}].id")
+            if analyser.id in analysers:
+                raise ValueError(f"analysers[{index}].id: duplicate analyser id {analyser.id!r}")
+            analysers.add(analyser.id)
 
     def venue(self, name: str) -> VenueConfig | None:
         """The ``[[venues]]`` entry called ``name``, or None."""

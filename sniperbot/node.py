@@ -547,10 +547,12 @@ class Node:
             # The last run did not shut down in order: start fail-closed.
             self.breakers.trip("global", "unclean_shutdown", timed=True)
         self.journal.put_state(RUNNING_KEY, b"1")
-        # The last-value cache holds market *state*: quotes and market rules. Trades are events, and a
+        # The last-value cache holds market *state*: quotes, market rules and analytics signals (a
+        # strategy started now gets the current sentiment at once). Trades and posts are events, and a
         # node woken by every trade would compete with the actors on the trading path.
-        quotes = tuple(
-            t for v in self.config.venues for t in (topic.quotes(v.name), topic.market_rules(v.name))
+        quotes = (
+            *(t for v in self.config.venues for t in (topic.quotes(v.name), topic.market_rules(v.name))),
+            topic.SIGNALS,
         )
         self._market = Subscriber(self._zctx, self.rundir.bus_out, quotes)
         self._poller.register(self._market.socket, zmq.POLLIN)

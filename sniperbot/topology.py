@@ -12,6 +12,8 @@
     ├─ portfolio                            positions, P&L
     ├─ risk              one_for_all 3/30, breaker global
     │  └─ risk_guard                        every intent passes here
+    ├─ analysis          one_for_one 5/60, breaker analysis   one actor per [[analysers]] entry
+    │  └─ analyser.<id>                     scanners, sentiment, plug-ins: signals before strategies
     ├─ strategies        one_for_one 10/60  one actor per strategy instance (hot-addable)
     │  └─ strategy.<id>                     breaker strategy:<id>: its own crash loop trips only it
     │                                       (also a venue's own: strategy.sniper-<venue>)
@@ -52,6 +54,7 @@ from sniperbot.venues.config import VenueConfig
 
 STRATEGIES_SUPERVISOR = "strategies"
 OPS_SUPERVISOR = "ops"
+ANALYSIS_SUPERVISOR = "analysis"
 STRATEGY_ACTOR = "sniperbot.actors.strategy:StrategyActor"
 #: One strategy's own restart intensity: 5 crashes in 60 s trip its breaker (``strategy:<id>``).
 STRATEGY_RESTARTS = SupFlags(intensity=5, period_s=60.0)
@@ -185,6 +188,20 @@ def ops_subtree(config: Config) -> ChildSpec:
     return _supervisor(OPS_SUPERVISOR, flags, children, breaker="ops")
 
 
+def analysis_subtree(config: Config) -> ChildSpec | None:
+    """``analysis``: one actor per ``[[analysers]]`` entry (None without any), before the strategies.
+
+    Its own breaker ``analysis``: analysers talk to outside services that fail in their own ways;
+    one that keeps crashing trips only this breaker, never trading (strategies treat a missing or
+    stale signal as no signal).
+    """
+    if not config.analysers:
+        return None
+    children = [_worker(config, f"analyser.{a.id}", a.actor_path, **a.actor_args()) for a in config.analysers]
+    flags = _flags(config, SupFlags(intensity=5, period_s=60.0))
+    return _supervisor(ANALYSIS_SUPERVISOR, flags, children, breaker="analysis")
+
+
 def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
     """The root supervisor's spec for ``config``; ``epoch_ns`` anchors the sim clock."""
     epoch_ns = time.time_ns() if epoch_ns is None else epoch_ns
@@ -234,6 +251,7 @@ def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:
                 [risk],
                 breaker="global",
             ),
+            *([analysis] if (analysis := analysis_subtree(config)) else []),
             _supervisor(
                 STRATEGIES_SUPERVISOR, _flags(config, SupFlags(intensity=10, period_s=60.0)), strategies
             ),

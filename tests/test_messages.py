@@ -42,6 +42,7 @@ from sniperbot.messages import (
     encode_envelope,
 )
 from sniperbot.messages.chain import TokenSafetyReport
+from sniperbot.messages.signals import Post, Signal
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 # One instance of every payload, with every field (including optional ones) set away from
@@ -263,6 +264,31 @@ SAMPLES: list[Message] = [
         log_index=3,
         ts_ns=1_705,
     ),
+    Signal(
+        source="sentiment",
+        subject="BTC",
+        kind="sentiment",
+        value=0.4,
+        confidence=0.7,
+        window_s=300.0,
+        ts_ns=9,
+        count=12,
+        stale=True,
+        origin="reddit,x",
+        version=2,
+    ),
+    Post(
+        source="reddit",
+        platform="reddit",
+        post_id="t3_abc",
+        text="BTC to the moon",
+        created_ns=1,
+        ts_ns=2,
+        author="someone",
+        channel="CryptoCurrency",
+        url="https://reddit.com/r/CryptoCurrency/comments/abc",
+        engagement=42.0,
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -297,6 +323,8 @@ TAGS: dict[type[Message], str] = {
     VenueOrderReport: "venue_report",
     VenueEvents: "venue_events",
     TokenSafetyReport: "token_safety",
+    Signal: "signal",
+    Post: "post",
 }
 
 

@@ -39,9 +39,11 @@ from sniperbot.messages.orders import (
     OrderType,
     OrderUpdate,
 )
+from sniperbot.messages.signals import SIGNAL_VERSION, Post, Signal, subject_of
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 __all__ = [
+    "SIGNAL_VERSION",
     "WIRE_VERSION",
     "Ack",
     "ActorError",
@@ -67,11 +69,13 @@ __all__ = [
     "Payload",
     "PortfolioSnapshot",
     "Position",
+    "Post",
     "Quote",
     "Ready",
     "RiskStatus",
     "SetTradingState",
     "Side",
+    "Signal",
     "SnapshotRequest",
     "Stop",
     "TokenSafetyReport",
@@ -82,4 +86,5 @@ __all__ = [
     "VenueStatus",
     "decode_envelope",
     "encode_envelope",
+    "subject_of",
 ]

@@ -29,6 +29,7 @@ from sniperbot.messages.control import (
 from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, TradeTick
 from sniperbot.messages.metrics import MetricsSnapshot
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
+from sniperbot.messages.signals import Post, Signal
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 WIRE_VERSION = 1
@@ -63,6 +64,8 @@ Payload = (
     | MetricsSnapshot
     | TokenSafetyReport
     | NewPool
+    | Signal
+    | Post
 )
 
 

@@ -16,6 +16,8 @@ VENUE_STATUS = "status.venue."  # prefix of every venue gateway's VenueStatus (s
 EVENTS = "ev."
 METRICS = "metrics."  # prefix of every MetricsSnapshot (see metrics)
 STATUS = "status."  # prefix of every status topic (portfolio, risk, feeds)
+SIGNALS = "sig."  # prefix of every analytics Signal (see signal)
+POSTS = "social."  # prefix of every social Post (see posts)
 
 
 def market(venue: str) -> str:
@@ -99,3 +101,18 @@ def new_pool(venue: str) -> str:
 def bus_echo(actor_id: str) -> str:
     """An actor's own probe topic: hearing its probe back proves its publisher has joined the bus."""
     return f"ctl.echo.{actor_id}."
+
+
+def signal(subject: str, kind: str = "", source: str = "") -> str:
+    """Topic of one analyser's signals of one kind about one subject; shorter: the prefix.
+
+    Subject first, so a strategy follows everything about its asset with ``signal("BTC")``,
+    or one measure from every analyser with ``signal("BTC", "sentiment")``.
+    """
+    parts = [p for p in (subject, kind, source) if p]
+    return SIGNALS + "".join(p + "." for p in parts)
+
+
+def posts(source: str = "") -> str:
+    """Topic of one scanner's posts; without ``source``, every scanner's."""
+    return f"{POSTS}{source}." if source else POSTS

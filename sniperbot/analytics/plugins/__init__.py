@@ -1,0 +1,1 @@
+"""Plug-in analysers: any executable reading JSON lines on stdin and writing signals on stdout."""

@@ -1,0 +1,1 @@
+"""Social scanners: one actor per source (Reddit, X, Telegram, Discord, RSS/Atom, CoinGecko)."""

@@ -1,0 +1,75 @@
+"""Analytics messages (issue #15): posts the social scanners fetch, signals the analysers publish.
+
+A :class:`Signal` is one analyser's reading about one subject over one window: strategies and the
+sniper consult them; the node keeps the last one of every topic (like quotes), so a strategy that
+starts or is hot-added has the current state at once. A :class:`Post` is one item a scanner
+fetched (a Reddit post, a tweet, a channel message, a news entry): the sentiment aggregator and
+plug-in analysers read them from the bus.
+
+**Subjects.** An asset's ticker in upper case (``"BTC"``, ``"PEPE"``: what a cashtag names, and
+the base of a symbol such as ``BTC/USDT``), or a chain token's address as the chain writes it.
+:func:`subject_of` is the one place a symbol becomes a subject.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+from sniperbot.messages.base import Message
+
+#: The signal schema's version: bumped when a field's meaning changes (new fields go at the end).
+SIGNAL_VERSION: Final = 1
+
+
+class Signal(Message, tag="signal"):
+    """One analyser's reading about one subject.
+
+    ``source`` is the analyser that measured it (its config id, e.g. ``"sentiment"``, ``"coingecko"``,
+    ``"plugin.whales"``); ``origin`` says from what (e.g. ``"reddit,x"``, a URL). ``kind`` names the
+    measure (``"sentiment"`` in [-1, 1], ``"mentions"`` a count, ``"mentions_z"`` a z-score,
+    ``"trending_rank"``, ...); ``value`` is it, ``confidence`` in [0, 1] how far to trust it, ``count``
+    how many observations it rests on, ``window_s`` the period it summarises (0: a point reading),
+    ``ts_ns`` when it was measured (the end of its window). ``stale``: the source is unreachable and
+    this is the last value it had; a strategy should treat it as absent.
+    """
+
+    source: str
+    subject: str
+    kind: str
+    value: float
+    confidence: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
+    window_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    ts_ns: int = 0
+    count: int = 0
+    stale: bool = False
+    origin: str = ""
+    version: int = SIGNAL_VERSION
+
+
+class Post(Message, tag="post"):
+    """One item a social scanner fetched, as the platform gave it (text untouched).
+
+    ``source`` is the scanner's config id, ``platform`` the service (``"reddit"``, ``"x"``,
+    ``"telegram"``, ``"discord"``, ``"rss"``); ``post_id`` is the platform's id (unique within
+    ``platform``), ``channel`` the subreddit, channel, query or feed it came from, ``created_ns``
+    when it was posted (platform clock), ``ts_ns`` when the scanner published it, ``engagement`` the
+    platform's score (upvotes, likes) when it has one.
+    """
+
+    source: str
+    platform: str
+    post_id: str
+    text: str
+    created_ns: int
+    ts_ns: int
+    author: str = ""
+    channel: str = ""
+    url: str = ""
+    engagement: float = 0.0
+
+
+def subject_of(symbol: str) -> str:
+    """The subject a market symbol's signals are about: its base asset (``"BTC/USDT:USDT"`` -> ``"BTC"``)."""
+    return symbol.split("/", 1)[0].split(":", 1)[0].upper()
