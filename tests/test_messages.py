@@ -42,7 +42,7 @@ from sniperbot.messages import (
     encode_envelope,
 )
 from sniperbot.messages.chain import TokenSafetyReport
-from sniperbot.messages.signals import Post, Signal
+from sniperbot.messages.signals import AnalyserStatus, Post, Signal
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 # One instance of every payload, with every field (including optional ones) set away from
@@ -289,6 +289,17 @@ SAMPLES: list[Message] = [
         url="https://reddit.com/r/CryptoCurrency/comments/abc",
         engagement=42.0,
     ),
+    AnalyserStatus(
+        source="reddit",
+        stale=True,
+        errors=3,
+        backoff_s=4.0,
+        items=10,
+        dropped=2,
+        last_ok_ns=5,
+        ts_ns=6,
+        detail="HTTP 503",
+    ),
 ]
 
 # The public contract: a tag, once shipped, never changes meaning.
@@ -325,6 +336,7 @@ TAGS: dict[type[Message], str] = {
     TokenSafetyReport: "token_safety",
     Signal: "signal",
     Post: "post",
+    AnalyserStatus: "analyser_status",
 }
 
 

@@ -39,7 +39,7 @@ from sniperbot.messages.orders import (
     OrderType,
     OrderUpdate,
 )
-from sniperbot.messages.signals import SIGNAL_VERSION, Post, Signal, subject_of
+from sniperbot.messages.signals import SIGNAL_VERSION, AnalyserStatus, Post, Signal, subject_of
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "WIRE_VERSION",
     "Ack",
     "ActorError",
+    "AnalyserStatus",
     "Bar",
     "BreakerChanged",
     "CancelOrder",

@@ -29,7 +29,7 @@ from sniperbot.messages.control import (
 from sniperbot.messages.market import Bar, FeedStatus, MarketRules, OrderBook, Quote, TradeTick
 from sniperbot.messages.metrics import MetricsSnapshot
 from sniperbot.messages.orders import CancelOrder, Fill, Order, OrderIntent, OrderUpdate
-from sniperbot.messages.signals import Post, Signal
+from sniperbot.messages.signals import AnalyserStatus, Post, Signal
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 WIRE_VERSION = 1
@@ -66,6 +66,7 @@ Payload = (
     | NewPool
     | Signal
     | Post
+    | AnalyserStatus
 )
 
 

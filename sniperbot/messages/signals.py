@@ -73,3 +73,24 @@ class Post(Message, tag="post"):
 def subject_of(symbol: str) -> str:
     """The subject a market symbol's signals are about: its base asset (``"BTC/USDT:USDT"`` -> ``"BTC"``)."""
     return symbol.split("/", 1)[0].split(":", 1)[0].upper()
+
+
+class AnalyserStatus(Message, tag="analyser_status"):
+    """An analyser's health, on ``status.analyser.<id>`` (cached like every status).
+
+    ``stale`` is True while the analyser's service has not answered for its own staleness limit
+    (the sentiment aggregator then marks signals built on it stale); ``errors`` counts failed
+    requests, ``backoff_s`` is the wait before the next attempt (0 when healthy), ``items`` how many
+    posts or signals it has published, ``dropped`` how many it refused (duplicates, invalid lines),
+    ``last_ok_ns`` the last successful exchange with its service.
+    """
+
+    source: str
+    stale: bool
+    errors: int = 0
+    backoff_s: float = 0.0
+    items: int = 0
+    dropped: int = 0
+    last_ok_ns: int = 0
+    ts_ns: int = 0
+    detail: str = ""  # the last error, without secrets

@@ -12,6 +12,7 @@ READY = "ctl.ready."
 STATUS_PORTFOLIO = "status.portfolio"
 STATUS_RISK = "status.risk"
 FEED_STATUS = "status.feed."  # prefix of every feed's FeedStatus (see feed_status)
+ANALYSER_STATUS = "status.analyser."  # prefix of every analyser's AnalyserStatus (see analyser_status)
 VENUE_STATUS = "status.venue."  # prefix of every venue gateway's VenueStatus (see venue_status)
 EVENTS = "ev."
 METRICS = "metrics."  # prefix of every MetricsSnapshot (see metrics)
@@ -58,6 +59,11 @@ def feed_status(venue: str) -> str:
 def venue_status(venue: str) -> str:
     """Topic of a venue gateway's health, reconciliation state and balances."""
     return f"{VENUE_STATUS}{venue}"
+
+
+def analyser_status(analyser_id: str) -> str:
+    """Topic of an analyser's health (:class:`~sniperbot.messages.signals.AnalyserStatus`)."""
+    return f"{ANALYSER_STATUS}{analyser_id}"
 
 
 def strategy_events(strategy_id: str) -> str:
