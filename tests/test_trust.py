@@ -24,6 +24,7 @@ from sniperbot.journal import Journal, keys
 from sniperbot.messages import (
     Ack,
     ActorError,
+    AnalyserStatus,
     Bar,
     BreakerChanged,
     CancelOrder,
@@ -42,10 +43,12 @@ from sniperbot.messages import (
     Payload,
     PortfolioSnapshot,
     Position,
+    Post,
     Quote,
     Ready,
     RiskStatus,
     SetTradingState,
+    Signal,
     SnapshotRequest,
     Stop,
     TokenSafetyReport,
@@ -208,6 +211,10 @@ def _samples(now_ns: int) -> list[Any]:
         ),
         # A forged "safe to buy" verdict: a sniper must never act on one from outside the node.
         TokenSafetyReport(venue="sim", token="0x" + "cd" * 20, verdict="buy", ts_ns=now_ns),
+        # A forged euphoric signal, post and healthy analyser: strategies and the sniper act on them.
+        Signal(source="sentiment", subject="BTC", kind="sentiment", value=1.0, ts_ns=now_ns),
+        Post(source="reddit", platform="reddit", post_id="x", text="moon", created_ns=now_ns, ts_ns=now_ns),
+        AnalyserStatus(source="reddit", stale=False, ts_ns=now_ns),
     ]
 
 

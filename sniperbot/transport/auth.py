@@ -43,6 +43,7 @@ import hmac
 from typing import Final
 
 from sniperbot.messages import (
+    AnalyserStatus,
     BreakerChanged,
     CancelOrder,
     Crash,
@@ -55,9 +56,11 @@ from sniperbot.messages import (
     OrderIntent,
     OrderUpdate,
     PortfolioSnapshot,
+    Post,
     Ready,
     RiskStatus,
     SetTradingState,
+    Signal,
     TokenSafetyReport,
     VenueEvents,
     VenueOrderQuery,
@@ -113,6 +116,11 @@ AUTHORITY: Final[dict[type, dict[str, frozenset[str]]]] = {
     MetricsSnapshot: {ANY: frozenset({SELF})},
     # A "buy" spends money (the sniper acts on it): only the venue's own token checker may say it.
     TokenSafetyReport: {ANY: frozenset({"checker"})},
+    # Strategies and the sniper decide on signals: only an analyser may say one, and only as itself
+    # (``source`` is its own id), so every signal truly says where it came from.
+    Signal: {ANY: frozenset({"analyser"})},
+    Post: {ANY: frozenset({"analyser"})},
+    AnalyserStatus: {ANY: frozenset({"analyser"})},
 }
 
 
@@ -188,6 +196,8 @@ class Verifier:
                 return f"{kind} of venue {venue!r} from {envelope.sender!r}"
             if self.role in _VENUE_SCOPED and venue != self.scope:
                 return f"{kind} of venue {venue!r} sent to {self.receiver!r}"
+        if isinstance(payload, Signal | Post | AnalyserStatus) and payload.source != sender_scope:
+            return f"{kind} of source {payload.source!r} from {envelope.sender!r}"
         if isinstance(payload, OrderIntent) and payload.strategy_id != sender_scope:
             return f"OrderIntent of strategy {payload.strategy_id!r} from {envelope.sender!r}"
         return self._check_tag(frame, envelope)
