@@ -78,6 +78,16 @@ def check_id(value: object, field: str, max_len: int = NAME_MAX_LEN) -> None:
         raise ValueError(f"{field}: {error}")
 
 
+def _check_unique(section: str, field: str, values: list[str], what: str) -> None:
+    """Every value a valid id and none twice; the error names ``section[index].field``."""
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        check_id(value, f"{section}[{index}].{field}")
+        if value in seen:
+            raise ValueError(f"{section}[{index}].{field}: duplicate {what} {value!r}")
+        seen.add(value)
+
+
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Base of every config section: strict, immutable."""
 
@@ -334,12 +344,8 @@ class Config(_Section):
     def __post_init__(self) -> None:
         if not self.venues:
             raise ValueError("venues: at least one [[venues]] entry is required")
-        names: set[str] = set()
+        _check_unique("venues", "name", [v.name for v in self.venues], "venue name")
         for index, venue in enumerate(self.venues):
-            check_id(venue.name, f"venues[{index}].name")
-            if venue.name in names:
-                raise ValueError(f"venues[{index}].name: duplicate venue name {venue.name!r}")
-            names.add(venue.name)
             if venue.mode not in venue.supported_modes:
                 raise ValueError(
                     f"venues[{index}].mode: {venue.mode!r} is not supported by kind "
@@ -360,12 +366,7 @@ class Config(_Section):
             if strategy.id in ids:
                 raise ValueError(f"strategies[{index}].id: duplicate strategy id {strategy.id!r}")
             ids.add(strategy.id)
-        analysers: set[str] = set()
-        for index, analyser in enumerate(self.analysers):
-            check_id(analyser.id, f"analysers[{index}].id")
-            if analyser.id in analysers:
-                raise ValueError(f"analysers[{index}].id: duplicate analyser id {analyser.id!r}")
-            analysers.add(analyser.id)
+        _check_unique("analysers", "id", [a.id for a in self.analysers], "analyser id")
 
     def venue(self, name: str) -> VenueConfig | None:
         """The ``[[venues]]`` entry called ``name``, or None."""
