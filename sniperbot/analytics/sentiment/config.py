@@ -23,7 +23,7 @@ class SentimentConfig(AnalyserSection, tag="sentiment"):
 
     actor_path: ClassVar[str] = "sniperbot.analytics.sentiment.actor:SentimentActor"
     sources: list[str] = []
-    windows_s: list[int] = [300, 3600]
+    windows_s: list[int] = msgspec.field(default_factory=lambda: [300, 3600])
     bucket_s: Annotated[int, msgspec.Meta(ge=1)] = 60
     z_history: Annotated[int, msgspec.Meta(ge=2)] = 24
     min_history: Annotated[int, msgspec.Meta(ge=2)] = 4
