@@ -118,9 +118,9 @@ def _windows(**kw: object) -> Windows:
     return Windows(**settings)  # type: ignore[arg-type]
 
 
-def _post(w: Windows, n: int, subject: str, score: float, at_ns: int, now_ns: int, weight: float = 1.0) -> None:
+def _post(w: Windows, n: int, subject: str, score: float, at_ns: int, now_ns: int) -> None:
     for i in range(n):
-        w.add(post_key("x", f"{subject}-{at_ns}-{i}"), {subject}, score, weight, "x", at_ns, now_ns)
+        w.add(post_key("x", f"{subject}-{at_ns}-{i}"), {subject}, score, 1.0, "x", at_ns, now_ns)
 
 
 def test_window_mean_is_engagement_weighted_and_counts_are_not() -> None:
