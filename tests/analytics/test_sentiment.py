@@ -15,6 +15,9 @@ from sniperbot.analytics.sentiment.evaluate import compare, load_sample
 from sniperbot.analytics.sentiment.scorer import Scorer, label_of
 from sniperbot.analytics.sentiment.subjects import SubjectExtractor
 from sniperbot.analytics.sentiment.windows import BucketState, Windows, post_key
+from sniperbot.config import decode_config
+from sniperbot.topology import analysis_subtree
+from tests.conftest import FAST_CONFIG
 
 SAMPLE = Path(__file__).parent / "data" / "sentiment_sample.jsonl"
 S = 1_000_000_000  # ns per second
@@ -103,6 +106,14 @@ def test_chain_addresses(extractor: SubjectExtractor) -> None:
     # A transaction hash (64 hex digits) is not an address; nor a 32+ char base58 string not 32 bytes long.
     assert extractor.subjects("tx 0x" + "ab" * 32) == set()
     assert extractor.subjects("1" * 40) == set()
+
+
+def test_the_node_passes_its_traded_assets_as_known_tickers() -> None:
+    config = decode_config(FAST_CONFIG + '[[analysers]]\nkind = "sentiment"\nid = "sentiment"\n')
+    analysis = analysis_subtree(config)
+    assert analysis is not None
+    (aggregator,) = analysis.children
+    assert aggregator.id == "analyser.sentiment" and aggregator.args["traded"] == ["BTC", "ETH"]
 
 
 def test_aliases_can_remove_a_default() -> None:
