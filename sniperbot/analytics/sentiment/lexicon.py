@@ -143,11 +143,13 @@ CRYPTO_PHRASES: Final[tuple[tuple[str, str], ...]] = (
     (r"exit\s+scam", "rugpull"),
 )
 
-_PHRASES: Final = tuple((re.compile(rf"\b{p}\b", re.IGNORECASE), token) for p, token in CRYPTO_PHRASES)
+# One pass over the text for every phrase (a pattern per phrase would scan it once each).
+_PHRASES: Final = re.compile(
+    r"\b(?:" + "|".join(f"(?P<p{i}>{p})" for i, (p, _) in enumerate(CRYPTO_PHRASES)) + r")\b", re.IGNORECASE
+)
+_TOKENS: Final = {f"p{i}": token for i, (_, token) in enumerate(CRYPTO_PHRASES)}
 
 
 def fold_phrases(text: str) -> str:
     """``text`` with every crypto phrase replaced by its one token (see :data:`CRYPTO_PHRASES`)."""
-    for pattern, token in _PHRASES:
-        text = pattern.sub(token, text)
-    return text
+    return _PHRASES.sub(lambda m: _TOKENS[str(m.lastgroup)], text)

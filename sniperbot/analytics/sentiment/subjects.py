@@ -126,14 +126,16 @@ class SubjectExtractor:
                     found.add(candidate)
             except KeyError:  # pragma: no cover - the pattern admits only the alphabet
                 continue
-        words = _URL.sub(" ", text)
-        for match in _CASHTAG.finditer(words):
-            tag = match.group(1)
-            found.add(self.aliases.get(tag.lower(), tag.upper()))
-        if self.tickers and not self._shouted(words):
-            for match in _UPPER_WORD.finditer(words):
-                if match.group(1) in self.tickers:
-                    found.add(match.group(1))
+        lowered = text.lower()
+        words = _URL.sub(" ", text) if "://" in text or "www." in lowered else text
+        if "$" in words:
+            for match in _CASHTAG.finditer(words):
+                tag = match.group(1)
+                found.add(self.aliases.get(tag.lower(), tag.upper()))
+        if self.tickers:
+            bare = {m.group(1) for m in _UPPER_WORD.finditer(words)} & self.tickers
+            if bare and not self._shouted(words):
+                found.update(bare)
         if self._names is not None:
             for match in self._names.finditer(words):
                 found.add(self.aliases[" ".join(match.group(1).lower().split())])
