@@ -77,6 +77,7 @@ def extractor() -> SubjectExtractor:
         ("$BTC and $wif pumping", {"BTC", "WIF"}),  # any cashtag
         ("SOL is pumping", {"SOL"}),  # a known ticker, bare, in capitals
         ("the solution is SOLID", set()),  # inside a word
+        ("stake it as mSOL or jitoSOL", set()),  # other tokens whose names end in a ticker
         ("sol y playa", set()),  # not in capitals
         ("Sol is pumping", set()),
         ("ONE day we will make it", set()),  # an ambiguous ticker needs its cashtag
