@@ -90,6 +90,8 @@ def extractor() -> SubjectExtractor:
         ("read https://ethereum.org/en/ for more", set()),  # a site is not a mention
         ("paid US$100 and $5k for $100 of it", set()),  # amounts are not cashtags
         ("$BTC $BTC BTC bitcoin", {"BTC"}),  # once per post
+        ("$BTC $ETH $SOL $PEPE $WIF", {"BTC", "ETH", "SOL", "PEPE", "WIF"}),  # 5: still mentions
+        ("gems: $BTC $ETH $SOL $PEPE $WIF $BONK", set()),  # 6: a list, not a mention of any
     ],
 )
 def test_subject_rules(extractor: SubjectExtractor, text: str, subjects: set[str]) -> None:

@@ -71,6 +71,7 @@ class SentimentActor(Actor):
             tickers=[*self.config.universe, *(traded or ())],
             aliases=self.config.aliases,
             ambiguous=self.config.ambiguous,
+            max_subjects=self.config.max_subjects,
         )
         self.windows = Windows(
             bucket_s=self.config.bucket_s,

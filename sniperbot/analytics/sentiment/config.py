@@ -16,7 +16,8 @@ class SentimentConfig(AnalyserSection, tag="sentiment"):
     ``z_history`` how many previous windows a mention count's z-score compares with, ``min_history`` the
     fewest observed ones it needs (fewer: no z-score). ``universe`` adds tickers recognised bare (upper
     case, without ``$``) to the node's traded assets; ``aliases`` adds common names (``{"pepe" = "PEPE"}``)
-    or removes a default (``{"ether" = ""}``); ``ambiguous`` adds tickers that must be cashtagged.
+    or removes a default (``{"ether" = ""}``); ``ambiguous`` adds tickers that must be cashtagged; a post
+    naming more than ``max_subjects`` subjects is a list, not a mention, and counts for none.
     Signals go out within ``flush_interval_s`` of a change and every ``publish_interval_s`` in any case;
     a source that published neither a post nor a status for ``silent_after_s`` counts as stale.
     """
@@ -31,6 +32,7 @@ class SentimentConfig(AnalyserSection, tag="sentiment"):
     universe: list[str] = []
     aliases: dict[str, str] = {}
     ambiguous: list[str] = []
+    max_subjects: Annotated[int, msgspec.Meta(ge=1)] = 5
     flush_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 0.2
     publish_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     silent_after_s: Annotated[float, msgspec.Meta(gt=0)] = 900.0
