@@ -16,7 +16,7 @@ left the longest window is published once more with count 0 and confidence 0, th
 **Stale.** A signal is ``stale`` when every source it rests on is stale: its last
 :class:`~sniperbot.messages.AnalyserStatus` said so, or nothing (neither a post nor a status) came
 from it for ``silent_after_s``. A signal resting on no post (count 0) rests on every configured
-source (every source heard, without a configuration). The aggregator's own status goes out on
+source (every source that has sent a post, without a configuration). The aggregator's own status goes out on
 ``status.analyser.<id>`` at the steady cadence: stale when all its sources are.
 
 **Restart.** The buckets (tallies and dedup keys) are journaled under :data:`sniperbot.journal.keys.
@@ -48,10 +48,12 @@ _BUCKET_DECODER = msgspec.msgpack.Decoder(BucketState)
 
 @dataclass
 class SourceHealth:
-    """What the aggregator knows of one source: its last stale flag and when it was last heard."""
+    """What the aggregator knows of one source: its last stale flag, when it was last heard, whether it
+    has sent a post (an analyser that only publishes signals is no source of posts)."""
 
     stale: bool = False
     heard_ns: int = 0
+    posts: bool = False
 
 
 class SentimentActor(Actor):
@@ -120,6 +122,7 @@ class SentimentActor(Actor):
             return
         now = time.time_ns()
         self._heard(post.source, now)
+        self.health[post.source].posts = True
         key = post_key(post.platform, post.post_id)
         if key in self.windows.seen:
             self.dropped += 1
@@ -163,8 +166,12 @@ class SentimentActor(Actor):
         silent = now_ns - heard > self.config.silent_after_s * 1e9
         return silent or (health is not None and health.stale)
 
+    def _all_sources(self) -> tuple[str, ...]:
+        """The configured sources, or without a configuration every source that has sent a post."""
+        return tuple(sorted(self.sources or {s for s, h in self.health.items() if h.posts}))
+
     def _stale(self, sources: tuple[str, ...], now_ns: int) -> bool:
-        relied = sources or tuple(sorted(self.sources or self.health))
+        relied = sources or self._all_sources()
         return bool(relied) and all(self._source_stale(s, now_ns) for s in relied)
 
     # -- output ---------------------------------------------------------------------------------------
@@ -190,7 +197,7 @@ class SentimentActor(Actor):
             self._publish_subject(subject, now, force=True)
         self._cadence_subjects = active
         self._dirty_subjects -= active
-        sources = tuple(sorted(self.sources or self.health))
+        sources = self._all_sources()
         self.ctx.publish(
             topic.analyser_status(self.source),
             AnalyserStatus(

@@ -24,7 +24,9 @@ strategy would act on a mention spike that is not there). The rules, in order:
    base58 is case-sensitive). Addresses are looked for in links too (``dexscreener.com/solana/<mint>``
    is how tokens are shared); names and tickers are not (``ethereum.org`` is a site, not a mention).
 
-A post is about each subject it names once, however many times it names it.
+A post is about each subject it names once, however many times it names it; a post naming more than
+``max_subjects`` (default 5) subjects is a list (a price table, a shill list, a spam wall of cashtags),
+not a mention of any of them, and counts for none.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ DEFAULT_ALIASES: Final[Mapping[str, str]] = {
 }
 
 MIN_BARE_TICKER: Final = 3
+MAX_SUBJECTS: Final = 5
 _B58_ALPHABET: Final = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX: Final = {c: i for i, c in enumerate(_B58_ALPHABET)}
 
@@ -101,7 +104,9 @@ class SubjectExtractor:
         tickers: Iterable[str] = (),
         aliases: Mapping[str, str] | None = None,
         ambiguous: Iterable[str] = (),
+        max_subjects: int = MAX_SUBJECTS,
     ) -> None:
+        self.max_subjects = max_subjects
         self.ambiguous = AMBIGUOUS_TICKERS | {t.upper() for t in ambiguous}
         self.tickers = frozenset(
             t.upper() for t in tickers if len(t) >= MIN_BARE_TICKER and t.upper() not in self.ambiguous
@@ -139,7 +144,7 @@ class SubjectExtractor:
         if self._names is not None:
             for match in self._names.finditer(words):
                 found.add(self.aliases[" ".join(match.group(1).lower().split())])
-        return found
+        return found if len(found) <= self.max_subjects else set()
 
     @staticmethod
     def _shouted(text: str) -> bool:
