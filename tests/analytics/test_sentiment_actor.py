@@ -29,12 +29,12 @@ SENTIMENT = """
 kind = "sentiment"
 id = "sentiment"
 bucket_s = 1
-windows_s = [2, 300]
+windows_s = [1, 300]
 z_history = 4
 min_history = 2
 flush_interval_s = 0.05
 publish_interval_s = 0.3
-silent_after_s = 2.0
+silent_after_s = 1.0  # the feeder reports every 0.2 s
 universe = ["PEPE"]  # a bare PEPE counts (BTC and ETH are traded: known already)
 """
 
@@ -94,19 +94,18 @@ def _post(post_id: str, text: str, engagement: float = 0.0, platform: str = "red
 
 PEPE_MENTIONS = topic.signal("PEPE", "mentions", "sentiment", 300)
 PEPE_SENTIMENT = topic.signal("PEPE", "sentiment", "sentiment", 300)
-PEPE_Z_2S = topic.signal("PEPE", "mentions_z", "sentiment", 2)
+PEPE_Z_1S = topic.signal("PEPE", "mentions_z", "sentiment", 1)
 BTC_SENTIMENT = topic.signal("BTC", "sentiment", "sentiment", 300)
 
 
 def test_posts_in_signals_out_dedup_stale_and_kill_9(sentiment_node: tuple[RunningNode, Path]) -> None:
     node, script = sentiment_node
-    node.wait_ready()
-    _admin(
-        node, "start-child", "--sup", "analysis",
-        "--spec", json.dumps({"id": "analyser.feed", "actor": FEEDER_ACTOR, "args": {"script": str(script)}}),
-    )  # fmt: skip
     bus = Bus(node.run_dir)
     try:
+        # The aggregator's own status on the bus: the analysis supervisor is up.
+        eventually(lambda: bus.last(topic.analyser_status("sentiment")), 60, what="the aggregator's status")
+        feeder = {"id": "analyser.feed", "actor": FEEDER_ACTOR, "args": {"script": str(script)}}
+        _admin(node, "start-child", "--sup", "analysis", "--spec", json.dumps(feeder))
         # Posts in -> per-subject signals out, each saying where it came from.
         _feed(
             script,
@@ -144,8 +143,8 @@ def test_posts_in_signals_out_dedup_stale_and_kill_9(sentiment_node: tuple[Runni
         eventually(lambda: (s := bus.last(PEPE_MENTIONS)) and not s.stale, 10, what="fresh PEPE signals")
 
         # kill -9: the new incarnation's first signals are the windows as they were, z-score history
-        # included (without the journal: no PEPE signal at all, then a z-score only after 2 windows).
-        eventually(lambda: bus.last(PEPE_Z_2S), 15, what="a 2 s mentions_z for PEPE")
+        # included (without the journal: no PEPE signal at all, then a z-score only after 2 more windows).
+        eventually(lambda: bus.last(PEPE_Z_1S), 15, what="a 1 s mentions_z for PEPE")
         victim = node.workers()["analyser.sentiment"]
         os.kill(victim["pid"], signal.SIGKILL)
         incarnation = victim["incarnation"] + 1  # the restarted one's signals carry it in their envelope
@@ -160,7 +159,7 @@ def test_posts_in_signals_out_dedup_stale_and_kill_9(sentiment_node: tuple[Runni
             for inc, n, p in bus.poll()
             if inc == incarnation and isinstance(p, Signal) and p.ts_ns == first.ts_ns
         ]
-        assert any(p.kind == "mentions_z" and p.window_s == 2 for p in first_round), first_round
+        assert any(p.kind == "mentions_z" and p.window_s == 1 for p in first_round), first_round
         # ... and the dedup set: the old posts again plus one new one make 5, not 9.
         _feed(script, *(_post(f"p{i}", "$PEPE") for i in range(1, 6)))
         eventually(lambda: (s := bus.last(PEPE_MENTIONS)) and s.count == 5, 10, what="5 PEPE mentions")
