@@ -21,7 +21,8 @@ source (every source that has sent a post, without a configuration). The aggrega
 
 **Restart.** The buckets (tallies and dedup keys) are journaled under :data:`sniperbot.journal.keys.
 SENTIMENT` before any signal computed from them is published, so after a kill -9 the windows, the
-z-scores' history and the dedup set are what they were at the last publication.
+z-scores' history and the dedup set are what they were at the last publication; what a kill -9 can lose
+is the posts of the last ``flush_interval_s`` (0.2 s), which no published figure counted yet.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class SentimentActor(Actor):
             self._on_status(payload)
 
     def on_stop(self) -> None:
-        """Journal what is not journaled yet (a kill -9 loses at most one flush interval)."""
+        """Journal what is not journaled yet (a kill -9 loses the last flush interval's posts instead)."""
         self._journal_dirty()
 
     # -- input --------------------------------------------------------------------------------------
