@@ -45,8 +45,11 @@ import msgspec
 
 from sniperbot.actors.placement import PRELOAD
 from sniperbot.alerts.config import ALERTS_ACTOR, ALERTS_ACTOR_ID
+from sniperbot.analytics.base import AnalyserSection
+from sniperbot.analytics.sentiment.config import SentimentConfig
 from sniperbot.api.config import API_ACTOR, API_ACTOR_ID
 from sniperbot.config import Config, StrategySection
+from sniperbot.messages import subject_of
 from sniperbot.supervision import ChildSpec, SupFlags, check_unique_ids
 from sniperbot.telegram.config import TELEGRAM_ACTOR, TELEGRAM_ACTOR_ID
 from sniperbot.venues.base import EXECUTOR, PAPER_GATEWAY
@@ -197,9 +200,21 @@ def analysis_subtree(config: Config) -> ChildSpec | None:
     """
     if not config.analysers:
         return None
-    children = [_worker(config, f"analyser.{a.id}", a.actor_path, **a.actor_args()) for a in config.analysers]
+    children = [
+        _worker(config, f"analyser.{a.id}", a.actor_path, **a.actor_args(), **_analyser_extra(config, a))
+        for a in config.analysers
+    ]
     flags = _flags(config, SupFlags(intensity=5, period_s=60.0))
     return _supervisor(ANALYSIS_SUPERVISOR, flags, children, breaker="analysis")
+
+
+def _analyser_extra(config: Config, section: AnalyserSection) -> dict[str, object]:
+    """What an analyser kind needs from the node's config besides its own section."""
+    if isinstance(section, SentimentConfig):
+        # Tickers in posts are read against the node's traded assets (precision over recall).
+        symbols = {s for v in config.venues for s in v.symbol_names()} | {s.symbol for s in config.strategies}
+        return {"traded": sorted({subject_of(s) for s in symbols if s})}
+    return {}
 
 
 def build_tree(config: Config, epoch_ns: int | None = None) -> ChildSpec:

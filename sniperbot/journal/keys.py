@@ -24,6 +24,9 @@ Each is written by one owner and read by whoever needs it after a restart:
   holds trading stopped; the write succeeding is what proves the journal can be written again.
 * :data:`SOLANA_POOL_CURSOR` + venue ``/`` pools program (its Solana pool watcher): the slot floor and
   the pools handled above it (:class:`sniperbot.venues.solana.pool_watcher.PoolCursor`, JSON).
+* :data:`SENTIMENT` + analyser id (its sentiment analyser): ``/since`` (the first observed bucket and the
+  bucket size, JSON) and ``/b/`` + bucket start in unix seconds (12 digits): that bucket's per-subject
+  tallies and post dedup keys (:class:`sniperbot.analytics.sentiment.windows.BucketState`, msgpack).
 """
 
 from __future__ import annotations
@@ -41,5 +44,6 @@ BARS: Final = "bars/"
 STRATEGY_STATE: Final = "strategy/"
 POOL_CURSOR: Final = "evm/pools/"
 SOLANA_POOL_CURSOR: Final = "solana/pools/"
+SENTIMENT: Final = "sentiment/"
 STORAGE_PROBE: Final = "node/storage_probe"
 NODE_LIFE: Final = "node/life"

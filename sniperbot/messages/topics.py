@@ -109,13 +109,17 @@ def bus_echo(actor_id: str) -> str:
     return f"ctl.echo.{actor_id}."
 
 
-def signal(subject: str, kind: str = "", source: str = "") -> str:
+def signal(subject: str, kind: str = "", source: str = "", window_s: float = 0) -> str:
     """Topic of one analyser's signals of one kind about one subject; shorter: the prefix.
 
     Subject first, so a strategy follows everything about its asset with ``signal("BTC")``,
-    or one measure from every analyser with ``signal("BTC", "sentiment")``.
+    or one measure from every analyser with ``signal("BTC", "sentiment")``. An analyser that
+    publishes one kind over several windows adds ``window_s`` (``sig.BTC.mentions.sentiment.300s.``),
+    so the last-value cache keeps each window's latest value, not only the last one published.
     """
     parts = [p for p in (subject, kind, source) if p]
+    if window_s and source:
+        parts.append(f"{window_s:g}s")
     return SIGNALS + "".join(p + "." for p in parts)
 
 
