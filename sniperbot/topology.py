@@ -46,7 +46,6 @@ import msgspec
 from sniperbot.actors.placement import PRELOAD
 from sniperbot.alerts.config import ALERTS_ACTOR, ALERTS_ACTOR_ID
 from sniperbot.analytics.base import AnalyserSection
-from sniperbot.analytics.sentiment.config import SentimentConfig
 from sniperbot.api.config import API_ACTOR, API_ACTOR_ID
 from sniperbot.config import Config, StrategySection
 from sniperbot.messages import subject_of
@@ -210,8 +209,8 @@ def analysis_subtree(config: Config) -> ChildSpec | None:
 
 def _analyser_extra(config: Config, section: AnalyserSection) -> dict[str, object]:
     """What an analyser kind needs from the node's config besides its own section."""
-    if isinstance(section, SentimentConfig):
-        # Tickers in posts are read against the node's traded assets (precision over recall).
+    if section.wants_traded:
+        # e.g. tickers in posts are read against the node's traded assets (precision over recall).
         symbols = {s for v in config.venues for s in v.symbol_names()} | {s.symbol for s in config.strategies}
         return {"traded": sorted({subject_of(s) for s in symbols if s})}
     return {}

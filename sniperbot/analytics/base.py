@@ -16,6 +16,8 @@ class AnalyserSection(
     """
 
     actor_path: ClassVar[str] = ""
+    #: Whether the kind's actor takes ``traded``: the node's traded assets (subjects), from the topology.
+    wants_traded: ClassVar[bool] = False
 
     id: str
 

@@ -23,6 +23,7 @@ class SentimentConfig(AnalyserSection, tag="sentiment"):
     """
 
     actor_path: ClassVar[str] = "sniperbot.analytics.sentiment.actor:SentimentActor"
+    wants_traded: ClassVar[bool] = True
     sources: list[str] = []
     windows_s: list[int] = msgspec.field(default_factory=lambda: [300, 3600])
     bucket_s: Annotated[int, msgspec.Meta(ge=1)] = 60
