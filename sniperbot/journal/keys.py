@@ -24,6 +24,9 @@ Each is written by one owner and read by whoever needs it after a restart:
   holds trading stopped; the write succeeding is what proves the journal can be written again.
 * :data:`SOLANA_POOL_CURSOR` + venue ``/`` pools program (its Solana pool watcher): the slot floor and
   the pools handled above it (:class:`sniperbot.venues.solana.pool_watcher.PoolCursor`, JSON).
+* :data:`SCANNER_CURSOR` + analyser id ``/`` a hash of the target (its social scanner): where the scanner
+  is in one subreddit, query, channel or feed and the ids it published last
+  (:class:`sniperbot.analytics.scanners.base.TargetCursor`, JSON).
 """
 
 from __future__ import annotations
@@ -41,5 +44,6 @@ BARS: Final = "bars/"
 STRATEGY_STATE: Final = "strategy/"
 POOL_CURSOR: Final = "evm/pools/"
 SOLANA_POOL_CURSOR: Final = "solana/pools/"
+SCANNER_CURSOR: Final = "analytics/scanner/"
 STORAGE_PROBE: Final = "node/storage_probe"
 NODE_LIFE: Final = "node/life"
