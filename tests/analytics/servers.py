@@ -105,7 +105,7 @@ class SocialServer:
                 web.get("/api/v3/coins/markets", self._markets),
             ]
         )
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
         await self._listen()
 
@@ -132,9 +132,17 @@ class SocialServer:
         self._call(self._listen())
 
     def stop(self) -> None:
-        """Stop serving and the thread."""
-        if self._runner is not None:
-            self._call(self._runner.cleanup())
+        """Stop serving (held long polls included) and the thread."""
+
+        async def close() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self._call(close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 

@@ -49,7 +49,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -106,11 +106,38 @@ class TargetCursor(msgspec.Struct, kw_only=True):
 
 
 class Fetched(msgspec.Struct):
-    """What one request cycle about one target gave: items (oldest first) and the cursor after them."""
+    """What one request cycle about one target gave: items (oldest first) and the cursor after them.
+
+    ``malformed``: items of the answer that did not parse (skipped, counted in ``dropped``).
+    """
 
     target: str
     items: list[Any]
     cursor: TargetCursor
+    malformed: int = 0
+
+
+#: What a malformed item of an otherwise valid answer raises while it is read.
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def parse_each(raw: Any, parse: Callable[[Any], Any]) -> tuple[list[Any], int]:
+    """``parse`` of every item of the list ``raw`` (None results left out), and how many did not parse.
+
+    One malformed item must not fail the whole answer: the next poll would get it again, for ever.
+    """
+    if not isinstance(raw, list):
+        raise ServiceError(f"expected a list of items, got {type(raw).__name__}")
+    out, bad = [], 0
+    for item in raw:
+        try:
+            parsed = parse(item)
+        except MALFORMED:
+            bad += 1
+            continue
+        if parsed is not None:
+            out.append(parsed)
+    return out, bad
 
 
 def cursor_key(analyser_id: str, target: str) -> str:
@@ -177,6 +204,7 @@ class ScannerActor(Actor):
         self._secrets: list[str] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
         self._stopping = threading.Event()
 
     # -- what a service module provides ------------------------------------------------------
@@ -226,12 +254,12 @@ class ScannerActor(Actor):
         self._probe()
 
     def on_stop(self) -> None:
-        """Stop the HTTP thread (cursors are journaled as they move: nothing to flush)."""
+        """Stop the HTTP thread, a request in flight included (cursors are journaled as they move)."""
         self._stopping.set()
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(lambda: None)  # wake a sleep so it sees the stop
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed already
+                loop.call_soon_threadsafe(task.cancel)
         if self._thread is not None:
             self._thread.join(_STOP_JOIN_S)
 
@@ -349,6 +377,7 @@ class ScannerActor(Actor):
     def on_fetched(self, fetched: Fetched) -> None:
         """Posts: drop those published before or too old, journal the cursor, then publish the rest."""
         target = fetched.target
+        self.dropped += fetched.malformed
         recent, seen = self._recent[target], self._recent_set[target]
         oldest_ns = time.time_ns() - int(self.config.max_age_s * 1e9)
         fresh: list[Post] = []
@@ -376,9 +405,12 @@ class ScannerActor(Actor):
     # -- HTTP thread -------------------------------------------------------------------------
     def _run(self, cursors: dict[str, TargetCursor]) -> None:
         loop = asyncio.new_event_loop()
+        self._task = task = loop.create_task(self._poll(cursors))
         self._loop = loop
         try:
-            loop.run_until_complete(self._poll(cursors))
+            loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            pass  # stopped
         finally:
             loop.close()
 

@@ -21,7 +21,16 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from sniperbot.analytics.scanners.base import Fetched, Http, ScannerActor, TargetCursor
+import msgspec
+
+from sniperbot.analytics.scanners.base import (
+    Fetched,
+    Http,
+    ScannerActor,
+    ServiceError,
+    TargetCursor,
+    parse_each,
+)
 from sniperbot.analytics.scanners.config import CoinGeckoConfig, read_secret
 from sniperbot.messages import topics as topic
 from sniperbot.messages.signals import Signal
@@ -31,20 +40,49 @@ DAY_S = 86_400.0
 MAX_IDS = 250  # coins/markets page size
 
 
+class Coin(msgspec.Struct, frozen=True):
+    """One coin of an answer, read on the HTTP thread."""
+
+    coin_id: str
+    subject: str  # the upper-case symbol
+    rank: int  # market-cap rank (1 << 30 when unranked)
+    score: int = 0  # trending position, 0 = the top
+    change_24h: float | None = None
+    volume_24h: float | None = None
+
+
 def _rank(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and value > 0 else 1 << 30
 
 
-def _by_symbol(coins: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """One coin per upper-case symbol: the best market-cap rank (the first seen on a tie)."""
-    best: dict[str, dict[str, Any]] = {}
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _trending_coin(raw: Any) -> Coin | None:
+    item = raw["item"]
+    subject = str(item["symbol"]).upper()
+    return (
+        Coin(str(item["id"]), subject, _rank(item.get("market_cap_rank")), int(item["score"]))
+        if subject
+        else None
+    )
+
+
+def _market_coin(row: Any) -> Coin | None:
+    subject = str(row["symbol"]).upper()
+    if not subject:
+        return None
+    change, volume = _number(row.get("price_change_percentage_24h")), _number(row.get("total_volume"))
+    return Coin(str(row["id"]), subject, _rank(row.get("market_cap_rank")), 0, change, volume)
+
+
+def _by_symbol(coins: list[Coin]) -> dict[str, Coin]:
+    """One coin per symbol: the best market-cap rank (the first seen on a tie)."""
+    best: dict[str, Coin] = {}
     for coin in coins:
-        subject = str(coin.get("symbol", "")).upper()
-        if subject and (
-            subject not in best
-            or _rank(coin.get("market_cap_rank")) < _rank(best[subject].get("market_cap_rank"))
-        ):
-            best[subject] = coin
+        if coin.subject not in best or coin.rank < best[coin.subject].rank:
+            best[coin.subject] = coin
     return best
 
 
@@ -81,45 +119,46 @@ class CoinGeckoScanner(ScannerActor):
         return headers
 
     async def fetch(self, http: Http, cursor: TargetCursor) -> Fetched:
-        """Trending, then the markets of the trending coins and ``coin_ids``."""
+        """Trending, then the markets of the trending coins and ``coin_ids`` (parsed here, off the actor)."""
         answer = (await http.get(f"{self.base_url}/api/v3/search/trending")).json()
-        try:
-            trending = [c["item"] for c in answer["coins"]]
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"not a trending answer ({e!r})") from None
-        ids = list(dict.fromkeys([*self.config.coin_ids, *(str(t["id"]) for t in trending)]))[:MAX_IDS]  # type: ignore[attr-defined]
-        markets: list[dict[str, Any]] = []
+        if not isinstance(answer, dict):
+            raise ServiceError("search/trending: not an object")
+        trending, bad = parse_each(answer.get("coins"), _trending_coin)
+        wanted = [*self.config.coin_ids, *(c.coin_id for c in trending)]  # type: ignore[attr-defined]
+        ids = list(dict.fromkeys(wanted))[:MAX_IDS]
+        markets: list[Coin] = []
         if ids:
             params = {"vs_currency": "usd", "ids": ",".join(ids)}
-            markets = (await http.get(f"{self.base_url}/api/v3/coins/markets", params)).json()
-            if not isinstance(markets, list):
-                raise ValueError("coins/markets: not an array")
-        return Fetched(TARGET, [("trending", trending), ("markets", markets)], cursor)
+            rows = (await http.get(f"{self.base_url}/api/v3/coins/markets", params)).json()
+            markets, more = parse_each(rows, _market_coin)
+            bad += more
+        return Fetched(TARGET, [trending, markets], cursor, bad)
 
     def on_fetched(self, fetched: Fetched) -> None:
         """Signals from both answers (actor thread)."""
         now = time.time_ns()
+        self.dropped += fetched.malformed
         signals: list[Signal] = []
-        (_, trending), (_, markets) = fetched.items
+        trending, markets = fetched.items
         best = _by_symbol(trending)
-        for subject, item in best.items():
-            rank = float(int(item.get("score", 0)) + 1)
-            signals.append(self._signal(subject, "trending_rank", rank, 0.0, item, now))
-        for subject in self._trending - set(best):
-            signals.append(self._signal(subject, "trending_rank", 0.0, 0.0, {"id": ""}, now))
+        for subject, coin in best.items():
+            signals.append(self._signal(subject, "trending_rank", coin.score + 1.0, 0.0, coin.coin_id, now))
+        for subject in sorted(self._trending - set(best)):
+            signals.append(self._signal(subject, "trending_rank", 0.0, 0.0, "", now))
         self._trending = set(best)
-        for subject, m in _by_symbol(markets).items():
-            change, volume = m.get("price_change_percentage_24h"), m.get("total_volume")
-            if isinstance(change, int | float):
-                signals.append(self._signal(subject, "price_change_24h", float(change), DAY_S, m, now))
-            if isinstance(volume, int | float):
-                signals.append(self._signal(subject, "volume_24h", float(volume), DAY_S, m, now))
+        for subject, coin in _by_symbol(markets).items():
+            if coin.change_24h is not None:
+                signals.append(
+                    self._signal(subject, "price_change_24h", coin.change_24h, DAY_S, coin.coin_id, now)
+                )
+            if coin.volume_24h is not None:
+                signals.append(self._signal(subject, "volume_24h", coin.volume_24h, DAY_S, coin.coin_id, now))
         for s in signals:
             self._publish(s)
         self.items += len(signals)
 
     def _signal(
-        self, subject: str, kind: str, value: float, window_s: float, item: dict[str, Any], now: int
+        self, subject: str, kind: str, value: float, window_s: float, coin_id: str, now: int
     ) -> Signal:
         return Signal(
             source=self.source,
@@ -129,7 +168,7 @@ class CoinGeckoScanner(ScannerActor):
             window_s=window_s,
             ts_ns=now,
             count=1,
-            origin=f"coingecko:{item.get('id', '')}",
+            origin=f"coingecko:{coin_id}",
         )
 
     def _publish(self, s: Signal) -> None:
@@ -140,8 +179,6 @@ class CoinGeckoScanner(ScannerActor):
         """Down: every last value again, marked stale (fresh values follow the recovery by themselves)."""
         if not stale or not self._joined:
             return
-        import msgspec
-
         now = time.time_ns()
         for s in list(self.last.values()):
             self._publish(msgspec.structs.replace(s, stale=True, ts_ns=now))

@@ -23,6 +23,7 @@ from sniperbot.analytics.scanners.base import (
     ScannerActor,
     TargetCursor,
     header_float,
+    parse_each,
 )
 from sniperbot.analytics.scanners.config import DiscordConfig, read_secret
 from sniperbot.analytics.scanners.x import iso_ns
@@ -76,20 +77,21 @@ class DiscordScanner(ScannerActor):
         channel = cursor.target
         posts: list[Post] = []
         after = cursor.cursor
+        bad = 0
         for _ in range(MAX_PAGES):
             params = {"limit": str(PAGE)}
             if after:
                 params["after"] = after
             page = (await http.get(f"{self.base_url}/api/v10/channels/{channel}/messages", params)).json()
-            if not isinstance(page, list):
-                raise ValueError(f"channel {channel}: not a message array")
-            posts += [self._post(channel, m) for m in page]
-            if not page or not cursor.cursor or len(page) < PAGE:
+            parsed, malformed = parse_each(page, lambda m: self._post(channel, m))
+            posts += parsed
+            bad += malformed
+            if not parsed or not cursor.cursor or len(page) < PAGE:
                 break  # a first start takes the newest page only
-            after = str(max(int(m["id"]) for m in page))
+            after = str(max(int(p.post_id) for p in parsed))
         posts.sort(key=lambda p: int(p.post_id))
         newest = str(max(int(p.post_id) for p in posts)) if posts else cursor.cursor
-        return Fetched(channel, posts, msgspec.structs.replace(cursor, cursor=newest))
+        return Fetched(channel, posts, msgspec.structs.replace(cursor, cursor=newest), bad)
 
     def _post(self, channel: str, m: dict[str, Any]) -> Post:
         author = m.get("author") or {}

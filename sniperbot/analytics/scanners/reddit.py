@@ -24,8 +24,10 @@ from sniperbot.analytics.scanners.base import (
     Http,
     Response,
     ScannerActor,
+    ServiceError,
     TargetCursor,
     header_float,
+    parse_each,
 )
 from sniperbot.analytics.scanners.config import RedditConfig
 from sniperbot.messages.signals import Post
@@ -75,16 +77,16 @@ class RedditScanner(ScannerActor):
         listing = (await http.get(f"{self.base_url}/r/{sub}/new.json", params)).json()
         try:
             children = listing["data"]["children"]
-            posts = [self._post(sub, c["data"]) for c in children if c.get("kind", "t3") == "t3"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"r/{sub}: not a Reddit listing ({e!r})") from None
+        except (KeyError, TypeError) as e:
+            raise ServiceError(f"r/{sub}: not a Reddit listing ({e!r})") from None
+        posts, bad = parse_each(children, lambda c: self._post(sub, c["data"]) if c["kind"] == "t3" else None)
         if anchored and not posts:
             self._empty[sub] = self._empty.get(sub, 0) + 1
         elif anchored:
             self._empty[sub] = 0
         posts.sort(key=lambda p: p.created_ns)
         newest = max(posts, key=lambda p: p.created_ns).post_id if posts else cursor.cursor
-        return Fetched(sub, posts, msgspec.structs.replace(cursor, cursor=newest))
+        return Fetched(sub, posts, msgspec.structs.replace(cursor, cursor=newest), bad)
 
     def _post(self, sub: str, d: dict[str, Any]) -> Post:
         title, body = str(d.get("title") or ""), str(d.get("selftext") or "")

@@ -27,6 +27,7 @@ from sniperbot.analytics.scanners.base import (
     ScannerActor,
     ServiceError,
     TargetCursor,
+    parse_each,
 )
 from sniperbot.analytics.scanners.config import TelegramChannelConfig, read_secret
 from sniperbot.messages.signals import Post
@@ -78,29 +79,36 @@ class TelegramChannelScanner(ScannerActor):
         ).json()
         if not isinstance(answer, dict) or not answer.get("ok"):
             raise ServiceError(f"getUpdates refused: {str(answer)[:200]}")
-        posts: list[Post] = []
-        offset = cursor.cursor
-        for update in answer.get("result", []):
-            offset = str(max(int(offset or 0), int(update["update_id"]) + 1))
-            msg = update.get("channel_post")
-            if not msg:
-                continue
-            chat = msg.get("chat") or {}
-            username = f"@{chat['username']}" if chat.get("username") else ""
-            if username.lower() not in self._wanted and str(chat.get("id")) not in self._wanted:
-                continue
-            posts.append(
-                Post(
-                    source=self.source,
-                    platform=self.platform,
-                    post_id=f"{chat.get('id')}:{msg['message_id']}",
-                    text=str(msg.get("text") or msg.get("caption") or ""),
-                    created_ns=int(msg["date"]) * 1_000_000_000,
-                    ts_ns=0,
-                    author=str(msg.get("author_signature") or chat.get("title") or ""),
-                    channel=username or str(chat.get("id")),
-                    url=f"https://t.me/{chat['username']}/{msg['message_id']}" if username else "",
-                    engagement=float(msg.get("views") or 0),
-                )
-            )
-        return Fetched(TARGET, posts, msgspec.structs.replace(cursor, cursor=offset or ""))
+        offset = int(cursor.cursor or 0)
+        result = answer.get("result", [])
+        if isinstance(result, list):
+            # Every update is confirmed, a malformed one too: it must not block the stream.
+            ids = [
+                u["update_id"] for u in result if isinstance(u, dict) and isinstance(u.get("update_id"), int)
+            ]
+            offset = max([offset, *(i + 1 for i in ids)])
+        posts, bad = parse_each(result, lambda u: self._post(u.get("channel_post")))
+        return Fetched(
+            TARGET, posts, msgspec.structs.replace(cursor, cursor=str(offset) if offset else ""), bad
+        )
+
+    def _post(self, msg: dict[str, Any] | None) -> Post | None:
+        """A channel post of a listed channel as a Post (None otherwise)."""
+        if not msg:
+            return None
+        chat = msg.get("chat") or {}
+        username = f"@{chat['username']}" if chat.get("username") else ""
+        if username.lower() not in self._wanted and str(chat.get("id")) not in self._wanted:
+            return None
+        return Post(
+            source=self.source,
+            platform=self.platform,
+            post_id=f"{chat.get('id')}:{msg['message_id']}",
+            text=str(msg.get("text") or msg.get("caption") or ""),
+            created_ns=int(msg["date"]) * 1_000_000_000,
+            ts_ns=0,
+            author=str(msg.get("author_signature") or chat.get("title") or ""),
+            channel=username or str(chat.get("id")),
+            url=f"https://t.me/{chat['username']}/{msg['message_id']}" if username else "",
+            engagement=float(msg.get("views") or 0),
+        )

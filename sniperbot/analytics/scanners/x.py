@@ -25,8 +25,10 @@ from sniperbot.analytics.scanners.base import (
     Http,
     Response,
     ScannerActor,
+    ServiceError,
     TargetCursor,
     header_float,
+    parse_each,
 )
 from sniperbot.analytics.scanners.config import XConfig, read_secret
 from sniperbot.messages.signals import Post
@@ -78,21 +80,23 @@ class XScanner(ScannerActor):
             params["since_id"] = cursor.cursor
         posts: list[Post] = []
         newest = cursor.cursor
+        bad = 0
         for page in range(self.config.max_pages):  # type: ignore[attr-defined]
             answer = (await http.get(f"{self.base_url}/2/tweets/search/recent", params)).json()
-            try:
-                meta = answer.get("meta", {})
-                if page == 0 and meta.get("newest_id"):
-                    newest = str(meta["newest_id"])
-                posts += [self._post(query, t) for t in answer.get("data", [])]
-            except (KeyError, TypeError, ValueError, AttributeError) as e:
-                raise ValueError(f"query {query!r}: not a recent-search answer ({e!r})") from None
+            meta = answer.get("meta") if isinstance(answer, dict) else None
+            if not isinstance(meta, dict):
+                raise ServiceError(f"query {query!r}: not a recent-search answer")
+            if page == 0 and meta.get("newest_id"):
+                newest = str(meta["newest_id"])
+            parsed, malformed = parse_each(answer.get("data", []), lambda t: self._post(query, t))
+            posts += parsed
+            bad += malformed
             token = meta.get("next_token")
             if not token:
                 break
             params["next_token"] = str(token)
         posts.sort(key=lambda p: (p.created_ns, int(p.post_id)))
-        return Fetched(query, posts, msgspec.structs.replace(cursor, cursor=newest))
+        return Fetched(query, posts, msgspec.structs.replace(cursor, cursor=newest), bad)
 
     def _post(self, query: str, t: dict[str, Any]) -> Post:
         metrics = t.get("public_metrics") or {}
