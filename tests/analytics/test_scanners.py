@@ -31,7 +31,7 @@ from sniperbot.messages.signals import AnalyserStatus, Post, Signal
 from sniperbot.rundir import RunDir
 from sniperbot.transport.bus import BusProxy, Subscriber
 from tests.analytics.servers import SocialServer, market_row, trending_item
-from tests.conftest import ROOT, eventually
+from tests.conftest import FAST_CONFIG, ROOT, RunningNode, eventually
 from tests.venues_ccxt.test_gateway import Actors, actors  # noqa: F401  (fixture)
 
 ACTORS = {
@@ -49,13 +49,15 @@ DISCORD_CHANNEL = "1104568310125531156"
 class Bus:
     """Every Post, Signal and AnalyserStatus on a real bus (proxy started here, as a node does)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, proxy: bool = True) -> None:
         self.zctx = zmq.Context()
         rundir = RunDir(run_dir)
-        self.proxy = BusProxy(self.zctx, rundir.bus_in, rundir.bus_out)
-        self.proxy.start()
+        self.proxy = BusProxy(self.zctx, rundir.bus_in, rundir.bus_out) if proxy else None
+        if self.proxy is not None:
+            self.proxy.start()
         self.sub = Subscriber(self.zctx, rundir.bus_out, (topic.POSTS, topic.SIGNALS, topic.ANALYSER_STATUS))
         self.seen: list[tuple[str, str, Any]] = []  # (topic, sender, payload)
+        self.incarnations: dict[str, set[int]] = {}  # status source -> incarnations heard
         self.lock = threading.Lock()
         self.running = True
         self.thread = threading.Thread(target=self._receive, name="test-bus", daemon=True)
@@ -69,6 +71,13 @@ class Bus:
             env = decode_envelope(frame)
             with self.lock:
                 self.seen.append((env.topic, env.sender, env.payload))
+                if isinstance(env.payload, AnalyserStatus):
+                    self.incarnations.setdefault(env.payload.source, set()).add(env.incarnation)
+
+    def sources_of_incarnation(self, incarnation: int) -> set[str]:
+        """Analysers heard from (a status) in ``incarnation``."""
+        with self.lock:
+            return {source for source, seen in self.incarnations.items() if incarnation in seen}
 
     def posts(self, source: str) -> list[Post]:
         """Posts of ``source`` so far, in arrival order."""
@@ -96,7 +105,8 @@ class Bus:
         self.running = False
         self.thread.join(5)
         self.sub.close()
-        self.proxy.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.zctx.destroy(linger=0)
 
 
@@ -470,3 +480,47 @@ def test_no_post_is_published_twice_across_a_kill_9_restart(
 def test_a_bad_scanner_entry_is_refused_naming_the_field(entry: dict[str, Any], named: str) -> None:
     with pytest.raises(msgspec.ValidationError, match=named):
         msgspec.convert(entry, AnalyserConfig)
+
+
+def test_on_a_real_node_scanners_run_from_the_config_and_a_kill_9_repeats_no_post(
+    server: SocialServer, short_tmp: Path
+) -> None:
+    """``[[analysers]]`` entries run as ``analyser.<id>`` (``analysis``); killed -9, restarted: no repeat."""
+    token = short_tmp / "tg.token"
+    token.write_text(server.bot_token)
+    config = short_tmp / "node.toml"
+    common = f'base_url = "{server.url}"\npoll_interval_s = 0.05\nstatus_interval_s = 0.2\n'
+    config.write_text(
+        FAST_CONFIG
+        + f'\n[[analysers]]\nkind = "reddit"\nid = "reddit"\nsubreddits = ["CryptoCurrency"]\n{common}'
+        + '\n[[analysers]]\nkind = "telegram_channel"\nid = "tg"\nchannels = ["@whalealerts"]\n'
+        + f'bot_token_file = "{token}"\nlong_poll_s = 1\n{common}'
+    )
+    first = [
+        server.add_reddit("CryptoCurrency", "ETH to 10k"),
+        server.add_channel_post("whalealerts", 1, "whale"),
+    ]
+    node = RunningNode(short_tmp / "run", config)
+    bus = Bus(node.run_dir, proxy=False)  # connects once the node binds its bus
+    try:
+        for source, post_id in zip(("reddit", "tg"), first, strict=True):
+            assert [p.post_id for p in bus.wait_posts(source, 1, 60)] == [post_id]
+        pids = {a: w["pid"] for a, w in node.workers().items() if a.startswith("analyser.")}
+        assert set(pids) == {"analyser.reddit", "analyser.tg"}
+        for pid in pids.values():
+            os.kill(pid, signal.SIGKILL)
+        # The supervisor's next incarnations, on the same journal: their statuses come from incarnation 2.
+        eventually(lambda: {"reddit", "tg"} <= bus.sources_of_incarnation(2), 30, what="restarted scanners")
+        second = [
+            server.add_reddit("CryptoCurrency", "BTC ATH"),
+            server.add_channel_post("whalealerts", 1, "w2"),
+        ]
+        for source, post_id in zip(("reddit", "tg"), second, strict=True):
+            bus.wait_posts(source, 2, 30)
+            time.sleep(0.2)  # anything still to come would be a repeat
+            assert [p.post_id for p in bus.posts(source)] == [first[0 if source == "reddit" else 1], post_id]
+        assert node.stop() == 0
+    finally:
+        bus.close()
+        if node.process.poll() is None:
+            node.stop()
