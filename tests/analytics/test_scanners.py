@@ -257,9 +257,14 @@ def test_a_429_pauses_the_scanner_for_the_time_the_service_says(
     server.fail("coingecko", ("429", wait))
     server.trending = [trending_item("pepe", "pepe", 30, 0)]
     server.markets = {"pepe": market_row("pepe", "pepe", 30, 12.5, 3e8)}
+    # Discord's successes also say the bucket is empty (X-RateLimit-Remaining 0, Reset-After 1 s).
+    server.rate_remaining["discord"] = 0
+    server.rate_reset_s = wait
     for kind in [*services, "coingecko"]:
-        # The pause must come from the 429 alone (the scanner polls every 0.05 s otherwise).
-        actors.start(f"analyser.{kind}", ACTORS[kind], settings(kind, server, tmp_path))
+        # The pause must come from the service alone: the scanner polls every 0.05 s otherwise, and a
+        # 429 that says nothing would wait backoff_start_s.
+        args = settings(kind, server, tmp_path, backoff_start_s=0.05, backoff_max_s=0.1)
+        actors.start(f"analyser.{kind}", ACTORS[kind], args)
     for kind in services:
         seed(server, kind, "after429")
     for kind in services:
@@ -270,6 +275,9 @@ def test_a_429_pauses_the_scanner_for_the_time_the_service_says(
         assert len(times) >= 2, service
         gap = times[1] - times[0]
         assert gap >= wait * 0.95, f"{service}: asked again {gap:.3f} s after a 429 saying {wait} s"
+    eventually(lambda: len(server.of("discord")) >= 3, 10, what="a third Discord request")
+    discord = [r["t"] for r in server.of("discord")]
+    assert discord[2] - discord[1] >= wait * 0.95, "Discord asked again with its bucket empty"
     # A 429 is not an error: no backoff, no error count.
     assert all(s.errors == 0 for s in bus.statuses("discord"))
 
