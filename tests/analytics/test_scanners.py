@@ -23,8 +23,9 @@ import msgspec
 import pytest
 import zmq
 
-from sniperbot.actors.runtime import ActorLaunch
+from sniperbot.actors.runtime import ActorLaunch, process_journal
 from sniperbot.analytics.config import AnalyserConfig
+from sniperbot.journal import keys
 from sniperbot.messages import decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.messages.signals import AnalyserStatus, Post, Signal
@@ -150,7 +151,13 @@ def settings(kind: str, server: SocialServer, tmp: Path, **extra: Any) -> dict[s
     elif kind == "discord":
         base |= {"channel_ids": [DISCORD_CHANNEL], "bot_token": server.discord_token}
     elif kind == "rss":
-        base |= {"urls": [f"{server.url}/feeds/coindesk.rss", f"{server.url}/feeds/decrypt.atom"]}
+        # A feed URL may carry a key in its query: it must not leak into posts, logs or the journal.
+        base |= {
+            "urls": [
+                f"{server.url}/feeds/coindesk.rss?apikey=feed-SECRET",
+                f"{server.url}/feeds/decrypt.atom",
+            ]
+        }
         del base["base_url"]
     elif kind == "coingecko":
         base |= {"coin_ids": ["bitcoin"]}
@@ -230,6 +237,12 @@ def test_each_post_scanner_publishes_new_posts_once_with_the_service_auth_and_no
     assert any(r["query"].get("offset") for r in server.of("telegram"))
     assert any("If-None-Match" in r["headers"] for r in server.of("rss"))
     assert all(r["query"]["allowed_updates"] == '["channel_post"]' for r in server.of("telegram"))
+    # The cursors are journaled, without secrets.
+    journal = process_journal(actors.run_dir, "process")
+    cursors = journal.state_items(keys.SCANNER_CURSOR)
+    assert {k.split("/")[2] for k, _ in cursors} == set(POST_KINDS)
+    assert not [v for _, v in cursors if b"SECRET" in v]
+    assert not [p for p in bus.posts("rss") if "SECRET" in p.channel]
     # Health: fresh, and counting what it published and refused (the old posts).
     status = eventually(
         lambda: [s for s in bus.statuses("reddit") if s.items == 2], 10, what="reddit status"
@@ -293,7 +306,9 @@ def test_a_scanner_goes_stale_while_the_service_is_down_and_recovers_without_sec
     caplog.set_level(logging.INFO, logger="sniperbot")
     kinds = ["telegram_channel", "reddit"]
     for kind in kinds:
-        extra = {"stale_after_s": 0.6, "backoff_start_s": 0.05, "backoff_max_s": 0.4}
+        extra: dict[str, Any] = {"stale_after_s": 0.4, "backoff_start_s": 0.05, "backoff_max_s": 0.4}
+        if kind == "telegram_channel":
+            extra["long_poll_s"] = 0  # short polls: the stale limit is not stretched by a long poll
         actors.start(f"analyser.{kind}", ACTORS[kind], settings(kind, server, tmp_path, **extra))
     for kind in kinds:
         seed(server, kind, "before")
@@ -309,7 +324,7 @@ def test_a_scanner_goes_stale_while_the_service_is_down_and_recovers_without_sec
     for s in bus.statuses("telegram_channel"):
         assert server.bot_token not in s.detail and "tg-SECRET" not in s.detail
     assert any("<secret>" in s.detail for s in bus.statuses("telegram_channel"))
-    time.sleep(0.5)  # a few backoff rounds
+    time.sleep(0.3)  # a few backoff rounds
     server.up()
     for kind in kinds:
         seed(server, kind, "after")
@@ -432,28 +447,31 @@ def test_no_post_is_published_twice_across_a_kill_9_restart(
     bus: Bus,
     tmp_path: Path,
 ) -> None:
-    """Each post scanner killed -9 after publishing, restarted on its journal: no repeat, nothing new lost."""
-    first = {k: seed(server, k, "first") for k in POST_KINDS}
+    """X, Discord, RSS killed -9 after publishing, restarted on their journal: no repeat, nothing new lost.
+
+    (Reddit and Telegram: the same on a real node, in the next test.)
+    """
+    kinds = ["x", "discord", "rss"]
+    first = {k: seed(server, k, "first") for k in kinds}
     procs = {
-        k: ScannerProcess(actors, f"analyser.{k}", ACTORS[k], settings(k, server, tmp_path))
-        for k in POST_KINDS
+        k: ScannerProcess(actors, f"analyser.{k}", ACTORS[k], settings(k, server, tmp_path)) for k in kinds
     }
     try:
-        for kind in POST_KINDS:
+        for kind in kinds:
             bus.wait_posts(kind, len(first[kind]), 30)
         time.sleep(0.2)  # more polls of the same listings, while alive
     finally:
         for p in procs.values():
             p.kill()
-    during = {k: seed(server, k, "during") for k in POST_KINDS}  # created while the scanners are dead
-    for kind in POST_KINDS:
+    during = {k: seed(server, k, "during") for k in kinds}  # created while the scanners are dead
+    for kind in kinds:
         actors.start(f"analyser.{kind}", ACTORS[kind], settings(kind, server, tmp_path))
-    after = {k: seed(server, k, "after") for k in POST_KINDS}
-    for kind in POST_KINDS:
+    after = {k: seed(server, k, "after") for k in kinds}
+    for kind in kinds:
         want = first[kind] + during[kind] + after[kind]
         bus.wait_posts(kind, len(want))
     time.sleep(0.3)  # anything still to come would be a repeat
-    for kind in POST_KINDS:
+    for kind in kinds:
         ids = [p.post_id for p in bus.posts(kind)]
         assert len(ids) == len(set(ids)), f"{kind}: a post was published twice: {ids}"
         assert set(ids) == set(first[kind] + during[kind] + after[kind]), kind

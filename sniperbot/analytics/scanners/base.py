@@ -98,7 +98,7 @@ class Response(msgspec.Struct, frozen=True):
 class TargetCursor(msgspec.Struct, kw_only=True):
     """Where a scanner is in one target (JSON under ``keys.SCANNER_CURSOR``), see the module doc."""
 
-    target: str
+    target: str  # journaled without its query string (informative: the key is a hash of the whole)
     cursor: str = ""  # the service's position (fullname, newest id, snowflake, update offset)
     etag: str = ""  # conditional GET (feeds)
     last_modified: str = ""
@@ -241,7 +241,9 @@ class ScannerActor(Actor):
         self._secrets = [s for s in self.secrets() if s]
         for target in self.targets():
             raw = self.ctx.journal.get_state(cursor_key(self.source, target))
-            cursor = msgspec.json.decode(raw, type=TargetCursor) if raw else TargetCursor(target=target)
+            cursor = TargetCursor(target=target)
+            if raw:
+                cursor = msgspec.structs.replace(msgspec.json.decode(raw, type=TargetCursor), target=target)
             self.cursors[target] = cursor
             self._recent[target] = collections.deque(cursor.recent, maxlen=RECENT_IDS)
             self._recent_set[target] = set(cursor.recent)
@@ -395,7 +397,9 @@ class ScannerActor(Actor):
         cursor = msgspec.structs.replace(fetched.cursor, target=target, recent=list(recent))
         if cursor != self.cursors.get(target):
             # Journaled first: a kill from here on loses these posts, it never publishes them twice.
-            self.ctx.journal.put_state(cursor_key(self.source, target), msgspec.json.encode(cursor))
+            # The target as journaled has no query string (a feed URL may carry a key there).
+            stored = msgspec.structs.replace(cursor, target=target.split("?", 1)[0])
+            self.ctx.journal.put_state(cursor_key(self.source, target), msgspec.json.encode(stored))
             self.cursors[target] = cursor
         topic_ = topic.posts(self.source)
         for post in fresh:

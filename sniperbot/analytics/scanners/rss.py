@@ -141,7 +141,7 @@ class RssScanner(ScannerActor):
                     created_ns=created,
                     ts_ns=0,
                     author=e["author"],
-                    channel=cursor.target,
+                    channel=cursor.target.split("?", 1)[0],  # a query may carry a key
                     url=e["link"],
                 )
             )
