@@ -240,10 +240,17 @@ class ScannerActor(Actor):
         """Read the journaled cursors, start the HTTP thread, the hand-over timer and the bus probe."""
         self._secrets = [s for s in self.secrets() if s]
         for target in self.targets():
-            raw = self.ctx.journal.get_state(cursor_key(self.source, target))
+            key = cursor_key(self.source, target)
+            raw = self.ctx.journal.get_state(key)
             cursor = TargetCursor(target=target)
             if raw:
-                cursor = msgspec.structs.replace(msgspec.json.decode(raw, type=TargetCursor), target=target)
+                try:
+                    cursor = msgspec.structs.replace(
+                        msgspec.json.decode(raw, type=TargetCursor), target=target
+                    )
+                except msgspec.DecodeError as e:
+                    # Starting afresh could publish posts again: fail (the breaker says so) rather than guess.
+                    raise RuntimeError(f"{self.source}: journaled cursor {key} is unreadable ({e})") from None
             self.cursors[target] = cursor
             self._recent[target] = collections.deque(cursor.recent, maxlen=RECENT_IDS)
             self._recent_set[target] = set(cursor.recent)
