@@ -68,6 +68,10 @@ class SocialServer:
         self.rate_remaining: dict[str, int | None] = {}  # service -> remaining to report (None: plenty)
         self.rate_reset_s = 1.0
         self.reddit: dict[str, list[dict[str, Any]]] = {}
+        # Reddit OAuth (application only): the app's credentials, the tokens handed out, the valid one.
+        self.reddit_app = ("app-id", "app-SECRET")
+        self.reddit_tokens: list[str] = []
+        self.reddit_oauth = False  # True: listings need ``Authorization: bearer <the last token>``
         self.tweets: dict[str, list[dict[str, Any]]] = {}
         self.updates: list[dict[str, Any]] = []
         self.discord: dict[str, list[dict[str, Any]]] = {}
@@ -97,6 +101,8 @@ class SocialServer:
         app.add_routes(
             [
                 web.get("/r/{sub}/new.json", self._reddit),
+                web.get("/r/{sub}/new", self._reddit),
+                web.post("/api/v1/access_token", self._reddit_token),
                 web.get("/2/tweets/search/recent", self._x),
                 web.get("/bot{token}/getUpdates", self._telegram),
                 web.get("/api/v10/channels/{channel}/messages", self._discord),
@@ -371,7 +377,32 @@ class SocialServer:
             )
         return web.Response(status=int(answer[0]), text="Service Unavailable")
 
+    async def _reddit_token(self, request: web.Request) -> web.StreamResponse:
+        """``POST /api/v1/access_token``, basic auth, ``grant_type=client_credentials``."""
+        self._scripted("reddit_token", request)
+        import base64
+
+        form = await request.post()
+        expected = "Basic " + base64.b64encode(":".join(self.reddit_app).encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
+        if form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        with self._lock:
+            token = f"tok-{len(self.reddit_tokens) + 1}"
+            self.reddit_tokens.append(token)
+        return web.json_response(
+            {"access_token": token, "token_type": "bearer", "expires_in": 86400, "scope": "*"}
+        )
+
     async def _reddit(self, request: web.Request) -> web.StreamResponse:
+        if self.reddit_oauth:
+            valid = self.reddit_tokens[-1:] if self.reddit_tokens else []
+            if request.path.endswith(".json") or request.headers.get("Authorization") not in [
+                f"bearer {t}" for t in valid
+            ]:
+                self._scripted("reddit", request)
+                return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
         if (failed := self._scripted("reddit", request)) is not None:
             return self._failure("reddit", failed)
         sub = request.match_info["sub"]

@@ -407,6 +407,40 @@ def test_coingecko_signals_trending_and_markets_and_republishes_them_stale_when_
     assert not bus.statuses("coingecko")[-1].stale
 
 
+def test_reddit_with_an_app_uses_oauth_client_credentials_and_renews_a_revoked_token(
+    server: SocialServer,
+    actors: Actors,  # noqa: F811
+    bus: Bus,
+    tmp_path: Path,
+) -> None:
+    """Application-only OAuth: token by basic auth, listings with the bearer, a 401 fetches a new token."""
+    server.reddit_oauth = True
+    secret = tmp_path / "reddit.secret"
+    secret.write_text(server.reddit_app[1])
+    args = settings(
+        "reddit",
+        server,
+        tmp_path,
+        client_id=server.reddit_app[0],
+        client_secret_file=str(secret),
+        auth_url=server.url,
+        backoff_start_s=0.05,
+    )
+    actors.start("analyser.reddit", ACTORS["reddit"], args)
+    first = seed(server, "reddit", "oauth")
+    bus.wait_posts("reddit", 2)
+    assert server.reddit_tokens == ["tok-1"]
+    assert all(r["headers"].get("Authorization") == "bearer tok-1" for r in server.of("reddit"))
+    assert all(r["path"].endswith("/new") for r in server.of("reddit"))
+    server.reddit_tokens.append("tok-revoked-by-the-server")  # tok-1 no longer valid: 401, then a new one
+    second = seed(server, "reddit", "renewed")
+    posts = bus.wait_posts("reddit", 4)
+    assert sorted(p.post_id for p in posts[:2]) == sorted(first)
+    assert sorted(p.post_id for p in posts[2:]) == sorted(second)
+    assert server.reddit_tokens[-1] == "tok-3"
+    assert any(r["headers"].get("Authorization") == "bearer tok-3" for r in server.of("reddit"))
+
+
 class ScannerProcess:
     """A scanner in an OS process of its own (what a node does with placement ``process``), to kill -9."""
 
@@ -500,6 +534,7 @@ def test_no_post_is_published_twice_across_a_kill_9_restart(
         ),
         ({"kind": "rss", "id": "n", "urls": ["ftp://feed"]}, "urls"),
         ({"kind": "coingecko", "id": "c", "api_plan": "pro"}, "api_key"),
+        ({"kind": "reddit", "id": "r", "subreddits": ["btc"], "client_id": "app"}, "client_secret"),
         ({"kind": "reddit", "id": "r", "subreddits": ["btc"], "base_url": "reddit.com"}, "base_url"),
     ],
 )

@@ -77,7 +77,14 @@ class RateLimited(Exception):
 
 
 class ServiceError(Exception):
-    """A request to the service failed (its text may hold a URL: scrubbed before it is shown)."""
+    """A request to the service failed (its text may hold a URL: scrubbed before it is shown).
+
+    ``status``: the HTTP status the service answered (0: no answer, or not an HTTP matter).
+    """
+
+    def __init__(self, text: str, status: int = 0) -> None:
+        super().__init__(text)
+        self.status = status
 
 
 class Response(msgspec.Struct, frozen=True):
@@ -516,7 +523,30 @@ class Http:
         if wait > 0:
             self.pause(wait)
         if response.status not in ok:
-            raise ServiceError(f"{url.split('?', 1)[0]}: HTTP {response.status} {body[:200]!r}")
+            raise ServiceError(
+                f"{url.split('?', 1)[0]}: HTTP {response.status} {body[:200]!r}", response.status
+            )
+        return response
+
+    async def post(
+        self, url: str, data: Mapping[str, str], headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """POST a form to ``url`` (a token endpoint): the answer if 200, else like :meth:`get`."""
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=self.scanner.config.timeout_s)
+        try:
+            async with self.session.post(url, data=dict(data), headers=headers, timeout=timeout) as r:
+                body = await r.read()
+                response = Response(r.status, {k.lower(): v for k, v in r.headers.items()}, body)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise ServiceError(f"{url.split('?', 1)[0]}: {_describe(e)}") from None
+        if response.status == 429:
+            raise RateLimited(self.scanner.limit_wait(response))
+        if response.status != 200:
+            raise ServiceError(
+                f"{url.split('?', 1)[0]}: HTTP {response.status} {body[:200]!r}", response.status
+            )
         return response
 
 

@@ -77,15 +77,22 @@ def _non_empty(field: str, values: list[str]) -> None:
 
 
 class RedditConfig(ScannerSection, tag="reddit"):
-    """Reddit's public JSON listings (``/r/<sub>/new.json``) of ``subreddits``, unauthenticated.
+    """New posts of ``subreddits`` through Reddit's JSON listings.
 
-    Reddit refuses generic User-Agents: ``user_agent`` should name the app and a contact
-    (``<platform>:<app id>:<version> (by /u/<name>)``, Reddit's API rules).
+    Unauthenticated (``www.reddit.com/r/<sub>/new.json``) unless ``client_id`` and ``client_secret``
+    (or ``client_secret_file``) of a Reddit app are given: then OAuth client credentials
+    (application-only, ``auth_url`` ``/api/v1/access_token``) and ``oauth.reddit.com/r/<sub>/new``,
+    with Reddit's higher per-client rate limit. Reddit refuses generic User-Agents: ``user_agent``
+    should name the app and a contact (``<platform>:<app id>:<version> (by /u/<name>)``).
     """
 
     actor_path: ClassVar[str] = "sniperbot.analytics.scanners.reddit:RedditScanner"
     subreddits: list[str] = []
     user_agent: str = "linux:sniperbot.scanner:1.0 (self-hosted trading bot)"
+    client_id: str = ""
+    client_secret: str = ""
+    client_secret_file: str = ""
+    auth_url: str = ""  # "" = https://www.reddit.com (the token endpoint's host)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,6 +102,11 @@ class RedditConfig(ScannerSection, tag="reddit"):
                 raise ValueError(f"subreddits: {sub!r} is not a subreddit name (letters, digits, _)")
         if not self.user_agent.strip():
             raise ValueError("user_agent: Reddit refuses requests without one")
+        _one_secret(self, "client_secret", required=bool(self.client_id))
+        if (self.client_secret or self.client_secret_file) and not self.client_id:
+            raise ValueError("client_id: a client secret is given without its client_id")
+        if self.auth_url and not self.auth_url.startswith(("http://", "https://")):
+            raise ValueError(f"auth_url: {self.auth_url!r} must start with http:// or https://")
 
 
 class XConfig(ScannerSection, tag="x"):

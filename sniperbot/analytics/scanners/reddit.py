@@ -15,6 +15,8 @@ listing without ``before``: what it holds beyond the recent ids journaled is new
 
 from __future__ import annotations
 
+import base64
+import time
 from typing import Any, ClassVar
 
 import msgspec
@@ -29,9 +31,10 @@ from sniperbot.analytics.scanners.base import (
     header_float,
     parse_each,
 )
-from sniperbot.analytics.scanners.config import RedditConfig
+from sniperbot.analytics.scanners.config import RedditConfig, read_secret
 from sniperbot.messages.signals import Post
 
+OAUTH_HOST = "https://oauth.reddit.com"
 RESYNC_EVERY = 10  # empty anchored answers before one unanchored listing (a deleted cursor post)
 
 
@@ -45,6 +48,39 @@ class RedditScanner(ScannerActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._empty: dict[str, int] = {}
+        config: RedditConfig = self.config  # type: ignore[assignment]
+        self._secret = read_secret(config, "client_secret")
+        self._oauth = bool(config.client_id)
+        if self._oauth and not config.base_url:
+            self.base_url = OAUTH_HOST
+        self._auth_url = (config.auth_url or self.default_base_url).rstrip("/")
+        self._token = ""  # the application-only access token (HTTP thread)
+        self._token_expires = 0.0  # monotonic
+
+    def secrets(self) -> list[str]:
+        """The app's client secret."""
+        return [self._secret]
+
+    async def _bearer(self, http: Http) -> dict[str, str]:
+        """``Authorization`` for an OAuth listing (a token fetched or refreshed first when needed)."""
+        if not self._token or time.monotonic() > self._token_expires:
+            config: RedditConfig = self.config  # type: ignore[assignment]
+            basic = base64.b64encode(f"{config.client_id}:{self._secret}".encode()).decode()
+            answer = (
+                await http.post(
+                    f"{self._auth_url}/api/v1/access_token",
+                    {"grant_type": "client_credentials"},
+                    {"Authorization": f"Basic {basic}"},
+                )
+            ).json()
+            try:
+                self._token = str(answer["access_token"])
+                expires_in = float(answer.get("expires_in", 3600))
+            except (KeyError, TypeError, ValueError):
+                raise ServiceError(f"access_token refused: {str(answer)[:200]}") from None
+            self._secrets.append(self._token)  # never shown (it is only ever in a header)
+            self._token_expires = time.monotonic() + max(0.0, expires_in - 60.0)  # renewed a minute early
+        return {"Authorization": f"bearer {self._token}"}
 
     def targets(self) -> list[str]:
         """One per subreddit."""
@@ -74,7 +110,16 @@ class RedditScanner(ScannerActor):
                 self._empty[sub] = 0
             else:
                 params["before"] = cursor.cursor
-        listing = (await http.get(f"{self.base_url}/r/{sub}/new.json", params)).json()
+        if self._oauth:
+            try:
+                response = await http.get(f"{self.base_url}/r/{sub}/new", params, await self._bearer(http))
+            except ServiceError as e:
+                if e.status == 401:
+                    self._token = ""  # revoked or expired early: a new one on the next attempt
+                raise
+        else:
+            response = await http.get(f"{self.base_url}/r/{sub}/new.json", params)
+        listing = response.json()
         try:
             children = listing["data"]["children"]
         except (KeyError, TypeError) as e:
