@@ -585,3 +585,26 @@ def test_on_a_real_node_scanners_run_from_the_config_and_a_kill_9_repeats_no_pos
         bus.close()
         if node.process.poll() is None:
             node.stop()
+
+
+def test_a_feed_with_a_doctype_is_refused_and_undated_entries_have_no_date() -> None:
+    """Entity expansion is refused at the door; an entry without a date is not given one by the parser."""
+    from sniperbot.analytics.scanners.rss import parse_feed
+
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "lol"><!ENTITY b "&a;&a;&a;&a;">]>'
+        b"<rss><channel><item><title>&b;</title><guid>1</guid></item></channel></rss>"
+    )
+    with pytest.raises(ValueError, match="DOCTYPE"):
+        parse_feed(laughs)
+    undated = b"<rss><channel><item><title>t</title><link>https://n/1</link></item></channel></rss>"
+    assert parse_feed(undated) == [
+        {
+            "id": "https://n/1",
+            "title": "t",
+            "summary": "",
+            "link": "https://n/1",
+            "author": "",
+            "created_ns": None,
+        }
+    ]
