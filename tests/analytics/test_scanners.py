@@ -270,8 +270,9 @@ def test_a_429_pauses_the_scanner_for_the_time_the_service_says(
     server.fail("coingecko", ("429", wait))
     server.trending = [trending_item("pepe", "pepe", 30, 0)]
     server.markets = {"pepe": market_row("pepe", "pepe", 30, 12.5, 3e8)}
-    # Discord's successes also say the bucket is empty (X-RateLimit-Remaining 0, Reset-After 1 s).
+    # Discord's and Reddit's successes also say nothing is left (Remaining 0, reset after 1 s).
     server.rate_remaining["discord"] = 0
+    server.rate_remaining["reddit"] = 0
     server.rate_reset_s = wait
     for kind in [*services, "coingecko"]:
         # The pause must come from the service alone: the scanner polls every 0.05 s otherwise, and a
@@ -288,9 +289,10 @@ def test_a_429_pauses_the_scanner_for_the_time_the_service_says(
         assert len(times) >= 2, service
         gap = times[1] - times[0]
         assert gap >= wait * 0.95, f"{service}: asked again {gap:.3f} s after a 429 saying {wait} s"
-    eventually(lambda: len(server.of("discord")) >= 3, 10, what="a third Discord request")
-    discord = [r["t"] for r in server.of("discord")]
-    assert discord[2] - discord[1] >= wait * 0.95, "Discord asked again with its bucket empty"
+    for service in ("discord", "reddit"):
+        eventually(lambda s=service: len(server.of(s)) >= 3, 10, what=f"a third {service} request")
+        times = [r["t"] for r in server.of(service)]
+        assert times[2] - times[1] >= wait * 0.95, f"{service} asked again with nothing left"
     # A 429 is not an error: no backoff, no error count.
     assert all(s.errors == 0 for s in bus.statuses("discord"))
 
