@@ -27,6 +27,9 @@ Each is written by one owner and read by whoever needs it after a restart:
 * :data:`SENTIMENT` + analyser id (its sentiment analyser): ``/since`` (the first observed bucket and the
   bucket size, JSON) and ``/b/`` + bucket start in unix seconds (12 digits): that bucket's per-subject
   tallies and post dedup keys (:class:`sniperbot.analytics.sentiment.windows.BucketState`, msgpack).
+* :data:`SCANNER_CURSOR` + analyser id ``/`` a hash of the target (its social scanner): where the scanner
+  is in one subreddit, query, channel or feed and the ids it published last
+  (:class:`sniperbot.analytics.scanners.base.TargetCursor`, JSON).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ BARS: Final = "bars/"
 STRATEGY_STATE: Final = "strategy/"
 POOL_CURSOR: Final = "evm/pools/"
 SOLANA_POOL_CURSOR: Final = "solana/pools/"
-SENTIMENT: Final = "sentiment/"
+SENTIMENT: Final = "analytics/sentiment/"
+SCANNER_CURSOR: Final = "analytics/scanner/"
 STORAGE_PROBE: Final = "node/storage_probe"
 NODE_LIFE: Final = "node/life"

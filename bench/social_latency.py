@@ -1,0 +1,251 @@
+"""Post latency of the social scanners: a post appears at the (local) service -> its ``Post`` on the bus.
+
+Each scanner runs as an actor (``ActorRuntime`` in a thread, as the tests run it) on a real run dir, with
+a real bus proxy and a subscriber in this process, against ``tests/analytics/servers.py`` (the services'
+wire formats on 127.0.0.1). Posts are added at random moments (not in step with the poll), one at a time;
+the latency of each is its arrival on the bus minus the moment it was added at the server.
+
+Printed per scanner: the poll interval used here and the floor of what the scanner can do:
+
+* **measured floor**: one bare HTTP round trip to the same local server (aiohttp, same request) plus
+  the scanner's hand-over period to the actor loop (``DRAIN_INTERVAL_S``). A polling scanner's expected
+  latency is this floor plus half its poll interval on average (a post waits for the next poll), at most
+  the floor plus one interval; a long-polling one (Telegram) should sit near the floor itself.
+* **production poll floor**: the shortest poll interval per target that the service's documented
+  limits allow (approximate; the scanner honours the headers whatever is configured), so the latency to
+  expect in production is about half of it.
+
+``--quick``: fewer posts. The last line is the JSON of every figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from bench._common import emit, fmt_latency, latency_ms, parse_args, percentile, ratio, short_tmp
+
+# Documented limits -> the shortest sensible poll per target (approximate, for the printout only).
+PRODUCTION_POLL_FLOOR_S = {
+    "reddit": 6.0,  # unauthenticated JSON: ~10 requests/min per client
+    "x": 15.0,  # recent search, Basic tier: 60 requests / 15 min per app
+    "telegram_channel": 0.0,  # long polling: the server answers when a post comes
+    "discord": 1.0,  # ~5 requests / 5 s per channel route
+}
+POLL_S = {"reddit": 0.25, "x": 0.25, "discord": 0.25, "telegram_channel": 0.25}
+
+
+class Harness:
+    """A bus proxy, a subscriber timing every Post, and scanner actors in threads."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import zmq
+
+        from sniperbot.messages import topics as topic
+        from sniperbot.rundir import RunDir
+        from sniperbot.transport.bus import BusProxy, Subscriber
+
+        self.run_dir = run_dir
+        RunDir(run_dir).create()
+        self.auth_key = os.urandom(32)
+        self.zctx = zmq.Context()
+        rundir = RunDir(run_dir)
+        self.proxy = BusProxy(self.zctx, rundir.bus_in, rundir.bus_out)
+        self.proxy.start()
+        self.sub = Subscriber(self.zctx, rundir.bus_out, (topic.POSTS,))
+        self.arrivals: dict[str, int] = {}  # post_id -> time.time_ns() at arrival
+        self.lock = threading.Lock()
+        self.running = True
+        self.runtimes: list[tuple[Any, threading.Thread]] = []
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+        self.thread.start()
+
+    def _receive(self) -> None:
+        from sniperbot.messages import decode_envelope
+        from sniperbot.messages.signals import Post
+
+        while self.running:
+            if not self.sub.socket.poll(10):
+                continue
+            _, frame = self.sub.socket.recv_multipart()
+            now = time.time_ns()
+            payload = decode_envelope(frame).payload
+            if isinstance(payload, Post):
+                with self.lock:
+                    self.arrivals.setdefault(payload.post_id, now)
+
+    def start(self, actor_id: str, actor: str, args: dict[str, Any]) -> None:
+        """One scanner actor in a thread."""
+        from sniperbot.actors.runtime import ActorLaunch, ActorRuntime
+
+        launch = ActorLaunch(
+            actor_id=actor_id,
+            actor=actor,
+            args=args,
+            run_dir=str(self.run_dir),
+            incarnation=1,
+            heartbeat_interval_s=3600.0,
+            journal_durability="process",
+            auth_key=self.auth_key,
+            node_life="bench",
+        )
+        runtime = ActorRuntime(launch)
+        opened = threading.Event()
+
+        def run() -> None:
+            runtime.open()
+            opened.set()
+            try:
+                while runtime.step(20):
+                    pass
+            finally:
+                runtime.close(clean=True)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        assert opened.wait(20), f"{actor_id} did not open"
+        self.runtimes.append((runtime, thread))
+
+    def arrived(self, post_id: str) -> int | None:
+        """When ``post_id`` reached the bus (None: not yet)."""
+        with self.lock:
+            return self.arrivals.get(post_id)
+
+    def close(self) -> None:
+        """Stop the actors, the subscriber and the proxy."""
+        for runtime, thread in self.runtimes:
+            runtime.stop()
+            thread.join(10)
+        self.running = False
+        self.thread.join(5)
+        self.sub.close()
+        self.proxy.stop()
+        self.zctx.destroy(linger=0)
+
+
+def _round_trip_ns(url: str, headers: dict[str, str], n: int) -> list[int]:
+    """Bare aiohttp GETs of ``url`` (the floor: what one poll costs at least)."""
+    import aiohttp
+
+    async def run() -> list[int]:
+        out = []
+        async with aiohttp.ClientSession(headers=headers) as session:
+            for _ in range(n):
+                t0 = time.perf_counter_ns()
+                async with session.get(url) as r:
+                    await r.read()
+                out.append(time.perf_counter_ns() - t0)
+        return out
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    """Measure each scanner's post latency and print it against its floor."""
+    import msgspec
+
+    from sniperbot.analytics.config import AnalyserConfig
+    from sniperbot.analytics.scanners.base import DRAIN_INTERVAL_S
+    from tests.analytics.servers import SocialServer
+
+    args = parse_args(__doc__.splitlines()[0])
+    n = 15 if args.quick else 60
+    server = SocialServer().start()
+    figures: dict[str, Any] = {"posts_per_scanner": n, "drain_interval_ms": DRAIN_INTERVAL_S * 1e3}
+    with short_tmp() as tmp:
+        token = tmp / "tg.token"
+        token.write_text(server.bot_token)
+        xtoken = tmp / "x.token"
+        xtoken.write_text(server.x_token)
+        entries = {
+            "reddit": {"subreddits": ["CryptoCurrency"]},
+            "x": {"queries": ["$BTC"], "bearer_token_file": str(xtoken)},
+            "discord": {"channel_ids": ["1104568310125531156"], "bot_token": server.discord_token},
+            "telegram_channel": {
+                "channels": ["@whalealerts"],
+                "bot_token_file": str(token),
+                "long_poll_s": 10,
+            },
+        }
+        add = {
+            "reddit": lambda i: server.add_reddit("CryptoCurrency", f"post {i}"),
+            "x": lambda i: server.add_tweet("$BTC", f"tweet {i}"),
+            "discord": lambda i: server.add_discord("1104568310125531156", f"msg {i}"),
+            "telegram_channel": lambda i: server.add_channel_post("whalealerts", -1001, f"ch {i}"),
+        }
+        floor_urls = {
+            "reddit": (f"{server.url}/r/CryptoCurrency/new.json?limit=100", {}),
+            "x": (
+                f"{server.url}/2/tweets/search/recent?query=%24BTC",
+                {"Authorization": f"Bearer {server.x_token}"},
+            ),
+            "discord": (
+                f"{server.url}/api/v10/channels/1104568310125531156/messages?limit=100",
+                {"Authorization": f"Bot {server.discord_token}"},
+            ),
+            "telegram_channel": (f"{server.url}/bot{server.bot_token}/getUpdates?timeout=0", {}),
+        }
+        harness = Harness(tmp / "run")
+        try:
+            for kind, extra in entries.items():
+                entry = {
+                    "kind": kind,
+                    "id": kind,
+                    "base_url": server.url,
+                    "poll_interval_s": POLL_S[kind],
+                    **extra,
+                }
+                section = msgspec.convert(entry, AnalyserConfig)
+                harness.start(f"analyser.{kind}", section.actor_path, section.actor_args())
+            time.sleep(1.0)  # joined the bus, first polls done
+            print(f"social_latency: {n} posts per scanner, local services on {server.url}")
+            rng = random.Random(7)
+            for kind in entries:
+                samples = []
+                for i in range(n):
+                    time.sleep(rng.uniform(0.0, POLL_S[kind]))  # out of step with the poll
+                    t_add = time.time_ns()
+                    post_id = add[kind](i)
+                    deadline = time.monotonic() + 10
+                    while (arrived := harness.arrived(post_id)) is None and time.monotonic() < deadline:
+                        time.sleep(0.001)
+                    if arrived is not None:
+                        samples.append(arrived - t_add)
+                url, headers = floor_urls[kind]
+                rtt = sorted(_round_trip_ns(url, headers, 20))
+                floor_ms = percentile(rtt, 50) / 1e6 + DRAIN_INTERVAL_S * 1e3
+                stats = latency_ms(samples)
+                expected_ms = floor_ms + (0 if kind == "telegram_channel" else POLL_S[kind] * 1e3 / 2)
+                print(fmt_latency(kind, stats, "ms"))
+                print(
+                    f"    poll interval used {POLL_S[kind] * 1e3:.0f} ms"
+                    f"{' (long poll: the server answers at once)' if kind == 'telegram_channel' else ''}; "
+                    f"measured floor {floor_ms:.2f} ms (HTTP round trip + hand-over); "
+                    f"expected p50 ~{expected_ms:.1f} ms; p50/expected {ratio(stats['p50'], expected_ms)}; "
+                    f"production poll floor {PRODUCTION_POLL_FLOOR_S[kind]:g} s per target"
+                )
+                figures[kind] = {
+                    **stats,
+                    "poll_interval_ms": POLL_S[kind] * 1e3,
+                    "floor_ms": round(floor_ms, 3),
+                    "expected_p50_ms": round(expected_ms, 2),
+                    "ratio_p50_to_expected": ratio(stats["p50"], expected_ms),
+                    "lost": n - len(samples),
+                    "production_poll_floor_s": PRODUCTION_POLL_FLOOR_S[kind],
+                }
+        finally:
+            harness.close()
+            server.stop()
+    emit("social_latency", figures)
+
+
+if __name__ == "__main__":
+    main()
