@@ -1,0 +1,315 @@
+"""Plug-in analysers (issue #15, point 4) on a real node: any executable speaking JSON lines.
+
+One node for the module (its start is most of the time budget) runs six plug-ins: the two shipped
+examples (``examples/plugins/momentum.py``, ``spread.js``), and the misbehaving ones of
+``plugin_victim.py``. Each test drives its own plug-in, so they do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from sniperbot.analytics.plugins.protocol import LineRefused, parse_line
+from sniperbot.messages import AnalyserStatus, Signal, decode_envelope
+from sniperbot.messages import topics as topic
+from sniperbot.rundir import RunDir
+from sniperbot.transport.bus import Subscriber
+from tests.analytics import plugin_victim as victim
+from tests.conftest import FAST_CONFIG, ROOT, RunningNode, eventually
+
+VICTIM = Path(victim.__file__)
+EXAMPLES = ROOT / "examples" / "plugins"
+NODE_JS = shutil.which("node")
+SECRET = "SNIPERBOT_TEST_SECRET"
+
+
+def _plugin(plugin_id: str, command: list[str], **fields: Any) -> str:
+    lines = ["[[analysers]]", 'kind = "plugin"', f'id = "{plugin_id}"', f"command = {command!r}"]
+    lines += [
+        f"{name} = {value!r}" if not isinstance(value, dict) else f"{name} = {_table(value)}"
+        for name, value in fields.items()
+    ]
+    return "\n".join(lines).replace("'", '"') + "\n"
+
+
+def _table(values: dict[str, str]) -> str:
+    return "{ " + ", ".join(f'{k} = "{v}"' for k, v in values.items()) + " }"
+
+
+class Bus:
+    """The node's bus as a strategy sees it: signals and analyser statuses, kept as they arrive."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.zctx = zmq.Context()
+        self.sub = Subscriber(self.zctx, RunDir(run_dir).bus_out, (topic.SIGNALS, topic.ANALYSER_STATUS))
+        self.signals: list[Signal] = []
+        self.status: dict[str, AnalyserStatus] = {}
+
+    def pump(self) -> None:
+        """Take every message waiting."""
+        while self.sub.socket.poll(0):
+            _, frame = self.sub.socket.recv_multipart()
+            payload = decode_envelope(frame).payload
+            if isinstance(payload, Signal):
+                self.signals.append(payload)
+            elif isinstance(payload, AnalyserStatus):
+                self.status[payload.source] = payload
+
+    def latest(self, source: str, kind: str) -> Signal | None:
+        """The last signal of ``kind`` from ``source``."""
+        self.pump()
+        found = [s for s in self.signals if s.source == source and s.kind == kind]
+        return found[-1] if found else None
+
+    def status_of(self, source: str) -> AnalyserStatus | None:
+        """The last AnalyserStatus of ``source``."""
+        self.pump()
+        return self.status.get(source)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sub.close()
+        self.zctx.term()
+
+
+class Harness:
+    """The module's node, its bus and the plug-ins' trigger directory."""
+
+    def __init__(self, node: RunningNode, bus: Bus, triggers: Path, workdir: Path) -> None:
+        self.node, self.bus, self.triggers, self.workdir = node, bus, triggers, workdir
+
+    def pid(self, plugin_id: str, other_than: int = 0) -> int:
+        """The plug-in's pid as it reports it (a new one: ``other_than`` the old)."""
+
+        def new_pid() -> int:
+            found = self.bus.latest(plugin_id, "pid")
+            return int(found.value) if found and int(found.value) != other_than else 0
+
+        return eventually(new_pid, 20, what=f"{plugin_id}'s pid (not {other_than})")
+
+    def trigger(self, plugin_id: str, what: str) -> None:
+        """Tell a victim plug-in to misbehave (it removes the file first)."""
+        (self.triggers / f"{plugin_id}.{what}").touch()
+
+    def incarnation(self, plugin_id: str) -> int:
+        """The actor's incarnation in the supervision tree."""
+        return int(self.node.workers()[f"analyser.{plugin_id}"]["incarnation"])
+
+
+def _gone(pid: int) -> bool:
+    """The process no longer exists (or is a zombie about to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[Harness]:
+    """A node with the example plug-ins and the victims (module-scoped: its start is the slow part)."""
+    base = Path(tempfile.mkdtemp(prefix="sb-", dir="/tmp"))
+    triggers, workdir = base / "trig", base / "work"
+    triggers.mkdir()
+    workdir.mkdir()
+    victim_cmd = [sys.executable, str(VICTIM), "victim", str(triggers)]
+    fast = {"tick_s": 0.2, "hang_after_s": 5.0}  # generous: a loaded machine starts Python slowly
+    config = FAST_CONFIG + "".join(
+        [
+            _plugin(
+                "momentum",
+                [sys.executable, str(EXAMPLES / "momentum.py"), "--window-s", "1"],
+                inputs=["md.sim.quote."],
+                **fast,
+            ),
+            _plugin(
+                "spread", [NODE_JS or "node", str(EXAMPLES / "spread.js")], inputs=["md.sim.quote."], **fast
+            )
+            if NODE_JS
+            else "",
+            _plugin(
+                "noisy", [sys.executable, str(VICTIM), "noisy", str(triggers)], max_lines_per_s=20.0, **fast
+            ),
+            _plugin(
+                "deaf",
+                [sys.executable, str(VICTIM), "deaf", str(triggers)],
+                inputs=["md."],
+                input_buffer_bytes=4096,
+                **fast,
+            ),
+            _plugin("kill9", victim_cmd, **fast),
+            _plugin("hang", victim_cmd, **{**fast, "hang_after_s": 2.0}),
+            _plugin(
+                "hog",
+                victim_cmd,
+                memory_mb=256,
+                max_open_files=64,
+                nice=7,
+                workdir=str(workdir),
+                env={"GREETING": "hello"},
+                **fast,
+            ),
+        ]
+    )
+    (base / "node.toml").write_text(config)
+    os.environ[SECRET] = "node-only"  # the node has it; no plug-in may see it
+    try:
+        node = RunningNode(base / "run", base / "node.toml")
+    finally:
+        del os.environ[SECRET]
+    RunningNode.live.discard(node)  # module-scoped: conftest's per-test cleanup must not stop it
+    bus = Bus(node.run_dir)
+    try:
+        node.wait_ready()
+        yield Harness(node, bus, triggers, workdir)
+    finally:
+        bus.close()
+        RunningNode.live.add(node)
+        with contextlib.suppress(Exception):
+            node.stop(timeout=20)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_example_plugins_signals_reach_the_bus_as_the_plugin(harness: Harness) -> None:
+    """momentum.py (Python) and spread.js (Node.js) read quotes and publish signals as themselves."""
+    momentum = eventually(lambda: harness.bus.latest("momentum", "momentum"), 20, what="a momentum signal")
+    assert momentum.subject in {"BTC", "ETH"}
+    assert momentum.origin.startswith("md.sim.quote.")  # what the plug-in said it measured
+    assert momentum.window_s == 1.0 and momentum.count >= 2 and 0 < momentum.confidence <= 1
+    assert abs(momentum.value) < 0.05
+    if NODE_JS is None:
+        pytest.skip("node is not installed: the JavaScript example cannot run")
+    spread = eventually(lambda: harness.bus.latest("spread", "spread_bps"), 20, what="a spread signal")
+    assert spread.subject in {"BTC", "ETH"} and spread.value > 0 and spread.count >= 1
+    status = eventually(lambda: (s := harness.bus.status_of("spread")) and not s.stale and s, 10)
+    assert status.items > 0
+
+
+def test_bad_lines_are_dropped_and_counted_good_ones_pass(harness: Harness) -> None:
+    """Every line breaking a rule is refused and counted; the good ones among them pass; a burst is cut."""
+    bus = harness.bus
+
+    def good() -> list[float]:
+        bus.pump()
+        return [s.value for s in bus.signals if s.source == "noisy" and s.kind == "good"]
+
+    assert (
+        tuple(eventually(lambda: len(good()) == 3 and good(), 20, what="the good lines"))
+        == victim.GOOD_VALUES
+    )
+    status = eventually(
+        lambda: (s := bus.status_of("noisy")) and s.dropped == len(victim.BAD) and s,
+        10,
+        what=f"{len(victim.BAD)} lines refused",
+    )
+    assert f"refused={len(victim.BAD)} " in status.detail
+    assert all(s.source == "noisy" for s in bus.signals if s.kind in {"good", "bad"})
+    assert not [s for s in bus.signals if s.kind == "bad"]
+    log = harness.node.log()
+    assert victim.HUGE[:40] not in log  # a refused line's content is never logged
+    assert "plugin_refused" in log
+
+    harness.trigger("noisy", "burst")  # 100 lines at once, 20 lines/s allowed
+    eventually(
+        lambda: (s := bus.status_of("noisy")) and s.dropped >= len(victim.BAD) + 60,
+        10,
+        what="the burst cut down",
+    )
+    burst = [s for s in bus.signals if s.source == "noisy" and s.kind == "burst"]
+    assert 1 <= len(burst) <= 40
+    assert harness.node.process.poll() is None
+
+
+def test_kill_9_of_the_plugin_restarts_it(harness: Harness) -> None:
+    """A plug-in killed with SIGKILL: its actor fails and the supervisor starts a new one."""
+    before = harness.incarnation("kill9")
+    old = harness.pid("kill9")
+    os.kill(old, signal.SIGKILL)
+    new = harness.pid("kill9", other_than=old)
+    assert new != old and harness.incarnation("kill9") > before
+    assert harness.node.process.poll() is None
+
+
+def test_a_hung_plugin_is_killed_and_restarted(harness: Harness) -> None:
+    """A plug-in that stops writing (no line, no heartbeat) for hang_after_s is killed and restarted."""
+    before = harness.incarnation("hang")
+    old = harness.pid("hang")
+    harness.trigger("hang", "hang")
+    new = harness.pid("hang", other_than=old)
+    assert new != old and harness.incarnation("hang") > before
+    eventually(lambda: _gone(old), 5, what=f"the hung plug-in {old} killed")
+    assert "plugin_hang" in harness.node.log()
+
+
+def test_limits_environment_and_working_dir_are_applied(harness: Harness) -> None:
+    """RLIMIT_AS, open files, niceness, a clean environment, the working dir; stderr reaches the log."""
+    bus = harness.bus
+    harness.pid("hog")
+    seen = {
+        kind: eventually(lambda k=kind: bus.latest("hog", k), 10, what=kind)
+        for kind in ("leaked", "greeting", "nofile", "memory", "nice", "cwd")
+    }
+    assert seen["leaked"].value == 0, f"inherited from the node: {seen['leaked'].origin}"
+    assert seen["greeting"].origin == "hello"
+    assert seen["nofile"].value == 64
+    assert seen["memory"].value == 256 << 20
+    assert seen["nice"].value == os.nice(0) + 7
+    assert seen["cwd"].origin == str(harness.workdir)
+    log = harness.node.log()
+    assert victim.STDERR_MARK in log and "E" * 300 in log and "E" * 400 not in log  # truncated
+
+
+def test_rlimit_as_kills_a_plugin_that_allocates_too_much_and_it_restarts(harness: Harness) -> None:
+    """Over its memory limit, a plug-in dies (MemoryError) and is restarted; the node is unaffected."""
+    before = harness.incarnation("hog")
+    old = harness.pid("hog")
+    harness.trigger("hog", "alloc")
+    new = harness.pid("hog", other_than=old)
+    assert new != old and harness.incarnation("hog") > before
+    assert "MemoryError" in harness.node.log()
+    assert harness.node.process.poll() is None
+    since = time.time_ns()
+    eventually(
+        lambda: (s := harness.bus.latest("momentum", "momentum")) and s.ts_ns > since,
+        10,
+        what="the other plug-ins still publishing",
+    )
+
+
+def test_a_plugin_that_does_not_read_its_input_does_not_block_the_actor(harness: Harness) -> None:
+    """Inputs a plug-in does not read are dropped and counted; the actor keeps publishing its signals."""
+    bus = harness.bus
+
+    def input_dropped() -> int:
+        status = bus.status_of("deaf")
+        match = re.search(r"input_dropped=(\d+)", status.detail) if status else None
+        return int(match.group(1)) if match else 0
+
+    first = eventually(input_dropped, 20, what="inputs dropped")
+    items = bus.status["deaf"].items
+    pid = harness.pid("deaf")
+    eventually(
+        lambda: input_dropped() > first and bus.status["deaf"].items > items,
+        10,
+        what="more inputs dropped while signals still flow",
+    )
+    assert harness.pid("deaf") == pid  # the same plug-in: not restarted
+
+
+@pytest.mark.parametrize("line", victim.BAD[:-1])  # the last one is over max_line_bytes: never parsed
+def test_every_rule_refuses_its_line(line: bytes) -> None:
+    """Each of the victim's bad lines breaks a rule of the protocol (the node test counts them)."""
+    with pytest.raises(LineRefused):
+        parse_line(line, "noisy")
