@@ -3,8 +3,9 @@
 ``plugin_victim.py <mode> <trigger dir>``; the trigger files are ``<trigger dir>/<plugin id>.<what>``
 (the plug-in removes one before acting on it, so that its next incarnation behaves):
 
-* ``victim``: on every tick writes its pid and what it sees of its environment and limits; on
-  ``.hang`` it stops reading and writing (a hang); on ``.alloc`` it allocates 400 MB.
+* ``victim``: starts a grandchild (``sleep``); on every tick writes its pid, the grandchild's, and
+  what it sees of its environment and limits; on ``.hang`` it stops reading and writing (a hang); on
+  ``.alloc`` it allocates 400 MB. It ignores the end of its input (only a signal stops it).
 * ``noisy``: writes every line of :data:`BAD` (each breaks one rule) among :data:`GOOD_VALUES`
   signals, then heartbeats; on ``.burst`` it writes :data:`BURST` signals at once.
 * ``deaf``: never reads its stdin; writes its pid every 0.1 s.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -41,7 +43,7 @@ BAD: list[bytes] = [
 ]
 GOOD_VALUES = (1.0, 2.0, 3.0)
 # The whole environment a plug-in gets with env = {GREETING = ...}: nothing of the node's.
-EXPECTED_ENV = {"PATH", "LANG", "HOME", "SNIPERBOT_PLUGIN_ID", "GREETING"}
+EXPECTED_ENV = {"PATH", "LANG", "HOME", "SNIPERBOT_PLUGIN_ID", "SNIPERBOT_PLUGIN_RUN", "GREETING"}
 BURST = 100
 
 
@@ -62,6 +64,7 @@ def _triggered(trigger_dir: str, what: str) -> bool:
 def victim(trigger_dir: str) -> None:
     """Report pid, environment and limits on every tick; hang or allocate when told."""
     pid = os.getpid()
+    grandchild = subprocess.Popen(["sleep", "3600"])  # in the plug-in's process group
     print(f"{STDERR_MARK} started pid={pid} " + "E" * 5000, file=sys.stderr, flush=True)
     for line in sys.stdin:
         if json.loads(line).get("t") != "tick":
@@ -74,6 +77,7 @@ def victim(trigger_dir: str) -> None:
         leaked = sorted(set(os.environ) - EXPECTED_ENV)
         for kind, value, origin in (
             ("pid", pid, ""),
+            ("grandchild", grandchild.pid, ""),
             ("leaked", len(leaked), ",".join(leaked)[:200]),
             ("greeting", 0, os.environ.get("GREETING", "")),
             ("nofile", resource.getrlimit(resource.RLIMIT_NOFILE)[0], ""),
@@ -82,6 +86,7 @@ def victim(trigger_dir: str) -> None:
             ("cwd", 0, os.getcwd()),
         ):
             _write({"subject": "PLUGIN", "kind": kind, "value": value, "origin": origin})
+    time.sleep(3600)  # stdin closed: a stubborn plug-in stays (its actor's death must still end it)
 
 
 def noisy(trigger_dir: str) -> None:

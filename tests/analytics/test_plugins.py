@@ -91,11 +91,11 @@ class Harness:
     def __init__(self, node: RunningNode, bus: Bus, triggers: Path, workdir: Path) -> None:
         self.node, self.bus, self.triggers, self.workdir = node, bus, triggers, workdir
 
-    def pid(self, plugin_id: str, other_than: int = 0) -> int:
-        """The plug-in's pid as it reports it (a new one: ``other_than`` the old)."""
+    def pid(self, plugin_id: str, other_than: int = 0, kind: str = "pid") -> int:
+        """The plug-in's pid as it reports it (a new one: ``other_than`` the old); its grandchild's."""
 
         def new_pid() -> int:
-            found = self.bus.latest(plugin_id, "pid")
+            found = self.bus.latest(plugin_id, kind)
             return int(found.value) if found and int(found.value) != other_than else 0
 
         return eventually(new_pid, 20, what=f"{plugin_id}'s pid (not {other_than})")
@@ -151,6 +151,7 @@ def harness() -> Iterator[Harness]:
             ),
             _plugin("kill9", victim_cmd, **fast),
             _plugin("hang", victim_cmd, **{**fast, "hang_after_s": 2.0}),
+            _plugin("orphan", victim_cmd, **fast),
             _plugin(
                 "hog",
                 victim_cmd,
@@ -236,20 +237,40 @@ def test_kill_9_of_the_plugin_restarts_it(harness: Harness) -> None:
     """A plug-in killed with SIGKILL: its actor fails and the supervisor starts a new one."""
     before = harness.incarnation("kill9")
     old = harness.pid("kill9")
+    grandchild = harness.pid("kill9", kind="grandchild")
     os.kill(old, signal.SIGKILL)
     new = harness.pid("kill9", other_than=old)
     assert new != old and harness.incarnation("kill9") > before
+    eventually(lambda: _gone(grandchild), 5, what="what the dead plug-in started, killed with its group")
     assert harness.node.process.poll() is None
+
+
+def test_kill_9_of_the_actor_takes_its_plugin_down_and_both_restart(harness: Harness) -> None:
+    """The actor's process killed with SIGKILL (no on_stop): its plug-in dies with it, then restarts.
+
+    The plug-in ignores the end of its stdin, so only the parent-death signal ends it; what it started
+    is swept by the next incarnation.
+    """
+    old = harness.pid("orphan")
+    grandchild = harness.pid("orphan", kind="grandchild")
+    actor_pid = harness.node.workers()["analyser.orphan"]["pid"]
+    os.kill(actor_pid, signal.SIGKILL)
+    eventually(lambda: _gone(old), 5, what=f"the plug-in {old} dead with its actor")
+    assert harness.pid("orphan", other_than=old) != old
+    eventually(lambda: _gone(grandchild), 5, what="its grandchild swept by the next incarnation")
 
 
 def test_a_hung_plugin_is_killed_and_restarted(harness: Harness) -> None:
     """A plug-in that stops writing (no line, no heartbeat) for hang_after_s is killed and restarted."""
     before = harness.incarnation("hang")
     old = harness.pid("hang")
+    grandchild = harness.pid("hang", kind="grandchild")
     harness.trigger("hang", "hang")
     new = harness.pid("hang", other_than=old)
     assert new != old and harness.incarnation("hang") > before
-    eventually(lambda: _gone(old), 5, what=f"the hung plug-in {old} killed")
+    eventually(
+        lambda: _gone(old) and _gone(grandchild), 5, what=f"the hung plug-in {old} killed, group and all"
+    )
     assert "plugin_hang" in harness.node.log()
 
 

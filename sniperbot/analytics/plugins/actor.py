@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.analytics.plugins.child import PluginProcess
+from sniperbot.analytics.plugins.child import PluginProcess, sweep_leftovers
 from sniperbot.analytics.plugins.config import PluginConfig
 from sniperbot.analytics.plugins.protocol import LineRefused, input_line, parse_line, tick_line
 from sniperbot.messages import AnalyserStatus, Envelope, Signal
@@ -72,7 +72,14 @@ class PluginActor(Actor):
     # -- lifecycle ---------------------------------------------------------------------------
     def on_start(self) -> None:
         """Start the child; tick it, pump its signals, publish the status."""
-        self.child = PluginProcess(self.config, self._on_line, self._on_oversize, self._on_stderr)
+        marker = f"{self.ctx.run_dir.resolve()}:{self.config.id}"
+        leftovers = sweep_leftovers(marker)
+        if leftovers:
+            self.ctx.log.warning(
+                "killed what an earlier plug-in left running",
+                extra={"event": "plugin_leftovers", "processes": leftovers},
+            )
+        self.child = PluginProcess(self.config, self._on_line, self._on_oversize, self._on_stderr, marker)
         self._alive_ns = time.monotonic_ns()
         self.ctx.log.info(
             "plug-in started",

@@ -36,7 +36,12 @@ except OSError:  # not Linux: the actor's on_stop still kills the group
 _STOP_GRACE_S = 0.5  # SIGTERM, then SIGKILL: a plug-in has this long to exit cleanly
 
 
-def child_env(config: PluginConfig) -> dict[str, str]:
+#: The variable that marks every process of one plug-in of one node (its value: ``<run dir>:<id>``), so
+#: that a new incarnation finds what an earlier one left behind (see :func:`sweep_leftovers`).
+MARKER = "SNIPERBOT_PLUGIN_RUN"
+
+
+def child_env(config: PluginConfig, marker: str) -> dict[str, str]:
     """The plug-in's whole environment: explicit, nothing inherited from the node."""
     env = {
         "PATH": DEFAULT_PATH,
@@ -47,7 +52,41 @@ def child_env(config: PluginConfig) -> dict[str, str]:
     env.update(config.env)
     for name, path in config.env_files.items():
         env[name] = Path(path).read_text().strip()
+    env[MARKER] = marker
     return env
+
+
+def sweep_leftovers(marker: str) -> int:
+    """SIGKILL every process still carrying ``marker`` in its environment; how many there were.
+
+    An actor killed with SIGKILL cannot stop its plug-in's process group: the plug-in itself dies
+    with it (parent-death signal), but what the plug-in started does not. The next incarnation calls
+    this before it starts a new plug-in. Race-free against pid reuse: the process is pinned by a pidfd
+    before its environment is read, and signalled through that pidfd. Only processes of this user are
+    readable; one that cleared its environment escapes (best effort, stated in the README).
+    """
+    if not hasattr(os, "pidfd_open"):
+        return 0
+    needle = b"\0" + f"{MARKER}={marker}".encode() + b"\0"
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            fd = os.pidfd_open(int(entry.name))
+        except OSError:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = b"\0" + f.read()
+            if needle in environ:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                killed += 1
+        except OSError:
+            pass  # another user's process, or gone already
+        finally:
+            os.close(fd)
+    return killed
 
 
 def _limits(config: PluginConfig) -> Callable[[], None]:
@@ -86,6 +125,7 @@ class PluginProcess:
         on_line: Callable[[bytes], None],
         on_oversize: Callable[[int], None],
         on_stderr: Callable[[bytes], None],
+        marker: str,
     ) -> None:
         self.config = config
         self.input_dropped = 0
@@ -95,7 +135,7 @@ class PluginProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=child_env(config),
+            env=child_env(config, marker),
             cwd=config.workdir or None,
             close_fds=True,
             process_group=0,
