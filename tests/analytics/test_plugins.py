@@ -8,6 +8,7 @@ examples (``examples/plugins/momentum.py``, ``spread.js``), and the misbehaving 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -103,6 +104,19 @@ class Harness:
     def trigger(self, plugin_id: str, what: str) -> None:
         """Tell a victim plug-in to misbehave (it removes the file first)."""
         (self.triggers / f"{plugin_id}.{what}").touch()
+
+    def leftovers(self, plugin_id: str) -> list[int]:
+        """How many processes each sweep of ``plugin_id``'s actor found left by an earlier plug-in."""
+        found = []
+        for line in self.node.log().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if (
+                    record.get("event") == "plugin_leftovers"
+                    and record.get("actor") == f"analyser.{plugin_id}"
+                ):
+                    found.append(record["processes"])
+        return found
 
     def incarnation(self, plugin_id: str) -> int:
         """The actor's incarnation in the supervision tree."""
@@ -242,6 +256,7 @@ def test_kill_9_of_the_plugin_restarts_it(harness: Harness) -> None:
     new = harness.pid("kill9", other_than=old)
     assert new != old and harness.incarnation("kill9") > before
     eventually(lambda: _gone(grandchild), 5, what="what the dead plug-in started, killed with its group")
+    assert harness.leftovers("kill9") == []  # by the actor stopping its group, nothing left to sweep
     assert harness.node.process.poll() is None
 
 
@@ -258,6 +273,8 @@ def test_kill_9_of_the_actor_takes_its_plugin_down_and_both_restart(harness: Har
     eventually(lambda: _gone(old), 5, what=f"the plug-in {old} dead with its actor")
     assert harness.pid("orphan", other_than=old) != old
     eventually(lambda: _gone(grandchild), 5, what="its grandchild swept by the next incarnation")
+    # Only the grandchild was left: the plug-in itself had died with its actor (parent-death signal).
+    assert harness.leftovers("orphan") == [1]
 
 
 def test_a_hung_plugin_is_killed_and_restarted(harness: Harness) -> None:
