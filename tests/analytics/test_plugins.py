@@ -163,7 +163,8 @@ def harness() -> Iterator[Harness]:
                 input_buffer_bytes=4096,
                 **fast,
             ),
-            _plugin("kill9", victim_cmd, **fast),
+            # hang_after_s far beyond the test's wait: only the exit itself can get it restarted in time.
+            _plugin("kill9", victim_cmd, **{**fast, "hang_after_s": 60.0}),
             _plugin("hang", victim_cmd, **{**fast, "hang_after_s": 2.0}),
             _plugin("orphan", victim_cmd, **fast),
             _plugin(
