@@ -95,13 +95,18 @@ def noisy(trigger_dir: str) -> None:
         _write(bad)
         if i < len(GOOD_VALUES):
             _write({"subject": "BTC", "kind": "good", "value": GOOD_VALUES[i], "origin": "noisy-test"})
+    last_hb = 0.0
     for line in sys.stdin:
         if json.loads(line).get("t") != "tick":
             continue
         if _triggered(trigger_dir, "burst"):
             for i in range(BURST):
                 _write({"subject": "BTC", "kind": "burst", "value": i})
-        _write({"t": "hb"})
+        # At most one heartbeat a second, whatever the ticks: ticks queued while it started would
+        # otherwise come back as a burst of heartbeats and use up its max_lines_per_s.
+        if time.monotonic() - last_hb >= 1.0:
+            last_hb = time.monotonic()
+            _write({"t": "hb"})
 
 
 def deaf() -> None:

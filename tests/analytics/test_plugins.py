@@ -24,6 +24,7 @@ import pytest
 import zmq
 
 from sniperbot.analytics.plugins.protocol import LineRefused, parse_line
+from sniperbot.config import ConfigError, decode_config
 from sniperbot.messages import AnalyserStatus, Signal, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
@@ -228,7 +229,7 @@ def test_bad_lines_are_dropped_and_counted_good_ones_pass(harness: Harness) -> N
     status = eventually(
         lambda: (s := bus.status_of("noisy")) and s.dropped == len(victim.BAD) and s,
         10,
-        what=f"{len(victim.BAD)} lines refused",
+        what=f"{len(victim.BAD)} lines refused (last status {bus.status.get('noisy')})",
     )
     assert f"refused={len(victim.BAD)} " in status.detail
     assert all(s.source == "noisy" for s in bus.signals if s.kind in {"good", "bad"})
@@ -352,3 +353,21 @@ def test_every_rule_refuses_its_line(line: bytes) -> None:
     """Each of the victim's bad lines breaks a rule of the protocol (the node test counts them)."""
     with pytest.raises(LineRefused):
         parse_line(line, "noisy")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ("command = []", "command"),
+        ('command = ["no-such-plugin-here"]', "command"),
+        ('command = ["/bin/true"]\ntick_s = 1\nhang_after_s = 1', "hang_after_s"),
+        ('command = ["/bin/true"]\ninputs = [""]', "inputs"),
+        ('command = ["/bin/true"]\nnice = -5', "nice"),
+        ('command = ["/bin/true"]\nenv = { "A=B" = "x" }', "env"),
+        ('command = ["/bin/true"]\nenv_files = { KEY = "/no/such/file" }', "env_files"),
+    ],
+)
+def test_a_bad_plugin_config_is_refused_naming_the_field(fields: str, field: str) -> None:
+    """The node refuses to start on a plug-in it could not run, and says which field is wrong."""
+    with pytest.raises(ConfigError, match=rf"analysers\[0\]\.{field}:"):
+        decode_config(f'[[analysers]]\nkind = "plugin"\nid = "p"\n{fields}\n')
