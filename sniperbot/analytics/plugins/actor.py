@@ -6,7 +6,9 @@ What it guarantees (the protocol itself is :mod:`sniperbot.analytics.plugins.pro
   group) in ``on_stop``; a kill -9 of this actor kills it too (parent-death signal). When the child
   exits, or writes no valid line for ``hang_after_s`` (a hang), this actor *fails*: its supervisor
   restarts it (OTP semantics, the ``analysis`` subtree's intensity and breaker), and the fresh
-  incarnation starts a fresh child. There is no second restart loop here.
+  incarnation starts a fresh child. There is no second restart loop here. Before it starts one, an
+  incarnation kills what an earlier child left running (:func:`~.child.sweep_leftovers`: after a
+  kill -9 of the actor, only the child itself dies of the parent-death signal, not its own children).
 * **Every line checked.** A refused line (not JSON, wrong schema, not finite, out of range, a bad
   subject or kind, too long, over the rate limit, another source's name) is dropped and counted in
   :class:`~sniperbot.messages.AnalyserStatus` ``dropped``; its reason is logged at most once every

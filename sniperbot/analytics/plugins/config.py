@@ -46,8 +46,9 @@ class PluginConfig(AnalyserSection, tag="plugin"):
       the CPU to trading; 0..19, a plug-in never gets a higher priority than the node), no core dumps.
     * **Environment.** Clean and explicit: ``PATH`` (:data:`DEFAULT_PATH`), ``LANG=C.UTF-8``, ``HOME``
       and ``SNIPERBOT_PLUGIN_ID``, then ``env``, then ``env_files`` (name -> a file whose content, read
-      at each start, is the value: for a plug-in's own API key, so that it is in no child spec). Nothing
-      of the node's environment is inherited (its keys, tokens, Sentry DSN).
+      at each start, is the value: for a plug-in's own API key, so that it is in no child spec), then
+      the marker ``SNIPERBOT_PLUGIN_RUN`` (how a later incarnation finds leftovers). Nothing of the
+      node's environment is inherited (its keys, tokens, Sentry DSN).
     * **Working directory.** ``workdir`` (default: the node's own working directory, so relative paths in
       ``command`` read as they do in a shell started where the node was).
     * **Lines.** At most ``max_line_bytes`` per line and ``max_lines_per_s`` lines per second (a token
