@@ -231,11 +231,14 @@ def test_bad_lines_are_dropped_and_counted_good_ones_pass(harness: Harness) -> N
         tuple(eventually(lambda: len(good()) == 3 and good(), 20, what="the good lines"))
         == victim.GOOD_VALUES
     )
-    status = eventually(
-        lambda: (s := bus.status_of("noisy")) and s.dropped == len(victim.BAD) and s,
-        10,
-        what=f"{len(victim.BAD)} lines refused (last status {bus.status.get('noisy')})",
-    )
+    try:
+        status = eventually(
+            lambda: (s := bus.status_of("noisy")) and s.dropped == len(victim.BAD) and s,
+            10,
+            what=f"{len(victim.BAD)} lines refused",
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the last status: {bus.status.get('noisy')}") from None
     assert f"refused={len(victim.BAD)} " in status.detail
     assert all(s.source == "noisy" for s in bus.signals if s.kind in {"good", "bad"})
     assert not [s for s in bus.signals if s.kind == "bad"]
