@@ -118,6 +118,7 @@ class PluginActor(Actor):
             self._publish_signals()  # its last words count
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             self.ctx.log.error("plug-in exited", extra={"event": "plugin_exit", "code": code})
+            child.kill()  # its group, and reap it: on_stop is not called on a failure in every placement
             raise PluginFailed(f"plug-in {self.config.id} exited ({how})")
         silent_s = (time.monotonic_ns() - self._alive_ns) / 1e9
         if silent_s > self.config.hang_after_s:
@@ -125,6 +126,7 @@ class PluginActor(Actor):
                 "plug-in hung: no valid line within hang_after_s",
                 extra={"event": "plugin_hang", "silent_s": round(silent_s, 3)},
             )
+            child.kill()
             raise PluginFailed(f"plug-in {self.config.id} hung ({silent_s:.1f} s without a line)")
 
     def _publish_signals(self) -> None:
