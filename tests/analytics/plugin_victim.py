@@ -82,6 +82,8 @@ def victim(trigger_dir: str) -> None:
             ("greeting", 0, os.environ.get("GREETING", "")),
             ("nofile", resource.getrlimit(resource.RLIMIT_NOFILE)[0], ""),
             ("memory", resource.getrlimit(resource.RLIMIT_AS)[0], ""),
+            ("cpu", resource.getrlimit(resource.RLIMIT_CPU)[0], ""),
+            ("core", resource.getrlimit(resource.RLIMIT_CORE)[1], ""),
             ("nice", os.nice(0), ""),
             ("cwd", 0, os.getcwd()),
         ):

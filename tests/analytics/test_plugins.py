@@ -183,6 +183,7 @@ def harness() -> Iterator[Harness]:
                 "hog",
                 victim_cmd,
                 memory_mb=256,
+                cpu_s=100,
                 max_open_files=64,
                 nice=7,
                 workdir=str(workdir),
@@ -323,12 +324,13 @@ def test_limits_environment_and_working_dir_are_applied(harness: Harness) -> Non
     harness.pid("hog")
     seen = {
         kind: eventually(lambda k=kind: bus.latest("hog", k), 10, what=kind)
-        for kind in ("leaked", "greeting", "nofile", "memory", "nice", "cwd")
+        for kind in ("leaked", "greeting", "nofile", "memory", "cpu", "core", "nice", "cwd")
     }
     assert seen["leaked"].value == 0, f"inherited from the node: {seen['leaked'].origin}"
     assert seen["greeting"].origin == "hello"
     assert seen["nofile"].value == 64
     assert seen["memory"].value == 256 << 20
+    assert seen["cpu"].value == 100 and seen["core"].value == 0
     assert seen["nice"].value == os.nice(0) + 7
     assert seen["cwd"].origin == str(harness.workdir)
     log = harness.node.log()

@@ -89,11 +89,19 @@ def sweep_leftovers(marker: str) -> int:
     return killed
 
 
+def _within_hard(limit: int, value: int) -> int:
+    """``value``, lowered to the node's own hard limit (an unprivileged process cannot raise it)."""
+    hard = resource.getrlimit(limit)[1]
+    return value if hard == resource.RLIM_INFINITY else min(value, hard)
+
+
 def _limits(config: PluginConfig) -> Callable[[], None]:
     """What runs in the child between fork and exec."""
-    memory = config.memory_mb << 20
-    cpu = config.cpu_s
-    nofile = config.max_open_files
+    memory = _within_hard(resource.RLIMIT_AS, config.memory_mb << 20)
+    # SIGXCPU at the soft limit (a plug-in may catch it and exit), SIGKILL 5 s of CPU later.
+    cpu_hard = _within_hard(resource.RLIMIT_CPU, config.cpu_s + 5)
+    cpu = (min(config.cpu_s, cpu_hard), cpu_hard) if config.cpu_s else None
+    nofile = _within_hard(resource.RLIMIT_NOFILE, config.max_open_files)
     niceness = config.nice
     libc = _libc
     actor_pid = os.getpid()
@@ -108,8 +116,7 @@ def _limits(config: PluginConfig) -> Callable[[], None]:
         if memory:
             resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         if cpu:
-            # SIGXCPU at the soft limit (a plug-in may catch it and exit), SIGKILL 5 s of CPU later.
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+            resource.setrlimit(resource.RLIMIT_CPU, cpu)
         if niceness:
             os.nice(niceness)
 
