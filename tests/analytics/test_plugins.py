@@ -397,3 +397,15 @@ def test_a_bad_plugin_config_is_refused_naming_the_field(fields: str, field: str
     """The node refuses to start on a plug-in it could not run, and says which field is wrong."""
     with pytest.raises(ConfigError, match=rf"analysers\[0\]\.{field}:"):
         decode_config(f'[[analysers]]\nkind = "plugin"\nid = "p"\n{fields}\n')
+
+
+def test_a_good_line_becomes_a_signal_from_the_plugin() -> None:
+    """``t`` and ``source`` are optional (the plug-in's own id when given); ``ts_ns`` 0 means now."""
+    line = (
+        b'{"t": "signal", "subject": "PEPE", "kind": "mentions_z", "value": 2, "source": "p", "origin": "x"}'
+    )
+    signal_ = parse_line(line, "p", now_ns=123)
+    assert signal_ == Signal(source="p", subject="PEPE", kind="mentions_z", value=2.0, ts_ns=123, origin="x")
+    evm = "0x" + "aB" * 20
+    assert parse_line(b'{"subject": "%s", "kind": "k", "value": 1}' % evm.encode(), "p").subject == evm
+    assert parse_line(b'{"t": "hb"}', "p") is None
