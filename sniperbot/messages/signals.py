@@ -13,12 +13,20 @@ the base of a symbol such as ``BTC/USDT``), or a chain token's address as the ch
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final
 
 import msgspec
 
 from sniperbot.messages.base import Message
 
+#: Subjects a signal may name (plug-ins, analysers outside the node, are held to it): an upper-case
+#: ticker (``BTC``, ``1000PEPE``), an EVM address (``0x`` + 40 hex digits, any case: checksummed) or a
+#: Solana mint (base58, 32-44 characters).
+#: Nothing else: a dot would change the topic, ``btc`` would never reach a strategy following ``BTC``.
+SUBJECT_RULE: Final = re.compile(r"[A-Z0-9]{1,20}|0x[0-9a-fA-F]{40}|[1-9A-HJ-NP-Za-km-z]{32,44}")
+#: A measure's name: lower snake case (``sentiment``, ``mentions_z``, ``momentum``).
+KIND_RULE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
 #: The signal schema's version: bumped when a field's meaning changes (new fields go at the end).
 SIGNAL_VERSION: Final = 1
 

@@ -15,21 +15,14 @@ line is dropped and counted, never fatal. stderr is the plug-in's log (the node 
 from __future__ import annotations
 
 import math
-import re
 import time
 from typing import Final
 
 import msgspec
 
 from sniperbot.messages import Signal
-from sniperbot.messages.signals import SIGNAL_VERSION
+from sniperbot.messages.signals import KIND_RULE, SIGNAL_VERSION, SUBJECT_RULE
 
-#: Subjects a plug-in may write: an upper-case ticker (``BTC``, ``1000PEPE``), an EVM address
-#: (``0x`` + 40 hex digits, any case: checksummed) or a Solana mint (base58, 32-44 characters).
-#: Nothing else: a dot would change the topic, ``btc`` would never reach a strategy following ``BTC``.
-SUBJECT_RULE: Final = re.compile(r"[A-Z0-9]{1,20}|0x[0-9a-fA-F]{40}|[1-9A-HJ-NP-Za-km-z]{32,44}")
-#: A measure's name: lower snake case (``sentiment``, ``mentions_z``, ``momentum``).
-KIND_RULE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_ORIGIN_CHARS: Final = 200
 #: How far ahead of the node's clock a signal's ``ts_ns`` may be (clock skew), in ns.
 MAX_FUTURE_NS: Final = 5_000_000_000
