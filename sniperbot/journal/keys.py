@@ -24,6 +24,8 @@ Each is written by one owner and read by whoever needs it after a restart:
   holds trading stopped; the write succeeding is what proves the journal can be written again.
 * :data:`SOLANA_POOL_CURSOR` + venue ``/`` pools program (its Solana pool watcher): the slot floor and
   the pools handled above it (:class:`sniperbot.venues.solana.pool_watcher.PoolCursor`, JSON).
+* :data:`SIGNAL_REPLAY` + analyser id (its ``signal_replay`` actor): how many of its file's signals it
+  has published (a restart goes on from there, never publishing one twice as new).
 """
 
 from __future__ import annotations
@@ -43,3 +45,4 @@ POOL_CURSOR: Final = "evm/pools/"
 SOLANA_POOL_CURSOR: Final = "solana/pools/"
 STORAGE_PROBE: Final = "node/storage_probe"
 NODE_LIFE: Final = "node/life"
+SIGNAL_REPLAY: Final = "analytics/replay/"

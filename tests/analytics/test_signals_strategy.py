@@ -1,0 +1,126 @@
+"""Strategies read signals on a real node: a ``signal_replay`` analyser publishes, strategies trade on them.
+
+The replay's file says BTC has a mention spike with positive sentiment and says nothing about ETH:
+``social_breakout`` on BTC trades, the same strategy on ETH never does (no signal, no entry), a copy
+hot-added on BTC long after the replay published gets the readings from the node's last-value cache and
+trades too, and a ``signal_recorder`` writes what went over the bus in the signal file format, the
+source being the replay itself (the authority rule) and the recording's source kept in ``origin``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from sniperbot.analytics.signals import encode_line, read_signals
+from sniperbot.messages import Signal
+from sniperbot.strategies import STRATEGIES
+from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
+
+NO_STRATEGIES = re.sub(r"\[\[strategies\]\]\n(?:[^\[\n].*\n|\n)*", "", FAST_CONFIG)
+PARAMS = "params = { entry = 2, sma = 3, min_z = 2.0, min_sentiment = 0.2 }"
+
+
+def sig(subject: str, kind: str, value: float, ts_ns: int = 1_000, **extra: object) -> Signal:
+    return Signal(source="sentiment", subject=subject, kind=kind, value=value, ts_ns=ts_ns, **extra)
+
+
+def test_a_strategy_declares_its_signals_and_keeps_only_those() -> None:
+    """Topics of the declared kinds about its subject; other kinds and subjects are not kept."""
+    strategy = STRATEGIES["social_breakout"]("s", "sim", "PEPE/USDT", quantity=1.0)
+    assert strategy.subject == "PEPE"
+    assert strategy.signal_topics() == ("sig.PEPE.sentiment.", "sig.PEPE.mentions_z.")
+    for ignored in (sig("DOGE", "sentiment", 0.9), sig("PEPE", "trending_rank", 1.0)):
+        strategy.on_signal(ignored)
+    assert len(strategy._signals) == 0
+    strategy.on_signal(sig("PEPE", "sentiment", 0.9))
+    assert len(strategy._signals) == 1
+
+
+def _fills_by_strategy(node: RunningNode) -> dict[str, int]:
+    done = sniperbot("journal", "--run-dir", str(node.run_dir), "fills", "--json")
+    counts: dict[str, int] = {}
+    for fill in json.loads(done.stdout):
+        counts[fill["strategy_id"]] = counts.get(fill["strategy_id"], 0) + 1
+    return counts
+
+
+def test_strategies_trade_on_replayed_signals_and_the_recorder_keeps_them(short_tmp: Path) -> None:
+    now = time.time_ns()
+    recorded = short_tmp / "recorded.jsonl"
+    recorded.write_bytes(
+        encode_line(sig("BTC", "sentiment", 0.7, now, origin="reddit"))
+        + encode_line(sig("BTC", "mentions_z", 3.5, now))
+    )
+    directory = short_tmp / "signals"
+    config = short_tmp / "node.toml"
+    config.write_text(
+        NO_STRATEGIES
+        + f"""
+[[strategies]]
+id = "social_btc"
+strategy = "social_breakout"
+symbol = "BTC/USDT"
+quantity = 0.01
+bar_interval_s = 0.2
+{PARAMS}
+
+[[strategies]]
+id = "social_eth"
+strategy = "social_breakout"
+symbol = "ETH/USDT"
+quantity = 0.1
+bar_interval_s = 0.2
+{PARAMS}
+
+[[analysers]]
+kind = "signal_replay"
+id = "replay"
+file = "{recorded}"
+pace = "immediate"
+
+[[analysers]]
+kind = "signal_recorder"
+id = "recorder"
+directory = "{directory}"
+fsync_interval_s = 0.05
+"""
+    )
+    node = RunningNode(short_tmp / "run", config)
+    try:
+        node.wait_ready()
+        positions = eventually(
+            lambda: (p := node.admin("status")["positions"]) and p.get("sim:BTC/USDT") and p,
+            30,
+            what="social_btc trades on the replayed spike",
+        )
+        assert not positions.get("sim:ETH/USDT"), positions  # nothing said about ETH: no entry
+        # Hot-added long after the replay published: the last-value cache hands it the readings.
+        done = sniperbot(
+            "admin", "--run-dir", str(node.run_dir), "add-strategy", "--id", "late", "--strategy",
+            "social_breakout", "--symbol", "BTC/USDT", "--quantity", "0.01", "--bar-interval", "0.2",
+            "--param", "entry=2", "--param", "sma=3", "--json",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        fills = eventually(
+            lambda: (f := _fills_by_strategy(node)).get("late") and f,
+            30,
+            what="the hot-added strategy trades",
+        )
+        assert "social_eth" not in fills, fills
+        written = eventually(
+            lambda: [s for f in sorted(directory.glob("*.jsonl")) for s in read_signals(f)],
+            10,
+            what="the recorder's file",
+        )
+        assert {(s.source, s.subject, s.kind, s.value, s.origin) for s in written} == {
+            ("replay", "BTC", "sentiment", 0.7, "replay:sentiment:reddit"),
+            ("replay", "BTC", "mentions_z", 3.5, "replay:sentiment"),
+        }
+        assert all(s.ts_ns >= now for s in written)  # retimed to when the replay published them
+        assert node.stop() == 0
+    finally:
+        if node.process.poll() is None:
+            node.stop()
