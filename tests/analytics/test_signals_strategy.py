@@ -14,7 +14,10 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from sniperbot.analytics.signals import encode_line, read_signals
+from sniperbot.config import ConfigError, load_config
 from sniperbot.messages import Signal
 from sniperbot.strategies import STRATEGIES
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
@@ -124,3 +127,20 @@ fsync_interval_s = 0.05
     finally:
         if node.process.poll() is None:
             node.stop()
+
+
+def test_a_replay_file_with_a_bad_line_stops_the_config_naming_file_and_line(tmp_path: Path) -> None:
+    """Fail closed before anything starts: ``sniperbot run`` exits 2 with this message."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(
+        encode_line(sig("BTC", "sentiment", 0.5)) + b'{"source":"x","subject":"BTC","kind":"k"}\n'
+    )
+    config = tmp_path / "c.toml"
+    config.write_text(
+        FAST_CONFIG + f'\n[[analysers]]\nkind = "signal_replay"\nid = "replay"\nfile = "{bad}"\n'
+    )
+    with pytest.raises(ConfigError, match=rf"analysers\[0\]\.file: {bad}:2: invalid signal: .*`value`"):
+        load_config(config)
+    config.write_text(FAST_CONFIG + '\n[[analysers]]\nkind = "signal_recorder"\nid = "rec"\ndirectory = ""\n')
+    with pytest.raises(ConfigError, match=r"analysers\[0\]\.directory: must name"):
+        load_config(config)
