@@ -37,12 +37,21 @@ def day_file(directory: Path, ts_ns: int) -> Path:
     return directory / f"{FILE_PREFIX}{day}.jsonl"
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line a crash left without its newline (never a whole line): appends start clean."""
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 class SignalRecorder(Actor):
     """Appends every signal on the bus to its day's file; fsynced every ``fsync_interval_s``.
 
     The node's last-value cache hands a (re)started recorder the current signals again: a reading not
     newer than the last one recorded for its (subject, kind, source) in the newest file is not written
-    twice. A reading without a time (``ts_ns = 0``) is stamped with its publish time.
+    twice. A reading without a time (``ts_ns = 0``) is stamped with its publish time. A last line torn
+    by a crash (no newline) is cut at start, so the file stays readable line by line.
     """
 
     topics = (topic.SIGNALS,)
@@ -61,6 +70,7 @@ class SignalRecorder(Actor):
         self.directory.mkdir(parents=True, exist_ok=True)
         days = sorted(self.directory.glob(f"{FILE_PREFIX}*.jsonl"))
         if days:
+            _drop_torn_tail(days[-1])
             try:
                 for signal in read_signals(days[-1]):
                     key = (signal.subject, signal.kind, signal.source)
