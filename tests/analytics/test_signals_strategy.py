@@ -144,3 +144,54 @@ def test_a_replay_file_with_a_bad_line_stops_the_config_naming_file_and_line(tmp
     config.write_text(FAST_CONFIG + '\n[[analysers]]\nkind = "signal_recorder"\nid = "rec"\ndirectory = ""\n')
     with pytest.raises(ConfigError, match=r"analysers\[0\]\.directory: must name"):
         load_config(config)
+
+
+def test_a_restarted_recorder_writes_nothing_twice_and_cuts_a_torn_line(short_tmp: Path) -> None:
+    """Real recorder actor incarnations on a real bus: a reading delivered again is written once.
+
+    (The node's last-value cache delivers the current readings to every new incarnation; here the
+    driver publishes them again, as the cache would.) A line torn by a crash is cut at start.
+    """
+    import zmq
+
+    from sniperbot.actors.runtime import close_process_journals
+    from sniperbot.rundir import RunDir
+    from sniperbot.transport.bus import BusProxy
+    from tests.evm.test_sniper import _OUT
+    from tests.venues_ccxt.test_gateway import Actors
+
+    actors = Actors(short_tmp / "run")
+    zctx = zmq.Context()
+    rundir = RunDir(actors.run_dir)
+    proxy = BusProxy(zctx, rundir.bus_in, rundir.bus_out)
+    proxy.start()
+    directory = short_tmp / "rec"
+    settings = {"kind": "signal_recorder", "id": "rec", "directory": str(directory), "fsync_interval_s": 0.02}
+    now = time.time_ns()
+    old = [sig("BTC", "sentiment", 0.1, now), sig("BTC", "mentions_z", 1.0, now)]
+    new = sig("BTC", "sentiment", 0.2, now + 1)
+
+    def recorded() -> list[Signal]:
+        return [s for f in sorted(directory.glob("*.jsonl")) for s in read_signals(f)]
+
+    def publish(*signals: Signal) -> None:
+        for s in signals:
+            _OUT["analyser.sentiment"].put(("publish", f"sig.{s.subject}.{s.kind}.{s.source}.", s))
+
+    try:
+        actors.start("analyser.sentiment", "tests.evm.test_sniper:BusDriver", {})
+        actors.start("analyser.rec", "sniperbot.analytics.recorder:SignalRecorder", {"settings": settings})
+        eventually(lambda: (publish(*old), len(recorded()) == 2)[1], 30, 0.1, "the first readings recorded")
+        actors.stop("analyser.rec")
+        with next(directory.glob("*.jsonl")).open("ab") as torn:
+            torn.write(b'{"t":"signal","source":"sentiment","subj')  # a crash in the middle of a line
+        actors.start("analyser.rec", "sniperbot.analytics.recorder:SignalRecorder", {"settings": settings})
+        # The old readings go out again before the new one each round (one publisher: in order).
+        eventually(lambda: (publish(*old, new), len(recorded()) >= 3)[1], 30, 0.1, "the new reading recorded")
+        assert recorded() == [*old, new]
+    finally:
+        actors.stop_all()
+        close_process_journals()
+        proxy.stop()
+        zctx.destroy(linger=0)
+        _OUT.clear()
