@@ -9,19 +9,29 @@ source being the replay itself (the authority rule) and the recording's source k
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 
+from sniperbot.actors.runtime import close_process_journals, process_journal
 from sniperbot.analytics.signals import encode_line, read_signals
 from sniperbot.config import ConfigError, load_config
+from sniperbot.journal import keys
 from sniperbot.messages import Signal
+from sniperbot.rundir import RunDir
 from sniperbot.strategies import STRATEGIES
+from sniperbot.transport.bus import BusProxy
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
+from tests.evm.test_sniper import _OUT
+from tests.venues_ccxt.test_gateway import Actors
 
 NO_STRATEGIES = re.sub(r"\[\[strategies\]\]\n(?:[^\[\n].*\n|\n)*", "", FAST_CONFIG)
+RECORDER = "sniperbot.analytics.recorder:SignalRecorder"
 PARAMS = "params = { entry = 2, sma = 3, min_z = 2.0, min_sentiment = 0.2 }"
 
 
@@ -146,52 +156,88 @@ def test_a_replay_file_with_a_bad_line_stops_the_config_naming_file_and_line(tmp
         load_config(config)
 
 
-def test_a_restarted_recorder_writes_nothing_twice_and_cuts_a_torn_line(short_tmp: Path) -> None:
-    """Real recorder actor incarnations on a real bus: a reading delivered again is written once.
-
-    (The node's last-value cache delivers the current readings to every new incarnation; here the
-    driver publishes them again, as the cache would.) A line torn by a crash is cut at start.
-    """
-    import zmq
-
-    from sniperbot.actors.runtime import close_process_journals
-    from sniperbot.rundir import RunDir
-    from sniperbot.transport.bus import BusProxy
-    from tests.evm.test_sniper import _OUT
-    from tests.venues_ccxt.test_gateway import Actors
-
+@pytest.fixture
+def bus(short_tmp: Path) -> Iterator[Actors]:
+    """Actor incarnations in threads on a real bus (a proxy) and journal, as the sniper tests use them."""
     actors = Actors(short_tmp / "run")
     zctx = zmq.Context()
     rundir = RunDir(actors.run_dir)
     proxy = BusProxy(zctx, rundir.bus_in, rundir.bus_out)
     proxy.start()
-    directory = short_tmp / "rec"
-    settings = {"kind": "signal_recorder", "id": "rec", "directory": str(directory), "fsync_interval_s": 0.02}
-    now = time.time_ns()
-    old = [sig("BTC", "sentiment", 0.1, now), sig("BTC", "mentions_z", 1.0, now)]
-    new = sig("BTC", "sentiment", 0.2, now + 1)
-
-    def recorded() -> list[Signal]:
-        return [s for f in sorted(directory.glob("*.jsonl")) for s in read_signals(f)]
-
-    def publish(*signals: Signal) -> None:
-        for s in signals:
-            _OUT["analyser.sentiment"].put(("publish", f"sig.{s.subject}.{s.kind}.{s.source}.", s))
-
     try:
         actors.start("analyser.sentiment", "tests.evm.test_sniper:BusDriver", {})
-        actors.start("analyser.rec", "sniperbot.analytics.recorder:SignalRecorder", {"settings": settings})
-        eventually(lambda: (publish(*old), len(recorded()) == 2)[1], 30, 0.1, "the first readings recorded")
-        actors.stop("analyser.rec")
-        with next(directory.glob("*.jsonl")).open("ab") as torn:
-            torn.write(b'{"t":"signal","source":"sentiment","subj')  # a crash in the middle of a line
-        actors.start("analyser.rec", "sniperbot.analytics.recorder:SignalRecorder", {"settings": settings})
-        # The old readings go out again before the new one each round (one publisher: in order).
-        eventually(lambda: (publish(*old, new), len(recorded()) >= 3)[1], 30, 0.1, "the new reading recorded")
-        assert recorded() == [*old, new]
+        yield actors
     finally:
         actors.stop_all()
         close_process_journals()
         proxy.stop()
         zctx.destroy(linger=0)
         _OUT.clear()
+
+
+def recorded(directory: Path) -> list[Signal]:
+    """What a recorder wrote to ``directory``, in time order."""
+    return sorted(
+        (s for f in sorted(directory.glob("*.jsonl")) for s in read_signals(f)), key=lambda s: s.ts_ns
+    )
+
+
+def publish(*signals: Signal) -> None:
+    """The ``analyser.sentiment`` driver publishes ``signals`` (as an analyser would)."""
+    for s in signals:
+        _OUT["analyser.sentiment"].put(("publish", f"sig.{s.subject}.{s.kind}.{s.source}.", s))
+
+
+def test_a_restarted_recorder_writes_nothing_twice_and_cuts_a_torn_line(bus: Actors, short_tmp: Path) -> None:
+    """A reading delivered again is written once; a line torn by a crash is cut at start.
+
+    (The node's last-value cache delivers the current readings to every new incarnation; here the
+    driver publishes them again, as the cache would.)
+    """
+    directory = short_tmp / "rec"
+    settings = {"kind": "signal_recorder", "id": "rec", "directory": str(directory), "fsync_interval_s": 0.02}
+    now = time.time_ns()
+    old = [sig("BTC", "sentiment", 0.1, now), sig("BTC", "mentions_z", 1.0, now)]
+    new = sig("BTC", "sentiment", 0.2, now + 1)
+
+    bus.start("analyser.rec", RECORDER, {"settings": settings})
+    eventually(
+        lambda: (publish(*old), len(recorded(directory)) == 2)[1], 30, 0.1, "the first readings recorded"
+    )
+    bus.stop("analyser.rec")
+    with next(directory.glob("*.jsonl")).open("ab") as torn:
+        torn.write(b'{"t":"signal","source":"sentiment","subj')  # a crash in the middle of a line
+    bus.start("analyser.rec", RECORDER, {"settings": settings})
+    # The old readings go out again before the new one each round (one publisher: in order).
+    eventually(
+        lambda: (publish(*old, new), len(recorded(directory)) >= 3)[1], 30, 0.1, "the new one recorded"
+    )
+    assert recorded(directory) == [*old, new]
+
+
+def test_replay_paces_by_the_file_and_journals_its_position(bus: Actors, short_tmp: Path) -> None:
+    """``pace = "timestamps"``, ``speed = 2``: readings 0.4 s apart in the file go out >= 0.2 s apart."""
+    file = short_tmp / "day.jsonl"
+    start = 1_735_689_600 * 1_000_000_000
+    file.write_bytes(b"".join(encode_line(sig("ETH", "sentiment", v, start + i * 400_000_000)) for i, v in
+                              enumerate((0.1, 0.2, 0.3))))  # fmt: skip
+    directory = short_tmp / "rec"
+    recorder = {"kind": "signal_recorder", "id": "rec", "directory": str(directory), "fsync_interval_s": 0.02}
+    bus.start("analyser.rec", RECORDER, {"settings": recorder})
+    # The replay publishes each reading once: first, proof that the recorder hears the bus.
+    probe = sig("BTC", "sentiment", 0.0, time.time_ns())
+    eventually(lambda: (publish(probe), recorded(directory))[1], 30, 0.1, "the recorder subscribed")
+    replay = {"kind": "signal_replay", "id": "again", "file": str(file), "speed": 2.0}
+    bus.start("analyser.again", "sniperbot.analytics.recorder:SignalReplay", {"settings": replay})
+    written = eventually(
+        lambda: (r := [s for s in recorded(directory) if s.subject == "ETH"]) and len(r) == 3 and r,
+        30,
+        what="three replayed",
+    )
+    assert [(s.value, s.source, s.origin) for s in written] == [
+        (v, "again", "replay:sentiment") for v in (0.1, 0.2, 0.3)
+    ]
+    gaps = [(b.ts_ns - a.ts_ns) / 1e9 for a, b in itertools.pairwise(written)]
+    assert min(gaps) >= 0.2 - 0.005, gaps  # retimed to their publish times: paced, never early
+    journal = process_journal(bus.run_dir, "process")
+    assert journal.get_state(keys.SIGNAL_REPLAY + "again") == b"3"  # a restart goes on after them
