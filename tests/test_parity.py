@@ -25,6 +25,9 @@ from sniperbot.data import OHLCV, load_ohlcv
 from sniperbot.strategies import STRATEGIES
 from tests.conftest import missing_data_reason, shared_data
 
+# Those with a vectorised form to compare (a strategy that reads signals has none).
+PRICE_STRATEGIES = sorted(name for name, cls in STRATEGIES.items() if not cls.uses_signals())
+
 REAL = shared_data("candles", "binance_spot_BTCUSDT_1m_2025-05-20_2025-08-18.csv")
 MINUTE = 60_000_000_000
 
@@ -160,7 +163,7 @@ def long_walk() -> OHLCV:
 
 
 @pytest.mark.parametrize("mode", ["long", "long-short"])
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("name", PRICE_STRATEGIES)
 def test_per_bar_and_vectorised_paths_give_identical_trades(long_walk: OHLCV, name: str, mode: str) -> None:
     for label, fields in CONFIGS.items():
         config = BacktestConfig(**fields)
@@ -173,7 +176,7 @@ def test_per_bar_and_vectorised_paths_give_identical_trades(long_walk: OHLCV, na
         assert per_bar.rejected == vectorised.rejected, label
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("name", PRICE_STRATEGIES)
 def test_paths_agree_with_a_volatility_target_sizer(long_walk: OHLCV, name: str) -> None:
     # The sizer's streaming and vectorised volatility agree to ~1e-12, so quantities do too.
     config = BacktestConfig(sizer="voltarget:0.8:120:2", fee_bps=5.0)

@@ -121,8 +121,19 @@ def test_streaming_targets_equal_vectorised_targets_bar_by_bar(
 
 
 def test_registry_names_every_shipped_strategy() -> None:
-    assert set(STRATEGIES) == {"sma_cross", "ema_cross", "rsi_reversion", "bollinger_breakout", "macd"}
+    assert set(STRATEGIES) == {
+        "sma_cross",
+        "ema_cross",
+        "rsi_reversion",
+        "bollinger_breakout",
+        "macd",
+        "social_breakout",
+    }
+    # The one that reads signals (issue 15) has no vectorised form and no short side.
+    assert STRATEGIES["social_breakout"].uses_signals() and not STRATEGIES["social_breakout"].has_vectorised()
     for name, cls in STRATEGIES.items():
+        if cls.uses_signals():
+            continue
         assert cls.name == name and cls.has_vectorised()
         assert cls.params["mode"] is MODE
     assert STRATEGIES["sma_cross"] is SmaCross and STRATEGIES["macd"] is MacdCross

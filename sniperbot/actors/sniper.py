@@ -40,6 +40,16 @@ the intent sequence restored from the journal (:func:`~sniperbot.actors.strategy
    that is rejected or cancelled, or leaves tokens behind, is retried after ``exit_retry_s``: once an
    exit has triggered, the sniper keeps selling until the position is gone.
 
+**The social gate** (issue 15; off by default, on with ``social_kind``): the buy also needs the crowd.
+The sniper follows every ``sig.`` signal of kind ``social_kind`` (from ``social_source``, "" = any
+analyser; the node's last-value cache gives it the current ones at start) and, when a snipe's first quote
+comes, buys only if the newest of them about the token (subject = the token's address exactly as the
+chain writes it: EVM checksummed, Solana base58) is not stale, at most ``social_max_age_s`` old and
+``>= min_social``. Otherwise it does not buy yet: a token is often mentioned only seconds after its pool
+appears, so it waits as long as it waits for a quote (``max_report_age_s`` after the report), buying on
+the first quote or signal that passes; then it skips the token for good with the rule that refused it
+(``social_gate: ...``) in its journaled state and in a ``snipe_skipped`` log line. No signal is no buy.
+
 **Risk limits** (the risk guard sees every intent): the spend caps ``[risk] max_spend_per_symbol``,
 ``max_spend_per_day`` and ``max_open_positions`` are the snipes' real budget. ``max_position`` is in base
 units, and a new token's quantity (thousands or billions of units) says nothing about its value: a node
@@ -65,8 +75,9 @@ import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.actors.strategy import journaled_history
+from sniperbot.analytics.signals import SignalBook
 from sniperbot.journal import TERMINAL_STATUSES, keys
-from sniperbot.messages import Envelope, Fill, OrderIntent, OrderUpdate, Quote, TokenSafetyReport
+from sniperbot.messages import Envelope, Fill, OrderIntent, OrderUpdate, Quote, Signal, TokenSafetyReport
 from sniperbot.messages import topics as topic
 from sniperbot.messages.orders import make_intent_id
 from sniperbot.venues.dex import SniperParams, sniper_id
@@ -123,7 +134,10 @@ class SniperActor(Actor):
             topic.token_safety(venue),
             topic.quotes(venue),
             topic.strategy_events(self.strategy_id),
+            *((topic.SIGNALS,) if self.params.social_kind else ()),  # subjects are learnt at run time
         )
+        self.social = SignalBook()
+        self._awaiting_quote: dict[str, Quote] = {}  # a snipe held by the social gate: its last quote
         self.snipes: dict[str, Snipe] = {}  # by symbol
         self._seen_fills: set[str] = set()
         self._next_seq = 1
@@ -171,6 +185,8 @@ class SniperActor(Actor):
                 self._on_quote(snipe, payload)
         elif isinstance(payload, TokenSafetyReport):
             self._on_report(payload)
+        elif isinstance(payload, Signal):
+            self._on_signal(payload)
         elif isinstance(payload, Fill) and payload.strategy_id == self.strategy_id:
             self._book(payload)
         elif isinstance(payload, OrderUpdate) and payload.strategy_id == self.strategy_id:
@@ -196,6 +212,37 @@ class SniperActor(Actor):
             sell_tax_bps=max(report.sell_tax_bps, 0),
         )
         self._save()
+
+    def _on_signal(self, signal: Signal) -> None:
+        p = self.params
+        if signal.kind != p.social_kind or (p.social_source and signal.source != p.social_source):
+            return
+        self.social.put(signal)
+        symbol = self.symbol_of(signal.subject)
+        quote = self._awaiting_quote.get(symbol)
+        snipe = self.snipes.get(symbol)
+        if quote is not None and snipe is not None and snipe.status == "awaiting_quote":
+            self._on_quote(snipe, quote)  # the signal a held snipe was waiting for
+
+    def social_refusal(self, token: str) -> str:
+        """Why the social gate refuses to buy ``token`` now ("" when it lets the buy through, or is off)."""
+        p = self.params
+        if not p.social_kind:
+            return ""
+        reading = self.social.get(
+            token, p.social_kind, source=p.social_source, max_age_s=p.social_max_age_s, now_ns=time.time_ns()
+        )
+        if reading is None:
+            return (
+                f"social_gate: no fresh {p.social_kind!r} signal about {token} "
+                f"(none, stale, or older than social_max_age_s {p.social_max_age_s:g} s)"
+            )
+        if not reading.value >= p.min_social:
+            return (
+                f"social_gate: {p.social_kind} {reading.value:g} from {reading.source} "
+                f"< min_social {p.min_social:g}"
+            )
+        return ""
 
     def _skip(self, token: str, symbol: str, why: str) -> None:
         self.snipes[symbol] = Snipe(token=token, status="skipped", exit_reason=why)
@@ -256,6 +303,22 @@ class SniperActor(Actor):
     def _on_quote(self, snipe: Snipe, quote: Quote) -> None:
         symbol = quote.symbol
         if snipe.status == "awaiting_quote":
+            refusal = self.social_refusal(snipe.token)
+            if refusal:
+                # Held, not skipped yet: the signal may come a moment after the pool (module docstring).
+                if symbol not in self._awaiting_quote:
+                    self.ctx.log.info(
+                        "snipe waits for its social signal",
+                        extra={
+                            "event": "snipe_social_wait",
+                            "venue": self.venue,
+                            "token": snipe.token,
+                            "why": refusal,
+                        },
+                    )
+                self._awaiting_quote[symbol] = quote
+                return
+            self._awaiting_quote.pop(symbol, None)
             self._buy(snipe, symbol, quote)
             return
         if snipe.status not in ("buying", "open"):
@@ -304,7 +367,9 @@ class SniperActor(Actor):
         for symbol, snipe in self.snipes.items():
             if snipe.status == "awaiting_quote":
                 if (now - snipe.report_ns) / 1e9 > self.params.max_report_age_s:
-                    self._skip(snipe.token, symbol, "no quote of the pool within max_report_age_s")
+                    held = self._awaiting_quote.pop(symbol, None) is not None
+                    why = self.social_refusal(snipe.token) if held else ""
+                    self._skip(snipe.token, symbol, why or "no quote of the pool within max_report_age_s")
             elif snipe.status == "open" and snipe.position > 0:
                 held_s = (now - snipe.opened_ns) / 1e9
                 if snipe.exit_reason:

@@ -11,7 +11,7 @@ from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import TERMINAL_STATUSES, keys
 from sniperbot.market.bar_store import BarStore
 from sniperbot.market.bars import LIVE_CLOSE_DELAY_S, BarBuilder, replay_key
-from sniperbot.messages import Bar, Envelope, Fill, Order, OrderUpdate, Quote, TradeTick
+from sniperbot.messages import Bar, Envelope, Fill, Order, OrderUpdate, Quote, Signal, TradeTick
 from sniperbot.messages import topics as topic
 from sniperbot.messages.orders import parse_intent_seq
 from sniperbot.strategies.loader import load_strategy
@@ -58,6 +58,12 @@ class StrategyActor(Actor):
     each bar it decided on, the intents still in flight and the quotes it has seen, so that the
     feed publishes the next candle only when this one is fully handled; each fill's replay time
     (the quote it filled against) is kept next to it.
+
+    **Signals.** It subscribes to the ``sig.<subject>.<kind>.`` topics of the signals the strategy
+    declares (:meth:`~sniperbot.strategies.Strategy.signal_topics`); the node's last-value cache hands
+    over the current ones at start, restart and hot-add, and each is fed to ``on_signal`` as it
+    arrives. Signals are not journaled by the strategy: after a restart the cache has the newest
+    reading of every source again (what an older one would have been used for is past).
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class StrategyActor(Actor):
             topic.trade(venue, symbol),
             topic.quote(venue, symbol),
             topic.strategy_events(strategy_id),
+            *self.strategy.signal_topics(),
         )
         self.last_quote: Quote | None = None
         self.venue = venue
@@ -184,6 +191,8 @@ class StrategyActor(Actor):
             if payload.status in TERMINAL_STATUSES and payload.client_order_id in self._in_flight:
                 self._in_flight.discard(payload.client_order_id)
                 self._ack()
+        elif isinstance(payload, Signal):
+            self.strategy.on_signal(payload)
         elif isinstance(payload, Quote):
             self.last_quote = payload
             if self._replay and self._replay_ack["bar"] < 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sniperbot.analytics.base import AnalyserSection
 from sniperbot.analytics.plugins.config import PluginConfig
+from sniperbot.analytics.recording import SignalRecorderConfig, SignalReplayConfig
 from sniperbot.analytics.scanners.config import (
     CoinGeckoConfig,
     DiscordConfig,
@@ -29,6 +30,8 @@ AnalyserConfig = (
     | CoinGeckoConfig
     | SentimentConfig
     | PluginConfig
+    | SignalRecorderConfig
+    | SignalReplayConfig
 )
 
 __all__ = [
@@ -40,6 +43,8 @@ __all__ = [
     "RedditConfig",
     "RssConfig",
     "SentimentConfig",
+    "SignalRecorderConfig",
+    "SignalReplayConfig",
     "TelegramChannelConfig",
     "XConfig",
 ]

@@ -13,7 +13,14 @@
   ``target_exposure`` arrays, visiting only the bars where something happens, with the
   same venue, ledger and sizer.
 
-``path="auto"`` takes the vectorised path when the strategy has one.
+``path="auto"`` takes the vectorised path when the strategy has one and reads no signals.
+
+**Signals** (:meth:`~sniperbot.strategies.Strategy.latest_signal`): ``signals`` (a signal file's
+contents, :func:`sniperbot.analytics.signals.read_signals`) are fed to the strategy's ``on_signal`` on the
+per-bar path, each before the decision on the first bar whose *end* is at or after its ``ts_ns``: a
+signal stamped inside bar ``i`` is visible at bar ``i``'s close, never earlier (no lookahead), and one
+stamped before the first bar at the first close. A strategy that declares signals has no vectorised
+path (its decisions depend on them).
 
 Timing: the strategy sees bar ``i`` at its close; what it decides can fill from bar
 ``i + 1`` (plus latency). Equity handed to sizers is the account marked at that close.
@@ -23,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from sniperbot.backtest.config import BacktestConfig, make_sizer
@@ -31,7 +38,7 @@ from sniperbot.backtest.ledger import Ledger
 from sniperbot.backtest.result import BacktestResult, build_result
 from sniperbot.backtest.venue import LIMIT, MARKET, STOP, SimFill, SimOrder, SimVenue
 from sniperbot.data.ohlcv import OHLCV
-from sniperbot.messages import Bar, Fill, OrderIntent, OrderUpdate
+from sniperbot.messages import Bar, Fill, OrderIntent, OrderUpdate, Signal
 from sniperbot.risk.guard import RiskGuard
 from sniperbot.risk.sizing import PositionSizer
 from sniperbot.strategies import Strategy
@@ -61,23 +68,29 @@ def run_backtest(
     config: BacktestConfig | None = None,
     *,
     path: BacktestPath = "auto",
+    signals: Sequence[Signal] = (),
 ) -> BacktestResult:
-    """Backtest ``strategy`` (name or class) with ``params`` on ``ohlcv``; ValueError on bad input."""
+    """Backtest ``strategy`` (name or class) with ``params`` on ``ohlcv``; ValueError on bad input.
+
+    ``signals``: recorded signals the strategy reads (see the module docstring).
+    """
     cls = resolve_strategy(strategy)
     config = config or BacktestConfig()
     values = cls.validate_params(dict(params or {}))
     if len(ohlcv) == 0:
         raise ValueError("no bars to backtest")
     if path == "auto":
-        path = "vectorised" if cls.has_vectorised() else "per-bar"
+        path = "vectorised" if cls.has_vectorised() and not cls.uses_signals() else "per-bar"
     if path == "vectorised":
+        if cls.uses_signals():
+            raise ValueError(f"{cls.name or cls.__name__} reads signals: only the per-bar path replays them")
         if not cls.has_vectorised():
             raise ValueError(f"{cls.name or cls.__name__} has no vectorised form; use the per-bar path")
         from sniperbot.backtest.vectorised import run_vectorised
 
         return run_vectorised(ohlcv, cls, values, config)
     if path == "per-bar":
-        return run_per_bar(ohlcv, cls, values, config)
+        return run_per_bar(ohlcv, cls, values, config, signals=signals)
     raise ValueError(f"path must be 'auto', 'vectorised' or 'per-bar', got {path!r}")
 
 
@@ -212,9 +225,17 @@ class Session:
 
 
 def run_per_bar(
-    ohlcv: OHLCV, cls: type[Strategy], params: dict[str, Any], config: BacktestConfig
+    ohlcv: OHLCV,
+    cls: type[Strategy],
+    params: dict[str, Any],
+    config: BacktestConfig,
+    *,
+    signals: Sequence[Signal] = (),
 ) -> BacktestResult:
-    """The per-bar callback path: ``on_bar`` for every bar, as in the live strategy actor."""
+    """The per-bar callback path: ``on_bar`` for every bar, as in the live strategy actor.
+
+    ``signals`` go to ``on_signal`` before the close they are visible at (module docstring).
+    """
     clock = time.perf_counter
     started = clock()
     bar_ns = ohlcv.timeframe_ns
@@ -243,6 +264,9 @@ def run_per_bar(
     cash = ledger.cash
     position = 0.0
     bar = -1
+    # By time, ties in the given order; ``pending`` is the next one not yet fed.
+    feed = sorted(signals, key=lambda s: s.ts_ns)
+    on_signal, pending = strategy.on_signal, 0
     for bar, (start, o, h, lo, c, v) in enumerate(
         zip(time_ns, open_, high, low, close, ohlcv.volume.tolist(), strict=True)
     ):
@@ -254,6 +278,11 @@ def run_per_bar(
                 strategy.equity = cash
         if position:
             strategy.equity = cash + position * c
+        if pending < len(feed):
+            end = start + bar_ns
+            while pending < len(feed) and feed[pending].ts_ns <= end:
+                on_signal(feed[pending])
+                pending += 1
         exposure = strategy.exposure
         intents = on_bar(Bar(venue_name, symbol, interval_s, start, o, h, lo, c, v))
         if intents:

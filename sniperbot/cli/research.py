@@ -284,9 +284,38 @@ def add_backtest_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     _add_market_options(parser)
+    parser.add_argument(
+        "--signals",
+        metavar="FILE",
+        help=(
+            "recorded signals (JSON lines, one Signal per line) for a strategy that reads them "
+            "(default: <data>.signals.jsonl when it exists)"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--report", metavar="OUT.html", help="write the self-contained HTML report")
     return parser
+
+
+def _signals(args: argparse.Namespace, cls: Any) -> tuple[str | None, list[Any]]:
+    """The signal file of a backtest and its signals: ``--signals``, else the one beside the candles.
+
+    Decision: the file beside the candles (``<data>.signals.jsonl``) is read only for a strategy that
+    declares signals; a strategy that reads signals but has none is told so on stderr (it will decide
+    as if no analyser had anything to say: no entries that need a signal).
+    """
+    from sniperbot.analytics.signals import beside, read_signals
+
+    path = args.signals
+    if path is None and cls.uses_signals():
+        default = beside(args.data)
+        path = str(default) if default.exists() else None
+        if path is None:
+            label = cls.name or cls.__name__
+            print(f"warning: {label} reads signals but there is no {default}", file=sys.stderr)
+    if path is None:
+        return None, []
+    return path, read_signals(path)
 
 
 def add_lookahead_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -542,10 +571,11 @@ def run_backtest(args: argparse.Namespace) -> int:
             config = _config(args)
             stages.update(f"loading {args.data}", 0)
             bars = _load(args)
+            signal_file, signals = _signals(args, cls)
             from sniperbot.backtest.engine import run_backtest as backtest
 
             stages.update(f"{cls.name} on {len(bars):,} bars", 1)
-            result = backtest(bars, cls, params, config, path=args.path)
+            result = backtest(bars, cls, params, config, path=args.path, signals=signals)
         except _Usage as e:
             return _fail(str(e), 2)
         except ValueError as e:
@@ -565,6 +595,8 @@ def run_backtest(args: argparse.Namespace) -> int:
     if args.json:
         out = result.to_dict()
         out.update(data=args.data, symbol=bars.symbol, timeframe=bars.timeframe)
+        if signal_file is not None:
+            out.update(signals=signal_file, signal_count=len(signals))
         if args.report:
             out["report"] = args.report
         print(json.dumps(out))

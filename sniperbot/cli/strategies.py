@@ -39,6 +39,7 @@ def describe(cls: Any, ref: str) -> dict[str, Any]:
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "doc": doc.splitlines()[0] if doc else "",
         "vectorised": cls.has_vectorised(),
+        "signals": list(getattr(cls, "signals", ())),
         "warmup_bars": cls.warmup_bars_for({}) if hasattr(cls, "warmup_bars_for") else None,
         "ordered": [list(pair) for pair in cls.ordered],
         "params": {

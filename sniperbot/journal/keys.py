@@ -30,6 +30,8 @@ Each is written by one owner and read by whoever needs it after a restart:
 * :data:`SCANNER_CURSOR` + analyser id ``/`` a hash of the target (its social scanner): where the scanner
   is in one subreddit, query, channel or feed and the ids it published last
   (:class:`sniperbot.analytics.scanners.base.TargetCursor`, JSON).
+* :data:`SIGNAL_REPLAY` + analyser id (its ``signal_replay`` actor): how many of its file's signals it
+  has published (a restart goes on from there, never publishing one twice as new).
 """
 
 from __future__ import annotations
@@ -51,3 +53,4 @@ SENTIMENT: Final = "analytics/sentiment/"
 SCANNER_CURSOR: Final = "analytics/scanner/"
 STORAGE_PROBE: Final = "node/storage_probe"
 NODE_LIFE: Final = "node/life"
+SIGNAL_REPLAY: Final = "analytics/replay/"

@@ -12,10 +12,11 @@ from sniperbot.strategies.ema_cross import EmaCross
 from sniperbot.strategies.macd import MacdCross
 from sniperbot.strategies.rsi_reversion import RsiReversion
 from sniperbot.strategies.sma_cross import SmaCross
+from sniperbot.strategies.social_breakout import SocialBreakout
 
 # The built-in strategies by name; users' own come by import path or file (loader.py).
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (SmaCross, EmaCross, RsiReversion, BollingerBreakout, MacdCross)
+    cls.name: cls for cls in (SmaCross, EmaCross, RsiReversion, BollingerBreakout, MacdCross, SocialBreakout)
 }
 
 from sniperbot.strategies.loader import StrategyLoadError, load_strategy  # noqa: E402 (needs STRATEGIES)
@@ -29,6 +30,7 @@ __all__ = [
     "Param",
     "RsiReversion",
     "SmaCross",
+    "SocialBreakout",
     "Strategy",
     "StrategyLoadError",
     "load_strategy",

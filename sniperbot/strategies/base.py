@@ -27,6 +27,19 @@ Order flow (both in the backtester and in the live node's strategy actor):
   which in this system equals the ``intent_id``.
 * After :meth:`Strategy.restore` (a restart), the restored position's sign is taken
   as the current target: it is held until the strategy's next change of mind.
+
+**Signals** (issue #15: sentiment, mention counts, trending ranks, plug-ins' readings). A strategy
+declares the signal kinds it reads in ``signals`` (about its own subject,
+:func:`~sniperbot.messages.signals.subject_of` of its symbol: ``"BTC"`` for ``BTC/USDT``), and other
+subjects to follow in ``signal_subjects``; whoever runs it feeds every such
+:class:`~sniperbot.messages.Signal` through :meth:`Strategy.on_signal` (the live strategy actor from the
+bus, the node's last-value cache giving the current ones at start; the backtester from a signal file,
+:mod:`sniperbot.analytics.signals`). In :meth:`Strategy.decide` it reads them with
+:meth:`Strategy.latest_signal`, which returns the newest reading not flagged stale and at most ``max_age_s``
+(default ``signal_max_age_s``) old, else None: no signal is better than a wrong one. Age is judged
+against the end of the bar being decided, never the wall clock, and a reading stamped after that end is
+not visible yet, so a backtest decides exactly as the live strategy did. A strategy that reads signals
+has no vectorised form: backtests take the per-bar path.
 """
 
 from __future__ import annotations
@@ -39,8 +52,11 @@ from typing import Any, ClassVar
 import msgspec
 import numpy as np
 
+from sniperbot.analytics.signals import SignalBook
 from sniperbot.messages import Bar, Fill, OrderIntent, OrderUpdate, TradeTick
+from sniperbot.messages import topics as topic
 from sniperbot.messages.orders import make_intent_id
+from sniperbot.messages.signals import Signal, subject_of
 from sniperbot.risk.sizing import FixedSize, PositionSizer
 
 __all__ = ["MODE", "Param", "Strategy"]
@@ -149,6 +165,13 @@ class Strategy:
     params: ClassVar[Mapping[str, Param]] = {}
     #: Pairs ``(a, b)`` of parameters that must satisfy ``a < b``.
     ordered: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: Signal kinds read about the strategy's own subject (``subject_of(symbol)``), e.g.
+    #: ``("sentiment", "mentions_z")``; empty: the strategy reads no signals.
+    signals: ClassVar[tuple[str, ...]] = ()
+    #: Other subjects whose signals of the same kinds are read too (e.g. ``("BTC",)`` as a market gauge).
+    signal_subjects: ClassVar[tuple[str, ...]] = ()
+    #: :meth:`latest_signal`'s default age limit, seconds: an older reading is no reading.
+    signal_max_age_s: ClassVar[float] = 900.0
 
     def __init__(
         self,
@@ -189,6 +212,8 @@ class Strategy:
         self._next_intent_seq = next_intent_seq
         self._node_life = ""  # set by restore() in a live node
         self._feed_sizer = sizer.update if sizer.uses_prices else None
+        self._signals = SignalBook()
+        self._decision_ns = 0  # the end of the bar being decided: signals' ages are judged against it
         self.setup()
 
     def __repr__(self) -> str:
@@ -246,6 +271,57 @@ class Strategy:
             except ValueError as e:
                 raise ValueError(f"{cls.name or cls.__name__}: {e}") from None
         return cls.validate_params(parsed)
+
+    # -- signals -----------------------------------------------------------------------
+
+    @property
+    def subject(self) -> str:
+        """What this strategy's own signals are about: ``subject_of(symbol)`` (``"BTC"`` for ``BTC/USDT``)."""
+        return subject_of(self.symbol)
+
+    @classmethod
+    def uses_signals(cls) -> bool:
+        """Whether the strategy declares signals (then it has no vectorised path)."""
+        return bool(cls.signals)
+
+    def signal_topics(self) -> tuple[str, ...]:
+        """The ``sig.`` topic prefixes carrying the declared signals (what the strategy actor subscribes)."""
+        subjects = dict.fromkeys((self.subject, *self.signal_subjects))
+        return tuple(topic.signal(subject, kind) for subject in subjects for kind in self.signals)
+
+    def wants_signal(self, signal: Signal) -> bool:
+        """Whether ``signal`` is one this strategy declared (its kind, about its subjects)."""
+        return signal.kind in self.signals and (
+            signal.subject == self.subject or signal.subject in self.signal_subjects
+        )
+
+    def on_signal(self, signal: Signal) -> None:
+        """Keep a declared signal for :meth:`latest_signal` (others ignored), before a decision."""
+        if self.wants_signal(signal):
+            self._signals.put(signal)
+
+    def latest_signal(
+        self, kind: str, source: str = "", max_age_s: float | None = None, subject: str = ""
+    ) -> Signal | None:
+        """The newest usable ``kind`` reading about ``subject`` (default: this strategy's) from ``source``.
+
+        "" as ``source`` takes any source's newest. Usable: not stale, stamped at or before the end of
+        the bar being decided and at most ``max_age_s`` (default :attr:`signal_max_age_s`) before it;
+        otherwise None (see the module docstring). (Not named ``signal``: MACD-style
+        strategies have a parameter of that name.)
+        """
+        return self._signals.get(
+            subject or self.subject,
+            kind,
+            source=source,
+            max_age_s=self.signal_max_age_s if max_age_s is None else max_age_s,
+            now_ns=self._decision_ns,
+        )
+
+    def _decide_at_close(self, bar: Bar) -> float | None:
+        """:meth:`decide` with the decision time (signals' age) set to the bar's end."""
+        self._decision_ns = bar.start_ns + round(bar.interval_s * 1e9)
+        return self.decide(bar)
 
     # -- the decision, streaming and vectorised ---------------------------------------
 
@@ -349,10 +425,10 @@ class Strategy:
         close = bar.close
         if self._feed_sizer is not None:
             self._feed_sizer(close)
-        target = self.decide(bar)
+        target = self._decide_at_close(bar)
         if target is None or target == self._exposure:
             return []
-        intents = self._trade_to(target, close, bar.start_ns + round(bar.interval_s * 1e9))
+        intents = self._trade_to(target, close, self._decision_ns)
         self._exposure = target  # only once sized: a sizer that raises leaves the strategy as it was
         return intents
 
@@ -397,7 +473,7 @@ class Strategy:
         """
         exposure = self._exposure
         for bar in bars:
-            target = self.decide(bar)
+            target = self._decide_at_close(bar)
             if target is not None:
                 self._exposure = target
         if keep_target:

@@ -23,6 +23,13 @@ The contract (``sniperbot.strategies.base``):
   fast path. It must agree with ``decide`` bar for bar. Delete it and backtests take the
   per-bar path (slower, same result).
 - ``warmup_bars()`` (optional): bars needed before the first decision (default: from params).
+- Signals (optional: sentiment, mention counts, any analyser's readings): declare the kinds with
+  ``signals = ("sentiment", "mentions_z")`` (about this strategy's subject, ``BTC`` for ``BTC/USDT``;
+  other subjects in ``signal_subjects``) and read them in ``decide`` with
+  ``self.latest_signal("sentiment", max_age_s=600)``: the newest reading that is not stale and at most
+  that old at this bar's close, else None (then do not act on it). Live, the node feeds them from the
+  bus; a backtest replays a signal file (``--signals FILE``, or ``<data>.signals.jsonl`` beside the
+  candles). A strategy that reads signals takes the per-bar path (``decide_all`` cannot see them).
 """
 
 from __future__ import annotations
