@@ -81,17 +81,21 @@ def beside(candles: str | Path) -> Path:
 
 
 class SignalBook:
-    """The newest readings per (subject, kind, source), answered only when fresh (module docstring)."""
+    """The newest readings per (subject, kind, source, window), answered only when fresh (module docstring).
+
+    One analyser may publish a kind over several windows (the sentiment aggregator: 5 min and 1 h);
+    each window is its own series, so asking for a window never gets another window's reading.
+    """
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[str, str, str], deque[Signal]] = {}
+        self._by_key: dict[tuple[str, str, str, float], deque[Signal]] = {}
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._by_key.values())
 
     def put(self, signal: Signal) -> None:
         """Keep ``signal`` (readings arrive in any order; they are kept by ``ts_ns``)."""
-        key = (signal.subject, signal.kind, signal.source)
+        key = (signal.subject, signal.kind, signal.source, signal.window_s)
         queue = self._by_key.get(key)
         if queue is None:
             queue = self._by_key[key] = deque(maxlen=_DEPTH)
@@ -110,18 +114,28 @@ class SignalBook:
             self.put(signal)
 
     def get(
-        self, subject: str, kind: str, *, source: str = "", max_age_s: float, now_ns: int
+        self,
+        subject: str,
+        kind: str,
+        *,
+        source: str = "",
+        max_age_s: float,
+        now_ns: int,
+        window_s: float | None = None,
     ) -> Signal | None:
         """The newest reading of ``kind`` about ``subject`` (from ``source``; "" any) usable at ``now_ns``.
 
+        ``window_s``: only readings over that window (None: any window's newest).
         Usable: stamped at or before ``now_ns``, at most ``max_age_s`` older, not ``stale``. If the newest
         reading at ``now_ns`` of a source is stale, that source has nothing to say (an older fresh one
         is not used: the source itself says its reading is out of date).
         """
         best: Signal | None = None
         oldest_ns = now_ns - int(max_age_s * 1e9)
-        for (subj, knd, src), queue in self._by_key.items():
+        for (subj, knd, src, window), queue in self._by_key.items():
             if subj != subject or knd != kind or (source and src != source):
+                continue
+            if window_s is not None and window != window_s:
                 continue
             newest = None
             for signal in reversed(queue):

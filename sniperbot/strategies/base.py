@@ -301,13 +301,20 @@ class Strategy:
             self._signals.put(signal)
 
     def latest_signal(
-        self, kind: str, source: str = "", max_age_s: float | None = None, subject: str = ""
+        self,
+        kind: str,
+        source: str = "",
+        max_age_s: float | None = None,
+        subject: str = "",
+        window_s: float | None = None,
     ) -> Signal | None:
         """The newest usable ``kind`` reading about ``subject`` (default: this strategy's) from ``source``.
 
-        "" as ``source`` takes any source's newest. Usable: not stale, stamped at or before the end of
-        the bar being decided and at most ``max_age_s`` (default :attr:`signal_max_age_s`) before it;
-        otherwise None (see the module docstring). (Not named ``signal``: MACD-style
+        "" as ``source`` takes any source's newest; ``window_s`` picks one window of an analyser that
+        publishes several (the sentiment aggregator's 300 s and 3600 s), None any window's newest.
+        Usable: not stale, stamped at or before the end of the bar being decided and at most
+        ``max_age_s`` (default :attr:`signal_max_age_s`) before it; otherwise None (see the module
+        docstring). (Not named ``signal``: MACD-style
         strategies have a parameter of that name.)
         """
         return self._signals.get(
@@ -316,6 +323,7 @@ class Strategy:
             source=source,
             max_age_s=self.signal_max_age_s if max_age_s is None else max_age_s,
             now_ns=self._decision_ns,
+            window_s=window_s,
         )
 
     def _decide_at_close(self, bar: Bar) -> float | None:

@@ -48,7 +48,14 @@ def market() -> OHLCV:
 
 
 def sig(kind: str, value: float, ts_ns: int, **extra: object) -> Signal:
-    return Signal(source="sentiment", subject="PEPE", kind=kind, value=value, ts_ns=ts_ns, **extra)
+    return Signal(
+        source="sentiment",
+        subject="PEPE",
+        kind=kind,
+        value=value,
+        ts_ns=ts_ns,
+        **{"window_s": 300.0, **extra},
+    )
 
 
 def spike(ts_ns: int, sentiment: float = 0.6, z: float = 3.0) -> list[Signal]:
@@ -77,6 +84,17 @@ def test_no_signal_no_entry_and_a_spike_enters_on_the_breakout() -> None:
     # Too weak a reading is no entry either (both conditions must hold).
     assert entry_bar(backtest(spike(end_of(10), sentiment=0.1))) is None
     assert entry_bar(backtest(spike(end_of(10), z=1.0))) is None
+
+
+def test_a_reading_over_another_window_is_not_the_one_asked_for() -> None:
+    """The aggregator publishes 300 s and 3600 s windows: a strategy reading 300 s ignores the 3600 s one."""
+    hourly = [
+        sig("sentiment", 0.6, end_of(10), window_s=3600.0),
+        sig("mentions_z", 3.0, end_of(10), window_s=3600.0),
+    ]
+    assert entry_bar(backtest(hourly)) is None
+    assert entry_bar(backtest(hourly, window_s=3600.0)) == 31
+    assert entry_bar(backtest(hourly, window_s=0.0)) == 31  # 0: any window's newest
 
 
 def test_a_signal_is_visible_at_the_close_of_the_bar_it_is_stamped_in_never_earlier() -> None:

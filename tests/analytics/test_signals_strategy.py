@@ -36,7 +36,14 @@ PARAMS = "params = { entry = 2, sma = 3, min_z = 2.0, min_sentiment = 0.2 }"
 
 
 def sig(subject: str, kind: str, value: float, ts_ns: int = 1_000, **extra: object) -> Signal:
-    return Signal(source="sentiment", subject=subject, kind=kind, value=value, ts_ns=ts_ns, **extra)
+    return Signal(
+        source="sentiment",
+        subject=subject,
+        kind=kind,
+        value=value,
+        ts_ns=ts_ns,
+        **{"window_s": 300.0, **extra},
+    )
 
 
 def test_a_strategy_declares_its_signals_and_keeps_only_those() -> None:
