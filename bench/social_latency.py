@@ -4,12 +4,13 @@ bus (the scanner) -> the ``Signal`` about it on the bus (the sentiment aggregato
 Each scanner, and the sentiment aggregator (``SentimentActor``, default settings), runs as an actor
 (``ActorRuntime`` in a thread, as the tests run it) on a real run dir, with a real bus proxy and a
 subscriber in this process, against ``tests/analytics/servers.py`` (the services' wire formats on
-127.0.0.1). Posts are added at random moments (not in step with the poll nor with the aggregator's
-flush), one at a time; each names a fresh cashtag (``$LA000``: a subject no other post names, see
-:mod:`sniperbot.analytics.sentiment.subjects`), so the first ``mentions`` Signal for that subject is the
-one this post caused. Per post: **post -> Post** (its Post's arrival on the bus minus the moment it was
-added at the server), **Post -> Signal** (the first ``mentions`` Signal's arrival minus the Post's) and
-their sum **post -> Signal**, the end-to-end figure of issue 15.
+127.0.0.1). Posts are added at random moments (spread evenly over the poll interval, or for the
+long-polled Telegram over the aggregator's flush interval), one at a time; each names a fresh cashtag
+(``$LA000``: a subject no other post names, see :mod:`sniperbot.analytics.sentiment.subjects`), so the
+first ``mentions`` Signal for that subject is the one this post caused. Per post: **post -> Post** (its
+Post's arrival on the bus minus the moment it was added at the server), **Post -> Signal** (the first
+``mentions`` Signal's arrival minus the Post's) and their sum **post -> Signal**, the end-to-end figure
+of issue 15.
 
 Printed per scanner: the poll interval used here and the floor of what the scanner can do:
 
@@ -300,10 +301,15 @@ def main() -> None:
                 samples: list[int] = []  # post -> Post
                 to_signal: list[int] = []  # post -> Signal
                 parts: list[tuple[int, int, int]] = []  # Post -> Signal: whole, to the flush's ts, ts -> bus
+                # The wait before each post, from the last one's Signal (just after a flush tick): spread
+                # evenly (stratified, in random order) over the period that decides its latency, so n posts
+                # sample every phase instead of a lucky or unlucky draw. A polling scanner's post waits
+                # for its next poll (its Post then meets the flush timer at the phase the two timers
+                # beat to); a long-polled post reaches the bus at once and waits for the next flush tick.
+                period = sentiment.flush_interval_s if kind == "telegram_channel" else POLL_S[kind]
+                order = rng.sample(range(n), n)
                 for i in range(n):
-                    # Uniform modulo the poll interval (out of step with the poll) and, independently,
-                    # modulo the flush interval (out of step with the aggregator's timer).
-                    time.sleep(rng.uniform(0.0, POLL_S[kind]) + rng.uniform(0.0, sentiment.flush_interval_s))
+                    time.sleep(period * (order[i] + rng.random()) / n)
                     tag = f"L{chr(ord('A') + k)}{i:03d}"  # a fresh cashtag: this post's own subject
                     t_add = time.time_ns()
                     post_id = add[kind](f"post {i} ${tag} looks strong")
