@@ -94,6 +94,10 @@ ORDER_RECORDS: tuple[type, ...] = (Order, OrderUpdate, Fill)
 """The order records (what :meth:`Journal.records` yields by default); the others are reports."""
 
 _REPORTS_KEY = b"reports"  # meta: how many report records the log holds (counts() tells them apart)
+# meta, written by drop_archived (sniperbot.journal.archive): the log's records 1..floor are archived, and
+# how many of them are reports. 0 / absent: nothing archived.
+_FLOOR_KEY = b"archived_through"
+_ARCHIVED_REPORTS_KEY = b"archived_reports"
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"rejected", "cancelled", "filled"})
 """Order statuses after which an order is no longer open."""
@@ -165,6 +169,11 @@ def _key(value: str, what: str) -> bytes:
     if not 0 < len(raw) <= _MAX_KEY_BYTES:
         raise JournalError(f"{what} must be 1..{_MAX_KEY_BYTES} bytes of UTF-8, got {value!r}")
     return raw
+
+
+def _meta_int(txn: lmdb.Transaction, dbs: _Dbs, key: bytes) -> int:
+    value = txn.get(key, db=dbs.meta)
+    return _seq_of(value, f"meta {key.decode()}") if value else 0
 
 
 def _intent_seq(order: Order) -> int | None:
@@ -300,6 +309,40 @@ def _upgrade_v1(txn: lmdb.Transaction, dbs: _Dbs) -> None:
 def _without_aggregates(txn: lmdb.Transaction, dbs: _Dbs) -> bool:
     """Whether this is a format-1 journal opened read-only (no ``open`` index, no aggregates)."""
     return dbs.open is dbs.log or txn.get(b"format", db=dbs.meta) == _FORMAT_V1
+
+
+def _without_archived(
+    name: str,
+    have: dict[bytes, bytes],
+    want: dict[bytes, bytes],
+    floor: int,
+    txn: lmdb.Transaction,
+    dbs: _Dbs,
+) -> None:
+    """Drop from ``have`` and ``want`` the index entries that records archived below ``floor`` explain.
+
+    The indexes keep their entries when records are archived (exactly-once does not expire), but
+    ``verify`` rebuilds from the hot log only: an ``orders``/``fills`` entry pointing at an archived seq
+    is accepted as is; a ``status`` entry of an order whose history is partly archived must be terminal
+    (only terminal orders are archived, and a terminal status is never replaced by an open one); an
+    ``intents`` entry may exceed what the hot Orders imply, never fall below it.
+    """
+    if name in ("orders", "fills"):
+        for key in [k for k, v in have.items() if _seq_of(v, f"{name} index value") <= floor]:
+            del have[key]
+    elif name == "status":
+        archived = {
+            bytes(k) for k, v in txn.cursor(db=dbs.orders) if _seq_of(v, "orders index value") <= floor
+        }
+        for cid in archived | (have.keys() - want.keys()):
+            if cid in have and have[cid].decode() not in TERMINAL_STATUSES:
+                return  # an archived order that is not terminal: let the caller name the difference
+            have.pop(cid, None)
+            want.pop(cid, None)
+    elif name == "intents":
+        for sid in list(have):
+            if sid not in want or have[sid] >= want[sid]:
+                want[sid] = have[sid]
 
 
 def _close_env(key: str, env: lmdb.Environment, pid: int, flush: bool) -> None:
@@ -485,10 +528,13 @@ class Journal:
             cur = txn.cursor(db=dbs.log)
             last = _seq_of(cur.key(), "journal key") if cur.last() else 0
             entries = txn.stat(dbs.log)["entries"]
-            # Keys are unique and >= 1, so count == last key <=> exactly 1..last.
-            if entries != last:
+            floor = _meta_int(txn, dbs, _FLOOR_KEY)  # 1..floor archived; never the last record
+            # Keys are unique and > floor, so count == last - floor <=> exactly floor+1..last.
+            first = _seq_of(cur.key(), "journal key") if cur.first() else floor + 1
+            if entries != last - floor or first != floor + 1:
                 raise JournalError(
                     f"journal {self._path} is not contiguous: {entries} records, last seq {last}"
+                    + (f", archived through seq {floor}" if floor else "")
                 )
 
         self._read(check, None)
@@ -499,7 +545,7 @@ class Journal:
         The node runs this at each start, before anything else: a flipped byte must
         stop the node with a message, not start it on a wrong book. Costs one pass
         over the log (see ``bench/journal_verify.py`` for the cost per 100k records).
-        Returns the number of records; raises :class:`JournalError` naming the problem.
+        Returns the number of hot (not archived) records; raises :class:`JournalError` naming it.
         """
 
         def check(txn: lmdb.Transaction, dbs: _Dbs) -> int:
@@ -510,7 +556,8 @@ class Journal:
             aggregated = aggregates.MemoryStore()
             by_strategy: dict[bytes, bytes] = {}
             reports = 0
-            expected = 1
+            floor = _meta_int(txn, dbs, _FLOOR_KEY)
+            expected = floor + 1
             for key, value in txn.cursor(db=dbs.log):
                 seq = _seq_of(key, "journal key")
                 if seq != expected:
@@ -554,6 +601,8 @@ class Journal:
                 indexes.append(("by_strategy", dbs.by_strategy, by_strategy))
             for name, db, want in indexes:
                 have = {bytes(k): bytes(v) for k, v in txn.cursor(db=db)}
+                if floor:
+                    _without_archived(name, have, want, floor, txn, dbs)
                 if have != want:
                     wrong = sorted(set(have.items()) ^ set(want.items()))[:1]
                     raise JournalError(
@@ -562,11 +611,12 @@ class Journal:
                         f"{wrong[0][0][:40]!r})"
                     )
             counted = txn.get(_REPORTS_KEY, db=dbs.meta)
+            reports += _meta_int(txn, dbs, _ARCHIVED_REPORTS_KEY)
             if (_seq_of(counted, "reports count") if counted else 0) != reports:
                 raise JournalError(f"journal {self._path}: the reports count disagrees with the log")
             for _ in txn.cursor(db=dbs.state):
                 pass  # node state: reading every page is the check
-            return expected - 1
+            return expected - 1 - floor
 
         return self._read(check, 0)
 
@@ -669,7 +719,9 @@ class Journal:
         """Yield ``(seq, record)`` with seq > ``after_seq`` in journal order, of the types ``kinds``.
 
         By default the order records (:data:`ORDER_RECORDS`); ``kinds=None`` yields every record,
-        reports included.
+        reports included. Records archived out of LMDB (:mod:`sniperbot.journal.archive`) are read
+        from the archive files transparently, so every reader still sees the full history; a reader
+        that wants only the hot tail passes ``after_seq=journal.archived_through()``.
 
         Reads in batches, each in its own short read transaction, so records
         appended during the iteration are included and no transaction stays open
@@ -678,7 +730,10 @@ class Journal:
         """
         position = after_seq
 
-        def batch(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[int, bytes]]:
+        def batch(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[int, bytes]] | int:
+            floor = _meta_int(txn, dbs, _FLOOR_KEY)
+            if position < floor:
+                return floor  # archived since: read the archive first (its files are fsync'd)
             out: list[tuple[int, bytes]] = []
             cur = txn.cursor(db=dbs.log)
             if not cur.set_range(_seq_key(position + 1)):
@@ -696,6 +751,22 @@ class Journal:
 
         while True:
             raw = self._read(batch, [])
+            if isinstance(raw, int):
+                from sniperbot.journal.archive import archive_dir, read_archive  # it imports this module
+
+                for seq, value in read_archive(archive_dir(self._path), position, raw):
+                    if seq != position + 1:
+                        break  # a hole: named below
+                    record = _decode(seq, value)
+                    if kinds is None or isinstance(record, kinds):
+                        yield seq, record
+                    position = seq
+                if position != raw:
+                    raise JournalError(
+                        f"journal {self._path}: record {position + 1} is archived (through {raw}) but "
+                        f"missing from {archive_dir(self._path)}"
+                    )
+                continue
             for seq, value in raw:
                 record = _decode(seq, value)
                 if kinds is None or isinstance(record, kinds):
@@ -759,6 +830,11 @@ class Journal:
 
     def _record_at(self, txn: lmdb.Transaction, dbs: _Dbs, seq: int) -> JournalRecord:
         value = txn.get(_seq_key(seq), db=dbs.log)
+        if value is None and seq <= _meta_int(txn, dbs, _FLOOR_KEY):
+            # Archived (an old resent order's dedup, a rare path): one pass over the archive files.
+            from sniperbot.journal.archive import archive_dir, read_archive
+
+            value = next((raw for n, raw in read_archive(archive_dir(self._path), seq - 1, seq)), None)
         if value is None:
             raise JournalError(f"journal {self._path}: index points at missing seq {seq}")
         return _decode(seq, value)
@@ -936,6 +1012,98 @@ class Journal:
         )
         return self._read(get, empty)
 
+    # ------------------------------------------------------------------ archive
+
+    def archived_through(self) -> int:
+        """The seq through which the log is archived (:mod:`sniperbot.journal.archive`); 0 if none."""
+        return self._read(lambda txn, dbs: _meta_int(txn, dbs, _FLOOR_KEY), 0)
+
+    def archive_candidates(
+        self, before_ns: int, limit: int
+    ) -> tuple[int, list[tuple[int, bytes, int, bool]], str]:
+        """The archivable prefix after the floor: ``(floor, [(seq, bytes, ts_ns, is_report)], held_by)``.
+
+        The rule is :mod:`sniperbot.journal.archive`'s; ``held_by`` names the record that stopped a
+        batch shorter than ``limit`` ("" if it reached the horizon or the log's last record).
+        """
+
+        def scan(txn: lmdb.Transaction, dbs: _Dbs) -> tuple[int, list[tuple[int, bytes, int, bool]], str]:
+            floor = _meta_int(txn, dbs, _FLOOR_KEY)
+            cur = txn.cursor(db=dbs.log)
+            last = _seq_of(cur.key(), "journal key") if cur.last() else 0
+            out: list[tuple[int, bytes, int, bool]] = []
+            if not cur.set_range(_seq_key(floor + 1)):
+                return floor, out, ""
+            for key, value in cur:
+                seq = _seq_of(key, "journal key")
+                if seq >= last or len(out) >= limit:
+                    return floor, out, ""  # the last record stays: it carries the next seq
+                record = _decode(seq, value)
+                if record.ts_ns >= before_ns:
+                    return floor, out, ""
+                if not isinstance(record, TokenSafetyReport):
+                    cid = record.client_order_id.encode()
+                    status = txn.get(cid, db=dbs.status)
+                    if (status is None and txn.get(cid, db=dbs.orders) is not None) or (
+                        status is not None and status.decode() not in TERMINAL_STATUSES
+                    ):
+                        return floor, out, f"open order {record.client_order_id} (seq {seq})"
+                out.append((seq, bytes(value), record.ts_ns, isinstance(record, TokenSafetyReport)))
+            return floor, out, ""
+
+        return self._read(scan, (0, [], ""))
+
+    def drop_archived(self, floor: int, through: int, reports: int) -> int:
+        """Delete log records ``floor+1..through`` (already fsync'd to the archive) in one transaction.
+
+        Index entries stay. Refuses unless the floor is still ``floor`` (one archiver at a time) and
+        ``through`` is before the last record. Returns the new floor.
+        """
+
+        def drop(txn: lmdb.Transaction) -> int:
+            assert self._dbs is not None
+            dbs = self._dbs
+            if _meta_int(txn, dbs, _FLOOR_KEY) != floor:
+                raise JournalError(f"journal {self._path}: archived concurrently (floor moved from {floor})")
+            cur = txn.cursor(db=dbs.log)
+            if not cur.last() or _seq_of(cur.key(), "journal key") <= through:
+                raise JournalError(f"journal {self._path}: cannot archive through {through}, the last record")
+            for seq in range(floor + 1, through + 1):
+                if not txn.delete(_seq_key(seq), db=dbs.log):
+                    raise JournalError(f"journal {self._path}: seq {seq} missing while archiving")
+            txn.put(_FLOOR_KEY, _seq_key(through), db=dbs.meta)
+            archived = _meta_int(txn, dbs, _ARCHIVED_REPORTS_KEY) + reports
+            txn.put(_ARCHIVED_REPORTS_KEY, _seq_key(archived), db=dbs.meta)
+            return through
+
+        with self._lock:
+            self._check_usable(write=True)
+            return self._write_txn(drop)
+
+    def compact_copy(self) -> Path:
+        """Write this journal without its free pages to ``journal/compact/data.mdb`` (fsync'd); its path.
+
+        LMDB reuses the pages that archiving frees but never shrinks its file: ``sniperbot journal
+        compact`` swaps this copy in while the node is stopped.
+        """
+        target = self._path / "compact"
+        target.mkdir(mode=0o700, exist_ok=True)
+        copy = target / "data.mdb"
+        copy.unlink(missing_ok=True)
+        with self._lock:
+            self._check_usable(write=False)
+            try:
+                self._env.copy(str(target), compact=True)
+            except lmdb.Error as e:
+                raise JournalError(f"journal {self._path}: compacting copy failed: {e}") from e
+        os.chmod(copy, 0o600)
+        fd = os.open(copy, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return copy
+
     # ------------------------------------------------------------------ node state
 
     def put_state(self, key: str, value: bytes | None) -> None:
@@ -979,7 +1147,8 @@ class Journal:
         """Number of journaled orders, fills and updates."""
 
         def get(txn: lmdb.Transaction, dbs: _Dbs) -> dict[str, int]:
-            total = txn.stat(dbs.log)["entries"]
+            # Archived records count too: the indexes keep their entries (exactly-once does not expire).
+            total = txn.stat(dbs.log)["entries"] + _meta_int(txn, dbs, _FLOOR_KEY)
             orders = txn.stat(dbs.orders)["entries"]
             fills = txn.stat(dbs.fills)["entries"]
             counted = txn.get(_REPORTS_KEY, db=dbs.meta)

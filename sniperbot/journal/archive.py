@@ -1,0 +1,234 @@
+"""The journal's cold store: completed orders and reports older than a horizon, moved out of LMDB.
+
+A node that trades for weeks keeps its hot journal bounded: :func:`archive_step` moves the oldest
+records, in small batches, into one append-only file per UTC day of the records' ``ts_ns``
+(``<run dir>/archive/YYYY-MM-DD.sba``), then deletes them from the hot log.
+
+What moves (decided here, one place): a contiguous prefix of the log, never its last record, in which
+every record is older than the horizon and is a token safety report or belongs to an order whose
+journaled status is terminal (:data:`~sniperbot.journal.TERMINAL_STATUSES`), or to no journaled order
+at all. The first record that does not qualify (an open order, a recent one) stops the batch: an order
+still open after the horizon holds back the archive behind it (the ``held by`` of :class:`StepResult`;
+the archiver logs it) rather than leaving holes in the log, whose seqs stay contiguous.
+
+What stays hot, always: the dedup and status indexes (``orders``, ``fills``, ``status``, ``intents``),
+a few dozen bytes per order and fill. Exactly-once does not expire with the archive: a Fill that a live
+venue's trade history replays a month later is still known (``has_fill``), an Order resent is still a
+duplicate, and ``order_status`` still answers.
+
+File format (a senior engineer can read it with ten lines of Python): a sequence of frames, each
+``b"SBA1"`` + big-endian u64 first seq + u64 last seq + u32 body length + u32 CRC-32 of the body + body,
+where the body is the zlib-compressed msgpack of ``[[seq, record msgpack bytes], ...]`` (the records
+byte-for-byte as LMDB held them) in increasing seq order. The seq range in the header lets a reader of
+the tail skip older frames without decompressing them. A frame is written and fsync'd (and a new
+file's directory too) *before* the transaction that deletes its records from LMDB commits, so a kill -9
+at any point loses nothing: at worst a record is both archived and still hot (a retry archives it
+again), and readers deduplicate by seq. A torn frame at the end of a file (a crash mid-write) was
+never followed by the delete: readers ignore it and the next writer truncates it. A bad frame anywhere
+else is damage and raises :class:`~sniperbot.journal.JournalError` naming the file and offset.
+
+Readers, decided one by one: :meth:`Journal.records` (and ``fills()``/``orders()`` on it) reads the
+archive transparently below the floor, so every reader sees the full history unchanged — the restores
+at start (portfolio, risk guard positions and spend, strategies' fills and intent seqs, the sniper's
+updates), the API and Telegram views, ``sniperbot journal``, ``replay``, the chaos invariants, a live
+gateway's reconciliation. A reader of the tail (the executor's republish window, the API following
+new records, the portfolio's periodic catch-up) reads the archive only when its position is below the
+floor, from the frames after it. The index lookups (``order``, ``order_status``, ``has_fill``,
+``max_intent_seq``, ``open_orders``) answer from the hot indexes, which keep every entry; ``order`` of an
+archived order reads its frame (a rare path: a resend of an order older than the horizon).
+
+Disk: LMDB reuses the pages a delete frees but never shrinks its file, so the hot ``data.mdb`` stays at
+its high-water mark, which archiving keeps at about the horizon's worth of records plus the indexes
+(``bench/journal_archive.py`` measures both). A journal that grew before archiving was on (or a burst)
+is shrunk by ``sniperbot journal compact`` while the node is stopped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import msgspec
+
+from sniperbot.journal.store import JournalError
+
+if TYPE_CHECKING:
+    from sniperbot.journal.store import Journal
+
+__all__ = [
+    "ARCHIVE_DIR",
+    "DEFAULT_BATCH",
+    "SUFFIX",
+    "StepResult",
+    "archive_dir",
+    "archive_files",
+    "archive_step",
+    "archive_until_done",
+    "read_archive",
+]
+
+ARCHIVE_DIR = "archive"
+SUFFIX = ".sba"
+DEFAULT_BATCH = 512
+"""Records per archive step: one fsync'd frame per day touched and one short LMDB write transaction."""
+
+_MAGIC = b"SBA1"
+_HEADER = struct.Struct(">4sQQII")  # magic, first seq, last seq, body length, CRC-32 of the body
+_NS_PER_DAY = 86_400 * 1_000_000_000
+_encoder = msgspec.msgpack.Encoder()
+_frame_decoder = msgspec.msgpack.Decoder(list[tuple[int, bytes]])
+
+
+class StepResult(NamedTuple):
+    """What one :func:`archive_step` did: records moved, the new floor, and what holds the archive back."""
+
+    archived: int
+    floor: int
+    held_by: str  # "" when the batch was full or reached the horizon; else what stopped it
+
+
+def archive_dir(journal_path: Path) -> Path:
+    """The archive directory beside the journal: ``<run dir>/archive``."""
+    return journal_path.parent / ARCHIVE_DIR
+
+
+def archive_files(directory: Path) -> list[Path]:
+    """The day files of an archive directory, oldest day first ([] if there is none)."""
+    try:
+        return sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX))
+    except FileNotFoundError:
+        return []
+
+
+def _frames(path: Path, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+    """``(end offset, body)`` of each whole frame of ``path`` holding a seq > ``after_seq`` (others are
+    skipped unread); stops at a torn tail, raises on damage."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        offset = 0
+        while offset < size:
+            f.seek(offset)
+            header = f.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                return  # torn tail: a header cut short by a crash
+            magic, _first, last, length, crc = _HEADER.unpack(header)
+            end = offset + _HEADER.size + length
+            if magic == _MAGIC and end <= size and last <= after_seq:
+                offset = end  # older than asked: skipped (a torn or bad one can only be the last)
+                continue
+            body = f.read(length) if magic == _MAGIC else b""
+            if magic != _MAGIC or len(body) < length or zlib.crc32(body) != crc:
+                f.seek(offset)
+                rest = f.read()
+                if end >= size or (magic != _MAGIC and not rest.strip(b"\0")):
+                    return  # torn tail: the last frame never completed (its records are still hot)
+                raise JournalError(f"archive {path} is damaged at byte {offset}: bad frame")
+            yield end, body
+            offset = end
+
+
+def _valid_end(path: Path) -> int:
+    """Where the last whole frame ends (frames are checked, not decompressed)."""
+    ends = [end for end, _ in _frames(path)]
+    return ends[-1] if ends else 0
+
+
+def read_file(path: Path, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+    """``(seq, record bytes)`` of one day file, in the order written (frames before ``after_seq`` skipped)."""
+    for _, body in _frames(path, after_seq):
+        try:
+            entries = _frame_decoder.decode(zlib.decompress(body))
+        except (zlib.error, msgspec.DecodeError, ValueError) as e:
+            raise JournalError(f"archive {path}: a frame cannot be decoded: {e}") from None
+        yield from entries
+
+
+def read_archive(
+    directory: Path, after_seq: int = 0, through_seq: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """``(seq, record bytes)`` with ``after_seq < seq <= through_seq`` from every day file, by seq, once each.
+
+    Each file holds increasing seqs (a retried step may repeat some), so a merge by seq with
+    duplicates dropped gives the log's order.
+    """
+    streams = [read_file(p, after_seq) for p in archive_files(directory)]
+    last = after_seq
+    for seq, raw in heapq.merge(*streams, key=lambda entry: entry[0]):
+        if seq <= last:
+            continue
+        if through_seq is not None and seq > through_seq:
+            break
+        last = seq
+        yield seq, raw
+
+
+def _day(ts_ns: int) -> str:
+    return datetime.fromtimestamp(max(ts_ns, 0) // 1_000_000_000, UTC).strftime("%Y-%m-%d")
+
+
+def _append_frame(path: Path, entries: list[tuple[int, bytes]]) -> None:
+    """Append one frame and fsync it (and the directory, for a new file) before returning."""
+    body = zlib.compress(_encoder.encode(entries), 6)
+    frame = _HEADER.pack(_MAGIC, entries[0][0], entries[-1][0], len(body), zlib.crc32(body)) + body
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        # Cut a torn frame a crash left at the end: appending after it would bury it mid-file.
+        end = 0 if created else _valid_end(path)
+        os.ftruncate(fd, end)
+        os.lseek(fd, end, os.SEEK_SET)
+        view = memoryview(frame)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def archive_step(
+    journal: Journal, horizon_s: float, *, now_ns: int | None = None, batch: int = DEFAULT_BATCH
+) -> StepResult:
+    """Move up to ``batch`` records older than ``horizon_s`` from the hot journal to the archive.
+
+    Files first (fsync'd), LMDB delete second, in one short write transaction: trading writers wait
+    at most that one transaction.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    cutoff = now_ns - int(horizon_s * 1_000_000_000)
+    floor, candidates, held_by = journal.archive_candidates(cutoff, batch)
+    if not candidates:
+        return StepResult(0, floor, held_by)
+    directory = archive_dir(journal.path)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    by_day: dict[str, list[tuple[int, bytes]]] = {}
+    reports = 0
+    for seq, raw, ts_ns, is_report in candidates:
+        by_day.setdefault(_day(ts_ns), []).append((seq, raw))
+        reports += is_report
+    for day, entries in sorted(by_day.items()):
+        _append_frame(directory / f"{day}{SUFFIX}", entries)
+    new_floor = journal.drop_archived(floor, candidates[-1][0], reports)
+    return StepResult(len(candidates), new_floor, held_by)
+
+
+def archive_until_done(journal: Journal, horizon_s: float, *, batch: int = DEFAULT_BATCH) -> StepResult:
+    """Archive step after step until nothing more qualifies (offline use: the CLI, benches)."""
+    total = 0
+    while True:
+        step = archive_step(journal, horizon_s, batch=batch)
+        total += step.archived
+        if step.archived < batch:
+            return StepResult(total, step.floor, step.held_by)
