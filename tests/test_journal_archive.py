@@ -141,9 +141,18 @@ def test_old_completed_orders_move_open_ones_stay_and_the_cli_lists_everything(s
         assert hot and all(r.ts_ns >= NOW_NS - 7 * DAY_NS for _, r in hot)
         assert new_floor > floor
         assert journal.verify() == journal.last_seq() - new_floor
-        assert journal.has_fill(f"sim:{cids[0]}")  # exactly-once does not expire with the archive
-        assert journal.order(cids[0]) == everything[0][1]
-        assert journal.order_status(cids[0]) == "filled"
+        # The dedup entries of archived orders and fills left with them (the bounded hot journal; the
+        # fills near an instrument's latest one stay: test_an_idle_instrument_keeps_its_last_fills_known).
+        assert not journal.has_fill(f"sim:{cids[0]}")
+        assert (journal.order(cids[0]), journal.order_status(cids[0])) == (None, None)
+        counts = restored["counts"]
+        assert isinstance(counts, dict)
+        # Every restore is unchanged but for the cancel: the order is no longer open, one more update.
+        assert _restored(journal) == {
+            **restored,
+            "open": [],
+            "counts": {**counts, "updates": counts["updates"] + 1},
+        }
 
     # LMDB reuses freed pages but never shrinks its file: `journal compact` does, never beside a node.
     data = run_dir / "journal" / "data.mdb"
@@ -305,3 +314,64 @@ def test_a_node_archives_while_trading_and_its_journal_rebuilds_the_same_book(sh
     assert sum(lg.realized_pnl for lg in ledgers.values()) == pytest.approx(book["pnl"]["realized"], abs=1e-6)
     assert sum(lg.fees for lg in ledgers.values()) == pytest.approx(book["pnl"]["fees"], abs=1e-9)
     assert (counts["orders"], counts["fills"]) == (book["orders"], book["fills"])
+
+
+def _eth_trade(journal: Journal, n: int, ts_ns: int) -> Fill:
+    """One filled ETH order of strategy ``s_e`` (an instrument that stops trading); its Fill."""
+    order = _order("s_e", n, ts_ns)
+    order = msgspec.structs.replace(order, symbol="ETH/USDT")
+    cid = order.client_order_id
+    fill = Fill(f"sim:{cid}", cid, "s_e", "sim", "ETH/USDT", "buy", 0.5, 3_000.0 + n, 0.01, ts_ns=ts_ns)
+    journal.append(order)
+    journal.append_many([fill, OrderUpdate(cid, "s_e", "sim", "ETH/USDT", "filled", ts_ns=ts_ns)])
+    return fill
+
+
+def test_archiving_keeps_every_total_and_an_idle_instrument_keeps_its_last_fills_known(
+    short_tmp: Path,
+) -> None:
+    run_dir = short_tmp / "run"
+    hour = DAY_NS // 24
+    with Journal.open(run_dir, durability="process") as journal:
+        btc: list[str] = []
+        eth: list[Fill] = []
+        for n in range(1, 41):  # journal order follows time, as a node's does
+            ts = NOW_NS - 30 * DAY_NS + n * 17 * hour
+            if n == 10:  # a risk-rejected intent: an update, no Order
+                rejected = make_intent_id("s_a", 99, "tst001")
+                journal.append(OrderUpdate(rejected, "s_a", "sim", "BTC/USDT", "rejected", ts_ns=ts))
+            if n == 15:  # ETH trades ~20 days ago, then never again: its last day of fills stays known
+                eth = [_eth_trade(journal, k, ts + h * hour) for k, h in ((1, 1), (2, 29), (3, 30))]
+            btc.append(_trade(journal, "s_a", n, ts))
+        # A venue's late report of a long-filled order, journaled now (hot, after the archive point).
+        journal.append(OrderUpdate(btc[0], "s_a", "sim", "BTC/USDT", "accepted", ts_ns=NOW_NS - 29 * DAY_NS))
+        journal.append(_report(NOW_NS))
+        everything = list(journal.records(kinds=None))
+        day = NOW_NS // DAY_NS
+
+        def totals() -> object:
+            snaps = {s: journal.snapshot(strategy_id=s, spend_day=day - 20) for s in ("s_a", "s_e")}
+            history = {s: list(journal.strategy_records(s)) for s in ("s_a", "s_e")}
+            intents = {s: journal.max_intent_seq(s) for s in ("s_a", "s_e")}
+            return snaps, history, intents, journal.counts(), journal.open_orders()
+
+        before = totals()
+        archived = 0
+        while step := archive_step(journal, 7 * 86_400.0, batch=16).archived:
+            archived += step
+        floor = journal.archived_through()
+        assert archived == floor > len(everything) // 2
+        # verify() = the archived base + the hot log, folded in journal order: the stored totals exactly.
+        assert journal.verify() == len(everything) - floor
+        assert totals() == before
+        assert list(journal.records(kinds=None)) == everything
+        # The ETH fills within a day of ETH's latest fill stay known (a venue's trade catch-up re-reads
+        # them): resent, one is a duplicate (its archived seq), nothing is booked twice.
+        assert [journal.has_fill(f.fill_id) for f in eth] == [False, True, True]
+        kept = journal.fill_seq(eth[2].fill_id)
+        assert kept is not None and kept <= floor
+        assert journal.append(eth[2]) == kept and journal.last_seq() == len(everything)
+        assert totals() == before
+        # Reopened (a node's start) it verifies the same.
+    with Journal.open(run_dir, readonly=True) as journal:
+        assert journal.verify() == len(everything) - floor

@@ -49,6 +49,7 @@ __all__ = [
     "VenueTotals",
     "apply",
     "book_key",
+    "decode_value",
     "strategy_book_key",
 ]
 
@@ -212,6 +213,23 @@ def decode_venue(raw: bytes) -> VenueTotals:
 def decode_spend(raw: bytes) -> float:
     """A stored day's spend."""
     return _decoders[Spend].decode(raw).quote
+
+
+_KINDS: dict[bytes, type] = {
+    BOOK: Book,
+    STRATEGY_BOOK: Book,
+    STRATEGY: StrategyTotals,
+    VENUE: VenueTotals,
+    SPEND: Spend,
+}
+
+
+def decode_value(key: bytes, raw: bytes) -> msgspec.Struct:
+    """A stored value of any aggregates key, by the key's kind byte (a base seeding a fold)."""
+    kind = _KINDS.get(key[:1])
+    if kind is None:
+        raise ValueError(f"unknown aggregates key {key[:40]!r}")
+    return _decoders[kind].decode(raw)  # type: ignore[no-any-return]
 
 
 def _book_fill(store: Store, key: bytes, seq: int, fill: Fill) -> None:

@@ -79,6 +79,14 @@ SUFFIX = ".sba"
 DEFAULT_BATCH = 512
 """Records per archive step: one fsync'd frame per day touched and one short LMDB write transaction."""
 
+FILL_DEDUP_KEEP_NS = 86_400 * 1_000_000_000
+"""An archived Fill within this of its instrument's latest fill keeps its ``fills`` entry (dedup) hot.
+
+A venue's trade catch-up re-reads the fills just before the latest journaled one of each instrument
+(the ccxt gateway's ``_TRADES_MARGIN_MS``, 60 s, before ``Book.last_fill_ts_ns``): those ids must still
+be known however old they are (an instrument idle for longer than the horizon). A day covers any such
+margin; the entries kept are at most an instrument's last day of fills."""
+
 _MAGIC = b"SBA1"
 _HEADER = struct.Struct(">4sQQII")  # magic, first seq, last seq, body length, CRC-32 of the body
 _NS_PER_DAY = 86_400 * 1_000_000_000
@@ -214,13 +222,14 @@ def archive_step(
     directory = archive_dir(journal.path)
     directory.mkdir(mode=0o700, exist_ok=True)
     by_day: dict[str, list[tuple[int, bytes]]] = {}
-    reports = 0
-    for seq, raw, ts_ns, is_report in candidates:
-        by_day.setdefault(_day(ts_ns), []).append((seq, raw))
-        reports += is_report
+    for seq, raw, record in candidates:
+        by_day.setdefault(_day(record.ts_ns), []).append((seq, raw))
     for day, entries in sorted(by_day.items()):
         _append_frame(directory / f"{day}{SUFFIX}", entries)
-    new_floor = journal.drop_archived(floor, candidates[-1][0], reports)
+    # Only now, every frame fsync'd: the delete, the base and the index pruning in one transaction.
+    new_floor = journal.drop_archived(
+        floor, [(seq, record) for seq, _, record in candidates], FILL_DEDUP_KEEP_NS
+    )
     return StepResult(len(candidates), new_floor, held_by)
 
 
