@@ -21,7 +21,14 @@ import pytest
 from sniperbot.actors.strategy import journaled_history
 from sniperbot.cli.journal import order_rows
 from sniperbot.journal import Journal
-from sniperbot.journal.archive import _append_frame, archive_dir, archive_files, archive_step, read_archive
+from sniperbot.journal.archive import (
+    _append_frame,
+    archive_dir,
+    archive_files,
+    archive_step,
+    read_archive,
+    read_file,
+)
 from sniperbot.messages import Fill, Order, OrderUpdate, TokenSafetyReport
 from sniperbot.messages.control import position_key
 from sniperbot.messages.orders import make_intent_id
@@ -375,3 +382,17 @@ def test_archiving_keeps_every_total_and_an_idle_instrument_keeps_its_last_fills
         # Reopened (a node's start) it verifies the same.
     with Journal.open(run_dir, readonly=True) as journal:
         assert journal.verify() == len(everything) - floor
+        assert journal.verify_archive() == floor
+    # An archive file rewritten with whole frames (each CRC right) but another price for one fill: the
+    # archive no longer folds to the totals it left; `sniperbot journal` names it and lists nothing.
+    files = archive_files(archive_dir(run_dir / "journal"))
+    day_file = next(p for p in files if any(raw == msgspec.msgpack.encode(eth[1]) for _, raw in read_file(p)))
+    entries = [
+        (seq, raw.replace(msgspec.msgpack.encode(3_002.0), msgspec.msgpack.encode(3_012.0)))
+        for seq, raw in read_file(day_file)
+    ]
+    day_file.unlink()
+    _append_frame(day_file, entries)
+    result = sniperbot("journal", "--run-dir", str(run_dir), "fills")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "disagrees with the totals the journal kept when it archived them" in result.stderr

@@ -14,7 +14,9 @@ The JSON is an interface other tools script against (kept stable, documented in 
 A damaged journal prints nothing and exits 2 (a partial list of fills would look like a complete one).
 
 ``fills`` and ``orders`` list the whole history: records archived out of the hot journal
-(``<run dir>/archive``, :mod:`sniperbot.journal.archive`) are read back transparently, in journal order.
+(``<run dir>/archive``, :mod:`sniperbot.journal.archive`) are read back transparently, in journal order,
+after the whole history is verified: the hot journal against its totals (:meth:`Journal.verify`) and the
+archive against the totals it left behind (:meth:`Journal.verify_archive`).
 ``archive`` runs the archiver now (safe beside a running node); ``compact`` rewrites a stopped node's
 ``data.mdb`` without its free pages (LMDB reuses freed pages but never shrinks its file).
 """
@@ -148,6 +150,7 @@ def run_journal_command(args: argparse.Namespace) -> int:
         return 2
     try:
         journal.verify()
+        journal.verify_archive()  # the whole history: the archive against the totals it left
         records = [record for _, record in journal.records()]
     except JournalError as e:
         print(f"sniperbot: error: {e}. To recover: {_RECOVER}", file=sys.stderr)

@@ -642,6 +642,31 @@ class Journal:
 
         return self._read(check, 0)
 
+    def verify_archive(self) -> int:
+        """Check the archived records against the base they left: every archived seq is in the archive
+        files (each frame's CRC checked), decodes, and folded in journal order they give the stored base
+        (``archived``) exactly. With :meth:`verify` (base + hot log = the totals) the whole history is
+        checked. One pass over the archive: ``sniperbot journal`` runs it, a node's start does not (its
+        restart must not grow with the history). Returns the number of archived records.
+        """
+        floor, (want, want_intents) = self._read(
+            lambda txn, dbs: (_meta_int(txn, dbs, _FLOOR_KEY), _base(txn, dbs)),
+            (0, (aggregates.MemoryStore(), {})),
+        )
+        store = aggregates.MemoryStore()
+        intents: dict[bytes, int] = {}
+        for seq, record in self._archived(0, floor, None):
+            aggregates.apply(store, seq, record)
+            if isinstance(record, Order) and (intent := _intent_seq(record)) is not None:
+                sid = record.strategy_id.encode()
+                intents[sid] = max(intents.get(sid, 0), intent)
+        if store.encoded() != want.encoded() or intents != want_intents:
+            raise JournalError(
+                f"journal {self._path}: the archive {self._path.parent / 'archive'} (seqs 1..{floor}) "
+                "disagrees with the totals the journal kept when it archived them"
+            )
+        return floor
+
     # ------------------------------------------------------------------ plumbing
 
     def _check_usable(self, write: bool) -> None:
