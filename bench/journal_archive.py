@@ -7,8 +7,9 @@
    spread over the days, into two journals: one with the archiver stepping every simulated hour (7-day
    horizon, ``archive_step(now_ns=...)``), one never archived (the floor this is compared with).
 3. Figures: each journal's ``data.mdb`` size and its pages in use, the archive's total size, bytes per
-   1,000 fills (never archived: LMDB; archived: the day files; what stays hot of an archived fill: its
-   dedup and status index entries), the ratio of the hot journal to the never-archived one, and what
+   1,000 fills (never archived: LMDB; archived: the day files), the hot journal's pages in use sampled
+   every few simulated days (flat after the horizon: bounded, the dedup and status entries of archived
+   records leave with them), the ratio of the hot journal to the never-archived one, and what
    ``sniperbot journal compact`` makes of the hot file (LMDB reuses freed pages but never shrinks).
 """
 
@@ -16,20 +17,25 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 import subprocess
 
+import lmdb
+
 from bench._common import REPO, emit, latency_us, parse_args, ratio, short_tmp, subprocess_env
-from sniperbot.journal import Journal
+from sniperbot.journal import Journal, store
 from sniperbot.journal.archive import archive_dir, archive_files, archive_step
 from sniperbot.messages import Fill, Order, OrderUpdate
 
 DAY_NS = 86_400 * 1_000_000_000
 HORIZON_DAYS = 7
 DAYS = 30
+_DB_NAMES = tuple(name.decode() for name in store._DB_NAMES)  # every named database of the journal
 
 
 def _default_rate(tmp: Path, seconds: float) -> dict[str, float]:
@@ -80,8 +86,11 @@ def _lmdb_used(journal: Journal, names: tuple[str, ...] | None = None) -> int:
     env = journal._env  # a bench may look inside
     total = 0
     with env.begin() as txn:
-        for name in names or ("log", "orders", "fills", "status", "intents", "meta", "state"):
-            db = env.open_db(name.encode(), txn=txn, create=False)
+        for name in names or _DB_NAMES:
+            try:
+                db = env.open_db(name.encode(), txn=txn, create=False)
+            except lmdb.NotFoundError:
+                continue
             s = txn.stat(db)
             total += (s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]) * s["psize"]
     return total
@@ -102,17 +111,31 @@ def _simulate(
     appends: list[int] = []  # ns per Order append: what a trading writer sees
     drops: list[int] = []  # ns per delete transaction: how long the archiver holds LMDB's writer lock
     with Journal.open(run_dir, durability="process") as journal:
-        drop = journal.drop_archived
+        # The archiver's write transaction (begin to commit): how long it holds LMDB's writer lock,
+        # which every trading writer shares (its fold runs before, in a read transaction).
+        drop, write_txn = journal.drop_archived, journal._write_txn
+        dropping = [False]
 
-        def timed_drop(floor: int, through: int, reports: int) -> int:
+        def timed_write(fn: Callable[[Any], Any]) -> Any:
             t = time.perf_counter_ns()
             try:
-                return drop(floor, through, reports)
+                return write_txn(fn)
             finally:
-                drops.append(time.perf_counter_ns() - t)
+                if dropping[0]:
+                    drops.append(time.perf_counter_ns() - t)
 
+        def timed_drop(*args: Any, **kwargs: Any) -> int:
+            dropping[0] = True
+            try:
+                return drop(*args, **kwargs)
+            finally:
+                dropping[0] = False
+
+        journal._write_txn = timed_write  # type: ignore[method-assign]
         journal.drop_archived = timed_drop  # type: ignore[method-assign]
         next_archive = start_ns + hour_ns
+        used_by_day: dict[int, int] = {}  # simulated day -> hot pages in use (bytes)
+        sample_days = {7, 10, 15, 20, 25}
         for i in range(DAYS * orders_per_day):
             ts = start_ns + i * step_ns
             n += 1
@@ -122,6 +145,9 @@ def _simulate(
             appends.append(time.perf_counter_ns() - t)
             for batch in later:
                 journal.append_many(batch)  # type: ignore[arg-type]
+            day = (ts - start_ns) // DAY_NS
+            if day in sample_days and day not in used_by_day:
+                used_by_day[day] = _lmdb_used(journal)
             if archive and ts >= next_archive:
                 next_archive += hour_ns
                 t0 = time.perf_counter()
@@ -135,7 +161,8 @@ def _simulate(
                 archive_s += time.perf_counter() - t0
         fills_total = journal.counts()["fills"]
         used = _lmdb_used(journal)
-        index_bytes = _lmdb_used(journal, ("orders", "fills", "status"))
+        used_by_day[DAYS] = used
+        index_bytes = _lmdb_used(journal, ("orders", "fills", "status", "by_strategy"))
         floor = journal.archived_through()
         compact_bytes = journal.compact_copy().stat().st_size
     data = run_dir / "journal" / "data.mdb"
@@ -155,6 +182,7 @@ def _simulate(
         "max_archive_step_ms": round(max_step_s * 1000, 2),
         "order_append_us": latency_us(appends),
         "archive_delete_txn_us": latency_us(drops),
+        "used_bytes_by_day": used_by_day,
     }
 
 
@@ -198,6 +226,8 @@ def main() -> None:
             "bytes_per_1000_fills_lmdb": round(flat["used_bytes"] * per_k),
             "bytes_per_1000_fills_archive": round(hot["archive_bytes"] * 1000 / max(archived_fills, 1)),
             "hot_index_bytes_per_1000_fills": round(hot["index_bytes"] * per_k),
+            # Bounded: the hot pages in use at day 30 over those at day 10 (both past the horizon).
+            "hot_used_day30_vs_day10": ratio(hot["used_bytes_by_day"][DAYS], hot["used_bytes_by_day"][10]),
             "hot_vs_never_archived_file": ratio(hot["file_bytes"], flat["file_bytes"]),
             "hot_vs_never_archived_used": ratio(hot["used_bytes"], flat["used_bytes"]),
             "compacted_hot_vs_never_archived": ratio(hot["compacted_bytes"], flat["compacted_bytes"]),
@@ -215,7 +245,15 @@ def main() -> None:
         f"({h['used_bytes'] / mib:.1f} MiB in use, {h['compacted_bytes'] / mib:.1f} MiB compacted); "
         f"archive {h['archive_bytes'] / mib:.2f} MiB in {h['archive_files']} day files "
         f"({g['bytes_per_1000_fills_archive']} B per 1,000 fills); "
-        f"indexes kept hot: {g['hot_index_bytes_per_1000_fills']} B per 1,000 fills"
+        f"hot indexes (horizon's orders only): {g['hot_index_bytes_per_1000_fills']} B per 1,000 fills "
+        "of the 30 days"
+    )
+    days = sorted(h["used_bytes_by_day"])
+    print(
+        "hot pages in use by simulated day: "
+        + ", ".join(f"d{d} {h['used_bytes_by_day'][d] / mib:.2f} MiB" for d in days)
+        + f" (day {DAYS} / day 10: {g['hot_used_day30_vs_day10']}); never archived: "
+        + ", ".join(f"d{d} {f['used_bytes_by_day'][d] / mib:.2f} MiB" for d in days)
     )
     print(
         f"hot / never archived: file {g['hot_vs_never_archived_file']}, in use "

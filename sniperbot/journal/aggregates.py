@@ -41,6 +41,7 @@ from sniperbot.portfolio.ledger import book_fill
 __all__ = [
     "DAY_NS",
     "Book",
+    "BufferedTxnStore",
     "MemoryStore",
     "Snapshot",
     "Spend",
@@ -124,6 +125,32 @@ class TxnStore:
     def save(self, key: bytes, value: msgspec.Struct) -> None:
         """Store ``value`` under ``key``."""
         self._txn.put(key, _enc.encode(value), db=self._db)
+
+
+class BufferedTxnStore(TxnStore):
+    """A :class:`TxnStore` that reads each key once and keeps what is saved in memory (:meth:`changes`):
+    a fold of many records (an archive batch) in a read transaction, written later in one write."""
+
+    def __init__(self, txn: lmdb.Transaction, db: lmdb._Database) -> None:
+        super().__init__(txn, db)
+        self._values: dict[bytes, msgspec.Struct] = {}
+        self._dirty: set[bytes] = set()
+
+    def load(self, key: bytes, kind: type[_S]) -> _S:
+        """The value of ``key`` so far (stored, or saved in this fold), or a new empty one."""
+        value = self._values.get(key)
+        if value is None:
+            value = self._values[key] = super().load(key, kind)
+        return value  # type: ignore[return-value]
+
+    def save(self, key: bytes, value: msgspec.Struct) -> None:
+        """Keep ``value`` under ``key`` (in memory)."""
+        self._values[key] = value
+        self._dirty.add(key)
+
+    def changes(self) -> dict[bytes, bytes]:
+        """Every key saved in this fold with its value as the database stores it."""
+        return {key: _enc.encode(self._values[key]) for key in self._dirty}
 
 
 class MemoryStore:

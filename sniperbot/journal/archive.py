@@ -11,10 +11,29 @@ at all. The first record that does not qualify (an open order, a recent one) sto
 still open after the horizon holds back the archive behind it (the ``held by`` of :class:`StepResult`;
 the archiver logs it) rather than leaving holes in the log, whose seqs stay contiguous.
 
-What stays hot, always: the dedup and status indexes (``orders``, ``fills``, ``status``, ``intents``),
-a few dozen bytes per order and fill. Exactly-once does not expire with the archive: a Fill that a live
-venue's trade history replays a month later is still known (``has_fill``), an Order resent is still a
-duplicate, and ``order_status`` still answers.
+What leaves with the records, in the transaction that deletes them (:meth:`Journal.drop_archived`),
+so that the hot journal is bounded by the horizon's records and not by the history (decided here):
+
+* Their contribution to the aggregates moves into a stored **base** (the ``archived`` database): the
+  totals every restore reads (:meth:`Journal.snapshot`) do not change, and ``verify`` folds the hot log
+  onto the base and must get them exactly; ``verify_archive`` folds the archive and must get the base.
+* Their ``by_strategy`` keys; :meth:`Journal.strategy_records` reads a strategy's archived records from
+  the archive files (the sniper's restore: O(archive); every other restore is O(keys)).
+* The dedup and status entries of archived orders (``orders``, ``status``): a client order id is never
+  reused (node life + intent seq, kept in ``intents`` and the aggregates, which stay), an Order is only
+  ever resent from the recent tail (the risk guard's unacknowledged intents, the executor's republish
+  window), so an id older than the horizon never comes back as an Order. A venue's late report of an
+  archived order is journaled as a record of no hot order (harmless: the ``open`` index is only ever
+  added to by an Order) and archived in turn. ``order``/``order_status`` of an archived order: None.
+* The dedup entries of archived fills (``fills``), **except** those within :data:`FILL_DEDUP_KEEP_NS`
+  of their instrument's latest fill: a live venue's trade catch-up re-reads the fills just before the
+  latest journaled one (however long the instrument has been idle), and those must stay duplicates. A
+  venue re-delivering any other fill older than the horizon (7 days by default) is not a thing venues
+  do; such a fill would be journaled as new. ``bench/journal_archive.py`` shows the hot journal flat
+  from the horizon on (was ~226 B per fill forever when the entries stayed).
+
+What stays hot: everything of the horizon and of open orders; per strategy, venue, instrument and day
+the aggregates and their base, and ``intents`` (O(keys)); the few kept fill entries above.
 
 File format (a senior engineer can read it with ten lines of Python): a sequence of frames, each
 ``b"SBA1"`` + big-endian u64 first seq + u64 last seq + u32 body length + u32 CRC-32 of the body + body,
@@ -28,14 +47,12 @@ never followed by the delete: readers ignore it and the next writer truncates it
 else is damage and raises :class:`~sniperbot.journal.JournalError` naming the file and offset.
 
 Readers, decided one by one: :meth:`Journal.records` (and ``fills()``/``orders()`` on it) reads the
-archive transparently below the floor, so every reader sees the full history unchanged — the restores
-at start (portfolio, risk guard positions and spend, strategies' fills and intent seqs, the sniper's
-updates), the API and Telegram views, ``sniperbot journal``, ``replay``, the chaos invariants, a live
-gateway's reconciliation. A reader of the tail (the executor's republish window, the API following
-new records, the portfolio's periodic catch-up) reads the archive only when its position is below the
-floor, from the frames after it. The index lookups (``order``, ``order_status``, ``has_fill``,
-``max_intent_seq``, ``open_orders``) answer from the hot indexes, which keep every entry; ``order`` of an
-archived order reads its frame (a rare path: a resend of an order older than the horizon).
+archive transparently below the floor, so every reader of the whole history sees it unchanged — the
+API and Telegram views, ``sniperbot journal``, ``replay``, the chaos invariants. Restores read the
+aggregates (:meth:`Journal.snapshot`, unchanged by archiving) and the hot tail after them. A reader of
+the tail (the executor's republish window, the API following new records, the portfolio's catch-up, a
+live gateway's fill scan) reads the archive only when its position is below the floor, from the frames
+after it. The index lookups answer from the hot indexes (above: what left them).
 
 Disk: LMDB reuses the pages a delete frees but never shrinks its file, so the hot ``data.mdb`` stays at
 its high-water mark, which archiving keeps at about the horizon's worth of records plus the indexes
@@ -76,7 +93,7 @@ __all__ = [
 
 ARCHIVE_DIR = "archive"
 SUFFIX = ".sba"
-DEFAULT_BATCH = 512
+DEFAULT_BATCH = 128
 """Records per archive step: one fsync'd frame per day touched and one short LMDB write transaction."""
 
 FILL_DEDUP_KEEP_NS = 86_400 * 1_000_000_000

@@ -1123,15 +1123,36 @@ class Journal:
         """Delete the log records ``records`` (seqs ``floor+1..``, already fsync'd to the archive) in one
         transaction, with what depends on them; returns the new floor.
 
-        In the same transaction: the records are folded into the aggregates base (``archived``), so
-        ``verify`` = base + hot log, always; their ``by_strategy`` keys go; the ``orders`` entry of an
-        archived Order and the ``status`` entry of its order go (ids are never reused, and an archived
-        order is terminal); the ``fills`` entry of an archived Fill goes unless the Fill is within
-        ``keep_fills_ns`` of its instrument's latest fill (a venue's trade catch-up re-reads those).
-        Refuses unless the floor is still ``floor`` (one archiver at a time), the seqs follow it
-        without a hole, and the last one is before the log's last record.
+        In the same transaction: the records' contribution is added to the aggregates base
+        (``archived``), so ``verify`` = base + hot log, always; their ``by_strategy`` keys go; the
+        ``orders`` entry of an archived Order and the ``status`` entry of its order go (ids are never
+        reused, and an archived order is terminal); the ``fills`` entry of an archived Fill goes unless
+        the Fill is within ``keep_fills_ns`` of its instrument's latest fill (a venue's trade catch-up
+        re-reads those). Refuses unless the floor is still ``floor`` (one archiver at a time), the seqs
+        follow it without a hole, and the last one is before the log's last record.
+
+        The fold itself runs before, in a read transaction at the same floor (only this method moves
+        the floor or writes the base, and it checks the floor again): LMDB's writer lock, which every
+        trading writer shares, is held only for the deletes and a few puts.
         """
         through = records[-1][0] if records else floor
+
+        def fold(txn: lmdb.Transaction, dbs: _Dbs) -> dict[bytes, bytes]:
+            if _meta_int(txn, dbs, _FLOOR_KEY) != floor:
+                raise JournalError(f"journal {self._path}: archived concurrently (floor moved from {floor})")
+            base = aggregates.BufferedTxnStore(txn, dbs.archived)  # each key read once, kept in memory
+            intents: dict[bytes, int] = {}
+            for seq, record in records:
+                aggregates.apply(base, seq, record)
+                if isinstance(record, Order) and (intent := _intent_seq(record)) is not None:
+                    key = _BASE_INTENT + record.strategy_id.encode()
+                    if key not in intents:
+                        prev = txn.get(key, db=dbs.archived)
+                        intents[key] = 0 if prev is None else _seq_of(prev, "archived intent seq")
+                    intents[key] = max(intents[key], intent)
+            return {**base.changes(), **{key: _seq_key(seq) for key, seq in intents.items()}}
+
+        base_changes = self._read(fold, {})
 
         def drop(txn: lmdb.Transaction) -> int:
             assert self._dbs is not None
@@ -1141,13 +1162,12 @@ class Journal:
             cur = txn.cursor(db=dbs.log)
             if not cur.last() or _seq_of(cur.key(), "journal key") <= through:
                 raise JournalError(f"journal {self._path}: cannot archive through {through}, the last record")
-            base = aggregates.TxnStore(txn, dbs.archived)
             reports = pruned_orders = pruned_fills = 0
+            latest_fill: dict[bytes, int] = {}  # instrument's book key -> its latest fill's ts_ns
             for expected, (seq, record) in enumerate(records, floor + 1):
                 seq_key = _seq_key(seq)
                 if seq != expected or not txn.delete(seq_key, db=dbs.log):
                     raise JournalError(f"journal {self._path}: seq {expected} missing while archiving")
-                aggregates.apply(base, seq, record)
                 if isinstance(record, TokenSafetyReport):
                     reports += 1
                     continue
@@ -1159,22 +1179,22 @@ class Journal:
                         pruned_orders += 1
                     if txn.get(id_key, db=dbs.open) is not None:
                         raise JournalError(f"journal {self._path}: the order at seq {seq} is open")
-                    intent = _intent_seq(record)
-                    if intent is not None:
-                        key = _BASE_INTENT + record.strategy_id.encode()
-                        prev = txn.get(key, db=dbs.archived)
-                        if prev is None or _seq_of(prev, "archived intent seq") < intent:
-                            txn.put(key, _seq_key(intent), db=dbs.archived)
                     txn.delete(id_key, db=dbs.status)
                 elif isinstance(record, Fill):
-                    book = txn.get(aggregates.book_key(record.venue, record.symbol), db=dbs.aggregates)
-                    latest = aggregates.decode_book(book).last_fill_ts_ns if book is not None else 0
+                    book_key = aggregates.book_key(record.venue, record.symbol)
+                    latest = latest_fill.get(book_key)
+                    if latest is None:
+                        book = txn.get(book_key, db=dbs.aggregates)
+                        latest = aggregates.decode_book(book).last_fill_ts_ns if book is not None else 0
+                        latest_fill[book_key] = latest
                     fill_key = record.fill_id.encode()
                     if record.ts_ns < latest - keep_fills_ns and txn.get(fill_key, db=dbs.fills) == seq_key:
                         txn.delete(fill_key, db=dbs.fills)
                         pruned_fills += 1
                 elif txn.get(id_key, db=dbs.orders) is None:
                     txn.delete(id_key, db=dbs.status)  # its Order archived (or none): the order is done
+            for key, value in base_changes.items():
+                txn.put(key, value, db=dbs.archived)
             for key, count in (
                 (_FLOOR_KEY, through - floor),
                 (_ARCHIVED_REPORTS_KEY, reports),
