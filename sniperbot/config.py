@@ -121,7 +121,9 @@ class JournalSection(_Section):
 
     ``archive_after_days``: completed orders (with their updates and fills) and token safety reports
     older than this move from the hot journal to ``<run dir>/archive`` (:mod:`sniperbot.journal.archive`),
-    so a node that trades for weeks keeps a bounded journal; 0 never archives.
+    so a node that trades for weeks keeps a bounded journal; 0 never archives. It is also the
+    exactly-once window for orders and fills by id: their dedup entries leave the hot journal with them
+    (what stays, and why that is safe, is written in :mod:`sniperbot.journal.archive`).
     """
 
     durability: Literal["fsync", "process"] = "fsync"
