@@ -381,6 +381,17 @@ def test_archiving_keeps_every_total_and_an_idle_instrument_keeps_its_last_fills
         assert kept is not None and kept <= floor
         assert journal.append(eth[2]) == kept and journal.last_seq() == len(everything)
         assert totals() == before
+        # A venue's late report of an order archived already: journaled, opens nothing, and a month on
+        # it moves with all but the last record (it has no hot Order: it never holds the archive back).
+        journal.append(OrderUpdate(btc[1], "s_a", "sim", "BTC/USDT", "accepted", ts_ns=NOW_NS - 28 * DAY_NS))
+        assert journal.order_status(btc[1]) == "accepted" and journal.open_orders() == []
+        journal.append(_report(NOW_NS))
+        while archive_step(journal, 7 * 86_400.0, now_ns=NOW_NS + 30 * DAY_NS, batch=16).archived:
+            pass
+        floor = journal.archived_through()
+        assert floor == journal.last_seq() - 1 and journal.verify() == 1
+        assert journal.order_status(btc[1]) is None
+        everything = list(journal.records(kinds=None))
         # Reopened (a node's start) it verifies the same.
     with Journal.open(run_dir, readonly=True) as journal:
         assert journal.verify() == len(everything) - floor
