@@ -127,9 +127,17 @@ class SupervisorSection(_Section):
 
 
 class JournalSection(_Section):
-    """The LMDB journal: ``fsync`` survives power loss, ``process`` survives process crashes."""
+    """The LMDB journal: ``fsync`` survives power loss, ``process`` survives process crashes.
+
+    ``archive_after_days``: completed orders (with their updates and fills) and token safety reports
+    older than this move from the hot journal to ``<run dir>/archive`` (:mod:`sniperbot.journal.archive`),
+    so a node that trades for weeks keeps a bounded journal; 0 never archives. It is also the
+    exactly-once window for orders and fills by id: their dedup entries leave the hot journal with them
+    (what stays, and why that is safe, is written in :mod:`sniperbot.journal.archive`).
+    """
 
     durability: Literal["fsync", "process"] = "fsync"
+    archive_after_days: Annotated[float, msgspec.Meta(ge=0)] = 7.0
 
 
 class StrategySection(_Section):

@@ -21,7 +21,8 @@
        ├─ metrics                           Prometheus /metrics (when [metrics] enabled)
        ├─ alerts                            Telegram, Discord, email, webhook ([alerts])
        ├─ telegram                          the command bot ([telegram])
-       └─ api                               HTTP API, WebSocket stream, web dashboard ([api], on by default)
+       ├─ api                               HTTP API, WebSocket stream, web dashboard ([api], on by default)
+       └─ archiver                          moves old completed orders to <run dir>/archive ([journal])
 
 The contract between these actors is :mod:`sniperbot.venues.base`.
 
@@ -61,6 +62,9 @@ STRATEGY_ACTOR = "sniperbot.actors.strategy:StrategyActor"
 #: One strategy's own restart intensity: 5 crashes in 60 s trip its breaker (``strategy:<id>``).
 STRATEGY_RESTARTS = SupFlags(intensity=5, period_s=60.0)
 METRICS_ACTOR = "sniperbot.metrics.exporter:MetricsActor"
+#: Housekeeping: keeps the hot journal bounded (``[journal] archive_after_days``).
+ARCHIVER_ACTOR_ID = "archiver"
+ARCHIVER_ACTOR = "sniperbot.actors.archiver:ArchiverActor"
 
 
 def _flags(config: Config, flags: SupFlags) -> SupFlags:
@@ -186,6 +190,10 @@ def ops_subtree(config: Config) -> ChildSpec:
         if api.placement == "ray" and API_ACTOR_ID not in config.placement.actors:
             api = msgspec.structs.replace(api, placement="process")
         children.append(api)
+    if config.journal.archive_after_days > 0:
+        children.append(
+            _worker(config, ARCHIVER_ACTOR_ID, ARCHIVER_ACTOR, after_days=config.journal.archive_after_days)
+        )
     flags = _flags(config, SupFlags(intensity=5, period_s=60.0))
     return _supervisor(OPS_SUPERVISOR, flags, children, breaker="ops")
 

@@ -15,7 +15,8 @@ def test_default_config_trades(short_tmp: Path) -> None:
     running = RunningNode(short_tmp / "run", ROOT / "config" / "default.toml")
     try:
         workers = running.wait_ready(timeout_s=60)
-        assert len(workers) == 9  # feed, paper, executor, portfolio, risk_guard, 2 strategies; metrics, api
+        # feed, paper, executor, portfolio, risk_guard, 2 strategies; metrics, api, archiver
+        assert len(workers) == 10
         # A deadline, not a claim: the default needs ~10 s of market; this leaves room for load.
         eventually(lambda: running.admin("status")["fills"] >= 1, 120, interval_s=0.5, what="a fill")
     finally:

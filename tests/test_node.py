@@ -33,6 +33,7 @@ def test_default_node_trades_and_kill9_of_each_actor_is_recovered(node: RunningN
         "strategy.fast_eth",
         "metrics",
         "api",
+        "archiver",
     }
     eventually(lambda: _fills(node) >= 2, 20, what="first fills")
     for actor_id in before:
@@ -107,7 +108,8 @@ def test_sigint_and_sigterm_stop_in_reverse_start_order(short_tmp: Path, fast_co
             json.loads(line)["actor"] for line in running.log().splitlines() if '"event": "stop"' in line
         ]
         assert stops == [
-            "api",  # ops starts last, stops first (its children in reverse)
+            "archiver",  # ops starts last, stops first (its children in reverse)
+            "api",
             "metrics",
             "strategy.fast_eth",
             "strategy.fast_btc",

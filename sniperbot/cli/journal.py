@@ -12,12 +12,20 @@ The JSON is an interface other tools script against (kept stable, documented in 
   ``ts_ns``.
 
 A damaged journal prints nothing and exits 2 (a partial list of fills would look like a complete one).
+
+``fills`` and ``orders`` list the whole history: records archived out of the hot journal
+(``<run dir>/archive``, :mod:`sniperbot.journal.archive`) are read back transparently, in journal order,
+after the whole history is verified: the hot journal against its totals (:meth:`Journal.verify`) and the
+archive against the totals it left behind (:meth:`Journal.verify_archive`).
+``archive`` runs the archiver now (safe beside a running node); ``compact`` rewrites a stopped node's
+``data.mdb`` without its free pages (LMDB reuses freed pages but never shrinks its file).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,7 @@ import msgspec
 
 from sniperbot.journal import Journal, JournalError
 from sniperbot.messages import Fill, Order, OrderUpdate
+from sniperbot.rundir import RunDir, RunDirError
 
 _RECOVER = (
     "restore the journal directory from a backup or archive, and check it against "
@@ -52,6 +61,14 @@ def add_journal_parser(sub: Any, default_run_dir: str) -> None:
     fills.add_argument("--json", action="store_true", help="print a JSON array")
     orders = verbs.add_parser("orders", help="every journaled order with its latest status")
     orders.add_argument("--json", action="store_true", help="print a JSON array")
+    archive = verbs.add_parser("archive", help="move old completed orders to <run dir>/archive now")
+    archive.add_argument(
+        "--after-days",
+        type=float,
+        default=None,
+        help="horizon in days (default: the built-in [journal] archive_after_days)",
+    )
+    verbs.add_parser("compact", help="shrink a stopped node's journal file to its live pages")
 
 
 def fill_rows(records: list[Any]) -> list[dict[str, Any]]:
@@ -119,7 +136,13 @@ def update_order_rows(rows: dict[str, dict[str, Any]], records: list[Any]) -> se
 
 
 def run_journal_command(args: argparse.Namespace) -> int:
-    """``sniperbot journal fills|orders [--json]``."""
+    """``sniperbot journal fills|orders [--json] | archive [--after-days N] | compact``."""
+    if args.journal_command in ("archive", "compact"):
+        try:
+            return _archive(args) if args.journal_command == "archive" else _compact(args)
+        except (JournalError, RunDirError, OSError) as e:
+            print(f"sniperbot: error: {e}", file=sys.stderr)
+            return 2
     try:
         journal = Journal.open(Path(args.run_dir), readonly=True)
     except JournalError as e:
@@ -127,6 +150,7 @@ def run_journal_command(args: argparse.Namespace) -> int:
         return 2
     try:
         journal.verify()
+        journal.verify_archive()  # the whole history: the archive against the totals it left
         records = [record for _, record in journal.records()]
     except JournalError as e:
         print(f"sniperbot: error: {e}. To recover: {_RECOVER}", file=sys.stderr)
@@ -143,4 +167,46 @@ def run_journal_command(args: argparse.Namespace) -> int:
     for row in rows:
         print(line.format(**row))
     print(f"{len(rows)} {args.journal_command}")
+    return 0
+
+
+def _archive(args: argparse.Namespace) -> int:
+    """Archive now, step after step, what the archiver would (:mod:`sniperbot.journal.archive`)."""
+    from sniperbot.config import JournalSection
+    from sniperbot.journal.archive import archive_until_done
+
+    days = JournalSection().archive_after_days if args.after_days is None else args.after_days
+    if days <= 0:
+        print("sniperbot: error: --after-days must be > 0", file=sys.stderr)
+        return 2
+    with Journal.open(Path(args.run_dir), must_exist=True) as journal:
+        step = archive_until_done(journal, days * 86_400.0)
+    held = f"; held back by {step.held_by}" if step.held_by else ""
+    print(f"archived {step.archived} records; the archive holds seqs 1..{step.floor}{held}")
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    """Copy the journal without free pages and swap the file in atomically (the node must be stopped)."""
+    run = RunDir(args.run_dir)
+    lock = run.lock()  # no node may run here meanwhile
+    try:
+        journal_dir = Path(args.run_dir) / "journal"
+        data = journal_dir / "data.mdb"
+        before = data.stat().st_size
+        with Journal.open(Path(args.run_dir), must_exist=True) as journal:
+            journal.verify()
+            compacted = journal.compact_copy()
+        os.replace(compacted, data)  # atomic: the old file or the new one, never neither
+        compacted.parent.rmdir()
+        dir_fd = os.open(journal_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        with Journal.open(Path(args.run_dir), readonly=True) as journal:
+            journal.verify()
+    finally:
+        os.close(lock)
+    print(f"compacted {data}: {before} -> {data.stat().st_size} bytes")
     return 0

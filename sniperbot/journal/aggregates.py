@@ -41,6 +41,7 @@ from sniperbot.portfolio.ledger import book_fill
 __all__ = [
     "DAY_NS",
     "Book",
+    "BufferedTxnStore",
     "MemoryStore",
     "Snapshot",
     "Spend",
@@ -49,6 +50,7 @@ __all__ = [
     "VenueTotals",
     "apply",
     "book_key",
+    "decode_value",
     "strategy_book_key",
 ]
 
@@ -123,6 +125,32 @@ class TxnStore:
     def save(self, key: bytes, value: msgspec.Struct) -> None:
         """Store ``value`` under ``key``."""
         self._txn.put(key, _enc.encode(value), db=self._db)
+
+
+class BufferedTxnStore(TxnStore):
+    """A :class:`TxnStore` that reads each key once and keeps what is saved in memory (:meth:`changes`):
+    a fold of many records (an archive batch) in a read transaction, written later in one write."""
+
+    def __init__(self, txn: lmdb.Transaction, db: lmdb._Database) -> None:
+        super().__init__(txn, db)
+        self._values: dict[bytes, msgspec.Struct] = {}
+        self._dirty: set[bytes] = set()
+
+    def load(self, key: bytes, kind: type[_S]) -> _S:
+        """The value of ``key`` so far (stored, or saved in this fold), or a new empty one."""
+        value = self._values.get(key)
+        if value is None:
+            value = self._values[key] = super().load(key, kind)
+        return value  # type: ignore[return-value]
+
+    def save(self, key: bytes, value: msgspec.Struct) -> None:
+        """Keep ``value`` under ``key`` (in memory)."""
+        self._values[key] = value
+        self._dirty.add(key)
+
+    def changes(self) -> dict[bytes, bytes]:
+        """Every key saved in this fold with its value as the database stores it."""
+        return {key: _enc.encode(self._values[key]) for key in self._dirty}
 
 
 class MemoryStore:
@@ -212,6 +240,23 @@ def decode_venue(raw: bytes) -> VenueTotals:
 def decode_spend(raw: bytes) -> float:
     """A stored day's spend."""
     return _decoders[Spend].decode(raw).quote
+
+
+_KINDS: dict[bytes, type] = {
+    BOOK: Book,
+    STRATEGY_BOOK: Book,
+    STRATEGY: StrategyTotals,
+    VENUE: VenueTotals,
+    SPEND: Spend,
+}
+
+
+def decode_value(key: bytes, raw: bytes) -> msgspec.Struct:
+    """A stored value of any aggregates key, by the key's kind byte (a base seeding a fold)."""
+    kind = _KINDS.get(key[:1])
+    if kind is None:
+        raise ValueError(f"unknown aggregates key {key[:40]!r}")
+    return _decoders[kind].decode(raw)  # type: ignore[no-any-return]
 
 
 def _book_fill(store: Store, key: bytes, seq: int, fill: Fill) -> None:

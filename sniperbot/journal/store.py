@@ -22,6 +22,17 @@ Layout (one LMDB environment at ``run_dir / "journal"``, files mode 0600):
   not O(records), however long the node has traded.
 * ``by_strategy``: ``strategy_id`` NUL seq -> empty, for each order record: a strategy's own records
   (:meth:`Journal.strategy_records`) without reading the others'.
+* ``archived``: the **base** of the aggregates, what the records archived out of the log
+  (:mod:`sniperbot.journal.archive`) contributed: the same keys and values as ``aggregates`` folded over
+  seqs 1..floor only, plus ``i`` strategy -> the highest intent seq of its archived Orders. Empty until
+  something is archived. ``verify`` folds the hot log onto it and must get ``aggregates`` exactly.
+
+Archiving (:meth:`Journal.drop_archived`, one write transaction) deletes a prefix 1..floor of the log
+whose records are already fsync'd to the archive files, and in the same transaction folds them into
+``archived``, deletes their ``by_strategy`` keys and their ``orders``/``fills``/``status`` entries (the
+rule for which dedup entries stay is :mod:`sniperbot.journal.archive`'s), and records the floor and how
+many reports, Order and Fill entries left (``meta``), so :meth:`Journal.counts` still counts the whole
+history. A kill -9 anywhere leaves either the whole step or none of it.
 
 Format versions (``meta`` ``format``): ``1`` had none of ``open``, ``aggregates``, ``by_strategy``. A format-1
 journal opened for writing is upgraded once, in one write transaction (all or nothing): both are
@@ -94,6 +105,14 @@ ORDER_RECORDS: tuple[type, ...] = (Order, OrderUpdate, Fill)
 """The order records (what :meth:`Journal.records` yields by default); the others are reports."""
 
 _REPORTS_KEY = b"reports"  # meta: how many report records the log holds (counts() tells them apart)
+# meta, written by drop_archived (sniperbot.journal.archive): the log's records 1..floor are archived, and
+# how many of them are reports. 0 / absent: nothing archived.
+_FLOOR_KEY = b"archived_through"
+_ARCHIVED_REPORTS_KEY = b"archived_reports"
+# meta: how many Order and Fill entries archiving deleted from the orders and fills indexes (counts()).
+_PRUNED_ORDERS_KEY = b"pruned_orders"
+_PRUNED_FILLS_KEY = b"pruned_fills"
+_BASE_INTENT = b"i"  # archived: strategy -> highest intent seq of its archived Orders
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"rejected", "cancelled", "filled"})
 """Order statuses after which an order is no longer open."""
@@ -142,11 +161,13 @@ class _Dbs(NamedTuple):
     open: lmdb._Database
     aggregates: lmdb._Database
     by_strategy: lmdb._Database
+    archived: lmdb._Database
 
 
 _DB_NAMES = (
     *(b"log", b"orders", b"fills", b"status", b"intents", b"meta", b"state"),  # format 1
     *(b"open", b"aggregates", b"by_strategy"),  # format 2
+    b"archived",  # format 2, created by the first writable open of a journal that lacks it
 )
 
 
@@ -165,6 +186,11 @@ def _key(value: str, what: str) -> bytes:
     if not 0 < len(raw) <= _MAX_KEY_BYTES:
         raise JournalError(f"{what} must be 1..{_MAX_KEY_BYTES} bytes of UTF-8, got {value!r}")
     return raw
+
+
+def _meta_int(txn: lmdb.Transaction, dbs: _Dbs, key: bytes) -> int:
+    value = txn.get(key, db=dbs.meta)
+    return _seq_of(value, f"meta {key.decode()}") if value else 0
 
 
 def _intent_seq(order: Order) -> int | None:
@@ -300,6 +326,33 @@ def _upgrade_v1(txn: lmdb.Transaction, dbs: _Dbs) -> None:
 def _without_aggregates(txn: lmdb.Transaction, dbs: _Dbs) -> bool:
     """Whether this is a format-1 journal opened read-only (no ``open`` index, no aggregates)."""
     return dbs.open is dbs.log or txn.get(b"format", db=dbs.meta) == _FORMAT_V1
+
+
+def _base(txn: lmdb.Transaction, dbs: _Dbs) -> tuple[aggregates.MemoryStore, dict[bytes, int]]:
+    """The archived records' contribution: the aggregates base and each strategy's highest intent seq."""
+    store = aggregates.MemoryStore()
+    intents: dict[bytes, int] = {}
+    if dbs.archived is dbs.log:
+        return store, intents  # read-only open of a journal never archived: no base yet
+    for key, value in txn.cursor(db=dbs.archived):
+        if key.startswith(_BASE_INTENT):
+            intents[bytes(key[1:])] = _seq_of(value, "archived intent seq")
+        else:
+            store.save(bytes(key), aggregates.decode_value(bytes(key), bytes(value)))
+    return store, intents
+
+
+def _without_archived_status(have: dict[bytes, bytes], want: dict[bytes, bytes], hot: set[bytes]) -> None:
+    """Compare ``status`` only for orders whose Order is hot (their whole history is in the hot log).
+
+    An order whose Order was archived had its status entry deleted with it, but an OrderUpdate that
+    arrived after it (a venue's late report) may be hot and have written a new entry (or been in the hot
+    log when the entry was deleted): the hot log alone cannot say what it should be. Such an order is
+    terminal (only terminal orders are archived) and no longer in the ``open`` index, which is checked.
+    """
+    for cid in [c for c in have.keys() | want.keys() if c not in hot]:
+        have.pop(cid, None)
+        want.pop(cid, None)
 
 
 def _close_env(key: str, env: lmdb.Environment, pid: int, flush: bool) -> None:
@@ -467,10 +520,14 @@ class Journal:
         try:
             named = [self._env.open_db(name, create=False) for name in _DB_NAMES[:7]]
             try:
-                named += [self._env.open_db(name, create=False) for name in _DB_NAMES[7:]]
+                named += [self._env.open_db(name, create=False) for name in _DB_NAMES[7:10]]
             except lmdb.NotFoundError:
                 # A format-1 journal (not upgraded: read-only): read as it is; snapshot() refuses.
                 named += [named[0], named[0], named[0]]
+            try:
+                named.append(self._env.open_db(_DB_NAMES[10], create=False))
+            except lmdb.NotFoundError:
+                named.append(named[0])  # never archived (no base): _base() reads it as empty
             return _Dbs(*named)
         except lmdb.NotFoundError:
             # The writer creates all of them in its first transaction; until it
@@ -485,10 +542,13 @@ class Journal:
             cur = txn.cursor(db=dbs.log)
             last = _seq_of(cur.key(), "journal key") if cur.last() else 0
             entries = txn.stat(dbs.log)["entries"]
-            # Keys are unique and >= 1, so count == last key <=> exactly 1..last.
-            if entries != last:
+            floor = _meta_int(txn, dbs, _FLOOR_KEY)  # 1..floor archived; never the last record
+            # Keys are unique and > floor, so count == last - floor <=> exactly floor+1..last.
+            first = _seq_of(cur.key(), "journal key") if cur.first() else floor + 1
+            if entries != last - floor or first != floor + 1:
                 raise JournalError(
                     f"journal {self._path} is not contiguous: {entries} records, last seq {last}"
+                    + (f", archived through seq {floor}" if floor else "")
                 )
 
         self._read(check, None)
@@ -499,18 +559,25 @@ class Journal:
         The node runs this at each start, before anything else: a flipped byte must
         stop the node with a message, not start it on a wrong book. Costs one pass
         over the log (see ``bench/journal_verify.py`` for the cost per 100k records).
-        Returns the number of records; raises :class:`JournalError` naming the problem.
+        Returns the number of hot (not archived) records; raises :class:`JournalError` naming it.
+
+        After archiving (:mod:`sniperbot.journal.archive`) the hot log starts after the floor: the
+        aggregates are recomputed as the archived base (``archived``) with the hot log folded onto it,
+        in journal order, and must equal the stored ones exactly, as must the intent seqs (base and hot
+        Orders), ``open``, ``orders`` and ``by_strategy`` (hot records only). A ``fills`` entry may also
+        point at an archived seq (the fills the archive keeps deduplicating hot), never at a missing
+        hot one; ``status`` is compared for orders whose Order is hot.
         """
 
         def check(txn: lmdb.Transaction, dbs: _Dbs) -> int:
             orders: dict[bytes, bytes] = {}
             fills: dict[bytes, bytes] = {}
             status: dict[bytes, bytes] = {}
-            intents: dict[bytes, int] = {}
-            aggregated = aggregates.MemoryStore()
+            aggregated, intents = _base(txn, dbs)
             by_strategy: dict[bytes, bytes] = {}
             reports = 0
-            expected = 1
+            floor = _meta_int(txn, dbs, _FLOOR_KEY)
+            expected = floor + 1
             for key, value in txn.cursor(db=dbs.log):
                 seq = _seq_of(key, "journal key")
                 if seq != expected:
@@ -554,6 +621,10 @@ class Journal:
                 indexes.append(("by_strategy", dbs.by_strategy, by_strategy))
             for name, db, want in indexes:
                 have = {bytes(k): bytes(v) for k, v in txn.cursor(db=db)}
+                if floor and name == "fills":
+                    have = {k: v for k, v in have.items() if _seq_of(v, "fills index value") > floor}
+                elif floor and name == "status":
+                    _without_archived_status(have, want, set(orders))
                 if have != want:
                     wrong = sorted(set(have.items()) ^ set(want.items()))[:1]
                     raise JournalError(
@@ -562,13 +633,39 @@ class Journal:
                         f"{wrong[0][0][:40]!r})"
                     )
             counted = txn.get(_REPORTS_KEY, db=dbs.meta)
+            reports += _meta_int(txn, dbs, _ARCHIVED_REPORTS_KEY)
             if (_seq_of(counted, "reports count") if counted else 0) != reports:
                 raise JournalError(f"journal {self._path}: the reports count disagrees with the log")
             for _ in txn.cursor(db=dbs.state):
                 pass  # node state: reading every page is the check
-            return expected - 1
+            return expected - 1 - floor
 
         return self._read(check, 0)
+
+    def verify_archive(self) -> int:
+        """Check the archived records against the base they left: every archived seq is in the archive
+        files (each frame's CRC checked), decodes, and folded in journal order they give the stored base
+        (``archived``) exactly. With :meth:`verify` (base + hot log = the totals) the whole history is
+        checked. One pass over the archive: ``sniperbot journal`` runs it, a node's start does not (its
+        restart must not grow with the history). Returns the number of archived records.
+        """
+        floor, (want, want_intents) = self._read(
+            lambda txn, dbs: (_meta_int(txn, dbs, _FLOOR_KEY), _base(txn, dbs)),
+            (0, (aggregates.MemoryStore(), {})),
+        )
+        store = aggregates.MemoryStore()
+        intents: dict[bytes, int] = {}
+        for seq, record in self._archived(0, floor, None):
+            aggregates.apply(store, seq, record)
+            if isinstance(record, Order) and (intent := _intent_seq(record)) is not None:
+                sid = record.strategy_id.encode()
+                intents[sid] = max(intents.get(sid, 0), intent)
+        if store.encoded() != want.encoded() or intents != want_intents:
+            raise JournalError(
+                f"journal {self._path}: the archive {self._path.parent / 'archive'} (seqs 1..{floor}) "
+                "disagrees with the totals the journal kept when it archived them"
+            )
+        return floor
 
     # ------------------------------------------------------------------ plumbing
 
@@ -669,7 +766,9 @@ class Journal:
         """Yield ``(seq, record)`` with seq > ``after_seq`` in journal order, of the types ``kinds``.
 
         By default the order records (:data:`ORDER_RECORDS`); ``kinds=None`` yields every record,
-        reports included.
+        reports included. Records archived out of LMDB (:mod:`sniperbot.journal.archive`) are read
+        from the archive files transparently, so every reader still sees the full history; a reader
+        that wants only the hot tail passes ``after_seq=journal.archived_through()``.
 
         Reads in batches, each in its own short read transaction, so records
         appended during the iteration are included and no transaction stays open
@@ -678,7 +777,10 @@ class Journal:
         """
         position = after_seq
 
-        def batch(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[int, bytes]]:
+        def batch(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[int, bytes]] | int:
+            floor = _meta_int(txn, dbs, _FLOOR_KEY)
+            if position < floor:
+                return floor  # archived since: read the archive first (its files are fsync'd)
             out: list[tuple[int, bytes]] = []
             cur = txn.cursor(db=dbs.log)
             if not cur.set_range(_seq_key(position + 1)):
@@ -696,6 +798,10 @@ class Journal:
 
         while True:
             raw = self._read(batch, [])
+            if isinstance(raw, int):
+                yield from self._archived(position, raw, kinds)
+                position = raw
+                continue
             for seq, value in raw:
                 record = _decode(seq, value)
                 if kinds is None or isinstance(record, kinds):
@@ -704,23 +810,52 @@ class Journal:
                 return
             position = raw[-1][0]
 
+    def _archived(
+        self, after_seq: int, through_seq: int, kinds: tuple[type, ...] | None
+    ) -> Iterator[tuple[int, JournalRecord]]:
+        """``(seq, record)`` of the archived seqs ``after_seq+1..through_seq`` of the types ``kinds``, from
+        the archive files (fsync'd before their records left the log); a missing seq is named, not skipped."""
+        from sniperbot.journal.archive import archive_dir, read_archive  # it imports this module
+
+        position = after_seq
+        for seq, value in read_archive(archive_dir(self._path), after_seq, through_seq):
+            if seq != position + 1:
+                break  # a hole: named below
+            record = _decode(seq, value)
+            if kinds is None or isinstance(record, kinds):
+                yield seq, record
+            position = seq
+        if position != through_seq:
+            raise JournalError(
+                f"journal {self._path}: record {position + 1} is archived (through {through_seq}) but "
+                f"missing from {archive_dir(self._path)}"
+            )
+
     def strategy_records(
         self, strategy_id: str, kinds: tuple[type, ...] = ORDER_RECORDS
     ) -> Iterator[tuple[int, JournalRecord]]:
         """Yield ``(seq, record)`` of one strategy's order records (``kinds``), in journal order.
 
-        Reads that strategy's records only (the ``by_strategy`` index), in batches of short read
-        transactions: O(its records), however many other strategies have journaled.
+        Reads that strategy's hot records only (the ``by_strategy`` index), in batches of short read
+        transactions: O(its records), however many other strategies have journaled. Records archived
+        out of the log (:mod:`sniperbot.journal.archive`) lost their index keys in the same transaction:
+        they are read from the archive files first (one pass over the archive, decoding every record:
+        only the sniper's restore reads a strategy's whole history; the strategy actor restores from
+        :meth:`snapshot`).
         """
         prefix = _key(strategy_id, "strategy_id") + b"\0"
         position = prefix
+        archived = 0  # the archive has been read through this seq
 
-        def batch(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[int, bytes]]:
+        def batch(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[int, bytes]] | int:
             if _without_aggregates(txn, dbs):
                 raise JournalError(
                     f"journal {self._path} has format {_FORMAT_V1!r} (no strategy index): open it for "
                     "writing once to upgrade it"
                 )
+            floor = _meta_int(txn, dbs, _FLOOR_KEY)
+            if floor > archived:
+                return floor  # archived (since): read the archive through it first
             out: list[tuple[int, bytes]] = []
             cur = txn.cursor(db=dbs.by_strategy)
             if not cur.set_range(position):
@@ -741,6 +876,13 @@ class Journal:
 
         while True:
             raw = self._read(batch, [])
+            if isinstance(raw, int):
+                for seq, record in self._archived(archived, raw, ORDER_RECORDS):
+                    if isinstance(record, kinds) and record.strategy_id == strategy_id:
+                        yield seq, record
+                archived = raw
+                position = max(position, prefix + _seq_key(raw))
+                continue
             for seq, value in raw:
                 record = _decode(seq, value)
                 if isinstance(record, kinds):
@@ -922,7 +1064,7 @@ class Journal:
                         spend[aggregates.split_pair(key[len(prefix) :])] = aggregates.decode_spend(value)
             return aggregates.Snapshot(
                 through_seq=through,
-                orders=txn.stat(dbs.orders)["entries"],
+                orders=txn.stat(dbs.orders)["entries"] + _meta_int(txn, dbs, _PRUNED_ORDERS_KEY),
                 books=books,
                 venues=venues,
                 strategy=totals,
@@ -935,6 +1077,160 @@ class Journal:
             0, 0, {}, {}, aggregates.StrategyTotals(), {}, -1 if spend_day is None else spend_day, {}
         )
         return self._read(get, empty)
+
+    # ------------------------------------------------------------------ archive
+
+    def archived_through(self) -> int:
+        """The seq through which the log is archived (:mod:`sniperbot.journal.archive`); 0 if none."""
+        return self._read(lambda txn, dbs: _meta_int(txn, dbs, _FLOOR_KEY), 0)
+
+    def archive_candidates(
+        self, before_ns: int, limit: int
+    ) -> tuple[int, list[tuple[int, bytes, JournalRecord]], str]:
+        """The archivable prefix after the floor: ``(floor, [(seq, bytes, record)], held_by)``.
+
+        The rule is :mod:`sniperbot.journal.archive`'s: a record older than ``before_ns``, never the
+        log's last, that is a report, belongs to no hot Order (none journaled, or archived already: a
+        venue's late report), or to an order whose status is terminal. ``held_by`` names the record that
+        stopped a batch shorter than ``limit`` ("" if it reached the horizon or the log's last record).
+        """
+
+        def scan(txn: lmdb.Transaction, dbs: _Dbs) -> tuple[int, list[tuple[int, bytes, JournalRecord]], str]:
+            floor = _meta_int(txn, dbs, _FLOOR_KEY)
+            cur = txn.cursor(db=dbs.log)
+            last = _seq_of(cur.key(), "journal key") if cur.last() else 0
+            out: list[tuple[int, bytes, JournalRecord]] = []
+            if not cur.set_range(_seq_key(floor + 1)):
+                return floor, out, ""
+            for key, value in cur:
+                seq = _seq_of(key, "journal key")
+                if seq >= last or len(out) >= limit:
+                    return floor, out, ""  # the last record stays: it carries the next seq
+                record = _decode(seq, value)
+                if record.ts_ns >= before_ns:
+                    return floor, out, ""
+                if not isinstance(record, TokenSafetyReport):
+                    cid = record.client_order_id.encode()
+                    hot_order = txn.get(cid, db=dbs.orders) is not None
+                    if hot_order and not _is_terminal(txn.get(cid, db=dbs.status)):
+                        return floor, out, f"open order {record.client_order_id} (seq {seq})"
+                out.append((seq, bytes(value), record))
+            return floor, out, ""
+
+        return self._read(scan, (0, [], ""))
+
+    def drop_archived(self, floor: int, records: list[tuple[int, JournalRecord]], keep_fills_ns: int) -> int:
+        """Delete the log records ``records`` (seqs ``floor+1..``, already fsync'd to the archive) in one
+        transaction, with what depends on them; returns the new floor.
+
+        In the same transaction: the records' contribution is added to the aggregates base
+        (``archived``), so ``verify`` = base + hot log, always; their ``by_strategy`` keys go; the
+        ``orders`` entry of an archived Order and the ``status`` entry of its order go (ids are never
+        reused, and an archived order is terminal); the ``fills`` entry of an archived Fill goes unless
+        the Fill is within ``keep_fills_ns`` of its instrument's latest fill (a venue's trade catch-up
+        re-reads those). Refuses unless the floor is still ``floor`` (one archiver at a time), the seqs
+        follow it without a hole, and the last one is before the log's last record.
+
+        The fold itself runs before, in a read transaction at the same floor (only this method moves
+        the floor or writes the base, and it checks the floor again): LMDB's writer lock, which every
+        trading writer shares, is held only for the deletes and a few puts.
+        """
+        through = records[-1][0] if records else floor
+
+        def fold(txn: lmdb.Transaction, dbs: _Dbs) -> dict[bytes, bytes]:
+            if _meta_int(txn, dbs, _FLOOR_KEY) != floor:
+                raise JournalError(f"journal {self._path}: archived concurrently (floor moved from {floor})")
+            base = aggregates.BufferedTxnStore(txn, dbs.archived)  # each key read once, kept in memory
+            intents: dict[bytes, int] = {}
+            for seq, record in records:
+                aggregates.apply(base, seq, record)
+                if isinstance(record, Order) and (intent := _intent_seq(record)) is not None:
+                    key = _BASE_INTENT + record.strategy_id.encode()
+                    if key not in intents:
+                        prev = txn.get(key, db=dbs.archived)
+                        intents[key] = 0 if prev is None else _seq_of(prev, "archived intent seq")
+                    intents[key] = max(intents[key], intent)
+            return {**base.changes(), **{key: _seq_key(seq) for key, seq in intents.items()}}
+
+        base_changes = self._read(fold, {})
+
+        def drop(txn: lmdb.Transaction) -> int:
+            assert self._dbs is not None
+            dbs = self._dbs
+            if _meta_int(txn, dbs, _FLOOR_KEY) != floor:
+                raise JournalError(f"journal {self._path}: archived concurrently (floor moved from {floor})")
+            cur = txn.cursor(db=dbs.log)
+            if not cur.last() or _seq_of(cur.key(), "journal key") <= through:
+                raise JournalError(f"journal {self._path}: cannot archive through {through}, the last record")
+            reports = pruned_orders = pruned_fills = 0
+            latest_fill: dict[bytes, int] = {}  # instrument's book key -> its latest fill's ts_ns
+            for expected, (seq, record) in enumerate(records, floor + 1):
+                seq_key = _seq_key(seq)
+                if seq != expected or not txn.delete(seq_key, db=dbs.log):
+                    raise JournalError(f"journal {self._path}: seq {expected} missing while archiving")
+                if isinstance(record, TokenSafetyReport):
+                    reports += 1
+                    continue
+                txn.delete(_strategy_seq_key(record.strategy_id, seq), db=dbs.by_strategy)
+                id_key = record.client_order_id.encode()
+                if isinstance(record, Order):
+                    if txn.get(id_key, db=dbs.orders) == seq_key:
+                        txn.delete(id_key, db=dbs.orders)
+                        pruned_orders += 1
+                    if txn.get(id_key, db=dbs.open) is not None:
+                        raise JournalError(f"journal {self._path}: the order at seq {seq} is open")
+                    txn.delete(id_key, db=dbs.status)
+                elif isinstance(record, Fill):
+                    book_key = aggregates.book_key(record.venue, record.symbol)
+                    latest = latest_fill.get(book_key)
+                    if latest is None:
+                        book = txn.get(book_key, db=dbs.aggregates)
+                        latest = aggregates.decode_book(book).last_fill_ts_ns if book is not None else 0
+                        latest_fill[book_key] = latest
+                    fill_key = record.fill_id.encode()
+                    if record.ts_ns < latest - keep_fills_ns and txn.get(fill_key, db=dbs.fills) == seq_key:
+                        txn.delete(fill_key, db=dbs.fills)
+                        pruned_fills += 1
+                elif txn.get(id_key, db=dbs.orders) is None:
+                    txn.delete(id_key, db=dbs.status)  # its Order archived (or none): the order is done
+            for key, value in base_changes.items():
+                txn.put(key, value, db=dbs.archived)
+            for key, count in (
+                (_FLOOR_KEY, through - floor),
+                (_ARCHIVED_REPORTS_KEY, reports),
+                (_PRUNED_ORDERS_KEY, pruned_orders),
+                (_PRUNED_FILLS_KEY, pruned_fills),
+            ):
+                txn.put(key, _seq_key(_meta_int(txn, dbs, key) + count), db=dbs.meta)
+            return through
+
+        with self._lock:
+            self._check_usable(write=True)
+            return self._write_txn(drop)
+
+    def compact_copy(self) -> Path:
+        """Write this journal without its free pages to ``journal/compact/data.mdb`` (fsync'd); its path.
+
+        LMDB reuses the pages that archiving frees but never shrinks its file: ``sniperbot journal
+        compact`` swaps this copy in while the node is stopped.
+        """
+        target = self._path / "compact"
+        target.mkdir(mode=0o700, exist_ok=True)
+        copy = target / "data.mdb"
+        copy.unlink(missing_ok=True)
+        with self._lock:
+            self._check_usable(write=False)
+            try:
+                self._env.copy(str(target), compact=True)
+            except lmdb.Error as e:
+                raise JournalError(f"journal {self._path}: compacting copy failed: {e}") from e
+        os.chmod(copy, 0o600)
+        fd = os.open(copy, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return copy
 
     # ------------------------------------------------------------------ node state
 
@@ -979,9 +1275,11 @@ class Journal:
         """Number of journaled orders, fills and updates."""
 
         def get(txn: lmdb.Transaction, dbs: _Dbs) -> dict[str, int]:
-            total = txn.stat(dbs.log)["entries"]
-            orders = txn.stat(dbs.orders)["entries"]
-            fills = txn.stat(dbs.fills)["entries"]
+            # Archived records count too: the history, not only the hot log.
+            total = txn.stat(dbs.log)["entries"] + _meta_int(txn, dbs, _FLOOR_KEY)
+            # Entries archiving deleted count too (each was one Order or Fill).
+            orders = txn.stat(dbs.orders)["entries"] + _meta_int(txn, dbs, _PRUNED_ORDERS_KEY)
+            fills = txn.stat(dbs.fills)["entries"] + _meta_int(txn, dbs, _PRUNED_FILLS_KEY)
             counted = txn.get(_REPORTS_KEY, db=dbs.meta)
             reports = _seq_of(counted, "reports count") if counted else 0
             # Every log record is an Order, a Fill, an OrderUpdate or a report; every Order and
