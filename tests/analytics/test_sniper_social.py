@@ -58,16 +58,32 @@ def test_the_gate_is_off_by_default_and_its_parameters_are_checked() -> None:
         SniperParams(social_kind=KIND, min_social=float("nan"))
 
 
-def test_only_a_token_with_a_fresh_strong_enough_signal_is_bought(gated: Harness) -> None:
-    tokens = (NO_SIGNAL, TOO_LOW, STALE, OTHER_CASE, GOOD)
+def quotes_after_reports(harness: Harness, tokens: tuple[str, ...]) -> None:
+    """Each pool's quotes once its report is in: the sniper ignores a quote of a token not yet reported,
+    and the checker and the feed are different senders, so a quote sent with the report may come first."""
+    for _ in range(3):
+        for t in tokens:
+            harness.quote(BASE0, QUOTE0, symbol=f"{t}/{QUOTE}")
+        time.sleep(0.1)
 
-    def announce() -> None:
+
+def test_only_a_token_with_a_fresh_strong_enough_signal_is_bought(gated: Harness) -> None:
+    refused = (NO_SIGNAL, TOO_LOW, STALE, OTHER_CASE)
+
+    def announce(tokens: tuple[str, ...]) -> None:
         say(signal(TOO_LOW, 1.0), signal(STALE, 9.0, stale=True), signal(OTHER_CASE.lower(), 9.0))
         for t in tokens:
             gated.report(token=t)
             gated.quote(BASE0, QUOTE0, symbol=f"{t}/{QUOTE}")
 
-    gated.until(lambda: all(gated.snipe(f"{t}/{QUOTE}") for t in tokens), announce, "every report taken")
+    gated.until(
+        lambda: all(gated.snipe(f"{t}/{QUOTE}") for t in refused), lambda: announce(refused), "reports"
+    )
+    # GOOD's report last, on its own: its hold (max_report_age_s) starts now, whatever the load before.
+    gated.until(
+        lambda: gated.snipe(f"{GOOD}/{QUOTE}"), lambda: gated.report(token=GOOD), "GOOD's report taken"
+    )
+    quotes_after_reports(gated, (*refused, GOOD))
     assert gated.orders("buy") == []  # quotes came, but no signal passes yet: held, not bought
     # The signal comes after the pool's quotes: the held snipe buys on it.
     gated.until(
