@@ -64,7 +64,13 @@ shorter run):
 * tick-to-trade p99 of the last window <= 1.5 x the first window's (steady acks);
 * money invariants OK and every fault recovered.
 
-The floor of each ratio is the same run's first window. ``--quick``: 1 minute, a sample every 10 s.
+The floor of each ratio is the same run's first window. Beside them, the machine's own floor measured
+all along (:class:`Floor`: a raw ZeroMQ round trip every 50 ms) and the 1-minute load average: on a
+shared machine the load of other processes moves every latency, so each window's p99 is also given as a
+multiple of its floor's p99, and the ratio of those two multiples (load-neutral) is printed beside the
+verdict. A run that stops early (the node exits, Ctrl-C) still reports its samples, and fails.
+``--quick``: 1 minute, a sample every 10 s (its windows hold a handful of orders: a smoke run, not a
+latency verdict).
 Writes the whole report as JSON to ``--out`` (and, as every bench, prints it as the last line).
 """
 
@@ -72,7 +78,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -92,6 +100,7 @@ FD_SLACK = 2
 P99_RATIO_MAX = 1.5
 WINDOW_S = 600.0  # the first and last windows compared
 _STEADY_S = 5.0  # an actor started this recently (or a node/forkserver while one is) is transient for fds
+_FLOOR_EVERY_S = 0.05  # one floor round trip every 50 ms: some 12,000 in 10 minutes
 _SETTLE_S = 1.0  # after a faulted actor runs again, orders in flight are still being resent
 _MB = 1024.0
 
@@ -222,6 +231,62 @@ class TickToTrade(threading.Thread):
         self.join(timeout=5)
 
 
+class Floor(threading.Thread):
+    """The machine's own latency floor, measured all along: a raw ZeroMQ round trip to an echo process.
+
+    Every ``_FLOOR_EVERY_S`` one 8-byte REQ/REP round trip over ipc (two process wake-ups, no
+    sniperbot code): its p99 moves with the load the other processes put on the machine, so the
+    tick-to-trade p99 of a window is also given as a ratio to the floor's p99 of the same window.
+    """
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(daemon=True, name="floor")
+        self.endpoint = f"ipc://{work}/floor.sock"
+        echo = (
+            "import sys, zmq\n"
+            "s = zmq.Context().socket(zmq.REP)\n"
+            "s.bind(sys.argv[1])\n"
+            "while True:\n"
+            "    s.send(s.recv())\n"
+        )
+        self.process = subprocess.Popen([sys.executable, "-c", echo, self.endpoint], cwd=work)
+        self.rtts: list[tuple[int, int]] = []  # (wall-clock stamp ns, round trip ns); appended here only
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        import zmq
+
+        ctx = zmq.Context()
+        sock = None
+        try:
+            while not self._done.wait(_FLOOR_EVERY_S):
+                if sock is None:
+                    sock = ctx.socket(zmq.REQ)
+                    sock.setsockopt(zmq.LINGER, 0)
+                    sock.setsockopt(zmq.RCVTIMEO, 2000)
+                    sock.connect(self.endpoint)
+                started = time.perf_counter_ns()
+                try:
+                    sock.send(b"12345678")
+                    sock.recv()
+                except zmq.Again:  # the echo not there yet: a REQ socket must be remade after a miss
+                    sock.close(0)
+                    sock = None
+                    continue
+                self.rtts.append((time.time_ns(), time.perf_counter_ns() - started))
+        finally:
+            if sock is not None:
+                sock.close(0)
+            ctx.term()
+
+    def stop(self) -> None:
+        """End the measurement and the echo process."""
+        self._done.set()
+        self.join(timeout=5)
+        self.process.kill()
+        self.process.wait()
+
+
 # -- process figures ----------------------------------------------------------------------------------
 
 
@@ -342,11 +407,15 @@ def window_stats(
     hi: float,
     t0_ns: int,
     disturbed: set[Ack],
+    floor: list[tuple[int, int]],
 ) -> dict[str, Any]:
-    """PSS mean and tick-to-trade p99 (steady and all) of the samples and acks in ``(lo, hi]`` s."""
+    """PSS mean, tick-to-trade p99 (steady and all) and the floor's p99 in ``(lo, hi]`` s."""
     inside = [s for s in samples if lo < s["at_s"] <= hi]
-    timed = [a for a in acks if a.tick_ns is not None and lo < (a.ack_ns - t0_ns) / 1e9 <= hi]
-    steady = [a.latency_ns for a in timed if a not in disturbed]
+    rtts = [rtt for at, rtt in floor if lo < (at - t0_ns) / 1e9 <= hi]
+    steady = [a.latency_ns for a in acks_in(acks, lo, hi, t0_ns) if a not in disturbed]
+    p99 = p_ms(steady, 99)
+    floor_p99 = p_ms(rtts, 99)
+    timed = acks_in(acks, lo, hi, t0_ns)
     pss = [s["total_pss_mb"] for s in inside]
     by_role: dict[str, list[float]] = {}
     for s in inside:
@@ -361,10 +430,18 @@ def window_stats(
         "pss_mb_mean_by_role": {role: round(sum(v) / len(v), 2) for role, v in sorted(by_role.items())},
         "acks_steady": len(steady),
         "p50_ms": p_ms(steady, 50),
-        "p99_ms": p_ms(steady, 99),
+        "p99_ms": p99,
         "acks_all": len(timed),
         "p99_all_ms": p_ms([a.latency_ns for a in timed if a.latency_ns is not None], 99),
+        "floor_p99_ms": floor_p99,
+        "floor_n": len(rtts),
+        "p99_vs_floor": round(p99 / floor_p99, 1) if p99 and floor_p99 else None,
     }
+
+
+def acks_in(acks: list[Ack], lo: float, hi: float, t0_ns: int) -> list[Ack]:
+    """The timed acks whose ack came in ``(lo, hi]`` s after ``t0_ns``."""
+    return [a for a in acks if a.tick_ns is not None and lo < (a.ack_ns - t0_ns) / 1e9 <= hi]
 
 
 def fd_ranges(
@@ -481,6 +558,8 @@ def _soak(
     ready_s = time.monotonic() - started
     observer = TickToTrade(node.run_dir, venue, strategies)
     observer.start()
+    floor = Floor(node.run_dir.parent)
+    floor.start()
     t0 = time.monotonic()
     t0_ns = time.time_ns()
     offset_s = min(args.fault_every_s / 2, sample_s / 2)  # fault slots halfway between samples
@@ -521,6 +600,8 @@ def _soak(
     )
     k = 0
     taken = 0
+    stopped: str | None = None  # why sampling ended early (the report says so and fails)
+    sample_errors: list[str] = []
     try:
         while True:
             k += 1
@@ -528,8 +609,14 @@ def _soak(
             if at > t0 + run_s + 1e-6:
                 break
             if not _sleep_until(at, node):
-                raise RuntimeError(f"node exited; log tail:\n{node.log_tail()}")
-            s = {"at_s": k * sample_s, **_sample(node, observer, t0, taken)}
+                stopped = f"the node exited (code {node.process.poll()}); log tail:\n{node.log_tail()}"
+                break
+            try:
+                s = {"at_s": k * sample_s, **_sample(node, observer, t0, taken)}
+            except Exception as e:  # a slow admin answer on a loaded machine: one sample lost, not the run
+                sample_errors.append(f"sample at {k * sample_s:g} s: {type(e).__name__}: {e}")
+                print(f"  {k * sample_s:6.0f} sample failed: {type(e).__name__}: {e}", flush=True)
+                continue
             taken = s.pop("_acks_taken")
             s["faults"] = chaos["faults"]
             samples.append(s)
@@ -541,9 +628,14 @@ def _soak(
                 f"{lat['unattributed']:6d} {s['restarts']:8d} {s['faults']:6d}",
                 flush=True,
             )
+    except KeyboardInterrupt:
+        stopped = "interrupted (Ctrl-C): the samples so far, without the chaos tool's final checks"
     finally:
-        chaos_thread.join(timeout=recovery_timeout_s + 120)
+        chaos_thread.join(timeout=0 if stopped else recovery_timeout_s + 120)
         observer.stop()
+        floor.stop()
+    if stopped:
+        print(f"  sampling stopped: {stopped}", flush=True)
     report: ChaosReport | None = chaos["report"]
     windows = fault_windows(report, chaos["t0_ns"], recovery_timeout_s) if report and chaos["t0_ns"] else []
     return {
@@ -551,10 +643,13 @@ def _soak(
         "t0_ns": t0_ns,
         "samples": samples,
         "acks": list(observer.acks),
+        "floor": list(floor.rtts),
         "trades_seen": observer.trades,
         "fault_windows": windows,
         "chaos_t0_ns": chaos["t0_ns"],
         "chaos_error": chaos["error"],
+        "stopped": stopped,
+        "sample_errors": sample_errors,
         "chaos": None
         if report is None
         else {
@@ -609,6 +704,7 @@ def _sample(node: NodeProcess, observer: TickToTrade, t0: float, taken: int) -> 
         "journal": journal,
         "restarts": int(status.get("restarts") or 0),
         "fills": int(status.get("fills") or 0),
+        "load1": round(os.getloadavg()[0], 2),
         "latency": {
             "acks": len(acks),
             "timed": len(timed),
@@ -634,19 +730,25 @@ def _conclude(
     disturbed = disturbed_acks(acks, raw["fault_windows"])
     t0_ns: int = raw["t0_ns"]
     run_s = samples[-1]["at_s"] if samples else 0.0
-    first = window_stats(samples, acks, warmup_s, warmup_s + window_s, t0_ns, disturbed)
-    last = window_stats(samples, acks, run_s - window_s, run_s, t0_ns, disturbed)
+    first = window_stats(samples, acks, warmup_s, warmup_s + window_s, t0_ns, disturbed, raw["floor"])
+    last = window_stats(samples, acks, run_s - window_s, run_s, t0_ns, disturbed, raw["floor"])
     # Per sample: the p99 of its steady acks (fault windows known only now).
     lo = 0.0
     for s in samples:
-        st = window_stats([], acks, lo, s["at_s"], t0_ns, disturbed)
+        st = window_stats([], acks, lo, s["at_s"], t0_ns, disturbed, raw["floor"])
         s["latency"]["steady"] = st["acks_steady"]
         s["latency"]["p99_steady_ms"] = st["p99_ms"]
+        s["latency"]["floor_p99_ms"] = st["floor_p99_ms"]
         lo = s["at_s"]
     fds = fd_ranges(samples, warmup_s, (first["from_s"], first["to_s"]), (last["from_s"], last["to_s"]))
     growth = (
         round(last["pss_mb_mean"] / first["pss_mb_mean"] - 1.0, 4)
         if first["pss_mb_mean"] and last["pss_mb_mean"]
+        else None
+    )
+    p99_vs_floor_ratio = (
+        round(last["p99_vs_floor"] / first["p99_vs_floor"], 2)
+        if first["p99_vs_floor"] and last["p99_vs_floor"]
         else None
     )
     p99_ratio = round(last["p99_ms"] / first["p99_ms"], 2) if first["p99_ms"] and last["p99_ms"] else None
@@ -675,6 +777,10 @@ def _conclude(
             and not chaos.get("duplicate_orders")
             and not chaos.get("lost_fills"),
         },
+        "ran_to_the_end": {
+            "value": raw["stopped"] or f"{len(samples)} samples, {len(raw['sample_errors'])} failed",
+            "ok": raw["stopped"] is None and bool(samples),
+        },
         "faults_recovered": {
             "value": f"{chaos.get('recovered')}/{chaos.get('faults')}",
             "ok": bool(chaos)
@@ -684,18 +790,21 @@ def _conclude(
     }
     ok = all(c["ok"] for c in criteria.values())
 
-    print(f"per sample (every {sample_s:g} s; p99 steady = acks no fault disturbed):")
+    print(
+        f"per sample (every {sample_s:g} s; p99 st: of the acks no fault disturbed; floor: raw round trip "
+        "p99; load: 1-minute load average):"
+    )
     print(
         f"  {'t s':>6} {'PSS MB':>8} {'fds':>5} {'journal MB':>10} {'fills':>6} {'acks':>5} "
-        f"{'p99 ms':>7} {'steady':>6} {'p99 st':>7} {'restarts':>8} {'faults':>6}"
+        f"{'p99 ms':>7} {'steady':>6} {'p99 st':>7} {'floor':>7} {'load':>5} {'restarts':>8} {'faults':>6}"
     )
     for s in samples:
         lat = s["latency"]
         print(
             f"  {s['t_s']:6.0f} {s['total_pss_mb']:8.1f} {s['total_fds']:5d} "
             f"{s['journal']['bytes'] / _MB / _MB:10.2f} {s['journal']['fills']:6d} {lat['acks']:5d} "
-            f"{_fmt(lat['p99_ms'])} {lat['steady']:6d} {_fmt(lat['p99_steady_ms'])} {s['restarts']:8d} "
-            f"{s['faults']:6d}"
+            f"{_fmt(lat['p99_ms'])} {lat['steady']:6d} {_fmt(lat['p99_steady_ms'])} "
+            f"{_fmt(lat['floor_p99_ms'])} {s['load1']:5.1f} {s['restarts']:8d} {s['faults']:6d}"
         )
     if samples:
         print("PSS by role, mean of the first and of the last window (MB):")
@@ -737,8 +846,10 @@ def _conclude(
         print(
             f"  {name:<5} PSS {w['pss_mb_mean']} MB mean of {w['samples']} samples; tick-to-trade steady "
             f"p50 {w['p50_ms']} ms p99 {w['p99_ms']} ms (n={w['acks_steady']}), "
-            f"all acks p99 {w['p99_all_ms']} ms (n={w['acks_all']})"
+            f"all acks p99 {w['p99_all_ms']} ms (n={w['acks_all']}); floor p99 {w['floor_p99_ms']} ms "
+            f"(n={w['floor_n']}): steady p99 = {w['p99_vs_floor']} x floor"
         )
+    print(f"  p99 ratio last / first, each over its window's floor (load-neutral): {p99_vs_floor_ratio}")
     for name, c in criteria.items():
         limit = f" (limit {c['limit']})" if "limit" in c else ""
         print(f"  {name:<18} {'PASS' if c['ok'] else 'FAIL'}  {c['value']}{limit}")
@@ -759,12 +870,15 @@ def _conclude(
         "last": last,
         "pss_growth": growth,
         "p99_ratio": p99_ratio,
+        "p99_vs_floor_ratio": p99_vs_floor_ratio,
         "fds": fds,
         "slowest_acks": slow,
         "criteria": criteria,
         "pass": ok,
         "chaos": chaos,
         "chaos_error": raw["chaos_error"],
+        "stopped": raw["stopped"],
+        "sample_errors": raw["sample_errors"],
         "node_exit": raw.get("node_exit"),
         "samples": samples,
     }
