@@ -242,12 +242,14 @@ class Floor(threading.Thread):
     def __init__(self, work: Path) -> None:
         super().__init__(daemon=True, name="floor")
         self.endpoint = f"ipc://{work}/floor.sock"
-        echo = (
-            "import sys, zmq\n"
+        echo = (  # ends with its parent, whatever happens to the bench
+            "import os, sys, zmq\n"
             "s = zmq.Context().socket(zmq.REP)\n"
             "s.bind(sys.argv[1])\n"
-            "while True:\n"
-            "    s.send(s.recv())\n"
+            "parent = os.getppid()\n"
+            "while os.getppid() == parent:\n"
+            "    if s.poll(1000):\n"
+            "        s.send(s.recv())\n"
         )
         self.process = subprocess.Popen([sys.executable, "-c", echo, self.endpoint], cwd=work)
         self.rtts: list[tuple[int, int]] = []  # (wall-clock stamp ns, round trip ns); appended here only
