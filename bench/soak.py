@@ -732,6 +732,8 @@ def _conclude(
     disturbed = disturbed_acks(acks, raw["fault_windows"])
     t0_ns: int = raw["t0_ns"]
     run_s = samples[-1]["at_s"] if samples else 0.0
+    # A run that stopped early: windows of what it sampled (empty ones fail their criteria).
+    window_s = max(0.0, min(window_s, (run_s - warmup_s) / 2))
     first = window_stats(samples, acks, warmup_s, warmup_s + window_s, t0_ns, disturbed, raw["floor"])
     last = window_stats(samples, acks, run_s - window_s, run_s, t0_ns, disturbed, raw["floor"])
     # Per sample: the p99 of its steady acks (fault windows known only now).
