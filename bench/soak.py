@@ -45,8 +45,9 @@ window (from the signal to the actor running again, plus ``_SETTLE_S``), and eac
 after that window (a new incarnation's one-off costs: connections opened lazily, reconciliation), measure
 the fault, not the node's steady path; ``bench/fault_storm.py`` and ``bench/restart.py`` measure those.
 The p99 criterion compares the *steady* acks (all others); the p99 of all attributed acks is printed
-beside it, and the slowest acks with the last fault before each. A minute holds some 20-40 orders, so a
-minute's p99 is close to its maximum; the verdict compares 10-minute windows (some 200-400 orders).
+beside it, and the slowest acks with the last fault before each. A minute holds some 20-30 orders (the
+default strategies trade on 1 s bars, whatever the tick rate), so a minute's p99 is its maximum; the
+verdict compares 10-minute windows (some 200-300 orders: the p99 is about the third slowest).
 
 **Criteria** (after a warm-up of one sample interval; windows of 10 minutes, or half of what remains in a
 shorter run):
@@ -56,8 +57,8 @@ shorter run):
   ``FD_SLACK`` (2), over *steady* samples: a sample is not steady for an actor that is not running or
   started less than ``_STEADY_S`` ago, nor for the node and the forkserver while any actor is (their
   fds follow the actors' connections). Why the highest and not max - min over the run (printed too):
-  a fresh incarnation opens some connections lazily (a strategy connects to the risk guard's inbox at
-  its first intent, and only then does the risk guard hold that connection), so a role's count dips
+  a fresh incarnation opens some connections lazily (an actor's outbox to another's inbox is made at
+  its first send, e.g. a strategy's to the risk guard at its first intent), so a role's count dips
   after a restart and comes back; a leak only ever adds, and one fd per restart is dozens in an hour.
   The slack: an admin client's connection (the chaos tool polls every 50 ms) may be open in the node
   at a sample;
@@ -69,8 +70,9 @@ all along (:class:`Floor`: a raw ZeroMQ round trip every 50 ms) and the 1-minute
 shared machine the load of other processes moves every latency, so each window's p99 is also given as a
 multiple of its floor's p99, and the ratio of those two multiples (load-neutral) is printed beside the
 verdict. A run that stops early (the node exits, Ctrl-C) still reports its samples, and fails.
-``--quick``: 1 minute, a sample every 10 s (its windows hold a handful of orders: a smoke run, not a
-latency verdict).
+``--quick``: 1 minute, a sample every 10 s: a smoke run, not a verdict (its windows hold a handful of
+orders, and its 10 s warm-up does not cover the feed's first minutes, when its PSS still rises by a few
+MB before it levels off).
 Writes the whole report as JSON to ``--out`` (and, as every bench, prints it as the last line).
 """
 
