@@ -82,6 +82,7 @@ import collections
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -114,7 +115,9 @@ def _options(parser: Any) -> None:
     )
     parser.add_argument("--sample-s", type=float, default=None, help="seconds between samples (default 60)")
     parser.add_argument("--seed", type=int, default=14, help="seed of the chaos tool's choices")
-    parser.add_argument("--out", default=None, help="write the JSON report to this file")
+    parser.add_argument(
+        "--out", default=None, help="write the JSON report to this file (and the node's log to OUT.node.log)"
+    )
 
 
 def soak_config() -> tuple[str, dict[str, Any]]:
@@ -503,6 +506,7 @@ def slowest(
         out.append(
             {
                 "t_s": round((a.ack_ns - t0_ns) / 1e9, 1),
+                "utc": _utc(a.tick_ns),  # of the tick, to find the moment in the node's log
                 "strategy": a.strategy_id,
                 "ms": round(a.latency_ns / 1e6, 2),
                 "steady": a not in disturbed,
@@ -541,6 +545,8 @@ def main() -> int:
             report = _soak(node, venue["name"], strategies, run_s, sample_s, args)
         finally:
             code = node.stop()
+            if args.out:  # the node's own log (warnings and errors), to explain a slow minute afterwards
+                shutil.copyfile(node.log_path, args.out + ".node.log")
     report["node_exit"] = code
     return _conclude(report, minutes, sample_s, warmup_s, window_s, args)
 
@@ -721,6 +727,11 @@ def _sample(node: NodeProcess, observer: TickToTrade, t0: float, taken: int) -> 
     }
 
 
+def _utc(ns: int) -> str:
+    """A wall-clock stamp as the node's log writes it (UTC, milliseconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9)) + f".{ns // 1_000_000 % 1000:03d}Z"
+
+
 def _fmt(value: float | None) -> str:
     return f"{'-':>7}" if value is None else f"{value:7.2f}"
 
@@ -838,7 +849,7 @@ def _conclude(
     print("slowest acks:")
     for a in slow:
         print(
-            f"  t {a['t_s']:7.1f} s  {a['strategy']:<18} {a['ms']:9.2f} ms  "
+            f"  t {a['t_s']:7.1f} s ({a['utc']})  {a['strategy']:<18} {a['ms']:9.2f} ms  "
             f"{'steady' if a['steady'] else 'fault '}  last fault: {a['last_fault']}"
         )
     print(f"chaos: {json.dumps({k: v for k, v in chaos.items() if k != 'fault_log'})}")
