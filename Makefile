@@ -81,6 +81,7 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/metrics_overhead.py
 	$(BIN)/python bench/metrics_scrape.py
 	$(BIN)/python bench/fault_storm.py --quick
+	$(BIN)/python bench/soak.py --quick
 	$(BIN)/python bench/default_run.py
 	$(BIN)/python bench/optimize.py
 	$(BIN)/python bench/warmup.py

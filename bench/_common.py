@@ -168,6 +168,7 @@ class NodeProcess:
     The subprocess runs with its cwd in the temp dir (so ``python -m`` does not
     put the repo first on sys.path ahead of PYTHONPATH) and with the repo on
     PYTHONPATH, so that the node's forkserver can import ``bench.*`` actors.
+    ``extra_args`` go after the common options (e.g. ``--enable-chaos`` of ``sniperbot run``).
     """
 
     def __init__(
@@ -179,6 +180,7 @@ class NodeProcess:
         tree_args: dict[str, Any] | None = None,
         duration_s: float = 120.0,
         name: str = "node",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.run_dir = work / name
         self.log_path = work / f"{name}.log"
@@ -187,7 +189,7 @@ class NodeProcess:
             config = work / f"{name}.toml"
             config.write_text(config_text)
             args += ["--config", str(config)]
-        args += ["--run-dir", str(self.run_dir), "--duration", str(duration_s)]
+        args += ["--run-dir", str(self.run_dir), "--duration", str(duration_s), *extra_args]
         if tree is None:
             command = [sys.executable, "-m", "sniperbot", "run", *args]
         else:
