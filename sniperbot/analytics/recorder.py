@@ -19,10 +19,11 @@ from typing import IO, Any
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.actors.bus_join import BusJoin
 from sniperbot.analytics.recording import SignalRecorderConfig, SignalReplayConfig
 from sniperbot.analytics.signals import encode_line, read_signals
 from sniperbot.journal import keys
-from sniperbot.messages import AnalyserStatus, Envelope, Heartbeat, Signal
+from sniperbot.messages import AnalyserStatus, Envelope, Signal
 from sniperbot.messages import topics as topic
 
 #: How often the replay looks for signals that are due (and probes the bus until it has joined).
@@ -132,11 +133,10 @@ class SignalReplay(Actor):
         super().__init__(ctx)
         self.settings = msgspec.convert(settings, SignalReplayConfig)
         self.source = self.settings.id  # the authority rule: an analyser publishes as itself
-        self.topics = (topic.bus_echo(ctx.actor_id),)
+        self.bus = BusJoin(ctx)
+        self.topics = (self.bus.topic,)
         self.signals: list[Signal] = []
         self.next = 0
-        self._joined = False
-        self._probe_seq = 0
         self._base: tuple[int, int] | None = None  # (monotonic ns, file ts_ns) of the pacing origin
 
     def on_start(self) -> None:
@@ -148,15 +148,10 @@ class SignalReplay(Actor):
 
     def on_message(self, envelope: Envelope) -> None:
         """Our own probe came back: the bus carries what we publish from now on."""
-        if envelope.sender == self.ctx.actor_id and isinstance(envelope.payload, Heartbeat):
-            self._joined = True
+        self.bus.heard(envelope)
 
     def _tick(self) -> None:
-        if not self._joined:
-            self._probe_seq += 1
-            self.ctx.publish(
-                topic.bus_echo(self.ctx.actor_id), Heartbeat(seq=self._probe_seq, ts_ns=time.time_ns())
-            )
+        if not self.bus.probe():
             return
         if self.next >= len(self.signals):
             return

@@ -55,9 +55,10 @@ from typing import Any, ClassVar
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.actors.bus_join import BusJoin
 from sniperbot.analytics.scanners.config import ScannerSection
 from sniperbot.journal import keys
-from sniperbot.messages import Envelope, Heartbeat
+from sniperbot.messages import Envelope
 from sniperbot.messages import topics as topic
 from sniperbot.messages.signals import AnalyserStatus, Post
 
@@ -191,7 +192,8 @@ class ScannerActor(Actor):
         self.config = msgspec.convert(settings, self.config_type)
         self.source = self.config.id
         self.base_url = (self.config.base_url or self.default_base_url).rstrip("/")
-        self.topics = (topic.bus_echo(ctx.actor_id),)
+        self.bus = BusJoin(ctx)
+        self.topics = (self.bus.topic,)
         self.status_topic = topic.analyser_status(self.source)
         self.cursors: dict[str, TargetCursor] = {}
         self._recent: dict[str, collections.deque[str]] = {}
@@ -204,8 +206,6 @@ class ScannerActor(Actor):
         self.last_ok_ns = 0
         self._last_ok_mono = time.monotonic()  # the start counts: stale only once the limit has passed
         self.stale = False
-        self._joined = False
-        self._probe_seq = 0
         self._held: list[Any] = []  # events waiting for the bus to be joined
         self._out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._secrets: list[str] = []
@@ -265,9 +265,9 @@ class ScannerActor(Actor):
         self._thread = threading.Thread(target=self._run, args=(start,), name="scanner-io", daemon=True)
         self._thread.start()
         self.ctx.every(DRAIN_INTERVAL_S, self._drain)
-        self.ctx.every(PROBE_INTERVAL_S, self._probe)
+        self.ctx.every(PROBE_INTERVAL_S, self.bus.probe)
         self.ctx.every(self.config.status_interval_s, self.publish_status)
-        self._probe()
+        self.bus.probe()
 
     def on_stop(self) -> None:
         """Stop the HTTP thread, a request in flight included (cursors are journaled as they move)."""
@@ -281,13 +281,7 @@ class ScannerActor(Actor):
 
     def on_message(self, envelope: Envelope) -> None:
         """Our own bus probe came back: the publisher has joined the bus."""
-        if (
-            not self._joined
-            and envelope.sender == self.ctx.actor_id
-            and envelope.incarnation == self.ctx.incarnation
-            and isinstance(envelope.payload, Heartbeat)
-        ):
-            self._joined = True
+        if self.bus.heard(envelope):
             self.publish_status()
 
     # -- actor thread ------------------------------------------------------------------------
@@ -297,14 +291,6 @@ class ScannerActor(Actor):
             text = text.replace(secret, "<secret>")
         return text
 
-    def _probe(self) -> None:
-        if self._joined:
-            return
-        self._probe_seq += 1
-        self.ctx.publish(
-            topic.bus_echo(self.ctx.actor_id), Heartbeat(seq=self._probe_seq, ts_ns=time.time_ns())
-        )
-
     def _drain(self) -> None:
         while True:
             try:
@@ -312,7 +298,7 @@ class ScannerActor(Actor):
             except queue.Empty:
                 break
             if kind == "fetched":
-                if self._joined:
+                if self.bus.joined:
                     self.on_fetched(item)
                 else:
                     self._held.append(item)
@@ -327,7 +313,7 @@ class ScannerActor(Actor):
                     "service rate limit: pausing",
                     extra={"event": "scanner_rate_limited", "source": self.source, "pause_s": round(item, 3)},
                 )
-        if self._joined and self._held:
+        if self.bus.joined and self._held:
             held, self._held = self._held, []
             for fetched in held:
                 self.on_fetched(fetched)
@@ -373,7 +359,7 @@ class ScannerActor(Actor):
 
     def publish_status(self) -> None:
         """Publish this scanner's :class:`AnalyserStatus` (once the bus is joined)."""
-        if not self._joined:
+        if not self.bus.joined:
             return
         self.ctx.publish(
             self.status_topic,

@@ -177,7 +177,7 @@ class CoinGeckoScanner(ScannerActor):
 
     def on_stale_change(self, stale: bool) -> None:
         """Down: every last value again, marked stale (fresh values follow the recovery by themselves)."""
-        if not stale or not self._joined:
+        if not stale or not self.bus.joined:
             return
         now = time.time_ns()
         for s in list(self.last.values()):

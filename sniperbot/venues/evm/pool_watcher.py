@@ -76,8 +76,9 @@ import msgspec
 from eth_utils import is_address, keccak, to_checksum_address
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.actors.bus_join import BusJoin
 from sniperbot.journal import keys
-from sniperbot.messages import Envelope, Heartbeat, NewPool
+from sniperbot.messages import Envelope, NewPool
 from sniperbot.messages import topics as topic
 
 #: topic0 of ``PairCreated(address indexed token0, address indexed token1, address pair, uint256)``.
@@ -200,16 +201,13 @@ class PoolWatcher(Actor):
         self.start_block = start_block
         self.confirmations = confirmations
         self.poll_s = float(poll_s)
-        self.topics = (topic.bus_echo(ctx.actor_id),)
+        self.bus = BusJoin(ctx, PROBE_WARN_S, "bus not joined yet: new pools are held")
+        self.topics = (self.bus.topic,)
         self.key = cursor_key(venue, self.factory)
         self.cursor: PoolCursor | None = None
         self.published = 0  # pools published by this incarnation
         self.skipped = 0  # logs at or before the last published position, or pairs published already
         self._recent: collections.deque[str] = collections.deque(maxlen=RECENT_PAIRS)
-        self._joined = False
-        self._probe_seq = 0
-        self._started_ns = time.monotonic_ns()
-        self._probe_warned = False
         self._last_error = ""
         self._worker: _Worker | None = None
 
@@ -223,8 +221,8 @@ class PoolWatcher(Actor):
         self._worker = _Worker(self, self.cursor)
         self._worker.thread.start()
         self.ctx.every(DRAIN_INTERVAL_S, self._drain)
-        self.ctx.every(PROBE_INTERVAL_S, self._probe)
-        self._probe()
+        self.ctx.every(PROBE_INTERVAL_S, self.bus.probe)
+        self.bus.probe()
 
     def on_stop(self) -> None:
         """Stop the web3 thread (the cursor is journaled as it moves: nothing to flush)."""
@@ -233,32 +231,13 @@ class PoolWatcher(Actor):
 
     def on_message(self, envelope: Envelope) -> None:
         """Our own bus probe came back: the publisher has joined the bus."""
-        if (
-            not self._joined
-            and envelope.sender == self.ctx.actor_id
-            and envelope.incarnation == self.ctx.incarnation
-            and isinstance(envelope.payload, Heartbeat)
-        ):
-            self._joined = True
+        self.bus.heard(envelope)
 
     # -- actor thread -----------------------------------------------------------------------
-    def _probe(self) -> None:
-        if self._joined:
-            return
-        self._probe_seq += 1
-        self.ctx.publish(
-            topic.bus_echo(self.ctx.actor_id), Heartbeat(seq=self._probe_seq, ts_ns=time.time_ns())
-        )
-        if not self._probe_warned and time.monotonic_ns() - self._started_ns > PROBE_WARN_S * 1e9:
-            self._probe_warned = True
-            self.ctx.log.warning(
-                "bus not joined yet: new pools are held", extra={"event": "pool_watcher_bus_wait"}
-            )
-
     def _drain(self) -> None:
         worker = self._worker
         assert worker is not None
-        if not self._joined:
+        if not self.bus.joined:
             return  # held in order until a publish can reach the subscribers
         out = worker.out
         while True:

@@ -62,8 +62,9 @@ from typing import Any, Literal
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.actors.bus_join import BusJoin
 from sniperbot.journal import keys
-from sniperbot.messages import Envelope, Heartbeat, NewPool
+from sniperbot.messages import Envelope, NewPool
 from sniperbot.messages import topics as topic
 
 DRAIN_INTERVAL_S = 0.005  # hand-over period from the chain thread to the actor loop
@@ -166,15 +167,12 @@ class PoolWatcher(Actor):
         self.start_slot = start_slot
         self.poll_s = float(poll_s)
         self.backfill_s = float(backfill_s)
-        self.topics = (topic.bus_echo(ctx.actor_id),)
+        self.bus = BusJoin(ctx, PROBE_WARN_S, "bus not joined yet: new pools are held")
+        self.topics = (self.bus.topic,)
         self.key = cursor_key(venue, pools_program)
         self.cursor: PoolCursor | None = None
         self.published = 0  # pools published by this incarnation
         self.skipped = 0  # pools seen again (handled before), or at or below the floor
-        self._joined = False
-        self._probe_seq = 0
-        self._started_ns = time.monotonic_ns()
-        self._probe_warned = False
         self._last_error = ""
         self._worker: _Worker | None = None
 
@@ -189,8 +187,8 @@ class PoolWatcher(Actor):
         self._worker = _Worker(self)
         self._worker.thread.start()
         self.ctx.every(DRAIN_INTERVAL_S, self._drain)
-        self.ctx.every(PROBE_INTERVAL_S, self._probe)
-        self._probe()
+        self.ctx.every(PROBE_INTERVAL_S, self.bus.probe)
+        self.bus.probe()
 
     def on_stop(self) -> None:
         """Stop the chain thread (the cursor is journaled as it moves: nothing to flush)."""
@@ -199,32 +197,13 @@ class PoolWatcher(Actor):
 
     def on_message(self, envelope: Envelope) -> None:
         """Our own bus probe came back: the publisher has joined the bus."""
-        if (
-            not self._joined
-            and envelope.sender == self.ctx.actor_id
-            and envelope.incarnation == self.ctx.incarnation
-            and isinstance(envelope.payload, Heartbeat)
-        ):
-            self._joined = True
+        self.bus.heard(envelope)
 
     # -- actor thread -----------------------------------------------------------------------
-    def _probe(self) -> None:
-        if self._joined:
-            return
-        self._probe_seq += 1
-        self.ctx.publish(
-            topic.bus_echo(self.ctx.actor_id), Heartbeat(seq=self._probe_seq, ts_ns=time.time_ns())
-        )
-        if not self._probe_warned and time.monotonic_ns() - self._started_ns > PROBE_WARN_S * 1e9:
-            self._probe_warned = True
-            self.ctx.log.warning(
-                "bus not joined yet: new pools are held", extra={"event": "pool_watcher_bus_wait"}
-            )
-
     def _drain(self) -> None:
         worker = self._worker
         assert worker is not None
-        if not self._joined:
+        if not self.bus.joined:
             return  # held in order until a publish can reach the subscribers
         while True:
             try:
