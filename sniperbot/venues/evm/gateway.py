@@ -108,7 +108,6 @@ import math
 import os
 import queue
 import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -124,6 +123,7 @@ from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.dex.units import to_units
+from sniperbot.venues.dex.worker import ChainWorker
 from sniperbot.venues.evm.routes import PublicRoute, RouteRejected
 from sniperbot.venues.evm.txledger import (
     APPROVE,
@@ -210,7 +210,7 @@ def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e)[:160]}"
 
 
-class EvmGateway(Actor):
+class EvmGateway(ChainWorker, Actor):
     """Signs, journals and places Uniswap V2 swaps once on one EVM chain; see the module docstring."""
 
     inbox = True
@@ -271,11 +271,7 @@ class EvmGateway(Actor):
         if fault and fault not in FAULT_POINTS:
             raise ValueError(f"{FAULT_ENV}={fault!r}: one of {', '.join(FAULT_POINTS)}")
         self._fault = fault
-        self._jobs: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._out: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # status fields, shared with the actor thread
+        self._init_worker()  # jobs, hand-over, stop event; _lock guards the status fields
         self.connection = "connecting"
         self.reconciled = False
         self.last_reconciliation_ns = 0
@@ -306,9 +302,7 @@ class EvmGateway(Actor):
         self.w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 10}))
         self.router_c = self.w3.eth.contract(address=self.router, abi=_ROUTER_ABI)
         self._route = self._make_route()
-        self._thread = threading.Thread(target=self._run, name=f"gateway-evm-{self.venue}", daemon=True)
-        self._thread.start()
-        self.ctx.every(0.01, self._drain)
+        self._start_worker(self._run, f"gateway-evm-{self.venue}", 0.01)
         self.ctx.every(_STATUS_S, self.publish_status)
         self.publish_status()
         self.ctx.log.info(
@@ -352,21 +346,8 @@ class EvmGateway(Actor):
 
     def on_stop(self) -> None:
         """Stop the worker, close the ledger."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(15)
+        self._stop_worker(15)
         self.ledger.close()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                fn = self._out.get_nowait()
-            except queue.Empty:
-                return
-            fn()
-
-    def _later(self, fn: Callable[[], None]) -> None:
-        self._out.put(fn)
 
     # -- inbox (actor thread) --------------------------------------------------------------------
     def on_message(self, envelope: Envelope) -> None:

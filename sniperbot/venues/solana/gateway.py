@@ -93,7 +93,6 @@ import base64
 import os
 import queue
 import signal
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -114,6 +113,7 @@ from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.dex.units import to_units
+from sniperbot.venues.dex.worker import ChainWorker
 from sniperbot.venues.solana.jito import MIN_TIP_LAMPORTS, JitoClient, JitoRoute, RouteRejected, RpcRoute
 from sniperbot.venues.solana.jito import tip_lamports as tip_of
 from sniperbot.venues.solana.txledger import Intent, Landed, SignedSwap, TxLedger
@@ -177,7 +177,7 @@ def _budget(tx: VersionedTransaction) -> tuple[int | None, int]:
     return limit, price
 
 
-class SolanaGateway(Actor):
+class SolanaGateway(ChainWorker, Actor):
     """Signs, journals and places Jupiter-shaped swaps once on one Solana cluster (module docstring)."""
 
     inbox = True
@@ -245,11 +245,7 @@ class SolanaGateway(Actor):
         if fault and fault not in FAULT_POINTS:
             raise ValueError(f"{FAULT_ENV}={fault!r}: one of {', '.join(FAULT_POINTS)}")
         self._fault = fault
-        self._jobs: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._out: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # status fields, shared with the actor thread
+        self._init_worker()  # jobs, hand-over, stop event; _lock guards the status fields
         self.connection = "connecting"
         self.reconciled = False
         self.last_reconciliation_ns = 0
@@ -278,9 +274,7 @@ class SolanaGateway(Actor):
         self.ledger = TxLedger.open(self.ctx.run_dir, self.venue, self.durability)
         self._active = {i.order.client_order_id for i in self.ledger.intents() if not i.done}
         self._setup_wallet(self.ctx.credentials)
-        self._thread = threading.Thread(target=self._run, name=f"gateway-sol-{self.venue}", daemon=True)
-        self._thread.start()
-        self.ctx.every(0.01, self._drain)
+        self._start_worker(self._run, f"gateway-sol-{self.venue}", 0.01)
         self.ctx.every(_STATUS_S, self.publish_status)
         self.publish_status()
         self.ctx.log.info(
@@ -313,21 +307,8 @@ class SolanaGateway(Actor):
 
     def on_stop(self) -> None:
         """Stop the worker, close the ledger."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(15)
+        self._stop_worker(15)
         self.ledger.close()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                fn = self._out.get_nowait()
-            except queue.Empty:
-                return
-            fn()
-
-    def _later(self, fn: Callable[[], None]) -> None:
-        self._out.put(fn)
 
     # -- inbox (actor thread) --------------------------------------------------------------------
     def on_message(self, envelope: Envelope) -> None:
