@@ -8,14 +8,22 @@ _drain` on a timer of a few ms. Stopping sets :attr:`ChainWorker._stopping` (and
 on its job queue without a timeout, puts a ``None`` job), then joins the thread for a bounded time: a call
 under way is abandoned (the thread is a daemon). Fields the worker writes and the actor reads (a status)
 are read and written under :attr:`ChainWorker._lock`.
+
+:class:`GatewayWorker` adds what both chain gateways keep the same way: the worker loop (each job as it
+comes, a tick every ``poll_s``, a failure counted and retried) and the venue status (``connecting`` until
+a call answers, ``down`` after :data:`DOWN_AFTER` failures in a row, published on each change).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
+
+from sniperbot.messages import topics as topic
+from sniperbot.messages.venue import VenueStatus
 
 
 class ChainWorker:
@@ -61,3 +69,105 @@ class ChainWorker:
     def _later(self, fn: Callable[[], None]) -> None:
         """Hand ``fn`` over to the actor loop (worker thread)."""
         self._out.put(fn)
+
+
+DOWN_AFTER = 3  # consecutive failed chain calls before a gateway says its connection is "down"
+
+
+def short_error(e: BaseException) -> str:
+    """An error for the log: its class and a short message (RPC and HTTP errors never hold our key)."""
+    return f"{type(e).__name__}: {str(e)[:160]}"
+
+
+class GatewayWorker(ChainWorker):
+    """A chain gateway's worker: jobs and ticks, and the venue status it keeps under the lock.
+
+    The class using it has ``venue``, ``wallet`` (its public address, ``""`` before it is known),
+    ``poll_s``, ``_handle(job)`` and ``_tick()``; :meth:`_serve` is the worker thread's loop.
+    """
+
+    venue: str
+    wallet: str
+    poll_s: float
+
+    def _init_worker(self) -> None:
+        """The worker's queues and lock, and the status fields (connecting, not reconciled)."""
+        super()._init_worker()
+        self.connection = "connecting"
+        self.reconciled = False
+        self.last_reconciliation_ns = 0
+        self.balances: dict[str, float] = {}
+        self._fail_streak = 0
+        self._last_failure = ""
+        self._last_failure_ns = 0
+        self._open = 0
+
+    def _handle(self, job: Any) -> None:
+        raise NotImplementedError
+
+    def _tick(self) -> None:
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        """Until stopped: each job as it comes, and a tick every ``poll_s`` (worker thread)."""
+        next_tick = 0.0
+        while not self._stopping.is_set():
+            try:
+                job = self._jobs.get(timeout=max(0.0, min(self.poll_s, next_tick - time.monotonic())))
+            except queue.Empty:
+                job = None
+            try:
+                if job is not None:
+                    self._handle(job)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.poll_s
+                    self._tick()
+            except Exception as e:  # an RPC failure: counted, logged, the next tick tries again
+                self._note_failure(e)
+
+    def status(self) -> VenueStatus:
+        """The venue's status now."""
+        with self._lock:
+            return VenueStatus(
+                venue=self.venue,
+                connection=self.connection,
+                reconciled=self.reconciled,
+                last_reconciliation_ns=self.last_reconciliation_ns,
+                last_failure=self._last_failure,
+                last_failure_ns=self._last_failure_ns,
+                open_orders=self._open,
+                balances=dict(self.balances),
+                account=self.wallet or "",
+                ts_ns=time.time_ns(),
+            )
+
+    def publish_status(self) -> None:
+        """Publish :meth:`status` on ``status.venue.<venue>``."""
+        self.ctx.publish(topic.venue_status(self.venue), self.status())
+
+    def _note_ok(self) -> None:
+        """A chain call answered: the connection is "ok" (a change is published)."""
+        with self._lock:
+            changed = self.connection != "ok"
+            self._fail_streak = 0
+            self.connection = "ok"
+        if changed:
+            self._later(self.publish_status)
+
+    def _note_failure(self, e: BaseException) -> None:
+        """A chain call failed: counted, logged now and then, "down" after :data:`DOWN_AFTER` in a row."""
+        with self._lock:
+            self._fail_streak += 1
+            self._last_failure = type(e).__name__
+            self._last_failure_ns = time.time_ns()
+            down = self._fail_streak >= DOWN_AFTER and self.connection != "down"
+            if down:
+                self.connection = "down"
+                self.reconciled = False
+        if self._fail_streak in (1, DOWN_AFTER) or self._fail_streak % 100 == 0:
+            self.ctx.log.warning(
+                "chain call failed; retrying",
+                extra={"event": "chain_retry", "error": short_error(e), "streak": self._fail_streak},
+            )
+        if down:
+            self._later(self.publish_status)

@@ -106,7 +106,6 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import signal
 import time
 from collections.abc import Callable
@@ -119,11 +118,11 @@ from web3.exceptions import TransactionNotFound
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
-from sniperbot.messages import topics as topic
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.dex.units import to_units
-from sniperbot.venues.dex.worker import ChainWorker
+from sniperbot.venues.dex.worker import GatewayWorker
+from sniperbot.venues.dex.worker import short_error as _error
 from sniperbot.venues.evm.routes import PublicRoute, RouteRejected
 from sniperbot.venues.evm.txledger import (
     APPROVE,
@@ -146,7 +145,6 @@ FINALITY_BLOCKS = 64  # a counted receipt is watched for reorgs this deep (two e
 REORGED = "reorged"
 DEADLINE = "deadline"
 REVERTED = "reverted"
-_DOWN_AFTER = 3
 _STATUS_S = 1.0
 _BALANCES_S = 1.0
 _MAX_UINT = 2**256 - 1
@@ -205,12 +203,7 @@ def _event_key(event: Event) -> str:
     return event.fill_id if isinstance(event, Fill) else f"{event.status}|{event.reason}"
 
 
-def _error(e: BaseException) -> str:
-    """An error for the log: its class and the node's short message (RPC errors never hold our key)."""
-    return f"{type(e).__name__}: {str(e)[:160]}"
-
-
-class EvmGateway(ChainWorker, Actor):
+class EvmGateway(GatewayWorker, Actor):
     """Signs, journals and places Uniswap V2 swaps once on one EVM chain; see the module docstring."""
 
     inbox = True
@@ -271,16 +264,8 @@ class EvmGateway(ChainWorker, Actor):
         if fault and fault not in FAULT_POINTS:
             raise ValueError(f"{FAULT_ENV}={fault!r}: one of {', '.join(FAULT_POINTS)}")
         self._fault = fault
-        self._init_worker()  # jobs, hand-over, stop event; _lock guards the status fields
-        self.connection = "connecting"
-        self.reconciled = False
-        self.last_reconciliation_ns = 0
-        self.balances: dict[str, float] = {}
-        self._fail_streak = 0
-        self._last_failure = ""
-        self._last_failure_ns = 0
+        self._init_worker()  # jobs, hand-over, stop event, the status fields (under _lock)
         self._active: set[str] = set()  # intents not done (worker thread only)
-        self._open = 0
         self._inflight: set[tuple[str, str]] = set()
         self._last_head = -1
         # tx hash -> head block when this incarnation first had it in hand: a restart resends the journaled
@@ -302,7 +287,7 @@ class EvmGateway(ChainWorker, Actor):
         self.w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 10}))
         self.router_c = self.w3.eth.contract(address=self.router, abi=_ROUTER_ABI)
         self._route = self._make_route()
-        self._start_worker(self._run, f"gateway-evm-{self.venue}", 0.01)
+        self._start_worker(self._serve, f"gateway-evm-{self.venue}", 0.01)
         self.ctx.every(_STATUS_S, self.publish_status)
         self.publish_status()
         self.ctx.log.info(
@@ -363,44 +348,7 @@ class EvmGateway(ChainWorker, Actor):
                 extra={"event": "cancel_ignored", "client_order_id": payload.client_order_id},
             )
 
-    # -- status (actor thread) -------------------------------------------------------------------
-    def status(self) -> VenueStatus:
-        """The venue's status now."""
-        with self._lock:
-            return VenueStatus(
-                venue=self.venue,
-                connection=self.connection,
-                reconciled=self.reconciled,
-                last_reconciliation_ns=self.last_reconciliation_ns,
-                last_failure=self._last_failure,
-                last_failure_ns=self._last_failure_ns,
-                open_orders=self._open,
-                balances=dict(self.balances),
-                account=self.wallet or "",
-                ts_ns=time.time_ns(),
-            )
-
-    def publish_status(self) -> None:
-        """Publish :meth:`status` on ``status.venue.<venue>``."""
-        self.ctx.publish(topic.venue_status(self.venue), self.status())
-
     # -- the chain worker ------------------------------------------------------------------------
-    def _run(self) -> None:
-        next_tick = 0.0
-        while not self._stopping.is_set():
-            try:
-                job = self._jobs.get(timeout=max(0.0, min(self.poll_s, next_tick - time.monotonic())))
-            except queue.Empty:
-                job = None
-            try:
-                if job is not None:
-                    self._handle(job)
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + self.poll_s
-                    self._tick()
-            except Exception as e:  # an RPC failure: counted, logged, the next tick tries again
-                self._note_failure(e)
-
     def _handle(self, job: tuple[Any, ...]) -> None:
         kind = job[0]
         if kind == "ack":
@@ -417,31 +365,6 @@ class EvmGateway(ChainWorker, Actor):
                 # answered as a duplicate, and the tick signs what it holds).
                 self._deferred.append(job)
                 raise
-
-    def _note_ok(self) -> None:
-        with self._lock:
-            changed = self.connection != "ok"
-            self._fail_streak = 0
-            self.connection = "ok"
-        if changed:
-            self._later(self.publish_status)
-
-    def _note_failure(self, e: BaseException) -> None:
-        with self._lock:
-            self._fail_streak += 1
-            self._last_failure = type(e).__name__
-            self._last_failure_ns = time.time_ns()
-            down = self._fail_streak >= _DOWN_AFTER and self.connection != "down"
-            if down:
-                self.connection = "down"
-                self.reconciled = False
-        if self._fail_streak in (1, _DOWN_AFTER) or self._fail_streak % 100 == 0:
-            self.ctx.log.warning(
-                "chain call failed; retrying",
-                extra={"event": "chain_retry", "error": _error(e), "streak": self._fail_streak},
-            )
-        if down:
-            self._later(self.publish_status)
 
     def _die_at(self, point: str) -> None:
         """The fault-injection hook (module docstring): SIGKILL this process at ``point``."""

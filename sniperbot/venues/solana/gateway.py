@@ -91,7 +91,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import queue
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -109,11 +108,11 @@ from spl.token.instructions import get_associated_token_address
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
-from sniperbot.messages import topics as topic
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.dex.units import to_units
-from sniperbot.venues.dex.worker import ChainWorker
+from sniperbot.venues.dex.worker import GatewayWorker
+from sniperbot.venues.dex.worker import short_error as _error
 from sniperbot.venues.solana.jito import MIN_TIP_LAMPORTS, JitoClient, JitoRoute, RouteRejected, RpcRoute
 from sniperbot.venues.solana.jito import tip_lamports as tip_of
 from sniperbot.venues.solana.txledger import Intent, Landed, SignedSwap, TxLedger
@@ -131,7 +130,6 @@ SIGNATURE_FEE = 5_000  # lamports per signature (Solana's base fee)
 TOKEN_ACCOUNT_RENT_SIZE = 300  # bytes: room for a Token-2022 account with extensions (rent allowance)
 DUST_DIVISOR = 10**9  # a sell at most 1e-9 above the wallet's balance sells the balance (float dust)
 _COMPUTE_BUDGET = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
-_DOWN_AFTER = 3
 _STATUS_S = 1.0
 _BALANCES_S = 1.0
 
@@ -150,10 +148,6 @@ def fill_id(venue: str, signature: str) -> str:
     """The one home of a Solana fill id: the swap transaction's signature."""
     return f"{venue}:{signature}"
 
-
-def _error(e: BaseException) -> str:
-    """An error for the log: its class and a short message (RPC and HTTP errors never hold our key)."""
-    return f"{type(e).__name__}: {str(e)[:160]}"
 
 
 def _event_key(event: Event) -> str:
@@ -177,7 +171,7 @@ def _budget(tx: VersionedTransaction) -> tuple[int | None, int]:
     return limit, price
 
 
-class SolanaGateway(ChainWorker, Actor):
+class SolanaGateway(GatewayWorker, Actor):
     """Signs, journals and places Jupiter-shaped swaps once on one Solana cluster (module docstring)."""
 
     inbox = True
@@ -245,16 +239,8 @@ class SolanaGateway(ChainWorker, Actor):
         if fault and fault not in FAULT_POINTS:
             raise ValueError(f"{FAULT_ENV}={fault!r}: one of {', '.join(FAULT_POINTS)}")
         self._fault = fault
-        self._init_worker()  # jobs, hand-over, stop event; _lock guards the status fields
-        self.connection = "connecting"
-        self.reconciled = False
-        self.last_reconciliation_ns = 0
-        self.balances: dict[str, float] = {}
-        self._fail_streak = 0
-        self._last_failure = ""
-        self._last_failure_ns = 0
+        self._init_worker()  # jobs, hand-over, stop event, the status fields (under _lock)
         self._active: set[str] = set()  # intents not done (worker thread only)
-        self._open = 0
         self._inflight: set[tuple[str, str]] = set()
         self._sent_at: dict[str, float] = {}  # signature -> when this incarnation last sent it
         self._last_balances = 0.0
@@ -324,27 +310,6 @@ class SolanaGateway(ChainWorker, Actor):
                 extra={"event": "cancel_ignored", "client_order_id": payload.client_order_id},
             )
 
-    # -- status (actor thread) -------------------------------------------------------------------
-    def status(self) -> VenueStatus:
-        """The venue's status now."""
-        with self._lock:
-            return VenueStatus(
-                venue=self.venue,
-                connection=self.connection,
-                reconciled=self.reconciled,
-                last_reconciliation_ns=self.last_reconciliation_ns,
-                last_failure=self._last_failure,
-                last_failure_ns=self._last_failure_ns,
-                open_orders=self._open,
-                balances=dict(self.balances),
-                account=self.wallet,
-                ts_ns=time.time_ns(),
-            )
-
-    def publish_status(self) -> None:
-        """Publish :meth:`status` on ``status.venue.<venue>``."""
-        self.ctx.publish(topic.venue_status(self.venue), self.status())
-
     # -- the chain worker ------------------------------------------------------------------------
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -354,21 +319,8 @@ class SolanaGateway(ChainWorker, Actor):
             self._route = JitoRoute(JitoClient(self.block_engine_url, timeout_s=5))
         else:
             self._route = RpcRoute(self._rpc, self._call)
-        next_tick = 0.0
         try:
-            while not self._stopping.is_set():
-                try:
-                    job = self._jobs.get(timeout=max(0.0, min(self.poll_s, next_tick - time.monotonic())))
-                except queue.Empty:
-                    job = None
-                try:
-                    if job is not None:
-                        self._handle(job)
-                    if time.monotonic() >= next_tick:
-                        next_tick = time.monotonic() + self.poll_s
-                        self._tick()
-                except Exception as e:  # an RPC failure: counted, logged, the next tick tries again
-                    self._note_failure(e)
+            self._serve()
         finally:
             self._call(self._rpc.close())
             self._http.close()
@@ -397,31 +349,6 @@ class SolanaGateway(ChainWorker, Actor):
                 # answered as a duplicate, and the tick places what it holds).
                 self._deferred.append(job)
                 raise
-
-    def _note_ok(self) -> None:
-        with self._lock:
-            changed = self.connection != "ok"
-            self._fail_streak = 0
-            self.connection = "ok"
-        if changed:
-            self._later(self.publish_status)
-
-    def _note_failure(self, e: BaseException) -> None:
-        with self._lock:
-            self._fail_streak += 1
-            self._last_failure = type(e).__name__
-            self._last_failure_ns = time.time_ns()
-            down = self._fail_streak >= _DOWN_AFTER and self.connection != "down"
-            if down:
-                self.connection = "down"
-                self.reconciled = False
-        if self._fail_streak in (1, _DOWN_AFTER) or self._fail_streak % 100 == 0:
-            self.ctx.log.warning(
-                "chain call failed; retrying",
-                extra={"event": "chain_retry", "error": _error(e), "streak": self._fail_streak},
-            )
-        if down:
-            self._later(self.publish_status)
 
     def _die_at(self, point: str) -> None:
         """The fault-injection hook (module docstring): SIGKILL this process at ``point``."""
