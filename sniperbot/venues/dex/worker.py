@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sniperbot.messages import NewPool, TokenSafetyReport
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueStatus
 
@@ -171,3 +172,44 @@ class GatewayWorker(ChainWorker):
             )
         if down:
             self._later(self.publish_status)
+
+
+class CheckerWorker(ChainWorker):
+    """A token checker's worker: checks pools one at a time, reports reach the actor loop in order.
+
+    The class using it has ``venue`` and ``_run`` (the worker thread: takes :class:`NewPool` jobs until a
+    ``None`` one, hands each report over with :meth:`_reported`).
+    """
+
+    venue: str
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _start_checks(self, drain_s: float) -> None:
+        """Start the checking thread and the hand-over timer."""
+        self._start_worker(self._run, f"token-check-{self.venue}", drain_s)
+
+    def _reported(self, pool: NewPool, report: TokenSafetyReport, ms: float) -> None:
+        """Hand ``report`` (on ``pool``, checked in ``ms``) over to the actor loop (worker thread)."""
+        self._later(lambda: self._report(pool, report, ms))
+
+    def _report(self, pool: NewPool, report: TokenSafetyReport, ms: float) -> None:
+        """Journal, publish and log one report, in that order (actor thread)."""
+        self.ctx.journal.append(report)  # first: a refusal's reason is on record before anyone acts
+        self.ctx.publish(topic.token_safety(self.venue, report.token), report)
+        log = self.ctx.log.info if report.verdict == "buy" else self.ctx.log.warning
+        log(
+            "token check",
+            extra={
+                "event": "token_safety",
+                "venue": self.venue,
+                "verdict": report.verdict,
+                "reasons": list(report.reasons),
+                "token": report.token,
+                "pair": report.pair or pool.pair,
+                "block": report.block_number,
+                "pool_block": pool.block_number,
+                "ms": round(ms, 3),
+            },
+        )

@@ -38,7 +38,6 @@ reach the actor's loop through a queue drained every :data:`DRAIN_INTERVAL_S`.
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from typing import Any
 
@@ -47,6 +46,7 @@ import msgspec
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import Envelope, NewPool, TokenSafetyReport, VenueStatus
 from sniperbot.messages import topics as topic
+from sniperbot.venues.dex.worker import CheckerWorker
 
 DRAIN_INTERVAL_S = 0.005
 RECHECK_S = 0.05  # while pools wait for liquidity, the head is polled this often; they are checked per block
@@ -54,7 +54,7 @@ RPC_TIMEOUT_S = 10.0
 _JOIN_TIMEOUT_S = 10.0
 
 
-class TokenChecker(Actor):
+class TokenChecker(CheckerWorker, Actor):
     """NewPool in, TokenSafetyReport journaled, published and logged (see the module docstring)."""
 
     def __init__(
@@ -89,21 +89,15 @@ class TokenChecker(Actor):
         self._wallet = ""  # VenueStatus.account: written by the actor, read by the thread
         self.topics = (topic.new_pool(venue), topic.venue_status(venue))
         self._seen: set[str] = set()
-        self._todo: queue.SimpleQueue[NewPool | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[NewPool, TokenSafetyReport, float]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._init_worker()  # pools to check (None: stop) in, reports out
 
     def on_start(self) -> None:
         """Start the checking thread and the hand-over timer."""
-        self._thread = threading.Thread(target=self._run, name=f"token-check-{self.venue}", daemon=True)
-        self._thread.start()
-        self.ctx.every(DRAIN_INTERVAL_S, self._drain)
+        self._start_checks(DRAIN_INTERVAL_S)
 
     def on_stop(self) -> None:
         """End the checking thread (a check under way is abandoned: nothing was bought)."""
-        self._todo.put(None)
-        if self._thread is not None:
-            self._thread.join(_JOIN_TIMEOUT_S)
+        self._stop_worker(_JOIN_TIMEOUT_S, wake=True)
 
     def on_message(self, envelope: Envelope) -> None:
         """A new pool of this venue against its quote token: check it (once)."""
@@ -116,7 +110,7 @@ class TokenChecker(Actor):
         if pool.quote_token.lower() != self.quote_token.lower() or pool.pair in self._seen:
             return
         self._seen.add(pool.pair)
-        self._todo.put(pool)
+        self._jobs.put(pool)
 
     def _run(self) -> None:
         from web3 import Web3
@@ -126,7 +120,7 @@ class TokenChecker(Actor):
         last_head, last_wallet = -1, ""  # the block (and wallet) the waiting pools were last checked with
         while True:
             try:
-                pool = self._todo.get(timeout=RECHECK_S if waiting else None)
+                pool = self._jobs.get(timeout=RECHECK_S if waiting else None)
             except queue.Empty:
                 pool = None
                 try:
@@ -167,7 +161,7 @@ class TokenChecker(Actor):
                 reasons=["wallet_unknown: the gateway never said the wallet's address"],
                 ts_ns=time.time_ns(),
             )
-            self._done.put((pool, report, (time.perf_counter() - started) * 1000))
+            self._reported(pool, report, (time.perf_counter() - started) * 1000)
             return
         try:
             amount = None
@@ -202,28 +196,4 @@ class TokenChecker(Actor):
             # No quote in the pool (or no answer about it) yet: checked again, not reported.
             waiting[pool.pair] = (pool, give_up_at)
             return
-        self._done.put((pool, report, (time.perf_counter() - started) * 1000))
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                pool, report, ms = self._done.get_nowait()
-            except queue.Empty:
-                return
-            self.ctx.journal.append(report)  # first: a refusal's reason is on record before anyone acts
-            self.ctx.publish(topic.token_safety(self.venue, report.token), report)
-            log = self.ctx.log.info if report.verdict == "buy" else self.ctx.log.warning
-            log(
-                "token check",
-                extra={
-                    "event": "token_safety",
-                    "venue": self.venue,
-                    "verdict": report.verdict,
-                    "reasons": list(report.reasons),
-                    "token": report.token,
-                    "pair": report.pair or pool.pair,
-                    "block": report.block_number,
-                    "pool_block": pool.block_number,
-                    "ms": round(ms, 3),
-                },
-            )
+        self._reported(pool, report, (time.perf_counter() - started) * 1000)

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import threading
 import time
 from typing import Any
 
@@ -48,6 +47,7 @@ import msgspec
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import Envelope, NewPool, TokenSafetyReport, VenueStatus
 from sniperbot.messages import topics as topic
+from sniperbot.venues.dex.worker import CheckerWorker
 
 DRAIN_INTERVAL_S = 0.005
 RECHECK_S = 0.05  # while pools wait for liquidity, the slot is polled this often; they are checked per slot
@@ -67,7 +67,7 @@ def refusal(venue: str, pool: NewPool, reason: str) -> TokenSafetyReport:
     )
 
 
-class TokenChecker(Actor):
+class TokenChecker(CheckerWorker, Actor):
     """NewPool in, TokenSafetyReport journaled, published and logged (see the module docstring)."""
 
     def __init__(
@@ -107,21 +107,15 @@ class TokenChecker(Actor):
         self._wallet = ""  # VenueStatus.account: written by the actor, read by the thread
         self.topics = (topic.new_pool(venue), topic.venue_status(venue))
         self._seen: set[str] = set()
-        self._todo: queue.SimpleQueue[NewPool | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[tuple[NewPool, TokenSafetyReport, float]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._init_worker()  # pools to check (None: stop) in, reports out
 
     def on_start(self) -> None:
         """Start the checking thread and the hand-over timer."""
-        self._thread = threading.Thread(target=self._run, name=f"token-check-{self.venue}", daemon=True)
-        self._thread.start()
-        self.ctx.every(DRAIN_INTERVAL_S, self._drain)
+        self._start_checks(DRAIN_INTERVAL_S)
 
     def on_stop(self) -> None:
         """End the checking thread (a check under way is abandoned: nothing was bought)."""
-        self._todo.put(None)
-        if self._thread is not None:
-            self._thread.join(_JOIN_TIMEOUT_S)
+        self._stop_worker(_JOIN_TIMEOUT_S, wake=True)
 
     def on_message(self, envelope: Envelope) -> None:
         """A new pool of this venue against its quote mint: check it (once)."""
@@ -134,7 +128,7 @@ class TokenChecker(Actor):
         if pool.quote_token != self.quote_mint or pool.pair in self._seen:
             return
         self._seen.add(pool.pair)
-        self._todo.put(pool)
+        self._jobs.put(pool)
 
     # -- the checking thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -151,7 +145,7 @@ class TokenChecker(Actor):
             while True:
                 try:
                     timeout = RECHECK_S if waiting else None
-                    pool = await loop.run_in_executor(None, self._todo.get, True, timeout)
+                    pool = await loop.run_in_executor(None, self._jobs.get, True, timeout)
                 except queue.Empty:
                     try:
                         slot = int((await client.get_slot()).value)
@@ -182,7 +176,7 @@ class TokenChecker(Actor):
                 waiting[pool.pair] = (pool, give_up_at)  # the gateway has not said its account yet
                 return
             report = refusal(self.venue, pool, "wallet_unknown: the gateway never said the wallet's address")
-            self._done.put((pool, report, (time.perf_counter() - started) * 1000))
+            self._reported(pool, report, (time.perf_counter() - started) * 1000)
             return
         try:
             report = await asyncio.to_thread(self._check_token, pool, wallet if self.wallet_pass else None)
@@ -192,7 +186,7 @@ class TokenChecker(Actor):
         if empty and time.monotonic() < give_up_at:
             waiting[pool.pair] = (pool, give_up_at)  # no SOL in the pool (or no answer about it) yet
             return
-        self._done.put((pool, report, (time.perf_counter() - started) * 1000))
+        self._reported(pool, report, (time.perf_counter() - started) * 1000)
 
     def _check_token(self, pool: NewPool, wallet: str | None) -> TokenSafetyReport:
         """The safety check proper (:func:`sniperbot.venues.solana.safety.check_token`) on the pool's mint."""
@@ -213,28 +207,3 @@ class TokenChecker(Actor):
             commitment=self.commitment,
             timeout_s=RPC_TIMEOUT_S,
         )
-
-    # -- the actor thread ----------------------------------------------------------------------
-    def _drain(self) -> None:
-        while True:
-            try:
-                pool, report, ms = self._done.get_nowait()
-            except queue.Empty:
-                return
-            self.ctx.journal.append(report)  # first: a refusal's reason is on record before anyone acts
-            self.ctx.publish(topic.token_safety(self.venue, report.token), report)
-            log = self.ctx.log.info if report.verdict == "buy" else self.ctx.log.warning
-            log(
-                "token check",
-                extra={
-                    "event": "token_safety",
-                    "venue": self.venue,
-                    "verdict": report.verdict,
-                    "reasons": list(report.reasons),
-                    "token": report.token,
-                    "pair": report.pair or pool.pair,
-                    "block": report.block_number,
-                    "pool_block": pool.block_number,
-                    "ms": round(ms, 3),
-                },
-            )
