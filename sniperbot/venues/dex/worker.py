@@ -12,6 +12,10 @@ are read and written under :attr:`ChainWorker._lock`.
 :class:`GatewayWorker` adds what both chain gateways keep the same way: the worker loop (each job as it
 comes, a tick every ``poll_s``, a failure counted and retried) and the venue status (``connecting`` until
 a call answers, ``down`` after :data:`DOWN_AFTER` failures in a row, published on each change).
+:class:`CheckerWorker` adds the token checkers' report (journaled, published, logged, in that order).
+A feed's thread (:class:`FeedThread`) hands ``(kind, item)`` tuples over instead of callables (its
+quotes and trades are the hot path: no closure each); :class:`FeedWorker` drains them the same way and
+keeps the feed's staleness watchdog and ``FeedStatus``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sniperbot.messages import NewPool, TokenSafetyReport
+from sniperbot.messages import FeedStatus, NewPool, Quote, TokenSafetyReport, TradeTick
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueStatus
 
@@ -212,4 +216,150 @@ class CheckerWorker(ChainWorker):
                 "pool_block": pool.block_number,
                 "ms": round(ms, 3),
             },
+        )
+
+
+FEED_DRAIN_INTERVAL_S = 0.01  # hand-over period from a feed's RPC thread to the actor loop
+FEED_STATUS_INTERVAL_S = 1.0
+FEED_STALE_AFTER_S = 10.0  # no RPC answer for this long: prices of unknown age
+
+
+class FeedThread:
+    """A chain feed's RPC thread: hands ``(kind, item)`` over through :attr:`out`, counts its connection.
+
+    Kinds: ``quote``, ``trade`` (the tuples :meth:`FeedWorker._drain` publishes), ``status`` (the
+    connection changed), ``error`` (a detail to log) and the venue's own (:meth:`FeedWorker._on_item`).
+    The class using it has ``_run`` (the thread, until :attr:`running` is false) and ``wake``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.running = True
+        self.connected = False
+        self.reconnects = 0
+        self.polls = 0
+        self.last_ok_ns = 0  # monotonic ns of the last RPC answer
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        """Poll now (from any thread)."""
+        raise NotImplementedError
+
+    def stop(self, join_s: float) -> None:
+        """End the thread: at most ``join_s`` for the call under way."""
+        self.running = False
+        self.wake()
+        self.thread.join(join_s)
+
+
+class FeedWorker:
+    """Mixin for a chain feed actor: its :class:`FeedThread`'s hand-over, the watchdog and FeedStatus.
+
+    The class using it has ``ctx``, ``venue``, ``stale``, ``stale_periods``, ``_worker`` (its thread,
+    ``None`` before ``on_start``) and ``_last_error``.
+    """
+
+    ctx: Any
+    venue: str
+    stale: bool
+    stale_periods: int
+    _worker: Any
+    _last_error: str
+
+    def _start_feed(self) -> None:
+        """Start the RPC thread, the hand-over timer and the status timer; publish the status."""
+        self._worker.thread.start()
+        self.ctx.every(FEED_DRAIN_INTERVAL_S, self._drain)
+        self.ctx.every(FEED_STATUS_INTERVAL_S, self._watchdog)
+        self._publish_status()
+
+    def _stop_feed(self, join_s: float) -> None:
+        """Stop the thread, and say the venue's prices are stale from now on."""
+        if self._worker is not None:
+            self._worker.stop(join_s)
+        self.stale = True
+        self._publish_status(connected=False)
+
+    def _on_item(self, kind: str, item: Any) -> bool:
+        """A venue's own kind of hand-over (actor thread); whether ``kind`` was one."""
+        return False
+
+    def _drain(self) -> None:
+        """Publish what the RPC thread handed over, in order (actor thread)."""
+        worker = self._worker
+        assert worker is not None
+        while True:
+            try:
+                kind, item = worker.out.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "quote":
+                symbol, bid, bid_size, ask, ask_size, ts_ns = item
+                self.ctx.publish(
+                    topic.quote(self.venue, symbol),
+                    Quote(
+                        venue=self.venue,
+                        symbol=symbol,
+                        bid=bid,
+                        bid_size=bid_size,
+                        ask=ask,
+                        ask_size=ask_size,
+                        ts_ns=ts_ns,
+                    ),
+                )
+            elif kind == "trade":
+                symbol, price, size, side, trade_id, ts_ns = item
+                self.ctx.publish(
+                    topic.trade(self.venue, symbol),
+                    TradeTick(
+                        venue=self.venue,
+                        symbol=symbol,
+                        price=price,
+                        size=size,
+                        side=side,
+                        trade_id=trade_id,
+                        ts_ns=ts_ns,
+                    ),
+                )
+            elif kind == "status":
+                self._watchdog()
+            elif self._on_item(kind, item):
+                pass
+            elif item != self._last_error:  # a failure repeated every poll is logged once
+                self._last_error = item
+                self.ctx.log.warning("feed error", extra={"event": "feed_error", "detail": str(item)[:300]})
+
+    def _watchdog(self) -> None:
+        """Stale after ``FEED_STALE_AFTER_S`` without an RPC answer; fresh again with the next answer."""
+        worker = self._worker
+        assert worker is not None
+        fresh = worker.last_ok_ns > 0 and time.monotonic_ns() - worker.last_ok_ns < FEED_STALE_AFTER_S * 1e9
+        if self.stale and fresh:
+            self.stale = False
+        elif not self.stale and not fresh:
+            self.stale = True
+            self.stale_periods += 1
+            self.ctx.log.warning("market data stale", extra={"event": "feed_stale", "venue": self.venue})
+        self._publish_status()
+
+    def _publish_status(self, connected: bool | None = None) -> None:
+        worker = self._worker
+        last = worker.last_ok_ns if worker else 0
+        self.ctx.publish(
+            topic.feed_status(self.venue),
+            FeedStatus(
+                venue=self.venue,
+                connected=worker.connected if connected is None and worker else bool(connected),
+                stale=self.stale,
+                reconnects=worker.reconnects if worker else 0,
+                gaps=0,
+                snapshots=0,
+                stale_periods=self.stale_periods,
+                rest_polls=worker.polls if worker else 0,
+                last_message_ns=time.time_ns() - (time.monotonic_ns() - last) if last else 0,
+                ts_ns=time.time_ns(),
+            ),
         )

@@ -52,16 +52,23 @@ from typing import Any
 from eth_utils import is_address
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.messages import Envelope, FeedStatus, Quote, TokenSafetyReport, TradeTick
+from sniperbot.messages import Envelope, TokenSafetyReport
 from sniperbot.messages import topics as topic
 from sniperbot.venues.dex import pool_quote
+from sniperbot.venues.dex.worker import (
+    FEED_DRAIN_INTERVAL_S,
+    FEED_STALE_AFTER_S,
+    FEED_STATUS_INTERVAL_S,
+    FeedThread,
+    FeedWorker,
+)
 from sniperbot.venues.evm.config import ZERO_ADDRESS
 from sniperbot.venues.evm.jsonrpc import JsonRpc, RpcError, address_word, encode_address, word
 
 POLL_S = 0.25  # head polling period (also the WebSocket's receive timeout)
-DRAIN_INTERVAL_S = 0.01  # hand-over period from the RPC thread to the actor loop
-STATUS_INTERVAL_S = 1.0
-STALE_AFTER_S = 10.0  # no RPC answer for this long: prices of unknown age
+DRAIN_INTERVAL_S = FEED_DRAIN_INTERVAL_S  # hand-over period from the RPC thread to the actor loop
+STATUS_INTERVAL_S = FEED_STATUS_INTERVAL_S
+STALE_AFTER_S = FEED_STALE_AFTER_S  # no RPC answer for this long: prices of unknown age
 RPC_TIMEOUT_S = 5.0
 MAX_LOG_BLOCKS = 1000  # blocks of swaps fetched at most after an outage (one eth_getLogs)
 WS_RETRY_S = 5.0  # a failed WebSocket is tried again after this long (HTTP polling meanwhile)
@@ -92,18 +99,13 @@ class _Pair:
         self.last_trade_id = -1
 
 
-class _Worker:
+class _Worker(FeedThread):
     """The RPC thread: follows the head and turns blocks into quotes and trades (see the module doc)."""
 
     def __init__(self, feed: EvmFeed) -> None:
+        super().__init__(f"evm-feed-{feed.venue}")
         self.feed = feed
-        self.out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.rpc = JsonRpc(feed.rpc_url, RPC_TIMEOUT_S)
-        self.running = True
-        self.connected = False
-        self.reconnects = 0
-        self.polls = 0
-        self.last_ok_ns = 0  # monotonic ns of the last RPC answer
         self.head: int | None = None
         self.pairs = [
             _Pair(s, feed.tokens[s.partition("/")[0]], feed.tokens[feed.quote]) for s in feed.symbols
@@ -114,13 +116,14 @@ class _Worker:
         self._ws_retry_at = 0.0
         self._wake = threading.Event()
         self.added: queue.SimpleQueue[_Pair] = queue.SimpleQueue()  # pairs learnt at run time
-        self.thread = threading.Thread(target=self._run, name=f"evm-feed-{feed.venue}", daemon=True)
 
-    def stop(self) -> None:
-        """End the thread and close the WebSocket."""
-        self.running = False
+    def wake(self) -> None:
+        """Poll now (from any thread)."""
         self._wake.set()
-        self.thread.join(_JOIN_TIMEOUT_S)
+
+    def stop(self, join_s: float) -> None:
+        """End the thread and close the WebSocket."""
+        super().stop(join_s)
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 self._ws.close()
@@ -287,7 +290,7 @@ class _Worker:
             self.out.put(("trade", (pair.symbol, abs(quote_net) / size, size, side, trade_id, now)))
 
 
-class EvmFeed(Actor):
+class EvmFeed(FeedWorker, Actor):
     """One EVM venue's pools on the bus: Quote, TradeTick, FeedStatus (see the module docstring)."""
 
     def __init__(
@@ -335,10 +338,7 @@ class EvmFeed(Actor):
         for token, held in self._held.items():
             if held > 0:
                 self._learn(token)
-        self._worker.thread.start()
-        self.ctx.every(DRAIN_INTERVAL_S, self._drain)
-        self.ctx.every(STATUS_INTERVAL_S, self._watchdog)
-        self._publish_status()
+        self._start_feed()
 
     def on_message(self, envelope: Envelope) -> None:
         """A token the safety check passed ("buy"): its pair is quoted from now on."""
@@ -358,83 +358,11 @@ class EvmFeed(Actor):
 
     def on_stop(self) -> None:
         """Stop the thread, and say the venue's prices are stale from now on."""
-        if self._worker is not None:
-            self._worker.stop()
-        self.stale = True
-        self._publish_status(connected=False)
+        self._stop_feed(_JOIN_TIMEOUT_S)
 
-    def _drain(self) -> None:
-        worker = self._worker
-        assert worker is not None
-        while True:
-            try:
-                kind, item = worker.out.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "quote":
-                symbol, bid, bid_size, ask, ask_size, ts_ns = item
-                self.ctx.publish(
-                    topic.quote(self.venue, symbol),
-                    Quote(
-                        venue=self.venue,
-                        symbol=symbol,
-                        bid=bid,
-                        bid_size=bid_size,
-                        ask=ask,
-                        ask_size=ask_size,
-                        ts_ns=ts_ns,
-                    ),
-                )
-            elif kind == "trade":
-                symbol, price, size, side, trade_id, ts_ns = item
-                self.ctx.publish(
-                    topic.trade(self.venue, symbol),
-                    TradeTick(
-                        venue=self.venue,
-                        symbol=symbol,
-                        price=price,
-                        size=size,
-                        side=side,
-                        trade_id=trade_id,
-                        ts_ns=ts_ns,
-                    ),
-                )
-            elif kind == "status":
-                self._watchdog()
-            elif kind == "subscribed":
-                self.ctx.log.info("new heads by subscription", extra={"event": "feed_subscribed"})
-            elif item != self._last_error:  # a failure repeated every poll is logged once
-                self._last_error = item
-                self.ctx.log.warning("feed error", extra={"event": "feed_error", "detail": str(item)[:300]})
-
-    def _watchdog(self) -> None:
-        """Stale after ``STALE_AFTER_S`` without an RPC answer; fresh again with the next answer."""
-        worker = self._worker
-        assert worker is not None
-        fresh = worker.last_ok_ns > 0 and time.monotonic_ns() - worker.last_ok_ns < STALE_AFTER_S * 1e9
-        if self.stale and fresh:
-            self.stale = False
-        elif not self.stale and not fresh:
-            self.stale = True
-            self.stale_periods += 1
-            self.ctx.log.warning("market data stale", extra={"event": "feed_stale", "venue": self.venue})
-        self._publish_status()
-
-    def _publish_status(self, connected: bool | None = None) -> None:
-        worker = self._worker
-        last = worker.last_ok_ns if worker else 0
-        self.ctx.publish(
-            topic.feed_status(self.venue),
-            FeedStatus(
-                venue=self.venue,
-                connected=worker.connected if connected is None and worker else bool(connected),
-                stale=self.stale,
-                reconnects=worker.reconnects if worker else 0,
-                gaps=0,
-                snapshots=0,
-                stale_periods=self.stale_periods,
-                rest_polls=worker.polls if worker else 0,
-                last_message_ns=time.time_ns() - (time.monotonic_ns() - last) if last else 0,
-                ts_ns=time.time_ns(),
-            ),
-        )
+    def _on_item(self, kind: str, item: Any) -> bool:
+        """The subscription to new heads is up (logged once)."""
+        if kind != "subscribed":
+            return False
+        self.ctx.log.info("new heads by subscription", extra={"event": "feed_subscribed"})
+        return True

@@ -47,22 +47,28 @@ import asyncio
 import contextlib
 import queue
 import re
-import threading
 import time
 from typing import Any
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.messages import Envelope, FeedStatus, Quote, TokenSafetyReport, TradeTick
+from sniperbot.messages import Envelope, TokenSafetyReport
 from sniperbot.messages import topics as topic
 from sniperbot.venues.dex import pool_quote
+from sniperbot.venues.dex.worker import (
+    FEED_DRAIN_INTERVAL_S,
+    FEED_STALE_AFTER_S,
+    FEED_STATUS_INTERVAL_S,
+    FeedThread,
+    FeedWorker,
+)
 
 POLL_S = 0.1  # reserves read this often without slot notifications (a Solana slot is ~0.4 s)
 SUBSCRIBED_POLL_S = 1.0  # with slot notifications (ws_url): read on each, and at least this often
 WS_RETRY_S = 5.0  # a failed WebSocket is tried again after this long (polling every POLL_S meanwhile)
 DISCOVER_S = 1.0  # a pair without a pool yet is looked up this often
-DRAIN_INTERVAL_S = 0.01  # hand-over period from the RPC thread to the actor loop
-STATUS_INTERVAL_S = 1.0
-STALE_AFTER_S = 10.0  # no RPC answer for this long: prices of unknown age
+DRAIN_INTERVAL_S = FEED_DRAIN_INTERVAL_S  # hand-over period from the RPC thread to the actor loop
+STATUS_INTERVAL_S = FEED_STATUS_INTERVAL_S
+STALE_AFTER_S = FEED_STALE_AFTER_S  # no RPC answer for this long: prices of unknown age
 RPC_TIMEOUT_S = 5.0
 MAX_ACCOUNTS = 100  # getMultipleAccounts takes at most 100 keys per call
 _JOIN_TIMEOUT_S = 10.0
@@ -95,17 +101,12 @@ class _Pair:
         self.next_discovery = 0.0  # monotonic time of the next pool lookup
 
 
-class _Worker:
+class _Worker(FeedThread):
     """The RPC thread: reads the pools' vaults each period and turns slots into quotes and trades."""
 
     def __init__(self, feed: SolanaFeed) -> None:
+        super().__init__(f"sol-feed-{feed.venue}")
         self.feed = feed
-        self.out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self.running = True
-        self.connected = False
-        self.reconnects = 0
-        self.polls = 0
-        self.last_ok_ns = 0  # monotonic ns of the last RPC answer
         self.slot = -1  # the last slot priced
         self.pairs = [_Pair(s, feed.mints[s.partition("/")[0]]) for s in feed.symbols]
         self.added: queue.SimpleQueue[_Pair] = queue.SimpleQueue()  # pairs learnt at run time
@@ -113,7 +114,6 @@ class _Worker:
         self.subscribed = False  # slot notifications arrive (ws_url)
         self._wake = asyncio.Event()  # set from the actor thread (wake): a pair added, or stop
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=self._run, name=f"sol-feed-{feed.venue}", daemon=True)
 
     def wake(self) -> None:
         """Poll now (from any thread)."""
@@ -121,12 +121,6 @@ class _Worker:
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: the thread has ended
                 loop.call_soon_threadsafe(self._wake.set)
-
-    def stop(self) -> None:
-        """End the thread."""
-        self.running = False
-        self.wake()
-        self.thread.join(_JOIN_TIMEOUT_S)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -311,7 +305,7 @@ class _Worker:
         self.out.put(("pool", (pair.symbol, pair.pool)))
 
 
-class SolanaFeed(Actor):
+class SolanaFeed(FeedWorker, Actor):
     """One Solana venue's pools on the bus: Quote, TradeTick, FeedStatus (see the module docstring)."""
 
     def __init__(
@@ -365,10 +359,7 @@ class SolanaFeed(Actor):
         for mint, amount in held.items():
             if amount > 0:
                 self._learn(mint)
-        self._worker.thread.start()
-        self.ctx.every(DRAIN_INTERVAL_S, self._drain)
-        self.ctx.every(STATUS_INTERVAL_S, self._watchdog)
-        self._publish_status()
+        self._start_feed()
 
     def on_message(self, envelope: Envelope) -> None:
         """A token the safety check passed ("buy"): its pool is quoted from now on."""
@@ -389,91 +380,20 @@ class SolanaFeed(Actor):
 
     def on_stop(self) -> None:
         """Stop the thread, and say the venue's prices are stale from now on."""
-        if self._worker is not None:
-            self._worker.stop()
-        self.stale = True
-        self._publish_status(connected=False)
+        self._stop_feed(_JOIN_TIMEOUT_S)
 
-    def _drain(self) -> None:
-        worker = self._worker
-        assert worker is not None
-        while True:
-            try:
-                kind, item = worker.out.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "quote":
-                symbol, bid, bid_size, ask, ask_size, ts_ns = item
-                self.ctx.publish(
-                    topic.quote(self.venue, symbol),
-                    Quote(
-                        venue=self.venue,
-                        symbol=symbol,
-                        bid=bid,
-                        bid_size=bid_size,
-                        ask=ask,
-                        ask_size=ask_size,
-                        ts_ns=ts_ns,
-                    ),
-                )
-            elif kind == "trade":
-                symbol, price, size, side, trade_id, ts_ns = item
-                self.ctx.publish(
-                    topic.trade(self.venue, symbol),
-                    TradeTick(
-                        venue=self.venue,
-                        symbol=symbol,
-                        price=price,
-                        size=size,
-                        side=side,
-                        trade_id=trade_id,
-                        ts_ns=ts_ns,
-                    ),
-                )
-            elif kind == "status":
-                self._watchdog()
-            elif kind == "subscribed":
-                self.ctx.log.info(
-                    "slots by subscription", extra={"event": "feed_subscribed", "venue": self.venue}
-                )
-            elif kind == "pool":
-                symbol, pool = item
-                self.ctx.log.info(
-                    "pool found",
-                    extra={"event": "feed_pool", "venue": self.venue, "symbol": symbol, "pool": pool},
-                )
-            elif item != self._last_error:  # a failure repeated every poll is logged once
-                self._last_error = item
-                self.ctx.log.warning("feed error", extra={"event": "feed_error", "detail": str(item)[:300]})
-
-    def _watchdog(self) -> None:
-        """Stale after ``STALE_AFTER_S`` without an RPC answer; fresh again with the next answer."""
-        worker = self._worker
-        assert worker is not None
-        fresh = worker.last_ok_ns > 0 and time.monotonic_ns() - worker.last_ok_ns < STALE_AFTER_S * 1e9
-        if self.stale and fresh:
-            self.stale = False
-        elif not self.stale and not fresh:
-            self.stale = True
-            self.stale_periods += 1
-            self.ctx.log.warning("market data stale", extra={"event": "feed_stale", "venue": self.venue})
-        self._publish_status()
-
-    def _publish_status(self, connected: bool | None = None) -> None:
-        worker = self._worker
-        last = worker.last_ok_ns if worker else 0
-        self.ctx.publish(
-            topic.feed_status(self.venue),
-            FeedStatus(
-                venue=self.venue,
-                connected=worker.connected if connected is None and worker else bool(connected),
-                stale=self.stale,
-                reconnects=worker.reconnects if worker else 0,
-                gaps=0,
-                snapshots=0,
-                stale_periods=self.stale_periods,
-                rest_polls=worker.polls if worker else 0,
-                last_message_ns=time.time_ns() - (time.monotonic_ns() - last) if last else 0,
-                ts_ns=time.time_ns(),
-            ),
-        )
+    def _on_item(self, kind: str, item: Any) -> bool:
+        """The slot subscription is up, or a pair's pool was found: logged."""
+        if kind == "subscribed":
+            self.ctx.log.info(
+                "slots by subscription", extra={"event": "feed_subscribed", "venue": self.venue}
+            )
+        elif kind == "pool":
+            symbol, pool = item
+            self.ctx.log.info(
+                "pool found",
+                extra={"event": "feed_pool", "venue": self.venue, "symbol": symbol, "pool": pool},
+            )
+        else:
+            return False
+        return True
