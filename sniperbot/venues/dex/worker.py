@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sniperbot.messages import FeedStatus, NewPool, Quote, TokenSafetyReport, TradeTick
+from sniperbot.messages import FeedStatus, Fill, NewPool, OrderUpdate, Quote, TokenSafetyReport, TradeTick
 from sniperbot.messages import topics as topic
-from sniperbot.messages.venue import VenueStatus
+from sniperbot.messages.venue import VenueEvents, VenueStatus
 
 
 class ChainWorker:
@@ -79,6 +79,11 @@ class ChainWorker:
 DOWN_AFTER = 3  # consecutive failed chain calls before a gateway says its connection is "down"
 
 
+def event_key(event: OrderUpdate | Fill) -> str:
+    """What tells an order's events apart in its outbox: a fill by its id, an update by status and reason."""
+    return event.fill_id if isinstance(event, Fill) else f"{event.status}|{event.reason}"
+
+
 def short_error(e: BaseException) -> str:
     """An error for the log: its class and a short message (RPC and HTTP errors never hold our key)."""
     return f"{type(e).__name__}: {str(e)[:160]}"
@@ -94,6 +99,8 @@ class GatewayWorker(ChainWorker):
     venue: str
     wallet: str
     poll_s: float
+    executor: str
+    ledger: Any  # the venue's TxLedger: intent(cid), put(intent)
 
     def _init_worker(self) -> None:
         """The worker's queues and lock, and the status fields (connecting, not reconciled)."""
@@ -106,6 +113,7 @@ class GatewayWorker(ChainWorker):
         self._last_failure = ""
         self._last_failure_ns = 0
         self._open = 0
+        self._inflight: set[tuple[str, str]] = set()  # (order, event key) sent, not acked yet
 
     def _handle(self, job: Any) -> None:
         raise NotImplementedError
@@ -149,6 +157,40 @@ class GatewayWorker(ChainWorker):
     def publish_status(self) -> None:
         """Publish :meth:`status` on ``status.venue.<venue>``."""
         self.ctx.publish(topic.venue_status(self.venue), self.status())
+
+    def _reply(self, sender: str, events: list[OrderUpdate | Fill], release: Callable[[], None]) -> None:
+        """Send ``events`` to ``sender`` from the actor loop, then release the held ack (worker thread)."""
+
+        def send() -> None:
+            self.ctx.send(sender, VenueEvents(venue=self.venue, events=events))
+            release()
+
+        self._later(send)
+
+    def _send_outbox(self, intent: Any) -> None:
+        """Send ``intent``'s outbox events not in flight yet to the executor; an ack drops them (worker)."""
+        cid = intent.order.client_order_id
+        new = [e for e in intent.outbox if (cid, event_key(e)) not in self._inflight]
+        if not new:
+            return
+        keys = [event_key(e) for e in new]
+        self._inflight.update((cid, k) for k in keys)
+        message = VenueEvents(venue=self.venue, events=new)
+        jobs = self._jobs
+
+        def send() -> None:
+            self.ctx.send(self.executor, message, on_ack=lambda: jobs.put(("ack", cid, keys)))
+
+        self._later(send)
+
+    def _acked(self, cid: str, keys: list[str]) -> None:
+        """The executor has the events ``keys`` of order ``cid``: out of its outbox (worker thread)."""
+        intent = self.ledger.intent(cid)
+        if intent is None:
+            return
+        intent.outbox = [e for e in intent.outbox if event_key(e) not in keys]
+        self.ledger.put(intent)
+        self._inflight.difference_update((cid, k) for k in keys)
 
     def _note_ok(self) -> None:
         """A chain call answered: the connection is "ok" (a change is published)."""

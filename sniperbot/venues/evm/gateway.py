@@ -118,7 +118,7 @@ from web3.exceptions import TransactionNotFound
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.messages.venue import VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.dex.units import to_units
 from sniperbot.venues.dex.worker import GatewayWorker
@@ -199,10 +199,6 @@ def _hex(value: Any) -> str:
     return text if text.startswith("0x") else "0x" + text
 
 
-def _event_key(event: Event) -> str:
-    return event.fill_id if isinstance(event, Fill) else f"{event.status}|{event.reason}"
-
-
 class EvmGateway(GatewayWorker, Actor):
     """Signs, journals and places Uniswap V2 swaps once on one EVM chain; see the module docstring."""
 
@@ -266,7 +262,6 @@ class EvmGateway(GatewayWorker, Actor):
         self._fault = fault
         self._init_worker()  # jobs, hand-over, stop event, the status fields (under _lock)
         self._active: set[str] = set()  # intents not done (worker thread only)
-        self._inflight: set[tuple[str, str]] = set()
         self._last_head = -1
         # tx hash -> head block when this incarnation first had it in hand: a restart resends the journaled
         # bytes and gives them replace_after_blocks blocks before replacing (they may never have left).
@@ -382,13 +377,6 @@ class EvmGateway(GatewayWorker, Actor):
             reason=reason,
             ts_ns=time.time_ns(),
         )
-
-    def _reply(self, sender: str, events: list[Event], release: Callable[[], None]) -> None:
-        def send() -> None:
-            self.ctx.send(sender, VenueEvents(venue=self.venue, events=events))
-            release()
-
-        self._later(send)
 
     def _order(self, order: Order, sender: str, release: Callable[[], None]) -> None:
         cid = order.client_order_id
@@ -840,29 +828,6 @@ class EvmGateway(GatewayWorker, Actor):
         )  # fmt: skip
 
     # -- to the executor -------------------------------------------------------------------------
-    def _send_outbox(self, intent: Intent) -> None:
-        cid = intent.order.client_order_id
-        new = [e for e in intent.outbox if (cid, _event_key(e)) not in self._inflight]
-        if not new:
-            return
-        keys = [_event_key(e) for e in new]
-        self._inflight.update((cid, k) for k in keys)
-        message = VenueEvents(venue=self.venue, events=new)
-        jobs = self._jobs
-
-        def send() -> None:
-            self.ctx.send(self.executor, message, on_ack=lambda: jobs.put(("ack", cid, keys)))
-
-        self._later(send)
-
-    def _acked(self, cid: str, keys: list[str]) -> None:
-        intent = self.ledger.intent(cid)
-        if intent is None:
-            return
-        intent.outbox = [e for e in intent.outbox if _event_key(e) not in keys]
-        self.ledger.put(intent)
-        self._inflight.difference_update((cid, k) for k in keys)
-
     def _query(self, cid: str, sender: str) -> None:
         intent = self.ledger.intent(cid)
         if intent is None:

@@ -108,7 +108,7 @@ from spl.token.instructions import get_associated_token_address
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
-from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
+from sniperbot.messages.venue import VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.dex.units import to_units
 from sniperbot.venues.dex.worker import GatewayWorker
@@ -148,10 +148,6 @@ def fill_id(venue: str, signature: str) -> str:
     """The one home of a Solana fill id: the swap transaction's signature."""
     return f"{venue}:{signature}"
 
-
-
-def _event_key(event: Event) -> str:
-    return event.fill_id if isinstance(event, Fill) else f"{event.status}|{event.reason}"
 
 
 def _budget(tx: VersionedTransaction) -> tuple[int | None, int]:
@@ -241,7 +237,6 @@ class SolanaGateway(GatewayWorker, Actor):
         self._fault = fault
         self._init_worker()  # jobs, hand-over, stop event, the status fields (under _lock)
         self._active: set[str] = set()  # intents not done (worker thread only)
-        self._inflight: set[tuple[str, str]] = set()
         self._sent_at: dict[str, float] = {}  # signature -> when this incarnation last sent it
         self._last_balances = 0.0
         self._mint_info: dict[Pubkey, tuple[int, Pubkey]] = {}
@@ -574,13 +569,6 @@ class SolanaGateway(GatewayWorker, Actor):
             exchange_order_id=signature,
         )
 
-    def _reply(self, sender: str, events: list[Event], release: Callable[[], None]) -> None:
-        def send() -> None:
-            self.ctx.send(sender, VenueEvents(venue=self.venue, events=events))
-            release()
-
-        self._later(send)
-
     def mint_of(self, symbol: str) -> Pubkey | None:
         """The base mint of ``symbol``, or None if this gateway does not trade it: a configured symbol
         (``"TKN/SOL"``) or ``"<mint base58>/SOL"`` (a token learnt at run time, the sniper's)."""
@@ -855,29 +843,6 @@ class SolanaGateway(GatewayWorker, Actor):
         self._die_at("after_send")
 
     # -- to the executor -------------------------------------------------------------------------
-    def _send_outbox(self, intent: Intent) -> None:
-        cid = intent.order.client_order_id
-        new = [e for e in intent.outbox if (cid, _event_key(e)) not in self._inflight]
-        if not new:
-            return
-        keys = [_event_key(e) for e in new]
-        self._inflight.update((cid, k) for k in keys)
-        message = VenueEvents(venue=self.venue, events=new)
-        jobs = self._jobs
-
-        def send() -> None:
-            self.ctx.send(self.executor, message, on_ack=lambda: jobs.put(("ack", cid, keys)))
-
-        self._later(send)
-
-    def _acked(self, cid: str, keys: list[str]) -> None:
-        intent = self.ledger.intent(cid)
-        if intent is None:
-            return
-        intent.outbox = [e for e in intent.outbox if _event_key(e) not in keys]
-        self.ledger.put(intent)
-        self._inflight.difference_update((cid, k) for k in keys)
-
     def _query(self, cid: str, sender: str) -> None:
         intent = self.ledger.intent(cid)
         if intent is None:
