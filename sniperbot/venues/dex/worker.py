@@ -77,6 +77,7 @@ class ChainWorker:
 
 
 DOWN_AFTER = 3  # consecutive failed chain calls before a gateway says its connection is "down"
+BALANCES_S = 1.0  # a gateway reads the wallet's balances at most this often (and at each reconciliation)
 
 
 def event_key(event: OrderUpdate | Fill) -> str:
@@ -114,12 +115,37 @@ class GatewayWorker(ChainWorker):
         self._last_failure_ns = 0
         self._open = 0
         self._inflight: set[tuple[str, str]] = set()  # (order, event key) sent, not acked yet
+        self._last_balances = 0.0  # monotonic time of the last balances read
+        self._deferred: list[Any] = []  # order jobs that wait for the next good tick
 
     def _handle(self, job: Any) -> None:
         raise NotImplementedError
 
     def _tick(self) -> None:
         raise NotImplementedError
+
+    def _read_balances(self) -> None:
+        raise NotImplementedError
+
+    def _reconciled(self, open_count: int) -> None:
+        """End of a good tick: balances, status (published when first reconciled), deferred orders."""
+        # Worker thread. The deferred orders run in their order; a failing one puts itself back.
+        if time.monotonic() - self._last_balances >= BALANCES_S or not self.reconciled:
+            self._read_balances()
+        with self._lock:
+            self._open = open_count
+            first = not self.reconciled
+            self.reconciled = True
+            self.last_reconciliation_ns = time.time_ns()
+        if first:
+            self._later(self.publish_status)
+        deferred, self._deferred = self._deferred, []
+        for i, job in enumerate(deferred):
+            try:
+                self._handle(job)  # a failing order puts itself back
+            except Exception:
+                self._deferred.extend(deferred[i + 1 :])  # the others wait for the next good tick too
+                raise
 
     def _serve(self) -> None:
         """Until stopped: each job as it comes, and a tick every ``poll_s`` (worker thread)."""

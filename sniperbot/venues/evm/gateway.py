@@ -146,7 +146,6 @@ REORGED = "reorged"
 DEADLINE = "deadline"
 REVERTED = "reverted"
 _STATUS_S = 1.0
-_BALANCES_S = 1.0
 _MAX_UINT = 2**256 - 1
 _TRANSFER = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
 
@@ -266,9 +265,7 @@ class EvmGateway(GatewayWorker, Actor):
         # tx hash -> head block when this incarnation first had it in hand: a restart resends the journaled
         # bytes and gives them replace_after_blocks blocks before replacing (they may never have left).
         self._resent_from: dict[str, int] = {}
-        self._last_balances = 0.0
         self._decimals: dict[str, int] = {}
-        self._deferred: list[tuple[Any, ...]] = []
         self._account: Any = None
         self.wallet = ""
         self._route: Any = None
@@ -596,22 +593,7 @@ class EvmGateway(GatewayWorker, Actor):
             if intent.status == "accepted":
                 open_count += 1
         self._last_head = number
-        if time.monotonic() - self._last_balances >= _BALANCES_S or not self.reconciled:
-            self._read_balances()
-        with self._lock:
-            self._open = open_count
-            first = not self.reconciled
-            self.reconciled = True
-            self.last_reconciliation_ns = time.time_ns()
-        if first:
-            self._later(self.publish_status)
-        deferred, self._deferred = self._deferred, []
-        for i, job in enumerate(deferred):
-            try:
-                self._handle(job)  # a failing order puts itself back
-            except Exception:
-                self._deferred.extend(deferred[i + 1 :])  # the others wait for the next good tick too
-                raise
+        self._reconciled(open_count)
 
     def _read_balances(self) -> None:
         if self._account is None:

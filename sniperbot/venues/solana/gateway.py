@@ -131,7 +131,6 @@ TOKEN_ACCOUNT_RENT_SIZE = 300  # bytes: room for a Token-2022 account with exten
 DUST_DIVISOR = 10**9  # a sell at most 1e-9 above the wallet's balance sells the balance (float dust)
 _COMPUTE_BUDGET = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
 _STATUS_S = 1.0
-_BALANCES_S = 1.0
 
 Event = OrderUpdate | Fill
 
@@ -238,9 +237,7 @@ class SolanaGateway(GatewayWorker, Actor):
         self._init_worker()  # jobs, hand-over, stop event, the status fields (under _lock)
         self._active: set[str] = set()  # intents not done (worker thread only)
         self._sent_at: dict[str, float] = {}  # signature -> when this incarnation last sent it
-        self._last_balances = 0.0
         self._mint_info: dict[Pubkey, tuple[int, Pubkey]] = {}
-        self._deferred: list[tuple[Any, ...]] = []
         self._keypair: Keypair | None = None
         self.wallet = ""
         self._route: Any = None
@@ -407,22 +404,7 @@ class SolanaGateway(GatewayWorker, Actor):
                 self._active.discard(cid)
             if intent.status == "accepted":
                 open_count += 1
-        if time.monotonic() - self._last_balances >= _BALANCES_S or not self.reconciled:
-            self._read_balances()
-        with self._lock:
-            self._open = open_count
-            first = not self.reconciled
-            self.reconciled = True
-            self.last_reconciliation_ns = time.time_ns()
-        if first:
-            self._later(self.publish_status)
-        deferred, self._deferred = self._deferred, []
-        for i, job in enumerate(deferred):
-            try:
-                self._handle(job)  # a failing order puts itself back
-            except Exception:
-                self._deferred.extend(deferred[i + 1 :])  # the others wait for the next good tick too
-                raise
+        self._reconciled(open_count)
 
     def _read_balances(self) -> None:
         if self._keypair is None:
