@@ -148,7 +148,6 @@ def fill_id(venue: str, signature: str) -> str:
     return f"{venue}:{signature}"
 
 
-
 def _budget(tx: VersionedTransaction) -> tuple[int | None, int]:
     """(compute-unit limit, price in micro-lamports) set by ``tx``'s compute-budget instructions."""
     msg = tx.message
