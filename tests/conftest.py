@@ -194,12 +194,20 @@ class RunningNode:
         return out
 
     def wait_ready(self, timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
-        """Wait until every worker is running."""
-        return eventually(
+        """Wait until every worker is running and the node has heard the risk guard's trading state.
+
+        The state is ``UNKNOWN`` in ``admin status`` until the risk guard's first status reaches the
+        node (published at its start, then every 0.5 s): a test asserting it must not race that.
+        """
+        workers = eventually(
             lambda: (w := self.workers()) and all(n["state"] == "running" for n in w.values()) and w,
             timeout_s,
             what="all actors running",
         )
+        eventually(
+            lambda: self.admin("status")["trading_state"] != "UNKNOWN", timeout_s, what="the risk status"
+        )
+        return workers
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the node and wait for it to exit."""

@@ -73,8 +73,6 @@ def api() -> Iterator[Api]:
         RunningNode.live.discard(node)
         try:
             node.wait_ready()
-            # The risk guard's first status may still be on its way (the node says UNKNOWN until then).
-            eventually(lambda: node.admin("status")["trading_state"] == "ACTIVE", 30, what="the risk status")
             yield Api(node)
         finally:
             RunningNode.live.add(node)
