@@ -130,11 +130,12 @@ def load_actor_class(path: str) -> type[Actor]:
 
 
 class _Timer:
-    __slots__ = ("callback", "interval_ns")
+    __slots__ = ("callback", "interval_ns", "once")
 
-    def __init__(self, interval_ns: int, callback: Callable[[], None]) -> None:
+    def __init__(self, interval_ns: int, callback: Callable[[], None], once: bool = False) -> None:
         self.interval_ns = interval_ns
         self.callback = callback
+        self.once = once
 
 
 class ActorRuntime(ActorContext):
@@ -154,6 +155,7 @@ class ActorRuntime(ActorContext):
         self._timer_ids = itertools.count()
         self._outboxes: dict[str, Outbox] = {}
         self._outbox_by_socket: dict[zmq.Socket, Outbox] = {}
+        self._resend_armed = False  # a resend check is scheduled (only while something is unacked)
         self._journal: Any = None
         self._stopping = False
         self.exit_code = EXIT_NORMAL
@@ -188,6 +190,8 @@ class ActorRuntime(ActorContext):
             self._outbox_by_socket[outbox.socket] = outbox
             self.poller.register(outbox.socket, zmq.POLLIN)
         outbox.send("to." + actor_id, payload, on_ack)
+        if not self._resend_armed:
+            self._arm_resend()
 
     def hold_ack(self) -> Callable[[], None]:
         """Hold back the acknowledgement of the inbox message being handled; call the result to ack."""
@@ -263,7 +267,6 @@ class ActorRuntime(ActorContext):
                     )
             self.poller.register(self._inbox.socket, zmq.POLLIN)
         self.every(self.launch.heartbeat_interval_s, self._heartbeat)
-        self.every(_RESEND_CHECK_S, self._resend_due)
         if self.metrics.enabled:
             # At a random phase: the node's actors start within milliseconds of each other, and
             # snapshots taken in step would make every process busy at the same instant each
@@ -507,11 +510,24 @@ class ActorRuntime(ActorContext):
         counters[("sniperbot_invalid_frames_total", ())] = float(self.invalid_frames)
         self.publish(topic.metrics(self.actor_id), self.metrics.snapshot(self.actor_id, self.incarnation))
 
+    def _arm_resend(self) -> None:
+        """Schedule one resend check. Armed only while a message waits for its ack: an idle actor is
+        not woken 20 times a second for nothing (every wake-up on a 2-core machine can land on the
+        tick-to-trade path of another actor)."""
+        self._resend_armed = True
+        timer = _Timer(int(_RESEND_CHECK_S * 1e9), self._resend_due, once=True)
+        heapq.heappush(self._timers, (time.monotonic_ns() + timer.interval_ns, next(self._timer_ids), timer))
+
     def _resend_due(self) -> None:
+        self._resend_armed = False
         now = time.monotonic_ns()
+        waiting = False
         for outbox in self._outboxes.values():
             if outbox.unacked:
                 outbox.resend_due(now)
+                waiting = True
+        if waiting:
+            self._arm_resend()
 
     def on_peer_ready(self, actor_id: str) -> None:
         """A peer restarted: resend what it has not acknowledged."""
@@ -524,7 +540,8 @@ class ActorRuntime(ActorContext):
         while self._timers and self._timers[0][0] <= now and not self._stopping:
             _, _, timer = heapq.heappop(self._timers)
             timer.callback()
-            heapq.heappush(self._timers, (now + timer.interval_ns, next(self._timer_ids), timer))
+            if not timer.once:
+                heapq.heappush(self._timers, (now + timer.interval_ns, next(self._timer_ids), timer))
 
 
 def describe_error(error: BaseException) -> str:
