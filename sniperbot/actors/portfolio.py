@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.actors.recent import RecentIds
 from sniperbot.messages import Envelope, Fill, Order, OrderUpdate, Quote
 from sniperbot.messages import topics as topic
 from sniperbot.portfolio.ledger import Ledger, combined_snapshot
@@ -26,7 +27,7 @@ class PortfolioActor(Actor):
         self.topics = (*(topic.quotes(v) for v in venues), topic.EVENTS)
         self.ledgers: dict[str, Ledger] = {v: Ledger() for v in venues}
         self.snapshot_interval_s = snapshot_interval_s
-        self._applied: set[str] = set()
+        self._applied = RecentIds()
         self._last_seq = 0
         self.orders = 0
 

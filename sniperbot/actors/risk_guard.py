@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.actors.recent import RecentIds
 from sniperbot.journal import keys
 from sniperbot.journal.aggregates import DAY_NS
 from sniperbot.messages import (
@@ -76,7 +77,7 @@ class RiskGuardActor(Actor):
         venues = tuple(t for v in executors for t in (topic.quotes(v), topic.market_rules(v)))
         self.topics = (*venues, topic.EVENTS, topic.BREAKERS, topic.STATUS_PORTFOLIO, topic.FEED_STATUS)
         self._prices: dict[tuple[str, str], float] = {}
-        self._seen_fills: set[str] = set()
+        self._seen_fills = RecentIds()
         self._breakers: dict[str, str] = {}
         self._loss = {"day": -1, "day_start": 0.0, "peak": 0.0}
         self._restored_through = 0  # the journal seq the restored positions include

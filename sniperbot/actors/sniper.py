@@ -74,6 +74,7 @@ from typing import Any, Literal
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.actors.recent import RecentIds
 from sniperbot.actors.strategy import journaled_history
 from sniperbot.analytics.signals import SignalBook
 from sniperbot.journal import TERMINAL_STATUSES, keys
@@ -139,7 +140,7 @@ class SniperActor(Actor):
         self.social = SignalBook()
         self._awaiting_quote: dict[str, Quote] = {}  # a snipe held by the social gate: its last quote
         self.snipes: dict[str, Snipe] = {}  # by symbol
-        self._seen_fills: set[str] = set()
+        self._seen_fills = RecentIds()
         self._next_seq = 1
         self._saved = b""
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
+from sniperbot.actors.recent import RecentIds
 from sniperbot.journal import TERMINAL_STATUSES, keys
 from sniperbot.market.bar_store import BarStore
 from sniperbot.market.bars import LIVE_CLOSE_DELAY_S, BarBuilder, replay_key
@@ -100,7 +101,7 @@ class StrategyActor(Actor):
         self._saved: bytes | None = None
         self._catch_up_from: int | None = None
         self.history = history  # the venue's candle source (None: the node's own bars only)
-        self._seen_fills: set[str] = set()
+        self._seen_fills = RecentIds()
         self._replay = False
         self._replay_ack = {"bar": -1, "in_flight": 0, "quotes": 0}
         self._in_flight: set[str] = set()
