@@ -232,6 +232,9 @@ def main() -> int:
     def options(parser: Any) -> None:
         parser.add_argument("--count", type=int, default=0, help="measured round trips per run")
         parser.add_argument("--gap-us", type=float, default=1000.0, help="pause after each answer")
+        parser.add_argument(
+            "--durability", choices=("process", "fsync"), action="append", help="only these (default: both)"
+        )
 
     args = parse_args(__doc__.splitlines()[0], options)
     count = args.count or (2_000 if args.quick else 10_000)
@@ -246,7 +249,7 @@ def main() -> int:
         raw = run_raw(work, count, warmup, gap_s)
         print(fmt_latency("raw 4-hop ipc pipeline", raw["latency"]))
         ours: dict[str, dict[str, Any]] = {}
-        for durability in ("process", "fsync"):
+        for durability in args.durability or ("process", "fsync"):
             ours[durability] = run_ours(work, durability, count, warmup, gap_s)
             r = ours[durability]
             print(fmt_latency(f"ours, durability={durability}", r["latency"]))
