@@ -112,7 +112,7 @@ def fmt_latency(label: str, stats: dict[str, Any], unit: str = "µs") -> str:
     if not stats["n"]:
         return f"  {label:<36} no samples"
     return (
-        f"  {label:<36} p50 {stats['p50']:>8.1f} {unit}  p99 {stats['p99']:>8.1f} {unit}  "
+        f"  {label:<{max(36, len(label))}} p50 {stats['p50']:>8.1f} {unit}  p99 {stats['p99']:>8.1f} {unit}  "
         f"p99.9 {stats['p99_9']:>8.1f} {unit}  max {stats['max']:>8.1f} {unit}  n={stats['n']}"
     )
 

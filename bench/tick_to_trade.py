@@ -25,6 +25,7 @@ Targets: p99 < 1 ms, and p99 <= 3 x the raw pipeline's p99.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -116,12 +117,51 @@ def tree(config: Config, *, count: int, warmup: int, gap_s: float, out: str) -> 
     return swap(build_tree(config))
 
 
-def run_ours(work: Path, durability: str, count: int, warmup: int, gap_s: float) -> dict[str, Any]:
+# Periodic status traffic, not the order path.
+_PERIODIC = frozenset(
+    {"Quote", "Heartbeat", "MetricsSnapshot", "PortfolioSnapshot", "RiskStatus", "VenueStatus", "FeedStatus"}
+)
+
+
+def hop_breakdown(trace_dir: Path, start_ns: int, end_ns: int) -> dict[str, dict[str, float]]:
+    """Per message kind on the path: transit (sent -> received) and handling time in the receiver.
+
+    From the actors' traces (``SNIPERBOT_TRACE_DIR``, see :mod:`sniperbot.actors.runtime`), keeping
+    the messages received in the measured window. Keyed ``receiver <- sender: Payload (channel)``,
+    actor ids shortened to their role. The feed's handling of an update includes its pause before
+    the next tick (``--gap-us``), and its second update (``filled``) waits behind that pause.
+    """
+    transit: dict[str, list[int]] = {}
+    handling: dict[str, list[int]] = {}
+    for path in sorted(trace_dir.glob("*.json")):
+        receiver = path.name.split(".")[0]
+        for received, handled, channel, payload, sent, sender in msgspec.json.decode(path.read_bytes()):
+            if not start_ns <= received <= end_ns or payload in _PERIODIC:
+                continue
+            key = f"{receiver} <- {sender.split('.')[0]}: {payload} ({channel})"
+            transit.setdefault(key, []).append(received - sent)
+            handling.setdefault(key, []).append(handled)
+    out: dict[str, dict[str, float]] = {}
+    for key in sorted(transit):
+        if len(transit[key]) >= 10:
+            out[f"{key} transit"] = latency_us(transit[key])
+            out[f"{key} handling"] = latency_us(handling[key])
+    return out
+
+
+def run_ours(
+    work: Path, durability: str, count: int, warmup: int, gap_s: float, trace: bool = False
+) -> dict[str, Any]:
     """Run the node until the feed has ``count`` samples; latencies and a per-segment breakdown."""
+    from sniperbot.actors.runtime import TRACE_DIR_ENV
     from sniperbot.journal import Journal
 
     out = work / f"t2t-{durability}.json"
     name = f"n-{durability}"
+    trace_dir = work / f"trace-{durability}"
+    if trace:
+        trace_dir.mkdir()
+        os.environ[TRACE_DIR_ENV] = str(trace_dir)  # the node's environment, hence its actors'
     node = NodeProcess(
         work,
         NODE_CONFIG.format(durability=durability),
@@ -141,6 +181,7 @@ def run_ours(work: Path, durability: str, count: int, warmup: int, gap_s: float)
         elapsed = time.monotonic() - started
     finally:
         code = node.stop()
+        os.environ.pop(TRACE_DIR_ENV, None)
     result = msgspec.json.decode(out.read_bytes())
     journal = Journal.open(node.run_dir, readonly=True)
     try:
@@ -160,10 +201,12 @@ def run_ours(work: Path, durability: str, count: int, warmup: int, gap_s: float)
         for name, start_ns, end_ns in zip(names, stamps, stamps[1:], strict=False):
             segments[name].append(end_ns - start_ns)
         segments["bus back to the feed"].append(result["recv_wall_ns"][i] - result["publish_ts_ns"][i])
+    hops = hop_breakdown(trace_dir, result["tick_wall_ns"][0], result["recv_wall_ns"][-1]) if trace else {}
     return {
         "latency": latency_us(result["latency_ns"]),
         "samples_ns": result["latency_ns"],
         "segments": {k: latency_us(v) for k, v in segments.items()},
+        "hops": hops,
         "lost": result["lost"],
         "rejected": result["rejected"],
         "node_exit": code,
@@ -235,6 +278,11 @@ def main() -> int:
         parser.add_argument(
             "--durability", choices=("process", "fsync"), action="append", help="only these (default: both)"
         )
+        parser.add_argument(
+            "--trace",
+            action="store_true",
+            help="also trace every message in the actors: transit and handling per hop (adds a little)",
+        )
 
     args = parse_args(__doc__.splitlines()[0], options)
     count = args.count or (2_000 if args.quick else 10_000)
@@ -250,11 +298,15 @@ def main() -> int:
         print(fmt_latency("raw 4-hop ipc pipeline", raw["latency"]))
         ours: dict[str, dict[str, Any]] = {}
         for durability in args.durability or ("process", "fsync"):
-            ours[durability] = run_ours(work, durability, count, warmup, gap_s)
+            ours[durability] = run_ours(work, durability, count, warmup, gap_s, args.trace)
             r = ours[durability]
             print(fmt_latency(f"ours, durability={durability}", r["latency"]))
             for label, stats in r["segments"].items():
                 print(fmt_latency(f"  {label}", stats))
+            if r["hops"]:
+                print("  per hop (traced run: the figures above include the tracing):")
+                for label, stats in r["hops"].items():
+                    print(fmt_latency(f"    {label}", stats))
             print(
                 f"    lost ticks {r['lost']}, rejected {r['rejected'] or 0}, "
                 f"node exit {r['node_exit']}, {r['wall_s']} s"
@@ -281,6 +333,8 @@ def main() -> int:
         )
         figures[f"{durability}_us"] = r["latency"]
         figures[f"{durability}_segments_us"] = r["segments"]
+        if r["hops"]:
+            figures[f"{durability}_hops_us"] = r["hops"]
         figures[f"{durability}_p99_ratio"] = rp99
         figures[f"{durability}_p50_ratio"] = rp50
         figures[f"{durability}_target_p99_met"] = ok_abs

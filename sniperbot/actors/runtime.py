@@ -53,6 +53,12 @@ EXIT_ORPHANED = 3
 
 _DRAIN_BATCH = 2048  # messages taken from one socket before the others get a turn
 _RESEND_CHECK_S = 0.05
+# Message tracing for benchmarks (``bench/tick_to_trade.py --trace``): when this variable names a
+# directory, every incarnation keeps (received, handling time, channel, payload, sent, sender) of each
+# message it handles, at most _TRACE_MAX, and writes them to ``<dir>/<actor id>.<incarnation>.json`` when
+# it closes. Off (one ``is None`` test per message) otherwise.
+TRACE_DIR_ENV = "SNIPERBOT_TRACE_DIR"
+_TRACE_MAX = 500_000
 _READY_TOPIC = "ctl.ready."
 _READY_PREFIX = _READY_TOPIC.encode()
 
@@ -174,6 +180,8 @@ class ActorRuntime(ActorContext):
         # (or an old node life's actor) that must not be heard any more.
         self._peers: dict[str, int] = {}
         self.metrics: Registry = Registry() if launch.metrics_interval_s > 0 else NULL_REGISTRY
+        self._trace_dir = os.environ.get(TRACE_DIR_ENV, "")
+        self._trace: list[tuple[int, int, str, str, int, str]] | None = [] if self._trace_dir else None
 
     # -- ActorContext -------------------------------------------------------------------
     def publish(self, topic: str, payload: Payload) -> None:
@@ -324,8 +332,29 @@ class ActorRuntime(ActorContext):
         """
         self._send_control(ActorError(error=describe_error(error)))
 
+    def _traced(self, on_message: Callable[[Envelope], None], envelope: Envelope, channel: str) -> None:
+        """Handle ``envelope`` and keep its trace entry (see TRACE_DIR_ENV)."""
+        received = time.time_ns()
+        started = time.perf_counter_ns()
+        try:
+            on_message(envelope)
+        finally:
+            trace = self._trace
+            if trace is not None and len(trace) < _TRACE_MAX:
+                handled = time.perf_counter_ns() - started
+                payload = type(envelope.payload).__name__
+                trace.append((received, handled, channel, payload, envelope.ts_ns, envelope.sender))
+
+    def _write_trace(self) -> None:
+        if self._trace is None:
+            return
+        path = Path(self._trace_dir) / f"{self.actor_id}.{self.incarnation}.json"
+        with contextlib.suppress(OSError):  # a bench aid: never the reason an actor fails to stop
+            path.write_bytes(msgspec.json.encode(self._trace))
+
     def close(self, clean: bool) -> None:
         """Run ``on_stop`` (when ``clean``) and close every socket."""
+        self._write_trace()
         try:
             if clean and self.actor is not None:
                 self.actor.on_stop()
@@ -374,7 +403,10 @@ class ActorRuntime(ActorContext):
                 if topic.startswith(_READY_PREFIX) and not self._wants_ready:
                     continue
                 self.handled += 1
-                on_message(envelope)
+                if self._trace is None:
+                    on_message(envelope)
+                else:
+                    self._traced(on_message, envelope, "bus")
             except InvalidFrame as e:
                 self._count_invalid(sock, e.reason)
             if self._stopping:
@@ -406,7 +438,10 @@ class ActorRuntime(ActorContext):
                         self._current = (identity, envelope)
                         self._ack_held = False
                         try:
-                            on_message(envelope)
+                            if self._trace is None:
+                                on_message(envelope)
+                            else:
+                                self._traced(on_message, envelope, "inbox")
                         finally:
                             self._current = None
                         if not self._ack_held:
