@@ -8,8 +8,10 @@ at any moment. Money stays exact because:
 
 * **Journal first.** An order is journaled before it is sent; the venue's answers
   (:class:`~sniperbot.messages.venue.VenueEvents`) are journaled before they are
-  published. A resent ``Order`` whose client order id is already journaled is
-  acknowledged and dropped: it was sent once already.
+  published (with "fsync" durability, with one fsync instead of two: a power loss
+  may undo the last such commit, never the order, and reconciliation asks again).
+  A resent ``Order`` whose client order id is already journaled is acknowledged
+  and dropped: it was sent once already.
 * **Reconcile before trading.** A new incarnation first asks the venue about every
   journaled order of this venue without a terminal status
   (:class:`~sniperbot.messages.venue.VenueOrderQuery`) and journals the answer:
@@ -356,7 +358,9 @@ class Executor(Actor):
             new.append(event)
         if not new:
             return
-        journal.append_many(new)
+        # One fsync, not two (Journal.append_many): the order itself was made durable before it was
+        # sent; a venue's answer lost with the machine is asked again by reconciliation at start.
+        journal.append_many(new, sync_meta=False)
         for event in new:
             self._publish(event)
         if self.ctx.metrics.enabled:

@@ -83,10 +83,22 @@ __all__ = [
 Durability = Literal["fsync", "process"]
 """How far a record has got when ``append`` returns.
 
-* ``"fsync"`` (the default; LMDB ``sync=True, metasync=True``): the commit is
-  fsync'd to the device, so it survives a process crash, an OS crash and a
-  power loss. Costs the fsyncs of each commit (p50 ~250-300 µs per append on
-  the dev box's ext4); batch with :meth:`Journal.append_many` to amortise them.
+* ``"fsync"`` (the default): the commit is fsync'd to the device, so it survives a
+  process crash, an OS crash and a power loss. Costs two fsyncs per commit (p50
+  ~250-300 µs per append on the dev box's ext4): LMDB writes the data pages and
+  syncs them, then the meta page that points at them, and syncs that (LMDB
+  ``sync=True, metasync=False``, then an explicit sync of the meta page: about 10 %
+  slower than LMDB's own synchronous meta write in ``bench/journal.py``, the price
+  of the exception below). Batch with :meth:`Journal.append_many` to amortise them.
+
+  One exception, asked for by name: ``append_many(..., sync_meta=False)`` skips the
+  second fsync. The data pages are on the device; the meta page follows with the
+  next commit of any writer or the next sync. A power loss before that undoes this
+  one commit, never more and never corrupts the file (LMDB's ``MDB_NOMETASYNC``
+  guarantee; pages of the last durable commit are not reused before a newer one
+  is durable). The executor journals a venue's answers this way: an order is made
+  durable before it is sent, and what the venue answered can be asked again (the
+  executor reconciles every journaled order without a final status at start).
 * ``"process"`` (LMDB ``sync=False``): the commit is in the OS page cache when
   ``append`` returns, so it survives the crash of any process, kill -9 included,
   but an OS crash or power loss may lose the last transactions (and, per the
@@ -471,7 +483,8 @@ class Journal:
                 readonly=readonly,
                 create=not readonly,
                 sync=durability == "fsync",
-                metasync=durability == "fsync",
+                # The meta page is synced by _write_txn (see Durability: sync_meta=False).
+                metasync=False,
                 # writemap stays off: with sync=False LMDB keeps ACI only without it.
                 writemap=False,
                 mode=0o600,
@@ -679,10 +692,12 @@ class Journal:
         if write and self._readonly:
             raise JournalError(f"journal {self._path} is open read-only")
 
-    def _write_txn(self, fn: Callable[[lmdb.Transaction], _T]) -> _T:
+    def _write_txn(self, fn: Callable[[lmdb.Transaction], _T], sync_meta: bool = True) -> _T:
         """Run ``fn`` in a write transaction (self._lock held), growing the map as needed.
 
-        ``fn`` may run more than once: an aborted attempt leaves no trace.
+        ``fn`` may run more than once: an aborted attempt leaves no trace. With "fsync"
+        durability the commit syncs its data pages, and ``sync_meta`` its meta page too
+        (:data:`Durability`).
         """
         for _ in range(_MAX_ATTEMPTS):
             try:
@@ -691,6 +706,8 @@ class Journal:
                 started = time.perf_counter()
                 with self._env.begin(write=True) as txn:
                     result = fn(txn)
+                if sync_meta and self._durability == "fsync":
+                    self._env.sync(True)
                 # The calling actor's registry (thread-local): commit time, fsync included.
                 metrics.current().observe("sniperbot_journal_commit_seconds", time.perf_counter() - started)
                 return result
@@ -745,8 +762,12 @@ class Journal:
         """Journal one record durably and return its seq (the existing seq for a duplicate)."""
         return self.append_many((record,))[0]
 
-    def append_many(self, records: Iterable[JournalRecord]) -> list[int]:
-        """Journal several records in one transaction (group commit): all or none; their seqs."""
+    def append_many(self, records: Iterable[JournalRecord], *, sync_meta: bool = True) -> list[int]:
+        """Journal several records in one transaction (group commit): all or none; their seqs.
+
+        ``sync_meta=False``: with "fsync" durability, one fsync instead of two, and a power loss
+        before the next commit may undo this one (:data:`Durability`); no effect with "process".
+        """
         # Validate and encode before taking the LMDB writer lock, which every
         # writer process shares.
         prepared = [_prepare(record) for record in records]
@@ -756,7 +777,7 @@ class Journal:
             self._check_usable(write=True)
             dbs = self._dbs
             assert dbs is not None  # a writable journal creates them at open
-            return self._write_txn(lambda txn: _put_all(txn, dbs, prepared))
+            return self._write_txn(lambda txn: _put_all(txn, dbs, prepared), sync_meta)
 
     # ------------------------------------------------------------------ reading
 
