@@ -43,7 +43,7 @@ def bench_quote(i: int, symbol: str = "BTC/USDT") -> Quote:
 
 
 class BusPublisher(Actor):
-    """Waits for the subscriber's go, then publishes ``count`` quotes back to back.
+    """Waits for the subscriber's go, then publishes ``count`` quotes back to back (or at ``rate``/s).
 
     Handshake: until started it publishes a probe every 50 ms; the subscriber
     answers each probe it receives with a go on ``bench.go``. So publishing
@@ -53,10 +53,11 @@ class BusPublisher(Actor):
     of the first send (``ts_ns``).
     """
 
-    def __init__(self, ctx: ActorContext, *, count: int) -> None:
+    def __init__(self, ctx: ActorContext, *, count: int, rate: float = 0.0) -> None:
         super().__init__(ctx)
         self.topics = (BUS_GO,)
         self.count = count
+        self.rate = rate  # messages per second; 0: back to back
         self.sent = 0
         self.t_start_ns = 0
         self.t_end_ns = 0
@@ -82,8 +83,20 @@ class BusPublisher(Actor):
             return
         publish = self.ctx.publish
         self.t_start_ns = time.time_ns()
-        for i in range(self.count):
-            publish(BUS_DATA, bench_quote(i))
+        if not self.rate:
+            for i in range(self.count):
+                publish(BUS_DATA, bench_quote(i))
+        else:
+            # Paced: never ahead of ``rate`` (checked every 100 messages; a short sleep when ahead).
+            start = time.perf_counter()
+            i = 0
+            while i < self.count:
+                if i > self.rate * (time.perf_counter() - start):
+                    time.sleep(0.0002)
+                    continue
+                for j in range(i, min(i + 100, self.count)):
+                    publish(BUS_DATA, bench_quote(j))
+                i += 100
         self.sent = self.count
         self.t_end_ns = time.time_ns()
 
