@@ -182,6 +182,32 @@ def test_message_is_delivered_and_acked_once(ctx: zmq.Context, short_tmp: Path) 
         inbox.close()
 
 
+def test_a_deferred_ack_is_sent_by_flush_and_counts_as_handled_at_once(
+    ctx: zmq.Context, short_tmp: Path
+) -> None:
+    endpoint = f"ipc://{short_tmp}/inbox-deferred.sock"
+    inbox = Inbox(ctx, endpoint, "executor.sim", 1)
+    outbox = Outbox(ctx, endpoint, "risk_guard", 1)
+    try:
+        outbox.send("to.executor.sim", _intent(1))
+        received = _recv(inbox)
+        assert received is not None
+        identity, envelope = received
+        started = time.monotonic_ns()
+        inbox.ack_later(identity, envelope)
+        assert inbox.is_duplicate(envelope)  # handled: a resend now is dropped, acked or not
+        assert inbox.queued == 1 and not inbox.ack_overdue(started)
+        assert _pump_acks(outbox, 100) == [] and outbox.unacked == 1  # nothing sent yet
+        assert inbox.ack_overdue(started + 10**9)  # a busy actor still sends it within the bound
+        inbox.flush()
+        assert inbox.queued == 0
+        assert [a.payload for a in _pump_acks(outbox, 2000)] == [Ack(seq=1)]
+        assert outbox.unacked == 0
+    finally:
+        outbox.close()
+        inbox.close()
+
+
 def test_sequence_numbers_count_per_outbox_and_acks_match_by_seq(ctx: zmq.Context, short_tmp: Path) -> None:
     endpoint = f"ipc://{short_tmp}/inbox.sock"
     inbox = Inbox(ctx, endpoint, "exec", 1)

@@ -53,6 +53,7 @@ EXIT_ORPHANED = 3
 
 _DRAIN_BATCH = 2048  # messages taken from one socket before the others get a turn
 _RESEND_CHECK_S = 0.05
+_ACK_IDLE_MS = 1  # queued acks go out after this long without input (see step)
 # Message tracing for benchmarks (``bench/tick_to_trade.py --trace``): when this variable names a
 # directory, every incarnation keeps (received, handling time, channel, payload, sent, sender) of each
 # message it handles, at most _TRACE_MAX, and writes them to ``<dir>/<actor id>.<incarnation>.json`` when
@@ -302,7 +303,15 @@ class ActorRuntime(ActorContext):
         timeout_ms = max(0, -((now - self._timers[0][0]) // 1_000_000)) if self._timers else 1000
         if max_wait_ms is not None:
             timeout_ms = min(timeout_ms, max_wait_ms)
-        ready = [sock for sock, _ in self.poller.poll(timeout_ms)]
+        inbox = self._inbox
+        if inbox is not None and inbox.queued:
+            # Deferred acks (sniperbot.transport.reliable): out once nothing has come for a
+            # millisecond, so that what this actor passed on travels before its senders wake.
+            ready = [sock for sock, _ in self.poller.poll(min(timeout_ms, _ACK_IDLE_MS))]
+            if not ready or inbox.ack_overdue(now):
+                inbox.flush()
+        else:
+            ready = [sock for sock, _ in self.poller.poll(timeout_ms)]
         # Market data first: an order or query handled in this round sees every quote that reached
         # this process before it (a paper venue fills at the book the order was decided on).
         ready.sort(key=lambda sock: sock is not self._sub.socket)
@@ -430,7 +439,7 @@ class ActorRuntime(ActorContext):
                         pass  # never acknowledged: the message does not exist for us
                     elif self._inbox.is_duplicate(envelope):
                         self._inbox.duplicates += 1
-                        self._inbox.ack(identity, envelope)  # our first ack may have been lost
+                        self._inbox.ack_later(identity, envelope)  # our first ack may have been lost
                     elif self._inbox.is_held(envelope):
                         self._inbox.duplicates += 1  # still being handled; acked when done
                     else:
@@ -445,7 +454,7 @@ class ActorRuntime(ActorContext):
                         finally:
                             self._current = None
                         if not self._ack_held:
-                            self._inbox.ack(identity, envelope)
+                            self._inbox.ack_later(identity, envelope)
                 elif sock is self._control:
                     if len(frames) != 1:
                         raise InvalidFrame(f"expected 1 control frame, received {len(frames)}")

@@ -6,6 +6,16 @@ when the receiver announces a new incarnation. The inbox acknowledges only
 after its handler returned, and drops a message id it has already handled, so
 each message takes effect once even though it may travel twice. Message id:
 ``(sender, incarnation, seq)``, ``seq`` counted per channel.
+
+**The actor runtime defers its acknowledgements** (:meth:`Inbox.ack_later`, :meth:`Inbox.flush`).
+An ack is a message that wakes its sender's process. Sent the instant a handler returns, it lands
+while the message just handled is still travelling down the order path (strategy -> risk guard ->
+executor -> venue), and on a 2-core machine each such wake-up takes a core from the next hop. The
+runtime flushes its queued acks once its loop has found no input for a millisecond, or when the
+oldest has waited :data:`ACK_MAX_DELAY_S` (a busy actor), and when it closes. Nothing is weakened:
+a message is acknowledged only after it took effect, as before, and an ack lost with a crash
+(queued, not sent) is a resend that the receiver drops (in memory, or by its journal after a
+restart), exactly like an ack lost on the wire. The resend timeout (0.5 s) is far above the delay.
 """
 
 from __future__ import annotations
@@ -30,6 +40,9 @@ from sniperbot.transport.bus import bind_private, tune
 # Enough to cover every id that can still be resent: a sender resends for as
 # long as it lives, but only unacknowledged ones, which are few.
 _DEDUP_WINDOW = 200_000
+#: The longest a queued acknowledgement waits while its actor stays busy (see the module docstring).
+ACK_MAX_DELAY_S = 0.005
+_ACK_MAX_DELAY_NS = int(ACK_MAX_DELAY_S * 1e9)
 
 
 class Outbox:
@@ -123,6 +136,17 @@ class Inbox:
         self.duplicates = 0
         self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self._held: set[tuple[str, int, int]] = set()
+        self._queued: list[tuple[bytes, int]] = []  # (identity, seq): acks not sent yet
+        self._queued_since_ns = 0  # monotonic time of the oldest queued ack
+
+    @property
+    def queued(self) -> int:
+        """How many acknowledgements wait in the queue (:meth:`ack_later`)."""
+        return len(self._queued)
+
+    def ack_overdue(self, now_ns: int) -> bool:
+        """Whether the oldest queued ack has waited :data:`ACK_MAX_DELAY_S` (monotonic ns)."""
+        return bool(self._queued) and now_ns - self._queued_since_ns >= _ACK_MAX_DELAY_NS
 
     def is_duplicate(self, envelope: Envelope) -> bool:
         """True if this message id was already handled (and acknowledged)."""
@@ -145,27 +169,46 @@ class Inbox:
         def release() -> None:
             if key in self._held:
                 self._held.discard(key)
-                self.ack(identity, envelope)
+                self.ack_later(identity, envelope)
 
         return release
 
     def ack(self, identity: bytes, envelope: Envelope) -> None:
-        """Record the message as handled and acknowledge it to its sender."""
+        """Record the message as handled and acknowledge it to its sender now."""
+        self._record(envelope)
+        self._send_ack(identity, envelope.seq, time.time_ns())
+
+    def ack_later(self, identity: bytes, envelope: Envelope) -> None:
+        """Record the message as handled; its acknowledgement goes with the next :meth:`flush`."""
+        self._record(envelope)
+        if not self._queued:
+            self._queued_since_ns = time.monotonic_ns()
+        self._queued.append((identity, envelope.seq))
+
+    def flush(self) -> None:
+        """Send every queued acknowledgement."""
+        queued, self._queued = self._queued, []
+        now = time.time_ns()
+        for identity, seq in queued:
+            self._send_ack(identity, seq, now)
+
+    def _record(self, envelope: Envelope) -> None:
         key = (envelope.sender, envelope.incarnation, envelope.seq)
         if key not in self._seen:
             self._seen[key] = None
             if len(self._seen) > _DEDUP_WINDOW:
                 self._seen.popitem(last=False)
-        frame = encode_envelope(
-            Envelope("ack", self.owner, self.incarnation, 0, time.time_ns(), Ack(seq=envelope.seq))
-        )
+
+    def _send_ack(self, identity: bytes, seq: int, ts_ns: int) -> None:
+        frame = encode_envelope(Envelope("ack", self.owner, self.incarnation, 0, ts_ns, Ack(seq=seq)))
         try:
             self.socket.send_multipart((identity, frame), zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # the sender is gone or full; it resends and we ack again
 
     def close(self) -> None:
-        """Close the socket."""
+        """Send the queued acknowledgements (best effort), then close the socket."""
+        self.flush()
         self.socket.close(0)
 
 
