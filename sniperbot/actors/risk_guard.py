@@ -52,6 +52,15 @@ class RiskGuardActor(Actor):
     figures in the reason (:mod:`sniperbot.risk.guard`, 4b). Until a venue's feed has published its rules
     (markets still loading), its intents are checked without them; the gateway still truncates to the
     step and the exchange refuses what is below its minimums.
+
+    **Breakers.** An intent is checked against the ``global`` and its venue's breaker as the journal has
+    them when it arrives, not only as last announced on the bus (``BreakerChanged``). The node journals
+    every change before announcing it, but an announcement is at-most-once: one published while this
+    process's subscription is still joining the bus (a start or restart, slower under load) is lost,
+    and a guard that kept the ``open`` it read at start rejected every intent until the node stopped
+    (``breaker_open``, while ``admin status`` said closed). An announcement newer than the journal's
+    record is still taken (during a storage fault the node announces changes it cannot journal).
+    Two LMDB reads per intent.
     """
 
     inbox = True
@@ -77,12 +86,13 @@ class RiskGuardActor(Actor):
         self.topics = (*venues, topic.EVENTS, topic.BREAKERS, topic.STATUS_PORTFOLIO, topic.FEED_STATUS)
         self._prices: dict[tuple[str, str], float] = {}
         self._seen_fills: set[str] = set()
-        self._breakers: dict[str, str] = {}
+        # scope -> (state, changed_ns) of the last BreakerChanged heard (see the class docstring).
+        self._breakers: dict[str, tuple[str, int]] = {}
         self._loss = {"day": -1, "day_start": 0.0, "peak": 0.0}
         self._restored_through = 0  # the journal seq the restored positions include
 
     def on_start(self) -> None:
-        """Restore positions, trading state, breakers and loss marks from the journal."""
+        """Restore positions, trading state and loss marks from the journal (breakers: read per intent)."""
         journal = self.ctx.journal
         # O(keys): positions and today's spend from the journal's aggregates (sniperbot.journal.aggregates).
         snapshot = journal.snapshot(spend_day=time.time_ns() // DAY_NS)
@@ -92,8 +102,6 @@ class RiskGuardActor(Actor):
         saved = journal.get_state(TRADING_STATE_KEY)
         if saved is not None:
             self._restore_state(saved)
-        for key, raw in journal.state_items(keys.BREAKER):
-            self._breakers[key.removeprefix(keys.BREAKER)] = msgspec.json.decode(raw)["state"]
         loss = journal.get_state(keys.LOSS_MARKS)
         if loss is not None:
             self._loss = msgspec.json.decode(loss)
@@ -140,7 +148,7 @@ class RiskGuardActor(Actor):
         elif isinstance(payload, MarketRules):
             self.guard.set_market_rules(payload)
         elif isinstance(payload, BreakerChanged):
-            self._breakers[payload.scope] = payload.state
+            self._breakers[payload.scope] = (payload.state, payload.ts_ns)
         elif isinstance(payload, PortfolioSnapshot):
             self._check_losses(payload)
         elif isinstance(payload, SetTradingState):
@@ -188,7 +196,7 @@ class RiskGuardActor(Actor):
     def _breaker_blocks(self, intent: OrderIntent) -> str | None:
         """Why a breaker stops this intent: open blocks all, half-open lets only reductions pass."""
         for scope in ("global", f"venue:{intent.venue}"):
-            state = self._breakers.get(scope, "closed")
+            state = self._breaker_state(scope)
             if state == "open":
                 return f"breaker_open:{scope}"
             if state == "half_open":
@@ -197,6 +205,15 @@ class RiskGuardActor(Actor):
                 if abs(position + signed) >= abs(position) or position * (position + signed) < 0:
                     return f"breaker_half_open:{scope}"
         return None
+
+    def _breaker_state(self, scope: str) -> str:
+        """The newer of the journal's record of ``scope`` and the last announcement heard (class doc)."""
+        raw = self.ctx.journal.get_state(keys.BREAKER + scope)
+        journaled = msgspec.json.decode(raw) if raw is not None else {}
+        heard = self._breakers.get(scope)
+        if heard is not None and heard[1] > journaled.get("changed_ns", -1):
+            return heard[0]
+        return str(journaled.get("state", "closed"))
 
     def _on_intent(self, intent: OrderIntent) -> None:
         journal = self.ctx.journal
