@@ -1,0 +1,81 @@
+"""The risk guard decides on the breakers as the node journaled them, even when it missed their announcement.
+
+A ``BreakerChanged`` on the bus is at-most-once: one published while a starting (or restarted) risk
+guard's subscription is still joining the bus is lost. Under CI load that happened to a live venue's
+start-up hold (``venue not reconciled``, released a moment later): the guard kept the ``open`` it had
+read at start and rejected every intent of the venue (``breaker_open``) for as long as the node ran,
+while ``admin status`` said the breaker was closed - a node that silently never traded.
+
+Real components: the real :class:`~sniperbot.actors.risk_guard.RiskGuardActor` in an
+:class:`~sniperbot.actors.runtime.ActorRuntime` of its own (a thread, real ZeroMQ inboxes in a real run
+dir, the real LMDB journal), intents from a real actor with a strategy's id, and the node's own
+:class:`~sniperbot.supervision.breaker.BreakerBoard` journaling the breaker. There is no node here, so
+no announcement reaches the guard at all: the worst case of a lost one, made deterministic.
+"""
+
+from __future__ import annotations
+
+from sniperbot.actors.runtime import process_journal
+from sniperbot.messages import Order, OrderIntent, OrderUpdate
+from sniperbot.supervision.breaker import NOT_RECONCILED, BreakerBoard
+from tests.conftest import eventually
+from tests.venues_ccxt.test_gateway import _HEARD, _OUTGOING, Actors, actors  # noqa: F401  (fixture)
+
+VENUE = "sim"
+SYM = "BTC/USDT"
+STRATEGY = "strategy.t"
+EXECUTOR = f"executor.{VENUE}"
+DRIVER = "tests.venues_ccxt.test_gateway:Driver"
+LIMITS = {"max_order_notional": 1e9, "max_position": 1e9, "max_orders_per_second": 1000.0}
+
+
+def intent(seq: int) -> OrderIntent:
+    """A small limit buy (its limit price values it: the guard needs no quote)."""
+    return OrderIntent(
+        intent_id=f"t-{seq}",
+        strategy_id="t",
+        intent_seq=seq,
+        venue=VENUE,
+        symbol=SYM,
+        side="buy",
+        quantity=0.01,
+        order_type="limit",
+        limit_price=100.0,
+    )
+
+
+def test_a_breaker_closed_in_the_journal_is_closed_for_the_guard_without_its_announcement(
+    actors: Actors,  # noqa: F811
+) -> None:
+    journal = process_journal(actors.run_dir, "process")
+    announced: list[object] = []  # the node's bus, which this guard never hears
+    board = BreakerBoard(journal, announced.append)
+    scope = f"venue:{VENUE}"
+    board.hold(scope, f"{NOT_RECONCILED}: exchange not reached yet")  # a live venue's start-up hold
+    actors.start(EXECUTOR, DRIVER, {})  # stands in for the executor: keeps the orders it is sent
+    actors.start(
+        "risk_guard",
+        "sniperbot.actors.risk_guard:RiskGuardActor",
+        {"limits": LIMITS, "trading_state": "ACTIVE", "executors": {VENUE: EXECUTOR}},
+    )
+    actors.start(STRATEGY, DRIVER, {})
+
+    def decided(seq: int) -> str:
+        """The guard's decision on intent ``seq``: rejected (its reason) or sent to the executor."""
+        if any(isinstance(p, Order) and p.client_order_id == f"t-{seq}" for p in _HEARD[EXECUTOR]):
+            return "approved"
+        reasons = [
+            f"{r.status}:{r.reason}"
+            for _, r in journal.records(kinds=(OrderUpdate,))
+            if isinstance(r, OrderUpdate) and r.client_order_id == f"t-{seq}"
+        ]
+        return reasons[-1] if reasons else ""
+
+    _OUTGOING[STRATEGY].put(("risk_guard", intent(1)))
+    assert eventually(lambda: decided(1), 30, what="the decision on t-1") == f"rejected:breaker_open:{scope}"
+
+    # The gateway reconciled: the node releases the hold, journals it, announces it (to nobody here).
+    board.release(scope, "venue reconciled")
+    assert [c.state for c in announced] == ["open", "closed"]  # type: ignore[attr-defined]
+    _OUTGOING[STRATEGY].put(("risk_guard", intent(2)))
+    assert eventually(lambda: decided(2), 30, what="the decision on t-2") == "approved"
