@@ -106,7 +106,8 @@ def _add_node_logs(report: pytest.TestReport) -> None:
         state = "running" if running.process.poll() is None else f"exited {running.process.returncode}"
         title = f"node {i} log tail ({running.log_path}, pid {running.process.pid}, {state})"
         try:
-            running._log.flush()
+            if not running._log.closed:  # stop() closes it (a node stopped in the test)
+                running._log.flush()
             tail = _log_tail(running.log_path, NODE_LOG_TAIL_LINES)
             if keep:
                 name = report.nodeid.replace("/", "_").replace("::", "-")
