@@ -15,6 +15,10 @@ no announcement reaches the guard at all: the worst case of a lost one, made det
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from sniperbot.actors.runtime import process_journal
 from sniperbot.messages import Order, OrderIntent, OrderUpdate
 from sniperbot.supervision.breaker import NOT_RECONCILED, BreakerBoard
@@ -46,7 +50,9 @@ def intent(seq: int) -> OrderIntent:
 
 def test_a_breaker_closed_in_the_journal_is_closed_for_the_guard_without_its_announcement(
     actors: Actors,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="sniperbot.actor")
     journal = process_journal(actors.run_dir, "process")
     announced: list[object] = []  # the node's bus, which this guard never hears
     board = BreakerBoard(journal, announced.append)
@@ -73,6 +79,9 @@ def test_a_breaker_closed_in_the_journal_is_closed_for_the_guard_without_its_ann
 
     _OUTGOING[STRATEGY].put(("risk_guard", intent(1)))
     assert eventually(lambda: decided(1), 30, what="the decision on t-1") == f"rejected:breaker_open:{scope}"
+    # A node that rejects its intents says why in its log (once per venue and reason, not per intent).
+    (logged,) = [r for r in caplog.records if getattr(r, "event", "") == "intent_rejected"]
+    assert (logged.reason, logged.venue, logged.count) == (f"breaker_open:{scope}", VENUE, 1)  # type: ignore[attr-defined]
 
     # The gateway reconciled: the node releases the hold, journals it, announces it (to nobody here).
     board.release(scope, "venue reconciled")

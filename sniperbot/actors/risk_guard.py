@@ -28,6 +28,9 @@ from sniperbot.messages import topics as topic
 from sniperbot.risk.guard import RiskGuard, RiskLimits
 
 _STATUS_INTERVAL_S = 0.5
+#: A rejection is logged the first time for its venue and reason, then every this many (quiet, yet a node
+#: that rejects every intent says why in its log, not only in ``admin status``'s count).
+REJECTION_LOG_EVERY = 100
 TRADING_STATE_KEY = keys.TRADING_STATE  # re-exported for tools and tests
 _DAY_NS = 86_400 * 10**9
 
@@ -90,6 +93,7 @@ class RiskGuardActor(Actor):
         self._breakers: dict[str, tuple[str, int]] = {}
         self._loss = {"day": -1, "day_start": 0.0, "peak": 0.0}
         self._restored_through = 0  # the journal seq the restored positions include
+        self._rejections: dict[tuple[str, str], int] = {}  # (venue, reason) -> rejections, for the log
 
     def on_start(self) -> None:
         """Restore positions, trading state and loss marks from the journal (breakers: read per intent)."""
@@ -241,6 +245,7 @@ class RiskGuardActor(Actor):
             )
             journal.append(update)
             self.ctx.publish(topic.order_update(intent.strategy_id), update)
+            self._log_rejection(intent, reason)
             # Risk reasons are a closed set of codes (sniperbot.risk.guard): a bounded label.
             self.ctx.metrics.inc("sniperbot_orders_rejected_total", venue=intent.venue, reason=reason)
             return
@@ -263,6 +268,22 @@ class RiskGuardActor(Actor):
             ts_ns=now,
         )
         self.ctx.send(executor, order, on_ack=release)
+
+    def _log_rejection(self, intent: OrderIntent, reason: str) -> None:
+        """Log the first rejection of each venue and reason, then every :data:`REJECTION_LOG_EVERY`."""
+        key = (intent.venue, reason)
+        count = self._rejections[key] = self._rejections.get(key, 0) + 1
+        if count == 1 or count % REJECTION_LOG_EVERY == 0:
+            self.ctx.log.warning(
+                "intent rejected",
+                extra={
+                    "event": "intent_rejected",
+                    "venue": intent.venue,
+                    "strategy": intent.strategy_id,
+                    "reason": reason,
+                    "count": count,
+                },
+            )
 
     def _publish_status(self) -> None:
         self.ctx.publish(
