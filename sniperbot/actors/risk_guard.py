@@ -93,7 +93,7 @@ class RiskGuardActor(Actor):
         self._breakers: dict[str, tuple[str, int]] = {}
         self._loss = {"day": -1, "day_start": 0.0, "peak": 0.0}
         self._restored_through = 0  # the journal seq the restored positions include
-        self._rejections: dict[tuple[str, str], int] = {}  # (venue, reason) -> rejections, for the log
+        self._rejections: dict[tuple[str, str], int] = {}  # (venue, reason code) -> rejections, for the log
 
     def on_start(self) -> None:
         """Restore positions, trading state and loss marks from the journal (breakers: read per intent)."""
@@ -271,7 +271,8 @@ class RiskGuardActor(Actor):
 
     def _log_rejection(self, intent: OrderIntent, reason: str) -> None:
         """Log the first rejection of each venue and reason, then every :data:`REJECTION_LOG_EVERY`."""
-        key = (intent.venue, reason)
+        # Counted by the reason's code: some reasons carry figures after ": " (below_min_amount: 1 < 2).
+        key = (intent.venue, reason.split(": ", 1)[0])
         count = self._rejections[key] = self._rejections.get(key, 0) + 1
         if count == 1 or count % REJECTION_LOG_EVERY == 0:
             self.ctx.log.warning(
