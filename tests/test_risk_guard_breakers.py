@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 import pytest
 
 from sniperbot.actors.runtime import process_journal
-from sniperbot.messages import Order, OrderIntent, OrderUpdate
+from sniperbot.messages import Fill, Order, OrderIntent, OrderUpdate
 from sniperbot.supervision.breaker import NOT_RECONCILED, BreakerBoard
 from tests.conftest import eventually
 from tests.venues_ccxt.test_gateway import _HEARD, _OUTGOING, Actors, actors  # noqa: F401  (fixture)
@@ -88,3 +89,47 @@ def test_a_breaker_closed_in_the_journal_is_closed_for_the_guard_without_its_ann
     assert [c.state for c in announced] == ["open", "closed"]  # type: ignore[attr-defined]
     _OUTGOING[STRATEGY].put(("risk_guard", intent(2)))
     assert eventually(lambda: decided(2), 30, what="the decision on t-2") == "approved"
+
+
+def test_a_fill_journaled_but_never_heard_is_in_the_guards_position(actors: Actors) -> None:  # noqa: F811
+    """A restarted guard that missed a fill's announcement must not refuse the strategy's exit from it.
+
+    Under chaos on chain the guard thought the position flat and refused the strategy's reduce-only sell
+    (``reducing_only``) on every bar after: the node never traded again.
+    """
+    journal = process_journal(actors.run_dir, "process")
+    actors.start(EXECUTOR, DRIVER, {})
+    actors.start(
+        "risk_guard",
+        "sniperbot.actors.risk_guard:RiskGuardActor",
+        {"limits": LIMITS, "trading_state": "ACTIVE", "executors": {VENUE: EXECUTOR}},
+    )
+    actors.start(STRATEGY, DRIVER, {})
+    # What the executor journals (then publishes, to nobody here) for a buy the guard approved earlier.
+    buy = Order(
+        client_order_id="t-0", intent_id="t-0", strategy_id="t", venue=VENUE, symbol=SYM, side="buy",
+        quantity=0.01, order_type="limit", limit_price=100.0,
+    )  # fmt: skip
+    journal.append(buy)
+    journal.append(
+        Fill(
+            fill_id="f-0",
+            client_order_id="t-0",
+            strategy_id="t",
+            venue=VENUE,
+            symbol=SYM,
+            side="buy",
+            quantity=0.01,
+            price=100.0,
+            fee=0.0,
+        )
+    )
+    exit_ = msgspec.structs.replace(intent(1), side="sell", reduce_only=True)
+    _OUTGOING[STRATEGY].put(("risk_guard", exit_))
+
+    def sent_or_rejected() -> str:
+        if any(isinstance(p, Order) and p.client_order_id == "t-1" for p in _HEARD[EXECUTOR]):
+            return "approved"
+        return f"rejected:{journal.order_status('t-1')}" if journal.order_status("t-1") else ""
+
+    assert eventually(sent_or_rejected, 30, what="the decision on the exit") == "approved"

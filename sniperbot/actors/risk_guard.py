@@ -64,6 +64,14 @@ class RiskGuardActor(Actor):
     (``breaker_open``, while ``admin status`` said closed). An announcement newer than the journal's
     record is still taken (during a storage fault the node announces changes it cannot journal).
     Two LMDB reads per intent.
+
+    **Positions.** For the same reason an intent is checked against the positions and pending orders as
+    the journal has them: before deciding, the guard reads the fills and order updates journaled since
+    it last looked (the executor journals them before it publishes them) and books those it has not
+    heard on the bus. A restarted guard that missed a fill published while it was joining the bus
+    refused a strategy's reduce-only exit (``reducing_only``: it thought the position flat) on every
+    bar after, and the node never traded again (the chaos session on chain, under load). O(the
+    records since the last intent).
     """
 
     inbox = True
@@ -93,6 +101,7 @@ class RiskGuardActor(Actor):
         self._breakers: dict[str, tuple[str, int]] = {}
         self._loss = {"day": -1, "day_start": 0.0, "peak": 0.0}
         self._restored_through = 0  # the journal seq the restored positions include
+        self._read_through = 0  # the journal seq whose fills and updates are booked (see the class docstring)
         self._rejections: dict[tuple[str, str], int] = {}  # (venue, reason code) -> rejections, for the log
 
     def on_start(self) -> None:
@@ -100,7 +109,7 @@ class RiskGuardActor(Actor):
         journal = self.ctx.journal
         # O(keys): positions and today's spend from the journal's aggregates (sniperbot.journal.aggregates).
         snapshot = journal.snapshot(spend_day=time.time_ns() // DAY_NS)
-        self._restored_through = snapshot.through_seq
+        self._restored_through = self._read_through = snapshot.through_seq
         self.guard.restore_spend_totals(snapshot.spend_day, snapshot.spend)
         self.guard.restore_positions({key: book.net for key, book in snapshot.books.items()})
         saved = journal.get_state(TRADING_STATE_KEY)
@@ -219,11 +228,26 @@ class RiskGuardActor(Actor):
             return heard[0]
         return str(journaled.get("state", "closed"))
 
+    def _read_journal(self) -> None:
+        """Book the fills and order updates journaled since the last look and not heard (class docstring)."""
+        journal = self.ctx.journal
+        last = journal.last_seq()
+        for seq, record in journal.records(after_seq=self._read_through, kinds=(Fill, OrderUpdate)):
+            last = max(last, seq)
+            if isinstance(record, Fill):
+                if record.fill_id not in self._seen_fills:
+                    self._seen_fills.add(record.fill_id)
+                    self.guard.on_fill(record)
+            else:
+                self.guard.on_order_update(record)
+        self._read_through = last
+
     def _on_intent(self, intent: OrderIntent) -> None:
         journal = self.ctx.journal
         # One read: an intent decided before a restart has a status (rejected) or an order.
         if journal.order_status(intent.intent_id) or journal.order(intent.intent_id) is not None:
             return
+        self._read_journal()
         now = time.time_ns()
         intent = self.guard.conform(intent)  # quantity rounded down to the venue's lot step
         executor = self.executors.get(intent.venue)
