@@ -21,6 +21,7 @@ import contextlib
 import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,10 +65,65 @@ def _fail_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Every test skip (skipif marks, ``pytest.skip``, ``importorskip``) fails in CI."""
+    """Every test skip (skipif marks, ``pytest.skip``, ``importorskip``) fails in CI; a failed test's
+    report carries the tail of the log of every node it used (:func:`_add_node_logs`)."""
     report = yield
     _fail_in_ci(report)
+    if report.failed:
+        _add_node_logs(report)
     return report
+
+
+# -- the nodes' logs in a failure's report -------------------------------------------------
+# A test that fails because a node misbehaved (stopped trading, never started...) is often one that
+# only fails under CI load: the node's own log is the only witness, and it lives in a temporary
+# directory deleted after the test. So a failed test's report shows the tail of the log of every
+# node it started, or that was still running when it began (a node of a module-scoped fixture).
+
+#: How many of a node log's last lines a failed test's report shows, and how long each may be.
+NODE_LOG_TAIL_LINES = 60
+NODE_LOG_LINE_CHARS = 600
+#: Where the full logs of a failed test's nodes are copied, when set (e.g. to keep them from CI).
+NODE_LOGS_DIR_ENV = "SNIPERBOT_TEST_NODE_LOGS"
+
+
+def _log_tail(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of a log file (read from its end: a node's log can be large)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - lines * NODE_LOG_LINE_CHARS * 2))
+        tail = f.read().decode("utf-8", "replace").splitlines()[-lines:]
+    cut = NODE_LOG_LINE_CHARS
+    return "\n".join(line if len(line) <= cut else line[:cut] + " [...]" for line in tail)
+
+
+def _add_node_logs(report: pytest.TestReport) -> None:
+    """Add a section with the tail of each node's log to a failed test's report (and copy the logs
+    to ``$SNIPERBOT_TEST_NODE_LOGS`` when set)."""
+    keep = os.environ.get(NODE_LOGS_DIR_ENV)
+    for i, running in enumerate(RunningNode.of_test):
+        state = "running" if running.process.poll() is None else f"exited {running.process.returncode}"
+        title = f"node {i} log tail ({running.log_path}, pid {running.process.pid}, {state})"
+        try:
+            if not running._log.closed:  # stop() closes it (a node stopped in the test)
+                running._log.flush()
+            tail = _log_tail(running.log_path, NODE_LOG_TAIL_LINES)
+            if keep:
+                name = report.nodeid.replace("/", "_").replace("::", "-")
+                dest = Path(keep) / f"{name}.{report.when}.{i}.log"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(running.log_path, dest)
+                title += f" (copied to {dest})"
+        except OSError as e:  # the run dir's temporary directory may be gone already (teardown)
+            tail = f"(log not readable: {e})"
+        report.sections.append((title, tail))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The nodes of this test so far: those still running from earlier fixtures (see above)."""
+    RunningNode.of_test = list(RunningNode.live)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -151,6 +207,9 @@ class RunningNode:
 
     # Nodes not stopped yet: a test that fails before its stop() must not leave one running.
     live: set[RunningNode] = set()
+    # The nodes of the current test, started by it or running when it began (their logs go in its
+    # failure report: see _add_node_logs).
+    of_test: list[RunningNode] = []
 
     def __init__(self, run_dir: Path, config: Path, extra: tuple[str, ...] = ()) -> None:
         self.run_dir = run_dir
@@ -173,6 +232,7 @@ class RunningNode:
             cwd=ROOT,
         )
         RunningNode.live.add(self)
+        RunningNode.of_test.append(self)
 
     def admin(self, command: str) -> dict[str, Any]:
         """``sniperbot admin ... --json``."""

@@ -3,8 +3,10 @@
 Actors that follow fills on the bus (strategy, risk guard, portfolio, sniper) drop a fill they
 have already counted. What can reach them twice is recent by construction: an executor
 re-announces only its journal's last records at start (``_REPUBLISH_TAIL`` in
-:mod:`sniperbot.execution.executor`, 256), and fills journaled before an actor's own start are
-told apart by their journal seq, not by this set. So remembering the last :data:`RECENT_IDS`
+:mod:`sniperbot.execution.executor`, 256); the risk guard and the strategy read the journal's
+fills since their last look before each decision (a fill lost on the bus), and those are the
+fills of the orders in flight since then; fills journaled before an actor's own start are told
+apart by their journal seq, not by this set. So remembering the last :data:`RECENT_IDS`
 ids is exact, where an unbounded set grew by every fill of a node's life (the 1-hour soak showed
 the strategy actors' memory climbing with it).
 """

@@ -29,6 +29,9 @@ from sniperbot.messages import topics as topic
 from sniperbot.risk.guard import RiskGuard, RiskLimits
 
 _STATUS_INTERVAL_S = 0.5
+#: A rejection is logged the first time for its venue and reason, then every this many (quiet, yet a node
+#: that rejects every intent says why in its log, not only in ``admin status``'s count).
+REJECTION_LOG_EVERY = 100
 TRADING_STATE_KEY = keys.TRADING_STATE  # re-exported for tools and tests
 _DAY_NS = 86_400 * 10**9
 
@@ -53,6 +56,23 @@ class RiskGuardActor(Actor):
     figures in the reason (:mod:`sniperbot.risk.guard`, 4b). Until a venue's feed has published its rules
     (markets still loading), its intents are checked without them; the gateway still truncates to the
     step and the exchange refuses what is below its minimums.
+
+    **Breakers.** An intent is checked against the ``global`` and its venue's breaker as the journal has
+    them when it arrives, not only as last announced on the bus (``BreakerChanged``). The node journals
+    every change before announcing it, but an announcement is at-most-once: one published while this
+    process's subscription is still joining the bus (a start or restart, slower under load) is lost,
+    and a guard that kept the ``open`` it read at start rejected every intent until the node stopped
+    (``breaker_open``, while ``admin status`` said closed). An announcement newer than the journal's
+    record is still taken (during a storage fault the node announces changes it cannot journal).
+    Two LMDB reads per intent.
+
+    **Positions.** For the same reason an intent is checked against the positions and pending orders as
+    the journal has them: before deciding, the guard reads the fills and order updates journaled since
+    it last looked (the executor journals them before it publishes them) and books those it has not
+    heard on the bus. A restarted guard that missed a fill published while it was joining the bus
+    refused a strategy's reduce-only exit (``reducing_only``: it thought the position flat) on every
+    bar after, and the node never traded again (the chaos session on chain, under load). O(the
+    records since the last intent).
     """
 
     inbox = True
@@ -78,23 +98,24 @@ class RiskGuardActor(Actor):
         self.topics = (*venues, topic.EVENTS, topic.BREAKERS, topic.STATUS_PORTFOLIO, topic.FEED_STATUS)
         self._prices: dict[tuple[str, str], float] = {}
         self._seen_fills = RecentIds()
-        self._breakers: dict[str, str] = {}
+        # scope -> (state, changed_ns) of the last BreakerChanged heard (see the class docstring).
+        self._breakers: dict[str, tuple[str, int]] = {}
         self._loss = {"day": -1, "day_start": 0.0, "peak": 0.0}
         self._restored_through = 0  # the journal seq the restored positions include
+        self._read_through = 0  # the journal seq whose fills and updates are booked (see the class docstring)
+        self._rejections: dict[tuple[str, str], int] = {}  # (venue, reason code) -> rejections, for the log
 
     def on_start(self) -> None:
-        """Restore positions, trading state, breakers and loss marks from the journal."""
+        """Restore positions, trading state and loss marks from the journal (breakers: read per intent)."""
         journal = self.ctx.journal
         # O(keys): positions and today's spend from the journal's aggregates (sniperbot.journal.aggregates).
         snapshot = journal.snapshot(spend_day=time.time_ns() // DAY_NS)
-        self._restored_through = snapshot.through_seq
+        self._restored_through = self._read_through = snapshot.through_seq
         self.guard.restore_spend_totals(snapshot.spend_day, snapshot.spend)
         self.guard.restore_positions({key: book.net for key, book in snapshot.books.items()})
         saved = journal.get_state(TRADING_STATE_KEY)
         if saved is not None:
             self._restore_state(saved)
-        for key, raw in journal.state_items(keys.BREAKER):
-            self._breakers[key.removeprefix(keys.BREAKER)] = msgspec.json.decode(raw)["state"]
         loss = journal.get_state(keys.LOSS_MARKS)
         if loss is not None:
             self._loss = msgspec.json.decode(loss)
@@ -141,7 +162,7 @@ class RiskGuardActor(Actor):
         elif isinstance(payload, MarketRules):
             self.guard.set_market_rules(payload)
         elif isinstance(payload, BreakerChanged):
-            self._breakers[payload.scope] = payload.state
+            self._breakers[payload.scope] = (payload.state, payload.ts_ns)
         elif isinstance(payload, PortfolioSnapshot):
             self._check_losses(payload)
         elif isinstance(payload, SetTradingState):
@@ -189,7 +210,7 @@ class RiskGuardActor(Actor):
     def _breaker_blocks(self, intent: OrderIntent) -> str | None:
         """Why a breaker stops this intent: open blocks all, half-open lets only reductions pass."""
         for scope in ("global", f"venue:{intent.venue}"):
-            state = self._breakers.get(scope, "closed")
+            state = self._breaker_state(scope)
             if state == "open":
                 return f"breaker_open:{scope}"
             if state == "half_open":
@@ -199,11 +220,35 @@ class RiskGuardActor(Actor):
                     return f"breaker_half_open:{scope}"
         return None
 
+    def _breaker_state(self, scope: str) -> str:
+        """The newer of the journal's record of ``scope`` and the last announcement heard (class doc)."""
+        raw = self.ctx.journal.get_state(keys.BREAKER + scope)
+        journaled = msgspec.json.decode(raw) if raw is not None else {}
+        heard = self._breakers.get(scope)
+        if heard is not None and heard[1] > journaled.get("changed_ns", -1):
+            return heard[0]
+        return str(journaled.get("state", "closed"))
+
+    def _read_journal(self) -> None:
+        """Book the fills and order updates journaled since the last look and not heard (class docstring)."""
+        journal = self.ctx.journal
+        last = journal.last_seq()
+        for seq, record in journal.records(after_seq=self._read_through, kinds=(Fill, OrderUpdate)):
+            last = max(last, seq)
+            if isinstance(record, Fill):
+                if record.fill_id not in self._seen_fills:
+                    self._seen_fills.add(record.fill_id)
+                    self.guard.on_fill(record)
+            else:
+                self.guard.on_order_update(record)
+        self._read_through = last
+
     def _on_intent(self, intent: OrderIntent) -> None:
         journal = self.ctx.journal
         # One read: an intent decided before a restart has a status (rejected) or an order.
         if journal.order_status(intent.intent_id) or journal.order(intent.intent_id) is not None:
             return
+        self._read_journal()
         now = time.time_ns()
         intent = self.guard.conform(intent)  # quantity rounded down to the venue's lot step
         executor = self.executors.get(intent.venue)
@@ -225,6 +270,7 @@ class RiskGuardActor(Actor):
             )
             journal.append(update)
             self.ctx.publish(topic.order_update(intent.strategy_id), update)
+            self._log_rejection(intent, reason)
             # Risk reasons are a closed set of codes (sniperbot.risk.guard): a bounded label.
             self.ctx.metrics.inc("sniperbot_orders_rejected_total", venue=intent.venue, reason=reason)
             return
@@ -247,6 +293,23 @@ class RiskGuardActor(Actor):
             ts_ns=now,
         )
         self.ctx.send(executor, order, on_ack=release)
+
+    def _log_rejection(self, intent: OrderIntent, reason: str) -> None:
+        """Log the first rejection of each venue and reason, then every :data:`REJECTION_LOG_EVERY`."""
+        # Counted by the reason's code: some reasons carry figures after ": " (below_min_amount: 1 < 2).
+        key = (intent.venue, reason.split(": ", 1)[0])
+        count = self._rejections[key] = self._rejections.get(key, 0) + 1
+        if count == 1 or count % REJECTION_LOG_EVERY == 0:
+            self.ctx.log.warning(
+                "intent rejected",
+                extra={
+                    "event": "intent_rejected",
+                    "venue": intent.venue,
+                    "strategy": intent.strategy_id,
+                    "reason": reason,
+                    "count": count,
+                },
+            )
 
     def _publish_status(self) -> None:
         self.ctx.publish(

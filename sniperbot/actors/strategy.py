@@ -65,6 +65,13 @@ class StrategyActor(Actor):
     over the current ones at start, restart and hot-add, and each is fed to ``on_signal`` as it
     arrives. Signals are not journaled by the strategy: after a restart the cache has the newest
     reading of every source again (what an older one would have been used for is past).
+
+    **Fills as journaled.** Before deciding on a bar, the actor books its strategy's fills and order
+    updates journaled since it last looked and not heard on the bus (the executor journals them before
+    it publishes them; a bus message is at-most-once, and one published while a restarted actor's
+    subscription is still joining the bus is lost). A strategy that missed a fill holds a wrong position
+    for good: long on paper while flat at the venue, its reduce-only exit is refused by the risk guard on
+    every bar after. O(the journal's records since the last bar).
     """
 
     def __init__(
@@ -106,6 +113,7 @@ class StrategyActor(Actor):
         self._replay_ack = {"bar": -1, "in_flight": 0, "quotes": 0}
         self._in_flight: set[str] = set()
         self._restored_through = 0  # the journal seq the restored position includes
+        self._read_through = 0  # the journal seq whose fills and updates are booked (class docstring)
 
     def on_start(self) -> None:
         """Warm up, restore saved state, position and intent sequence, then start the bar clock."""
@@ -113,7 +121,7 @@ class StrategyActor(Actor):
         self.store = BarStore(journal)
         # O(keys): the journal's aggregates, not its records (sniperbot.journal.aggregates).
         snapshot = journal.snapshot(strategy_id=self.strategy_id)
-        self._restored_through = snapshot.through_seq
+        self._restored_through = self._read_through = snapshot.through_seq
         position, last_seq = snapshot.strategy.net, snapshot.strategy.intent_seq
         self._warm()  # first: the restored position, not the history, sets the current target
         # The node life makes ids unique across node lives even if the journal was lost.
@@ -181,17 +189,9 @@ class StrategyActor(Actor):
                     # From the feed's publish stamp to the intents sent to the risk guard.
                     self.ctx.metrics.observe_since("sniperbot_tick_to_intent_seconds", envelope.ts_ns)
         elif isinstance(payload, Fill):
-            if payload.fill_id not in self._seen_fills and not self._restored(payload):
-                self._seen_fills.add(payload.fill_id)
-                if self._replay and self.last_quote is not None:
-                    key = replay_key(self.venue, "fill", payload.fill_id)
-                    self.ctx.journal.put_state(key, str(self.last_quote.ts_ns).encode())
-                self._submit(self.strategy.on_fill(payload))
+            self._on_fill(payload)
         elif isinstance(payload, OrderUpdate):
-            self.strategy.on_order_update(payload)
-            if payload.status in TERMINAL_STATUSES and payload.client_order_id in self._in_flight:
-                self._in_flight.discard(payload.client_order_id)
-                self._ack()
+            self._on_update(payload)
         elif isinstance(payload, Signal):
             self.strategy.on_signal(payload)
         elif isinstance(payload, Quote):
@@ -200,6 +200,36 @@ class StrategyActor(Actor):
                 # Before the first bar: the feed waits until our subscription demonstrably works.
                 self._replay_ack["quotes"] += 1
                 self._ack()
+
+    def _on_fill(self, fill: Fill) -> None:
+        """Book one of the strategy's fills once (heard on the bus or read from the journal)."""
+        if fill.fill_id not in self._seen_fills and not self._restored(fill):
+            self._seen_fills.add(fill.fill_id)
+            if self._replay and self.last_quote is not None:
+                key = replay_key(self.venue, "fill", fill.fill_id)
+                self.ctx.journal.put_state(key, str(self.last_quote.ts_ns).encode())
+            self._submit(self.strategy.on_fill(fill))
+
+    def _on_update(self, update: OrderUpdate) -> None:
+        """An order's status: a finished one is no longer in flight (idempotent)."""
+        self.strategy.on_order_update(update)
+        if update.status in TERMINAL_STATUSES and update.client_order_id in self._in_flight:
+            self._in_flight.discard(update.client_order_id)
+            self._ack()
+
+    def _read_journal(self) -> None:
+        """Book the strategy's fills and updates journaled since the last look (class docstring)."""
+        journal = self.ctx.journal
+        last = journal.last_seq()
+        for seq, record in journal.records(after_seq=self._read_through, kinds=(Fill, OrderUpdate)):
+            last = max(last, seq)
+            if record.strategy_id != self.strategy_id:
+                continue
+            if isinstance(record, Fill):
+                self._on_fill(record)
+            else:
+                self._on_update(record)
+        self._read_through = last
 
     def _restored(self, fill: Fill) -> bool:
         """Whether ``fill`` is in the position restored at start (journaled at or before its seq)."""
@@ -212,6 +242,7 @@ class StrategyActor(Actor):
 
     def _on_bar(self, bar: Bar) -> bool:
         """Decide (and send what it takes), keep the bar and the strategy's state; True if it sent."""
+        self._read_journal()
         if self._catch_up_from is not None:
             missed = self.store.between(
                 self.venue, self.symbol, self.bars.interval_s, self._catch_up_from, bar.start_ns
