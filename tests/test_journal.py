@@ -513,3 +513,20 @@ def test_node_state_survives_reopen_and_is_listed_by_prefix(tmp_path: Path) -> N
         assert reopened.counts() == {"orders": 0, "fills": 0, "updates": 0}
     finally:
         reopened.close()
+
+
+def test_strategy_records_after_a_seq_yields_only_that_strategys_later_records(tmp_path: Path) -> None:
+    # What a strategy or sniper reads before deciding: its own records since its last look.
+    journal = Journal.open(tmp_path, durability="process")
+    try:
+        journal.append(_order("a-1", "a", 1))
+        journal.append(_order("b-1", "b", 1))
+        looked = journal.last_seq()
+        journal.append_many([_fill("f-a1", "a-1", "a"), _fill("f-b1", "b-1", "b"), _order("a-2", "a", 2)])
+        later = list(journal.strategy_records("a", (Fill, Order), after_seq=looked))
+        assert [(type(r).__name__, seq) for seq, r in later] == [("Fill", looked + 1), ("Order", looked + 3)]
+        assert list(journal.strategy_records("a", (Fill, Order), after_seq=journal.last_seq())) == []
+        everything = list(journal.strategy_records("a", (Fill, Order)))
+        assert [seq for seq, _ in everything] == [1, looked + 1, looked + 3]
+    finally:
+        journal.close()

@@ -141,6 +141,7 @@ class SniperActor(Actor):
         self._awaiting_quote: dict[str, Quote] = {}  # a snipe held by the social gate: its last quote
         self.snipes: dict[str, Snipe] = {}  # by symbol
         self._seen_fills = RecentIds()
+        self._read_through = 0  # the journal seq whose fills and updates are booked (see _read_journal)
         self._next_seq = 1
         self._saved = b""
 
@@ -148,6 +149,8 @@ class SniperActor(Actor):
     def on_start(self) -> None:
         """Restore every token acted on, the positions (journal's fills) and the intent sequence."""
         journal = self.ctx.journal
+        # Before the restore's reads: what is journaled after them is booked by _read_journal.
+        self._read_through = journal.last_seq()
         raw = journal.get_state(keys.STRATEGY_STATE + self.strategy_id)
         if raw:
             for snipe in msgspec.json.decode(raw, type=list[Snipe]):
@@ -363,7 +366,27 @@ class SniperActor(Actor):
         elif changed:
             self._save()
 
+    def _read_journal(self) -> None:
+        """Book this strategy's fills and order updates journaled since the last look and not heard.
+
+        The executor journals them before it publishes them, but a bus message is at-most-once: one
+        published while a restarted sniper's subscription is still joining the bus is lost, and a
+        snipe that missed its buy's fill would never be sold (or one that missed its sell, sold
+        twice over). Booking is idempotent (fills by id, terminal updates once).
+        """
+        journal = self.ctx.journal
+        last = journal.last_seq()
+        kinds = (Fill, OrderUpdate)
+        for seq, record in journal.strategy_records(self.strategy_id, kinds, after_seq=self._read_through):
+            last = max(last, seq)
+            if isinstance(record, Fill):
+                self._book(record)
+            elif isinstance(record, OrderUpdate):
+                self._on_update(record)
+        self._read_through = last
+
     def _clock(self) -> None:
+        self._read_journal()
         now = time.time_ns()
         for symbol, snipe in self.snipes.items():
             if snipe.status == "awaiting_quote":

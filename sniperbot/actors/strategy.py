@@ -71,7 +71,7 @@ class StrategyActor(Actor):
     it publishes them; a bus message is at-most-once, and one published while a restarted actor's
     subscription is still joining the bus is lost). A strategy that missed a fill holds a wrong position
     for good: long on paper while flat at the venue, its reduce-only exit is refused by the risk guard on
-    every bar after. O(the journal's records since the last bar).
+    every bar after. O(the strategy's own records since the last bar: the journal's strategy index).
     """
 
     def __init__(
@@ -221,10 +221,11 @@ class StrategyActor(Actor):
         """Book the strategy's fills and updates journaled since the last look (class docstring)."""
         journal = self.ctx.journal
         last = journal.last_seq()
-        for seq, record in journal.records(after_seq=self._read_through, kinds=(Fill, OrderUpdate)):
+        records = journal.strategy_records(
+            self.strategy_id, (Fill, OrderUpdate), after_seq=self._read_through
+        )
+        for seq, record in records:
             last = max(last, seq)
-            if record.strategy_id != self.strategy_id:
-                continue
             if isinstance(record, Fill):
                 self._on_fill(record)
             else:

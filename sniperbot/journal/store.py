@@ -853,9 +853,10 @@ class Journal:
             )
 
     def strategy_records(
-        self, strategy_id: str, kinds: tuple[type, ...] = ORDER_RECORDS
+        self, strategy_id: str, kinds: tuple[type, ...] = ORDER_RECORDS, after_seq: int = 0
     ) -> Iterator[tuple[int, JournalRecord]]:
-        """Yield ``(seq, record)`` of one strategy's order records (``kinds``), in journal order.
+        """Yield ``(seq, record)`` of one strategy's order records (``kinds``) with seq > ``after_seq``, in
+        journal order.
 
         Reads that strategy's hot records only (the ``by_strategy`` index), in batches of short read
         transactions: O(its records), however many other strategies have journaled. Records archived
@@ -865,8 +866,8 @@ class Journal:
         :meth:`snapshot`).
         """
         prefix = _key(strategy_id, "strategy_id") + b"\0"
-        position = prefix
-        archived = 0  # the archive has been read through this seq
+        position = prefix + _seq_key(after_seq) if after_seq > 0 else prefix
+        archived = max(0, after_seq)  # the archive has been read through this seq
 
         def batch(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[int, bytes]] | int:
             if _without_aggregates(txn, dbs):
