@@ -528,5 +528,11 @@ def test_strategy_records_after_a_seq_yields_only_that_strategys_later_records(t
         assert list(journal.strategy_records("a", (Fill, Order), after_seq=journal.last_seq())) == []
         everything = list(journal.strategy_records("a", (Fill, Order)))
         assert [seq for seq, _ in everything] == [1, looked + 1, looked + 3]
+        # Journal.since: the same look, and how far it reached (every strategy's records counted).
+        records, through = journal.since(looked, (Fill,), "a")
+        assert [seq for seq, _ in records] == [looked + 1] and through == journal.last_seq() == looked + 3
+        records, through = journal.since(looked, (Fill,))
+        assert [r.fill_id for _, r in records] == ["f-a1", "f-b1"] and through == looked + 3
+        assert journal.since(through, (Fill, Order)) == ([], through)
     finally:
         journal.close()

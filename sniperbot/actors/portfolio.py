@@ -54,8 +54,7 @@ class PortfolioActor(Actor):
                 self._apply(payload)
 
     def _apply(self, fill: Fill) -> None:
-        if fill.fill_id not in self._applied:
-            self._applied.add(fill.fill_id)
+        if self._applied.add(fill.fill_id):
             self._ledger(fill.venue).apply_fill(fill)
 
     def _catch_up(self) -> None:

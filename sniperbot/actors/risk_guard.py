@@ -150,8 +150,7 @@ class RiskGuardActor(Actor):
             if envelope.topic == "to." + self.ctx.actor_id:
                 self._on_intent(payload)
         elif isinstance(payload, Fill):
-            if payload.fill_id not in self._seen_fills:
-                self._seen_fills.add(payload.fill_id)
+            if self._seen_fills.add(payload.fill_id):
                 seq = self.ctx.journal.fill_seq(payload.fill_id)
                 if seq is None or seq > self._restored_through:  # else in the restored positions
                     self.guard.on_fill(payload)
@@ -231,17 +230,13 @@ class RiskGuardActor(Actor):
 
     def _read_journal(self) -> None:
         """Book the fills and order updates journaled since the last look and not heard (class docstring)."""
-        journal = self.ctx.journal
-        last = journal.last_seq()
-        for seq, record in journal.records(after_seq=self._read_through, kinds=(Fill, OrderUpdate)):
-            last = max(last, seq)
+        records, self._read_through = self.ctx.journal.since(self._read_through, (Fill, OrderUpdate))
+        for _, record in records:
             if isinstance(record, Fill):
-                if record.fill_id not in self._seen_fills:
-                    self._seen_fills.add(record.fill_id)
+                if self._seen_fills.add(record.fill_id):
                     self.guard.on_fill(record)
-            else:
+            elif isinstance(record, OrderUpdate):
                 self.guard.on_order_update(record)
-        self._read_through = last
 
     def _on_intent(self, intent: OrderIntent) -> None:
         journal = self.ctx.journal

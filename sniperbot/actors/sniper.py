@@ -374,16 +374,14 @@ class SniperActor(Actor):
         snipe that missed its buy's fill would never be sold (or one that missed its sell, sold
         twice over). Booking is idempotent (fills by id, terminal updates once).
         """
-        journal = self.ctx.journal
-        last = journal.last_seq()
-        kinds = (Fill, OrderUpdate)
-        for seq, record in journal.strategy_records(self.strategy_id, kinds, after_seq=self._read_through):
-            last = max(last, seq)
+        records, self._read_through = self.ctx.journal.since(
+            self._read_through, (Fill, OrderUpdate), self.strategy_id
+        )
+        for _, record in records:
             if isinstance(record, Fill):
                 self._book(record)
             elif isinstance(record, OrderUpdate):
                 self._on_update(record)
-        self._read_through = last
 
     def _clock(self) -> None:
         self._read_journal()
@@ -426,9 +424,8 @@ class SniperActor(Actor):
         )
 
     def _book(self, fill: Fill, restoring: bool = False) -> None:
-        if fill.fill_id in self._seen_fills:
+        if not self._seen_fills.add(fill.fill_id):
             return
-        self._seen_fills.add(fill.fill_id)
         snipe = self.snipes.get(fill.symbol)
         if snipe is None:  # a fill of a snipe whose state was never journaled: manage it all the same
             snipe = self.snipes[fill.symbol] = Snipe(token=fill.symbol.partition("/")[0], status="buying")

@@ -219,18 +219,14 @@ class StrategyActor(Actor):
 
     def _read_journal(self) -> None:
         """Book the strategy's fills and updates journaled since the last look (class docstring)."""
-        journal = self.ctx.journal
-        last = journal.last_seq()
-        records = journal.strategy_records(
-            self.strategy_id, (Fill, OrderUpdate), after_seq=self._read_through
+        records, self._read_through = self.ctx.journal.since(
+            self._read_through, (Fill, OrderUpdate), self.strategy_id
         )
-        for seq, record in records:
-            last = max(last, seq)
+        for _, record in records:
             if isinstance(record, Fill):
                 self._on_fill(record)
-            else:
+            elif isinstance(record, OrderUpdate):
                 self._on_update(record)
-        self._read_through = last
 
     def _restored(self, fill: Fill) -> bool:
         """Whether ``fill`` is in the position restored at start (journaled at or before its seq)."""

@@ -964,6 +964,25 @@ class Journal:
             self._check_usable(write=False)
             return int(self._env.info()["last_txnid"])
 
+    def since(
+        self, after_seq: int, kinds: tuple[type, ...], strategy_id: str = ""
+    ) -> tuple[list[tuple[int, JournalRecord]], int]:
+        """The records of ``kinds`` (only ``strategy_id``'s, if given) with seq > ``after_seq``, and the seq
+        the caller has now looked through: what an actor that decides on the journal's state reads since
+        its last look (bus messages can be lost; see the risk guard and the strategy actor).
+
+        The seq is the last one when the look began, or later if later records were read: a record
+        appended during the look is either returned or after it.
+        """
+        through = self.last_seq()
+        if strategy_id:
+            records = list(self.strategy_records(strategy_id, kinds, after_seq=after_seq))
+        else:
+            records = list(self.records(after_seq=after_seq, kinds=kinds))
+        if records:
+            through = max(through, records[-1][0])
+        return records, through
+
     def last_seq(self) -> int:
         """The seq of the last record (0 when empty); every seq from 1 to it exists."""
 
