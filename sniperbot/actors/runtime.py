@@ -61,6 +61,8 @@ _ACK_IDLE_MS = 1  # queued acks go out after this long without input (see step)
 TRACE_DIR_ENV = "SNIPERBOT_TRACE_DIR"
 _TRACE_MAX = 500_000
 _READY_TOPIC = "ctl.ready."
+_JOIN_PROBE_S = 0.01  # how often a starting actor probes its own subscription (see open)
+_JOIN_PROBES = 200  # then it asks for the snapshot anyway (a harness with no bus proxy)
 _READY_PREFIX = _READY_TOPIC.encode()
 
 
@@ -181,6 +183,8 @@ class ActorRuntime(ActorContext):
         # (or an old node life's actor) that must not be heard any more.
         self._peers: dict[str, int] = {}
         self.metrics: Registry = Registry() if launch.metrics_interval_s > 0 else NULL_REGISTRY
+        self._join_topic = ""
+        self._join_left = 0  # probes left while our bus subscription is not known to work
         self._trace_dir = os.environ.get(TRACE_DIR_ENV, "")
         self._trace: list[tuple[int, int, str, str, int, str]] | None = [] if self._trace_dir else None
 
@@ -289,10 +293,35 @@ class ActorRuntime(ActorContext):
         self._send_control(ready)
         self.publish("ctl.ready." + self.actor_id, ready)
         if actor.topics:
-            # Clone pattern: the node answers with the last value of each topic we follow,
-            # so a (re)started actor does not wait for the next tick.
-            self._send_control(SnapshotRequest(topics=list(actor.topics)))
+            # Clone pattern: the node answers with the last value of each topic we follow, so a
+            # (re)started actor does not wait for the next tick. Asked only once our subscription
+            # demonstrably works (our own probe came back through the bus): a value published after
+            # the node answered but before the subscription worked would otherwise be lost for
+            # good (ZeroMQ's slow joiner), e.g. a signal replayed at start that a recorder never saw.
+            self._join_topic = f"ctl.join.{self.actor_id}.{self.incarnation}"
+            self._join_left = _JOIN_PROBES
+            self._sub.subscribe(self._join_topic)
+            self._probe_join()
         self.log.info("ready", extra={"event": "ready", "pid": os.getpid()})
+
+    def _probe_join(self) -> None:
+        """Publish the next join probe, or after the last one ask for the snapshot anyway."""
+        if not self._join_left:
+            return
+        self._join_left -= 1
+        if not self._join_left:
+            self._joined()
+            return
+        self.publish(self._join_topic, Heartbeat(seq=self._join_left, ts_ns=time.time_ns()))
+        timer = _Timer(int(_JOIN_PROBE_S * 1e9), self._probe_join, once=True)
+        heapq.heappush(self._timers, (time.monotonic_ns() + timer.interval_ns, next(self._timer_ids), timer))
+
+    def _joined(self) -> None:
+        """Our subscription works (or we gave up probing it): ask the node for the last values."""
+        self._join_left = 0
+        self._sub.socket.setsockopt(zmq.UNSUBSCRIBE, self._join_topic.encode())
+        assert self.actor is not None
+        self._send_control(SnapshotRequest(topics=list(self.actor.topics)))
 
     def step(self, max_wait_ms: int | None = None) -> bool:
         """Wait for and handle one round of input and due timers; False once stopping."""
@@ -410,6 +439,9 @@ class ActorRuntime(ActorContext):
                 ) and not self._admit(sock, frame, envelope):
                     continue
                 if topic.startswith(_READY_PREFIX) and not self._wants_ready:
+                    continue
+                if self._join_left and envelope.topic == self._join_topic:
+                    self._joined()  # our own probe: the subscription works
                     continue
                 self.handled += 1
                 if self._trace is None:
