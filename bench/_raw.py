@@ -22,14 +22,15 @@ _SNDMORE = int(zmq.SNDMORE)
 # -- bus: PUB -> SUB, one ipc hop ------------------------------------------------------------
 
 
-def bus_pub(endpoint: str, count: int, out: str, multipart: bool) -> None:
-    """Publish ``count`` [topic, msgpack(Quote)] messages once the subscriber is subscribed.
+def bus_pub(endpoint: str, count: int, out: str, mode: str) -> None:
+    """Publish ``count`` msgpack(Quote) messages under the data topic once the subscriber is subscribed.
 
     An XPUB (a PUB that also reports subscriptions) tells us when the
-    subscription has arrived; then the same send loop as a plain PUB.
-    ``multipart``: pyzmq's ``send_multipart``; else two ``send`` calls with an
-    int SNDMORE flag (pyzmq's flags are IntFlag enums, and ``SNDMORE | flags``
-    inside ``send_multipart`` costs about 1 µs on Python 3.11).
+    subscription has arrived; then the same send loop as a plain PUB. ``mode``:
+    ``frames`` is ``[topic, msgpack]`` by two ``send`` calls with an int SNDMORE flag
+    (pyzmq's flags are IntFlag enums, and ``SNDMORE | flags`` inside ``send_multipart``
+    costs about 1 µs on Python 3.11); ``multipart`` the same by ``send_multipart``;
+    ``one_frame`` is ``topic + NUL + msgpack`` in one send (sniperbot's bus format).
     """
     ctx = zmq.Context()
     sock = ctx.socket(zmq.XPUB)
@@ -41,9 +42,13 @@ def bus_pub(endpoint: str, count: int, out: str, multipart: bool) -> None:
     data = BUS_DATA.encode()
     send, send_multipart = sock.send, sock.send_multipart
     t_start = time.time_ns()
-    if multipart:
+    if mode == "multipart":
         for i in range(count):
             send_multipart((data, encode(bench_quote(i))))
+    elif mode == "one_frame":
+        head = data + b"\0"
+        for i in range(count):
+            send(head + encode(bench_quote(i)))
     else:
         for i in range(count):
             send(data, _SNDMORE)
@@ -52,17 +57,21 @@ def bus_pub(endpoint: str, count: int, out: str, multipart: bool) -> None:
     done = encode(msgspec.structs.replace(bench_quote(t_start, "DONE"), bid=float(count), ask=float(send_ns)))
     deadline = time.monotonic() + 60
     while not os.path.exists(out) and time.monotonic() < deadline:
-        sock.send_multipart((BUS_DONE.encode(), done))
+        if mode == "one_frame":
+            sock.send(BUS_DONE.encode() + b"\0" + done)
+        else:
+            sock.send_multipart((BUS_DONE.encode(), done))
         time.sleep(0.05)
     sock.close(0)
     ctx.term()
 
 
-def bus_sub(endpoint: str, out: str, multipart: bool) -> None:
+def bus_sub(endpoint: str, out: str, mode: str) -> None:
     """Receive and decode quotes until the done marker; write counts and times to ``out``.
 
-    ``multipart``: ``recv_multipart`` (two getsockopt(RCVMORE) calls per
-    message); else two ``recv`` calls, trusting the two-frame shape.
+    ``mode`` as in :func:`bus_pub`: ``frames`` is two ``recv`` calls, trusting the two-frame
+    shape; ``multipart`` is ``recv_multipart`` (two getsockopt(RCVMORE) calls per message);
+    ``one_frame`` is one ``recv`` split at the first NUL.
     """
     ctx = zmq.Context()
     sock = ctx.socket(zmq.SUB)
@@ -76,8 +85,12 @@ def bus_sub(endpoint: str, out: str, multipart: bool) -> None:
     received = 0
     t_first = t_last = 0
     while True:
-        if multipart:
+        if mode == "multipart":
             topic, frame = recv_multipart()
+        elif mode == "one_frame":
+            message = recv()
+            end = message.find(b"\0")
+            topic, frame = message[:end], memoryview(message)[end + 1 :]
         else:
             topic = recv()
             frame = recv()

@@ -8,6 +8,9 @@ them in ``on_message``.
 
 Raw (the floor): an XPUB process and a SUB process from the same forkserver,
 one ipc hop, sending ``[topic, msgpack(Quote)]`` and decoding each on receipt.
+Printed beside it, not the floor: the same with ``send_multipart``/``recv_multipart``,
+and with one frame ``topic + NUL + msgpack`` (the bus's own wire format, without the
+proxy hop and the envelope).
 
 Rate = messages received / (last receive - first send). PUB/XPUB drop past
 their high-water mark (100,000, as on the bus), so received may be < sent.
@@ -37,7 +40,7 @@ from sniperbot.config import Config
 from sniperbot.messages import Envelope, Quote, Ready, Stop, decode_envelope, encode_envelope
 from sniperbot.rundir import RunDir
 from sniperbot.topology import build_tree, preload_modules
-from sniperbot.transport.bus import BusProxy, Publisher
+from sniperbot.transport.bus import TOPIC_END, BusProxy, Publisher, split_message
 
 TARGET_RATIO = 0.5
 
@@ -137,16 +140,16 @@ class OursHarness:
         self.zctx.destroy(linger=0)
 
 
-def run_raw(work: Path, rep: int, count: int, multipart: bool) -> dict[str, Any]:
-    """One raw measurement in two processes of the same forkserver."""
+def run_raw(work: Path, rep: int, count: int, mode: str) -> dict[str, Any]:
+    """One raw measurement in two processes of the same forkserver (``mode``: see ``bench._raw.bus_pub``)."""
     from bench import _raw
 
     mp = multiprocessing.get_context("forkserver")
-    name = f"raw{'-mp' if multipart else ''}-{rep}"
+    name = f"raw-{mode}-{rep}"
     endpoint = f"ipc://{work}/{name}.sock"
     out = work / f"{name}.json"
-    pub = mp.Process(target=_raw.bus_pub, args=(endpoint, count, str(out), multipart), name="raw-pub")
-    sub = mp.Process(target=_raw.bus_sub, args=(endpoint, str(out), multipart), name="raw-sub")
+    pub = mp.Process(target=_raw.bus_pub, args=(endpoint, count, str(out), mode), name="raw-pub")
+    sub = mp.Process(target=_raw.bus_sub, args=(endpoint, str(out), mode), name="raw-sub")
     pub.start()
     sub.start()
     try:
@@ -198,6 +201,7 @@ def cost_breakdown(harness: OursHarness, work: Path, n: int) -> dict[str, float]
     pub = Publisher(zctx, rundir.bus_in, "bench.inproc.pub", 1)
     sock = pub.socket
     topic_b = BUS_DATA.encode()
+    head = topic_b + TOPIC_END
     try:
         # Until both subscriptions have reached the publisher, messages are dropped.
         def subscribed() -> bool:
@@ -234,14 +238,13 @@ def cost_breakdown(harness: OursHarness, work: Path, n: int) -> dict[str, float]
         got = 0
         while got < n:
             try:
-                plain.recv(noblock)
+                decode_envelope(split_message(plain.recv(noblock))[1])
             except zmq.Again:
                 if not plain.poll(1000):
                     raise RuntimeError("messages went missing in the cost breakdown") from None
                 continue
-            decode_envelope(plain.recv(noblock))
             got += 1
-        out["two_recv_decode_us"] = (time.perf_counter_ns() - t) / n / 1e3
+        out["recv_split_decode_us"] = (time.perf_counter_ns() - t) / n / 1e3
 
         settle()
         seq = pub.seq
@@ -249,9 +252,8 @@ def cost_breakdown(harness: OursHarness, work: Path, n: int) -> dict[str, float]
         for _ in range(n):
             seq += 1
             frame = encode_envelope(Envelope(BUS_DATA, "bench.inproc.pub", 1, seq, time.time_ns(), quote))
-            sock.send(topic_b, sndmore)
-            sock.send(frame)
-        out["two_send_publish_us"] = (time.perf_counter_ns() - t) / n / 1e3
+            sock.send(head + frame)
+        out["one_send_publish_us"] = (time.perf_counter_ns() - t) / n / 1e3
         pub.seq = seq
         time.sleep(0.3)
         while plain.poll(0):
@@ -286,13 +288,14 @@ def main() -> int:
     count = args.count or (200_000 if args.quick else 1_000_000)
     reps = 1 if args.quick else 3
     print(f"bus throughput: {count:,} Quote messages per run, {reps} run(s) each, interleaved")
-    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "raw_multipart": [], "ours": []}
+    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "raw_multipart": [], "raw_one_frame": [], "ours": []}
     with short_tmp("sb-bus-") as work:
         harness = OursHarness(work)
         try:
             for rep in range(reps):
-                runs["raw"].append(run_raw(work, rep, count, multipart=False))
-                runs["raw_multipart"].append(run_raw(work, rep, count, multipart=True))
+                runs["raw"].append(run_raw(work, rep, count, "frames"))
+                runs["raw_multipart"].append(run_raw(work, rep, count, "multipart"))
+                runs["raw_one_frame"].append(run_raw(work, rep, count, "one_frame"))
                 runs["ours"].append(harness.run(work, rep, count))
                 for name, series in runs.items():
                     r = series[-1]
@@ -319,25 +322,29 @@ def main() -> int:
     ours_rate = median("ours", "recv_rate")
     raw_rate = median("raw", "recv_rate")
     raw_mp_rate = median("raw_multipart", "recv_rate")
+    raw_one_rate = median("raw_one_frame", "recv_rate")
     r = ratio(ours_rate, raw_rate)
     r_mp = ratio(ours_rate, raw_mp_rate)
+    r_one = ratio(ours_rate, raw_one_rate)
     print("medians (messages received per second, first send to last receive):")
     print(f"  ours (actor -> bus proxy -> actor):              {ours_rate / 1e6:.3f} M msgs/s")
     print(f"  raw  (PUB -> SUB, one ipc hop, send/recv):       {raw_rate / 1e6:.3f} M msgs/s  (the floor)")
     print(f"  raw  (PUB -> SUB, send_multipart/recv_multipart): {raw_mp_rate / 1e6:.3f} M msgs/s")
+    print(f"  raw  (PUB -> SUB, one frame topic+NUL+msgpack):   {raw_one_rate / 1e6:.3f} M msgs/s")
     print(f"ratio ours/raw: {r:.2f}   target >= {TARGET_RATIO}: {verdict(r >= TARGET_RATIO)}")
     print(f"ratio ours/raw_multipart: {r_mp:.2f}")
+    print(f"ratio ours/raw_one_frame (our wire format without the proxy and the envelope): {r_one:.2f}")
     print(
         f"paced at {TARGET_RATIO} x the floor: {paced['dropped']:,} dropped of {paced['sent']:,}   "
         f"target 0: {verdict(paced['dropped'] == 0)}"
     )
     print("CPU per message, one side at a time in this process (µs; lower is better):")
     labels = {
-        "publish_us": "ours: Publisher.publish (envelope, two sends)",
-        "two_send_publish_us": "same envelope, send(topic, SNDMORE int) + send(frame)",
+        "publish_us": "ours: Publisher.publish (envelope, one frame)",
+        "one_send_publish_us": "same envelope, send(topic + NUL + frame)",
         "raw_send_us": "raw: send + send of msgpack(Quote)",
         "runtime_receive_us": "ours: ActorRuntime.step drain -> on_message",
-        "two_recv_decode_us": "recv + recv + decode_envelope",
+        "recv_split_decode_us": "recv + split_message + decode_envelope",
         "raw_receive_us": "raw: recv + recv + decode Quote",
     }
     for key, label in labels.items():
@@ -351,7 +358,9 @@ def main() -> int:
             "raw_msgs_per_s": round(raw_rate),
             "raw_multipart_msgs_per_s": round(raw_mp_rate),
             "ratio": r,
+            "raw_one_frame_msgs_per_s": round(raw_one_rate),
             "ratio_vs_raw_multipart": r_mp,
+            "ratio_vs_raw_one_frame": r_one,
             "target_ratio": TARGET_RATIO,
             "target_met": r >= TARGET_RATIO,
             **{f"{name}_send_msgs_per_s": round(median(name, "send_rate")) for name in runs},

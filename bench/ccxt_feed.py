@@ -56,7 +56,7 @@ def _floor(server: Any, n: int) -> list[int]:
 def _ours(server: Any, n: int) -> tuple[list[int], list[int]]:
     import zmq
 
-    from sniperbot.messages import Quote, TradeTick, decode_envelope
+    from sniperbot.messages import Quote, TradeTick
     from sniperbot.messages import topics as topic
     from sniperbot.rundir import RunDir
     from sniperbot.transport.bus import Subscriber
@@ -109,7 +109,7 @@ def _ours(server: Any, n: int) -> tuple[list[int], list[int]]:
             def until(pred: Any) -> None:
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline:
-                    if sub.socket.poll(100) and pred(decode_envelope(sub.socket.recv_multipart()[1]).payload):
+                    if sub.socket.poll(100) and pred(sub.recv()[1].payload):
                         return
                 raise TimeoutError("no message")
 

@@ -70,6 +70,7 @@ from sniperbot.config import Config
 from sniperbot.messages import Ready, decode_envelope
 from sniperbot.rundir import RunDir
 from sniperbot.supervision import ChildSpec
+from sniperbot.transport.bus import split_message
 
 TARGET_P50_MS = 25.0
 TARGET_P99_MS = 100.0
@@ -121,7 +122,7 @@ class ReadyWatch:
         while (left := deadline - time.perf_counter_ns()) > 0:
             if not self.socket.poll(max(1, left // 1_000_000)):
                 return None
-            _, frame = self.socket.recv_multipart()
+            _, frame = split_message(self.socket.recv())
             received = time.perf_counter_ns()
             ready = decode_envelope(frame).payload
             if (

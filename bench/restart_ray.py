@@ -52,6 +52,7 @@ from bench._common import (
 from bench.restart import AdminPoller
 from sniperbot.messages import Ready, decode_envelope
 from sniperbot.rundir import RunDir
+from sniperbot.transport.bus import split_message
 
 CONFIG = fast_sim_config(
     "\n[supervisor]\nintensity = 100000\n"
@@ -178,7 +179,7 @@ def measure(work: Path, ray_kills: int, process_kills: int) -> dict[str, Any]:
                 if time.perf_counter_ns() > deadline:
                     raise TimeoutError(f"{actor} did not restart after {how}:\n{tail()}")
                 if sub.poll(_POLL_MS):
-                    _, frame = sub.recv_multipart()
+                    _, frame = split_message(sub.recv())
                     ready = decode_envelope(frame).payload
                     if (
                         isinstance(ready, Ready)

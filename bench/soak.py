@@ -183,7 +183,7 @@ class TickToTrade(threading.Thread):
 
         from sniperbot.messages import OrderUpdate, TradeTick
         from sniperbot.messages.envelope import InvalidFrame, decode_envelope
-        from sniperbot.transport.bus import Subscriber
+        from sniperbot.transport.bus import Subscriber, split_message
 
         ctx = zmq.Context()
         sub = Subscriber(ctx, self.bus_out, self.topics)
@@ -191,7 +191,7 @@ class TickToTrade(threading.Thread):
             while not self._done.is_set():
                 if not sub.socket.poll(200):
                     continue
-                _, frame = sub.socket.recv_multipart()
+                _, frame = split_message(sub.socket.recv())
                 try:
                     env = decode_envelope(frame)
                 except InvalidFrame:

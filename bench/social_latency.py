@@ -86,15 +86,14 @@ class Harness:
         self.thread.start()
 
     def _receive(self) -> None:
-        from sniperbot.messages import decode_envelope
         from sniperbot.messages.signals import Post, Signal
 
         while self.running:
             if not self.sub.socket.poll(10):
                 continue
-            _, frame = self.sub.socket.recv_multipart()
+            _, envelope = self.sub.recv()
             now = time.time_ns()
-            payload = decode_envelope(frame).payload
+            payload = envelope.payload
             if isinstance(payload, Post):
                 with self.lock:
                     self.arrivals.setdefault(payload.post_id, now)

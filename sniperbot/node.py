@@ -103,7 +103,7 @@ from sniperbot.supervision import ActorHandle, Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import NOT_RECONCILED, BreakerBoard, BreakerState
 from sniperbot.topology import build_tree, preload_modules
 from sniperbot.transport.auth import NODE, SECRET_SIZE, Signer, Verifier
-from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, bind_private, tune
+from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, bind_private, split_message, tune
 from sniperbot.venues.sim.ledger import LedgerError, VenueLedger, venue_ledgers
 
 log = logging.getLogger("sniperbot.node")
@@ -919,7 +919,9 @@ class Node:
             child.last_error = payload.error[:300]
 
     def _on_market(self, frames: list[bytes]) -> None:
-        self.last_values.put(frames)
+        if len(frames) != 1:
+            raise InvalidFrame(f"expected 1 bus frame (topic, envelope), received {len(frames)}")
+        self.last_values.put(frames[0])
 
     def _send_snapshot(self, child: Child, request: SnapshotRequest) -> None:
         identity = f"{child.spec.id}#{child.incarnation}".encode()
@@ -935,10 +937,11 @@ class Node:
                 self._control.send_multipart((identity, frame), zmq.NOBLOCK)
 
     def _on_status(self, frames: list[bytes]) -> None:
-        if len(frames) != 2:
-            raise InvalidFrame(f"expected 2 frames (topic, envelope), received {len(frames)}")
-        envelope = decode_envelope(frames[1])
-        reason = self._verifier.check(frames[1], envelope)
+        if len(frames) != 1:
+            raise InvalidFrame(f"expected 1 bus frame (topic, envelope), received {len(frames)}")
+        _, frame = split_message(frames[0])
+        envelope = decode_envelope(frame)
+        reason = self._verifier.check(frame, envelope)
         if reason is not None:
             raise InvalidFrame(f"unauthorised {type(envelope.payload).__name__} - {reason}")
         payload = envelope.payload

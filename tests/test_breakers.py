@@ -24,7 +24,7 @@ from sniperbot.messages import BreakerChanged, OrderIntent, OrderUpdate, decode_
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
 from sniperbot.supervision.breaker import Breaker, BreakerBoard
-from sniperbot.transport.bus import Subscriber
+from sniperbot.transport.bus import Subscriber, split_message
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
 _S = 1_000_000_000  # ns per second
@@ -319,7 +319,7 @@ class BreakerWatch:
     def states(self, scope: str) -> list[str]:
         """Every state of ``scope`` announced so far, in order."""
         while self.sub.socket.poll(0):
-            name, frame = self.sub.socket.recv_multipart()
+            name, frame = split_message(self.sub.socket.recv())
             change = decode_envelope(frame).payload
             assert isinstance(change, BreakerChanged)
             self.seen.append((name.decode(), change))

@@ -16,6 +16,7 @@ import zmq
 
 from sniperbot.config import Config, ConfigError, decode_config, load_config, with_overrides
 from sniperbot.messages import TradeTick, decode_envelope
+from sniperbot.transport.bus import split_message
 from sniperbot.venues.sim.market import SimMarket, SimSymbol
 from tests.conftest import ROOT, RunningNode, eventually, sniperbot
 
@@ -217,7 +218,7 @@ def test_seed_option_overrides_market_seed(short_tmp: Path) -> None:
         sub.setsockopt(zmq.SUBSCRIBE, b"md.sim.trade.BTC/USDT.")
         sub.connect(f"ipc://{run_dir / 'bus-out.sock'}")
         assert sub.poll(10_000), running.log()
-        tick = decode_envelope(sub.recv_multipart()[1]).payload
+        tick = decode_envelope(split_message(sub.recv())[1]).payload
         assert isinstance(tick, TradeTick)
     finally:
         sub.close()

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from sniperbot.messages import Ack, Envelope, OrderIntent, Quote, decode_envelope
-from sniperbot.transport import BusProxy, Inbox, Outbox, Publisher, Subscriber
+from sniperbot.messages import Ack, Envelope, InvalidFrame, OrderIntent, Quote, decode_envelope
+from sniperbot.transport import BusProxy, Inbox, Outbox, Publisher, Subscriber, bus_message, split_message
 from sniperbot.transport.reliable import decode_routed
 from tests.conftest import ROOT, eventually
 
@@ -78,13 +78,13 @@ def test_bus_proxy_forwards_topic_and_envelope_by_prefix(ctx: zmq.Context, short
     lookalike = Subscriber(ctx, bus_out, ("md.sim.BTC/USDTX.",))
     try:
         # Subscriptions travel upstream asynchronously: publish until both have heard something.
-        got_btc: list[list[bytes]] = []
-        got_x: list[list[bytes]] = []
+        got_btc: list[tuple[bytes, memoryview]] = []
+        got_x: list[tuple[bytes, memoryview]] = []
 
         def drain() -> bool:
             for sub, into in ((btc, got_btc), (lookalike, got_x)):
                 while sub.socket.poll(0):
-                    into.append(sub.socket.recv_multipart())
+                    into.append(split_message(sub.socket.recv()))
             return bool(got_btc and got_x)
 
         def publish_round() -> bool:
@@ -121,6 +121,37 @@ def test_bus_proxy_forwards_topic_and_envelope_by_prefix(ctx: zmq.Context, short
     finally:
         for sock in (publisher, btc, lookalike):
             sock.close()
+        proxy.stop()
+
+
+def test_a_bus_message_is_one_frame_and_a_malformed_one_is_named(ctx: zmq.Context, short_tmp: Path) -> None:
+    """One frame per message on the wire; no topic end, or a NUL in a topic, is refused with the reason."""
+    proxy = BusProxy(ctx, f"ipc://{short_tmp}/in.sock", f"ipc://{short_tmp}/out.sock")
+    proxy.start()
+    publisher = Publisher(ctx, f"ipc://{short_tmp}/in.sock", "feed.sim", 1)
+    raw = ctx.socket(zmq.SUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.setsockopt(zmq.SUBSCRIBE, b"md.sim.")
+    raw.connect(f"ipc://{short_tmp}/out.sock")
+    try:
+
+        def heard() -> bool:
+            publisher.publish("md.sim.X.quote", _quote("X", 1))
+            return bool(raw.poll(20))
+
+        eventually(heard, 5, interval_s=0, what="the subscriber connected")
+        frames = raw.recv_multipart()
+        assert len(frames) == 1  # not [topic, envelope]: one send, one receive, one trip through the proxy
+        topic, frame = split_message(frames[0])
+        assert topic == b"md.sim.X.quote" and decode_envelope(frame).topic == "md.sim.X.quote"
+        with pytest.raises(ValueError, match="contains a NUL byte"):
+            publisher.publish("md.sim.X\0Y.quote", _quote("X", 2))
+        with pytest.raises(InvalidFrame, match="without a topic end"):
+            split_message(b"md.sim.X.quote")
+        assert bus_message("a.b", b"env") == b"a.b\0env"
+    finally:
+        publisher.close()
+        raw.close()
         proxy.stop()
 
 

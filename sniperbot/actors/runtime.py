@@ -43,7 +43,7 @@ from sniperbot.messages import topics as topic
 from sniperbot.metrics import NULL_REGISTRY, Registry, set_current, set_process_default
 from sniperbot.rundir import RunDir
 from sniperbot.transport.auth import AUTHORITY, Signer, Verifier
-from sniperbot.transport.bus import Publisher, Subscriber, bind_private, tune
+from sniperbot.transport.bus import Publisher, Subscriber, bind_private, split_message, tune
 from sniperbot.transport.reliable import Inbox, Outbox, decode_routed
 
 # Exit codes a supervisor reads as a reason (OTP: normal / shutdown / abnormal).
@@ -414,23 +414,21 @@ class ActorRuntime(ActorContext):
         return self.launch.endpoints.get(name, default)
 
     def _drain_bus(self, sock: zmq.Socket, on_message: Callable[[Envelope], None]) -> None:
-        """The hot path: bus messages are [topic, envelope], read with two plain recvs.
+        """The hot path: one plain recv per bus message (:func:`~sniperbot.transport.bus.split_message`).
 
-        RCVMORE is read once, after the topic frame; a message with extra frames
-        desynchronises nothing, since every frame after a message's last one starts
-        a new message (the extra frame is then counted as an invalid one-frame message).
+        A hostile message with extra frames desynchronises nothing: each frame is read as
+        a message of its own, and an extra one is counted as invalid (no topic end, or
+        not an envelope).
         """
         recv = sock.recv
         peers = self._peers
         for _ in range(_DRAIN_BATCH):
             try:
-                topic = recv(zmq.NOBLOCK)
+                message = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
-                if not sock.get(zmq.RCVMORE):
-                    raise InvalidFrame("expected 2 frames (topic, envelope), received 1")
-                frame = recv()
+                topic, frame = split_message(message)
                 envelope = decode_envelope(frame)
                 # Two dict lookups on the hot path; the checks themselves only for the few that need them.
                 if (

@@ -28,7 +28,7 @@ from sniperbot.config import ConfigError, decode_config
 from sniperbot.messages import AnalyserStatus, Signal, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import Subscriber
+from sniperbot.transport.bus import Subscriber, split_message
 from tests.analytics import plugin_victim as victim
 from tests.conftest import FAST_CONFIG, ROOT, RunningNode, eventually
 
@@ -64,7 +64,7 @@ class Bus:
     def pump(self) -> None:
         """Take every message waiting."""
         while self.sub.socket.poll(0):
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             envelope = decode_envelope(frame)
             payload = envelope.payload
             sender = envelope.sender

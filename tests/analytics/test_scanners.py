@@ -30,7 +30,7 @@ from sniperbot.messages import decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.messages.signals import AnalyserStatus, Post, Signal
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.transport.bus import BusProxy, Subscriber, split_message
 from tests.analytics.servers import SocialServer, market_row, trending_item
 from tests.conftest import FAST_CONFIG, ROOT, RunningNode, eventually
 from tests.venues_ccxt.test_gateway import Actors, actors  # noqa: F401  (fixture)
@@ -68,7 +68,7 @@ class Bus:
         while self.running:
             if not self.sub.socket.poll(20):
                 continue
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             env = decode_envelope(frame)
             with self.lock:
                 self.seen.append((env.topic, env.sender, env.payload))

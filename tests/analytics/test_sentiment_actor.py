@@ -20,7 +20,7 @@ import zmq
 from sniperbot.messages import AnalyserStatus, Signal, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import Subscriber
+from sniperbot.transport.bus import Subscriber, split_message
 from tests.analytics.sentiment_feeder import FEEDER_ACTOR
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
@@ -51,7 +51,7 @@ class Bus:
 
     def poll(self) -> list[tuple[int, str, Any]]:
         while self.sub.socket.poll(0):
-            name, frame = self.sub.socket.recv_multipart()
+            name, frame = split_message(self.sub.socket.recv())
             envelope = decode_envelope(frame)
             self.seen.append((envelope.incarnation, name.decode(), envelope.payload))
         return self.seen

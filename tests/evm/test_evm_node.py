@@ -26,7 +26,7 @@ from sniperbot.keystore import Credentials
 from sniperbot.messages import FeedStatus, Quote, TradeTick, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import Subscriber
+from sniperbot.transport.bus import Subscriber, split_message
 from sniperbot.venues.evm.devchain import (
     ANVIL_KEYS,
     Anvil,
@@ -140,7 +140,7 @@ class BusWatch:
     def pump(self) -> list[Any]:
         """Take what arrived; return everything seen so far."""
         while not self.sub.socket.closed and self.sub.socket.poll(0):
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             self.seen.append(decode_envelope(frame).payload)
         return self.seen
 

@@ -31,7 +31,7 @@ from sniperbot.actors.runtime import ActorLaunch, process_journal
 from sniperbot.messages import NewPool, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.transport.bus import BusProxy, Subscriber, split_message
 from sniperbot.venues.evm.devchain import (
     ANVIL_KEYS,
     Anvil,
@@ -76,7 +76,7 @@ class PoolBus:
         while self.running:
             if not self.sub.socket.poll(20):
                 continue
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             arrived = time.time_ns()
             payload = decode_envelope(frame).payload
             if isinstance(payload, NewPool):
@@ -637,7 +637,7 @@ def test_pools_found_before_the_watcher_joined_the_bus_are_held_not_lost(
 
         def receive() -> list[NewPool]:
             while sub.socket.poll(0):
-                payload = decode_envelope(sub.socket.recv_multipart()[1]).payload
+                payload = decode_envelope(split_message(sub.socket.recv())[1]).payload
                 if isinstance(payload, NewPool):
                     got.append(payload)
             return got if len(got) >= 2 else []

@@ -39,7 +39,7 @@ from sniperbot.messages import (
 )
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.transport.bus import BusProxy, Subscriber, split_message
 from sniperbot.venues.dex import pool_quote, pool_reserves, sniper_id
 from tests.conftest import eventually
 from tests.venues_ccxt.test_gateway import Actors, actors  # noqa: F401  (the fixture)
@@ -448,7 +448,7 @@ class ReportWatch:
 
     def of(self, token: str) -> TokenSafetyReport | None:
         while self.sub.socket.poll(0):
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             payload = decode_envelope(frame).payload
             if isinstance(payload, TokenSafetyReport):
                 self.seen.append(payload)
@@ -566,7 +566,7 @@ class QuoteWatch:
 
     def of(self, symbol: str) -> list[Quote]:
         while self.sub.socket.poll(0):
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             payload = decode_envelope(frame).payload
             if isinstance(payload, Quote):
                 self.seen.append(payload)

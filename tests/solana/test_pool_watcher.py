@@ -28,7 +28,7 @@ from sniperbot.actors.runtime import ActorLaunch, process_journal
 from sniperbot.messages import NewPool, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.transport.bus import BusProxy, Subscriber, split_message
 from sniperbot.venues.solana.devaggregator import LocalAggregator
 from sniperbot.venues.solana.devchain import LocalSolana
 from sniperbot.venues.solana.devtokens import create_mint
@@ -65,7 +65,7 @@ class PoolBus:
         while self.running:
             if not self.sub.socket.poll(20):
                 continue
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             payload = decode_envelope(frame).payload
             if isinstance(payload, NewPool):
                 with self.lock:

@@ -25,7 +25,7 @@ from sniperbot.actors.runtime import process_journal
 from sniperbot.messages import Payload, TokenSafetyReport, VenueStatus, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.transport.bus import BusProxy, Subscriber, split_message
 from sniperbot.venues.solana.devaggregator import LocalAggregator
 from sniperbot.venues.solana.devchain import LocalSolana
 from sniperbot.venues.solana.devtokens import create_mint, mint_to
@@ -78,7 +78,7 @@ class Reports:
         while self.running:
             if not self.sub.socket.poll(20):
                 continue
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             payload = decode_envelope(frame).payload
             if isinstance(payload, TokenSafetyReport):
                 with self.lock:

@@ -31,7 +31,7 @@ from sniperbot.actors.runtime import process_journal
 from sniperbot.messages import FeedStatus, Fill, Payload, Quote, TokenSafetyReport, TradeTick, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.transport.bus import BusProxy, Subscriber, split_message
 from sniperbot.venues.dex import pool_quote
 from sniperbot.venues.solana.devaggregator import LocalAggregator
 from sniperbot.venues.solana.devchain import LocalSolana
@@ -93,7 +93,7 @@ class Market:
         while self.running:
             if not self.sub.socket.poll(20):
                 continue
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             with self.lock:
                 self.seen.append(decode_envelope(frame).payload)
 

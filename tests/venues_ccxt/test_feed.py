@@ -19,7 +19,7 @@ from sniperbot.messages import FeedStatus, OrderBook, OrderIntent, Quote, TradeT
 from sniperbot.messages import topics as topic
 from sniperbot.risk.guard import RiskGuard, RiskLimits
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import Subscriber
+from sniperbot.transport.bus import Subscriber, split_message
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 from tests.exchanges.binance import BinanceServer, demo_server
 
@@ -38,7 +38,7 @@ class BusWatch:
     def pump(self) -> list[Any]:
         """Take what arrived; return everything seen so far."""
         while self.sub.socket.poll(0):
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             self.seen.append(decode_envelope(frame).payload)
         return self.seen
 
@@ -254,7 +254,7 @@ def test_real_node_risk_guard_refuses_new_exposure_while_the_venue_feed_is_stale
 
     def latest() -> FeedStatus | None:
         while status.socket.poll(0):
-            statuses.append(decode_envelope(status.socket.recv_multipart()[1]).payload)
+            statuses.append(decode_envelope(split_message(status.socket.recv())[1]).payload)
         return statuses[-1] if statuses else None
 
     try:
@@ -307,7 +307,7 @@ def test_kraken_trades_and_quotes_arrive_as_the_same_messages(rig: Rig) -> None:
 
     def first(pred: Any) -> Any:
         while sub.socket.poll(0):
-            seen.append(decode_envelope(sub.socket.recv_multipart()[1]).payload)
+            seen.append(decode_envelope(split_message(sub.socket.recv())[1]).payload)
         return next((m for m in seen if pred(m)), None)
 
     try:

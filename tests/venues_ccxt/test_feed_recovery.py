@@ -25,7 +25,7 @@ import zmq
 from sniperbot.messages import FeedStatus, OrderBook, TradeTick, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import Subscriber
+from sniperbot.transport.bus import Subscriber, split_message
 from tests.conftest import RunningNode, eventually, sniperbot
 from tests.exchanges import binance, coinbase, kraken
 from tests.exchanges._base import ExchangeServer
@@ -73,7 +73,7 @@ class Bus:
     def pump(self) -> list[Any]:
         """Take what arrived; return everything seen so far."""
         while self.sub.socket.poll(0):
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             self.seen.append(decode_envelope(frame).payload)
         return self.seen
 

@@ -24,7 +24,7 @@ from sniperbot.messages import OrderUpdate, decode_envelope
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueStatus
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import BusProxy, Subscriber
+from sniperbot.transport.bus import BusProxy, Subscriber, split_message
 from sniperbot.venues.ccxt.gateway import REJECT_NOT_RECONCILED
 from tests.conftest import RunningNode, eventually
 from tests.exchanges.binance import BinanceServer, demo_server
@@ -56,7 +56,7 @@ class StatusWatch:
 
     def pump(self) -> list[VenueStatus]:
         while self.sub.socket.poll(0):
-            _, frame = self.sub.socket.recv_multipart()
+            _, frame = split_message(self.sub.socket.recv())
             payload = decode_envelope(frame).payload
             if isinstance(payload, VenueStatus):
                 self.seen.append(payload)
