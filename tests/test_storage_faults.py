@@ -23,7 +23,7 @@ from sniperbot.journal import Journal
 from sniperbot.rundir import RunDir
 from sniperbot.venues.sim.ledger import VenueLedger
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
-from tests.ops_servers import WebhookServer
+from tests.ops_servers import WebhookServer, webhook_fixture  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tmpfs (CI runs as root)")
 
@@ -40,16 +40,6 @@ def disk(short_tmp: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookServer]:
-    """A local webhook receiver: where the alerts actor sends its alerts."""
-    server = WebhookServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _config(short_tmp: Path, webhook: WebhookServer) -> Path:

@@ -33,6 +33,8 @@ configured channel is sent again. What the actor has already reported (trading s
 health, each breaker's last change, the last daily summary) is remembered in the outbox too, so a
 restart - which replays the last value of every topic - does not report old news again; alert keys
 are de-duplicated within ``dedup_window_s`` (a flapping feed alerts once per window and status).
+Breakers are also read from the journal once a second: an announcement lost while the actor was
+joining the bus is still reported (:meth:`AlertsActor._check_breakers`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from sniperbot.alerts.config import ALERTS_ACTOR, ALERTS_ACTOR_ID, AlertsConfig
 from sniperbot.alerts.dispatcher import Dispatcher
 from sniperbot.alerts.model import Alert, Severity, severity_rank
 from sniperbot.alerts.outbox import Outbox, open_outbox
-from sniperbot.journal import keys
+from sniperbot.journal import JournalError, keys
 from sniperbot.messages import (
     BreakerChanged,
     Envelope,
@@ -63,6 +65,7 @@ from sniperbot.messages import (
 )
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueStatus
+from sniperbot.supervision.breaker import Breaker
 
 # The risk guard's reasons for a loss stop start with these (RiskGuardActor._check_losses).
 LOSS_REASONS = ("daily loss", "drawdown")
@@ -95,6 +98,7 @@ class AlertsActor(Actor):
             topics.append(topic.EVENTS)
         self.topics = tuple(topics)
         self.outbox: Outbox | None = None
+        self._started_ns = 0  # set in on_start: breakers closed before it are old news
         self.dispatcher: Dispatcher | None = None
         self._min_rank: dict[str, int] = {}
         self._incarnations: dict[str, int] = {}
@@ -128,6 +132,7 @@ class AlertsActor(Actor):
             )
         saved = outbox.get_state("trading_state")
         self._trading_state = saved.decode() if saved else ""
+        self._started_ns = time.time_ns()
         self.ctx.every(_TICK_S, self._tick)
 
     def on_stop(self) -> None:
@@ -322,9 +327,33 @@ class AlertsActor(Actor):
             )
 
     def _tick(self) -> None:
+        self._check_breakers()
         for venue in list(self._bad_since):
             self._check_feed(venue)
         self._daily_summary()
+
+    def _check_breakers(self) -> None:
+        """Report a breaker change the journal has and the bus did not bring.
+
+        A ``BreakerChanged`` published while this actor's subscription was still joining the bus
+        (its start, a restart) is lost; the node journals every change before announcing it. What
+        was reported is remembered per scope (``_on_breaker``), so a change is reported once
+        whichever way it came. A breaker that was closed before this actor started is old news.
+        A journal that cannot be read (a storage fault, alerted on its own) is skipped: the bus
+        still brings what the node announces.
+        """
+        try:
+            items = self.ctx.journal.state_items(keys.BREAKER)
+        except JournalError:
+            return
+        for _, raw in items:
+            try:
+                breaker = msgspec.json.decode(raw, type=Breaker)
+            except msgspec.DecodeError:
+                continue  # not ours to judge here: the node refuses a damaged journal at start
+            if breaker.state == "closed" and breaker.changed_ns < self._started_ns:
+                continue
+            self._on_breaker(breaker.announcement())
 
     def _daily_summary(self) -> None:
         summary_at = self.config.daily_summary_utc

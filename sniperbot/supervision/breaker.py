@@ -87,6 +87,17 @@ class Breaker(msgspec.Struct):
     changed_ns: int = 0
     closed_ns: int = 0
 
+    def announcement(self) -> BreakerChanged:
+        """Its last change as the bus announces it (the node; the alerts actor reading the journal)."""
+        return BreakerChanged(
+            scope=self.scope,
+            state=self.state,
+            reason=self.reason,
+            trips=self.trips,
+            cooldown_s=self.cooldown_s,
+            ts_ns=self.changed_ns,
+        )
+
 
 class BreakerBoard:
     """All breakers of a node: state, timing, persistence and announcements."""
@@ -237,13 +248,4 @@ class BreakerBoard:
                 "cooldown_s": breaker.cooldown_s,
             },
         )
-        self._announce(
-            BreakerChanged(
-                scope=breaker.scope,
-                state=state,
-                reason=reason,
-                trips=breaker.trips,
-                cooldown_s=breaker.cooldown_s,
-                ts_ns=breaker.changed_ns,
-            )
-        )
+        self._announce(breaker.announcement())

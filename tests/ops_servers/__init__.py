@@ -25,9 +25,11 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 
@@ -220,6 +222,16 @@ class WebhookServer(HttpStub):
         if isinstance(answer, tuple) and answer[0] == "status":
             return web.Response(status=answer[1], text="scripted")
         return web.json_response({"received": True})
+
+
+@pytest.fixture(name="webhook")
+def webhook_fixture() -> Iterator[WebhookServer]:
+    """A local webhook receiver: where the alerts actor sends its alerts."""
+    server = WebhookServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class SentryServer(HttpStub):
