@@ -170,8 +170,9 @@ class Harness:
         )
         _OUT[FEED].put(("publish", topic.quote(VENUE, symbol), q))
 
-    def fill(self, order: Order, price: float, quantity: float | None = None) -> None:
-        """The executor's fill and 'filled' update of ``order``."""
+    def fill(self, order: Order, price: float, quantity: float | None = None, heard: bool = True) -> None:
+        """The executor's fill and 'filled' update of ``order``: published, or (``heard=False``)
+        journaled as the executor does before it publishes, with the publish lost."""
         self.fills += 1
         fill = Fill(
             fill_id=f"{VENUE}:0x{self.fills:064x}",
@@ -193,6 +194,9 @@ class Harness:
             status="filled",
             ts_ns=time.time_ns(),
         )
+        if not heard:
+            process_journal(self.actors.run_dir, "process").append_many([order, fill, update])
+            return
         _OUT[EXECUTOR].put(("publish", topic.fill(order.strategy_id), fill))
         _OUT[EXECUTOR].put(("publish", topic.order_update(order.strategy_id), update))
 
@@ -407,6 +411,30 @@ def test_restarted_sniper_keeps_managing_and_never_rebuys(harness: Harness) -> N
     sell = harness.orders("sell")[0]
     assert sell.quantity == pytest.approx(buy.quantity)
     assert sell.client_order_id == f"{SID}-t1-2"  # the sequence went on from the journal
+
+
+def test_a_buy_fill_lost_on_the_bus_is_booked_from_the_journal_and_sold_once(harness: Harness) -> None:
+    """A fill published while the sniper's subscription was joining the bus never reaches it; the
+    executor journaled it first, and the sniper books it on its next clock tick: the position opens
+    and is sold at the take-profit, once (before, the snipe stayed 'buying' and was never sold)."""
+    harness.start_risk_guard()
+    harness.start_sniper()
+
+    def announce() -> None:
+        harness.report()
+        harness.quote(BASE0, QUOTE0)
+
+    buy = harness.until(lambda: harness.orders("buy"), announce, "the sniper's buy")[0]
+    harness.fill(buy, float(buy.limit_price or 0), heard=False)
+    opened = _within(lambda: (s := harness.snipe()) and s.status == "open" and s, 5)
+    assert opened and opened.position == pytest.approx(buy.quantity)
+    up = _scale(*pool_after_buy(BASE0, QUOTE0, BUDGET), price=1.7)
+    harness.until(lambda: harness.orders("sell"), lambda: harness.quote(*up), "the take-profit")
+    time.sleep(1.5)  # more clock ticks and quotes: the journal's fill is not booked twice
+    harness.quote(*up)
+    (sell,) = harness.orders("sell")
+    assert sell.quantity == pytest.approx(buy.quantity)
+    assert len(harness.orders("buy")) == 1
 
 
 def test_a_forged_buy_report_is_dropped_not_bought(harness: Harness) -> None:
