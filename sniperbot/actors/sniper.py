@@ -60,9 +60,18 @@ fixed fraction of the base reserve and its bid/ask straddle the reserves' ratio
 (:func:`sniperbot.venues.dex.pool_quote`); :func:`~sniperbot.venues.dex.pool_reserves`
 inverts them, so no new message kind is needed and the depth is as fresh as the price.
 
-State that matters (per token: status, exit reason, highest value and depth, sell tax, entry time) is
-journaled under ``keys.STRATEGY_STATE + <strategy id>`` whenever it changes; positions come from the
-journal's fills on restart, so a restarted sniper manages what it holds and never rebuys a token.
+**State and restarts** (decision, for a sniper left alone for weeks). The state of the *live* snipes
+(awaiting a quote, buying, open: status, exit reason, highest value and depth, sell tax, entry time, and
+the position, quantity bought and cost) is journaled under ``keys.STRATEGY_STATE + <strategy id>``
+whenever it changes, together with the journal seq its positions reflect (``through``) and the next
+intent sequence (:class:`SniperState`). A finished snipe (closed, skipped) is written once under
+``<that key>/done/<token>`` and leaves the live state: what is rewritten on every change stays as small
+as what is live, and "never twice" looks the token up there. Fills and order updates are booked *only*
+from the journal, in seq order (a bus message for this strategy is the cue to read it: the executor and
+the risk guard journal before they publish), so the saved ``through`` always says exactly which records
+the saved positions hold. A restart therefore reads the live state and the journal records after
+``through``, not every fill since the first snipe: it does not grow with the journal. A state saved by
+an older version (a list of every snipe) is read once the old way (every fill of this strategy).
 """
 
 from __future__ import annotations
@@ -78,9 +87,18 @@ from sniperbot.actors.recent import RecentIds
 from sniperbot.actors.strategy import journaled_history
 from sniperbot.analytics.signals import SignalBook
 from sniperbot.journal import TERMINAL_STATUSES, keys
-from sniperbot.messages import Envelope, Fill, OrderIntent, OrderUpdate, Quote, Signal, TokenSafetyReport
+from sniperbot.messages import (
+    Envelope,
+    Fill,
+    Order,
+    OrderIntent,
+    OrderUpdate,
+    Quote,
+    Signal,
+    TokenSafetyReport,
+)
 from sniperbot.messages import topics as topic
-from sniperbot.messages.orders import make_intent_id
+from sniperbot.messages.orders import make_intent_id, parse_intent_seq
 from sniperbot.venues.dex import SniperParams, sniper_id
 
 #: Period of the timer that checks holding times, quote waits and exit retries.
@@ -107,10 +125,22 @@ class Snipe(msgspec.Struct, kw_only=True):
     opened_ns: int = 0  # the first buy fill
     peak_value: float = 0.0  # highest value per token since the buy
     peak_depth: float = 0.0  # highest pool depth since the buy
-    # Not journaled figures but rebuilt from fills: kept here for the log and the decisions.
+    # From the journal's fills, through SniperState.through.
     bought: float = 0.0
     position: float = 0.0
     cost: float = 0.0
+
+
+#: A snipe in one of these is finished: journaled once under its own key, out of the live state.
+_DONE: tuple[Status, ...] = ("closed", "skipped")
+
+
+class SniperState(msgspec.Struct, kw_only=True):
+    """The sniper's journaled state: its live snipes, and how far into the journal their positions go."""
+
+    through: int  # every fill and order update of this strategy up to this journal seq is booked
+    next_seq: int  # the next intent sequence
+    snipes: list[Snipe]
 
 
 class SniperActor(Actor):
@@ -144,27 +174,29 @@ class SniperActor(Actor):
         self._read_through = 0  # the journal seq whose fills and updates are booked (see _read_journal)
         self._next_seq = 1
         self._saved = b""
+        self._state_key = ""  # set in on_start
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_start(self) -> None:
-        """Restore every token acted on, the positions (journal's fills) and the intent sequence."""
+        """Restore the live snipes, their positions and the intent sequence (module docstring)."""
         journal = self.ctx.journal
-        # Before the restore's reads: what is journaled after them is booked by _read_journal.
-        self._read_through = journal.last_seq()
-        raw = journal.get_state(keys.STRATEGY_STATE + self.strategy_id)
-        if raw:
-            for snipe in msgspec.json.decode(raw, type=list[Snipe]):
-                snipe.bought = snipe.position = snipe.cost = 0.0
-                self.snipes[self.symbol_of(snipe.token)] = snipe
-            self._saved = raw
-        fills, last_seq = journaled_history(journal, self.strategy_id)
-        self._next_seq = last_seq + 1
-        for fill in fills:
-            self._book(fill, restoring=True)
-        # Buys or sells that ended while this actor was down (refused, cancelled, short).
-        for _, record in journal.strategy_records(self.strategy_id, kinds=(OrderUpdate,)):
-            if isinstance(record, OrderUpdate):
-                self._on_update(record)
+        self._state_key = keys.STRATEGY_STATE + self.strategy_id
+        raw = journal.get_state(self._state_key)
+        if raw is not None and raw.lstrip().startswith(b"["):
+            self._restore_legacy(raw)
+        else:
+            if raw is not None:
+                state = msgspec.json.decode(raw, type=SniperState)
+                self.snipes = {self.symbol_of(snipe.token): snipe for snipe in state.snipes}
+                self._read_through, self._next_seq = state.through, state.next_seq
+                self._saved = raw
+            # What happened while this actor was down: fills, buys or sells that ended, and orders
+            # (the intent sequence goes on after the highest one journaled).
+            self._read_journal(restoring=True)
+        for snipe in self.snipes.values():
+            for intent_id in (snipe.buy_intent, snipe.exit_intent):
+                self._next_seq = max(self._next_seq, (parse_intent_seq(intent_id, self.strategy_id) or 0) + 1)
+        self._save()
         self.ctx.every(CLOCK_S, self._clock)
         self.ctx.log.info(
             "sniper ready",
@@ -175,6 +207,34 @@ class SniperActor(Actor):
                 "next_intent_seq": self._next_seq,
             },
         )
+
+    def _restore_legacy(self, raw: bytes) -> None:
+        """A state saved by an older version: every snipe ever, positions from every fill of this strategy."""
+        journal = self.ctx.journal
+        # Before the restore's reads: what is journaled after them is booked by _read_journal.
+        self._read_through = journal.last_seq()
+        for snipe in msgspec.json.decode(raw, type=list[Snipe]):
+            snipe.bought = snipe.position = snipe.cost = 0.0
+            self.snipes[self.symbol_of(snipe.token)] = snipe
+        fills, last_seq = journaled_history(journal, self.strategy_id)
+        self._next_seq = last_seq + 1
+        for fill in fills:
+            self._book(fill, restoring=True)
+        for _, record in journal.strategy_records(self.strategy_id, kinds=(OrderUpdate,)):
+            if isinstance(record, OrderUpdate):
+                self._on_update(record)
+
+    def _done_key(self, token: str) -> str:
+        return f"{self._state_key}/done/{token}"
+
+    def _snipe(self, symbol: str) -> Snipe | None:
+        """The snipe of ``symbol``: live, or finished (then it is live again, for a late fill to correct)."""
+        snipe = self.snipes.get(symbol)
+        if snipe is None:
+            raw = self.ctx.journal.get_state(self._done_key(symbol.partition("/")[0]))
+            if raw is not None:
+                snipe = self.snipes[symbol] = msgspec.json.decode(raw, type=Snipe)
+        return snipe
 
     def symbol_of(self, token: str) -> str:
         """The pair of a sniped token: ``"<token address>/<quote symbol>"``."""
@@ -191,17 +251,15 @@ class SniperActor(Actor):
             self._on_report(payload)
         elif isinstance(payload, Signal):
             self._on_signal(payload)
-        elif isinstance(payload, Fill) and payload.strategy_id == self.strategy_id:
-            self._book(payload)
-        elif isinstance(payload, OrderUpdate) and payload.strategy_id == self.strategy_id:
-            self._on_update(payload)
+        elif isinstance(payload, Fill | OrderUpdate) and payload.strategy_id == self.strategy_id:
+            self._read_journal()  # booked from the journal, in seq order (module docstring)
 
     # -- the buy -----------------------------------------------------------------------------
     def _on_report(self, report: TokenSafetyReport) -> None:
         if report.venue != self.venue:
             return
         symbol = self.symbol_of(report.token)
-        if symbol in self.snipes:
+        if symbol in self.snipes or self.ctx.journal.get_state(self._done_key(report.token)) is not None:
             return  # acted on already (bought, refused, or let go): never twice
         if report.verdict != "buy":
             return  # the checker has logged and journaled why
@@ -366,27 +424,35 @@ class SniperActor(Actor):
         elif changed:
             self._save()
 
-    def _read_journal(self) -> None:
-        """Book this strategy's fills and order updates journaled since the last look and not heard.
+    def _read_journal(self, restoring: bool = False) -> None:
+        """Book this strategy's fills and order updates journaled since the last look, in seq order.
 
-        The executor journals them before it publishes them, but a bus message is at-most-once: one
-        published while a restarted sniper's subscription is still joining the bus is lost, and a
-        snipe that missed its buy's fill would never be sold (or one that missed its sell, sold
-        twice over). Booking is idempotent (fills by id, terminal updates once).
+        The only way they are booked (module docstring): on each clock tick, on each bus message of
+        this strategy's (the cue: the executor and the risk guard journal before they publish), and at
+        start (``restoring``: no save and no log per fill). Reading rather than taking the bus copy
+        also covers a message lost while a restarted sniper's subscription was joining the bus: a
+        snipe that missed its buy's fill would never be sold (or one that missed its sell, sold twice
+        over). Orders and updates also move the intent sequence past theirs.
         """
-        records, self._read_through = self.ctx.journal.since(
-            self._read_through, (Fill, OrderUpdate), self.strategy_id
+        records, through = self.ctx.journal.since(
+            self._read_through, (Fill, OrderUpdate, Order), self.strategy_id
         )
-        for _, record in records:
+        for seq, record in records:
+            # Booked through this record: a save while booking it records exactly that.
+            self._read_through = seq
             if isinstance(record, Fill):
-                self._book(record)
+                self._book(record, restoring)
             elif isinstance(record, OrderUpdate):
                 self._on_update(record)
+            if isinstance(record, Order | OrderUpdate):
+                seq_of = parse_intent_seq(record.client_order_id, self.strategy_id) or 0
+                self._next_seq = max(self._next_seq, seq_of + 1)
+        self._read_through = through
 
     def _clock(self) -> None:
         self._read_journal()
         now = time.time_ns()
-        for symbol, snipe in self.snipes.items():
+        for symbol, snipe in list(self.snipes.items()):  # a finished snipe leaves the dict (_save)
             if snipe.status == "awaiting_quote":
                 if (now - snipe.report_ns) / 1e9 > self.params.max_report_age_s:
                     held = self._awaiting_quote.pop(symbol, None) is not None
@@ -426,7 +492,7 @@ class SniperActor(Actor):
     def _book(self, fill: Fill, restoring: bool = False) -> None:
         if not self._seen_fills.add(fill.fill_id):
             return
-        snipe = self.snipes.get(fill.symbol)
+        snipe = self._snipe(fill.symbol)
         if snipe is None:  # a fill of a snipe whose state was never journaled: manage it all the same
             snipe = self.snipes[fill.symbol] = Snipe(token=fill.symbol.partition("/")[0], status="buying")
         if fill.side == "buy":
@@ -494,8 +560,16 @@ class SniperActor(Actor):
             self._save()
 
     def _save(self) -> None:
-        """Journal every snipe's state when it changed (the positions themselves are the fills)."""
-        encoded = msgspec.json.encode(list(self.snipes.values()))
+        """Journal the live state when it changed; a finished snipe once, under its own key, first."""
+        journal = self.ctx.journal
+        for symbol, snipe in list(self.snipes.items()):
+            if snipe.status in _DONE:
+                journal.put_state(self._done_key(snipe.token), msgspec.json.encode(snipe))
+                del self.snipes[symbol]
+        state = SniperState(
+            through=self._read_through, next_seq=self._next_seq, snipes=list(self.snipes.values())
+        )
+        encoded = msgspec.json.encode(state)
         if encoded != self._saved:
-            self.ctx.journal.put_state(keys.STRATEGY_STATE + self.strategy_id, encoded)
+            journal.put_state(self._state_key, encoded)
             self._saved = encoded

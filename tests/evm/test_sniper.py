@@ -25,7 +25,7 @@ import zmq
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.actors.runtime import process_journal
-from sniperbot.actors.sniper import Snipe
+from sniperbot.actors.sniper import Snipe, SniperState
 from sniperbot.journal import keys
 from sniperbot.messages import (
     Envelope,
@@ -171,8 +171,8 @@ class Harness:
         _OUT[FEED].put(("publish", topic.quote(VENUE, symbol), q))
 
     def fill(self, order: Order, price: float, quantity: float | None = None, heard: bool = True) -> None:
-        """The executor's fill and 'filled' update of ``order``: published, or (``heard=False``)
-        journaled as the executor does before it publishes, with the publish lost."""
+        """The executor's fill and 'filled' update of ``order``, journaled then published as the executor
+        does (``heard=False``: the publish is lost)."""
         self.fills += 1
         fill = Fill(
             fill_id=f"{VENUE}:0x{self.fills:064x}",
@@ -194,8 +194,9 @@ class Harness:
             status="filled",
             ts_ns=time.time_ns(),
         )
+        journal = process_journal(self.actors.run_dir, "process")
+        journal.append_many([*(() if journal.order(order.client_order_id) else (order,)), fill, update])
         if not heard:
-            process_journal(self.actors.run_dir, "process").append_many([order, fill, update])
             return
         _OUT[EXECUTOR].put(("publish", topic.fill(order.strategy_id), fill))
         _OUT[EXECUTOR].put(("publish", topic.order_update(order.strategy_id), update))
@@ -216,13 +217,16 @@ class Harness:
         return [u for u in updates if u.strategy_id == SID and u.status == "rejected"]
 
     def snipe(self, symbol: str = SYMBOL) -> Snipe | None:
-        """The sniper's journaled state of ``symbol``."""
-        raw = process_journal(self.actors.run_dir, "process").get_state(keys.STRATEGY_STATE + SID)
+        """The sniper's journaled state of ``symbol``: live, or finished (under its own key)."""
+        journal = process_journal(self.actors.run_dir, "process")
+        token = symbol.split("/")[0]
+        done = journal.get_state(f"{keys.STRATEGY_STATE}{SID}/done/{token}")
+        if done is not None:
+            return msgspec.json.decode(done, type=Snipe)
+        raw = journal.get_state(keys.STRATEGY_STATE + SID)
         if not raw:
             return None
-        return next(
-            (s for s in msgspec.json.decode(raw, type=list[Snipe]) if s.token == symbol.split("/")[0]), None
-        )
+        return next((s for s in msgspec.json.decode(raw, type=SniperState).snipes if s.token == token), None)
 
     def until(self, check: Any, action: Any, what: str) -> Any:
         """Repeat ``action`` (a publish: the bus is at-most-once) until ``check`` holds; its value."""
@@ -435,6 +439,49 @@ def test_a_buy_fill_lost_on_the_bus_is_booked_from_the_journal_and_sold_once(har
     (sell,) = harness.orders("sell")
     assert sell.quantity == pytest.approx(buy.quantity)
     assert len(harness.orders("buy")) == 1
+
+    # Sold: the finished snipe leaves the live state (what is rewritten on each change) for its own
+    # key, and the token is still never bought twice, by this incarnation or the next.
+    harness.fill(sell, float(up[1] / up[0]))
+    closed = _within(lambda: (s := harness.snipe()) and s.status == "closed" and s, 5)
+    assert closed and closed.position == 0.0 and closed.bought == pytest.approx(buy.quantity)
+    journal = process_journal(harness.actors.run_dir, "process")
+    live = msgspec.json.decode(journal.get_state(keys.STRATEGY_STATE + SID) or b"", type=SniperState)
+    (sold_at,) = [q for q, r in journal.records(kinds=(Fill,)) if isinstance(r, Fill) and r.side == "sell"]
+    assert live.snipes == [] and live.through >= sold_at  # the saved state holds the sell
+    harness.start_sniper()
+    for _ in range(3):
+        harness.report()
+        harness.quote(BASE0, QUOTE0)
+        time.sleep(0.3)
+    assert len(harness.orders("buy")) == 1
+
+
+def test_a_state_saved_by_the_previous_version_is_read_once_the_old_way(harness: Harness) -> None:
+    """A list of every snipe (the old format): positions rebuilt from every fill, then saved the new way."""
+    harness.start_risk_guard()
+    harness.start_sniper()
+    buy, entry = harness.open_position()
+    journal = process_journal(harness.actors.run_dir, "process")
+    harness.actors.stop(SNIPER)
+    current = msgspec.json.decode(journal.get_state(keys.STRATEGY_STATE + SID) or b"", type=SniperState)
+    old = [msgspec.structs.replace(s, bought=0.0, position=0.0, cost=0.0) for s in current.snipes]
+    gone = Snipe(token="0x" + "ab" * 20, status="closed")  # a finished snipe the old format kept
+    journal.put_state(keys.STRATEGY_STATE + SID, msgspec.json.encode([*old, gone]))
+    harness.start_sniper()
+    state = _within(
+        lambda: (
+            (raw := journal.get_state(keys.STRATEGY_STATE + SID))
+            and not raw.startswith(b"[")
+            and msgspec.json.decode(raw, type=SniperState)
+        ),
+        5,
+    )
+    (snipe,) = state.snipes
+    assert snipe.status == "open" and snipe.position == pytest.approx(buy.quantity)  # from the fills
+    assert snipe.cost == pytest.approx(buy.quantity * entry)
+    assert journal.get_state(f"{keys.STRATEGY_STATE}{SID}/done/{gone.token}") is not None
+    assert state.next_seq == 2  # after the buy's intent (seq 1)
 
 
 def test_a_forged_buy_report_is_dropped_not_bought(harness: Harness) -> None:
