@@ -68,6 +68,7 @@ bench: $(BIN)/.installed-test
 	$(BIN)/python bench/tick_to_trade.py
 	$(BIN)/python bench/restart.py
 	$(BIN)/python bench/restart_placement.py
+	$(BIN)/python bench/sniper_restart.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/journal_verify.py

@@ -500,6 +500,10 @@ def test_node_state_survives_reopen_and_is_listed_by_prefix(tmp_path: Path) -> N
     journal.put_state("spec/strategies/a", b"{}")
     journal.put_state("spec/strategies/b", b"{}")
     journal.put_state("spec/strategies/b", None)
+    # Several in one transaction (the sniper's live state and a finished snipe): set and delete together.
+    journal.put_states({"spec/strategies/c": b"{}", "spec/strategies/a": None, "spec/strategies/a2": b"{}"})
+    with pytest.raises(JournalError, match="state key must be"):
+        journal.put_states({"spec/strategies/d": b"{}", "": b"bad key"})  # all or nothing
     journal.close()
     reopened = Journal.open(tmp_path, readonly=True)
     try:
@@ -509,7 +513,7 @@ def test_node_state_survives_reopen_and_is_listed_by_prefix(tmp_path: Path) -> N
             ("breaker/global", b"open"),
             ("breaker/venue:sim", b"closed"),
         ]
-        assert reopened.state_items("spec/") == [("spec/strategies/a", b"{}")]
+        assert reopened.state_items("spec/") == [("spec/strategies/a2", b"{}"), ("spec/strategies/c", b"{}")]
         assert reopened.counts() == {"orders": 0, "fills": 0, "updates": 0}
     finally:
         reopened.close()

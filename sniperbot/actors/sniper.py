@@ -560,16 +560,18 @@ class SniperActor(Actor):
             self._save()
 
     def _save(self) -> None:
-        """Journal the live state when it changed; a finished snipe once, under its own key, first."""
-        journal = self.ctx.journal
+        """Journal the live state when it changed, and a finished snipe under its own key: one transaction."""
+        items: dict[str, bytes | None] = {}
         for symbol, snipe in list(self.snipes.items()):
             if snipe.status in _DONE:
-                journal.put_state(self._done_key(snipe.token), msgspec.json.encode(snipe))
+                items[self._done_key(snipe.token)] = msgspec.json.encode(snipe)
                 del self.snipes[symbol]
         state = SniperState(
             through=self._read_through, next_seq=self._next_seq, snipes=list(self.snipes.values())
         )
         encoded = msgspec.json.encode(state)
         if encoded != self._saved:
-            journal.put_state(self._state_key, encoded)
+            items[self._state_key] = encoded
+        if items:
+            self.ctx.journal.put_states(items)
             self._saved = encoded

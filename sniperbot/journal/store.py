@@ -1278,14 +1278,19 @@ class Journal:
     def put_state(self, key: str, value: bytes | None) -> None:
         """Store (or, with None, delete) one piece of node state durably: breakers,
         trading state, hot-added child specs. Not part of the record log."""
-        encoded = _key(key, "state key")
+        self.put_states({key: value})
+
+    def put_states(self, items: dict[str, bytes | None]) -> None:
+        """:meth:`put_state` of several pieces in one transaction: all of them or none."""
+        encoded = [(_key(key, "state key"), value) for key, value in items.items()]
 
         def put(txn: lmdb.Transaction) -> None:
             assert self._dbs is not None
-            if value is None:
-                txn.delete(encoded, db=self._dbs.state)
-            else:
-                txn.put(encoded, value, db=self._dbs.state)
+            for key, value in encoded:
+                if value is None:
+                    txn.delete(key, db=self._dbs.state)
+                else:
+                    txn.put(key, value, db=self._dbs.state)
 
         with self._lock:
             self._check_usable(write=True)
