@@ -246,7 +246,7 @@ def build_journal(run_dir: Path, fills: int, orders: int) -> dict[str, Any]:
 def restore_costs(run_dir: Path) -> dict[str, dict[str, float]]:
     """Each restoring actor kind's journal work at start, the old way (every record) and the new (ms)."""
     from sniperbot.actors.strategy import journaled_history
-    from sniperbot.journal import TERMINAL_STATUSES, Journal
+    from sniperbot.journal import TERMINAL_STATUSES, Journal, keys
     from sniperbot.journal.aggregates import DAY_NS
     from sniperbot.messages import Fill, Order, OrderUpdate
     from sniperbot.portfolio.ledger import Ledger
@@ -287,9 +287,14 @@ def restore_costs(run_dir: Path) -> dict[str, dict[str, float]]:
             lambda j: old_strategy(j, "fast_btc"),
             lambda j: j.snapshot(strategy_id="fast_btc"),
         ),
+        # Old: the previous version's restore (every record of its own, archived ones too). New: its live
+        # state and the journal after the seq that state holds (here: saved after the last record).
         "sniper (its own records; 1/20 of them)": (
-            lambda j: old_strategy(j, "hist0"),
             lambda j: journaled_history(j, "hist0"),
+            lambda j: (
+                j.get_state(keys.STRATEGY_STATE + "hist0"),
+                j.since(j.last_seq(), (Fill, OrderUpdate, Order), "hist0"),
+            ),
         ),
         "risk_guard": (old_risk, lambda j: j.snapshot(spend_day=today)),
         "portfolio": (old_portfolio, lambda j: j.snapshot()),

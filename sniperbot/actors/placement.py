@@ -37,7 +37,8 @@ Placement = Literal["process", "thread", "ray"]
 # Modules imported once in the forkserver so that every actor process starts warm: what
 # every actor needs; the node adds every actor module of its tree
 # (:func:`sniperbot.topology.preload_modules`).
-PRELOAD = ["sniperbot.actors.runtime", "sniperbot.journal", "lmdb"]
+# (Sentry's module compiles its secret scrubber's patterns at import: ~3 ms a restart if not here.)
+PRELOAD = ["sniperbot.actors.runtime", "sniperbot.journal", "lmdb", "sniperbot.observability.sentry"]
 
 
 class ProcessHandle:

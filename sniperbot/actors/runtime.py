@@ -104,6 +104,10 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node_pid: int = 0
 
 
+# Built at import, so in the forkserver that preloads this module: a restarted actor does not pay
+# msgspec's first-use type analysis of ActorLaunch (about a millisecond) before it can start.
+_LAUNCH_DECODER = msgspec.msgpack.Decoder(ActorLaunch)
+
 _journals: dict[str, Any] = {}
 _journals_lock = threading.Lock()
 
@@ -644,7 +648,7 @@ def run_actor_process(launch_bytes: bytes) -> None:
 
     from sniperbot.logs import configure_logging
 
-    launch = msgspec.msgpack.decode(launch_bytes, type=ActorLaunch)
+    launch = _LAUNCH_DECODER.decode(launch_bytes)
     configure_logging(launch.log_level)
     _die_with_parent()
     watch_node(launch.node_pid)
