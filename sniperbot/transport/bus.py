@@ -5,7 +5,7 @@ A bus message is one frame: the topic, a NUL byte (:data:`TOPIC_END`), the envel
 subscription to a topic prefix works as it would on a separate topic frame. Why one
 frame, not ``[topic, envelope]``: every frame costs a send, a receive and a
 ``RCVMORE`` check in Python, and its own trip through the proxy's and both I/O
-threads; one frame raised the actor-to-actor rate by about a third in
+threads; one frame raised the actor-to-actor rate by 12-35 % in
 ``bench/bus.py``. A topic therefore never contains NUL (:meth:`Publisher.publish`
 refuses one).
 
