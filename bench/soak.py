@@ -529,6 +529,8 @@ def main() -> int:
         raise SystemExit("--minutes must cover at least two samples; --sample-s and --fault-every-s > 0")
     warmup_s = sample_s
     window_s = min(WINDOW_S, (run_s - warmup_s) / 2)
+    if args.out:  # made now: an hour's run must not fail at its end on a missing directory
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     config_text, config = soak_config()
     venue = config["venues"][0]
     strategies = {s["id"]: (s["symbol"], float(s["bar_interval_s"])) for s in config["strategies"]}
