@@ -66,6 +66,7 @@ lint: $(BIN)/.installed-test
 bench: $(BIN)/.installed-test
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/tick_to_trade.py
+	$(BIN)/python bench/hops.py
 	$(BIN)/python bench/restart.py
 	$(BIN)/python bench/restart_placement.py
 	$(BIN)/python bench/sniper_restart.py

@@ -7,14 +7,16 @@ stack differs (no envelope, no proxy, no poller, blocking sockets).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
+from pathlib import Path
 
 import msgspec
 import zmq
 
 from bench.bench_actors import BUS_DATA, BUS_DONE, BUS_PREFIX, bench_quote, write_result
-from sniperbot.messages import Quote
+from sniperbot.messages import Quote, TradeTick
 from sniperbot.transport.bus import BUS_HWM
 
 _SNDMORE = int(zmq.SNDMORE)
@@ -152,3 +154,57 @@ def ready_child(endpoint: str) -> None:
     sock.connect(endpoint)
     sock.send(str(os.getpid()).encode())
     time.sleep(3600)
+
+
+def pipe_ring(work: Path, count: int, warmup: int, gap_s: float) -> list[int]:
+    """The 4-hop floor: A -> B -> C -> D -> A by blocking PUSH/PULL, A in this process, B-D
+    :func:`pipe_hop` processes of a forkserver; one msgpack tick in flight, ``gap_s`` after each
+    answer. The round trips' times in ns, after ``warmup``."""
+    mp = multiprocessing.get_context("forkserver")
+    endpoints = [f"ipc://{work}/pipe-{i}.sock" for i in range(4)]  # inputs of B, C, D, A
+    hops = [
+        mp.Process(target=pipe_hop, args=(endpoints[i], endpoints[i + 1]), name=f"hop-{i}") for i in range(3)
+    ]
+    for hop in hops:
+        hop.start()
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    pull = ctx.socket(zmq.PULL)
+    for sock in (push, pull):
+        sock.setsockopt(zmq.LINGER, 1000)
+    pull.bind(endpoints[3])
+    push.connect(endpoints[0])
+    encode, decode = msgspec.msgpack.encode, msgspec.msgpack.decode
+    samples: list[int] = []
+    try:
+        for seq in range(1, warmup + count + 1):
+            t0_wall = time.time_ns()
+            t0 = time.perf_counter_ns()
+            tick = TradeTick(
+                venue="sim",
+                symbol="BTC/USDT",
+                price=60_000.0,
+                size=0.001,
+                side="buy",
+                trade_id=seq,
+                ts_ns=t0_wall,
+            )
+            push.send(encode(tick))
+            decode(pull.recv())
+            t1 = time.perf_counter_ns()
+            if seq > warmup:
+                samples.append(t1 - t0)
+            if gap_s:
+                time.sleep(gap_s)
+        push.send(b"")
+        pull.recv()
+    finally:
+        push.close()
+        pull.close()
+        ctx.term()
+        for hop in hops:
+            hop.join(5)
+            if hop.exitcode is None:
+                hop.kill()
+                hop.join()
+    return samples

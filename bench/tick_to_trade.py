@@ -10,8 +10,10 @@ measuring subscriber). The real RiskGuardActor, Executor (and paper venue
 actor, portfolio, supervisors, node) are untouched, each actor its own process.
 The path: bus (feed -> proxy -> strategy), reliable (strategy -> risk guard),
 reliable (risk guard -> executor, which journals the order before sending it
-on), the venue's fill, the executor journaling the venue's events, bus
-(executor -> proxy -> feed). Run with journal durability "process", then
+on), reliable (executor -> paper venue and its answer back), the executor
+journaling the venue's events, bus (executor -> proxy -> feed). The reliable
+hops go by the inboxes' direct unix sockets (:mod:`sniperbot.transport.direct`;
+``bench/hops.py`` measures one hop alone). Run with journal durability "process", then
 "fsync". Segment times come from the wall-clock stamps the messages carry.
 
 Raw (the floor): A -> B -> C -> D -> A, blocking PUSH/PULL over ipc, each hop
@@ -24,7 +26,6 @@ Targets: p99 < 1 ms, and p99 <= 3 x the raw pipeline's p99.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import time
@@ -34,7 +35,6 @@ from typing import Any
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench.*; PYTHONPATH wins for sniperbot
 
 import msgspec
-import zmq
 
 from bench._common import (
     NodeProcess,
@@ -49,7 +49,6 @@ from bench._common import (
     wait_for,
 )
 from sniperbot.config import Config
-from sniperbot.messages import TradeTick
 from sniperbot.supervision import ChildSpec
 
 TARGET_P99_US = 1000.0
@@ -215,58 +214,10 @@ def run_ours(
 
 
 def run_raw(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any]:
-    """A -> B -> C -> D -> A with blocking PUSH/PULL; A is this process."""
+    """A -> B -> C -> D -> A with blocking PUSH/PULL; A is this process (``bench._raw.pipe_ring``)."""
     from bench import _raw
 
-    mp = multiprocessing.get_context("forkserver")
-    endpoints = [f"ipc://{work}/pipe-{i}.sock" for i in range(4)]  # inputs of B, C, D, A
-    hops = [
-        mp.Process(target=_raw.pipe_hop, args=(endpoints[i], endpoints[i + 1]), name=f"hop-{i}")
-        for i in range(3)
-    ]
-    for hop in hops:
-        hop.start()
-    ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    pull = ctx.socket(zmq.PULL)
-    for sock in (push, pull):
-        sock.setsockopt(zmq.LINGER, 1000)
-    pull.bind(endpoints[3])
-    push.connect(endpoints[0])
-    encode, decode = msgspec.msgpack.encode, msgspec.msgpack.decode
-    samples: list[int] = []
-    try:
-        for seq in range(1, warmup + count + 1):
-            t0_wall = time.time_ns()
-            t0 = time.perf_counter_ns()
-            tick = TradeTick(
-                venue=VENUE,
-                symbol=SYMBOL,
-                price=60_000.0,
-                size=0.001,
-                side="buy",
-                trade_id=seq,
-                ts_ns=t0_wall,
-            )
-            push.send(encode(tick))
-            decode(pull.recv())
-            t1 = time.perf_counter_ns()
-            if seq > warmup:
-                samples.append(t1 - t0)
-            if gap_s:
-                time.sleep(gap_s)
-        push.send(b"")
-        pull.recv()
-    finally:
-        push.close()
-        pull.close()
-        ctx.term()
-        for hop in hops:
-            hop.join(5)
-            if hop.exitcode is None:
-                hop.kill()
-                hop.join()
-    return {"latency": latency_us(samples)}
+    return {"latency": latency_us(_raw.pipe_ring(work, count, warmup, gap_s))}
 
 
 def main() -> int:

@@ -15,12 +15,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 import zmq
 
 from sniperbot.messages import Ack, Envelope, InvalidFrame, OrderIntent, Quote, decode_envelope
 from sniperbot.transport import BusProxy, Inbox, Outbox, Publisher, Subscriber, bus_message, split_message
-from sniperbot.transport.reliable import decode_routed
+from sniperbot.transport.direct import DIRECT_MAX_FRAME, PollWatch, direct_path
+from sniperbot.transport.reliable import Identity, decode_routed
 from tests.conftest import ROOT, eventually
 
 
@@ -402,15 +404,111 @@ def test_messages_sent_before_the_receiver_binds_are_delivered(ctx: zmq.Context,
             inbox.close()
 
 
+# -- the direct unix socket between processes of one machine -----------------------------------
+
+
+class _Receiver:
+    """An inbox with a direct socket, as the runtime drives it: frames queue until read."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, incarnation: int = 1) -> None:
+        self.watch = PollWatch()
+        self.frames: list[tuple[Identity, Envelope]] = []
+        self.inbox = Inbox(
+            ctx,
+            endpoint,
+            "executor.sim",
+            incarnation,
+            watch=self.watch,
+            on_direct=lambda identity, frame: self.frames.append((identity, decode_envelope(frame))),
+        )
+
+    def take(self, timeout_s: float = 2.0) -> tuple[Identity, Envelope]:
+        deadline = time.monotonic() + timeout_s
+        while not self.frames and time.monotonic() < deadline:
+            self.watch.pump(10)
+        assert self.frames, "nothing arrived on the direct socket"
+        return self.frames.pop(0)
+
+
+def test_a_local_outbox_sends_by_the_direct_socket_and_is_acked_by_it(
+    ctx: zmq.Context, short_tmp: Path
+) -> None:
+    endpoint = f"ipc://{short_tmp}/inbox-direct.sock"
+    assert direct_path(endpoint) == f"{short_tmp}/inbox-direct.d.sock"
+    assert direct_path("tcp://127.0.0.1:5555") is None  # a cluster peer: ZeroMQ
+    receiver = _Receiver(ctx, endpoint)
+    sender = PollWatch()
+    outbox = Outbox(ctx, endpoint, "risk_guard", 3, signer=None, watch=sender)
+    try:
+        assert (Path(f"{short_tmp}/inbox-direct.d.sock").stat().st_mode & 0o777) == 0o600
+        outbox.send("to.executor.sim", _intent(1))
+        identity, envelope = receiver.take()
+        assert envelope.payload == _intent(1) and (envelope.sender, envelope.seq) == ("risk_guard", 1)
+        assert receiver.inbox.direct is not None and receiver.inbox.direct.connections == 1
+        assert _recv(receiver.inbox, 100) is None  # nothing came by the ZeroMQ ROUTER
+        receiver.inbox.ack_later(identity, envelope)
+        receiver.inbox.flush()  # the ack goes back on the connection the message came by
+        eventually(lambda: sender.pump(10) >= 0 and outbox.unacked == 0, 2, interval_s=0, what="acked")
+        assert _pump_acks(outbox, 50) == []  # and not by ZeroMQ
+        # A frame too big for a datagram goes by ZeroMQ, and is acknowledged there.
+        big = msgspec.structs.replace(_intent(2), strategy_id="s" * (DIRECT_MAX_FRAME + 1))
+        outbox.send("to.executor.sim", big)
+        received = _recv(receiver.inbox)
+        assert received is not None and received[1].payload == big
+        receiver.inbox.ack(*received)
+        assert [a.payload for a in _pump_acks(outbox, 2000)] == [Ack(seq=2)]
+        assert outbox.unacked == 0 and outbox.direct is not None and outbox.direct.connects == 1
+    finally:
+        outbox.close()
+        receiver.inbox.close()
+
+
+def test_a_receiver_that_does_not_read_loses_nothing_on_the_direct_socket(
+    ctx: zmq.Context, short_tmp: Path
+) -> None:
+    """A stopped receiver's socket buffer fills; what did not fit is resent, each message handled once."""
+    endpoint = f"ipc://{short_tmp}/inbox-full.sock"
+    receiver = _Receiver(ctx, endpoint)
+    sender = PollWatch()
+    outbox = Outbox(ctx, endpoint, "risk_guard", 1, resend_after_s=0.05, watch=sender)
+    count = 3000  # ~0.5 MB of envelopes: more than a unix socket buffers
+    try:
+        for n in range(1, count + 1):
+            outbox.send("to.executor.sim", _intent(n))
+        receiver.watch.pump(0)  # accepted, but nothing read yet beyond one batch
+        handled: dict[int, int] = {}
+
+        def progress() -> bool:
+            receiver.watch.pump(5)
+            while receiver.frames:
+                identity, envelope = receiver.frames.pop(0)
+                if not receiver.inbox.is_duplicate(envelope):
+                    handled[envelope.seq] = handled.get(envelope.seq, 0) + 1
+                receiver.inbox.ack_later(identity, envelope)
+            receiver.inbox.flush()
+            sender.pump(0)
+            outbox.resend_due(time.monotonic_ns())
+            return outbox.unacked == 0
+
+        eventually(progress, 20, interval_s=0, what="every message acknowledged")
+        assert sorted(handled) == list(range(1, count + 1)) and set(handled.values()) == {1}
+        assert outbox.resent > 0, "the buffer never filled: the test did not test the resend"
+    finally:
+        outbox.close()
+        receiver.inbox.close()
+
+
 # -- a real receiving process, killed with SIGKILL mid-stream -----------------------------------
 
 _RECEIVER = r"""
 import os, sys, time
 import zmq
+from sniperbot.messages import decode_envelope
+from sniperbot.transport.direct import PollWatch
 from sniperbot.transport.reliable import Inbox, decode_routed
 
 endpoint, journal_path, deliveries_path = sys.argv[1:4]
-hang_after, incarnation = int(sys.argv[4]), int(sys.argv[5])
+hang_after, incarnation, transport = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 path = endpoint[len("ipc://"):]
 if os.path.exists(path):
     os.unlink(path)  # left behind by a killed predecessor
@@ -421,11 +519,31 @@ if os.path.exists(journal_path):
 journal = open(journal_path, "a")
 deliveries = open(deliveries_path, "a")
 ctx = zmq.Context()
-inbox = Inbox(ctx, endpoint, "receiver", incarnation)
+poller = zmq.Poller()
+watch = PollWatch(poller)  # as the actor runtime: its direct sockets in its poller
+received = []
+direct = transport == "direct"
+inbox = Inbox(
+    ctx, endpoint, "receiver", incarnation, watch=watch if direct else None,
+    on_direct=lambda identity, frame: received.append((identity, decode_envelope(frame))),
+)
+poller.register(inbox.socket, zmq.POLLIN)
 print("ready", flush=True)
 handled = 0
+
+
+def next_message():
+    while not received:
+        for sock, _ in poller.poll():
+            if sock is inbox.socket:
+                received.append(decode_routed(inbox.socket.recv_multipart()))
+            else:
+                watch.handle(sock)
+    return received.pop(0)
+
+
 while True:
-    identity, envelope = decode_routed(inbox.socket.recv_multipart())
+    identity, envelope = next_message()
     msg_id = f"{envelope.sender}/{envelope.incarnation}/{envelope.seq}"
     deliveries.write(msg_id + "\n")
     deliveries.flush()
@@ -441,7 +559,13 @@ while True:
 
 
 def _start_receiver(
-    script: Path, endpoint: str, journal: Path, deliveries: Path, hang_after: int, incarnation: int
+    script: Path,
+    endpoint: str,
+    journal: Path,
+    deliveries: Path,
+    hang_after: int,
+    incarnation: int,
+    transport: str,
 ) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [
@@ -452,6 +576,7 @@ def _start_receiver(
             str(deliveries),
             str(hang_after),
             str(incarnation),
+            transport,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -466,22 +591,27 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
+@pytest.mark.parametrize("transport", ["zmq", "direct"])
 def test_receiver_killed_mid_stream_handles_every_message_exactly_once(
-    ctx: zmq.Context, short_tmp: Path
+    ctx: zmq.Context, short_tmp: Path, transport: str
 ) -> None:
     script = short_tmp / "receiver.py"
     script.write_text(_RECEIVER)
     endpoint = f"ipc://{short_tmp}/inbox-recv.sock"
     journal, deliveries = short_tmp / "journal.txt", short_tmp / "deliveries.txt"
-    outbox = Outbox(ctx, endpoint, "sender", 1, resend_after_s=0.1)
+    watch = PollWatch()
+    outbox = Outbox(
+        ctx, endpoint, "sender", 1, resend_after_s=0.1, watch=watch if transport == "direct" else None
+    )
     processes: list[subprocess.Popen[str]] = []
 
     def pump() -> None:
+        watch.pump(0)
         _pump_acks(outbox, 10)
         outbox.resend_due(time.monotonic_ns())
 
     try:
-        first = _start_receiver(script, endpoint, journal, deliveries, hang_after=10, incarnation=1)
+        first = _start_receiver(script, endpoint, journal, deliveries, 10, 1, transport)
         processes.append(first)
         for n in range(1, 31):
             outbox.send("to.receiver", _intent(n))
@@ -492,7 +622,7 @@ def test_receiver_killed_mid_stream_handles_every_message_exactly_once(
         for n in range(31, 51):  # sent while nobody listens
             outbox.send("to.receiver", _intent(n))
             pump()
-        second = _start_receiver(script, endpoint, journal, deliveries, hang_after=0, incarnation=2)
+        second = _start_receiver(script, endpoint, journal, deliveries, 0, 2, transport)
         processes.append(second)
         outbox.resend_all()  # the receiver announced its new incarnation
         eventually(lambda: pump() or outbox.unacked == 0, 10, interval_s=0, what="all acknowledged")
@@ -516,3 +646,5 @@ def test_receiver_killed_mid_stream_handles_every_message_exactly_once(
     # The first incarnation handled its messages in sending order. (The second one may not:
     # what queued while it was down arrives before older messages resent after it started.)
     assert handled[:10] == [f"sender/1/{n}" for n in range(1, 11)]
+    if transport == "direct":  # and it went by the direct socket: once to each incarnation
+        assert outbox.direct is not None and outbox.direct.connects == 2

@@ -44,7 +44,8 @@ from sniperbot.metrics import NULL_REGISTRY, Registry, set_current, set_process_
 from sniperbot.rundir import RunDir
 from sniperbot.transport.auth import AUTHORITY, Signer, Verifier
 from sniperbot.transport.bus import Publisher, Subscriber, bind_private, split_message, tune
-from sniperbot.transport.reliable import Inbox, Outbox, decode_routed
+from sniperbot.transport.direct import PollWatch
+from sniperbot.transport.reliable import Identity, Inbox, Outbox, decode_routed
 
 # Exit codes a supervisor reads as a reason (OTP: normal / shutdown / abnormal).
 EXIT_NORMAL = 0
@@ -179,7 +180,8 @@ class ActorRuntime(ActorContext):
         self._last_supervisor_ns = time.monotonic_ns()
         self.actor: Actor | None = None
         self.poller = zmq.Poller()
-        self._current: tuple[bytes, Envelope] | None = None
+        self._direct = PollWatch(self.poller)  # the direct sockets (sniperbot.transport.direct)
+        self._current: tuple[Identity, Envelope] | None = None
         self._ack_held = False
         self._signer = Signer(launch.auth_key, launch.actor_id)
         self._verifier = Verifier(launch.auth_key, launch.actor_id)
@@ -202,7 +204,9 @@ class ActorRuntime(ActorContext):
         outbox = self._outboxes.get(actor_id)
         if outbox is None:
             endpoint = self._endpoint("inbox:" + actor_id, self.rundir.inbox(actor_id))
-            outbox = Outbox(self._zctx, endpoint, self.actor_id, self.incarnation, signer=self._signer)
+            outbox = Outbox(
+                self._zctx, endpoint, self.actor_id, self.incarnation, signer=self._signer, watch=self._direct
+            )
             self._outboxes[actor_id] = outbox
             self._outbox_by_socket[outbox.socket] = outbox
             self.poller.register(outbox.socket, zmq.POLLIN)
@@ -271,7 +275,17 @@ class ActorRuntime(ActorContext):
                 # A killed predecessor leaves its socket file behind; binding over it is safe.
                 if endpoint.startswith("ipc://") and os.path.exists(endpoint[6:]):
                     os.unlink(endpoint[6:])
-            self._inbox = Inbox(self._zctx, binds[0], self.actor_id, self.incarnation)
+            # The direct socket sits beside the first ipc endpoint (a cluster's tcp one has none).
+            ordered = sorted(binds, key=lambda endpoint: not endpoint.startswith("ipc://"))
+            binds = [ordered[0], *(b for b in binds if b != ordered[0])]
+            self._inbox = Inbox(
+                self._zctx,
+                binds[0],
+                self.actor_id,
+                self.incarnation,
+                watch=self._direct,
+                on_direct=self._on_direct_frame,
+            )
             for endpoint in binds[1:]:
                 try:
                     bind_private(self._inbox.socket, endpoint)
@@ -349,7 +363,10 @@ class ActorRuntime(ActorContext):
         # this process before it (a paper venue fills at the book the order was decided on).
         ready.sort(key=lambda sock: sock is not self._sub.socket)
         for sock in ready:
-            self._drain(sock)
+            if isinstance(sock, int):
+                self._drain_fd(sock)
+            else:
+                self._drain(sock)
         self._run_due_timers()
         return not self._stopping
 
@@ -469,26 +486,7 @@ class ActorRuntime(ActorContext):
             try:
                 if self._inbox is not None and sock is self._inbox.socket:
                     identity, envelope = decode_routed(frames)
-                    if not self._admit(sock, frames[1], envelope):
-                        pass  # never acknowledged: the message does not exist for us
-                    elif self._inbox.is_duplicate(envelope):
-                        self._inbox.duplicates += 1
-                        self._inbox.ack_later(identity, envelope)  # our first ack may have been lost
-                    elif self._inbox.is_held(envelope):
-                        self._inbox.duplicates += 1  # still being handled; acked when done
-                    else:
-                        self.handled += 1
-                        self._current = (identity, envelope)
-                        self._ack_held = False
-                        try:
-                            if self._trace is None:
-                                on_message(envelope)
-                            else:
-                                self._traced(on_message, envelope, "inbox")
-                        finally:
-                            self._current = None
-                        if not self._ack_held:
-                            self._inbox.ack_later(identity, envelope)
+                    self._on_inbox_message(identity, frames[1], envelope)
                 elif sock is self._control:
                     if len(frames) != 1:
                         raise InvalidFrame(f"expected 1 control frame, received {len(frames)}")
@@ -504,9 +502,55 @@ class ActorRuntime(ActorContext):
             if self._stopping:
                 return
 
-    def _count_invalid(self, sock: zmq.Socket, reason: str) -> None:
+    def _on_inbox_message(self, identity: Identity, frame: bytes, envelope: Envelope) -> None:
+        """Handle one reliable message (by ROUTER or direct socket): admit, dedup, handle, ack."""
+        inbox = self._inbox
+        assert inbox is not None and self.actor is not None
+        if not self._admit(inbox.socket, frame, envelope):
+            return  # never acknowledged: the message does not exist for us
+        if inbox.is_duplicate(envelope):
+            inbox.duplicates += 1
+            inbox.ack_later(identity, envelope)  # our first ack may have been lost
+            return
+        if inbox.is_held(envelope):
+            inbox.duplicates += 1  # still being handled; acked when done
+            return
+        self.handled += 1
+        self._current = (identity, envelope)
+        self._ack_held = False
+        try:
+            if self._trace is None:
+                self.actor.on_message(envelope)
+            else:
+                self._traced(self.actor.on_message, envelope, "inbox")
+        finally:
+            self._current = None
+        if not self._ack_held:
+            inbox.ack_later(identity, envelope)
+
+    def _on_direct_frame(self, identity: Identity, frame: bytes) -> None:
+        """A frame from the inbox's direct socket (:mod:`sniperbot.transport.direct`)."""
+        assert self._inbox is not None
+        if self._stopping:
+            return  # not acknowledged: resent to the next incarnation, as a ROUTER message left unread
+        try:
+            self._on_inbox_message(identity, frame, decode_envelope(frame))
+        except InvalidFrame as e:
+            self._count_invalid(self._inbox.socket, e.reason)
+
+    def _drain_fd(self, fd: int) -> None:
+        try:
+            self._direct.handle(fd)
+        except InvalidFrame as e:  # an outbox's direct ack that is not an envelope
+            self._count_invalid(None, e.reason)
+
+    def _count_invalid(self, sock: zmq.Socket | None, reason: str) -> None:
         self.invalid_frames += 1
-        kind = {zmq.SUB: "bus", zmq.ROUTER: "inbox", zmq.DEALER: "control"}.get(sock.type, "?")
+        kind = (
+            "ack"
+            if sock is None
+            else {zmq.SUB: "bus", zmq.ROUTER: "inbox", zmq.DEALER: "control"}.get(sock.type, "?")
+        )
         key = (kind, reason.split(" - ")[0][:60])
         if key not in self._invalid_reasons_logged:
             self._invalid_reasons_logged.add(key)

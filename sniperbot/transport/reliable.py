@@ -16,10 +16,17 @@ oldest has waited :data:`ACK_MAX_DELAY_S` (a busy actor), and when it closes. No
 a message is acknowledged only after it took effect, as before, and an ack lost with a crash
 (queued, not sent) is a resend that the receiver drops (in memory, or by its journal after a
 restart), exactly like an ack lost on the wire. The resend timeout (0.5 s) is far above the delay.
+
+**Between processes of one machine** the frames travel on a direct unix socket beside the
+``ipc://`` endpoint, read and written by the actors' own threads, not through ZeroMQ's I/O
+threads (:mod:`sniperbot.transport.direct`): both ends need an :class:`~sniperbot.transport.direct.FdWatch`
+(the actor runtime's poller). Without one, and for ``tcp://``, it is ZeroMQ as before. The
+acknowledgement of a message goes back on the channel the message came by.
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,6 +43,14 @@ from sniperbot.messages import (
 )
 from sniperbot.transport.auth import Signer
 from sniperbot.transport.bus import bind_private, tune
+from sniperbot.transport.direct import (
+    DIRECT_MAX_FRAME,
+    DirectListener,
+    DirectSender,
+    FdWatch,
+    direct_path,
+    reply,
+)
 
 # Enough to cover every id that can still be resent: a sender resends for as
 # long as it lives, but only unacknowledged ones, which are few.
@@ -56,10 +71,17 @@ class Outbox:
         incarnation: int,
         resend_after_s: float = 0.5,
         signer: Signer | None = None,
+        watch: FdWatch | None = None,
     ) -> None:
         self.socket = ctx.socket(zmq.DEALER)
         tune(self.socket)
         self.socket.connect(endpoint)
+        path = direct_path(endpoint) if watch is not None else None
+        self.direct = (
+            DirectSender(path, watch, lambda frame: self.on_ack(decode_envelope(frame)))
+            if path is not None and watch is not None
+            else None
+        )
         self.sender = sender
         self.incarnation = incarnation
         self.resend_after_ns = int(resend_after_s * 1e9)
@@ -90,13 +112,17 @@ class Outbox:
         return self.seq
 
     def _try_send(self, frame: bytes) -> None:
+        direct = self.direct
+        if direct is not None and len(frame) <= DIRECT_MAX_FRAME:
+            direct.send(frame)  # if it cannot go now, the resend timer tries again
+            return
         try:
             self.socket.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             pass  # the resend timer tries again
 
     def on_ack(self, envelope: Envelope) -> None:
-        """Forget an acknowledged message."""
+        """Forget an acknowledged message (an ack from either channel)."""
         payload = envelope.payload
         if isinstance(payload, Ack) and self._unacked.pop(payload.seq, None) is not None:
             callback = self._on_ack.pop(payload.seq, None)
@@ -112,7 +138,9 @@ class Outbox:
                 self._try_send(frame)
 
     def resend_all(self) -> None:
-        """Resend everything unacknowledged now (the receiver just restarted)."""
+        """Resend everything unacknowledged now (the receiver just restarted), on a new connection."""
+        if self.direct is not None:
+            self.direct.reconnect()
         now = time.monotonic_ns()
         for seq, (frame, _) in list(self._unacked.items()):
             self._unacked[seq] = (frame, now)
@@ -120,23 +148,48 @@ class Outbox:
             self._try_send(frame)
 
     def close(self) -> None:
-        """Close the socket; unacknowledged messages are dropped."""
+        """Close the sockets; unacknowledged messages are dropped."""
+        if self.direct is not None:
+            self.direct.close()
         self.socket.close(0)
 
 
-class Inbox:
-    """An actor's ROUTER for reliable messages: decodes, deduplicates, acknowledges."""
+#: Who sent an inbox message, to route its acknowledgement: a ROUTER identity, or a direct connection.
+Identity = bytes | socket.socket
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, owner: str, incarnation: int) -> None:
+
+class Inbox:
+    """An actor's ROUTER (and direct socket) for reliable messages: decodes, deduplicates, acknowledges.
+
+    With ``watch`` and ``on_direct``, an ``ipc://`` inbox also listens on its direct socket
+    (module docstring) and hands each frame that arrives there to ``on_direct(identity, frame)``,
+    as the runtime reads its ROUTER.
+    """
+
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        owner: str,
+        incarnation: int,
+        watch: FdWatch | None = None,
+        on_direct: Callable[[Identity, bytes], None] | None = None,
+    ) -> None:
         self.socket = ctx.socket(zmq.ROUTER)
         tune(self.socket)
         bind_private(self.socket, endpoint)
+        path = direct_path(endpoint)
+        self.direct = (
+            DirectListener(path, watch, on_direct)
+            if path is not None and watch is not None and on_direct is not None
+            else None
+        )
         self.owner = owner
         self.incarnation = incarnation
         self.duplicates = 0
         self._seen: OrderedDict[tuple[str, int, int], None] = OrderedDict()
         self._held: set[tuple[str, int, int]] = set()
-        self._queued: list[tuple[bytes, int]] = []  # (identity, seq): acks not sent yet
+        self._queued: list[tuple[Identity, int]] = []  # (identity, seq): acks not sent yet
         self._queued_since_ns = 0  # monotonic time of the oldest queued ack
 
     @property
@@ -156,7 +209,7 @@ class Inbox:
         """True if this message is being handled and its acknowledgement is held back."""
         return (envelope.sender, envelope.incarnation, envelope.seq) in self._held
 
-    def hold(self, identity: bytes, envelope: Envelope) -> Callable[[], None]:
+    def hold(self, identity: Identity, envelope: Envelope) -> Callable[[], None]:
         """Hold back the acknowledgement; the returned function sends it (once).
 
         An actor that forwards a message holds its ack until the next hop has
@@ -173,12 +226,12 @@ class Inbox:
 
         return release
 
-    def ack(self, identity: bytes, envelope: Envelope) -> None:
+    def ack(self, identity: Identity, envelope: Envelope) -> None:
         """Record the message as handled and acknowledge it to its sender now."""
         self._record(envelope)
         self._send_ack(identity, envelope.seq, time.time_ns())
 
-    def ack_later(self, identity: bytes, envelope: Envelope) -> None:
+    def ack_later(self, identity: Identity, envelope: Envelope) -> None:
         """Record the message as handled; its acknowledgement goes with the next :meth:`flush`."""
         self._record(envelope)
         if not self._queued:
@@ -199,16 +252,21 @@ class Inbox:
             if len(self._seen) > _DEDUP_WINDOW:
                 self._seen.popitem(last=False)
 
-    def _send_ack(self, identity: bytes, seq: int, ts_ns: int) -> None:
+    def _send_ack(self, identity: Identity, seq: int, ts_ns: int) -> None:
         frame = encode_envelope(Envelope("ack", self.owner, self.incarnation, 0, ts_ns, Ack(seq=seq)))
+        if not isinstance(identity, bytes):
+            reply(identity, frame)  # back on the direct connection it came by
+            return
         try:
             self.socket.send_multipart((identity, frame), zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # the sender is gone or full; it resends and we ack again
 
     def close(self) -> None:
-        """Send the queued acknowledgements (best effort), then close the socket."""
+        """Send the queued acknowledgements (best effort), then close the sockets."""
         self.flush()
+        if self.direct is not None:
+            self.direct.close()
         self.socket.close(0)
 
 

@@ -1,0 +1,201 @@
+"""Reliable hops: one message round a 4-process ring, by ZeroMQ and by the direct unix socket.
+
+The order path is a chain of reliable hops (strategy -> risk guard -> executor -> venue ->
+executor). This measures one hop's cost apart from the actors: A -> B -> C -> D -> A, one
+message in flight, each hop a process of a forkserver.
+
+- ``raw zmq`` (the floor, as in ``bench/tick_to_trade.py``): blocking PUSH/PULL over ipc,
+  decode and re-encode, nothing else.
+- ``reliable, zmq``: sniperbot's :class:`~sniperbot.transport.reliable.Outbox` and
+  :class:`~sniperbot.transport.reliable.Inbox` as before the direct socket (DEALER/ROUTER), with
+  envelopes, acknowledgements deferred as the actor runtime defers them, and resends.
+- ``reliable, direct``: the same classes given a poller (:mod:`sniperbot.transport.direct`), as
+  the actor runtime now gives them: the frames go by a unix ``SOCK_SEQPACKET`` socket.
+
+Prints p50/p99 of the round trip and each variant's ratio to the floor.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench.*; PYTHONPATH wins for sniperbot
+
+import zmq
+
+from bench._common import emit, fmt_latency, latency_us, parse_args, ratio, short_tmp
+from sniperbot.messages import Envelope, TradeTick, decode_envelope
+from sniperbot.transport.direct import PollWatch
+from sniperbot.transport.reliable import Identity, Inbox, Outbox, decode_routed
+
+_ACK_IDLE_MS = 1  # as the actor runtime: queued acks go out after a millisecond without input
+_STOP = "stop"
+
+
+class _Node:
+    """An inbox and one outbox in one poller, read as the runtime reads them."""
+
+    def __init__(self, ctx: zmq.Context, me: str, inbox_at: str, next_at: str, direct: bool) -> None:
+        self.watch = PollWatch()
+        self.got: list[tuple[Identity, Envelope]] = []
+        watch = self.watch if direct else None
+        self.inbox = Inbox(
+            ctx, inbox_at, me, 1, watch=watch, on_direct=lambda i, f: self.got.append((i, decode_envelope(f)))
+        )
+        self.outbox = Outbox(ctx, next_at, me, 1, watch=watch)
+        self.watch.poller.register(self.inbox.socket, zmq.POLLIN)
+        self.watch.poller.register(self.outbox.socket, zmq.POLLIN)
+
+    def receive(self, deadline_s: float = 30.0) -> tuple[Identity, Envelope]:
+        """The next message (acks of our sends handled on the way; queued acks flushed when idle)."""
+        end = time.monotonic() + deadline_s
+        while not self.got:
+            if time.monotonic() > end:
+                raise TimeoutError("no message")
+            queued = self.inbox.queued
+            ready = self.watch.poller.poll(_ACK_IDLE_MS if queued else 100)
+            if queued and (not ready or self.inbox.ack_overdue(time.monotonic_ns())):
+                self.inbox.flush()
+            for sock, _ in ready:
+                if sock is self.inbox.socket:
+                    self.got.append(decode_routed(self.inbox.socket.recv_multipart()))
+                elif sock is self.outbox.socket:
+                    self.outbox.on_ack(decode_envelope(self.outbox.socket.recv()))
+                else:
+                    self.watch.handle(sock)
+            self.outbox.resend_due(time.monotonic_ns())
+            while self.got and self.inbox.is_duplicate(self.got[0][1]):  # a resend: ack it again, drop it
+                self.inbox.ack_later(*self.got.pop(0))
+        return self.got.pop(0)
+
+    def close(self) -> None:
+        self.outbox.close()
+        self.inbox.close()
+
+
+def reliable_hop(me: str, inbox_at: str, next_at: str, direct: bool) -> None:
+    """Forward every message from our inbox to the next hop until the stop message."""
+    ctx = zmq.Context()
+    node = _Node(ctx, me, inbox_at, next_at, direct)
+    while True:
+        identity, envelope = node.receive(120.0)
+        node.outbox.send("to.next", envelope.payload)
+        node.inbox.ack_later(identity, envelope)
+        if isinstance(envelope.payload, TradeTick) and envelope.payload.side == "sell":
+            break  # the stop marker, passed on
+    time.sleep(0.2)  # let the last acks go
+    node.inbox.flush()
+    node.close()
+    ctx.term()
+
+
+def _tick(seq: int, stop: bool = False) -> TradeTick:
+    side = "sell" if stop else "buy"
+    return TradeTick(
+        venue="sim", symbol="BTC/USDT", price=60_000.0, size=0.001, side=side, trade_id=seq, ts_ns=seq
+    )
+
+
+def run_reliable(work: Path, direct: bool, count: int, warmup: int, gap_s: float) -> dict[str, Any]:
+    """A (this process) -> B -> C -> D -> A with Outbox/Inbox."""
+    mp = multiprocessing.get_context("forkserver")
+    tag = "d" if direct else "z"
+    inboxes = [f"ipc://{work}/{tag}{i}.sock" for i in range(4)]  # of A, B, C, D
+    hops = [
+        mp.Process(target=reliable_hop, args=(f"h{i}", inboxes[i], inboxes[(i + 1) % 4], direct))
+        for i in range(1, 4)
+    ]
+    ctx = zmq.Context()
+    node = _Node(ctx, "a", inboxes[0], inboxes[1], direct)
+    for hop in hops:
+        hop.start()
+    samples: list[int] = []
+    try:
+        for seq in range(1, warmup + count + 1):
+            t0 = time.perf_counter_ns()
+            node.outbox.send("to.next", _tick(seq))
+            identity, envelope = node.receive()
+            node.inbox.ack_later(identity, envelope)
+            t1 = time.perf_counter_ns()
+            assert isinstance(envelope.payload, TradeTick) and envelope.payload.trade_id == seq
+            if seq > warmup:
+                samples.append(t1 - t0)
+            if gap_s:
+                time.sleep(gap_s)
+        node.outbox.send("to.next", _tick(0, stop=True))
+        identity, envelope = node.receive()
+        node.inbox.ack_later(identity, envelope)
+        node.inbox.flush()
+    finally:
+        for hop in hops:
+            hop.join(10)
+            if hop.exitcode is None:
+                hop.kill()
+                hop.join()
+        node.close()
+        ctx.term()
+    return {"latency": latency_us(samples)}
+
+
+def run_raw(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any]:
+    """The floor: blocking PUSH/PULL, A -> B -> C -> D -> A (``bench._raw.pipe_ring``)."""
+    from bench import _raw
+
+    return {"latency": latency_us(_raw.pipe_ring(work, count, warmup, gap_s))}
+
+
+def main() -> int:
+    """Raw floor, reliable over ZeroMQ, reliable over the direct socket: interleaved rounds."""
+
+    def options(parser: Any) -> None:
+        parser.add_argument("--count", type=int, default=0, help="measured round trips per run")
+        parser.add_argument("--rounds", type=int, default=0, help="rounds of the three variants")
+        parser.add_argument("--gap-us", type=float, default=1000.0, help="pause after each answer")
+
+    args = parse_args(__doc__.splitlines()[0], options)
+    count = args.count or (1_000 if args.quick else 5_000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    warmup = 200
+    gap_s = args.gap_us / 1e6
+    print(
+        f"reliable hops: 4-process ring, {count:,} round trips per run after {warmup} warm-up, "
+        f"{rounds} interleaved round(s), {args.gap_us:.0f} µs pause after each answer"
+    )
+    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "zmq": [], "direct": []}
+    with short_tmp("sb-hops-") as work:
+        for r in range(rounds):
+            runs["raw"].append(run_raw(work, count, warmup, gap_s)["latency"])
+            runs["zmq"].append(run_reliable(work, False, count, warmup, gap_s)["latency"])
+            runs["direct"].append(run_reliable(work, True, count, warmup, gap_s)["latency"])
+            print(f" round {r + 1}")
+            for name, label in (
+                ("raw", "raw zmq PUSH/PULL (floor)"),
+                ("zmq", "reliable, zmq"),
+                ("direct", "reliable, direct"),
+            ):
+                print(fmt_latency(label, runs[name][-1]))
+    figures: dict[str, Any] = {"count": count, "rounds": rounds}
+    print("medians over rounds, ratio to the floor's:")
+    for name in ("raw", "zmq", "direct"):
+        for q in ("p50", "p99"):
+            values = sorted(run[q] for run in runs[name])
+            figures[f"{name}_{q}_us"] = values[len(values) // 2]
+    for name in ("zmq", "direct"):
+        p50, p99 = figures[f"{name}_p50_us"], figures[f"{name}_p99_us"]
+        r50, r99 = ratio(p50, figures["raw_p50_us"]), ratio(p99, figures["raw_p99_us"])
+        figures[f"{name}_p50_ratio"], figures[f"{name}_p99_ratio"] = r50, r99
+        print(f"  reliable, {name:<7} p50 {p50:8.1f} µs ({r50}x)   p99 {p99:8.1f} µs ({r99}x)")
+    print(
+        f"  raw floor        p50 {figures['raw_p50_us']:8.1f} µs"
+        f"           p99 {figures['raw_p99_us']:8.1f} µs"
+    )
+    emit("hops", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
