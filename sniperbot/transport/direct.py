@@ -152,7 +152,7 @@ class DirectListener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                return  # e.g. EMFILE: the sender's connect failed too; it falls back to resends
+                return  # e.g. EMFILE: the connection waits in the backlog; tried at the next readiness
             conn.setblocking(False)
             self._conns[conn.fileno()] = conn
             self._watch.watch(conn.fileno(), lambda c=conn: self._read(c))
