@@ -143,6 +143,7 @@ def venue_subtree(config: Config, venue: VenueConfig, epoch_ns: int) -> ChildSpe
             # The simulated exchange's books need to survive its process, not the machine:
             # an fsync here would only slow the simulation down (our own journal still fsyncs).
             durability="process",
+            **venue.paper_gateway_args(),
         )
     else:
         gateway_actor, gateway_args = venue.live_gateway()

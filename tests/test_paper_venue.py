@@ -54,6 +54,35 @@ def test_market_buy_at_the_touch_pays_slippage_and_fee() -> None:
     assert f.fee == pytest.approx(0.5 * 101.0505 * 0.001, rel=1e-12)
 
 
+def test_a_replay_venue_fills_a_market_order_at_its_decisions_book_even_when_the_order_comes_first() -> None:
+    """In a replay the order can overtake the quote of the candle it must fill at: it waits for it."""
+    held = PaperVenue("sim", fee_bps=FEE_BPS, slippage_bps=SLIP_BPS, hold_for_decision_book=True)
+    held.on_quote(quote(100.0, 101.0, ts_ns=100))  # candle k's open
+    decided = order("s1-1", "buy", 0.5, decided_ts_ns=200)  # decided on candle k's close, at 200
+    assert statuses(held.submit(decided, now_ns=10)) == ["accepted"]  # not at the book of 100
+    assert held.open_orders() == ["s1-1"]
+    assert held.on_quote(quote(105.0, 106.0, ts_ns=150)) == []  # still older than the decision
+    events = held.on_quote(quote(110.0, 111.0, ts_ns=200))  # candle k + 1's open
+    assert statuses(events) == ["filled"] and held.open_orders() == []
+    (f,) = fills(events)
+    assert (f.price, f.ts_ns) == (pytest.approx(111.0 * 1.0005, rel=1e-15), 200)
+    # An order decided on a book the venue already has fills at once, as does any order on a
+    # venue that does not hold (live paper trading: the book at arrival).
+    assert statuses(held.submit(order("s1-2", "sell", 0.5, decided_ts_ns=200), now_ns=11)) == [
+        "accepted",
+        "filled",
+    ]
+    plain = venue()
+    assert statuses(plain.submit(order("s1-3", "buy", 0.5, decided_ts_ns=10**18), now_ns=12)) == [
+        "accepted",
+        "filled",
+    ]
+    # A held order can be cancelled like a resting one.
+    assert statuses(held.submit(order("s1-4", "buy", 0.5, decided_ts_ns=300), now_ns=13)) == ["accepted"]
+    assert statuses(held.cancel("s1-4", now_ns=14, reason="test")) == ["cancelled"]
+    assert held.on_quote(quote(120.0, 121.0, ts_ns=300)) == []
+
+
 def test_market_buy_beyond_top_size_walks_one_spread_per_top_size_chunk() -> None:
     (f,) = fills(venue().submit(order("s1-1", "buy", 2.5), now_ns=10))
     # 1 @ 101 + 1 @ 102 + 0.5 @ 103 = 254.5 for 2.5 -> 101.8, then +5 bps.

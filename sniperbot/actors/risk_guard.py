@@ -286,6 +286,7 @@ class RiskGuardActor(Actor):
             stop_price=intent.stop_price,
             reduce_only=intent.reduce_only,
             ts_ns=now,
+            decided_ts_ns=intent.ts_ns,
         )
         self.ctx.send(executor, order, on_ack=release)
 

@@ -75,6 +75,9 @@ class Order(Message, tag="order"):
     reduce_only: bool = False
     ts_ns: int = 0
     stop_price: float | None = None  # trigger price of a stop order
+    #: The market time the strategy decided at (its intent's ``ts_ns``; 0 unknown). A replay's paper
+    #: venue fills a market order against no book older than this (sniperbot.venues.sim.paper).
+    decided_ts_ns: int = 0
 
 
 class OrderUpdate(Message, tag="update"):

@@ -130,6 +130,10 @@ class VenueSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         """The live gateway actor of this venue (``mode = "live"``): ``("module:Class", args)``."""
         raise NotImplementedError
 
+    def paper_gateway_args(self) -> dict[str, Any]:
+        """This kind's own arguments of the paper gateway (``mode = "paper"``), beside the node's fees."""
+        return {}
+
     def keystore_entries(self) -> dict[str, tuple[str, str]]:
         """The keystore entries this venue names: config field -> (entry name, the kind the entry must hold:
         an exchange id, ``evm``; "" any). ``sniperbot run`` unlocks them before any process starts."""

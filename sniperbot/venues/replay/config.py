@@ -62,6 +62,10 @@ class ReplayVenueConfig(VenueSection, tag="replay"):
             "strategies": list(self.strategies),
         }
 
+    def paper_gateway_args(self) -> dict[str, Any]:
+        """A market order fills at the candle after its decision, even if it overtakes that candle's quote."""
+        return {"hold_for_decision_book": True}
+
     def live_gateway(self) -> tuple[str, dict[str, Any]]:
         """None: a replay takes paper orders only."""
         raise ValueError("mode: the replay venue supports paper only")

@@ -71,13 +71,16 @@ class PaperVenueActor(Actor):
         executor: str = "",
         durability: Literal["fsync", "process"] = "fsync",
         cancel_on_restart: bool = True,
+        hold_for_decision_book: bool = False,
     ) -> None:
         super().__init__(ctx)
         self.venue = venue
         self.cancel_on_restart = cancel_on_restart
         self.executor = executor or f"executor.{venue}"
         self.durability = durability
-        self.engine = PaperVenue(venue, fee_bps, slippage_bps, keep_ledger=False)
+        self.engine = PaperVenue(
+            venue, fee_bps, slippage_bps, keep_ledger=False, hold_for_decision_book=hold_for_decision_book
+        )
         self.topics = (topic.quotes(venue),)
         self.duplicates = 0
 

@@ -16,6 +16,14 @@ Execution model:
 * Like a real exchange, a reused ``client_order_id`` is rejected
   (``duplicate_client_order_id``) without touching the original order, and an order for a
   symbol with no quote yet is rejected (``no_market``).
+* **Held for the decision's book** (``hold_for_decision_book``, a replay's venue): a market
+  order decided at market time ``t`` (:attr:`Order.decided_ts_ns`) that arrives while the
+  venue's book is older than ``t`` is accepted and filled by the first quote at or after ``t``,
+  not against the older book. In a replay the strategy decides on candle ``k``'s close when
+  candle ``k + 1``'s first trade reaches it, and the order must fill at candle ``k + 1``'s open,
+  whose quote went out on the bus first. The order path (direct unix sockets) can overtake the
+  bus (ZeroMQ I/O threads) on a loaded machine; without this the order would fill at candle
+  ``k``'s open and the replay would diverge from the backtest.
 * Order types other than ``market`` and ``limit`` (``stop``) are rejected
   (``unsupported_order_type``): a paper venue that pretended to trigger stops would
   promise fills a live venue may not give.
@@ -48,7 +56,14 @@ SUPPORTED_ORDER_TYPES = frozenset({"market", "limit"})
 class PaperVenue:
     """Simulated exchange matching engine for one venue name."""
 
-    def __init__(self, venue: str, fee_bps: float, slippage_bps: float, keep_ledger: bool = True) -> None:
+    def __init__(
+        self,
+        venue: str,
+        fee_bps: float,
+        slippage_bps: float,
+        keep_ledger: bool = True,
+        hold_for_decision_book: bool = False,
+    ) -> None:
         if fee_bps < 0:
             raise ValueError(f"fee_bps must be >= 0, got {fee_bps}")
         if slippage_bps < 0:
@@ -57,6 +72,8 @@ class PaperVenue:
         self.fee_bps = fee_bps
         self.slippage_bps = slippage_bps
         self.keep_ledger = keep_ledger
+        self.hold_for_decision_book = hold_for_decision_book
+        self._held: dict[str, Order] = {}  # market orders waiting for their decision's book, in arrival order
         self._books: dict[str, Quote] = {}
         self._orders: dict[str, Order] = {}
         self._status: dict[str, OrderStatus] = {}
@@ -74,8 +91,8 @@ class PaperVenue:
         return self._status.get(client_order_id)
 
     def open_orders(self) -> list[str]:
-        """Client order ids of resting limit orders, in arrival order."""
-        return list(self._resting)
+        """Client order ids of open orders (resting limits, then held market orders), in arrival order."""
+        return [*self._resting, *self._held]
 
     def ledger(self) -> dict[str, Any]:
         """The venue's own record: ``received`` ids in arrival order and all ``fills``.
@@ -99,7 +116,7 @@ class PaperVenue:
 
     def forget(self, client_order_id: str) -> None:
         """Drop a finished order from memory (its durable record lives elsewhere); keeps resting ones."""
-        if client_order_id in self._resting:
+        if client_order_id in self._resting or client_order_id in self._held:
             return
         self._orders.pop(client_order_id, None)
         self._status.pop(client_order_id, None)
@@ -111,6 +128,10 @@ class PaperVenue:
             return []
         self._books[q.symbol] = q
         events: list[OrderUpdate | Fill] = []
+        for client_order_id, order in list(self._held.items()):
+            if order.symbol == q.symbol and order.decided_ts_ns <= q.ts_ns:
+                del self._held[client_order_id]
+                events += self._execute(order, self._taker_price(order, q), "taker", q.ts_ns)
         for client_order_id, order in list(self._resting.items()):
             if order.symbol != q.symbol or order.limit_price is None:
                 continue
@@ -135,6 +156,9 @@ class PaperVenue:
         events: list[OrderUpdate | Fill] = [self._update(order, "accepted", now_ns)]
         book = self._books[order.symbol]
         if order.order_type == "market":
+            if self.hold_for_decision_book and order.decided_ts_ns > book.ts_ns:
+                self._held[order.client_order_id] = order  # filled by on_quote (module docstring)
+                return events
             return events + self._execute(order, self._taker_price(order, book), "taker", now_ns)
         limit = order.limit_price
         assert limit is not None  # a limit order without a valid price was rejected above
@@ -154,7 +178,7 @@ class PaperVenue:
         A failed cancel is not reported as ``rejected``: that status means the order was
         refused, and consumers would wrongly release an order that in fact filled.
         """
-        order = self._resting.pop(client_order_id, None)
+        order = self._resting.pop(client_order_id, None) or self._held.pop(client_order_id, None)
         if order is None:
             return []
         self._status[client_order_id] = "cancelled"
