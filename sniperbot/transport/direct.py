@@ -191,11 +191,6 @@ class DirectSender:
         self._sock: socket.socket | None = None
         self.connects = 0
 
-    @property
-    def connected(self) -> bool:
-        """Whether a connection is open now."""
-        return self._sock is not None
-
     def send(self, frame: bytes) -> bool:
         """Send one frame; False if it could not go now (no receiver, buffer full): resend later."""
         sock = self._sock or self._connect()
