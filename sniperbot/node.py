@@ -887,7 +887,9 @@ class Node:
         child = self._children.get(actor_id)
         if child is None or not incarnation.isdigit():
             raise InvalidFrame(f"control message from unknown sender {frames[0][:40]!r}")
-        if int(incarnation) != child.incarnation:
+        sent_by = int(incarnation)
+        late_error = isinstance(envelope.payload, ActorError) and sent_by == child.previous_incarnation
+        if sent_by != child.incarnation and not late_error:
             # An old incarnation woke up (or an actor outlived its node): it no longer counts,
             # and it is told to end. Stop needs no tag, so an old node life's actor obeys too.
             self.stale_messages += 1
@@ -905,7 +907,11 @@ class Node:
         if reason is not None:
             raise InvalidFrame(f"unauthorised {type(envelope.payload).__name__} - {reason}")
         payload = envelope.payload
-        if isinstance(payload, Heartbeat):
+        if isinstance(payload, ActorError):
+            # The current incarnation's, or (late_error) the one just replaced, whose report lost the
+            # race with its exit: what it crashed on is still what admin tree should name.
+            child.last_error = payload.error[:300]
+        elif isinstance(payload, Heartbeat):
             child.on_heartbeat(payload, time.monotonic())
         elif isinstance(payload, Ready):
             child.last_heartbeat = time.monotonic()
@@ -915,8 +921,6 @@ class Node:
             self._pub.publish(topic.READY + actor_id, payload)
         elif isinstance(payload, SnapshotRequest):
             self._send_snapshot(child, payload)
-        elif isinstance(payload, ActorError):
-            child.last_error = payload.error[:300]
 
     def _on_market(self, frames: list[bytes]) -> None:
         if len(frames) != 1:

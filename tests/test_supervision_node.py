@@ -11,11 +11,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import zmq
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import Journal
-from sniperbot.messages import Envelope, Fill, Heartbeat, Order, OrderUpdate, Ready, encode_envelope
+from sniperbot.messages import (
+    ActorError,
+    Envelope,
+    Fill,
+    Heartbeat,
+    Order,
+    OrderUpdate,
+    Ready,
+    encode_envelope,
+)
 from sniperbot.node import RUNNING_KEY
 from sniperbot.rundir import RunDir
 from tests.conftest import RunningNode, eventually, sniperbot
@@ -42,6 +52,22 @@ class HangingActor(Actor):
         if (run_dir / f"hang.{self.ctx.actor_id}.{self.ctx.incarnation}").exists():
             while not (run_dir / f"release.{self.ctx.actor_id}").exists():
                 time.sleep(0.02)
+
+
+class CrashingActor(Actor):
+    """Test actor: raises in a timer once ``crash.<id>.<incarnation>`` appears; on_stop leaves a mark."""
+
+    def on_start(self) -> None:
+        """Look for the crash file on the actor's own loop."""
+        self.ctx.every(0.05, self._maybe_crash)
+
+    def _maybe_crash(self) -> None:
+        if (self.ctx.run_dir / f"crash.{self.ctx.actor_id}.{self.ctx.incarnation}").exists():
+            _ = 1 / 0
+
+    def on_stop(self) -> None:
+        """Leave a mark: the test asserts that a crashed incarnation still ran its ``on_stop``."""
+        (self.ctx.run_dir / f"stopped.{self.ctx.actor_id}.{self.ctx.incarnation}").touch()
 
 
 def admin(node: RunningNode, *command: str) -> Any:
@@ -119,6 +145,19 @@ def test_a_woken_old_incarnation_is_ignored_and_cannot_keep_a_hung_successor_ali
             what="the old incarnation's messages counted as stale",
         )
         assert stale >= sent
+        # A crash report is still heard from the incarnation just replaced (it can lose the race with
+        # its own exit), never from one further back: the first one's is stale like its heartbeats.
+        say(ActorError(error="KeyError at ghost.py:1 in first"))
+        late = ctx.socket(zmq.DEALER)
+        late.setsockopt(zmq.LINGER, 0)
+        late.setsockopt(zmq.ROUTING_ID, f"{actor_id}#{second['incarnation']}".encode())
+        late.connect(RunDir(node.run_dir).control)
+        report = ActorError(error="ValueError at ghost.py:2 in second")
+        envelope = Envelope("ctl", actor_id, second["incarnation"], 0, time.time_ns(), report)
+        late.send(encode_envelope(envelope))
+        eventually(lambda: worker(node, actor_id)["last_error"] == report.error, 10, what="the late report")
+        late.close(0)
+        assert call(node, "status")["stale_messages"] - stale_before == sent
     finally:
         ghost.close(0)
     after = worker(node, actor_id)
@@ -159,6 +198,29 @@ def test_a_hung_thread_actor_is_abandoned_and_replaced(node: RunningNode) -> Non
         (run_dir / "release.hanger").touch()  # never leave a blocked thread in the node
     # ... and the node can exit: no thread of it is left blocked.
     assert node.stop() == 0
+
+
+@pytest.mark.parametrize("placement", ["thread", "process"])
+def test_a_crashed_actor_runs_on_stop_and_admin_tree_names_the_error_in_either_placement(
+    node: RunningNode, placement: str
+) -> None:
+    """A handler that raises ends the incarnation the same way in a thread of the node as in its own
+    process: ``on_stop`` runs (it may release what the actor holds), ``admin tree`` shows the error's
+    class and place, and the supervisor starts a fresh incarnation."""
+    run_dir = node.run_dir
+    node.wait_ready()
+    actor_id = f"crasher-{placement}"
+    spec = {"id": actor_id, "actor": f"{__name__}:CrashingActor", "placement": placement}
+    admin(node, "start-child", "--sup", "root", "--spec", json.dumps(spec))
+    first = eventually(lambda: (w := worker(node, actor_id))["state"] == "running" and w, 15, what=actor_id)
+    assert first["placement"] == placement
+    (run_dir / f"crash.{actor_id}.{first['incarnation']}").touch()
+    second = eventually(lambda: replaced(node, actor_id, first["incarnation"]), 15, what="replaced")
+    assert (run_dir / f"stopped.{actor_id}.{first['incarnation']}").exists(), "on_stop did not run"
+    # The crash report may reach the node just after it saw the exit and started the next incarnation.
+    error = eventually(lambda: worker(node, actor_id)["last_error"], 5, what="last_error")
+    assert error.startswith("ZeroDivisionError at ") and "in _maybe_crash" in error, error
+    assert second["restarts"] == first["restarts"] + 1
 
 
 def test_a_hot_added_strategy_survives_its_supervisors_restart(node: RunningNode) -> None:

@@ -108,9 +108,13 @@ class _ThreadHost(pykka.ThreadingActor):
     def on_stop(self) -> None:
         self._finish(clean=True)
 
-    def on_failure(self, *_: Any) -> None:
+    def on_failure(self, _type: Any = None, error: BaseException | None = None, _tb: Any = None) -> None:
+        # As in a process (ActorRuntime.run): the node hears what it crashed on, and on_stop still runs
+        # (it may release what the actor holds); only a failing on_start skips it (never started).
         self._handle.code = EXIT_CRASH
-        self._finish(clean=False)
+        if error is not None:
+            self._runtime.report_error(error)
+        self._finish(clean=error is not None)
 
     def _finish(self, clean: bool) -> None:
         if self._done_w < 0:

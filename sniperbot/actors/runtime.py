@@ -55,6 +55,7 @@ EXIT_ORPHANED = 3
 _DRAIN_BATCH = 2048  # messages taken from one socket before the others get a turn
 _RESEND_CHECK_S = 0.05
 _ACK_IDLE_MS = 1  # queued acks go out after this long without input (see step)
+_ERROR_LINGER_MS = 200  # how long a crashed actor waits for its ActorError to reach the node (close)
 # Message tracing for benchmarks (``bench/tick_to_trade.py --trace``): when this variable names a
 # directory, every incarnation keeps (received, handling time, channel, payload, sent, sender) of each
 # message it handles, at most _TRACE_MAX, and writes them to ``<dir>/<actor id>.<incarnation>.json`` when
@@ -172,6 +173,7 @@ class ActorRuntime(ActorContext):
         self._resend_armed = False  # a resend check is scheduled (only while something is unacked)
         self._journal: Any = None
         self._stopping = False
+        self._error_reported = False  # report_error sent an ActorError (close lingers for it)
         self.exit_code = EXIT_NORMAL
         self.invalid_frames = 0
         self.handled = 0
@@ -390,6 +392,7 @@ class ActorRuntime(ActorContext):
         message may quote a secret or a signed request, its place and kind cannot.
         """
         self._send_control(ActorError(error=describe_error(error)))
+        self._error_reported = True
 
     def _traced(self, on_message: Callable[[Envelope], None], envelope: Envelope, channel: str) -> None:
         """Handle ``envelope`` and keep its trace entry (see TRACE_DIR_ENV)."""
@@ -425,7 +428,9 @@ class ActorRuntime(ActorContext):
                     owned.close()
             if hasattr(self, "_pub"):
                 self._pub.close()
-                self._control.close(0)
+                # A crash's ActorError was only queued: give it a moment to leave (a dead node costs
+                # at most this), or admin tree would never name the error (linger 0 drops it).
+                self._control.close(_ERROR_LINGER_MS if self._error_reported else 0)
             if self._own_ctx:
                 self._zctx.term()
 

@@ -128,6 +128,7 @@ class Child:
         self.dynamic = dynamic
         self.state: ChildState = "idle"
         self.incarnation = 0
+        self.previous_incarnation = 0  # its crash report may arrive after its successor started
         self.handle: ActorHandle | None = None
         self.supervisor: Supervisor | None = None
         self.restarts = 0
@@ -244,6 +245,7 @@ class Supervisor:
             child.supervisor = Supervisor(child.spec, self.host, parent=self)
             child.supervisor.start(on_started=lambda: self._child_ready(child))
             return
+        child.previous_incarnation = child.incarnation
         child.incarnation = self.host.next_incarnation(child.spec.id)
         self.host.register(child.spec.id, child)
         handle = self.host.start_actor(child.spec, child.incarnation)
