@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 import zmq
 
+from bench._common import reap
 from bench.bench_actors import BUS_DATA, BUS_DONE, BUS_PREFIX, bench_quote, write_result
 from sniperbot.messages import Quote, TradeTick
 from sniperbot.transport.bus import BUS_HWM
@@ -202,9 +203,5 @@ def pipe_ring(work: Path, count: int, warmup: int, gap_s: float) -> list[int]:
         push.close()
         pull.close()
         ctx.term()
-        for hop in hops:
-            hop.join(5)
-            if hop.exitcode is None:
-                hop.kill()
-                hop.join()
+        reap(hops, 5)
     return samples

@@ -32,7 +32,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench.*; PYTHONP
 import msgspec
 import zmq
 
-from bench._common import emit, parse_args, ratio, short_tmp, verdict, wait_for
+from bench._common import emit, parse_args, ratio, reap, short_tmp, verdict, wait_for
 from bench.bench_actors import BUS_DATA, BusSubscriber, bench_quote
 from sniperbot.actors.placement import Launcher
 from sniperbot.actors.runtime import ActorLaunch, ActorRuntime
@@ -155,11 +155,7 @@ def run_raw(work: Path, rep: int, count: int, mode: str) -> dict[str, Any]:
     try:
         result = _read(out, 120, "the raw subscriber's result")
     finally:
-        for p in (pub, sub):
-            p.join(5)
-            if p.exitcode is None:
-                p.kill()
-                p.join()
+        reap((pub, sub), 5)
     return _figures(result)
 
 

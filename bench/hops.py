@@ -1,4 +1,4 @@
-"""Reliable hops: one message round a 4-process ring, by ZeroMQ and by the direct unix socket.
+"""Hops: one message round a 4-process ring: reliable (ZeroMQ, direct socket) and bus (proxy, none).
 
 The order path is a chain of reliable hops (strategy -> risk guard -> executor -> venue ->
 executor). This measures one hop's cost apart from the actors: A -> B -> C -> D -> A, one
@@ -11,6 +11,13 @@ message in flight, each hop a process of a forkserver.
   envelopes, acknowledgements deferred as the actor runtime defers them, and resends.
 - ``reliable, direct``: the same classes given a poller (:mod:`sniperbot.transport.direct`), as
   the actor runtime now gives them: the frames go by a unix ``SOCK_SEQPACKET`` socket.
+- ``bus, via proxy``: each hop a bus leg as the node runs it: the hop's PUB -> an XSUB/XPUB proxy
+  (libzmq's, in a fifth process, as in the node) -> the next hop's SUB, one frame per message
+  (:func:`~sniperbot.transport.bus.bus_message`), a topic per hop. The order path has two such legs
+  (feed -> strategy, executor -> back), and ``bench/tick_to_trade.py`` shows each costing about
+  as much as the whole raw ring.
+- ``bus, no proxy``: the same legs with each hop's PUB bound and the next SUB connected to it: what a
+  bus that fans out from the publisher would save (the candidate next step for the bus legs).
 
 Prints p50/p99 of the round trip and each variant's ratio to the floor.
 """
@@ -25,10 +32,12 @@ from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench.*; PYTHONPATH wins for sniperbot
 
+import msgspec
 import zmq
 
-from bench._common import emit, fmt_latency, latency_us, parse_args, ratio, short_tmp
+from bench._common import emit, fmt_latency, latency_us, parse_args, ratio, reap, short_tmp
 from sniperbot.messages import Envelope, TradeTick, decode_envelope
+from sniperbot.transport.bus import bus_message, split_message
 from sniperbot.transport.direct import PollWatch
 from sniperbot.transport.reliable import Identity, Inbox, Outbox, decode_routed
 
@@ -131,13 +140,112 @@ def run_reliable(work: Path, direct: bool, count: int, warmup: int, gap_s: float
         node.inbox.ack_later(identity, envelope)
         node.inbox.flush()
     finally:
-        for hop in hops:
-            hop.join(10)
-            if hop.exitcode is None:
-                hop.kill()
-                hop.join()
+        reap(hops, 10)
         node.close()
         ctx.term()
+    return {"latency": latency_us(samples)}
+
+
+def bus_proxy(xsub_at: str, xpub_at: str) -> None:
+    """The node's bus proxy alone: XSUB/XPUB forwarding in libzmq's loop until killed."""
+    ctx = zmq.Context()
+    xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    xsub.bind(xsub_at)
+    xpub.bind(xpub_at)
+    zmq.proxy(xsub, xpub)
+
+
+def bus_hop(sub_at: str, topic_in: str, pub_at: str, topic_out: str, bind_pub: bool) -> None:
+    """One bus leg's receiving end: SUB ``topic_in``, decode, re-encode, PUB as ``topic_out``.
+
+    An empty envelope (the stop marker) is passed on and ends the hop.
+    """
+    ctx = zmq.Context()
+    sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
+    for sock in (sub, pub):
+        sock.setsockopt(zmq.LINGER, 1000)
+    sub.setsockopt(zmq.SUBSCRIBE, topic_in.encode())
+    sub.connect(sub_at)
+    pub.bind(pub_at) if bind_pub else pub.connect(pub_at)
+    encode, decode = msgspec.msgpack.encode, msgspec.msgpack.decode
+    while True:
+        _, frame = split_message(sub.recv())
+        if not frame:
+            pub.send(bus_message(topic_out, b""))
+            break
+        pub.send(bus_message(topic_out, encode(decode(frame))))
+    time.sleep(0.2)
+    sub.close()
+    pub.close()
+    ctx.term()
+
+
+def run_bus(work: Path, proxy: bool, count: int, warmup: int, gap_s: float) -> dict[str, Any]:
+    """A (this process) -> B -> C -> D -> A, each hop a bus leg, via the proxy or straight."""
+    mp = multiprocessing.get_context("forkserver")
+    tag = "p" if proxy else "s"
+    xsub_at, xpub_at = f"ipc://{work}/{tag}-in.sock", f"ipc://{work}/{tag}-out.sock"
+    pubs = [f"ipc://{work}/{tag}-pub{i}.sock" for i in range(4)]  # each hop's own PUB (no proxy)
+    topics = [f"md.hop{i}." for i in range(4)]  # hop i publishes topics[i]; hop i+1 follows it
+
+    def sub_at(i: int) -> str:  # where hop i's SUB connects
+        return xpub_at if proxy else pubs[(i - 1) % 4]
+
+    def pub_at(i: int) -> str:
+        return xsub_at if proxy else pubs[i]
+
+    procs = [mp.Process(target=bus_proxy, args=(xsub_at, xpub_at))] if proxy else []
+    procs += [
+        mp.Process(target=bus_hop, args=(sub_at(i), topics[i - 1], pub_at(i), topics[i], not proxy))
+        for i in range(1, 4)
+    ]
+    for proc in procs:
+        proc.start()
+    ctx = zmq.Context()
+    sub, pub = ctx.socket(zmq.SUB), ctx.socket(zmq.PUB)
+    for sock in (sub, pub):
+        sock.setsockopt(zmq.LINGER, 1000)
+    sub.setsockopt(zmq.SUBSCRIBE, topics[3].encode())
+    sub.connect(sub_at(0))
+    pub.bind(pub_at(0)) if not proxy else pub.connect(pub_at(0))
+    encode, decode = msgspec.msgpack.encode, msgspec.msgpack.decode
+    samples: list[int] = []
+    try:
+        # The slow joiner: probe until one comes back round the ring (every subscription has joined).
+        sub.setsockopt(zmq.RCVTIMEO, 100)
+        for _ in range(300):
+            pub.send(bus_message(topics[0], encode(_tick(0))))
+            try:
+                sub.recv()
+                break
+            except zmq.Again:
+                continue
+        else:
+            raise TimeoutError("the bus ring never joined")
+        time.sleep(0.3)
+        while True:  # drain probes still on their way
+            try:
+                sub.recv()
+            except zmq.Again:
+                break
+        sub.setsockopt(zmq.RCVTIMEO, 30_000)
+        for seq in range(1, warmup + count + 1):
+            t0 = time.perf_counter_ns()
+            pub.send(bus_message(topics[0], encode(_tick(seq))))
+            _, frame = split_message(sub.recv())
+            t1 = time.perf_counter_ns()
+            assert decode(frame)["trade_id"] == seq
+            if seq > warmup:
+                samples.append(t1 - t0)
+            if gap_s:
+                time.sleep(gap_s)
+        pub.send(bus_message(topics[0], b""))
+        sub.recv()
+    finally:
+        sub.close()
+        pub.close()
+        ctx.term()
+        reap(procs, 2)
     return {"latency": latency_us(samples)}
 
 
@@ -149,7 +257,7 @@ def run_raw(work: Path, count: int, warmup: int, gap_s: float) -> dict[str, Any]
 
 
 def main() -> int:
-    """Raw floor, reliable over ZeroMQ, reliable over the direct socket: interleaved rounds."""
+    """Raw floor, reliable (ZeroMQ, direct socket), bus legs (via the proxy, without): interleaved."""
 
     def options(parser: Any) -> None:
         parser.add_argument("--count", type=int, default=0, help="measured round trips per run")
@@ -162,35 +270,36 @@ def main() -> int:
     warmup = 200
     gap_s = args.gap_us / 1e6
     print(
-        f"reliable hops: 4-process ring, {count:,} round trips per run after {warmup} warm-up, "
+        f"hops: 4-process ring, {count:,} round trips per run after {warmup} warm-up, "
         f"{rounds} interleaved round(s), {args.gap_us:.0f} µs pause after each answer"
     )
-    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "zmq": [], "direct": []}
+    variants = {
+        "raw": ("raw zmq PUSH/PULL (floor)", lambda: run_raw(work, count, warmup, gap_s)),
+        "zmq": ("reliable, zmq", lambda: run_reliable(work, False, count, warmup, gap_s)),
+        "direct": ("reliable, direct", lambda: run_reliable(work, True, count, warmup, gap_s)),
+        "bus_proxy": ("bus, via proxy", lambda: run_bus(work, True, count, warmup, gap_s)),
+        "bus_straight": ("bus, no proxy", lambda: run_bus(work, False, count, warmup, gap_s)),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     with short_tmp("sb-hops-") as work:
         for r in range(rounds):
-            runs["raw"].append(run_raw(work, count, warmup, gap_s)["latency"])
-            runs["zmq"].append(run_reliable(work, False, count, warmup, gap_s)["latency"])
-            runs["direct"].append(run_reliable(work, True, count, warmup, gap_s)["latency"])
             print(f" round {r + 1}")
-            for name, label in (
-                ("raw", "raw zmq PUSH/PULL (floor)"),
-                ("zmq", "reliable, zmq"),
-                ("direct", "reliable, direct"),
-            ):
+            for name, (label, run) in variants.items():
+                runs[name].append(run()["latency"])
                 print(fmt_latency(label, runs[name][-1]))
     figures: dict[str, Any] = {"count": count, "rounds": rounds}
     print("medians over rounds, ratio to the floor's:")
-    for name in ("raw", "zmq", "direct"):
+    for name in variants:
         for q in ("p50", "p99"):
             values = sorted(run[q] for run in runs[name])
             figures[f"{name}_{q}_us"] = values[len(values) // 2]
-    for name in ("zmq", "direct"):
+    for name in list(variants)[1:]:
         p50, p99 = figures[f"{name}_p50_us"], figures[f"{name}_p99_us"]
         r50, r99 = ratio(p50, figures["raw_p50_us"]), ratio(p99, figures["raw_p99_us"])
         figures[f"{name}_p50_ratio"], figures[f"{name}_p99_ratio"] = r50, r99
-        print(f"  reliable, {name:<7} p50 {p50:8.1f} µs ({r50}x)   p99 {p99:8.1f} µs ({r99}x)")
+        print(f"  {variants[name][0]:<18} p50 {p50:8.1f} µs ({r50}x)   p99 {p99:8.1f} µs ({r99}x)")
     print(
-        f"  raw floor        p50 {figures['raw_p50_us']:8.1f} µs"
+        f"  {'raw floor':<18} p50 {figures['raw_p50_us']:8.1f} µs"
         f"           p99 {figures['raw_p99_us']:8.1f} µs"
     )
     emit("hops", figures)
