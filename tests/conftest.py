@@ -289,6 +289,21 @@ class RunningNode:
         return self.log_path.read_text()
 
 
+def breaker_changes(node: RunningNode, scope: str) -> list[tuple[str, str]]:
+    """(state, reason) of each change of breaker ``scope``, in order, from the node's log."""
+    changes = []
+    text = node.log()
+    for line in text[: text.rfind("\n") + 1].splitlines():  # not a line the node is still writing
+        if '"event": "breaker"' in line:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # another process's long line written across this one: not a breaker record
+            if record["scope"] == scope:
+                changes.append((record["state"], record["reason"]))
+    return changes
+
+
 def _stop_leftover_nodes() -> None:
     """Stop every node a test started and did not stop (it failed before its ``stop()``)."""
     for running in list(RunningNode.live):

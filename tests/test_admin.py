@@ -6,7 +6,7 @@ import json
 import signal
 from pathlib import Path
 
-from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
+from tests.conftest import FAST_CONFIG, RunningNode, breaker_changes, eventually, sniperbot
 
 # Spaced kills stand for a crash loop in these tests: count every restart (OTP; min_uptime_s = 0).
 QUICK_BREAKERS = "\n[breakers]\ncooldown_s = 1.0\nprobe_s = 1.0\n[supervisor]\nmin_uptime_s = 0.0\n"
@@ -23,21 +23,6 @@ def _admin(node: RunningNode, *args: str) -> tuple[int, dict | list | str]:
 def _fills_of(node: RunningNode, strategy_id: str) -> int:
     result = sniperbot("journal", "--run-dir", str(node.run_dir), "fills", "--json")
     return sum(1 for f in json.loads(result.stdout) if f["client_order_id"].startswith(strategy_id + "-"))
-
-
-def _breaker_changes(node: RunningNode, scope: str) -> list[tuple[str, str]]:
-    """(state, reason) of each change of breaker ``scope``, in order, from the node's log."""
-    changes = []
-    text = node.log()
-    for line in text[: text.rfind("\n") + 1].splitlines():  # not a line the node is still writing
-        if '"event": "breaker"' in line:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # another process's long line written across this one: not a breaker record
-            if record["scope"] == scope:
-                changes.append((record["state"], record["reason"]))
-    return changes
 
 
 def test_otp_management_commands_and_error_codes(node: RunningNode) -> None:
@@ -178,7 +163,7 @@ def test_crashed_node_restarts_fail_closed_and_recloses_after_a_check(short_tmp:
         30,
         what="breaker closed after cooldown and probe",
     )
-    changes = _breaker_changes(second, "global")
+    changes = breaker_changes(second, "global")
     assert changes[0] == ("open", "unclean_shutdown"), changes  # it started fail-closed
     assert changes[-1][0] == "closed", changes
     fills = second.admin("status")["fills"]

@@ -56,6 +56,9 @@ from sniperbot.venues.solana.layouts import SOL_MINT, decode_mint, decode_token_
 _NATIVE = str(SOL_MINT)
 #: Reads of the wallet at the baseline before giving up on a wallet that never stands still.
 _BASELINE_TRIES = 20
+#: How long the baseline waits for the commitment to cover the slot its balances were read at (finalized
+#: trails processed by ~13 s on mainnet); past it, the read is checked as it is.
+_CATCH_UP_S = 30.0
 #: getSignaturesForAddress pages (the RPC's maximum per call).
 _PAGE = 1000
 #: How far a balance may differ from what the journal explains: float rounding of token units and prices
@@ -203,13 +206,17 @@ class SolanaChainReader:
         """The wallet now: the session's starting point."""
 
         async def read() -> SolanaBaseline:
+            from solana.rpc.commitment import Processed
+
             client = self._client()
             try:
                 for _ in range(_BASELINE_TRIES):
-                    slot = (await client.get_slot()).value
                     newest = await self._signatures_head(client)
                     balances = await self._balances(client)
-                    if await self._signatures_head(client) == newest:  # nothing landed meanwhile
+                    slot = await self._slot_covering(client, (await client.get_slot(Processed)).value)
+                    # Nothing of the wallet's reached the commitment meanwhile (else read again): every
+                    # transaction in ``balances`` landed at or before ``slot``, and every later one after it.
+                    if await self._signatures_head(client) == newest:
                         return SolanaBaseline(
                             venue=self.venue.name, slot=slot, newest=newest, balances=balances
                         )
@@ -220,6 +227,21 @@ class SolanaChainReader:
             )
 
         return _run(read)
+
+    async def _slot_covering(self, client: Any, processed: int) -> int:
+        """The commitment's slot once it has reached ``processed`` (the slot the balances were read at).
+
+        Why wait: an RPC may answer account reads from a newer bank than its commitment's slot (a dev chain
+        serves the processed state at every commitment). Read then, a swap in flight is in the balances but
+        not yet listed nor "before" the baseline's slot, and the session would count it twice. Once the
+        commitment covers that slot, the head of the wallet's signatures tells whether it was.
+        """
+        deadline = asyncio.get_running_loop().time() + _CATCH_UP_S
+        while True:
+            slot = int((await client.get_slot()).value)
+            if slot >= processed or asyncio.get_running_loop().time() > deadline:
+                return slot
+            await asyncio.sleep(0.02)
 
     async def _signatures_head(self, client: Any) -> str:
         from solders.pubkey import Pubkey

@@ -276,3 +276,30 @@ def test_checker_is_not_blind(sol: Sol) -> None:
     twice = [_fill("s-2", first, 1.0, 0.01), _fill("s-2", second, 1.0, 0.01)]
     duplicate = check_solana(reader.venue, twice, reader.fetch(baseline, [first, second]), baseline)
     assert not duplicate.ok and any("s-2: 2 swaps landed" in d for d in duplicate.duplicate_orders)
+
+
+def test_a_swap_landed_but_not_yet_confirmed_at_the_baseline_is_counted_once(sol: Sol) -> None:
+    """The baseline never splits a swap in flight: the local chain (like an RPC that answers account
+    reads from a newer bank) shows a swap in the balances one slot before the commitment lists it.
+    Read then, the session counted that swap again: its journaled fill against a wallet that had it
+    already (the position and SOL mismatch a chaos session on chain once reported)."""
+    wallet = sol.trader
+    reader = SolanaChainReader(_venue(sol, wallet))
+    sol.chain.pause()
+    try:
+        signature = sol.swap_in(sol.listed.mint, LAMPORTS_PER_SOL // 10)  # lands in this slot: processed
+        status = sol.chain.signature_status(Signature.from_string(signature))
+        assert status is not None and status.commitment == "processed"  # "confirmed" with the next slot
+        resume = threading.Timer(1.0, sol.chain.resume)
+        resume.start()
+        baseline = reader.baseline()  # waits for the commitment to cover what it read
+    finally:
+        sol.chain.resume()
+    # The swap is the baseline's: in its balances and before its slot, so its fill is not this session's.
+    fill = _fill("s-1", signature, 1.0, 0.01)
+
+    def check() -> Any:
+        return check_solana(reader.venue, [fill], reader.fetch(baseline, [signature]), baseline)
+
+    report = eventually(lambda: (r := check()).settled and r, WAIT_S, what="a settled read of the wallet")
+    assert report.ok and report.fills_journaled == 0 and report.swaps_on_chain == 0, report.problems
