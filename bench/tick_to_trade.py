@@ -21,7 +21,7 @@ decoding and re-encoding the msgpack tick, A in this process, B-D in
 processes of a forkserver. Same pacing for both: one tick in flight, the next
 one ``--gap-us`` after the previous answer.
 
-Targets: p99 < 1 ms, and p99 <= 3 x the raw pipeline's p99.
+Targets: p99 < 1 ms ("process") and < 1.5 ms ("fsync"), and p99 <= 3 x the raw pipeline's p99.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ from bench._common import (
 from sniperbot.config import Config
 from sniperbot.supervision import ChildSpec
 
-TARGET_P99_US = 1000.0
+#: Issue 14: p99 < 1 ms with journal durability "process", < 1.5 ms with "fsync" (two fsyncs more per order).
+TARGET_P99_US = {"process": 1000.0, "fsync": 1500.0}
 TARGET_RATIO = 3.0
 VENUE = "sim"  # the default config's venue and first symbol
 SYMBOL = "BTC/USDT"
@@ -276,10 +277,10 @@ def main() -> int:
         p99 = r["latency"]["p99"]
         rp99 = ratio(p99, raw_p99)
         rp50 = ratio(r["latency"]["p50"], raw["latency"]["p50"])
-        ok_abs = p99 < TARGET_P99_US
+        ok_abs = p99 < TARGET_P99_US[durability]
         ok_rel = rp99 <= TARGET_RATIO
         print(
-            f"  {durability:<8} p99 {p99:.1f} µs < {TARGET_P99_US:.0f} µs: {verdict(ok_abs)};   "
+            f"  {durability:<8} p99 {p99:.1f} µs < {TARGET_P99_US[durability]:.0f} µs: {verdict(ok_abs)};   "
             f"p99 ratio ours/raw {rp99:.2f} <= {TARGET_RATIO}: {verdict(ok_rel)}   (p50 ratio {rp50:.2f})"
         )
         figures[f"{durability}_us"] = r["latency"]
