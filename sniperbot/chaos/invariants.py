@@ -36,12 +36,12 @@ from typing import Any
 
 import msgspec
 
+from sniperbot.execution.executor import EXPIRED_UNSENT
 from sniperbot.journal import TERMINAL_STATUSES, Journal, JournalError
 from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.messages.control import position_key
 from sniperbot.venues.sim.ledger import LedgerError, VenueLedger
 
-EXPIRED_UNSENT = "expired_unsent"
 _EPS = 1e-9
 
 

@@ -61,6 +61,7 @@ from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE
 
+#: Cancel reason: the journal had the order, the venue never got it, and it was too old to send at restart.
 EXPIRED_UNSENT = "expired_unsent"
 _REPUBLISH_TAIL = 256  # journal records re-announced at start (covers a crash mid-publish)
 _SLOW_RECONCILE_S = 10.0
