@@ -15,11 +15,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# Tests also need the test tools and Ray (the cluster extra). They run in 3 pytest-xdist workers on
-# 2 cores: much of a test's time is waiting on real processes and sockets; with 2 workers the cores
-# were busy 75 % of the run (891 s), with 3 they were 92 % (732 s, same commit, same machine), and the
-# nodes' heartbeats still held (every test has its own run dir and ports). "worksteal" hands a long
-# test's neighbours to an idle worker, so the run does not end on one worker's queue.
+# Tests also need the test tools and Ray (the cluster extra). They run in 2 pytest-xdist workers:
+# most of a test's time is waiting on real processes and sockets, so two workers halve the run on
+# 2 cores without starving the nodes' heartbeats (every test has its own run dir and ports).
+# Measured (same commit and machine): 3 workers ran the suite in 732 s with the cores 92 % busy, against
+# 891 s and 75 % with 2, but the extra load keeps exposing tests whose timing assumptions it breaks
+# (three fixed so far, a fourth in test_prometheus open): 2 workers until those are found and fixed.
 $(BIN)/.installed-test: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'
 	touch $@
@@ -35,7 +36,7 @@ node_modules/.installed: package.json package-lock.json
 
 test: $(BIN)/.installed-test system-deps node_modules/.installed
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n 3 --dist worksteal
+	$(BIN)/pytest -n 2
 	unshare -rn sh -c 'ip link set lo up && exec $(BIN)/pytest tests/test_ray.py tests/test_optimize_ray.py'
 
 # Debian packages some tests drive, installed once as root (else a note): chromium (the HTML report,
