@@ -57,7 +57,7 @@ _NATIVE = str(SOL_MINT)
 #: Reads of the wallet at the baseline before giving up on a wallet that never stands still.
 _BASELINE_TRIES = 20
 #: How long the baseline waits for the commitment to cover the slot its balances were read at (finalized
-#: trails processed by ~13 s on mainnet); past it, the read is checked as it is.
+#: trails processed by ~13 s on mainnet); past it, the baseline fails with the slots it saw.
 _CATCH_UP_S = 30.0
 #: getSignaturesForAddress pages (the RPC's maximum per call).
 _PAGE = 1000
@@ -239,8 +239,14 @@ class SolanaChainReader:
         deadline = asyncio.get_running_loop().time() + _CATCH_UP_S
         while True:
             slot = int((await client.get_slot()).value)
-            if slot >= processed or asyncio.get_running_loop().time() > deadline:
+            if slot >= processed:
                 return slot
+            if asyncio.get_running_loop().time() > deadline:
+                # Never a baseline that may split a swap: a false money alarm costs the operator's trust.
+                raise RuntimeError(
+                    f"venue {self.venue.name}: the RPC's {self.venue.commitment} slot stayed at {slot}, "
+                    f"short of the processed slot {processed} of its balances, for {_CATCH_UP_S:.0f} s"
+                )
             await asyncio.sleep(0.02)
 
     async def _signatures_head(self, client: Any) -> str:

@@ -285,6 +285,9 @@ def test_a_swap_landed_but_not_yet_confirmed_at_the_baseline_is_counted_once(sol
     already (the position and SOL mismatch a chaos session on chain once reported)."""
     wallet = sol.trader
     reader = SolanaChainReader(_venue(sol, wallet))
+    # Past genesis: at slot 0 the confirmed slot is 0 too (there is none before it), so "the commitment
+    # covers the balances' slot" would hold with the swap unlisted; a real chain never lands one there.
+    sol.chain.wait_for_slot(1)
     sol.chain.pause()
     try:
         signature = sol.swap_in(sol.listed.mint, LAMPORTS_PER_SOL // 10)  # lands in this slot: processed
@@ -302,4 +305,9 @@ def test_a_swap_landed_but_not_yet_confirmed_at_the_baseline_is_counted_once(sol
         return check_solana(reader.venue, [fill], reader.fetch(baseline, [signature]), baseline)
 
     report = eventually(lambda: (r := check()).settled and r, WAIT_S, what="a settled read of the wallet")
-    assert report.ok and report.fills_journaled == 0 and report.swaps_on_chain == 0, report.problems
+    where = (
+        baseline.slot,
+        baseline.newest == signature,
+        sol.chain.signature_status(Signature.from_string(signature)),
+    )
+    assert report.ok and report.fills_journaled == 0 and report.swaps_on_chain == 0, (report.problems, where)

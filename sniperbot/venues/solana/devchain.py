@@ -939,7 +939,7 @@ class LocalSolana:
     def _commitment_slot(self, commitment: str) -> int:
         if commitment == "processed":
             return self._slot
-        if commitment == "confirmed":
+        if commitment == "confirmed":  # at genesis (slot 0) every commitment is slot 0: none is before it
             return max(0, self._slot - 1)
         return max(0, self._slot - self.finality_slots)
 
