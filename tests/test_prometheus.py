@@ -99,6 +99,12 @@ class Prometheus:
         result = self.query(expr)
         return float(result[0]["value"][1]) if result else None
 
+    def target(self) -> dict[str, Any]:
+        """The scrape target's health, last error and last scrape's duration (for failure messages)."""
+        body = json.loads(_get(self.url + "/api/v1/targets"))
+        (active,) = body["data"]["activeTargets"]
+        return {k: active.get(k) for k in ("health", "lastError", "lastScrapeDuration", "lastScrape")}
+
     def firing(self) -> set[str]:
         """Names of the alerts firing now."""
         body = json.loads(_get(self.url + "/api/v1/alerts"))
@@ -181,9 +187,20 @@ def test_a_real_prometheus_scrapes_restarts_fills_and_an_open_breaker(
         for _ in range(4):
             _kill_until_new_pid(node, "executor.sim")
         eventually(lambda: node.admin("status")["breakers"].get("venue:sim") == "open", 60, what="open")
-        eventually(
-            lambda: prom.value('sniperbot_breaker_open{scope="venue:sim"}') == 1.0, 60, 0.5, what="breaker 1"
-        )
+        seen: list[Any] = []
+
+        def breaker_scraped() -> bool:
+            seen[:] = [prom.value('sniperbot_breaker_open{scope="venue:sim"}'), prom.target()]
+            return seen[0] == 1.0
+
+        try:
+            eventually(breaker_scraped, 60, 0.5, what="breaker 1")
+        except AssertionError as e:  # which side lags: the scrape, the exporter's page or the node
+            page = [line for line in _get(url + "/metrics").splitlines() if "breaker_open" in line]
+            status = node.admin("status")["breakers"]
+            raise AssertionError(
+                f"{e}; Prometheus (value, target): {seen}; /metrics: {page}; node: {status}"
+            ) from e
         assert prom.value('sniperbot_breaker_state{scope="venue:sim",state="open"}') == 1.0
         # The alert rule fires in the real server too (no `for`: at the next evaluation).
         eventually(lambda: "SniperbotBreakerOpen" in prom.firing(), 60, 0.5, what="alert firing")

@@ -56,7 +56,16 @@ import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import TERMINAL_STATUSES, keys
-from sniperbot.messages import BreakerChanged, CancelOrder, Envelope, Fill, Order, OrderUpdate, RiskStatus
+from sniperbot.messages import (
+    BreakerChanged,
+    CancelOrder,
+    Envelope,
+    Fill,
+    Order,
+    OrderUpdate,
+    RiskStatus,
+    update_of,
+)
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
 from sniperbot.venues.base import DUPLICATE
@@ -270,18 +279,8 @@ class Executor(Actor):
         if report.known:
             events: list[OrderUpdate | Fill] = list(report.fills)
             if order is not None and report.status:
-                events.append(
-                    OrderUpdate(
-                        client_order_id=cid,
-                        strategy_id=order.strategy_id,
-                        venue=order.venue,
-                        symbol=order.symbol,
-                        status=report.status,  # type: ignore[arg-type]
-                        reason=report.reason,
-                        ts_ns=report.ts_ns,
-                        exchange_order_id=report.exchange_order_id,
-                    )
-                )
+                status, eid = report.status, report.exchange_order_id
+                events.append(update_of(order, status, report.reason, eid, report.ts_ns))  # type: ignore[arg-type]
             self._record(events)
         elif cid in self.reconciling and order is not None:
             self._resolve_unsent(order)
@@ -301,19 +300,7 @@ class Executor(Actor):
             "cancelling an order that never reached the venue and is too old to send",
             extra={"event": "expired_unsent", "client_order_id": order.client_order_id, "age_s": age_s},
         )
-        self._record(
-            [
-                OrderUpdate(
-                    client_order_id=order.client_order_id,
-                    strategy_id=order.strategy_id,
-                    venue=order.venue,
-                    symbol=order.symbol,
-                    status="cancelled",
-                    reason=EXPIRED_UNSENT,
-                    ts_ns=time.time_ns(),
-                )
-            ]
-        )
+        self._record([update_of(order, "cancelled", EXPIRED_UNSENT)])
 
     def _settled(self, client_order_id: str) -> None:
         if client_order_id not in self.reconciling:

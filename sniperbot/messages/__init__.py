@@ -38,6 +38,7 @@ from sniperbot.messages.orders import (
     OrderStatus,
     OrderType,
     OrderUpdate,
+    update_of,
 )
 from sniperbot.messages.signals import SIGNAL_VERSION, AnalyserStatus, Post, Signal, subject_of
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
@@ -88,4 +89,5 @@ __all__ = [
     "decode_envelope",
     "encode_envelope",
     "subject_of",
+    "update_of",
 ]

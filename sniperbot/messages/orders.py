@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from sniperbot.messages.base import Message
@@ -122,3 +123,19 @@ class CancelOrder(Message, tag="cancel"):
     symbol: str
     reason: str = ""
     ts_ns: int = 0
+
+
+def update_of(
+    order: Order, status: OrderStatus, reason: str = "", exchange_order_id: str = "", ts_ns: int = 0
+) -> OrderUpdate:
+    """An update of ``order`` on its venue (stamped now unless ``ts_ns``): the one way to make one."""
+    return OrderUpdate(
+        client_order_id=order.client_order_id,
+        strategy_id=order.strategy_id,
+        venue=order.venue,
+        symbol=order.symbol,
+        status=status,
+        reason=reason,
+        ts_ns=ts_ns or time.time_ns(),
+        exchange_order_id=exchange_order_id,
+    )

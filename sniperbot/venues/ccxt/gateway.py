@@ -118,7 +118,7 @@ import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import TERMINAL_STATUSES, keys
-from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
+from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate, update_of
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 from sniperbot.venues.base import UNSUPPORTED_ORDER_TYPE
@@ -483,15 +483,7 @@ class CcxtGateway(Actor):
         self._reply(sender, order.client_order_id, events, release)
 
     def _reject(self, order: Order, reason: str) -> OrderUpdate:
-        return OrderUpdate(
-            client_order_id=order.client_order_id,
-            strategy_id=order.strategy_id,
-            venue=self.venue,
-            symbol=order.symbol,
-            status="rejected",
-            reason=reason,
-            ts_ns=time.time_ns(),
-        )
+        return update_of(order, "rejected", reason)
 
     async def _place(self, order: Order, fresh: bool) -> list[Event]:
         ex = self._ex
@@ -584,16 +576,7 @@ class CcxtGateway(Actor):
                 "trades", lambda: order_trades(self._ex, self.exchange_id, order.symbol, str(placed["id"]))
             )
         fills: list[Event] = [self._fill(order, t) for t in trades or []]
-        update = OrderUpdate(
-            client_order_id=order.client_order_id,
-            strategy_id=order.strategy_id,
-            venue=self.venue,
-            symbol=order.symbol,
-            status=status,  # type: ignore[arg-type]
-            reason=reason,
-            ts_ns=time.time_ns(),
-            exchange_order_id=str(placed.get("id") or ""),
-        )
+        update = update_of(order, status, reason, str(placed.get("id") or ""))  # type: ignore[arg-type]
         if status == "accepted":
             return [update, *fills]
         return [*fills, update]

@@ -20,15 +20,28 @@ keeps the feed's staleness watchdog and ``FeedStatus``.
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from sniperbot.messages import FeedStatus, Fill, NewPool, OrderUpdate, Quote, TokenSafetyReport, TradeTick
+from sniperbot.messages import (
+    CancelOrder,
+    Envelope,
+    FeedStatus,
+    Fill,
+    NewPool,
+    Order,
+    OrderUpdate,
+    Quote,
+    TokenSafetyReport,
+    TradeTick,
+)
 from sniperbot.messages import topics as topic
-from sniperbot.messages.venue import VenueEvents, VenueStatus
+from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 
 
 class ChainWorker:
@@ -78,6 +91,7 @@ class ChainWorker:
 
 DOWN_AFTER = 3  # consecutive failed chain calls before a gateway says its connection is "down"
 BALANCES_S = 1.0  # a gateway reads the wallet's balances at most this often (and at each reconciliation)
+_STATUS_S = 1.0  # a gateway publishes its VenueStatus at least this often (and on each change)
 
 
 def event_key(event: OrderUpdate | Fill) -> str:
@@ -94,14 +108,105 @@ class GatewayWorker(ChainWorker):
     """A chain gateway's worker: jobs and ticks, and the venue status it keeps under the lock.
 
     The class using it has ``venue``, ``wallet`` (its public address, ``""`` before it is known),
-    ``poll_s``, ``_handle(job)`` and ``_tick()``; :meth:`_serve` is the worker thread's loop.
+    ``poll_s``, ``_order(order, sender, release)``, ``_tick()``, ``_read_balances()`` and
+    ``_exchange_order_id(intent)``; :meth:`_serve` is the worker thread's loop. It also owns the inbox
+    (:meth:`on_message`), the ledger's close (:meth:`on_stop`) and the answers to the executor's queries.
     """
 
     venue: str
     wallet: str
     poll_s: float
     executor: str
-    ledger: Any  # the venue's TxLedger: intent(cid), put(intent)
+    ledger: Any  # the venue's TxLedger: intent(cid), put(intent), close()
+    _fault: str  # the fault-injection point (module docstring of each gateway), "" for none
+    #: What bounds a swap that cannot be cancelled on this chain (logged when a cancel is ignored).
+    cancel_note = "cancel not possible on chain"
+
+    def on_message(self, envelope: Envelope) -> None:
+        """Orders and queries go to the chain worker; cancels are not answered (a swap is bounded)."""
+        payload = envelope.payload
+        if isinstance(payload, Order):
+            self._jobs.put(("order", payload, envelope.sender, self.ctx.hold_ack()))
+        elif isinstance(payload, VenueOrderQuery):
+            self._jobs.put(("query", payload.client_order_id, envelope.sender))
+        elif isinstance(payload, CancelOrder):
+            self.ctx.log.info(
+                self.cancel_note,
+                extra={"event": "cancel_ignored", "client_order_id": payload.client_order_id},
+            )
+
+    def on_stop(self) -> None:
+        """Stop the worker, close the ledger."""
+        self._stop_worker(15)
+        self.ledger.close()
+
+    def _begin(self, target: Callable[[], None], thread: str, what: str) -> None:
+        """The end of ``on_start``: the worker thread running ``target``, the status timer, a log line."""
+        self._start_worker(target, thread, 0.01)
+        self.ctx.every(_STATUS_S, self.publish_status)
+        self.publish_status()
+        self.ctx.log.info(
+            f"{what} gateway starting",
+            extra={"event": "gateway_start", "unfinished": len(self._active), "route": self.route_name},
+        )
+
+    def _unseal(self, sealed: bytes, field: str) -> Any:
+        """The launch's wallet entry (a ``Credentials``) if it has ``field``; else None, logged."""
+        from sniperbot.keystore import Credentials
+
+        if not sealed:
+            self.ctx.log.error("no wallet in the launch; orders are rejected", extra={"event": "no_wallet"})
+            return None
+        creds = Credentials.from_launch(sealed)
+        if field not in creds.field_names:
+            self.ctx.log.error(
+                f"the wallet entry has no {field} field; orders are rejected",
+                extra={"event": "no_wallet", "entry": creds.name},
+            )
+            return None
+        return creds
+
+    def _handle(self, job: tuple[Any, ...]) -> None:
+        kind = job[0]
+        if kind == "ack":
+            self._acked(job[1], job[2])
+        elif kind == "query":
+            self._query(job[1], job[2])
+        elif not self.reconciled:
+            self._deferred.append(job)  # trade only once every earlier order is resolved
+        else:
+            try:
+                self._order(*job[1:])
+            except Exception:
+                # The chain did not answer: again after the next good tick (a recorded intent is then
+                # answered as a duplicate, and the tick places what it holds).
+                self._deferred.append(job)
+                raise
+
+    def _die_at(self, point: str) -> None:
+        """The fault-injection hook (module docstring): SIGKILL this process at ``point``."""
+        if self._fault == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _query(self, cid: str, sender: str) -> None:
+        """Answer the executor's query of order ``cid`` from the ledger (worker thread)."""
+        intent = self.ledger.intent(cid)
+        if intent is None:
+            report = VenueOrderReport(
+                client_order_id=cid, venue=self.venue, known=False, ts_ns=time.time_ns()
+            )
+        else:
+            report = VenueOrderReport(
+                client_order_id=cid,
+                venue=self.venue,
+                known=True,
+                status=intent.status,
+                reason=intent.reason,
+                fills=list(intent.fills),
+                ts_ns=time.time_ns(),
+                exchange_order_id=self._exchange_order_id(intent),
+            )
+        self._later(lambda: self.ctx.send(sender, report))
 
     def _init_worker(self) -> None:
         """The worker's queues and lock, and the status fields (connecting, not reconciled)."""
@@ -118,7 +223,10 @@ class GatewayWorker(ChainWorker):
         self._last_balances = 0.0  # monotonic time of the last balances read
         self._deferred: list[Any] = []  # order jobs that wait for the next good tick
 
-    def _handle(self, job: Any) -> None:
+    def _order(self, order: Order, sender: str, release: Callable[[], None]) -> None:
+        raise NotImplementedError
+
+    def _exchange_order_id(self, intent: Any) -> str:
         raise NotImplementedError
 
     def _tick(self) -> None:

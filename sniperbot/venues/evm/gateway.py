@@ -106,7 +106,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -117,8 +116,7 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
-from sniperbot.messages.venue import VenueOrderQuery, VenueOrderReport
+from sniperbot.messages import Fill, Order, OrderUpdate, update_of
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.dex.units import to_units
 from sniperbot.venues.dex.worker import GatewayWorker
@@ -145,7 +143,6 @@ FINALITY_BLOCKS = 64  # a counted receipt is watched for reorgs this deep (two e
 REORGED = "reorged"
 DEADLINE = "deadline"
 REVERTED = "reverted"
-_STATUS_S = 1.0
 _MAX_UINT = 2**256 - 1
 _TRANSFER = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
 
@@ -202,6 +199,7 @@ class EvmGateway(GatewayWorker, Actor):
     """Signs, journals and places Uniswap V2 swaps once on one EVM chain; see the module docstring."""
 
     inbox = True
+    cancel_note = "cancel not possible on chain; the swap's deadline bounds it"
 
     def __init__(
         self,
@@ -279,27 +277,12 @@ class EvmGateway(GatewayWorker, Actor):
         self.w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 10}))
         self.router_c = self.w3.eth.contract(address=self.router, abi=_ROUTER_ABI)
         self._route = self._make_route()
-        self._start_worker(self._serve, f"gateway-evm-{self.venue}", 0.01)
-        self.ctx.every(_STATUS_S, self.publish_status)
-        self.publish_status()
-        self.ctx.log.info(
-            "evm gateway starting",
-            extra={"event": "gateway_start", "unfinished": len(self._active), "route": self.route_name},
-        )
+        self._begin(self._serve, f"gateway-evm-{self.venue}", "evm")
 
     def _setup_wallet(self, sealed: bytes) -> None:
-        from sniperbot.keystore import Credentials
-
         self._relay_key = ""
-        if not sealed:
-            self.ctx.log.error("no wallet in the launch; orders are rejected", extra={"event": "no_wallet"})
-            return
-        creds = Credentials.from_launch(sealed)
-        if "private_key" not in creds.field_names:
-            self.ctx.log.error(
-                "the wallet entry has no private_key field; orders are rejected",
-                extra={"event": "no_wallet", "entry": creds.name},
-            )
+        creds = self._unseal(sealed, "private_key")
+        if creds is None:
             return
         try:
             self._account = Account.from_key(creds["private_key"].reveal())
@@ -321,60 +304,7 @@ class EvmGateway(GatewayWorker, Actor):
         auth = self._relay_key or _hex(Account.create().key)  # the reputation key holds no funds
         return FlashbotsRoute(self.w3, self.relay_url, auth, self.replace_after_blocks)
 
-    def on_stop(self) -> None:
-        """Stop the worker, close the ledger."""
-        self._stop_worker(15)
-        self.ledger.close()
-
-    # -- inbox (actor thread) --------------------------------------------------------------------
-    def on_message(self, envelope: Envelope) -> None:
-        """Orders and queries go to the chain worker; cancels are not answered (module docstring)."""
-        payload = envelope.payload
-        if isinstance(payload, Order):
-            self._jobs.put(("order", payload, envelope.sender, self.ctx.hold_ack()))
-        elif isinstance(payload, VenueOrderQuery):
-            self._jobs.put(("query", payload.client_order_id, envelope.sender))
-        elif isinstance(payload, CancelOrder):
-            self.ctx.log.info(
-                "cancel not possible on chain; the swap's deadline bounds it",
-                extra={"event": "cancel_ignored", "client_order_id": payload.client_order_id},
-            )
-
-    # -- the chain worker ------------------------------------------------------------------------
-    def _handle(self, job: tuple[Any, ...]) -> None:
-        kind = job[0]
-        if kind == "ack":
-            self._acked(job[1], job[2])
-        elif kind == "query":
-            self._query(job[1], job[2])
-        elif not self.reconciled:
-            self._deferred.append(job)  # trade only once every earlier order is looked up
-        else:
-            try:
-                self._order(*job[1:])
-            except Exception:
-                # The chain did not answer: again after the next good tick (a recorded intent is then
-                # answered as a duplicate, and the tick signs what it holds).
-                self._deferred.append(job)
-                raise
-
-    def _die_at(self, point: str) -> None:
-        """The fault-injection hook (module docstring): SIGKILL this process at ``point``."""
-        if self._fault == point:
-            os.kill(os.getpid(), signal.SIGKILL)
-
     # -- orders ----------------------------------------------------------------------------------
-    def _reject(self, order: Order, reason: str) -> OrderUpdate:
-        return OrderUpdate(
-            client_order_id=order.client_order_id,
-            strategy_id=order.strategy_id,
-            venue=self.venue,
-            symbol=order.symbol,
-            status="rejected",
-            reason=reason,
-            ts_ns=time.time_ns(),
-        )
-
     def _order(self, order: Order, sender: str, release: Callable[[], None]) -> None:
         cid = order.client_order_id
         if self.ledger.intent(cid) is not None:
@@ -382,7 +312,7 @@ class EvmGateway(GatewayWorker, Actor):
                 "order already in the ledger; refused as a duplicate",
                 extra={"event": "duplicate_order", "client_order_id": cid},
             )
-            self._reply(sender, [self._reject(order, DUPLICATE)], release)
+            self._reply(sender, [update_of(order, "rejected", DUPLICATE)], release)
             return
         refusal = self._check(order)
         if refusal is not None:
@@ -390,11 +320,11 @@ class EvmGateway(GatewayWorker, Actor):
                 "order refused before signing",
                 extra={"event": "order_refused", "client_order_id": cid, "reason": refusal},
             )
-            self._reply(sender, [self._reject(order, refusal)], release)
+            self._reply(sender, [update_of(order, "rejected", refusal)], release)
             return
         intent = self._build(order)
         if isinstance(intent, str):
-            self._reply(sender, [self._reject(order, intent)], release)
+            self._reply(sender, [update_of(order, "rejected", intent)], release)
             return
         chain_nonce = self.w3.eth.get_transaction_count(self.wallet, "pending")
         intent = self.ledger.create(intent, chain_nonce)  # order and nonces durable before any signature
@@ -404,15 +334,7 @@ class EvmGateway(GatewayWorker, Actor):
         records = [self._sign(intent, slot, slot.kind, number, base_fee) for slot in intent.slots]
         self._submit(intent, [r for r in records if r is not None], number)
         swap = intent.slots[-1]
-        accepted = OrderUpdate(
-            client_order_id=cid,
-            strategy_id=order.strategy_id,
-            venue=self.venue,
-            symbol=order.symbol,
-            status="accepted",
-            ts_ns=time.time_ns(),
-            exchange_order_id=swap.txs[-1].tx_hash if swap.txs else "",
-        )
+        accepted = update_of(order, "accepted", exchange_order_id=swap.txs[-1].tx_hash if swap.txs else "")
         self.ctx.log.info(
             "swap signed, journaled and sent",
             extra={"event": "swap_sent", "client_order_id": cid, "nonce": swap.nonce,
@@ -707,12 +629,12 @@ class EvmGateway(GatewayWorker, Actor):
         if kind == CANCEL or mined.status != 1:
             reason = DEADLINE if kind == CANCEL else REVERTED
             if intent.status != "rejected":
-                events.append(self._reject(order, reason))
+                events.append(update_of(order, "rejected", reason))
                 intent.status, intent.reason = "rejected", reason
         else:
             fill = self._fill(intent, receipt, mined.tx_hash)
             intent.fills.append(fill)
-            events += [fill, self._update(order, "filled", "", mined.tx_hash)]
+            events += [fill, update_of(order, "filled", "", mined.tx_hash)]
             intent.status, intent.reason = "filled", ""
         intent.counted = mined
         intent.outbox += events
@@ -723,18 +645,6 @@ class EvmGateway(GatewayWorker, Actor):
                    "status": intent.status, "reason": intent.reason, "tx_hash": mined.tx_hash,
                    "block": mined.block_number},
         )  # fmt: skip
-
-    def _update(self, order: Order, status: str, reason: str, tx_hash: str) -> OrderUpdate:
-        return OrderUpdate(
-            client_order_id=order.client_order_id,
-            strategy_id=order.strategy_id,
-            venue=self.venue,
-            symbol=order.symbol,
-            status=status,  # type: ignore[arg-type]
-            reason=reason,
-            ts_ns=time.time_ns(),
-            exchange_order_id=tx_hash,
-        )
 
     def _fill(self, intent: Intent, receipt: dict[str, Any], tx_hash: str) -> Fill:
         """Quantity and price from the receipt's Transfer logs; fee from the gas of the intent's receipts."""
@@ -801,7 +711,7 @@ class EvmGateway(GatewayWorker, Actor):
         intent.fills.append(reversal)
         intent.generation += 1
         intent.status, intent.reason = "rejected", REORGED
-        update = self._update(intent.order, "rejected", REORGED, counted.tx_hash if counted else "")
+        update = update_of(intent.order, "rejected", REORGED, counted.tx_hash if counted else "")
         intent.outbox += [reversal, update]
         self.ctx.log.warning(
             "fill reversed: its receipt was reorganised away",
@@ -810,23 +720,7 @@ class EvmGateway(GatewayWorker, Actor):
         )  # fmt: skip
 
     # -- to the executor -------------------------------------------------------------------------
-    def _query(self, cid: str, sender: str) -> None:
-        intent = self.ledger.intent(cid)
-        if intent is None:
-            report = VenueOrderReport(
-                client_order_id=cid, venue=self.venue, known=False, ts_ns=time.time_ns()
-            )
-        else:
-            swap = intent.slots[-1]
-            tx_hash = swap.mined.tx_hash if swap.mined else (swap.txs[-1].tx_hash if swap.txs else "")
-            report = VenueOrderReport(
-                client_order_id=cid,
-                venue=self.venue,
-                known=True,
-                status=intent.status,
-                reason=intent.reason,
-                fills=list(intent.fills),
-                ts_ns=time.time_ns(),
-                exchange_order_id=tx_hash,
-            )
-        self._later(lambda: self.ctx.send(sender, report))
+    def _exchange_order_id(self, intent: Intent) -> str:
+        """The hash of the intent's mined swap, else of its last sent one."""
+        swap = intent.slots[-1]
+        return swap.mined.tx_hash if swap.mined else (swap.txs[-1].tx_hash if swap.txs else "")

@@ -46,7 +46,7 @@ from typing import Literal
 
 from sniperbot.actors.base import Actor, ActorContext
 from sniperbot.journal import TERMINAL_STATUSES
-from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate, Quote
+from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate, Quote, update_of
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
 from sniperbot.venues.base import DUPLICATE, VENUE_RESTART
@@ -91,16 +91,7 @@ class PaperVenueActor(Actor):
         if self.cancel_on_restart and resting:
             now = time.time_ns()
             cancelled: list[OrderUpdate | Fill] = [
-                OrderUpdate(
-                    client_order_id=e.order.client_order_id,
-                    strategy_id=e.order.strategy_id,
-                    venue=self.venue,
-                    symbol=e.order.symbol,
-                    status="cancelled",
-                    reason=VENUE_RESTART,
-                    ts_ns=now,
-                )
-                for e in resting
+                update_of(e.order, "cancelled", VENUE_RESTART, ts_ns=now) for e in resting
             ]
             self.ledger.record(cancelled)
             self.ctx.send(self.executor, VenueEvents(venue=self.venue, events=cancelled))
@@ -160,15 +151,7 @@ class PaperVenueActor(Actor):
                 "duplicate client order id refused",
                 extra={"event": "duplicate_order", "client_order_id": order.client_order_id},
             )
-            refused = OrderUpdate(
-                client_order_id=order.client_order_id,
-                strategy_id=order.strategy_id,
-                venue=self.venue,
-                symbol=order.symbol,
-                status="rejected",
-                reason=DUPLICATE,
-                ts_ns=time.time_ns(),
-            )
+            refused = update_of(order, "rejected", DUPLICATE)
             self.ctx.send(sender, VenueEvents(venue=self.venue, events=[refused]))
             return
         events = self.engine.submit(order, time.time_ns())

@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from sniperbot.messages import Fill, Order, OrderStatus, OrderUpdate, Quote
+from sniperbot.messages import Fill, Order, OrderStatus, OrderUpdate, Quote, update_of
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 
 Liquidity = Literal["maker", "taker"]
@@ -248,14 +248,6 @@ class PaperVenue:
 
     def _update(self, order: Order, status: OrderStatus, ts_ns: int, reason: str = "") -> OrderUpdate:
         """An order update for ``order`` from this venue."""
-        return OrderUpdate(
-            client_order_id=order.client_order_id,
-            strategy_id=order.strategy_id,
-            venue=self.venue,
-            symbol=order.symbol,
-            status=status,
-            reason=reason,
-            ts_ns=ts_ns,
-            # The paper venue keys its orders by our client order id: that is its order id.
-            exchange_order_id="" if status == "rejected" else order.client_order_id,
-        )
+        # The paper venue keys its orders by our client order id: that is its order id.
+        exchange_order_id = "" if status == "rejected" else order.client_order_id
+        return update_of(order, status, reason, exchange_order_id, ts_ns)

@@ -91,7 +91,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -107,8 +106,7 @@ from solders.transaction import VersionedTransaction
 from spl.token.instructions import get_associated_token_address
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate
-from sniperbot.messages.venue import VenueOrderQuery, VenueOrderReport
+from sniperbot.messages import Fill, Order, OrderUpdate, update_of
 from sniperbot.venues.base import DUPLICATE, UNSUPPORTED_ORDER_TYPE
 from sniperbot.venues.dex.units import to_units
 from sniperbot.venues.dex.worker import GatewayWorker
@@ -130,7 +128,6 @@ SIGNATURE_FEE = 5_000  # lamports per signature (Solana's base fee)
 TOKEN_ACCOUNT_RENT_SIZE = 300  # bytes: room for a Token-2022 account with extensions (rent allowance)
 DUST_DIVISOR = 10**9  # a sell at most 1e-9 above the wallet's balance sells the balance (float dust)
 _COMPUTE_BUDGET = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
-_STATUS_S = 1.0
 
 Event = OrderUpdate | Fill
 
@@ -169,6 +166,7 @@ class SolanaGateway(GatewayWorker, Actor):
     """Signs, journals and places Jupiter-shaped swaps once on one Solana cluster (module docstring)."""
 
     inbox = True
+    cancel_note = "cancel not possible on chain; the blockhash bounds the swap"
 
     def __init__(
         self,
@@ -251,26 +249,11 @@ class SolanaGateway(GatewayWorker, Actor):
         self.ledger = TxLedger.open(self.ctx.run_dir, self.venue, self.durability)
         self._active = {i.order.client_order_id for i in self.ledger.intents() if not i.done}
         self._setup_wallet(self.ctx.credentials)
-        self._start_worker(self._run, f"gateway-sol-{self.venue}", 0.01)
-        self.ctx.every(_STATUS_S, self.publish_status)
-        self.publish_status()
-        self.ctx.log.info(
-            "solana gateway starting",
-            extra={"event": "gateway_start", "unfinished": len(self._active), "route": self.route_name},
-        )
+        self._begin(self._run, f"gateway-sol-{self.venue}", "solana")
 
     def _setup_wallet(self, sealed: bytes) -> None:
-        from sniperbot.keystore import Credentials
-
-        if not sealed:
-            self.ctx.log.error("no wallet in the launch; orders are rejected", extra={"event": "no_wallet"})
-            return
-        creds = Credentials.from_launch(sealed)
-        if "secret_key" not in creds.field_names:
-            self.ctx.log.error(
-                "the wallet entry has no secret_key field; orders are rejected",
-                extra={"event": "no_wallet", "entry": creds.name},
-            )
+        creds = self._unseal(sealed, "secret_key")
+        if creds is None:
             return
         try:
             self._keypair = Keypair.from_base58_string(creds["secret_key"].reveal())
@@ -281,25 +264,6 @@ class SolanaGateway(GatewayWorker, Actor):
             ) from None
         del creds
         self.wallet = str(self._keypair.pubkey())
-
-    def on_stop(self) -> None:
-        """Stop the worker, close the ledger."""
-        self._stop_worker(15)
-        self.ledger.close()
-
-    # -- inbox (actor thread) --------------------------------------------------------------------
-    def on_message(self, envelope: Envelope) -> None:
-        """Orders and queries go to the chain worker; cancels are not answered (module docstring)."""
-        payload = envelope.payload
-        if isinstance(payload, Order):
-            self._jobs.put(("order", payload, envelope.sender, self.ctx.hold_ack()))
-        elif isinstance(payload, VenueOrderQuery):
-            self._jobs.put(("query", payload.client_order_id, envelope.sender))
-        elif isinstance(payload, CancelOrder):
-            self.ctx.log.info(
-                "cancel not possible on chain; the blockhash bounds the swap",
-                extra={"event": "cancel_ignored", "client_order_id": payload.client_order_id},
-            )
 
     # -- the chain worker ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -323,28 +287,6 @@ class SolanaGateway(GatewayWorker, Actor):
         """Run one solana-py coroutine on the worker's loop (worker thread only)."""
         assert self._loop is not None
         return self._loop.run_until_complete(coro)  # type: ignore[arg-type]
-
-    def _handle(self, job: tuple[Any, ...]) -> None:
-        kind = job[0]
-        if kind == "ack":
-            self._acked(job[1], job[2])
-        elif kind == "query":
-            self._query(job[1], job[2])
-        elif not self.reconciled:
-            self._deferred.append(job)  # trade only once every earlier order is resolved
-        else:
-            try:
-                self._order(*job[1:])
-            except Exception:
-                # The chain did not answer: again after the next good tick (a recorded intent is then
-                # answered as a duplicate, and the tick places what it holds).
-                self._deferred.append(job)
-                raise
-
-    def _die_at(self, point: str) -> None:
-        """The fault-injection hook (module docstring): SIGKILL this process at ``point``."""
-        if self._fault == point:
-            os.kill(os.getpid(), signal.SIGKILL)
 
     # -- chain reads -----------------------------------------------------------------------------
     def mint_info(self, mint: Pubkey) -> tuple[int, Pubkey]:
@@ -470,7 +412,7 @@ class SolanaGateway(GatewayWorker, Actor):
         if fill is None:
             return  # the transaction is not served yet at this commitment: next poll
         intent.fills.append(fill)
-        intent.outbox += [fill, self._update(intent.order, "filled", "", tx.signature)]
+        intent.outbox += [fill, update_of(intent.order, "filled", "", tx.signature)]
         intent.status, intent.reason, intent.done = "filled", "", True
         self.ledger.put(intent)
         self.ctx.log.info(
@@ -482,7 +424,7 @@ class SolanaGateway(GatewayWorker, Actor):
     def _finish(self, intent: Intent, status: str, reason: str) -> None:
         intent.status, intent.reason, intent.done = status, reason, True
         sig = intent.tx.signature if intent.tx else ""
-        intent.outbox.append(self._update(intent.order, status, reason, sig))
+        intent.outbox.append(update_of(intent.order, status, reason, sig))
         self.ledger.put(intent)
 
     def _fill(self, intent: Intent) -> Fill | None:
@@ -538,18 +480,6 @@ class SolanaGateway(GatewayWorker, Actor):
         )
 
     # -- orders ----------------------------------------------------------------------------------
-    def _update(self, order: Order, status: str, reason: str = "", signature: str = "") -> OrderUpdate:
-        return OrderUpdate(
-            client_order_id=order.client_order_id,
-            strategy_id=order.strategy_id,
-            venue=self.venue,
-            symbol=order.symbol,
-            status=status,  # type: ignore[arg-type]
-            reason=reason,
-            ts_ns=time.time_ns(),
-            exchange_order_id=signature,
-        )
-
     def mint_of(self, symbol: str) -> Pubkey | None:
         """The base mint of ``symbol``, or None if this gateway does not trade it: a configured symbol
         (``"TKN/SOL"``) or ``"<mint base58>/SOL"`` (a token learnt at run time, the sniper's)."""
@@ -570,7 +500,7 @@ class SolanaGateway(GatewayWorker, Actor):
                 "order already in the ledger; refused as a duplicate",
                 extra={"event": "duplicate_order", "client_order_id": cid},
             )
-            self._reply(sender, [self._update(order, "rejected", DUPLICATE)], release)
+            self._reply(sender, [update_of(order, "rejected", DUPLICATE)], release)
             return
         try:
             intent, quote = self._prepare(order)
@@ -579,7 +509,7 @@ class SolanaGateway(GatewayWorker, Actor):
                 "order refused before signing",
                 extra={"event": "order_refused", "client_order_id": cid, "reason": e.reason},
             )
-            self._reply(sender, [self._update(order, "rejected", e.reason)], release)
+            self._reply(sender, [update_of(order, "rejected", e.reason)], release)
             return
         self.ledger.create(intent)  # the order is durable before any swap transaction exists
         self._active.add(cid)
@@ -592,9 +522,9 @@ class SolanaGateway(GatewayWorker, Actor):
                 "swap refused before sending",
                 extra={"event": "order_refused", "client_order_id": cid, "reason": e.reason},
             )
-            self._reply(sender, [self._update(order, "rejected", e.reason)], release)
+            self._reply(sender, [update_of(order, "rejected", e.reason)], release)
             return
-        self._reply(sender, [self._update(order, "accepted", "", tx.signature)], release)
+        self._reply(sender, [update_of(order, "accepted", "", tx.signature)], release)
 
     def _place_again(self, intent: Intent) -> None:
         """An intent with no journaled transaction (the process died before it was journaled: nothing
@@ -608,7 +538,7 @@ class SolanaGateway(GatewayWorker, Actor):
         except Refused as e:
             self._finish(intent, "rejected", e.reason)
             return
-        intent.outbox.append(self._update(intent.order, "accepted", "", tx.signature))
+        intent.outbox.append(update_of(intent.order, "accepted", "", tx.signature))
         self.ledger.put(intent)
 
     def _prepare(self, order: Order) -> tuple[Intent, dict[str, Any]]:
@@ -824,21 +754,6 @@ class SolanaGateway(GatewayWorker, Actor):
         self._die_at("after_send")
 
     # -- to the executor -------------------------------------------------------------------------
-    def _query(self, cid: str, sender: str) -> None:
-        intent = self.ledger.intent(cid)
-        if intent is None:
-            report = VenueOrderReport(
-                client_order_id=cid, venue=self.venue, known=False, ts_ns=time.time_ns()
-            )
-        else:
-            report = VenueOrderReport(
-                client_order_id=cid,
-                venue=self.venue,
-                known=True,
-                status=intent.status,
-                reason=intent.reason,
-                fills=list(intent.fills),
-                ts_ns=time.time_ns(),
-                exchange_order_id=intent.tx.signature if intent.tx else "",
-            )
-        self._later(lambda: self.ctx.send(sender, report))
+    def _exchange_order_id(self, intent: Intent) -> str:
+        """The signature of the intent's signed swap."""
+        return intent.tx.signature if intent.tx else ""
