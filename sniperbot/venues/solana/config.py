@@ -64,6 +64,7 @@ import msgspec
 
 from sniperbot.venues.base import VenueSection
 from sniperbot.venues.dex import SafetyRules, SniperParams, sniper_id
+from sniperbot.venues.dex.pairs import check_pairs
 
 #: How long ``preflight`` waits for each RPC answer before starting without the chain checks.
 PREFLIGHT_TIMEOUT_S = 5.0
@@ -164,20 +165,7 @@ class SolanaVenueConfig(VenueSection, tag="solana"):
                 f"mints.{self.quote}: the quote must be native SOL ({native_mint()}): the venue's pools "
                 "and the sniper's budget are in SOL"
             )
-        if not self.symbols:
-            raise ValueError("symbols: at least one pair '<base>/<quote>' is required")
-        if len(set(self.symbols)) != len(self.symbols):
-            raise ValueError("symbols: symbols must be unique")
-        for symbol in self.symbols:
-            base, slash, quote = symbol.partition("/")
-            if not (base and slash and quote):
-                raise ValueError(f"symbols: {symbol!r} is not a pair like 'TKN/{self.quote}'")
-            if quote != self.quote:
-                raise ValueError(f"symbols: {symbol!r} is not quoted in quote = {self.quote!r}")
-            if base == quote:
-                raise ValueError(f"symbols: {symbol!r} trades a token against itself")
-            if base not in self.mints:
-                raise ValueError(f"symbols: {symbol!r}: its base {base!r} is not listed in mints")
+        check_pairs(self.symbols, self.quote, self.mints, "mints")
         if self.mode == "live" and not self.wallet:
             raise ValueError(
                 'wallet: mode = "live" needs a keystore entry with field secret_key (sniperbot keys add '
