@@ -135,7 +135,10 @@ def rig() -> Iterator[Rig]:
             RunningNode.live.discard(node)  # lives for the module: stopped in the finally below
             workers = node.wait_ready()
             assert {f"feed.{name}" for name in venues} <= set(workers), sorted(workers)
-            yield Rig(node, venues, Bus(zctx, node.run_dir, list(venues)))
+            bus = Bus(zctx, node.run_dir, list(venues))
+            for name in venues:  # each feed's periodic status heard: the subscriptions are live (slow joiner)
+                bus.status(name)
+            yield Rig(node, venues, bus)
         finally:
             try:
                 if node is not None:
