@@ -66,32 +66,23 @@ import collections
 import contextlib
 import itertools
 import json
-import queue
-import random
-import threading
 import time
 from typing import Any, Literal
 
 import msgspec
 from eth_utils import is_address, keccak, to_checksum_address
 
-from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.actors.bus_join import BusJoin
+from sniperbot.actors.base import ActorContext
 from sniperbot.journal import keys
-from sniperbot.messages import Envelope, NewPool
+from sniperbot.messages import NewPool
 from sniperbot.messages import topics as topic
+from sniperbot.venues.dex.watcher import PoolWatcherActor, WatcherThread, backoff_s
 
 #: topic0 of ``PairCreated(address indexed token0, address indexed token1, address pair, uint256)``.
 PAIR_CREATED_TOPIC = "0x" + bytes(keccak(text="PairCreated(address,address,address,uint256)")).hex()
 MAX_RANGE = 2000  # blocks per eth_getLogs call (public providers cap at 2k-10k blocks or 10k results)
 REORG_DEPTH = 128  # block hashes remembered to find a fork point
 RECENT_PAIRS = 64  # published pair addresses remembered (journaled): a reorg replays them
-DRAIN_INTERVAL_S = 0.005  # hand-over period from the web3 thread to the actor loop
-PROBE_INTERVAL_S = 0.05  # bus-echo probes until the publisher has joined the bus
-PROBE_WARN_S = 5.0
-BACKOFF_BASE_S = 0.1
-BACKOFF_CAP_S = 10.0
-_JOIN_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 20.0  # one JSON-RPC call over the WebSocket
 WS_MAX_MESSAGE = 64 * 1024 * 1024  # an eth_getLogs answer of MAX_RANGE busy blocks fits
 _NO_POSITION = (-1, -1)
@@ -152,8 +143,10 @@ def decode_pair_created(log: Any) -> PoolLog:
     )
 
 
-class PoolWatcher(Actor):
+class PoolWatcher(PoolWatcherActor):
     """Publishes a venue factory's new pools against its quote tokens (see the module doc)."""
+
+    following = "following the factory"
 
     def __init__(
         self,
@@ -201,15 +194,11 @@ class PoolWatcher(Actor):
         self.start_block = start_block
         self.confirmations = confirmations
         self.poll_s = float(poll_s)
-        self.bus = BusJoin(ctx, PROBE_WARN_S, "bus not joined yet: new pools are held")
-        self.topics = (self.bus.topic,)
+        self._join_bus()
         self.key = cursor_key(venue, self.factory)
         self.cursor: PoolCursor | None = None
-        self.published = 0  # pools published by this incarnation
         self.skipped = 0  # logs at or before the last published position, or pairs published already
         self._recent: collections.deque[str] = collections.deque(maxlen=RECENT_PAIRS)
-        self._last_error = ""
-        self._worker: _Worker | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -218,56 +207,24 @@ class PoolWatcher(Actor):
         if raw is not None:
             self.cursor = msgspec.json.decode(raw, type=PoolCursor)
             self._recent.extend(self.cursor.recent_pairs)
-        self._worker = _Worker(self, self.cursor)
-        self._worker.thread.start()
-        self.ctx.every(DRAIN_INTERVAL_S, self._drain)
-        self.ctx.every(PROBE_INTERVAL_S, self.bus.probe)
-        self.bus.probe()
-
-    def on_stop(self) -> None:
-        """Stop the web3 thread (the cursor is journaled as it moves: nothing to flush)."""
-        if self._worker is not None:
-            self._worker.stop()
-
-    def on_message(self, envelope: Envelope) -> None:
-        """Our own bus probe came back: the publisher has joined the bus."""
-        self.bus.heard(envelope)
+        self._follow(_Worker(self, self.cursor))
 
     # -- actor thread -----------------------------------------------------------------------
-    def _drain(self) -> None:
-        worker = self._worker
-        assert worker is not None
-        if not self.bus.joined:
-            return  # held in order until a publish can reach the subscribers
-        out = worker.out
-        while True:
-            try:
-                kind, item = out.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "pool":
-                self._on_pool(item)
-            elif kind == "scanned":
-                self._on_scanned(*item)
-            elif kind == "reorg":
-                self._on_reorg(*item)
-            elif kind == "removed":
-                self.ctx.log.warning(
-                    "PairCreated log removed by a reorg (a published pool is not retracted)",
-                    extra={"event": "pool_log_removed", "venue": self.venue, **msgspec.structs.asdict(item)},
-                )
-            elif kind == "connected":
-                self._last_error = ""
-                self.ctx.log.info(
-                    "following the factory", extra={"event": "pool_watcher_connected", "via": item}
-                )
-            elif kind == "fatal":
-                raise RuntimeError(f"pool watcher {self.venue!r} stopped: {item}")
-            elif item != self._last_error:  # an error repeated by every retry is logged once
-                self._last_error = item
-                self.ctx.log.warning(
-                    "pool watcher error", extra={"event": "pool_watcher_error", "detail": item[:300]}
-                )
+    def _on_item(self, kind: str, item: Any) -> bool:
+        if kind == "pool":
+            self._on_pool(item)
+        elif kind == "scanned":
+            self._on_scanned(*item)
+        elif kind == "reorg":
+            self._on_reorg(*item)
+        elif kind == "removed":
+            self.ctx.log.warning(
+                "PairCreated log removed by a reorg (a published pool is not retracted)",
+                extra={"event": "pool_log_removed", "venue": self.venue, **msgspec.structs.asdict(item)},
+            )
+        else:
+            return False
+        return True
 
     def _position(self) -> tuple[int, int]:
         c = self.cursor
@@ -430,16 +387,12 @@ class _WsRpc:
             await self.reader
 
 
-class _Worker:
+class _Worker(WatcherThread):
     """The chain side (its own thread and asyncio loop): subscriptions, backfill, polling, reorg checks."""
 
     def __init__(self, watcher: PoolWatcher, cursor: PoolCursor | None) -> None:
+        super().__init__(f"poolwatch-{watcher.venue}", watcher.rpc_url, watcher.ws_url)
         self.w = watcher
-        self.out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name=f"poolwatch-{watcher.venue}", daemon=True)
-        self.running = True
-        self._task: asyncio.Task[None] | None = None
         # Scan progress (None: not resolved yet, from start_block at the first connection).
         self.cursor: int | None = cursor.block if cursor is not None else None
         self.hashes: dict[int, str] = {}  # scanned block -> its hash then (the last REORG_DEPTH)
@@ -447,34 +400,7 @@ class _Worker:
             self.hashes[cursor.block] = cursor.block_hash
         # The newest (block, log index) handed over: the subscription and the scans overlap.
         self.handed = (cursor.published_block, cursor.published_index) if cursor is not None else _NO_POSITION
-        self.attempt = 0
         self.log_filter = {"address": watcher.factory, "topics": [PAIR_CREATED_TOPIC]}
-
-    # -- thread entry and stop --------------------------------------------------------------
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self._task = self.loop.create_task(self._main())
-            self.loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
-        except BaseException as e:  # the actor must not live on with a dead chain thread: it crashes
-            self.out.put(("fatal", self._scrub(f"{type(e).__name__}: {e}")))
-        finally:
-            self.loop.close()
-
-    def stop(self) -> None:
-        """Cancel the follower and join the thread (from the actor thread)."""
-        self.running = False
-        if self.thread.is_alive():
-
-            def cancel() -> None:
-                if self._task is not None:
-                    self._task.cancel()
-
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                self.loop.call_soon_threadsafe(cancel)
-            self.thread.join(_JOIN_TIMEOUT_S)
 
     async def _main(self) -> None:
         while self.running:
@@ -488,7 +414,7 @@ class _Worker:
             except Exception as e:  # connection lost or a call failed: back off, reconnect, backfill
                 self.out.put(("error", self._scrub(f"{type(e).__name__}: {e}")))
             self.attempt += 1
-            backoff = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**self.attempt))
+            backoff = backoff_s(self.attempt)
             if not self.w.ws_url:
                 await asyncio.sleep(backoff)
                 continue
@@ -502,13 +428,6 @@ class _Worker:
                 if left <= 0:
                     break
                 await asyncio.sleep(min(self.w.poll_s, left))
-
-    def _scrub(self, text: str) -> str:
-        """An error's text without the configured URLs (they may carry an API key)."""
-        for url, name in ((self.w.rpc_url, "<rpc_url>"), (self.w.ws_url, "<ws_url>")):
-            if url:
-                text = text.replace(url, name)
-        return text
 
     # -- following ---------------------------------------------------------------------------
     async def _follow_polling(self, once: bool = False) -> None:

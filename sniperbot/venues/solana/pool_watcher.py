@@ -53,30 +53,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
-import random
-import threading
 import time
 from typing import Any, Literal
 
 import msgspec
 
-from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.actors.bus_join import BusJoin
+from sniperbot.actors.base import ActorContext
 from sniperbot.journal import keys
-from sniperbot.messages import Envelope, NewPool
+from sniperbot.messages import NewPool
 from sniperbot.messages import topics as topic
+from sniperbot.venues.dex.watcher import PoolWatcherActor, WatcherThread, backoff_s
 
-DRAIN_INTERVAL_S = 0.005  # hand-over period from the chain thread to the actor loop
-PROBE_INTERVAL_S = 0.05  # bus-echo probes until the publisher has joined the bus
-PROBE_WARN_S = 5.0
-BACKOFF_BASE_S = 0.1
-BACKOFF_CAP_S = 10.0
 BACKFILL_S = 30.0  # a backfill this often even while the subscription is healthy
 FLOOR_MARGIN_SLOTS = 150  # ~1 minute of mainnet slots: handled pools remembered below a backfill's slot
 RPC_TIMEOUT_S = 10.0
 QUOTE_MINT_OFFSET = 40  # PoolState.quote_mint (after the discriminator and the base mint)
-_JOIN_TIMEOUT_S = 10.0
 
 
 class PoolCursor(msgspec.Struct, kw_only=True):
@@ -116,8 +107,10 @@ def decode_pool(pubkey: Any, data: bytes) -> SeenPool | None:
     )
 
 
-class PoolWatcher(Actor):
+class PoolWatcher(PoolWatcherActor):
     """Publishes a venue's new pools against its quote mints (see the module doc)."""
+
+    following = "following the pools program"
 
     def __init__(
         self,
@@ -167,14 +160,10 @@ class PoolWatcher(Actor):
         self.start_slot = start_slot
         self.poll_s = float(poll_s)
         self.backfill_s = float(backfill_s)
-        self.bus = BusJoin(ctx, PROBE_WARN_S, "bus not joined yet: new pools are held")
-        self.topics = (self.bus.topic,)
+        self._join_bus()
         self.key = cursor_key(venue, pools_program)
         self.cursor: PoolCursor | None = None
-        self.published = 0  # pools published by this incarnation
         self.skipped = 0  # pools seen again (handled before), or at or below the floor
-        self._last_error = ""
-        self._worker: _Worker | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_start(self) -> None:
@@ -184,46 +173,17 @@ class PoolWatcher(Actor):
             self.cursor = msgspec.json.decode(raw, type=PoolCursor)
         elif self.start_slot != "latest":
             self._save(PoolCursor(floor=int(self.start_slot)))
-        self._worker = _Worker(self)
-        self._worker.thread.start()
-        self.ctx.every(DRAIN_INTERVAL_S, self._drain)
-        self.ctx.every(PROBE_INTERVAL_S, self.bus.probe)
-        self.bus.probe()
-
-    def on_stop(self) -> None:
-        """Stop the chain thread (the cursor is journaled as it moves: nothing to flush)."""
-        if self._worker is not None:
-            self._worker.stop()
-
-    def on_message(self, envelope: Envelope) -> None:
-        """Our own bus probe came back: the publisher has joined the bus."""
-        self.bus.heard(envelope)
+        self._follow(_Worker(self))
 
     # -- actor thread -----------------------------------------------------------------------
-    def _drain(self) -> None:
-        worker = self._worker
-        assert worker is not None
-        if not self.bus.joined:
-            return  # held in order until a publish can reach the subscribers
-        while True:
-            try:
-                kind, item = worker.out.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "pool":
-                self._on_pool(item)
-            elif kind == "backfill":
-                self._on_backfill(*item)
-            elif kind == "connected":
-                self._last_error = ""
-                self.ctx.log.info(
-                    "following the pools program", extra={"event": "pool_watcher_connected", "via": item}
-                )
-            elif item != self._last_error:  # an error repeated by every retry is logged once
-                self._last_error = item
-                self.ctx.log.warning(
-                    "pool watcher error", extra={"event": "pool_watcher_error", "detail": item[:300]}
-                )
+    def _on_item(self, kind: str, item: Any) -> bool:
+        if kind == "pool":
+            self._on_pool(item)
+        elif kind == "backfill":
+            self._on_backfill(*item)
+        else:
+            return False
+        return True
 
     def _is_new(self, pool: SeenPool) -> bool:
         c = self.cursor
@@ -288,37 +248,13 @@ class PoolWatcher(Actor):
         self.cursor = cursor
 
 
-class _Worker:
+class _Worker(WatcherThread):
     """The chain side (its own thread and asyncio loop): subscription, backfills, polling."""
 
     def __init__(self, watcher: PoolWatcher) -> None:
+        super().__init__(f"sol-pools-{watcher.venue}", watcher.rpc_url, watcher.ws_url)
         self.w = watcher
-        self.out: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self.running = True
-        self.attempt = 0
         self._said_connected = False
-        self.loop = asyncio.new_event_loop()
-        self._task: asyncio.Task[None] | None = None
-        self.thread = threading.Thread(target=self._run, name=f"sol-pools-{watcher.venue}", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self._task = self.loop.create_task(self._main())
-            self.loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self.loop.close()
-
-    def stop(self) -> None:
-        """Cancel the chain task and wait for the thread."""
-        self.running = False
-        task = self._task
-        if task is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                self.loop.call_soon_threadsafe(task.cancel)
-        self.thread.join(_JOIN_TIMEOUT_S)
 
     async def _main(self) -> None:
         from solana.rpc.async_api import AsyncClient
@@ -340,9 +276,7 @@ class _Worker:
                     raise
                 except Exception as e:  # an endpoint failure: back off, then subscribe and backfill again
                     self._error(e)
-                    until = time.monotonic() + random.uniform(
-                        0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**self.attempt)
-                    )
+                    until = time.monotonic() + backoff_s(self.attempt)
                     self.attempt += 1
                     if self.w.ws_url:  # the WebSocket is down: poll over HTTP until the next attempt
                         with contextlib.suppress(Exception):
@@ -356,7 +290,7 @@ class _Worker:
         from solana.exceptions import SolanaRpcException
 
         detail = getattr(error, "error_msg", "") if isinstance(error, SolanaRpcException) else str(error)
-        self.out.put(("error", f"{type(error).__name__}: {str(detail)[:200]}"))
+        self.out.put(("error", self._scrub(f"{type(error).__name__}: {str(detail)[:200]}")))
 
     async def _backfill(self, client: Any) -> None:
         """Every pool account of the program quoted in a quote mint now, and the slot of the read."""
