@@ -150,8 +150,18 @@ def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any] | None = None) 
     return scrub_value(crumb)  # type: ignore[no-any-return]
 
 
-#: What :func:`init_actor` imports: the node preloads them in its forkserver when Sentry is on.
-SDK_MODULES = ["sentry_sdk", "sentry_sdk.integrations.logging", "sentry_sdk.scrubber"]
+#: What :func:`init_actor` imports (the SDK's default integrations included): the node preloads them in
+#: its forkserver when Sentry is on, so that an actor's restart does not pay them.
+SDK_MODULES = [
+    "sentry_sdk",
+    "sentry_sdk.scrubber",
+    *(
+        f"sentry_sdk.integrations.{name}"
+        for name in ("logging", "argv", "atexit", "excepthook", "modules", "stdlib", "threading")
+    ),
+    "sentry_sdk.spotlight",
+    "concurrent.futures.thread",
+]
 
 
 def dsn_from(configured: str = "") -> str:
