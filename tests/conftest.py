@@ -202,6 +202,47 @@ def sniperbot(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[
     )
 
 
+class ScriptProcess:
+    """One incarnation of a test node script (``python -m <module> <spec json>``), its stderr in ``log``.
+
+    ``env`` is added to this process's environment without ``drop`` (a fault injection variable the
+    next incarnation must not inherit).
+    """
+
+    def __init__(
+        self, module: str, spec: dict[str, Any], log: Path, env: dict[str, str], drop: tuple[str, ...] = ()
+    ) -> None:
+        full = {k: v for k, v in os.environ.items() if k not in drop}
+        full.update({"PYTHONPATH": str(ROOT), "SNIPERBOT_LOG_LEVEL": "INFO", **env})
+        self.log = log
+        self._err = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, json.dumps(spec)],
+            cwd=ROOT,
+            env=full,
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+        )
+
+    def wait(self, timeout: float) -> int:
+        """Its exit code (raises ``subprocess.TimeoutExpired`` if it has not exited by then)."""
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._err.flush()
+
+    def stop(self) -> None:
+        """SIGTERM (a clean stop), SIGKILL if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._err.close()
+
+
 class RunningNode:
     """A ``sniperbot run`` process and ways to look at it (stopped after its test in any case)."""
 

@@ -9,11 +9,8 @@ block by block) and the journal: one swap mined, with the nonce the ledger reser
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +32,7 @@ from sniperbot.venues.evm.devchain import (
 )
 from sniperbot.venues.evm.gateway import FAULT_ENV, FAULT_POINTS, fill_id
 from sniperbot.venues.evm.txledger import TxLedger
+from tests.conftest import ScriptProcess
 from tests.evm.evm_node import KEY_ENV
 from tests.evm.test_evm_gateway import (
     VENUE,
@@ -68,40 +66,10 @@ def chain(anvil: Anvil, uniswap: UniswapDeployment) -> Chain:
     return make_chain(anvil, uniswap)
 
 
-class NodeProcess:
-    """One incarnation of :mod:`tests.evm.evm_node`; its stderr (the logs) kept in a file."""
-
-    def __init__(self, spec: dict[str, Any], log: Path, fault: str = "") -> None:
-        env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-        env.update({KEY_ENV: WALLET_KEY, "PYTHONPATH": str(ROOT), "SNIPERBOT_LOG_LEVEL": "INFO"})
-        if fault:
-            env[FAULT_ENV] = fault
-        self.log = log
-        self._err = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.evm.evm_node", json.dumps(spec)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self._err,
-        )
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._err.flush()
-
-    def stop(self) -> None:
-        """SIGTERM (a clean stop), SIGKILL if it hangs."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._err.close()
+def node_process(spec: dict[str, Any], log: Path, fault: str = "") -> ScriptProcess:
+    """One incarnation of :mod:`tests.evm.evm_node` with the wallet's key (and ``fault`` armed, if any)."""
+    env = {KEY_ENV: WALLET_KEY, **({FAULT_ENV: fault} if fault else {})}
+    return ScriptProcess("tests.evm.evm_node", spec, log, env, drop=(FAULT_ENV,))
 
 
 def ledger_hashes(run: Path, cid: str) -> tuple[int, list[str]]:
@@ -129,7 +97,7 @@ def test_kill_9_at_each_step_of_a_swap_yields_exactly_one_swap_on_chain(
         "orders": [msgspec.json.encode(order(cid, "buy", 1000.0)).decode()],
     }
     log = short_tmp / "node.log"
-    first = NodeProcess(spec, log, fault)
+    first = node_process(spec, log, fault)
     try:
         code = first.wait(60)
     finally:
@@ -143,7 +111,7 @@ def test_kill_9_at_each_step_of_a_swap_yields_exactly_one_swap_on_chain(
     assert len(before) == (0 if fault == "after_sign" else 1)  # the signature journaled before it left
     assert not fills_of(run, cid)  # a fill only from a confirmed receipt, after the restart here
 
-    second = NodeProcess(spec, log)
+    second = node_process(spec, log)
     try:
         mine_until(
             chain.anvil, lambda: journal(run).order_status(cid) == "filled", 60, what="filled after restart"
@@ -189,7 +157,7 @@ def test_kill_9_between_a_sells_approval_and_its_swap_signs_the_swap_with_its_re
         "orders": [msgspec.json.encode(order(cid, "sell", 400.0)).decode()],
     }
     log = short_tmp / "node.log"
-    first = NodeProcess(spec, log, "after_journal")  # dies once the approval is journaled, before it leaves
+    first = node_process(spec, log, "after_journal")  # dies once the approval is journaled, before it leaves
     try:
         code = first.wait(60)
     finally:
@@ -206,7 +174,7 @@ def test_kill_9_between_a_sells_approval_and_its_swap_signs_the_swap_with_its_re
     assert (swap.kind, swap.nonce, swap.txs) == ("swap", 1, [])  # reserved, never signed
     assert not wallet_txs(chain.anvil)
 
-    second = NodeProcess(spec, log)
+    second = node_process(spec, log)
     try:
         mine_until(
             chain.anvil, lambda: journal(run).order_status(cid) == "filled", 60, what="filled after restart"
@@ -236,14 +204,14 @@ def test_killed_before_the_first_signature_and_restarted_past_the_deadline_the_n
         "orders": [msgspec.json.encode(order(cid, "buy", 100.0)).decode()],
     }
     log = short_tmp / "node.log"
-    first = NodeProcess(spec, log, "after_sign")
+    first = node_process(spec, log, "after_sign")
     try:
         assert first.wait(60) == -signal.SIGKILL, log.read_text()[-3000:]
     finally:
         first.stop()
     chain.anvil.rpc("evm_increaseTime", 120)  # the restart comes after the swap's deadline
     chain.anvil.mine(1)
-    second = NodeProcess(spec, log)
+    second = node_process(spec, log)
     try:
         mine_until(chain.anvil, lambda: journal(run).order_status(cid) == "rejected", 60, what="rejected")
     finally:

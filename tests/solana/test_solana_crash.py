@@ -10,11 +10,8 @@ journaled; one fill with that signature.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +25,7 @@ from sniperbot.venues.solana import devtokens
 from sniperbot.venues.solana.devaggregator import LocalAggregator
 from sniperbot.venues.solana.devchain import LocalSolana
 from sniperbot.venues.solana.gateway import FAULT_ENV, FAULT_POINTS, fill_id
-from tests.conftest import eventually
+from tests.conftest import ScriptProcess, eventually
 from tests.solana.sol_node import KEY_ENV
 from tests.solana.test_solana_gateway import (
     DECIMALS,
@@ -66,40 +63,10 @@ def market(request: pytest.FixtureRequest) -> Iterator[Market]:
         yield make_market(chain, agg)
 
 
-class NodeProcess:
-    """One incarnation of :mod:`tests.solana.sol_node`; its stderr (the logs) kept in a file."""
-
-    def __init__(self, spec: dict[str, Any], log: Path, fault: str = "") -> None:
-        env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-        env.update({KEY_ENV: WALLET_KEY, "PYTHONPATH": str(ROOT), "SNIPERBOT_LOG_LEVEL": "INFO"})
-        if fault:
-            env[FAULT_ENV] = fault
-        self.log = log
-        self._err = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.solana.sol_node", json.dumps(spec)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self._err,
-        )
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._err.flush()
-
-    def stop(self) -> None:
-        """SIGTERM (a clean stop), SIGKILL if it hangs."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._err.close()
+def node_process(spec: dict[str, Any], log: Path, fault: str = "") -> ScriptProcess:
+    """One incarnation of :mod:`tests.solana.sol_node` with the wallet's key (and ``fault`` armed, if any)."""
+    env = {KEY_ENV: WALLET_KEY, **({FAULT_ENV: fault} if fault else {})}
+    return ScriptProcess("tests.solana.sol_node", spec, log, env, drop=(FAULT_ENV,))
 
 
 def spec_for(m: Market, run: Path, cid: str, quantity: float = 500.0) -> dict[str, Any]:
@@ -116,7 +83,7 @@ def finalized_height(m: Market) -> int:
 
 
 def killed_at(spec: dict[str, Any], log: Path, fault: str) -> None:
-    first = NodeProcess(spec, log, fault)
+    first = node_process(spec, log, fault)
     try:
         code = first.wait(60)
     finally:
@@ -142,7 +109,7 @@ def test_kill_9_at_each_step_of_a_swap_yields_exactly_one_swap_on_chain(
     assert (before.tx is None) == (fault == "after_sign")  # the signature journaled before it left
     assert not fills_of(run, cid)  # a fill only from the chain, after the restart here
 
-    second = NodeProcess(spec, log)
+    second = node_process(spec, log)
     try:
         eventually(lambda: journal(run).order_status(cid) == "filled", 60, what="filled after restart")
         time.sleep(0.5)  # more slots seen by the gateway: nothing else may be signed or sent
@@ -177,7 +144,7 @@ def test_killed_after_journaling_and_restarted_after_the_blockhash_expired_is_re
         30,
         what="the blockhash expired",
     )
-    second = NodeProcess(spec, log)
+    second = node_process(spec, log)
     try:
         eventually(lambda: journal(run).order_status(cid) == "rejected", 60, what="rejected after restart")
         time.sleep(0.5)
