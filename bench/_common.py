@@ -285,3 +285,44 @@ def reap(processes: Iterable[Any], timeout_s: float) -> None:
         if proc.exitcode is None:
             proc.kill()
             proc.join()
+
+
+class SnipeLog:
+    """What a sniping node's JSON log says, for the snipe benchmarks (``bench/*_snipe.py``)."""
+
+    def __init__(self, log_path: Path, quote: str) -> None:
+        from datetime import datetime
+
+        self.safety_ns: list[int] = []  # token_safety checks that said "buy": their duration
+        self.to_intent_ns: list[int] = []  # snipe_buy: the safety report -> the buy intent
+        self.seen_ns: dict[str, int] = {}  # "<token>/<quote>" -> the watcher's new_pool line (wall ns)
+        self.warnings: dict[str, int] = {}  # warning-or-worse lines by event name
+        for line in log_path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            event = str(record.get("event"))
+            level = str(record.get("levelname", record.get("level", ""))).upper()
+            if level in ("WARNING", "ERROR", "CRITICAL"):
+                self.warnings[event] = self.warnings.get(event, 0) + 1
+            if event == "token_safety" and record.get("verdict") == "buy" and "ms" in record:
+                self.safety_ns.append(int(float(record["ms"]) * 1e6))
+            elif event == "snipe_buy":
+                self.to_intent_ns.append(int(float(record["report_to_intent_ms"]) * 1e6))
+            elif event == "new_pool" and "ts" in record and "token" in record:
+                stamp = datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00")).timestamp()
+                self.seen_ns.setdefault(f"{record['token']}/{quote}", int(stamp * 1e9))
+
+
+def buy_decisions(run_dir: Path) -> dict[str, int]:
+    """Each journaled buy order's symbol -> its ``ts_ns`` (when the risk guard decided it)."""
+    from sniperbot.journal import Journal
+
+    journal = Journal.open(run_dir, readonly=True)
+    try:
+        return {o.symbol: o.ts_ns for o in journal.orders() if o.side == "buy"}
+    finally:
+        journal.close()

@@ -32,7 +32,6 @@ Printed: p50/p99 of both, the ratio ours / floor, and the split the node logs (`
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import threading
@@ -47,6 +46,9 @@ from web3 import Web3
 
 from bench._common import (
     REPO,
+    NodeProcess,
+    SnipeLog,
+    buy_decisions,
     emit,
     fmt_latency,
     latency_ms,
@@ -280,7 +282,6 @@ def run_floor(chain: Any, launcher: Launcher, count: int, warmup: int) -> dict[s
 
 def run_ours(work: Path, chain: Any, launcher: Launcher, count: int, warmup: int) -> dict[str, Any]:
     """A live sniping node; one launch at a time, timed until its buy bundle reaches the relay."""
-    from sniperbot.admin import admin_request
     from sniperbot.venues.evm.devchain import ANVIL_KEYS
 
     wallet = Account.from_key(ANVIL_KEYS[WALLET_KEY]).address
@@ -289,39 +290,12 @@ def run_ours(work: Path, chain: Any, launcher: Launcher, count: int, warmup: int
     config = _config(
         work / "snipe.toml", chain.anvil, chain.uni, chain.listed.token, chain.relay.url, launches
     )
-    run_dir = work / "run"
-    log_path = work / "snipe.log"
-    log = open(log_path, "w")  # noqa: SIM115
-    node = subprocess.Popen(
-        [
-            sys.executable, "-m", "sniperbot", "run", "--config", str(config), "--run-dir", str(run_dir),
-            "--duration", "3600", *unlock,
-        ],
-        stdout=log, stderr=subprocess.STDOUT, cwd=work, env=subprocess_env(),
-    )  # fmt: skip
-
-    def ready() -> bool:
-        if node.poll() is not None:
-            raise RuntimeError(f"node exited {node.returncode}: {log_path.read_text()[-3000:]}")
-        reply = admin_request(run_dir, "tree", timeout_s=5.0)
-        if not reply.ok:
-            return False
-        states: list[str] = []
-
-        def walk(n: dict[str, Any]) -> None:
-            if n["kind"] == "worker":
-                states.append(n["state"])
-            for c in n["children"]:
-                walk(c)
-
-        walk(reply.result)
-        return bool(states) and all(s == "running" for s in states)
-
+    node = NodeProcess(work, config.read_text(), duration_s=3600, name="snipe", extra_args=unlock)
     samples: list[int] = []
     stamps: dict[str, tuple[int, int]] = {}  # symbol -> (start, bundle at the relay), wall ns
     lost = 0
     try:
-        wait_for(ready, 180, "sniping node up", interval_s=0.2)
+        node.wait_ready(180)
         time.sleep(1.0)  # the watcher's subscription and first scan
         for i in range(launches):
             token = launcher.token()
@@ -336,50 +310,17 @@ def run_ours(work: Path, chain: Any, launcher: Launcher, count: int, warmup: int
             at = _bundle_at(chain.relay, t0 - 1.0, buy, WAIT_S)
             if at is None:
                 lost += 1
-                if node.poll() is not None:
-                    raise RuntimeError(f"node exited {node.returncode}: {log_path.read_text()[-3000:]}")
+                node.check_alive()
                 continue
             if i >= warmup:
                 samples.append(int((at - t0) * 1e9))
                 stamps[f"{token}/WETH"] = (int(t0 * 1e9), int(at * 1e9))
     finally:
-        node.terminate()
-        try:
-            node.wait(60)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait(5)
-        log.close()
-    safety: list[int] = []
-    to_intent: list[int] = []
-    events: dict[str, int] = {}
-    for line in log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict):
-            continue
-        event = str(record.get("event"))
-        if record.get("levelname", record.get("level", "")) in ("WARNING", "ERROR", "CRITICAL"):
-            events[event] = events.get(event, 0) + 1
-        if event == "token_safety" and record.get("verdict") == "buy":
-            safety.append(int(float(record["ms"]) * 1e6))
-        elif event == "snipe_buy":
-            to_intent.append(int(float(record["report_to_intent_ms"]) * 1e6))
-    if not events:  # the level key's name differs: count by the text instead
-        text = log_path.read_text(errors="replace")
-        events = {k: len(re.findall(rf'"event": "{k}"', text)) for k in ("error", "crash", "restart")}
-        events = {k: v for k, v in events.items() if v}
+        node.stop(60)
+    log = SnipeLog(node.log_path, "WETH")
     # Where the time goes (wall clock, same machine): the risk guard's decision is the journaled buy
     # Order's ts_ns, matched to its launch by symbol.
-    from sniperbot.journal import Journal
-
-    journal = Journal.open(run_dir, readonly=True)
-    try:
-        decided = {o.symbol: o.ts_ns for o in journal.orders() if o.side == "buy"}
-    finally:
-        journal.close()
+    decided = buy_decisions(node.run_dir)
     to_order = [decided[sym] - t0 for sym, (t0, _) in stamps.items() if sym in decided]
     to_relay = [at - decided[sym] for sym, (_, at) in stamps.items() if sym in decided]
     return {
@@ -389,9 +330,9 @@ def run_ours(work: Path, chain: Any, launcher: Launcher, count: int, warmup: int
             "order decided -> bundle at relay": latency_ms(to_relay),
         },
         "lost": lost,
-        "token_safety_ms": latency_ms(safety[warmup:]),
-        "report_to_intent_ms": latency_ms(to_intent[warmup:]),
-        "log_warnings": events,
+        "token_safety_ms": latency_ms(log.safety_ns[warmup:]),
+        "report_to_intent_ms": latency_ms(log.to_intent_ns[warmup:]),
+        "log_warnings": log.warnings,
     }
 
 

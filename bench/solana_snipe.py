@@ -42,7 +42,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,9 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # bench.*; PYTHONP
 
 from bench._common import (
     REPO,
+    NodeProcess,
+    SnipeLog,
+    buy_decisions,
     emit,
     fmt_latency,
     latency_ms,
@@ -57,7 +59,6 @@ from bench._common import (
     ratio,
     short_tmp,
     subprocess_env,
-    wait_for,
 )
 
 VENUE = "localsol"
@@ -322,48 +323,18 @@ def run_ours(work: Path, c: Chain, count: int, warmup: int) -> dict[str, Any]:
     """A live sniping node; one launch at a time, timed until its buy bundle reaches the block engine."""
     from solders.keypair import Keypair
 
-    from sniperbot.admin import admin_request
-    from sniperbot.journal import Journal
-
     wallet = Keypair()
     c.chain.airdrop(wallet.pubkey(), (count + warmup + 5) * 1_000_000_000)
     unlock = _keystore(work, wallet)
     launches = warmup + count
     config = _config(work / "snipe.toml", c, launches)
-    run_dir = work / "run"
-    log_path = work / "snipe.log"
-    log = open(log_path, "w")  # noqa: SIM115
-    node = subprocess.Popen(
-        [
-            sys.executable, "-m", "sniperbot", "run", "--config", str(config), "--run-dir", str(run_dir),
-            "--duration", "3600", *unlock,
-        ],
-        stdout=log, stderr=subprocess.STDOUT, cwd=work, env=subprocess_env(),
-    )  # fmt: skip
-
-    def ready() -> bool:
-        if node.poll() is not None:
-            raise RuntimeError(f"node exited {node.returncode}: {log_path.read_text()[-3000:]}")
-        reply = admin_request(run_dir, "tree", timeout_s=5.0)
-        if not reply.ok:
-            return False
-        states: list[str] = []
-
-        def walk(n: dict[str, Any]) -> None:
-            if n["kind"] == "worker":
-                states.append(n["state"])
-            for child in n["children"]:
-                walk(child)
-
-        walk(reply.result)
-        return bool(states) and all(s == "running" for s in states)
-
+    node = NodeProcess(work, config.read_text(), duration_s=3600, name="snipe", extra_args=unlock)
     samples: list[int] = []
     stamps: dict[str, tuple[int, int]] = {}  # symbol -> (start, bundle at the engine), wall ns
     lost = 0
     me = wallet.pubkey()
     try:
-        wait_for(ready, 180, "sniping node up", interval_s=0.2)
+        node.wait_ready(180)
         time.sleep(1.0)  # the watcher's subscription, the gateway's first reconciliation
         for i in range(launches):
             mint = c.mint()
@@ -376,46 +347,16 @@ def run_ours(work: Path, c: Chain, count: int, warmup: int) -> dict[str, Any]:
             at = c.engine.bundle_at(t0 - 1.0, buy, WAIT_S)
             if at is None:
                 lost += 1
-                if node.poll() is not None:
-                    raise RuntimeError(f"node exited {node.returncode}: {log_path.read_text()[-3000:]}")
+                node.check_alive()
                 continue
             if i >= warmup:
                 samples.append(int((at - t0) * 1e9))
                 stamps[f"{mint}/SOL"] = (int(t0 * 1e9), int(at * 1e9))
     finally:
-        node.terminate()
-        try:
-            node.wait(60)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait(5)
-        log.close()
-    safety: list[int] = []
-    to_intent: list[int] = []
-    seen: dict[str, int] = {}  # symbol -> the watcher's new_pool log line (wall ns, ms precision)
-    warnings: dict[str, int] = {}
-    for line in log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict):
-            continue
-        event = str(record.get("event"))
-        if str(record.get("levelname", record.get("level", ""))).upper() in ("WARNING", "ERROR", "CRITICAL"):
-            warnings[event] = warnings.get(event, 0) + 1
-        if event == "token_safety" and record.get("verdict") == "buy" and "ms" in record:
-            safety.append(int(float(record["ms"]) * 1e6))
-        elif event == "snipe_buy":
-            to_intent.append(int(float(record["report_to_intent_ms"]) * 1e6))
-        elif event == "new_pool" and "ts" in record:
-            stamp = datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00")).timestamp()
-            seen.setdefault(f"{record['token']}/SOL", int(stamp * 1e9))
-    journal = Journal.open(run_dir, readonly=True)
-    try:
-        decided = {o.symbol: o.ts_ns for o in journal.orders() if o.side == "buy"}
-    finally:
-        journal.close()
+        node.stop(60)
+    log = SnipeLog(node.log_path, "SOL")
+    seen = log.seen_ns
+    decided = buy_decisions(node.run_dir)
     to_order = [decided[s] - t0 for s, (t0, _) in stamps.items() if s in decided]
     to_engine = [at - decided[s] for s, (_, at) in stamps.items() if s in decided]
     to_seen = [seen[s] - t0 for s, (t0, _) in stamps.items() if s in seen]
@@ -429,9 +370,9 @@ def run_ours(work: Path, c: Chain, count: int, warmup: int) -> dict[str, Any]:
             "order decided -> bundle at engine": latency_ms(to_engine),
         },
         "lost": lost,
-        "token_safety_ms": latency_ms(safety[warmup:]),
-        "report_to_intent_ms": latency_ms(to_intent[warmup:]),
-        "log_warnings": warnings,
+        "token_safety_ms": latency_ms(log.safety_ns[warmup:]),
+        "report_to_intent_ms": latency_ms(log.to_intent_ns[warmup:]),
+        "log_warnings": log.warnings,
     }
 
 
