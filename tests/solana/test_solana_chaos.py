@@ -285,9 +285,6 @@ def test_a_swap_landed_but_not_yet_confirmed_at_the_baseline_is_counted_once(sol
     already (the position and SOL mismatch a chaos session on chain once reported)."""
     wallet = sol.trader
     reader = SolanaChainReader(_venue(sol, wallet))
-    # Past genesis: at slot 0 the confirmed slot is 0 too (there is none before it), so "the commitment
-    # covers the balances' slot" would hold with the swap unlisted; a real chain never lands one there.
-    sol.chain.wait_for_slot(1)
     sol.chain.pause()
     try:
         signature = sol.swap_in(sol.listed.mint, LAMPORTS_PER_SOL // 10)  # lands in this slot: processed

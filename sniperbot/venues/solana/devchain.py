@@ -584,6 +584,13 @@ class LocalSolana:
         self._slot_hash: dict[int, Hash] = {}
         self._new_blockhash(0)
         self._genesis_hash = self._slot_hash[0]
+        # Genesis holds no transaction (as on a cluster): the chain starts at slot 1, so that every
+        # commitment's slot (confirmed = slot - 1) is one whose transactions that commitment shows.
+        self._slot = 1
+        clock = self.svm.get_clock()
+        clock.slot, clock.unix_timestamp = 1, self._block_time(1)
+        self.svm.set_clock(clock)
+        self._new_blockhash(1)
         self._queue: deque[tuple[VersionedTransaction, bytes] | _Bundle] = deque()
         self._queued: set[Signature] = set()
         self._drop = 0
@@ -939,7 +946,7 @@ class LocalSolana:
     def _commitment_slot(self, commitment: str) -> int:
         if commitment == "processed":
             return self._slot
-        if commitment == "confirmed":  # at genesis (slot 0) every commitment is slot 0: none is before it
+        if commitment == "confirmed":
             return max(0, self._slot - 1)
         return max(0, self._slot - self.finality_slots)
 
