@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from sniperbot.venues.evm.devchain import (
     router_contract,
     send_tx,
 )
+from sniperbot.venues.evm.feed import _Worker as FeedChainThread
 from tests.conftest import ROOT, RunningNode, eventually, sniperbot
 
 VENUE = "anvil"
@@ -576,11 +578,20 @@ def test_a_pool_created_after_start_is_priced_and_a_reorg_moves_the_quote_back(
         seen = len(bus.pump())
         anvil.revert(snapshot)  # the swap's block is gone
         assert close(pool.mid(), before, 1e-12)
-        back = eventually(
-            lambda: next((q for q in bus.pump()[seen:] if isinstance(q, Quote)), None),
-            30,
-            what="a quote after",
-        )
+        try:
+            back = eventually(
+                lambda: next((q for q in bus.pump()[seen:] if isinstance(q, Quote)), None),
+                30,
+                what="a quote after the revert",
+            )
+        except AssertionError as e:  # which side lags: the chain, the feed's polls, or the bus
+            latest = anvil.w3.eth.get_block("latest")
+            statuses = bus.of(FeedStatus)
+            raise AssertionError(
+                f"{e}; chain head {latest['number']} {latest['hash'].hex()}, swap block "
+                f"{receipt['blockNumber']}, mid {pool.mid()}; last feed status "
+                f"{statuses[-1] if statuses else None}; quotes {bus.of(Quote)[-3:]}"
+            ) from None
         assert close((back.bid * back.ask) ** 0.5, before, 1e-9), (back, before, after)
     finally:
         with contextlib.suppress(Exception):
@@ -588,3 +599,55 @@ def test_a_pool_created_after_start_is_priced_and_a_reorg_moves_the_quote_back(
         code = node.stop()
         zctx.destroy(linger=0)
     assert code == 0, node.log()
+
+
+def test_the_feed_reprices_on_a_reorg_to_a_lower_head_and_to_another_block_at_the_same_height(
+    pool: Pool,
+) -> None:
+    """The feed's chain thread, one poll at a time on a real chain (no timing in the test).
+
+    A swap's block dropped (revert): the next poll quotes the pool without it. Then the common reorg
+    on a live chain, another block at the *same* height: a feed that compared head numbers only
+    would keep the dropped swap's price until the next block; this one follows the head's hash."""
+    config = types.SimpleNamespace(
+        venue=VENUE,
+        rpc_url=pool.anvil.rpc_url,
+        ws_url="",
+        factory=pool.uni.factory.lower(),
+        tokens={"TKN": pool.token.lower(), "WETH": pool.uni.weth.lower()},
+        quote="WETH",
+        symbols=[SYMBOL],
+    )
+    feed = FeedChainThread(config)  # type: ignore[arg-type]  # the thread reads only these fields
+
+    def poll() -> list[float]:
+        """One poll; the mids of the quotes it handed over (errors fail the test)."""
+        feed.poll()
+        mids = []
+        while not feed.out.empty():
+            kind, item = feed.out.get_nowait()
+            assert kind in ("quote", "trade", "status"), (kind, item)
+            if kind == "quote":
+                mids.append((item[1] * item[3]) ** 0.5)
+        return mids
+
+    mover = Mover(pool)
+    mover.approve()
+    before = pool.mid()
+    assert [close(m, before, 1e-9) for m in poll()] == [True]
+    assert poll() == []  # same head, nothing new
+
+    snapshot = pool.anvil.snapshot()
+    after = pool.mid(mover.swap(buy=True)["blockNumber"])
+    assert [close(m, after, 1e-9) for m in poll()] == [True]
+    pool.anvil.revert(snapshot)  # a reorg to a lower head
+    assert [close(m, before, 1e-9) for m in poll()] == [True]
+
+    swapped = pool.anvil.snapshot()
+    height = mover.swap(buy=True)["blockNumber"]
+    assert [close(m, after, 1e-9) for m in poll()] == [True]
+    pool.anvil.revert(swapped)
+    pool.anvil.mine()  # another block at the swap's height, without the swap
+    assert pool.anvil.w3.eth.block_number == height
+    assert [close(m, before, 1e-9) for m in poll()] == [True], "a same-height reorg must reprice"
+    assert poll() == []

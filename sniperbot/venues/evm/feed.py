@@ -1,7 +1,8 @@
 """The EVM venue's market data: Uniswap V2 pools priced from their reserves, every new block.
 
-Per new block (the head read with ``eth_blockNumber``: polled every ``poll_s`` = 0.25 s, or at once
-when the WebSocket ``ws_url`` announces a ``newHeads``), for every configured pair ``BASE/QUOTE``:
+Per new block (the head's number and hash read with ``eth_getBlockByNumber("latest")``: polled every
+``poll_s`` = 0.25 s, or at once when the WebSocket ``ws_url`` announces a ``newHeads``), for every
+configured pair ``BASE/QUOTE``:
 
 * the pair's address comes from the factory (``getPair``; a pair not created yet is looked up again
   each block and priced from the block that creates it), its orientation from ``token0``, the
@@ -26,9 +27,11 @@ staleness checks want the local clock, as the ccxt feed uses it when an exchange
 
 Trades start at the block the feed first sees (history is not replayed); after an RPC outage the
 missed blocks' swaps are fetched (at most :data:`MAX_LOG_BLOCKS` blocks back) before the new quote.
-A reorg to a lower head moves the quotes to the new head at once; swaps already published stay
-published (a tape does not unprint), and a re-mined log whose id is not above the last published
-one of its symbol is skipped.
+A new head is a new (number, hash): a reorg is seen at once whether the new head is lower, higher
+or **at the same height** (the usual one-block reorg replaces block N by another block N; comparing
+numbers alone would keep the dropped block's price until the next block, 12 s on Ethereum). The
+quotes move to the new head; swaps already published stay published (a tape does not unprint), and
+a re-mined log whose id is not above the last published one of its symbol is skipped.
 
 A :class:`FeedStatus` on ``status.feed.<venue>`` every second and on change: ``connected`` is the
 RPC's last answer, ``stale`` means no RPC answer for :data:`STALE_AFTER_S` (prices of unknown age:
@@ -107,6 +110,7 @@ class _Worker(FeedThread):
         self.feed = feed
         self.rpc = JsonRpc(feed.rpc_url, RPC_TIMEOUT_S)
         self.head: int | None = None
+        self.head_hash = ""  # the hash of block ``head`` when it was handled
         self.pairs = [
             _Pair(s, feed.tokens[s.partition("/")[0]], feed.tokens[feed.quote]) for s in feed.symbols
         ]
@@ -130,18 +134,24 @@ class _Worker(FeedThread):
 
     def _run(self) -> None:
         while self.running:
-            try:
-                head = int(str(self.rpc.call("eth_blockNumber")), 16)
-                self.polls += 1
-                self._answered()
-                added = self._take_added()
-                if head != self.head or added:
-                    self._on_head(head)  # a pair added: priced at once, not at the next block
-            except RpcError as e:
-                self._failed(e)
-            except Exception as e:  # a malformed answer: said once, tried again next period
-                self.out.put(("error", f"{type(e).__name__}: {e}"))
+            self.poll()
             self._wait_next_head()
+
+    def poll(self) -> None:
+        """Read the head once and handle it if it is new (another number or another hash)."""
+        try:
+            block = self.rpc.call("eth_getBlockByNumber", "latest", False)
+            head, head_hash = int(str(block["number"]), 16), str(block["hash"])
+            self.polls += 1
+            self._answered()
+            added = self._take_added()
+            if head != self.head or head_hash != self.head_hash or added:
+                self._on_head(head)  # a pair added: priced at once, not at the next block
+                self.head_hash = head_hash
+        except RpcError as e:
+            self._failed(e)
+        except Exception as e:  # a malformed answer: said once, tried again next period
+            self.out.put(("error", f"{type(e).__name__}: {e}"))
 
     def _take_added(self) -> bool:
         added = False
