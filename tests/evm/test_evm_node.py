@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from sniperbot.venues.evm.devchain import (
     router_contract,
     send_tx,
 )
+from sniperbot.venues.evm.feed import POLL_S
 from sniperbot.venues.evm.feed import _Worker as FeedChainThread
 from tests.conftest import ROOT, RunningNode, eventually, sniperbot
 
@@ -601,6 +603,20 @@ def test_a_pool_created_after_start_is_priced_and_a_reorg_moves_the_quote_back(
     assert code == 0, node.log()
 
 
+def feed_thread(pool: Pool, ws_url: str = "") -> FeedChainThread:
+    """The EVM feed's chain thread on ``pool`` (not started), configured as the feed actor would."""
+    config = types.SimpleNamespace(
+        venue=VENUE,
+        rpc_url=pool.anvil.rpc_url,
+        ws_url=ws_url,
+        factory=pool.uni.factory.lower(),
+        tokens={"TKN": pool.token.lower(), "WETH": pool.uni.weth.lower()},
+        quote="WETH",
+        symbols=[SYMBOL],
+    )
+    return FeedChainThread(config)  # type: ignore[arg-type]  # the thread reads only these fields
+
+
 def test_the_feed_reprices_on_a_reorg_to_a_lower_head_and_to_another_block_at_the_same_height(
     pool: Pool,
 ) -> None:
@@ -609,16 +625,7 @@ def test_the_feed_reprices_on_a_reorg_to_a_lower_head_and_to_another_block_at_th
     A swap's block dropped (revert): the next poll quotes the pool without it. Then the common reorg
     on a live chain, another block at the *same* height: a feed that compared head numbers only
     would keep the dropped swap's price until the next block; this one follows the head's hash."""
-    config = types.SimpleNamespace(
-        venue=VENUE,
-        rpc_url=pool.anvil.rpc_url,
-        ws_url="",
-        factory=pool.uni.factory.lower(),
-        tokens={"TKN": pool.token.lower(), "WETH": pool.uni.weth.lower()},
-        quote="WETH",
-        symbols=[SYMBOL],
-    )
-    feed = FeedChainThread(config)  # type: ignore[arg-type]  # the thread reads only these fields
+    feed = feed_thread(pool)
 
     def poll() -> list[float]:
         """One poll; the mids of the quotes it handed over (errors fail the test)."""
@@ -651,3 +658,22 @@ def test_the_feed_reprices_on_a_reorg_to_a_lower_head_and_to_another_block_at_th
     assert pool.anvil.w3.eth.block_number == height
     assert [close(m, before, 1e-9) for m in poll()] == [True], "a same-height reorg must reprice"
     assert poll() == []
+
+
+@pytest.mark.parametrize("heads", ["http", "ws"])
+def test_a_wake_is_consumed_and_the_feed_goes_on_polling_at_its_pace(pool: Pool, heads: str) -> None:
+    """A wake (a pair the sniper asks for, at run time) makes one poll at once; then the feed polls every
+    ``POLL_S`` again. A wake left pending made every later wait return at once: the thread polled the
+    RPC back to back (a paid endpoint's rate limit gone in minutes)."""
+    feed = feed_thread(pool, pool.anvil.ws_url if heads == "ws" else "")
+    feed.thread.start()
+    try:
+        eventually(lambda: feed.polls >= 2, 10, what="the feed's first polls")
+        feed.wake()
+        eventually(lambda: feed.polls >= 4, 10, what="polls after the wake")
+        start, t0 = feed.polls, time.monotonic()
+        time.sleep(1.0)
+        rate = (feed.polls - start) / (time.monotonic() - t0)
+        assert rate <= 2 / POLL_S, f"{rate:.0f} polls a second after a wake (pace: {1 / POLL_S:.0f})"
+    finally:
+        feed.stop(5)

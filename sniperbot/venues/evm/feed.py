@@ -69,6 +69,7 @@ from sniperbot.venues.evm.config import ZERO_ADDRESS
 from sniperbot.venues.evm.jsonrpc import JsonRpc, RpcError, address_word, encode_address, word
 
 POLL_S = 0.25  # head polling period (also the WebSocket's receive timeout)
+WAKE_CHECK_S = 0.01  # on the WebSocket, how often a wake (a pair added, stop) is looked for
 DRAIN_INTERVAL_S = FEED_DRAIN_INTERVAL_S  # hand-over period from the RPC thread to the actor loop
 STATUS_INTERVAL_S = FEED_STATUS_INTERVAL_S
 STALE_AFTER_S = FEED_STALE_AFTER_S  # no RPC answer for this long: prices of unknown age
@@ -166,17 +167,32 @@ class _Worker(FeedThread):
 
     # -- head notifications --------------------------------------------------------------
     def _wait_next_head(self) -> None:
-        """Until a ``newHeads`` notification (with ``ws_url``) or ``POLL_S`` has passed."""
+        """Until a ``newHeads`` notification (with ``ws_url``), a :meth:`wake` or ``POLL_S`` has passed.
+
+        A wake is consumed here (cleared): left set, every later wait would return at once and the
+        thread would poll the RPC back to back. On the WebSocket the wait is cut in
+        :data:`WAKE_CHECK_S` slices, so a pair the sniper asks for is priced within that, not at the
+        next head (a receive cannot be interrupted from another thread).
+        """
         if not self.feed.ws_url or not self._ws_ready():
             self._wake.wait(POLL_S)
+            self._wake.clear()
             return
-        try:
-            self._ws.recv(timeout=POLL_S)  # any notification: read the head over HTTP
-        except TimeoutError:
-            pass
-        except Exception as e:  # dropped: poll over HTTP, try the WebSocket again later
-            self.out.put(("error", f"ws newHeads: {type(e).__name__}"))
-            self._close_ws()
+        deadline = time.monotonic() + POLL_S
+        while not self._wake.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                self._ws.recv(timeout=min(WAKE_CHECK_S, left))  # any notification: read the head
+                return
+            except TimeoutError:
+                continue
+            except Exception as e:  # dropped: poll over HTTP, try the WebSocket again later
+                self.out.put(("error", f"ws newHeads: {type(e).__name__}"))
+                self._close_ws()
+                return
+        self._wake.clear()
 
     def _ws_ready(self) -> bool:
         if self._ws is not None:
@@ -187,7 +203,11 @@ class _Worker(FeedThread):
         try:
             from websockets.sync.client import connect
 
-            ws = connect(self.feed.ws_url, open_timeout=RPC_TIMEOUT_S, close_timeout=1)
+            # Entered as a context (websockets >= 17.1 deprecates a bare connect()), held open across
+            # polls: closing it (_close_ws, stop) is the context's exit.
+            ws = contextlib.ExitStack().enter_context(
+                connect(self.feed.ws_url, open_timeout=RPC_TIMEOUT_S, close_timeout=1)
+            )
             ws.send(
                 json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]})
             )
@@ -363,7 +383,7 @@ class EvmFeed(FeedWorker, Actor):
             return
         self.symbols.append(symbol)
         self._worker.added.put(_Pair(symbol, token, self.tokens[self.quote]))
-        self._worker._wake.set()
+        self._worker.wake()
         self.ctx.log.info("pair added", extra={"event": "pair_added", "venue": self.venue, "symbol": symbol})
 
     def on_stop(self) -> None:
