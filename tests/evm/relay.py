@@ -9,12 +9,19 @@ is refused with the relay's ``signature is required``, a wrong one with ``error 
 
 The test drives block production: anvil runs with automine OFF, and :meth:`LocalRelay.build_block` builds
 the next block from the bundles targeted at it, like a builder: each bundle is tried on top of the bundles
-already accepted for the block (``evm_snapshot``, send, ``evm_mine``, receipts, ``evm_revert``); it is
+already accepted for the block (on the simulation chain below: send, ``evm_mine``, receipts); it is
 accepted whole (all its transactions in order, none reverting unless listed in ``revertingTxHashes``) or
 dropped whole; then the accepted transactions are sent and mined for real, in one block. Bundles targeted
 at another block are not considered. :meth:`build_empty_block` is a block built without the relay (a
-proposer that does not run mev-boost). Simulations use the same snapshot/mine/revert, so they leave no
-trace on the chain. All chain work is serialised by one lock (the server thread and the test thread).
+proposer that does not run mev-boost). All chain work is serialised by one lock (the server thread and
+the test thread).
+
+**Simulations run on the relay's own chain**, as a real relay's run on its own node: a second anvil
+forked from the test chain (``--fork-url``), reset to the test chain's head before each trial
+(``anvil_reset``), where the bundle is sent, mined and read. Why not ``evm_snapshot``/``evm_revert`` on
+the test chain itself: every simulated block would be mined on it and taken back, and whatever follows
+the chain (the node's feed and pool watcher) rightly saw each one as a reorg: a snipe benchmark run logged
+18-21 false ``pool_reorg`` warnings. The test chain now only ever grows by the blocks the relay builds.
 """
 
 from __future__ import annotations
@@ -86,6 +93,7 @@ class LocalRelay:
         # The relay's own client: its calls come from the server thread and the test thread (under the lock).
         self.w3 = Web3(Web3.HTTPProvider(anvil.rpc_url, request_kwargs={"timeout": 30}))
         self.chain_lock = threading.RLock()
+        self.sim: Anvil | None = None  # the simulation chain, a fork of ``anvil`` (started by start())
         self.requests: list[dict[str, Any]] = []  # every request: method, params, signer, at, refused
         self.bundles: list[Bundle] = []  # every eth_sendBundle accepted, in order
         self.blocks: list[BuiltBlock] = []
@@ -104,6 +112,7 @@ class LocalRelay:
     def start(self) -> LocalRelay:
         """Turn anvil's automine off (the relay builds the blocks) and serve on an ephemeral port."""
         self.anvil.set_automine(False)
+        self.sim = Anvil(extra=("--fork-url", self.anvil.rpc_url, "--no-mining")).start()
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
@@ -126,6 +135,8 @@ class LocalRelay:
         self._thread.join(10)
         if not self._thread.is_alive():
             self._loop.close()
+        if self.sim is not None:
+            self.sim.stop()
 
     def __enter__(self) -> LocalRelay:
         return self.start()
@@ -221,7 +232,7 @@ class LocalRelay:
             state = p.get("stateBlockNumber", "latest")
             if state not in ("latest", hex(head)):
                 raise RpcError(-32602, f"stateBlockNumber {state}: this relay simulates on 'latest' only")
-            trial = self._trial(txs, frozenset(), keep=False)
+            trial = self._trial(txs, keep=False)
         if trial["error"]:
             raise RpcError(-32000, trial["error"])
         results, coinbase_total, gas_fees_total, gas_total = [], 0, 0, 0
@@ -284,12 +295,12 @@ class LocalRelay:
         }
 
     # ---- chain work (callers hold chain_lock)
-    def _trial(self, txs: list[str], reverting: frozenset[str], keep: bool) -> dict[str, Any]:
-        """Send ``txs`` and mine one block; read the receipts; revert unless ``keep`` and all is well."""
-        w3 = self.w3
+    def _trial(self, txs: list[str], keep: bool) -> dict[str, Any]:
+        """Send ``txs`` and mine one block, on the test chain if ``keep``, else on the simulation chain."""
+        chain = self.anvil if keep else self._simulation_chain()
+        w3 = chain.w3
         parent = w3.eth.get_block("latest")
         coinbase_before = w3.eth.get_balance(_ZERO, parent["number"])
-        snap = None if keep else self._rpc("evm_snapshot")
         out: dict[str, Any] = {"error": None, "receipts": [], "txs": [], "reverts": {}, "base_fee": 0}
         hashes: list[str] = []
         try:
@@ -299,7 +310,7 @@ class LocalRelay:
                 except Exception as e:  # the node refused it (nonce, funds, fee, encoding)
                     out["error"] = f"err: {_rpc_message(e)}; txhash {_hex(keccak(hexstr=raw))}"
                     return out
-            self._rpc("evm_mine")
+            chain.rpc("evm_mine")
             block = w3.eth.get_block("latest")
             out["base_fee"] = int(block.get("baseFeePerGas", 0))
             mined = [_hex(h) for h in block["transactions"]]
@@ -311,20 +322,23 @@ class LocalRelay:
                 out["receipts"].append(receipt)
                 out["txs"].append(w3.eth.get_transaction(h))
                 if receipt["status"] != 1:
-                    trace = self._rpc("debug_traceTransaction", h, {"tracer": "callTracer"})
+                    trace = chain.rpc("debug_traceTransaction", h, {"tracer": "callTracer"})
                     out["reverts"][h] = revert_reason(trace.get("output"))
             out["coinbase_diff"] = w3.eth.get_balance(_ZERO, block["number"]) - coinbase_before
             out["tx_hashes"] = mined
             return out
         finally:
-            if snap is not None:
-                self._rpc("evm_revert", snap)
-                self._drop(hashes)
+            if not keep:  # a transaction sent but not mined would stay in the pool until the next reset
+                for h in hashes:
+                    chain.rpc("anvil_dropTransaction", h)
 
-    def _drop(self, hashes: list[str]) -> None:
-        # evm_revert does not empty anvil's pool: a transaction that was sent but not mined would leak.
-        for h in hashes:
-            self._rpc("anvil_dropTransaction", h)
+    def _simulation_chain(self) -> Anvil:
+        """The simulation chain, reset to a fork of the test chain's head (its pool empty)."""
+        assert self.sim is not None, "the relay is not started"
+        head = int(self.w3.eth.block_number)
+        self.sim.rpc("anvil_reset", {"forking": {"jsonRpcUrl": self.anvil.rpc_url, "blockNumber": head}})
+        self.sim.set_automine(False)  # the bundle's transactions go in one block
+        return self.sim
 
     def _rpc(self, method: str, *params: Any) -> Any:
         response = self.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
@@ -350,24 +364,22 @@ class LocalRelay:
             target = self.w3.eth.block_number + 1
             built = BuiltBlock(target)
             accepted: list[str] = []
-            reverting: set[str] = set()
             for b in [b for b in self.bundles if b.block == target]:
                 if b.hash in built.included:
                     continue  # the same bundle sent twice for this block
                 b.considered = True
-                trial = self._trial(accepted + b.txs, frozenset(reverting | b.reverting), keep=False)
+                trial = self._trial(accepted + b.txs, keep=False)
                 b.simulated_at = b.simulated_at or time.time()
                 why = self._accepts(b, trial)
                 if why is None:
                     accepted += b.txs
-                    reverting |= b.reverting
                     built.included.append(b.hash)
                     for same in self.bundles:
                         if same.hash == b.hash and same.block == target:
                             same.included = True
                 else:
                     built.dropped.append((b.hash, why))
-            final = self._trial(accepted, frozenset(reverting), keep=True)
+            final = self._trial(accepted, keep=True)
             if final["error"]:  # cannot happen: the same transactions on the same state just succeeded
                 raise RuntimeError(f"local relay: the built block {target} failed: {final['error']}")
             built.tx_hashes = final["tx_hashes"]
