@@ -340,6 +340,10 @@ class Node:
         sentry.report_restart_storm(scope, reason, 0, 0.0)
         return cooldown
 
+    def breaker_explained(self, scope: str, was: str, reason: str) -> None:
+        """A tripped worker's crash report arrived after the trip: its breaker names the error."""
+        self.breakers.explain(scope, was, reason)
+
     def breaker_half_open(self, scope: str) -> None:
         """The tripped subtree is being started again on probation (not while storage holds ``global``)."""
         if scope == "global" and self.storage_fault:
@@ -914,6 +918,7 @@ class Node:
             # The current incarnation's, or (late_error) the one just replaced, whose report lost the
             # race with its exit: what it crashed on is still what admin tree should name.
             child.last_error = payload.error[:300]
+            child.owner.crash_explained(child)
         elif isinstance(payload, Heartbeat):
             child.on_heartbeat(payload, time.monotonic())
         elif isinstance(payload, Ready):

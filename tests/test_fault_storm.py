@@ -149,6 +149,35 @@ def test_a_worker_with_its_own_breaker_trips_on_a_crash_loop_not_on_spaced_fault
     assert host.breakers == {"strategy:s": "open"}
 
 
+def test_a_crash_report_heard_after_the_trip_names_the_error_in_the_breaker() -> None:
+    """The trip can only name the exit code when the actor's error report loses the race with its
+    exit; the report, once heard, becomes the breaker's reason. Trips, cooldown and the time of the
+    change stay: the cooldown runs on and the alerts actor (keyed on that time) does not alert twice."""
+    flags = SupFlags(intensity=1, period_s=60.0, min_uptime_s=MIN_UPTIME_S)
+    strategy = msgspec.structs.replace(worker("strat"), breaker="strategy:s", flags=flags)
+    spec = ChildSpec(id="root", type="supervisor", flags=SupFlags(intensity=1), children=[strategy])
+    host = BreakerHost()
+    root, _ = started(spec, host)
+    for _ in range(2):
+        host.now[0] += 0.05
+        host.exit("strat", 1)
+        if not host.breakers:
+            host.ready("strat")
+    tripped = host.board.breakers["strategy:s"]
+    child = host.children["strat"]
+    assert tripped.state == "open" and tripped.reason == f"strat crash loop ({child.last_exit})"
+    before = (tripped.trips, tripped.cooldown_s, tripped.changed_ns)
+
+    host.now[0] += 0.2
+    child.last_error = "KeyError at strat.py:12 in on_message"  # what the node does on ActorError
+    root.crash_explained(child)
+    explained = host.board.breakers["strategy:s"]
+    assert explained.reason == "strat crash loop (KeyError at strat.py:12 in on_message)"
+    assert (explained.state, explained.trips, explained.cooldown_s, explained.changed_ns) == ("open", *before)
+    root.crash_explained(child)  # heard twice: nothing changes
+    assert host.board.breakers["strategy:s"].reason == explained.reason
+
+
 def test_the_cooldown_is_back_to_its_base_after_a_stable_period() -> None:
     """Two crash loops in a row double the cooldown; after max_cooldown_s closed it is the base again."""
     host = BreakerHost()

@@ -189,6 +189,9 @@ class BreakerHost(Host):
     def breaker_tripped(self, scope: str, reason: str) -> float:
         return self.board.trip(scope, reason)
 
+    def breaker_explained(self, scope: str, was: str, reason: str) -> None:
+        self.board.explain(scope, was, reason)
+
     def breaker_half_open(self, scope: str) -> None:
         self.board.half_open(scope)
 

@@ -183,6 +183,25 @@ class BreakerBoard:
         else:
             self.close(scope, reason)
 
+    def explain(self, scope: str, was: str, reason: str) -> None:
+        """An open breaker's reason ``was`` becomes ``reason``: its cause, heard after the trip.
+
+        A crashed actor's error report can reach the node after its exit, when the trip already named
+        the exit code. State, trips, cooldown and ``changed_ns`` stay (the cooldown runs on; the alerts
+        actor, keyed on ``changed_ns``, does not alert twice); the journal, ``admin status`` and the
+        bus carry the better reason.
+        """
+        breaker = self.breakers.get(scope)
+        if breaker is None or breaker.state == "closed" or breaker.reason != was or was == reason:
+            return
+        breaker.reason = reason
+        self._store.put_state(_KEY + breaker.scope, msgspec.json.encode(breaker))
+        log.error(
+            "circuit breaker reason",
+            extra={"event": "breaker_reason", "scope": scope, "state": breaker.state, "reason": reason},
+        )
+        self._announce(breaker.announcement())
+
     def half_open(self, scope: str) -> None:
         """Cooldown over: let the subtree run on probation."""
         breaker = self.breakers.get(scope)

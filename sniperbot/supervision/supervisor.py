@@ -146,6 +146,7 @@ class Child:
         self.hung_since = 0.0  # a hung incarnation's last heartbeat: where its uptime ended
         self.on_trial = False  # added by start_child and not yet ready once: a failed start drops it
         self.last_error = ""  # what the last incarnation said it crashed on (class and place, no message)
+        self.trip_reason = ""  # the reason its last breaker trip gave
         # A worker with a breaker scope counts its own restarts (its spec's flags), not its supervisor's.
         self.own_intensity: RestartIntensity | None = (
             RestartIntensity(
@@ -415,6 +416,7 @@ class Supervisor:
             why = f"{child.spec.id} crash loop ({child.last_error or child.last_exit})"
         else:
             why = f"{child.spec.id} escalated"
+        child.trip_reason = why
         cooldown = self._breaker_host().breaker_tripped(child.spec.breaker, why)
         child.state = "tripped"
         child.restart_due = due = self.host.clock() + cooldown
@@ -431,6 +433,15 @@ class Supervisor:
 
     def _breaker_host(self) -> Any:
         return self.host
+
+    def crash_explained(self, child: Child) -> None:
+        """``child`` reported what it crashed on (``last_error``): if that crash tripped its breaker on
+        the exit code alone (the report lost the race with the exit), the breaker names the error now."""
+        if child.state != "tripped" or child.spec.type != "worker" or not child.last_error:
+            return
+        why = f"{child.spec.id} crash loop ({child.last_error})"
+        self._breaker_host().breaker_explained(child.spec.breaker, child.trip_reason, why)
+        child.trip_reason = why
 
     def restart_tripped(self, scope: str) -> bool:
         """Start the subtree tripped on breaker ``scope`` now, not after its cooldown (operator reset).
