@@ -8,7 +8,7 @@
     mode = "paper"                 # "paper" (pool prices, simulated fills) or "live" (signed swaps)
     chain_id = 31337               # checked against eth_chainId before anything starts
     rpc_url = "http://127.0.0.1:8545"
-    # ws_url = "ws://127.0.0.1:8545"   # optional: new heads by subscription (else the head is polled over HTTP)
+    # ws_url = "ws://127.0.0.1:8545"   # optional: new heads by subscription (else polled over HTTP)
     router = "0x..."               # UniswapV2Router02
     factory = "0x..."              # UniswapV2Factory
     quote = "WETH"                 # the quote token (native-wrapped: swaps pay/receive ETH through WETH)
