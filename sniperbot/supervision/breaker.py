@@ -196,7 +196,7 @@ class BreakerBoard:
             return
         breaker.reason = reason
         self._store.put_state(_KEY + breaker.scope, msgspec.json.encode(breaker))
-        log.error(
+        log.warning(  # the trip itself was logged (error) already: this names its cause
             "circuit breaker reason",
             extra={"event": "breaker_reason", "scope": scope, "state": breaker.state, "reason": reason},
         )
