@@ -22,6 +22,10 @@ forked from the test chain (``--fork-url``), reset to the test chain's head befo
 the test chain itself: every simulated block would be mined on it and taken back, and whatever follows
 the chain (the node's feed and pool watcher) rightly saw each one as a reorg: a snipe benchmark run logged
 18-21 false ``pool_reorg`` warnings. The test chain now only ever grows by the blocks the relay builds.
+The simulation chain's pool is empty: a bundle is simulated on the head's state alone, as a relay does
+(bundles go at the top of a block). The built block also mines what is pending in the test chain's own
+pool, in the order anvil received it (FIFO: before the bundles); no test sends public transactions
+that conflict with a bundle in the same block.
 """
 
 from __future__ import annotations
