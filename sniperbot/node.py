@@ -802,12 +802,21 @@ class Node:
         stop_deadline = 0.0
         next_disk_check = 0.0
         next_metrics = 0.0
+        last_round = time.monotonic()
         while not self._stopped:
             if self._crash_requested:
                 raise NodeCrash("admin chaos: the node raised in its own loop")
             for sock, _ in self._poller.poll(int(_LOOP_TICK_S * 1000)):
                 self._dispatch(sock)
             now = time.monotonic()
+            paused = now - last_round - _LOOP_TICK_S
+            last_round = now
+            if paused > self.heartbeat_interval_s:
+                # This process did not run (the whole VM paused, or the node was starved): a silence
+                # it could not have heard the end of is no sign of a hung actor. Without this, one
+                # pause of heartbeat x liveness killed every actor as hung at once.
+                self.root.forgive(paused)
+                log.warning("node loop paused", extra={"event": "loop_paused", "paused_s": round(paused, 3)})
             if deadline is not None and now >= deadline:
                 self.request_stop("duration")
             if self._stop_requested and self.root.state not in ("stopping", "stopped", "failed"):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import zmq
 
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
@@ -324,6 +325,42 @@ def test_actors_of_a_frozen_supervisor_stop_themselves(node: RunningNode) -> Non
         lambda: (w := node.workers()) and all(x["state"] == "running" for x in w.values()) and w, 60
     )
     assert all(back[a]["incarnation"] > workers[a]["incarnation"] for a in workers)
+    assert node.stop() == 0
+
+
+@pytest.mark.parametrize("first", ["node", "actors"])
+def test_a_pause_of_the_whole_node_longer_than_the_liveness_kills_no_actor(
+    node: RunningNode, first: str
+) -> None:
+    """A VM pause (live migration, a starved host) stops the node and its actors together. Once they
+    run again, the silence each side saw is its own: nobody is hung, nobody is orphaned.
+
+    Heartbeat 0.2 s x liveness 5 = 1 s; the pause is 2 s. Resuming one side 0.3 s before the other
+    makes each side's check run before it can hear the other: ``node`` first, the node judges actors
+    that cannot have spoken (without the fix: every one killed as hung); ``actors`` first, each actor
+    judges a node that cannot have spoken (without the fix: every one stopped as orphaned)."""
+    workers = node.wait_ready()
+    actors = [w["pid"] for w in workers.values()]
+    node_pid = node.process.pid
+    for pid in (node_pid, *actors):
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(2.0)
+    finally:
+        order = [[node_pid], actors] if first == "node" else [actors, [node_pid]]
+        for i, pids in enumerate(order):
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            if i == 0:
+                time.sleep(0.3)
+    fills = _fills(node)
+    eventually(lambda: _fills(node) > fills, 20, what="trading after the pause")
+    after = node.workers()
+    incarnations = {k: w["incarnation"] for k, w in workers.items()}
+    assert {k: w["incarnation"] for k, w in after.items()} == incarnations
+    events = [r for r in _log_records(node) if r.get("event") in ("kill", "orphaned")]
+    assert events == [], events
+    assert any(r.get("event") == "loop_paused" for r in _log_records(node))
     assert node.stop() == 0
 
 

@@ -180,6 +180,7 @@ class ActorRuntime(ActorContext):
         self._invalid_reasons_logged: set[tuple[str, str]] = set()
         self._hb_seq = 0
         self._last_supervisor_ns = time.monotonic_ns()
+        self._last_beat_ns = self._last_supervisor_ns  # when _heartbeat last ran (its own lateness)
         self.actor: Actor | None = None
         self.poller = zmq.Poller()
         self._direct = PollWatch(self.poller)  # the direct sockets (sniperbot.transport.direct)
@@ -611,6 +612,14 @@ class ActorRuntime(ActorContext):
             pass
 
     def _heartbeat(self) -> None:
+        now_ns = time.monotonic_ns()
+        interval_ns = int(self.launch.heartbeat_interval_s * 1e9)
+        paused_ns = now_ns - self._last_beat_ns - interval_ns
+        self._last_beat_ns = now_ns
+        if paused_ns > interval_ns:
+            # This timer fired that late: this process did not run (a VM or process pause). The
+            # supervisor's heartbeats could not be heard meanwhile either: not a sign of its death.
+            self._last_supervisor_ns += paused_ns
         self._hb_seq += 1
         self._send_control(
             Heartbeat(

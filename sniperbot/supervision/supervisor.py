@@ -763,6 +763,13 @@ class Supervisor:
             "children": [],
         }
 
+    def forgive(self, paused_s: float) -> None:
+        """The supervising process did not run for ``paused_s`` (a VM or process pause): the heartbeats
+        its workers could not deliver meanwhile are not held against them (each gets the time back)."""
+        for child in self.workers():
+            if child.state == "running":
+                child.last_heartbeat += paused_s
+
     def workers(self) -> list[Child]:
         """Every worker below this supervisor, in start order."""
         out: list[Child] = []
