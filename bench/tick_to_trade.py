@@ -136,22 +136,27 @@ def hop_breakdown(trace_dir: Path, start_ns: int, end_ns: int) -> dict[str, dict
     the messages received in the measured window. Keyed ``receiver <- sender: Payload (channel)``,
     actor ids shortened to their role. The feed's handling of an update includes its pause before
     the next tick (``--gap-us``), and its second update (``filled``) waits behind that pause.
+    ``handling cpu`` is the receiving thread's CPU time for the same handling (kernel time of its
+    sends included): near the wall time, the handler works; far below it, it waits for a core.
     """
     transit: dict[str, list[int]] = {}
     handling: dict[str, list[int]] = {}
+    cpu: dict[str, list[int]] = {}
     for path in sorted(trace_dir.glob("*.json")):
         receiver = path.name.split(".")[0]
-        for received, handled, channel, payload, sent, sender in msgspec.json.decode(path.read_bytes()):
+        for received, handled, channel, payload, sent, sender, used in msgspec.json.decode(path.read_bytes()):
             if not start_ns <= received <= end_ns or payload in _PERIODIC:
                 continue
             key = f"{receiver} <- {sender.split('.')[0]}: {payload} ({channel})"
             transit.setdefault(key, []).append(received - sent)
             handling.setdefault(key, []).append(handled)
+            cpu.setdefault(key, []).append(used)
     out: dict[str, dict[str, float]] = {}
     for key in sorted(transit):
         if len(transit[key]) >= 10:
             out[f"{key} transit"] = latency_us(transit[key])
             out[f"{key} handling"] = latency_us(handling[key])
+            out[f"{key} handling cpu"] = latency_us(cpu[key])
     return out
 
 

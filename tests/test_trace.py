@@ -11,7 +11,7 @@ from sniperbot.actors.runtime import TRACE_DIR_ENV
 from tests.conftest import RunningNode, eventually
 
 
-def test_a_traced_node_writes_what_each_actor_handled_with_transit_and_handling_times(
+def test_a_traced_node_writes_what_each_actor_handled_with_transit_handling_and_cpu_times(
     short_tmp: Path, fast_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trace_dir = short_tmp / "trace"
@@ -31,6 +31,9 @@ def test_a_traced_node_writes_what_each_actor_handled_with_transit_and_handling_
         if entry[3] == "OrderIntent"
     ]
     assert intents, "the risk guard traced no intent"
-    received, handled, channel, _, sent, sender = intents[0]
+    received, handled, channel, _, sent, sender, cpu = intents[0]
     assert channel == "inbox" and sender.startswith("strategy.")
     assert 0 < sent <= received and 0 < handled < 5e9
+    # CPU time of the handling thread: some, and never more than the wall time it took (a small
+    # allowance: the two clocks are read one after the other).
+    assert 0 < cpu <= handled + 50_000, (cpu, handled)

@@ -57,9 +57,11 @@ _RESEND_CHECK_S = 0.05
 _ACK_IDLE_MS = 1  # queued acks go out after this long without input (see step)
 _ERROR_LINGER_MS = 200  # how long a crashed actor waits for its ActorError to reach the node (close)
 # Message tracing for benchmarks (``bench/tick_to_trade.py --trace``): when this variable names a
-# directory, every incarnation keeps (received, handling time, channel, payload, sent, sender) of each
-# message it handles, at most _TRACE_MAX, and writes them to ``<dir>/<actor id>.<incarnation>.json`` when
-# it closes. Off (one ``is None`` test per message) otherwise.
+# directory, every incarnation keeps (received, handling time, channel, payload, sent, sender, handling
+# CPU time) of each message it handles, at most _TRACE_MAX, and writes them to
+# ``<dir>/<actor id>.<incarnation>.json`` when it closes. Off (one ``is None`` test per message)
+# otherwise. The CPU time (this thread's, kernel time included) beside the wall time tells work from
+# waiting: a handler preempted by another process shows a wall time far above its CPU time.
 TRACE_DIR_ENV = "SNIPERBOT_TRACE_DIR"
 _TRACE_MAX = 500_000
 _READY_TOPIC = "ctl.ready."
@@ -195,7 +197,7 @@ class ActorRuntime(ActorContext):
         self._join_topic = ""
         self._join_left = 0  # probes left while our bus subscription is not known to work
         self._trace_dir = os.environ.get(TRACE_DIR_ENV, "")
-        self._trace: list[tuple[int, int, str, str, int, str]] | None = [] if self._trace_dir else None
+        self._trace: list[tuple[int, int, str, str, int, str, int]] | None = [] if self._trace_dir else None
 
     # -- ActorContext -------------------------------------------------------------------
     def publish(self, topic: str, payload: Payload) -> None:
@@ -399,14 +401,16 @@ class ActorRuntime(ActorContext):
         """Handle ``envelope`` and keep its trace entry (see TRACE_DIR_ENV)."""
         received = time.time_ns()
         started = time.perf_counter_ns()
+        cpu_started = time.thread_time_ns()
         try:
             on_message(envelope)
         finally:
             trace = self._trace
             if trace is not None and len(trace) < _TRACE_MAX:
                 handled = time.perf_counter_ns() - started
+                cpu = time.thread_time_ns() - cpu_started
                 payload = type(envelope.payload).__name__
-                trace.append((received, handled, channel, payload, envelope.ts_ns, envelope.sender))
+                trace.append((received, handled, channel, payload, envelope.ts_ns, envelope.sender, cpu))
 
     def _write_trace(self) -> None:
         if self._trace is None:
