@@ -93,16 +93,20 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
 
 class NodeSection(_Section):
-    """The node process: liveness timing and logging.
+    """The node process: liveness timing, logging, and how its actors' bus messages travel.
 
     ``heartbeat_interval_s`` >= 0.05 s (the node's loop tick: faster heartbeats cannot be
     relayed) and ``start_timeout_s`` >= 1 s (a process actor cannot start faster on a busy host).
+    ``local_bus`` (default on): actors of this machine send each other bus messages directly
+    (:mod:`sniperbot.transport.fanout`), not through the node's proxy; off, everything goes through
+    the proxy (to compare, or to rule it out).
     """
 
     heartbeat_interval_s: Positive = 0.5
     heartbeat_liveness: Annotated[int, msgspec.Meta(ge=2)] = 4
     start_timeout_s: Positive = 10.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    local_bus: bool = True
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval_s < MIN_HEARTBEAT_INTERVAL_S:

@@ -102,6 +102,7 @@ from sniperbot.rundir import RunDir, RunDirError, next_node_life
 from sniperbot.supervision import ActorHandle, Child, ChildSpec, Supervisor
 from sniperbot.supervision.breaker import NOT_RECONCILED, BreakerBoard, BreakerState
 from sniperbot.topology import build_tree, preload_modules
+from sniperbot.transport import fanout
 from sniperbot.transport.auth import NODE, SECRET_SIZE, Signer, Verifier
 from sniperbot.transport.bus import BusProxy, Publisher, Subscriber, bind_private, split_message, tune
 from sniperbot.venues.sim.ledger import LedgerError, VenueLedger, venue_ledgers
@@ -246,6 +247,7 @@ class Node:
             credentials=self.sealed_credentials(spec),
             metrics_interval_s=self.config.metrics.interval_s if self.config.metrics.enabled else 0.0,
             node_pid=os.getpid() if spec.placement == "process" else 0,
+            local_bus=self.config.node.local_bus,
         )
         return self._launcher.start(launch, spec.placement)
 
@@ -497,7 +499,7 @@ class Node:
         try:
             self.rundir.create()
             self._lock_fd = self.rundir.lock()
-            for stale in self.rundir.path.glob("*.sock"):
+            for stale in [*self.rundir.path.glob("*.sock"), *fanout.stale_files(self.rundir.path)]:
                 stale.unlink()  # left by a node that was killed; we hold the lock now
         except OSError as e:
             # A read-only or unwritable run dir: a refusal that names it, not a traceback.
@@ -1015,7 +1017,7 @@ class Node:
         if hasattr(self, "_lock_fd"):
             # Every socket file of this run dir is ours while we hold the lock: none stays
             # behind to make `admin` wait for an answer that never comes.
-            for stale in self.rundir.path.glob("*.sock"):
+            for stale in [*self.rundir.path.glob("*.sock"), *fanout.stale_files(self.rundir.path)]:
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
             os.close(self._lock_fd)

@@ -16,7 +16,7 @@ import zmq
 
 from sniperbot.config import Config, ConfigError, decode_config, load_config, with_overrides
 from sniperbot.messages import TradeTick, decode_envelope
-from sniperbot.transport.bus import split_message
+from sniperbot.transport.bus import LOCAL_MARK, split_message
 from sniperbot.venues.sim.market import SimMarket, SimSymbol
 from tests.conftest import ROOT, RunningNode, eventually, sniperbot
 
@@ -215,7 +215,8 @@ def test_seed_option_overrides_market_seed(short_tmp: Path) -> None:
     sub.setsockopt(zmq.LINGER, 0)
     try:
         eventually(lambda: (run_dir / "bus-out.sock").exists(), 30, what="bus socket")
-        sub.setsockopt(zmq.SUBSCRIBE, b"md.sim.trade.BTC/USDT.")
+        # A local actor's message reaches a tool on the proxy marked (sniperbot.transport.bus).
+        sub.setsockopt(zmq.SUBSCRIBE, LOCAL_MARK + b"md.sim.trade.BTC/USDT.")
         sub.connect(f"ipc://{run_dir / 'bus-out.sock'}")
         assert sub.poll(10_000), running.log()
         tick = decode_envelope(split_message(sub.recv())[1]).payload

@@ -12,6 +12,7 @@ local user cannot connect to any of them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -253,6 +254,18 @@ def test_hostile_frames_on_every_socket_are_dropped_and_counted(
         assert {f"inbox-{w}.sock" for w in ("executor.sim", "paper.sim", "risk_guard")} <= set(inboxes)
         for name in inboxes:
             _send_frames(ctx, zmq.DEALER, f"ipc://{run_dir / name}", [[f] for f in frames] + [[b"a", b"b"]])
+            attacked.add(name)
+        # every actor's local-bus socket (sniperbot.transport.fanout): datagrams, as local publishers
+        # send them, and subscribe requests that are not
+        subs = sorted(p.name for p in run_dir.glob("sub-*.sock"))
+        assert {f"sub-{w}.sock" for w in ("executor.sim", "paper.sim", "risk_guard")} <= set(subs)
+        for name in subs:
+            direct = sockets.socket(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+            direct.connect(str(run_dir / name))
+            for message in [t.encode() + b"\0" + f for t in bus_topics for f in frames] + [b"\x02", *frames]:
+                with contextlib.suppress(OSError):  # EMSGSIZE: a frame larger than a datagram
+                    direct.send(message)
+            direct.close()
             attacked.add(name)
         # the unix admin socket and the CURVE TCP admin: each bad request is answered, not fatal
         for frame in hostile_admin_requests():

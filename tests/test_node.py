@@ -179,11 +179,12 @@ def test_garbage_on_every_socket_kills_nothing(node: RunningNode) -> None:
     names = {p.stem for p in sockets}
     assert {"bus-in", "bus-out", "control", "admin", "inbox-risk_guard", "inbox-executor.sim"} <= names
     assert {"inbox-risk_guard.d", "inbox-executor.sim.d"} <= names  # their direct sockets
+    assert {"sub-risk_guard", "sub-executor.sim", "sub-feed.sim"} <= names  # the local bus's
     garbage = [b"\x00\xff garbage", os.urandom(64), b"\x96\xa1x"]
     ctx = zmq.Context()
     try:
         for path in sockets:
-            if path.name.endswith(".d.sock"):  # an inbox's direct socket: garbage datagrams
+            if path.name.endswith(".d.sock") or path.name.startswith("sub-"):  # direct sockets: datagrams
                 direct = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 direct.connect(str(path))
                 for frame in (*garbage, os.urandom(100_000)):  # the last one above the frame limit

@@ -4,6 +4,10 @@ A PUB socket's first messages are dropped until its connection to the bus proxy 
 must not lose what it publishes first (a new pool, a post, a replayed signal) subscribes to its own echo
 topic (:func:`sniperbot.messages.topics.bus_echo`), probes it on a timer, and holds its output until
 its own probe comes back: from then on the bus carries what it publishes.
+
+Between actors of one machine the bus goes directly (:mod:`sniperbot.transport.fanout`), set up
+before the actor starts; the probe itself goes through the node's proxy (the runtime sends the
+echo topic that way), so hearing it proves the path to the node and to other machines as well.
 """
 
 from __future__ import annotations

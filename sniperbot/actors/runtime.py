@@ -43,8 +43,9 @@ from sniperbot.messages import topics as topic
 from sniperbot.metrics import NULL_REGISTRY, Registry, set_current, set_process_default
 from sniperbot.rundir import RunDir
 from sniperbot.transport.auth import AUTHORITY, Signer, Verifier
-from sniperbot.transport.bus import Publisher, Subscriber, bind_private, split_message, tune
+from sniperbot.transport.bus import Publisher, Subscriber, bind_private, is_marked, split_message, tune
 from sniperbot.transport.direct import PollWatch
+from sniperbot.transport.fanout import LocalBus, Subscription
 from sniperbot.transport.reliable import Identity, Inbox, Outbox, decode_routed
 
 # Exit codes a supervisor reads as a reason (OTP: normal / shutdown / abnormal).
@@ -66,6 +67,7 @@ TRACE_DIR_ENV = "SNIPERBOT_TRACE_DIR"
 _TRACE_MAX = 500_000
 _READY_TOPIC = "ctl.ready."
 _JOIN_PROBE_S = 0.01  # how often a starting actor probes its own subscription (see open)
+_LOCAL_JOIN_PROBES = 25  # probes (0.25 s) the join waits for every local publisher's answer (fanout)
 _JOIN_PROBES = 200  # then it asks for the snapshot anyway (a harness with no bus proxy)
 _READY_PREFIX = _READY_TOPIC.encode()
 
@@ -106,6 +108,9 @@ class ActorLaunch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The node's pid when the actor runs on the node's machine (0: elsewhere, e.g. on Ray): the actor
     # process ends the moment that process does (see watch_node).
     node_pid: int = 0
+    # ``[node] local_bus``: bus messages to and from actors of this machine go directly
+    # (sniperbot.transport.fanout); only with the run dir's ipc bus (not a cluster's tcp one).
+    local_bus: bool = True
 
 
 # Built at import, so in the forkserver that preloads this module: a restarted actor does not pay
@@ -195,14 +200,21 @@ class ActorRuntime(ActorContext):
         self._peers: dict[str, int] = {}
         self.metrics: Registry = Registry() if launch.metrics_interval_s > 0 else NULL_REGISTRY
         self._join_topic = ""
+        self._echo_topic = topic.bus_echo(self.actor_id)
         self._join_left = 0  # probes left while our bus subscription is not known to work
+        self._proxy_joined = False  # our join probe came back through the proxy
         self._trace_dir = os.environ.get(TRACE_DIR_ENV, "")
         self._trace: list[tuple[int, int, str, str, int, str, int]] | None = [] if self._trace_dir else None
 
     # -- ActorContext -------------------------------------------------------------------
     def publish(self, topic: str, payload: Payload) -> None:
-        """Publish on the bus."""
-        self._pub.publish(topic, payload)
+        """Publish on the bus.
+
+        The actor's own echo topic (:func:`~sniperbot.messages.topics.bus_echo`, BusJoin's probe)
+        goes through the proxy, local subscribers (the actor itself) included: hearing it back
+        proves the proxy path too, as BusJoin promises (the local path is set up before on_start).
+        """
+        self._pub.publish(topic, payload, through_proxy=topic == self._echo_topic)
 
     def send(self, actor_id: str, payload: Payload, on_ack: Callable[[], None] | None = None) -> None:
         """Send reliably to ``actor_id``'s inbox; ``on_ack`` runs when it is acknowledged."""
@@ -256,12 +268,21 @@ class ActorRuntime(ActorContext):
         set_current(self.metrics)  # for deep code on this thread (journal commits, rate limits)
         # Constructed before the sockets so that topics may depend on the actor's arguments.
         self.actor = actor = cls(self, **self.launch.args)
+        bus_in = self._endpoint("bus_in", self.rundir.bus_in)
+        bus_out = self._endpoint("bus_out", self.rundir.bus_out)
+        # Every actor hears peers' Ready so its outboxes resend at once after a peer restart.
+        topics = (*actor.topics, _READY_TOPIC)
+        self._local: LocalBus | None = None
+        if self.launch.local_bus and bus_in.startswith("ipc://") and bus_out.startswith("ipc://"):
+            self._local = LocalBus(
+                self.run_dir,
+                Subscription(self.actor_id, self.incarnation, topics),
+                self._direct,
+                self._on_local_message,
+                self._maybe_joined,
+            )
         self._pub = Publisher(
-            self._zctx,
-            self._endpoint("bus_in", self.rundir.bus_in),
-            self.actor_id,
-            self.incarnation,
-            signer=self._signer,
+            self._zctx, bus_in, self.actor_id, self.incarnation, signer=self._signer, fanout=self._local
         )
         self._control = self._zctx.socket(zmq.DEALER)
         tune(self._control)
@@ -270,10 +291,12 @@ class ActorRuntime(ActorContext):
         self.poller.register(self._control, zmq.POLLIN)
         self._wants_ready = any(_READY_TOPIC.startswith(t) for t in actor.topics)
         self._inbox: Inbox | None = None
-        # Every actor hears peers' Ready so its outboxes resend at once after a peer restart.
-        bus_out = self._endpoint("bus_out", self.rundir.bus_out)
-        self._sub = Subscriber(self._zctx, bus_out, (*actor.topics, _READY_TOPIC))
+        self._sub = Subscriber(self._zctx, bus_out, topics, unmarked_only=self._local is not None)
         self.poller.register(self._sub.socket, zmq.POLLIN)
+        if self._local is not None:
+            # Before on_start: whatever the actor publishes first reaches the local subscribers
+            # that exist now (sniperbot.transport.fanout), as BusJoin's echo then proves.
+            self._local.start()
         if actor.inbox:
             binds = list(self.launch.inbox_binds) or [self.rundir.inbox(self.actor_id)]
             for endpoint in binds:
@@ -323,6 +346,7 @@ class ActorRuntime(ActorContext):
             # good (ZeroMQ's slow joiner), e.g. a signal replayed at start that a recorder never saw.
             self._join_topic = f"ctl.join.{self.actor_id}.{self.incarnation}"
             self._join_left = _JOIN_PROBES
+            self._proxy_joined = False
             self._sub.subscribe(self._join_topic)
             self._probe_join()
         self.log.info("ready", extra={"event": "ready", "pid": os.getpid()})
@@ -332,17 +356,36 @@ class ActorRuntime(ActorContext):
         if not self._join_left:
             return
         self._join_left -= 1
+        local = self._local
+        if local is not None and not local.joined and _JOIN_PROBES - self._join_left >= _LOCAL_JOIN_PROBES:
+            # A local publisher that does not answer is stopped (SIGSTOP) or busy: do not hold the
+            # snapshot for it; it sends to us once it runs again (it has our request queued).
+            self.log.debug(
+                "local publishers did not answer",
+                extra={"event": "local_join_late", "waiting_for": local.waiting_for},
+            )
+            local.joined = True
+            self._maybe_joined()
         if not self._join_left:
             self._joined()
             return
-        self.publish(self._join_topic, Heartbeat(seq=self._join_left, ts_ns=time.time_ns()))
+        if not self._proxy_joined:
+            # Through the proxy, local subscribers (us) included: it proves our proxy subscription.
+            self._pub.publish(
+                self._join_topic, Heartbeat(seq=self._join_left, ts_ns=time.time_ns()), through_proxy=True
+            )
         timer = _Timer(int(_JOIN_PROBE_S * 1e9), self._probe_join, once=True)
         heapq.heappush(self._timers, (time.monotonic_ns() + timer.interval_ns, next(self._timer_ids), timer))
+
+    def _maybe_joined(self) -> None:
+        """Joined once our probe came back through the proxy and every local publisher has us."""
+        if self._join_left and self._proxy_joined and (self._local is None or self._local.joined):
+            self._joined()
 
     def _joined(self) -> None:
         """Our subscription works (or we gave up probing it): ask the node for the last values."""
         self._join_left = 0
-        self._sub.socket.setsockopt(zmq.UNSUBSCRIBE, self._join_topic.encode())
+        self._sub.unsubscribe(self._join_topic)
         assert self.actor is not None
         self._send_control(SnapshotRequest(topics=list(self.actor.topics)))
 
@@ -366,7 +409,15 @@ class ActorRuntime(ActorContext):
             ready = [sock for sock, _ in self.poller.poll(timeout_ms)]
         # Market data first: an order or query handled in this round sees every quote that reached
         # this process before it (a paper venue fills at the book the order was decided on).
-        ready.sort(key=lambda sock: sock is not self._sub.socket)
+        local = self._local
+        ready.sort(
+            key=lambda sock: (
+                not (
+                    sock is self._sub.socket
+                    or (local is not None and isinstance(sock, int) and local.owns(sock))
+                )
+            )
+        )
         for sock in ready:
             if isinstance(sock, int):
                 self._drain_fd(sock)
@@ -428,7 +479,11 @@ class ActorRuntime(ActorContext):
         finally:
             for outbox in self._outboxes.values():
                 outbox.close()
-            for owned in (getattr(self, "_sub", None), getattr(self, "_inbox", None)):
+            for owned in (
+                getattr(self, "_sub", None),
+                getattr(self, "_inbox", None),
+                getattr(self, "_local", None),
+            ):
                 if owned is not None:
                     owned.close()
             if hasattr(self, "_pub"):
@@ -452,35 +507,48 @@ class ActorRuntime(ActorContext):
         not an envelope).
         """
         recv = sock.recv
-        peers = self._peers
+        local = self._local is not None
         for _ in range(_DRAIN_BATCH):
             try:
                 message = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                topic, frame = split_message(message)
-                envelope = decode_envelope(frame)
-                # Two dict lookups on the hot path; the checks themselves only for the few that need them.
-                if (
-                    envelope.incarnation < peers.get(envelope.sender, 0)
-                    or type(envelope.payload) in AUTHORITY
-                ) and not self._admit(sock, frame, envelope):
-                    continue
-                if topic.startswith(_READY_PREFIX) and not self._wants_ready:
-                    continue
-                if self._join_left and envelope.topic == self._join_topic:
-                    self._joined()  # our own probe: the subscription works
-                    continue
-                self.handled += 1
-                if self._trace is None:
-                    on_message(envelope)
-                else:
-                    self._traced(on_message, envelope, "bus")
-            except InvalidFrame as e:
-                self._count_invalid(sock, e.reason)
+            if local and is_marked(message):
+                continue  # sent to us directly (a subscription to every topic matches marked copies too)
+            self._take_bus(message, on_message, "bus")
             if self._stopping:
                 return
+
+    def _on_local_message(self, message: bytes) -> None:
+        """A bus message a local publisher sent us directly (:mod:`sniperbot.transport.fanout`)."""
+        if self._stopping or self.actor is None:
+            return
+        self._take_bus(message, self.actor.on_message, "local")
+
+    def _take_bus(self, message: bytes, on_message: Callable[[Envelope], None], channel: str) -> None:
+        """Handle one bus message, from the proxy or sent directly: admit, filter, hand to the actor."""
+        try:
+            topic, frame = split_message(message)
+            envelope = decode_envelope(frame)
+            # Two dict lookups on the hot path; the checks themselves only for the few that need them.
+            if (
+                envelope.incarnation < self._peers.get(envelope.sender, 0)
+                or type(envelope.payload) in AUTHORITY
+            ) and not self._admit(self._sub.socket, frame, envelope):
+                return
+            if topic.startswith(_READY_PREFIX) and not self._wants_ready:
+                return
+            if self._join_left and envelope.topic == self._join_topic:
+                self._proxy_joined = True  # our own probe: the proxy subscription works
+                self._maybe_joined()
+                return
+            self.handled += 1
+            if self._trace is None:
+                on_message(envelope)
+            else:
+                self._traced(on_message, envelope, channel)
+        except InvalidFrame as e:
+            self._count_invalid(self._sub.socket, e.reason)
 
     def _drain(self, sock: zmq.Socket) -> None:
         on_message = self.actor.on_message if self.actor else None
@@ -648,6 +716,8 @@ class ActorRuntime(ActorContext):
         counters = self.metrics.counters
         counters[("sniperbot_messages_handled_total", ())] = float(self.handled)
         counters[("sniperbot_invalid_frames_total", ())] = float(self.invalid_frames)
+        if self._local is not None:
+            counters[("sniperbot_local_bus_dropped_total", ())] = float(self._local.dropped)
         self.publish(topic.metrics(self.actor_id), self.metrics.snapshot(self.actor_id, self.incarnation))
 
     def _arm_resend(self) -> None:

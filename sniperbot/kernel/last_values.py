@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from sniperbot.messages import topics as topic
-from sniperbot.transport.bus import split_message
+from sniperbot.transport.bus import is_marked, split_message
 
 #: How many analytics-signal topics the cache keeps, least recently updated evicted first.
 MAX_SIGNAL_TOPICS: Final = 10_000
@@ -37,6 +37,8 @@ class LastValues:
     def put(self, message: bytes) -> None:
         """Keep a bus message as its topic's last value (InvalidFrame if it is not one)."""
         key, _ = split_message(message)
+        if is_marked(message):
+            message = message[1:]  # kept as the topic's subscribers would get it
         if not key.startswith(_SIGNAL_PREFIX):
             self._messages[key] = message
             return

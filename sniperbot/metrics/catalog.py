@@ -40,6 +40,11 @@ CATALOG: Final[dict[str, tuple[Kind, str]]] = {
         "Metrics snapshots of the actor lost on the bus (the bus's drops, seen on the one stream "
         "every actor publishes and one receiver takes whole).",
     ),
+    "sniperbot_local_bus_dropped_total": (
+        "counter",
+        "Bus messages the actor published that a local subscriber was too slow to take (past its "
+        "backlog's bound; sniperbot.transport.fanout).",
+    ),
     "sniperbot_metrics_snapshot_timestamp_seconds": ("gauge", "When the actor's last snapshot was taken."),
     # -- venues (FeedStatus of each feed; the ccxt rate limiter)
     "sniperbot_venue_connected": ("gauge", "1 while the venue's market-data connection is up."),

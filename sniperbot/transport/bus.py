@@ -12,6 +12,14 @@ refuses one).
 Delivery is at-most-once (a subscriber that is not connected yet, or too slow past
 its high-water mark, misses messages); receivers detect gaps with the envelope's
 per-sender ``seq``.
+
+Between actors of one machine a message does not take the proxy: the publisher sends it
+straight to each local subscriber (:mod:`sniperbot.transport.fanout`), and still publishes it
+through the proxy, **marked** with :data:`LOCAL_MARK` before its topic, for the node (its
+last-value cache) and for subscribers elsewhere (a cluster's actors, tools, tests): they
+subscribe to both forms. A local actor subscribes to the unmarked form only, so it hears
+through the proxy what nobody sends it directly (the node, actors of other machines,
+tools) and never the same message twice. :func:`split_message` takes the mark off.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Final
+from typing import Final, Protocol
 
 import zmq
 
@@ -34,25 +42,40 @@ BUS_HWM = 100_000
 # this is >15,000 fills); a larger frame is hostile or a bug, and libzmq drops it and
 # disconnects its sender before we allocate for it. It bounds what one frame can cost.
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+#: The largest envelope a publisher sends straight to local subscribers; a larger one (a big metrics
+#: snapshot) goes through the proxy to everyone. Below the direct sockets' datagram limit
+#: (:data:`sniperbot.transport.direct.DIRECT_MAX_FRAME`), with room for the topic.
+FANOUT_MAX_FRAME = 60 * 1024
 # Sockets are created under this umask (0600: owner read/write only), then chmod'ed.
 _PRIVATE_UMASK = 0o177
 #: Ends a bus message's topic; the envelope follows (module docstring).
 TOPIC_END: Final = b"\0"
+#: Starts a message on the proxy that local subscribers were sent directly (module docstring).
+LOCAL_MARK: Final = b"\x01"
 
 
 def bus_message(topic: str, envelope_frame: bytes) -> bytes:
     """The one frame of a bus message: ``topic``, :data:`TOPIC_END`, the envelope's frame."""
-    if "\0" in topic:
-        raise ValueError(f"bus topic {topic!r} contains a NUL byte")
+    if "\0" in topic or topic[:1] < " ":
+        raise ValueError(f"bus topic {topic!r} contains a NUL byte or starts with a control character")
     return topic.encode() + TOPIC_END + envelope_frame
 
 
 def split_message(message: bytes) -> tuple[bytes, memoryview]:
-    """A bus message's topic and its envelope's frame (a view: no copy); InvalidFrame without a topic end."""
+    """A bus message's topic and its envelope's frame (a view: no copy); InvalidFrame without a topic end.
+
+    A :data:`LOCAL_MARK` before the topic is not part of it.
+    """
     end = message.find(TOPIC_END)
     if end < 0:
         raise InvalidFrame(f"bus message without a topic end ({len(message)} bytes)")
-    return message[:end], memoryview(message)[end + 1 :]
+    start = 1 if message[:1] == LOCAL_MARK else 0
+    return message[start:end], memoryview(message)[end + 1 :]
+
+
+def is_marked(message: bytes) -> bool:
+    """Whether a message from the proxy was also sent straight to the local subscribers."""
+    return message[:1] == LOCAL_MARK
 
 
 def tune(sock: zmq.Socket, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
@@ -133,11 +156,29 @@ class BusProxy:
         self._thread = None
 
 
+class Fanout(Protocol):
+    """Where a publisher hands what it publishes for the subscribers of its machine."""
+
+    def publish(self, topic: str, message: memoryview) -> None:
+        """Send ``message`` (a bus message) to each local subscriber of ``topic``."""
+
+
 class Publisher:
-    """Publishes payloads on the bus, stamping each with this sender's sequence."""
+    """Publishes payloads on the bus, stamping each with this sender's sequence.
+
+    With a ``fanout`` (:mod:`sniperbot.transport.fanout`), local subscribers get each message
+    from it and the proxy gets it marked (module docstring); a message above the direct
+    sockets' frame limit goes through the proxy unmarked, to everyone.
+    """
 
     def __init__(
-        self, ctx: zmq.Context, bus_in: str, sender: str, incarnation: int, signer: Signer | None = None
+        self,
+        ctx: zmq.Context,
+        bus_in: str,
+        sender: str,
+        incarnation: int,
+        signer: Signer | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self.socket = ctx.socket(zmq.PUB)
         tune(self.socket)
@@ -147,11 +188,14 @@ class Publisher:
         self.incarnation = incarnation
         self.seq = 0
         self.signer = signer
+        self.fanout = fanout
 
-    def publish(self, topic: str, payload: Payload) -> None:
-        """Send ``payload`` under ``topic``; never blocks (PUB drops past its HWM).
+    def publish(self, topic: str, payload: Payload, *, through_proxy: bool = False) -> None:
+        """Send ``payload`` under ``topic``; never blocks (PUB drops past its HWM, a direct send past
+        its backlog).
 
-        A payload that carries authority is tagged (needs the ``signer``).
+        A payload that carries authority is tagged (needs the ``signer``). ``through_proxy``: to
+        everyone through the proxy, local subscribers included (a probe of the proxy path).
         """
         self.seq += 1
         envelope = Envelope(topic, self.sender, self.incarnation, self.seq, time.time_ns(), payload)
@@ -159,7 +203,13 @@ class Publisher:
             frame = self.signer.encode(envelope)
         else:
             frame = encode_envelope(envelope)
-        self.socket.send(bus_message(topic, frame))
+        fanout = self.fanout
+        if fanout is None or through_proxy or len(frame) > FANOUT_MAX_FRAME:
+            self.socket.send(bus_message(topic, frame))
+            return
+        marked = LOCAL_MARK + bus_message(topic, frame)
+        fanout.publish(topic, memoryview(marked)[1:])
+        self.socket.send(marked)
 
     def close(self) -> None:
         """Close the socket."""
@@ -167,19 +217,34 @@ class Publisher:
 
 
 class Subscriber:
-    """A SUB socket on the bus, subscribed to topic prefixes."""
+    """A SUB socket on the bus, subscribed to topic prefixes.
 
-    def __init__(self, ctx: zmq.Context, bus_out: str, topics: tuple[str, ...]) -> None:
+    ``unmarked_only``: for an actor that local publishers send to directly (module docstring),
+    which must not hear their marked copies from the proxy as well.
+    """
+
+    def __init__(
+        self, ctx: zmq.Context, bus_out: str, topics: tuple[str, ...], *, unmarked_only: bool = False
+    ) -> None:
         self.socket = ctx.socket(zmq.SUB)
         tune(self.socket)
         self.socket.setsockopt(zmq.RCVHWM, BUS_HWM)
+        self.unmarked_only = unmarked_only
         for topic in topics:
-            self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            self.subscribe(topic)
         self.socket.connect(bus_out)
 
     def subscribe(self, topic: str) -> None:
         """Add a topic prefix."""
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        if not self.unmarked_only:
+            self.socket.setsockopt(zmq.SUBSCRIBE, LOCAL_MARK + topic.encode())
+
+    def unsubscribe(self, topic: str) -> None:
+        """Remove a topic prefix."""
+        self.socket.setsockopt(zmq.UNSUBSCRIBE, topic.encode())
+        if not self.unmarked_only:
+            self.socket.setsockopt(zmq.UNSUBSCRIBE, LOCAL_MARK + topic.encode())
 
     def recv(self, flags: int = 0) -> tuple[str, Envelope]:
         """The next message's topic and envelope (``flags``: zmq.NOBLOCK); InvalidFrame if malformed."""

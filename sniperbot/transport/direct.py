@@ -17,8 +17,9 @@ stays on ZeroMQ, and why:
 
 - ``tcp://`` endpoints (actors of a cluster on other machines);
 - a frame above :data:`DIRECT_MAX_FRAME` (a datagram must fit the socket buffer);
-- the bus (a fan-out through the node's proxy) and the control channel (not on the
-  order path).
+- the control channel (not on the order path). The bus between actors of one machine has
+  its own direct sockets (:mod:`sniperbot.transport.fanout`); through the node's proxy it
+  still reaches the node and other machines.
 
 Sockets here are non-blocking. A send that would block (the receiver is stopped or
 busy, its buffer full) is dropped and resent by the outbox's timer, as a ZeroMQ send at
@@ -55,6 +56,12 @@ class FdWatch(Protocol):
     def unwatch(self, fd: int) -> None:
         """Stop watching ``fd`` (it is about to be closed)."""
 
+    def watch_writable(self, fd: int, on_writable: Callable[[], None]) -> None:
+        """Call ``on_writable`` whenever ``fd`` (not watched for reading) can be written."""
+
+    def unwatch_writable(self, fd: int) -> None:
+        """Stop watching ``fd`` for writing."""
+
 
 def direct_path(endpoint: str) -> str | None:
     """The direct socket's path beside an ``ipc://`` endpoint, or None (``tcp://``, or too long).
@@ -90,6 +97,7 @@ class PollWatch:
     def __init__(self, poller: zmq.Poller | None = None) -> None:
         self.poller = poller if poller is not None else zmq.Poller()
         self._handlers: dict[int, Callable[[], None]] = {}
+        self._writers: dict[int, Callable[[], None]] = {}
 
     def watch(self, fd: int, on_ready: Callable[[], None]) -> None:
         """Call ``on_ready`` whenever ``fd`` is readable."""
@@ -101,9 +109,21 @@ class PollWatch:
         if self._handlers.pop(fd, None) is not None:
             self.poller.unregister(fd)
 
+    def watch_writable(self, fd: int, on_writable: Callable[[], None]) -> None:
+        """Call ``on_writable`` whenever ``fd`` can be written (a socket with a backlog to send)."""
+        if fd in self._handlers:
+            raise ValueError(f"fd {fd} is watched for reading; one kind of watch per fd")
+        self._writers[fd] = on_writable
+        self.poller.register(fd, zmq.POLLOUT)
+
+    def unwatch_writable(self, fd: int) -> None:
+        """Stop watching ``fd`` for writing."""
+        if self._writers.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+
     def handle(self, fd: int) -> None:
-        """Run ``fd``'s handler (the poller said it is readable); nothing if it was unwatched since."""
-        handler = self._handlers.get(fd)
+        """Run ``fd``'s handler (the poller said it is ready); nothing if it was unwatched since."""
+        handler = self._handlers.get(fd) or self._writers.get(fd)
         if handler is not None:
             handler()
 
@@ -138,12 +158,17 @@ class DirectListener:
         os.chmod(path, 0o600)
         self._sock.listen(64)
         self._sock.setblocking(False)
-        watch.watch(self._sock.fileno(), self._accept)
+        self._fd = self._sock.fileno()
+        watch.watch(self._fd, self._accept)
 
     @property
     def connections(self) -> int:
         """How many senders are connected."""
         return len(self._conns)
+
+    def owns(self, fd: int) -> bool:
+        """Whether ``fd`` is this listener's socket or one of its connections."""
+        return fd in self._conns or fd == self._fd
 
     def _accept(self) -> None:
         while True:
