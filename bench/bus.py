@@ -4,7 +4,9 @@ Ours: a BusProxy (XSUB/XPUB thread, as in the node) in this process, a
 publisher actor and a subscriber actor, each a real ActorRuntime in its own
 process started by sniperbot's Launcher (forkserver). The publisher publishes
 N Quote messages back to back through ``ctx.publish``; the subscriber counts
-them in ``on_message``.
+them in ``on_message``. As in a node, the two actors send each other bus messages
+directly (``[node] local_bus``, :mod:`sniperbot.transport.fanout`; the proxy gets a marked
+copy); printed beside it, the same two actors with every message through the proxy.
 
 Raw (the floor): an XPUB process and a SUB process from the same forkserver,
 one ipc hop, sending ``[topic, msgpack(Quote)]`` and decoding each on receipt.
@@ -81,6 +83,7 @@ class OursHarness:
         )
         self.incarnation = 0
         self.handles: list[Any] = []
+        self.local_bus = True  # [node] local_bus for the actors started next
 
     def start(self, actor_id: str, actor: str, args: dict[str, Any]) -> tuple[Any, bytes]:
         """Start one actor process and wait for its Ready on the control socket."""
@@ -94,6 +97,7 @@ class OursHarness:
             heartbeat_interval_s=3600.0,
             heartbeat_liveness=100,
             journal_durability="process",
+            local_bus=self.local_bus,
         )
         handle = self.launcher.start(launch, "process")
         self.handles.append(handle)
@@ -118,9 +122,15 @@ class OursHarness:
         handle.release()
         self.handles.remove(handle)
 
-    def run(self, work: Path, rep: int | str, count: int, rate: float = 0.0) -> dict[str, Any]:
-        """One measurement: subscriber first, then the publisher (which waits for the go)."""
-        out = work / f"ours-{rep}.json"
+    def run(
+        self, work: Path, rep: int | str, count: int, rate: float = 0.0, local_bus: bool = True
+    ) -> dict[str, Any]:
+        """One measurement: subscriber first, then the publisher (which waits for the go).
+
+        ``local_bus``: actor to actor directly (sniperbot.transport.fanout), else through the proxy.
+        """
+        self.local_bus = local_bus
+        out = work / f"ours-{rep}-{local_bus}.json"
         sub = self.start("bench.sub", "bench.bench_actors:BusSubscriber", {"out": str(out)})
         pub = self.start("bench.pub", "bench.bench_actors:BusPublisher", {"count": count, "rate": rate})
         try:
@@ -284,7 +294,13 @@ def main() -> int:
     count = args.count or (200_000 if args.quick else 1_000_000)
     reps = 1 if args.quick else 3
     print(f"bus throughput: {count:,} Quote messages per run, {reps} run(s) each, interleaved")
-    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "raw_multipart": [], "raw_one_frame": [], "ours": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "raw": [],
+        "raw_multipart": [],
+        "raw_one_frame": [],
+        "ours": [],
+        "ours_via_proxy": [],
+    }
     with short_tmp("sb-bus-") as work:
         harness = OursHarness(work)
         try:
@@ -293,6 +309,7 @@ def main() -> int:
                 runs["raw_multipart"].append(run_raw(work, rep, count, "multipart"))
                 runs["raw_one_frame"].append(run_raw(work, rep, count, "one_frame"))
                 runs["ours"].append(harness.run(work, rep, count))
+                runs["ours_via_proxy"].append(harness.run(work, rep, count, local_bus=False))
                 for name, series in runs.items():
                     r = series[-1]
                     print(
@@ -323,7 +340,9 @@ def main() -> int:
     r_mp = ratio(ours_rate, raw_mp_rate)
     r_one = ratio(ours_rate, raw_one_rate)
     print("medians (messages received per second, first send to last receive):")
-    print(f"  ours (actor -> bus proxy -> actor):              {ours_rate / 1e6:.3f} M msgs/s")
+    print(f"  ours (actor -> actor, local bus):                {ours_rate / 1e6:.3f} M msgs/s")
+    proxy_rate = median("ours_via_proxy", "recv_rate")
+    print(f"  ours (actor -> bus proxy -> actor):              {proxy_rate / 1e6:.3f} M msgs/s")
     print(f"  raw  (PUB -> SUB, one ipc hop, send/recv):       {raw_rate / 1e6:.3f} M msgs/s  (the floor)")
     print(f"  raw  (PUB -> SUB, send_multipart/recv_multipart): {raw_mp_rate / 1e6:.3f} M msgs/s")
     print(f"  raw  (PUB -> SUB, one frame topic+NUL+msgpack):   {raw_one_rate / 1e6:.3f} M msgs/s")
@@ -351,6 +370,7 @@ def main() -> int:
             "count": count,
             "reps": reps,
             "ours_msgs_per_s": round(ours_rate),
+            "ours_via_proxy_msgs_per_s": round(proxy_rate),
             "raw_msgs_per_s": round(raw_rate),
             "raw_multipart_msgs_per_s": round(raw_mp_rate),
             "ratio": r,

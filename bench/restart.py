@@ -70,7 +70,7 @@ from sniperbot.config import Config
 from sniperbot.messages import Ready, decode_envelope
 from sniperbot.rundir import RunDir
 from sniperbot.supervision import ChildSpec
-from sniperbot.transport.bus import split_message
+from sniperbot.transport.bus import LOCAL_MARK, split_message
 
 TARGET_P50_MS = 25.0
 TARGET_P99_MS = 100.0
@@ -109,6 +109,7 @@ class ReadyWatch:
         self.socket = zctx.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SUBSCRIBE, b"ctl.ready.")
+        self.socket.setsockopt(zmq.SUBSCRIBE, LOCAL_MARK + b"ctl.ready.")  # the actor's own (bus docstring)
         self.socket.connect(rundir.bus_out)
 
     def drain(self) -> None:

@@ -52,7 +52,7 @@ from bench._common import (
 from bench.restart import AdminPoller
 from sniperbot.messages import Ready, decode_envelope
 from sniperbot.rundir import RunDir
-from sniperbot.transport.bus import split_message
+from sniperbot.transport.bus import LOCAL_MARK, split_message
 
 CONFIG = fast_sim_config(
     "\n[supervisor]\nintensity = 100000\n"
@@ -137,6 +137,7 @@ def measure(work: Path, ray_kills: int, process_kills: int) -> dict[str, Any]:
         sub = zctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"ctl.ready.")
+        sub.setsockopt(zmq.SUBSCRIBE, LOCAL_MARK + b"ctl.ready.")  # a local actor's own (bus docstring)
         sub.connect(rundir.bus_out)
 
         def all_running() -> dict[str, dict[str, Any]] | None:

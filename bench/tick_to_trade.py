@@ -8,10 +8,11 @@ publishes one TradeTick at a time and times it until the executor's
 ``OrderUpdate(status="accepted")`` on ``ev.<strategy>.order`` (the feed is the
 measuring subscriber). The real RiskGuardActor, Executor (and paper venue
 actor, portfolio, supervisors, node) are untouched, each actor its own process.
-The path: bus (feed -> proxy -> strategy), reliable (strategy -> risk guard),
+The path: bus (feed -> strategy, directly: ``[node] local_bus``; ``--proxy-bus``: through
+the node's proxy), reliable (strategy -> risk guard),
 reliable (risk guard -> executor, which journals the order before sending it
 on), reliable (executor -> paper venue and its answer back), the executor
-journaling the venue's events, bus (executor -> proxy -> feed). The reliable
+journaling the venue's events, bus (executor -> feed, as the first leg). The reliable
 hops go by the inboxes' direct unix sockets (:mod:`sniperbot.transport.direct`;
 ``bench/hops.py`` measures one hop alone). Run with journal durability "process", then
 "fsync". Segment times come from the wall-clock stamps the messages carry.
@@ -67,6 +68,7 @@ STRATEGY = "t2t"
 NODE_CONFIG = """
 [node]
 log_level = "WARNING"
+local_bus = {local_bus}
 
 [journal]
 durability = "{durability}"
@@ -161,7 +163,14 @@ def hop_breakdown(trace_dir: Path, start_ns: int, end_ns: int) -> dict[str, dict
 
 
 def run_ours(
-    work: Path, durability: str, count: int, warmup: int, gap_s: float, trace: bool = False, round_: int = 0
+    work: Path,
+    durability: str,
+    count: int,
+    warmup: int,
+    gap_s: float,
+    trace: bool = False,
+    round_: int = 0,
+    local_bus: bool = True,
 ) -> dict[str, Any]:
     """Run the node until the feed has ``count`` samples; latencies and a per-segment breakdown."""
     from sniperbot.actors.runtime import TRACE_DIR_ENV
@@ -175,7 +184,7 @@ def run_ours(
         os.environ[TRACE_DIR_ENV] = str(trace_dir)  # the node's environment, hence its actors'
     node = NodeProcess(
         work,
-        NODE_CONFIG.format(durability=durability),
+        NODE_CONFIG.format(durability=durability, local_bus=str(local_bus).lower()),
         tree="bench.tick_to_trade:tree",
         tree_args={"count": count, "warmup": warmup, "gap_s": gap_s, "out": str(out)},
         name=name,
@@ -250,6 +259,11 @@ def main() -> int:
             help="raw and ours alternate this many times, samples pooled (default 3, quick 1)",
         )
         parser.add_argument(
+            "--proxy-bus",
+            action="store_true",
+            help="[node] local_bus = false: every bus leg through the node's proxy (to compare)",
+        )
+        parser.add_argument(
             "--trace",
             action="store_true",
             help="also trace every message in the actors: transit and handling per hop (adds a little)",
@@ -280,7 +294,7 @@ def main() -> int:
             raw_p99s.append(raw_round["latency"]["p99"])
             line = f"  round {round_ + 1}/{rounds}: raw p99 {raw_round['latency']['p99']:.1f} µs"
             for durability in durabilities:
-                r = run_ours(work, durability, count, warmup, gap_s, args.trace, round_)
+                r = run_ours(work, durability, count, warmup, gap_s, args.trace, round_, not args.proxy_bus)
                 runs[durability].append(r)
                 p99 = r["latency"]["p99"]
                 line += f"; {durability} p99 {p99:.1f} µs ({ratio(p99, raw_round['latency']['p99'])}x)"
