@@ -804,21 +804,14 @@ class Node:
         stop_deadline = 0.0
         next_disk_check = 0.0
         next_metrics = 0.0
-        last_round = time.monotonic()
+        self._last_awake = time.monotonic()
         while not self._stopped:
             if self._crash_requested:
                 raise NodeCrash("admin chaos: the node raised in its own loop")
-            for sock, _ in self._poller.poll(int(_LOOP_TICK_S * 1000)):
+            ready = self._poller.poll(int(_LOOP_TICK_S * 1000))
+            now = self._awake(_LOOP_TICK_S)
+            for sock, _ in ready:
                 self._dispatch(sock)
-            now = time.monotonic()
-            paused = now - last_round - _LOOP_TICK_S
-            last_round = now
-            if paused > self.heartbeat_interval_s:
-                # This process did not run (the whole VM paused, or the node was starved): a silence
-                # it could not have heard the end of is no sign of a hung actor. Without this, one
-                # pause of heartbeat x liveness killed every actor as hung at once.
-                self.root.forgive(paused)
-                log.warning("node loop paused", extra={"event": "loop_paused", "paused_s": round(paused, 3)})
             if deadline is not None and now >= deadline:
                 self.request_stop("duration")
             if self._stop_requested and self.root.state not in ("stopping", "stopped", "failed"):
@@ -836,6 +829,9 @@ class Node:
             if now >= next_heartbeat:
                 next_heartbeat = now + self.heartbeat_interval_s
                 self.root.send_heartbeats()
+            # Again right before the liveness check: a pause that began inside this round (after the
+            # check above) would otherwise count against every actor at once.
+            self._awake(0.0)
             self.root.tick()
             self.breakers.tick(self.root.state == "running" and not self._stop_requested)
             if self._metrics is not None and now >= next_metrics:
@@ -846,6 +842,21 @@ class Node:
             if on_idle is not None and now >= next_idle:
                 next_idle = now + 0.5
                 on_idle(self)
+
+    def _awake(self, expected_s: float) -> float:
+        """Now; forgives the supervisors a silence this process could not hear the end of.
+
+        Time since the last call beyond ``expected_s`` (the poll's own wait) means this process did
+        not run: the whole VM paused, or the node was stopped or starved. Without this, one pause of
+        heartbeat x liveness killed every actor as hung at once.
+        """
+        now = time.monotonic()
+        paused = now - self._last_awake - expected_s
+        self._last_awake = now
+        if paused > self.heartbeat_interval_s:
+            self.root.forgive(paused)
+            log.warning("node loop paused", extra={"event": "loop_paused", "paused_s": round(paused, 3)})
+        return now
 
     def _all_stopped(self) -> None:
         self._stopped = True
