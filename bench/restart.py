@@ -515,8 +515,16 @@ def main() -> int:
     def options(parser: Any) -> None:
         parser.add_argument("--journal-fills", type=int, default=0, help="fills journaled before the start")
         parser.add_argument("--journal-orders", type=int, default=0, help="orders journaled before the start")
+        parser.add_argument(
+            "--proxy-bus", action="store_true", help="[node] local_bus = false (every bus leg via the proxy)"
+        )
 
+    global FAST_CONFIG
     args = parse_args(__doc__.splitlines()[0], options)
+    if args.proxy_bus:
+        FAST_CONFIG = fast_sim_config(
+            "\n[supervisor]\nintensity = 100000\n", log_level='"WARNING"', local_bus="false"
+        )
     kills_per_actor = 4 if args.quick else 11
     pause_s = 0.1 if args.quick else 0.2
     large: dict[str, Any] = {}

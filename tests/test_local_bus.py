@@ -40,6 +40,11 @@ class Actor:
     def _on_joined(self) -> None:
         self.joined += 1
 
+    def start(self) -> None:
+        """As the runtime: learn the others before the actor starts, ask them once it is ready."""
+        self.bus.start()
+        self.bus.ask()
+
     def publish(self, topic: str, body: bytes = b"x") -> None:
         self.bus.publish(topic, memoryview(bus_message(topic, body)))
 
@@ -65,7 +70,7 @@ def test_a_publisher_reaches_each_local_subscriber_of_a_topic_whichever_started_
     short_tmp: Path, order: str
 ) -> None:
     def start(a: Actor) -> Actor:
-        a.bus.start()
+        a.start()
         return a
 
     if order == "subscriber first":
@@ -92,19 +97,19 @@ def test_a_publisher_reaches_each_local_subscriber_of_a_topic_whichever_started_
 
 def test_an_actor_hears_its_own_topic_and_a_restarted_subscriber_is_reached_again(short_tmp: Path) -> None:
     pub = Actor(short_tmp, "sniper.sim", ("ctl.echo.sniper.sim", "md."))
-    pub.bus.start()
+    pub.start()
     pub.publish("ctl.echo.sniper.sim")  # BusJoin's echo: its own publisher sends to it
     pump(pub, until=lambda: bool(pub.received))
 
     first = Actor(short_tmp, "portfolio", ("md.",))
-    first.bus.start()
+    first.start()
     pump(pub, first, until=lambda: first.bus.joined)
     pub.publish("md.1")
     pump(pub, first, until=lambda: topics_of(first) == [b"md.1"])
     first.bus.close()  # killed: its socket is gone
     pub.publish("md.lost")  # nobody listens: dropped, never raised
     second = Actor(short_tmp, "portfolio", ("md.",), incarnation=2)
-    second.bus.start()
+    second.start()
     pump(pub, second, until=lambda: second.bus.joined)
     pub.publish("md.2")
     pump(pub, second, until=lambda: bool(second.received))
@@ -120,9 +125,9 @@ def test_a_slow_subscriber_gets_a_backlog_in_order_and_past_its_bound_drops_are_
     short_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sub = Actor(short_tmp, "metrics", ("md.",))
-    sub.bus.start()
+    sub.start()
     pub = Actor(short_tmp, "feed.sim", ())
-    pub.bus.start()
+    pub.start()
     pump(pub, sub, until=lambda: pub.bus.joined)
     pump(pub, sub)
     # The subscriber does not read (busy): far more than a socket buffer holds is sent meanwhile.
@@ -149,7 +154,7 @@ def test_garbage_on_a_subscriber_socket_is_handed_up_as_a_bad_message_and_kills_
     import socket as socket_
 
     sub = Actor(short_tmp, "risk_guard", ("md.",))
-    sub.bus.start()
+    sub.start()
     raw = socket_.socket(socket_.AF_UNIX, socket_.SOCK_SEQPACKET)
     raw.connect(fanout.socket_path(short_tmp, "risk_guard"))
     for frame in (b"\x02not msgpack", b"\x02" + os.urandom(40), b"no topic end", os.urandom(200)):
@@ -160,7 +165,7 @@ def test_garbage_on_a_subscriber_socket_is_handed_up_as_a_bad_message_and_kills_
     # runtime's decoding refuses and counts it (test_node's garbage test).
     assert all(not m.startswith(b"\x02") for m in sub.received)
     pub = Actor(short_tmp, "feed.sim", ())
-    pub.bus.start()
+    pub.start()
     pump(pub, sub, until=lambda: pub.bus.joined)
     pub.publish("md.after")
     pump(pub, sub, until=lambda: b"md.after" in topics_of(sub))
@@ -196,3 +201,19 @@ def test_a_node_trades_with_and_without_the_local_bus_and_the_proxy_still_carrie
         assert node.stop() == 0
         ctx.term()
     assert not list(node.run_dir.glob("sub-*")), "the node removes the local bus's files at stop"
+
+
+def test_what_an_actor_publishes_while_starting_reaches_local_subscribers_once_it_is_ready(
+    short_tmp: Path,
+) -> None:
+    sub = Actor(short_tmp, "strategy.a", ("md.",))
+    sub.start()
+    pub = Actor(short_tmp, "feed.sim", ())
+    pub.bus.start()  # as the runtime before on_start
+    pub.publish("md.early")  # on_start publishes: held, the others' files are not read yet
+    pump(pub, sub)
+    assert sub.received == []
+    pub.bus.learn()  # as the runtime right after the actor's Ready
+    pump(pub, sub, until=lambda: topics_of(sub) == [b"md.early"])
+    pub.publish("md.later")
+    pump(pub, sub, until=lambda: topics_of(sub) == [b"md.early", b"md.later"])

@@ -337,7 +337,15 @@ class ActorRuntime(ActorContext):
             actor_id=self.actor_id, incarnation=self.incarnation, pid=os.getpid(), ts_ns=time.time_ns()
         )
         self._send_control(ready)
-        self.publish("ctl.ready." + self.actor_id, ready)
+        # Through the proxy only, as before the local bus: every actor follows Ready, and sending it to
+        # each of them here would wake them all while the node and the proxy have this restart to
+        # handle (the node says it again through the proxy anyway, see Node._on_control).
+        self._pub.publish("ctl.ready." + self.actor_id, ready, through_proxy=True)
+        if self._local is not None:
+            # Right after Ready, not before: a restarting actor pays these syscalls (the others'
+            # files, a connection to each) once it has said it is ready (sniperbot.transport.fanout).
+            self._local.learn()
+            self._local.ask()
         if actor.topics:
             # Clone pattern: the node answers with the last value of each topic we follow, so a
             # (re)started actor does not wait for the next tick. Asked only once our subscription
@@ -520,8 +528,14 @@ class ActorRuntime(ActorContext):
                 return
 
     def _on_local_message(self, message: bytes) -> None:
-        """A bus message a local publisher sent us directly (:mod:`sniperbot.transport.fanout`)."""
-        if self._stopping or self.actor is None:
+        """A bus message a local publisher sent us directly (:mod:`sniperbot.transport.fanout`).
+
+        Dropped while our subscription is joining, as the proxy drops what a joining subscription
+        misses: local publishers take our request one by one, and a message from the first one
+        (a token's safety report) taken before what a later one had already said (the signal the
+        sniper needs beside it, which the last values at join carry) would be decided on alone.
+        """
+        if self._stopping or self.actor is None or self._join_left:
             return
         self._take_bus(message, self.actor.on_message, "local")
 
