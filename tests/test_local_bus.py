@@ -146,6 +146,10 @@ def test_a_slow_subscriber_gets_a_backlog_in_order_and_past_its_bound_drops_are_
     pump(pub, sub, until=lambda: len(sub.received) + pub.bus.dropped == count, timeout_s=30)
     kept = [int(m.split(b"\0", 1)[1]) for m in sub.received]
     assert kept == sorted(kept) and kept[0] == 0  # what was kept came in order, the first ones
+    # The subscriber restarts: its new entry starts afresh, the count (a Prometheus counter) does not.
+    dropped = pub.bus.dropped
+    pub.bus._add(Subscription("metrics", 2, ("md.",)))  # its next incarnation's request
+    assert pub.bus.dropped == dropped
 
 
 def test_garbage_on_a_subscriber_socket_is_handed_up_as_a_bad_message_and_kills_nothing(

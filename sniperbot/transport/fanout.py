@@ -284,6 +284,7 @@ class LocalBus:
         self._peers: dict[str, _Peer] = {}
         self._routes: dict[str, list[_Peer]] = {}  # topic -> its subscribers (rebuilt on change)
         self._asking: dict[str, _Ask] = {}  # actors asked to send to us, not answered yet
+        self._dropped_before = 0  # drops of entries replaced since (a new incarnation's request)
         self.joined = False
         self._listener: DirectListener | None = None
         self._topics_file = topics_path(run_dir, me.actor_id)
@@ -348,7 +349,7 @@ class LocalBus:
     @property
     def dropped(self) -> int:
         """Messages dropped for subscribers too slow to take them (past their backlog's bound)."""
-        return sum(peer.dropped for peer in self._peers.values())
+        return self._dropped_before + sum(peer.dropped for peer in self._peers.values())
 
     def owns(self, fd: int) -> bool:
         """Whether ``fd`` is where local publishers' messages arrive (read before other input)."""
@@ -396,6 +397,7 @@ class LocalBus:
             if current.sub.incarnation > sub.incarnation:
                 return  # an old incarnation's late request
             current.close()
+            self._dropped_before += current.dropped  # a counter: the replaced entry's drops stay counted
         peer = _Peer(sub, socket_path(self.run_dir, sub.actor_id), self._watch)
         self._peers[sub.actor_id] = peer
         self._routes.clear()
