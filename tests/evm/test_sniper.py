@@ -671,8 +671,10 @@ def test_feed_quotes_a_token_learnt_from_a_buy_report_and_again_after_a_restart(
         "quote": QUOTE,
         "symbols": ["TKN/WETH"],
     }
-    harness.actors.start(FEED, "sniperbot.venues.evm.feed:EvmFeed", args)  # the real feed, not a driver
+    # Subscribed before the feed starts: a pool that does not move is quoted once, at the feed's
+    # first head (a late subscriber in a node gets it from the last-value snapshot instead).
     watch = QuoteWatch(harness.zctx, harness.actors.run_dir)
+    harness.actors.start(FEED, "sniperbot.venues.evm.feed:EvmFeed", args)  # the real feed, not a driver
     learnt_symbol, refused_symbol = f"{learnt.token}/{QUOTE}", f"{refused.token}/{QUOTE}"
     try:
         quotes = harness.until(
