@@ -152,6 +152,47 @@ def test_a_slow_subscriber_gets_a_backlog_in_order_and_past_its_bound_drops_are_
     assert pub.bus.dropped == dropped
 
 
+def test_a_corked_round_sends_its_first_message_at_once_and_the_rest_as_one_datagram_in_order(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = Actor(short_tmp, "strategy.a", ("md.",))
+    sub.start()
+    other = Actor(short_tmp, "portfolio", ("md.q",))
+    other.start()
+    pub = Actor(short_tmp, "feed.sim", ())
+    pub.start()
+    pump(pub, sub, other, until=lambda: pub.bus.joined)
+    pump(pub, sub, other)
+    datagrams: list[int] = []
+    unpack = fanout._unpack
+    monkeypatch.setattr(fanout, "_unpack", lambda d: datagrams.append(1) or unpack(d))
+
+    pub.bus.cork()  # as the runtime does around each round of handling
+    for i in range(10):
+        pub.publish("md.q", str(i).encode())
+    pub.publish("md.other", b"x")  # a topic only one subscriber wants
+    pump(sub, other)
+    # The round's first message to each subscriber did not wait for the round to end.
+    assert [m.split(b"\0", 1)[1] for m in sub.received] == [b"0"]
+    assert [m.split(b"\0", 1)[1] for m in other.received] == [b"0"]
+    pub.bus.uncork()
+    pump(sub, other, until=lambda: len(sub.received) == 11 and len(other.received) == 10)
+    assert [m.split(b"\0", 1)[1] for m in sub.received] == [str(i).encode() for i in range(10)] + [b"x"]
+    assert [m.split(b"\0", 1)[1] for m in other.received] == [str(i).encode() for i in range(10)]
+    assert len(datagrams) == 2  # the other ten to each subscriber: one send, one wake-up each
+
+    # A long corked round (a burst): its messages leave every _FLUSH_EVERY, not at its end.
+    sub.received.clear()
+    pub.bus.cork()
+    for i in range(3 * fanout._FLUSH_EVERY):
+        pub.publish("md.other", str(i).encode())
+    pump(sub, until=lambda: len(sub.received) >= 2 * fanout._FLUSH_EVERY)
+    pub.bus.uncork()
+    pump(sub, until=lambda: len(sub.received) == 3 * fanout._FLUSH_EVERY)
+    assert [int(m.split(b"\0", 1)[1]) for m in sub.received] == list(range(3 * fanout._FLUSH_EVERY))
+    assert pub.bus.dropped == 0
+
+
 def test_garbage_on_a_subscriber_socket_is_handed_up_as_a_bad_message_and_kills_nothing(
     short_tmp: Path,
 ) -> None:

@@ -426,12 +426,18 @@ class ActorRuntime(ActorContext):
                 )
             )
         )
-        for sock in ready:
-            if isinstance(sock, int):
-                self._drain_fd(sock)
-            else:
-                self._drain(sock)
-        self._run_due_timers()
+        if local is not None:
+            local.cork()  # a round's first message to a subscriber leaves now, the rest together after
+        try:
+            for sock in ready:
+                if isinstance(sock, int):
+                    self._drain_fd(sock)
+                else:
+                    self._drain(sock)
+            self._run_due_timers()
+        finally:
+            if local is not None:
+                local.uncork()
         return not self._stopping
 
     def run(self) -> int:

@@ -33,6 +33,8 @@ in the publisher, sent as its socket drains, up to :data:`~sniperbot.transport.b
 messages (the proxy's own bound), past which messages to it are dropped and counted. A subscriber
 that is gone (its socket refuses) is tried again after :data:`RETRY_S` or at once when its next
 incarnation sends its request. Subscriptions are fixed per incarnation (an actor's ``topics``).
+Within a round of the actor's loop (:meth:`LocalBus.cork`) the first message to a subscriber
+leaves at once and the rest together at the round's end, packed in one datagram.
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ class _Peer:
         self._sock: socket.socket | None = None
         self._retry_ns = 0
         self.backlog: deque[bytes] = deque()
+        self.pending: list[bytes] = []  # held while the publisher is corked (LocalBus.cork)
+        self.touched = False  # sent to in this corked round
         self.dropped = 0
 
     def send(self, message: memoryview) -> None:
@@ -138,6 +142,40 @@ class _Peer:
             self._watch.watch_writable(sock.fileno(), self._flush)
         except OSError:  # EPIPE, ECONNRESET: the subscriber went away
             self.close()
+
+    def hold(self, message: memoryview) -> None:
+        """Keep ``message`` for :meth:`release` (a corked publisher); released at once past a bound."""
+        self.pending.append(bytes(message))
+        if len(self.pending) >= _FLUSH_EVERY:
+            self.release()  # a long round (a burst): its first messages do not wait for its end
+
+    def release(self) -> None:
+        """Send what :meth:`hold` kept, as few datagrams as fit (one send and one wake-up of the
+        subscriber for a round's messages to it), or queue it behind the backlog."""
+        pending, self.pending = self.pending, []
+        if len(pending) <= 1 or self.backlog:
+            for message in pending:
+                self.send(memoryview(message))
+            return
+        sock = self._sock or self._connect()
+        if sock is None:
+            return  # the subscriber is not there (stopped, restarting): nothing to deliver to
+        queue = deque(pending)
+        while queue:
+            datagram, count = _pack(queue)
+            try:
+                sock.send(datagram, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                room = BUS_HWM  # the backlog is empty here
+                self.dropped += max(0, len(queue) - room)
+                self.backlog.extend(queue.popleft() for _ in range(min(room, len(queue))))
+                self._watch.watch_writable(sock.fileno(), self._flush)
+                return
+            except OSError:  # EPIPE, ECONNRESET: the subscriber went away
+                self.close()
+                return
+            for _ in range(count):
+                queue.popleft()
 
     def _flush(self) -> None:
         """Send the backlog, many messages to a datagram: a subscriber that fell behind catches up
@@ -181,6 +219,7 @@ class _Peer:
                 self._watch.unwatch_writable(sock.fileno())
             sock.close()
         self.backlog.clear()
+        self.pending.clear()
         self._retry_ns = time.monotonic_ns() + int(RETRY_S * 1e9)
 
 
@@ -291,6 +330,8 @@ class LocalBus:
         self._to_ask: list[str] = []  # found by learn, asked by ask
         self._learned = False
         self._early: list[tuple[str, bytes]] = []  # published before learn()
+        self._corked = False
+        self._holding: list[_Peer] = []  # peers with held messages while corked
 
     def start(self) -> None:
         """Listen and describe our subscription (module doc); :meth:`learn` reads the others'.
@@ -368,14 +409,43 @@ class LocalBus:
             if len(self._routes) >= _MAX_ROUTES:
                 self._routes.clear()  # many one-off topics (signals): never grow without bound
             peers = self._routes[topic] = [p for p in self._peers.values() if topic.startswith(p.sub.topics)]
+        if self._corked:
+            for peer in peers:
+                if peer.touched:
+                    peer.hold(message)
+                else:  # the round's first message to it leaves now: it never waits for the round
+                    peer.touched = True
+                    self._holding.append(peer)
+                    peer.send(message)
+            return
         for peer in peers:
             peer.send(message)
+
+    def cork(self) -> None:
+        """Hold what is published until :meth:`uncork`.
+
+        The runtime corks for each round of handling: an executor that publishes a venue answer's
+        three events to three subscribers then pays three sends, not nine, and each subscriber
+        wakes once for them, not up to three times (a wake-up of another process is most of a
+        send's cost here). What a round publishes leaves when the round ends, before the actor
+        waits again; a long round's messages leave every :data:`_FLUSH_EVERY` to a subscriber.
+        """
+        self._corked = True
+
+    def uncork(self) -> None:
+        """Send what was held since :meth:`cork`, each subscriber's messages in one datagram."""
+        self._corked = False
+        holding, self._holding = self._holding, []
+        for peer in holding:
+            peer.touched = False
+            peer.release()
 
     def close(self) -> None:
         """Stop listening and sending; remove our subscription file if it is still this incarnation's."""
         for asker in self._asking.values():
             asker.close()
         self._asking.clear()
+        self.uncork()  # what the last round published still leaves
         for peer in self._peers.values():
             peer.close()
         self._peers.clear()
