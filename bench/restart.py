@@ -19,7 +19,9 @@ intensity; the nested ones are fixed in topology.py).
 
 Floor: kill -9 of a process of a forkserver preloaded with the same modules,
 seen through its sentinel, and a fresh process started from that forkserver
-announcing itself over ipc (the restart mechanism without the actor).
+announcing itself over ipc (the restart mechanism without the actor). The node hands a restart to
+its spare process when one is ready (:mod:`sniperbot.actors.placement`), which skips the fork this
+floor pays: kills closer together than ``SPARE_REFILL_S`` fork as the floor does.
 
 Targets: p50 < 25 ms, p99 < 100 ms.
 

@@ -839,6 +839,8 @@ class Node:
                 self._pub.publish(topic.metrics(NODE), self._metrics.snapshot(self))
             if self._deferred:
                 self._expire_deferred(now)
+            if not self._stop_requested:
+                self._launcher.maintain(now)
             if on_idle is not None and now >= next_idle:
                 next_idle = now + 0.5
                 on_idle(self)
@@ -1000,6 +1002,8 @@ class Node:
                 if child.handle is not None:
                     child.handle.kill()
                     child.handle.release()
+        if hasattr(self, "_launcher"):
+            self._launcher.close()
         if getattr(self, "_control", None) is not None:
             self._control.close(0)
         if getattr(self, "admin", None) is not None:

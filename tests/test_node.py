@@ -100,6 +100,62 @@ def test_hung_actor_is_killed_and_replaced(node: RunningNode) -> None:
     assert node.stop() == 0
 
 
+def _live(pid: int) -> bool:
+    stat_file = Path(f"/proc/{pid}/stat")
+    try:
+        return "Z" not in stat_file.read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+
+
+def _spares(workers: dict[str, dict[str, Any]]) -> set[int]:
+    """The live processes of the node's forkserver that run no actor: its spare (placement.py)."""
+    pids = {w["pid"] for w in workers.values()}
+    some = next(iter(pids))
+    forkserver = int(Path(f"/proc/{some}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    children = {
+        int(pid)
+        for task in Path(f"/proc/{forkserver}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    }
+    return {pid for pid in children - pids if _live(pid)}
+
+
+def test_a_restart_runs_in_the_spare_process_and_a_new_spare_follows(node: RunningNode) -> None:
+    """kill -9 -> the next incarnation runs in the process forked ahead of need; one spare, never more."""
+    node.wait_ready()
+    (spare,) = eventually(lambda: _spares(node.workers()), 10, what="a spare process")
+    victim = node.workers()["risk_guard"]
+    os.kill(victim["pid"], signal.SIGKILL)
+    back = eventually(
+        lambda: (w := node.workers()["risk_guard"])["state"] == "running" and w["incarnation"] == 2 and w,
+        30,
+        what="risk_guard restarted",
+    )
+    assert back["pid"] == spare  # no fork on the restart's path
+    (second,) = eventually(lambda: _spares(node.workers()), 10, what="the next spare")
+    assert second != spare
+    eventually(lambda: _fills(node) >= 2, 20, what="fills with the restarted risk guard")
+    # A spare that dies (killed by hand) is not handed a launch: the restart forks as before.
+    os.kill(second, signal.SIGKILL)
+    eventually(lambda: not _live(second), 10, what="the killed spare gone")
+    victim = node.workers()["strategy.fast_btc"]
+    os.kill(victim["pid"], signal.SIGKILL)
+    back = eventually(
+        lambda: (
+            (w := node.workers()["strategy.fast_btc"])["state"] == "running" and w["incarnation"] == 2 and w
+        ),
+        30,
+        what="strategy restarted without a spare",
+    )
+    assert back["pid"] != second
+    (third,) = eventually(lambda: _spares(node.workers()), 10, what="a spare again")
+    # A node killed -9 takes its spare with it, as its actors (watch_node): no process lingers.
+    node.process.kill()
+    node.process.wait(10)
+    eventually(lambda: not _live(third), 10, what="the spare ended with the node")
+
+
 def test_sigint_and_sigterm_stop_in_reverse_start_order(short_tmp: Path, fast_config: Path) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         running = RunningNode(short_tmp / f"run-{sig}", fast_config)

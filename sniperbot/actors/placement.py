@@ -14,6 +14,14 @@ messages are ignored by incarnation number if it ever wakes up.
 
 Ray placement (``sniperbot.actors.ray_placement``, imported only when used)
 gives the same handle for a Ray actor on the node's Ray cluster.
+
+**A spare process.** The node keeps one process forked ahead of need (:meth:`Launcher.maintain`,
+from its loop): frozen, tied to the node's life, logging and a ZeroMQ context set up, blocked on a
+pipe. The next process start (a restart, mostly) hands it the launch instead of asking the
+forkserver for a fork: no fork on the restart's path, and none of the first touches of the
+forkserver's pages that a fresh process pays (each copied on write) before its actor can be ready.
+The next spare is forked :data:`SPARE_REFILL_S` later, outside that restart. Tools and tests that
+use a Launcher without calling ``maintain`` start every process from the forkserver.
 """
 
 from __future__ import annotations
@@ -23,13 +31,21 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from typing import Any, Literal
 
 import msgspec
 import pykka
 import zmq
 
-from sniperbot.actors.runtime import EXIT_CRASH, EXIT_NORMAL, ActorLaunch, ActorRuntime, run_actor_process
+from sniperbot.actors.runtime import (
+    EXIT_CRASH,
+    EXIT_NORMAL,
+    ActorLaunch,
+    ActorRuntime,
+    run_actor_process,
+    run_spare_process,
+)
 from sniperbot.supervision.handle import ActorHandle
 
 Placement = Literal["process", "thread", "ray"]
@@ -39,6 +55,10 @@ Placement = Literal["process", "thread", "ray"]
 # (:func:`sniperbot.topology.preload_modules`).
 # (Sentry's module compiles its secret scrubber's patterns at import: ~3 ms a restart if not here.)
 PRELOAD = ["sniperbot.actors.runtime", "sniperbot.journal", "lmdb", "sniperbot.observability.sentry"]
+#: Seconds after a spare process was taken until the next one is forked: not inside the restart that
+#: took it (a fork holds the node's loop 3-5 ms and takes a core from the restarting actor).
+SPARE_REFILL_S = 0.05
+_SPARE_RETRY_S = 5.0  # after a spare could not be forked
 
 
 class ProcessHandle:
@@ -68,6 +88,41 @@ class ProcessHandle:
         self._process.join(0.5)
         if not self._process.is_alive():
             self._process.close()
+
+
+class _Spare:
+    """A process forked ahead of need, waiting on a pipe for the launch it is to run (module doc)."""
+
+    def __init__(self, mp: Any) -> None:
+        reader, self._writer = mp.Pipe(duplex=False)
+        self.process = mp.Process(
+            target=run_spare_process, args=(reader, os.getpid()), name="sniperbot:spare", daemon=False
+        )
+        self.process.start()
+        reader.close()
+
+    def take(self, launch: ActorLaunch) -> bool:
+        """Hand ``launch`` to the spare; False if it is gone (killed by someone: start another way)."""
+        try:
+            if not self.process.is_alive():
+                return False
+            self.process.name = f"sniperbot:{launch.actor_id}"
+            self._writer.send_bytes(msgspec.msgpack.encode(launch))
+            return True
+        except OSError:  # its end of the pipe is closed: it died just now
+            return False
+        finally:
+            self._writer.close()
+
+    def close(self) -> None:
+        """End the spare (end of file on its pipe, then a kill if it has not gone) and reap it."""
+        self._writer.close()
+        self.process.join(0.5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(0.5)
+        if not self.process.is_alive():
+            self.process.close()
 
 
 class _Pump:
@@ -167,6 +222,8 @@ class Launcher:
             importlib.import_module(module)
         self._mp = multiprocessing.get_context("forkserver")
         self._mp.set_forkserver_preload(modules)
+        self._spare: _Spare | None = None
+        self._spare_due = time.monotonic() + SPARE_REFILL_S  # the first: the node's first starts may take it
 
     def start(self, launch: ActorLaunch, placement: Placement) -> ActorHandle:
         """Start one incarnation and return its handle (it is not ready yet)."""
@@ -174,6 +231,12 @@ class Launcher:
             return ThreadHandle(launch, self._zctx)
         if placement == "ray":
             return self._start_ray(launch)
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            self._spare_due = time.monotonic() + SPARE_REFILL_S
+            if spare.take(launch):
+                return ProcessHandle(spare.process)
+            spare.close()
         process = self._mp.Process(
             target=run_actor_process,
             args=(msgspec.msgpack.encode(launch),),
@@ -182,6 +245,26 @@ class Launcher:
         )
         process.start()
         return ProcessHandle(process)
+
+    def maintain(self, now: float) -> None:
+        """Fork the next spare process once one is due (the node calls this from its loop)."""
+        if self._spare is None and now >= self._spare_due:
+            try:
+                self._spare = _Spare(self._mp)
+            except (OSError, EOFError, RuntimeError) as e:
+                # The forkserver cannot fork now (out of memory, processes, fds): starts will say so
+                # themselves; the node's loop must not die of a process it only keeps in reserve.
+                self._spare_due = now + _SPARE_RETRY_S
+                logging.getLogger("sniperbot.placement").warning(
+                    "cannot fork a spare process", extra={"event": "spare_failed", "error": str(e)}
+                )
+
+    def close(self) -> None:
+        """End the spare process (the node stops); later starts fork from the forkserver."""
+        spare, self._spare = self._spare, None
+        self._spare_due = float("inf")
+        if spare is not None:
+            spare.close()
 
     def _start_ray(self, launch: ActorLaunch) -> ActorHandle:
         """A Ray actor incarnation; without a cluster, a start that fails at once (counted, retried)."""

@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import zmq
@@ -47,6 +47,9 @@ from sniperbot.transport.bus import Publisher, Subscriber, bind_private, is_mark
 from sniperbot.transport.direct import PollWatch
 from sniperbot.transport.fanout import LocalBus, Subscription
 from sniperbot.transport.reliable import Identity, Inbox, Outbox, decode_routed
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 # Exit codes a supervisor reads as a reason (OTP: normal / shutdown / abnormal).
 EXIT_NORMAL = 0
@@ -163,7 +166,11 @@ class _Timer:
 class ActorRuntime(ActorContext):
     """Runs one incarnation of one actor: sockets, loop, timers, heartbeats."""
 
-    def __init__(self, launch: ActorLaunch, zmq_ctx: zmq.Context | None = None) -> None:
+    def __init__(
+        self, launch: ActorLaunch, zmq_ctx: zmq.Context | None = None, *, owns_ctx: bool = False
+    ) -> None:
+        """``zmq_ctx``: the context to use (a new one if None); ``owns_ctx``: terminate it at close
+        even though it was given (a spare process's, made before the launch came)."""
         self.launch = launch
         self.actor_id = launch.actor_id
         self.incarnation = launch.incarnation
@@ -171,7 +178,7 @@ class ActorRuntime(ActorContext):
         self.rundir = RunDir(launch.run_dir)
         self.run_dir = Path(launch.run_dir)
         self.log = actor_logger(launch.actor_id, launch.incarnation)
-        self._own_ctx = zmq_ctx is None
+        self._own_ctx = zmq_ctx is None or owns_ctx
         self._zctx = zmq_ctx or zmq.Context()
         self._timers: list[tuple[int, int, _Timer]] = []
         self._timer_ids = itertools.count()
@@ -789,26 +796,56 @@ def describe_error(error: BaseException) -> str:
 
 def run_actor_process(launch_bytes: bytes) -> None:
     """Entry point of an actor process (called in the forkserver's child)."""
+    launch = _LAUNCH_DECODER.decode(launch_bytes)
+    _prepare_process(launch.node_pid)
+    _run_launch(launch, None)
+
+
+def run_spare_process(launches: Connection, node_pid: int) -> None:
+    """Entry point of a spare process: made ready for any actor, it waits for the launch to run.
+
+    The node keeps one forked ahead of need (:class:`~sniperbot.actors.placement.Launcher`): a
+    restart then skips the fork and the first touches of the forkserver's inherited pages (copied
+    on write, page by page) that every fresh process pays on its way to ready.
+    """
+    _prepare_process(node_pid)
+    from sniperbot.logs import configure_logging
+
+    configure_logging(None)  # the default level: a launch at another level sets it again, cheaply
+    zctx = zmq.Context()  # its I/O thread starts now, not in the restart
+    try:
+        launch_bytes = launches.recv_bytes()
+    except (EOFError, OSError):
+        os._exit(EXIT_NORMAL)  # the node stopped, or closed its spare: nothing to run
+    launches.close()
+    _run_launch(_LAUNCH_DECODER.decode(launch_bytes), zctx)
+
+
+def _prepare_process(node_pid: int) -> None:
+    """What every actor process does first: freeze the inherited heap, die with the node."""
     import gc
-    import signal
-    import sys
 
     # The forkserver's preloaded heap is inherited: a full collection here would walk it all and
     # copy-on-write every page it touches (~40 ms on the dev box, before the actor is Ready: most of
     # a kill -9 restart). Frozen, it is never scanned again; this process's own objects still are.
     gc.freeze()
+    _die_with_parent()
+    watch_node(node_pid)
+
+
+def _run_launch(launch: ActorLaunch, zctx: zmq.Context | None) -> None:
+    """Run ``launch`` in this process until it stops, then exit the process with its code."""
+    import signal
+    import sys
 
     from sniperbot.logs import configure_logging
 
-    launch = _LAUNCH_DECODER.decode(launch_bytes)
     configure_logging(launch.log_level)
-    _die_with_parent()
-    watch_node(launch.node_pid)
     from sniperbot.observability import sentry
 
     venue = str(launch.args.get("venue", ""))
     sentry.init_actor(launch.actor_id, launch.incarnation, venue, launch.sentry_dsn)
-    runtime = ActorRuntime(launch)
+    runtime = ActorRuntime(launch, zctx, owns_ctx=True)
     set_process_default(runtime.metrics)  # this process is this actor's: its own threads report here too
     # Ctrl-C reaches the whole process group; only the supervisor decides the stop order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
