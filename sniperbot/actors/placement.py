@@ -20,8 +20,10 @@ from its loop): frozen, tied to the node's life, logging and a ZeroMQ context se
 pipe. The next process start (a restart, mostly) hands it the launch instead of asking the
 forkserver for a fork: no fork on the restart's path, and none of the first touches of the
 forkserver's pages that a fresh process pays (each copied on write) before its actor can be ready.
-The next spare is forked :data:`SPARE_REFILL_S` later, outside that restart. Tools and tests that
-use a Launcher without calling ``maintain`` start every process from the forkserver.
+The next spare is forked :data:`SPARE_REFILL_S` later, outside that restart; the first one only
+after a process start has run the forkserver (a node whose actors are all threads keeps none).
+Tools and tests that use a Launcher without calling ``maintain`` start every process from the
+forkserver.
 """
 
 from __future__ import annotations
@@ -223,7 +225,10 @@ class Launcher:
         self._mp = multiprocessing.get_context("forkserver")
         self._mp.set_forkserver_preload(modules)
         self._spare: _Spare | None = None
-        self._spare_due = time.monotonic() + SPARE_REFILL_S  # the first: the node's first starts may take it
+        # Due once a process start has run the forkserver: the first spare's fork must not start it
+        # (a new interpreter importing the preload: a second of the node's loop, in a node of threads).
+        self._spare_due = float("inf")
+        self._closed = False
 
     def start(self, launch: ActorLaunch, placement: Placement) -> ActorHandle:
         """Start one incarnation and return its handle (it is not ready yet)."""
@@ -237,6 +242,8 @@ class Launcher:
             if spare.take(launch):
                 return ProcessHandle(spare.process)
             spare.close()
+        elif self._spare_due == float("inf") and not self._closed:
+            self._spare_due = time.monotonic() + SPARE_REFILL_S  # the forkserver runs from this start on
         process = self._mp.Process(
             target=run_actor_process,
             args=(msgspec.msgpack.encode(launch),),
@@ -263,6 +270,7 @@ class Launcher:
         """End the spare process (the node stops); later starts fork from the forkserver."""
         spare, self._spare = self._spare, None
         self._spare_due = float("inf")
+        self._closed = True
         if spare is not None:
             spare.close()
 
