@@ -252,7 +252,10 @@ class RunningNode:
     # failure report: see _add_node_logs).
     of_test: list[RunningNode] = []
 
-    def __init__(self, run_dir: Path, config: Path, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, run_dir: Path, config: Path, extra: tuple[str, ...] = (), *, own_group: bool = False
+    ) -> None:
+        """``own_group``: the node leads its own process group, as in a terminal (Ctrl-C reaches all)."""
         self.run_dir = run_dir
         self.log_path = run_dir.parent / f"{run_dir.name}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115
@@ -271,6 +274,7 @@ class RunningNode:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            start_new_session=own_group,
         )
         RunningNode.live.add(self)
         RunningNode.of_test.append(self)

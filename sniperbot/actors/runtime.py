@@ -824,7 +824,11 @@ def run_spare_process(launches: Connection, node_pid: int) -> None:
 def _prepare_process(node_pid: int) -> None:
     """What every actor process does first: freeze the inherited heap, die with the node."""
     import gc
+    import signal
 
+    # Ctrl-C reaches the whole process group; only the supervisor decides the stop order (and a
+    # spare waiting for its launch must not die of it with a traceback).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The forkserver's preloaded heap is inherited: a full collection here would walk it all and
     # copy-on-write every page it touches (~40 ms on the dev box, before the actor is Ready: most of
     # a kill -9 restart). Frozen, it is never scanned again; this process's own objects still are.
@@ -847,8 +851,6 @@ def _run_launch(launch: ActorLaunch, zctx: zmq.Context | None) -> None:
     sentry.init_actor(launch.actor_id, launch.incarnation, venue, launch.sentry_dsn)
     runtime = ActorRuntime(launch, zctx, owns_ctx=True)
     set_process_default(runtime.metrics)  # this process is this actor's: its own threads report here too
-    # Ctrl-C reaches the whole process group; only the supervisor decides the stop order.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
     try:
         code = runtime.run()
