@@ -47,6 +47,11 @@ def gated(harness: Harness) -> Iterator[Harness]:
     harness.start_risk_guard(max_spend_per_symbol=1.0, max_spend_per_day=10.0)
     harness.actors.start(ANALYSER, "tests.evm.test_sniper:BusDriver", {})
     harness.start_sniper(social_kind=KIND, min_social=5.0, social_max_age_s=60.0, max_report_age_s=4.0)
+    # The tests speak once the sniper's bus subscription has joined: until then what the drivers send
+    # it is dropped, as through the proxy, and this harness has no node whose last values would bring
+    # an analyser's signal back (a node does). A report taken proves the join: none is taken before.
+    probe = token(9)
+    harness.until(lambda: harness.snipe(f"{probe}/{QUOTE}"), lambda: harness.report(token=probe), "the join")
     yield harness
 
 
