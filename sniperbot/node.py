@@ -810,6 +810,10 @@ class Node:
                 raise NodeCrash("admin chaos: the node raised in its own loop")
             ready = self._poller.poll(int(_LOOP_TICK_S * 1000))
             now = self._awake(_LOOP_TICK_S)
+            # Market data first: a snapshot answered in this round (a joining actor's SnapshotRequest)
+            # holds every value that reached the node before the request did. A value a publisher sent
+            # to that actor directly while it was joining was dropped there: the snapshot is its copy.
+            ready.sort(key=lambda item: item[0] is not self._market.socket)
             for sock, _ in ready:
                 self._dispatch(sock)
             if deadline is not None and now >= deadline:
