@@ -103,7 +103,7 @@ class Harness:
 
     def start(self, actor_id: str, actor: str, args: dict[str, Any]) -> None:
         """One analyser actor (a scanner or the aggregator) in a thread."""
-        from sniperbot.actors.runtime import ActorLaunch, ActorRuntime
+        from sniperbot.actors.runtime import ActorLaunch, run_in_thread
 
         launch = ActorLaunch(
             actor_id=actor_id,
@@ -116,22 +116,7 @@ class Harness:
             auth_key=self.auth_key,
             node_life="bench",
         )
-        runtime = ActorRuntime(launch)
-        opened = threading.Event()
-
-        def run() -> None:
-            runtime.open()
-            opened.set()
-            try:
-                while runtime.step(20):
-                    pass
-            finally:
-                runtime.close(clean=True)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        assert opened.wait(20), f"{actor_id} did not open"
-        self.runtimes.append((runtime, thread))
+        self.runtimes.append(run_in_thread(launch))
 
     def arrived(self, post_id: str) -> int | None:
         """When ``post_id`` reached the bus (None: not yet)."""

@@ -88,6 +88,7 @@ from sniperbot.messages import (
     Ready,
     RiskStatus,
     SetTradingState,
+    SnapshotEnd,
     SnapshotRequest,
     Stop,
     VenueStatus,
@@ -811,8 +812,8 @@ class Node:
             ready = self._poller.poll(int(_LOOP_TICK_S * 1000))
             now = self._awake(_LOOP_TICK_S)
             # Market data first: a snapshot answered in this round (a joining actor's SnapshotRequest)
-            # holds every value that reached the node before the request did. A value a publisher sent
-            # to that actor directly while it was joining was dropped there: the snapshot is its copy.
+            # holds every value that reached the node before the request did (what a publisher sent
+            # that actor directly while it joined, the actor holds until the snapshot's end).
             ready.sort(key=lambda item: item[0] is not self._market.socket)
             for sock, _ in ready:
                 self._dispatch(sock)
@@ -972,9 +973,13 @@ class Node:
                     actor_id=peer.spec.id, incarnation=peer.incarnation, pid=peer.handle.pid, ts_ns=0
                 )
                 self.send_control(child.spec.id, child.incarnation, ready)
+        values = 0
         for frame in self.last_values.matching(request.topics):
             with contextlib.suppress(zmq.ZMQError):
                 self._control.send_multipart((identity, frame), zmq.NOBLOCK)
+                values += 1
+        # Then the end: the actor hands over what local publishers sent it while it joined (held till now).
+        self.send_control(child.spec.id, child.incarnation, SnapshotEnd(values=values))
 
     def _on_status(self, frames: list[bytes]) -> None:
         if len(frames) != 1:

@@ -8,6 +8,7 @@ supervisor goes silent (an orphan must not keep trading).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import importlib
@@ -35,6 +36,7 @@ from sniperbot.messages import (
     InvalidFrame,
     Payload,
     Ready,
+    SnapshotEnd,
     SnapshotRequest,
     Stop,
     decode_envelope,
@@ -72,6 +74,10 @@ _READY_TOPIC = "ctl.ready."
 _JOIN_PROBE_S = 0.01  # how often a starting actor probes its own subscription (see open)
 _LOCAL_JOIN_PROBES = 25  # probes (0.25 s) the join waits for every local publisher's answer (fanout)
 _JOIN_PROBES = 200  # then it asks for the snapshot anyway (a harness with no bus proxy)
+#: How long a joining actor holds what local publishers sent it directly for the node's SnapshotEnd
+#: (a harness with no node, or a node that lost the request): then it takes them without it.
+_SNAPSHOT_WAIT_S = 1.0
+_HOLD_MAX = 10_000  # direct messages held while joining; past it the oldest are dropped (and counted)
 _READY_PREFIX = _READY_TOPIC.encode()
 
 
@@ -210,6 +216,11 @@ class ActorRuntime(ActorContext):
         self._echo_topic = topic.bus_echo(self.actor_id)
         self._join_left = 0  # probes left while our bus subscription is not known to work
         self._proxy_joined = False  # our join probe came back through the proxy
+        # Direct (local bus) messages held from the join until the snapshot has been taken (None: not
+        # holding), and the newest (sender, incarnation, seq) the snapshot gave per topic (_release_held).
+        self._held: collections.deque[bytes] | None = None
+        self._held_dropped = 0
+        self._snapshot_newest: dict[str, tuple[str, int, int]] = {}
         self._trace_dir = os.environ.get(TRACE_DIR_ENV, "")
         self._trace: list[tuple[int, int, str, str, int, str, int]] | None = [] if self._trace_dir else None
 
@@ -362,6 +373,7 @@ class ActorRuntime(ActorContext):
             self._join_topic = f"ctl.join.{self.actor_id}.{self.incarnation}"
             self._join_left = _JOIN_PROBES
             self._proxy_joined = False
+            self._held = collections.deque(maxlen=_HOLD_MAX) if self._local is not None else None
             self._sub.subscribe(self._join_topic)
             self._probe_join()
         self.log.info("ready", extra={"event": "ready", "pid": os.getpid()})
@@ -389,8 +401,7 @@ class ActorRuntime(ActorContext):
             self._pub.publish(
                 self._join_topic, Heartbeat(seq=self._join_left, ts_ns=time.time_ns()), through_proxy=True
             )
-        timer = _Timer(int(_JOIN_PROBE_S * 1e9), self._probe_join, once=True)
-        heapq.heappush(self._timers, (time.monotonic_ns() + timer.interval_ns, next(self._timer_ids), timer))
+        self._once(_JOIN_PROBE_S, self._probe_join)
 
     def _maybe_joined(self) -> None:
         """Joined once our probe came back through the proxy and every local publisher has us."""
@@ -403,6 +414,50 @@ class ActorRuntime(ActorContext):
         self._sub.unsubscribe(self._join_topic)
         assert self.actor is not None
         self._send_control(SnapshotRequest(topics=list(self.actor.topics)))
+        if self._held is not None:
+            self._once(_SNAPSHOT_WAIT_S, self._snapshot_late)
+
+    def _once(self, delay_s: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once, ``delay_s`` from now."""
+        timer = _Timer(int(delay_s * 1e9), callback, once=True)
+        heapq.heappush(self._timers, (time.monotonic_ns() + timer.interval_ns, next(self._timer_ids), timer))
+
+    def _snapshot_late(self) -> None:
+        """No SnapshotEnd came in time (no node, or the request was lost): take what is held anyway."""
+        if self._held is not None:
+            self.log.debug("no snapshot end", extra={"event": "snapshot_late", "held": len(self._held)})
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """Hand the actor the direct messages held while joining, after the snapshot: each one the
+        snapshot did not already give (the same publisher's message of that topic, or a newer one)."""
+        held, self._held = self._held, None
+        newest, self._snapshot_newest = self._snapshot_newest, {}
+        if self._held_dropped:
+            self.log.warning(
+                "direct messages dropped while joining",
+                extra={"event": "join_hold_full", "dropped": self._held_dropped, "kept": _HOLD_MAX},
+            )
+        if not held or self.actor is None:
+            return
+        on_message = self.actor.on_message
+        for message in held:
+            if newest:
+                try:
+                    envelope = decode_envelope(split_message(message)[1])
+                except InvalidFrame:
+                    envelope = None  # counted as invalid by _take_bus
+                if envelope is not None:
+                    given = newest.get(envelope.topic)
+                    if (
+                        given is not None
+                        and given[:2] == (envelope.sender, envelope.incarnation)
+                        and given[2] >= envelope.seq
+                    ):
+                        continue
+            self._take_bus(message, on_message, "local")
+            if self._stopping:
+                return
 
     def step(self, max_wait_ms: int | None = None) -> bool:
         """Wait for and handle one round of input and due timers; False once stopping."""
@@ -543,12 +598,22 @@ class ActorRuntime(ActorContext):
     def _on_local_message(self, message: bytes) -> None:
         """A bus message a local publisher sent us directly (:mod:`sniperbot.transport.fanout`).
 
-        Dropped while our subscription is joining, as the proxy drops what a joining subscription
-        misses: local publishers take our request one by one, and a message from the first one
-        (a token's safety report) taken before what a later one had already said (the signal the
-        sniper needs beside it, which the last values at join carry) would be decided on alone.
+        Held while our subscription is joining and until the node's snapshot has been taken
+        (:class:`~sniperbot.messages.SnapshotEnd`), then handed over after it, minus what the
+        snapshot already gave (:meth:`_release_held`). Not taken at once: local publishers take our
+        request one by one, and a message from the first one (a token's safety report) taken before
+        what a later one had already said (the signal the sniper needs beside it, which the
+        snapshot carries) would be decided on alone. Not dropped: its copy through the proxy may
+        reach the node's last-value cache only after the node answered our request, and then
+        neither would ever reach us (a signal replayed at start that a recorder never saw).
         """
-        if self._stopping or self.actor is None or self._join_left:
+        if self._stopping or self.actor is None:
+            return
+        held = self._held
+        if held is not None:
+            if len(held) == _HOLD_MAX:
+                self._held_dropped += 1  # the oldest goes (deque maxlen)
+            held.append(message)
             return
         self._take_bus(message, self.actor.on_message, "local")
 
@@ -698,7 +763,14 @@ class ActorRuntime(ActorContext):
             return
         if isinstance(payload, Ready) and not self._wants_ready:
             return  # the node's word on who is current (with a snapshot); recorded by _admit
+        if isinstance(payload, SnapshotEnd):
+            if self._held is not None:
+                self._release_held()
+            return
         assert self.actor is not None
+        if self._held is not None and envelope.topic != "ctl":
+            # A last value of the snapshot: what the held copies are checked against (_release_held).
+            self._snapshot_newest[envelope.topic] = (envelope.sender, envelope.incarnation, envelope.seq)
         self.handled += 1
         self.actor.on_message(envelope)
 
@@ -752,8 +824,7 @@ class ActorRuntime(ActorContext):
         not woken 20 times a second for nothing (every wake-up on a 2-core machine can land on the
         tick-to-trade path of another actor)."""
         self._resend_armed = True
-        timer = _Timer(int(_RESEND_CHECK_S * 1e9), self._resend_due, once=True)
-        heapq.heappush(self._timers, (time.monotonic_ns() + timer.interval_ns, next(self._timer_ids), timer))
+        self._once(_RESEND_CHECK_S, self._resend_due)
 
     def _resend_due(self) -> None:
         self._resend_armed = False
@@ -792,6 +863,28 @@ def describe_error(error: BaseException) -> str:
         relative = os.path.relpath(path)
         path = path if relative.startswith("..") else relative
     return f"{type(error).__name__} at {path}:{last.lineno} in {last.name}"
+
+
+def run_in_thread(launch: ActorLaunch, step_ms: int = 20) -> tuple[ActorRuntime, threading.Thread]:
+    """Run an incarnation in a daemon thread of this process, once it is open (harnesses with no node:
+    tests, benchmarks); ``runtime.stop()`` then ``thread.join()`` ends it, ``on_stop`` included."""
+    runtime = ActorRuntime(launch)
+    opened = threading.Event()
+
+    def run() -> None:
+        runtime.open()
+        opened.set()
+        try:
+            while runtime.step(step_ms):
+                pass
+        finally:
+            runtime.close(clean=True)
+
+    thread = threading.Thread(target=run, name=f"actor-{launch.actor_id}", daemon=True)
+    thread.start()
+    if not opened.wait(20):
+        raise RuntimeError(f"{launch.actor_id} did not open within 20 s")
+    return runtime, thread
 
 
 def run_actor_process(launch_bytes: bytes) -> None:

@@ -17,6 +17,7 @@ from sniperbot.messages.control import (
     Ready,
     RiskStatus,
     SetTradingState,
+    SnapshotEnd,
     SnapshotRequest,
     Stop,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "SetTradingState",
     "Side",
     "Signal",
+    "SnapshotEnd",
     "SnapshotRequest",
     "Stop",
     "TokenSafetyReport",

@@ -110,6 +110,12 @@ class SnapshotRequest(Message, tag="snapshot_req"):
     topics: list[str]
 
 
+class SnapshotEnd(Message, tag="snapshot_end"):
+    """The node sent every last value a :class:`SnapshotRequest` asked for (``values`` of them)."""
+
+    values: int
+
+
 class ActorError(Message, tag="actor_error"):
     """An actor's last words to the node: what it crashed on (class and place, never a message)."""
 

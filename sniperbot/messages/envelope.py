@@ -23,6 +23,7 @@ from sniperbot.messages.control import (
     Ready,
     RiskStatus,
     SetTradingState,
+    SnapshotEnd,
     SnapshotRequest,
     Stop,
 )
@@ -52,6 +53,7 @@ Payload = (
     | SetTradingState
     | BreakerChanged
     | SnapshotRequest
+    | SnapshotEnd
     | Crash
     | ActorError
     | VenueOrderQuery

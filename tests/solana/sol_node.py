@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from sniperbot.actors.base import Actor
-from sniperbot.actors.runtime import ActorLaunch, ActorRuntime
+from sniperbot.actors.runtime import ActorLaunch, ActorRuntime, run_in_thread
 from sniperbot.keystore import Credentials
 from sniperbot.messages import Envelope, Order, Payload
 from sniperbot.rundir import RunDir
@@ -69,22 +69,7 @@ def _start(run_dir: Path, auth_key: bytes, actor_id: str, actor: str, args: dict
         node_life="t1",
         credentials=credentials,
     )
-    runtime = ActorRuntime(launch)
-    opened = threading.Event()
-
-    def run() -> None:
-        runtime.open()
-        opened.set()
-        try:
-            while runtime.step(50):
-                pass
-        finally:
-            runtime.close(clean=True)
-
-    thread = threading.Thread(target=run, name=f"actor-{actor_id}", daemon=True)
-    thread.start()
-    assert opened.wait(20), f"{actor_id} did not open"
-    return runtime, thread
+    return run_in_thread(launch, step_ms=50)
 
 
 def main() -> None:

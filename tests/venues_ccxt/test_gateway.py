@@ -24,7 +24,13 @@ from typing import Any
 import pytest
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.actors.runtime import ActorLaunch, ActorRuntime, close_process_journals, process_journal
+from sniperbot.actors.runtime import (
+    ActorLaunch,
+    ActorRuntime,
+    close_process_journals,
+    process_journal,
+    run_in_thread,
+)
 from sniperbot.keystore import Credentials
 from sniperbot.messages import CancelOrder, Envelope, Order, OrderUpdate, Payload
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport
@@ -108,21 +114,7 @@ class Actors:
             node_life="t1",
             credentials=credentials,
         )
-        runtime = ActorRuntime(launch)
-        opened = threading.Event()
-
-        def run() -> None:
-            runtime.open()
-            opened.set()
-            try:
-                while runtime.step(50):
-                    pass
-            finally:
-                runtime.close(clean=True)
-
-        thread = threading.Thread(target=run, name=f"actor-{actor_id}", daemon=True)
-        thread.start()
-        assert opened.wait(20), f"{actor_id} did not open"
+        runtime, thread = run_in_thread(launch, step_ms=50)
         self.running[actor_id] = (runtime, thread)
         return runtime
 
