@@ -519,6 +519,33 @@ def test_node_state_survives_reopen_and_is_listed_by_prefix(tmp_path: Path) -> N
         reopened.close()
 
 
+def test_state_items_reads_a_key_range_and_the_last_n_by_cursor(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    try:
+        # Neighbours that share a byte prefix but not the key prefix must never leak in.
+        journal.put_states({"a": b"-", "a/": b"root", "a0": b"-", "b/1": b"-"})
+        journal.put_states({f"a/{i:03d}": str(i).encode() for i in range(20)})
+        every = journal.state_items("a/")
+        assert [k for k, _ in every] == ["a/"] + [f"a/{i:03d}" for i in range(20)]
+        assert journal.state_items("a/", start="005", stop="008") == [
+            ("a/005", b"5"),
+            ("a/006", b"6"),
+            ("a/007", b"7"),
+        ]
+        assert journal.state_items("a/", last=3) == [("a/017", b"17"), ("a/018", b"18"), ("a/019", b"19")]
+        assert journal.state_items("a/", stop="010", last=2) == [("a/008", b"8"), ("a/009", b"9")]
+        assert journal.state_items("a/", stop="999", last=1) == [("a/019", b"19")]  # stop past the end
+        assert journal.state_items("a/", start="018", last=5) == [("a/018", b"18"), ("a/019", b"19")]
+        assert journal.state_items("a/", last=100) == every
+        assert journal.state_items("a/", stop="000", last=5) == [("a/", b"root")]
+        assert journal.state_items("zz/", last=5) == [] and journal.state_items("zz/") == []
+        assert journal.state_items("b/", last=5) == [("b/1", b"-")]  # the last prefix of the database
+        with pytest.raises(ValueError, match="last must be >= 0"):
+            journal.state_items("a/", last=-1)
+    finally:
+        journal.close()
+
+
 def test_strategy_records_after_a_seq_yields_only_that_strategys_later_records(tmp_path: Path) -> None:
     # What a strategy or sniper reads before deciding: its own records since its last look.
     journal = Journal.open(tmp_path, durability="process")

@@ -1301,18 +1301,42 @@ class Journal:
         encoded = _key(key, "state key")
         return self._read(lambda txn, dbs: txn.get(encoded, db=dbs.state), None)
 
-    def state_items(self, prefix: str) -> list[tuple[str, bytes]]:
-        """Every piece of node state whose key starts with ``prefix``, in key order."""
-        start = prefix.encode()
+    def state_items(
+        self, prefix: str, *, start: str = "", stop: str = "", last: int = 0
+    ) -> list[tuple[str, bytes]]:
+        """The pieces of node state whose key starts with ``prefix``, in key order.
+
+        ``start``/``stop``: only keys from ``prefix + start`` (inclusive) to ``prefix + stop``
+        (exclusive; "" = no bound); ``last``: only the last ``last`` of those (0 = all). Read by
+        cursor, so the cost is what is returned, not how much the prefix holds (a strategy's warm-up
+        reads its last bars of the thousands the bar store keeps).
+        """
+        if last < 0:
+            raise ValueError(f"last must be >= 0, got {last}")
+        base = prefix.encode()
+        low = (prefix + start).encode()
+        # No UTF-8 key has a 0xff byte: base + 0xff sorts after every key that starts with base.
+        high = (prefix + stop).encode() if stop else base + b"\xff"
 
         def scan(txn: lmdb.Transaction, dbs: _Dbs) -> list[tuple[str, bytes]]:
             out: list[tuple[str, bytes]] = []
             cur = txn.cursor(db=dbs.state)
-            if cur.set_range(start):
-                for key, value in cur:
-                    if not key.startswith(start):
-                        break
-                    out.append((key.decode(), bytes(value)))
+            if not last:
+                if cur.set_range(low):
+                    for key, value in cur:
+                        if key >= high or not key.startswith(base):
+                            break
+                        out.append((key.decode(), bytes(value)))
+                return out
+            # Backwards from the last key below ``high``.
+            here = cur.prev() if cur.set_range(high) else cur.last()
+            while here and len(out) < last:
+                key = cur.key()
+                if key < low or not key.startswith(base):
+                    break
+                out.append((key.decode(), bytes(cur.value())))
+                here = cur.prev()
+            out.reverse()
             return out
 
         return self._read(scan, [])

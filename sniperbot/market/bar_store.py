@@ -5,7 +5,8 @@ node's processes); a strategy that starts, restarts or is hot-added reads the la
 venue, symbol and interval and is warmed on them before it acts. Two strategies on the same
 market build the same bars from the same trades; when two versions of a bar meet, the one built
 from more trades wins (a strategy restarted mid-bar saw only part of it). Each key keeps the
-last :data:`KEEP` bars: pruned every :data:`PRUNE_EVERY` puts.
+last :data:`KEEP` bars: pruned every :data:`PRUNE_EVERY` puts, in one transaction. Reads go by
+cursor over the range they need (a warm-up reads its last bars, not all the store keeps).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class BarStore:
 
     def put(self, bar: Bar) -> None:
         """Keep ``bar`` (unless the store has a version of it built from at least as many trades)."""
-        key = f"{bar_prefix(bar.venue, bar.symbol, bar.interval_s)}{bar.start_ns:020d}"
+        key = bar_prefix(bar.venue, bar.symbol, bar.interval_s) + _suffix(bar.start_ns)
         existing = self.journal.get_state(key)
         if existing is not None and _decoder.decode(existing).trades >= bar.trades:
             return
@@ -49,21 +50,23 @@ class BarStore:
             self.prune(bar.venue, bar.symbol, bar.interval_s)
 
     def prune(self, venue: str, symbol: str, interval_s: float) -> int:
-        """Delete all but the last ``keep`` bars of one key; returns how many went."""
-        items = self.journal.state_items(bar_prefix(venue, symbol, interval_s))
-        old = items[: max(0, len(items) - self.keep)]
-        for key, _ in old:
-            self.journal.put_state(key, None)
+        """Delete all but the last ``keep`` bars of one key, in one transaction; returns how many went."""
+        prefix = bar_prefix(venue, symbol, interval_s)
+        kept = self.journal.state_items(prefix, last=self.keep)
+        if len(kept) < self.keep:
+            return 0
+        old = self.journal.state_items(prefix, stop=kept[0][0][len(prefix) :])
+        if old:
+            self.journal.put_states(dict.fromkeys((key for key, _ in old), None))
         return len(old)
 
     def between(self, venue: str, symbol: str, interval_s: float, after_ns: int, before_ns: int) -> list[Bar]:
         """Bars that started in ``[after_ns, before_ns)``, oldest first."""
         prefix = bar_prefix(venue, symbol, interval_s)
-        return [
-            _decoder.decode(value)
-            for key, value in self.journal.state_items(prefix)
-            if after_ns <= int(key[len(prefix) :]) < before_ns
-        ]
+        if before_ns <= max(after_ns, 0):
+            return []
+        items = self.journal.state_items(prefix, start=_suffix(max(after_ns, 0)), stop=_suffix(before_ns))
+        return [_decoder.decode(value) for _, value in items]
 
     def last(
         self, venue: str, symbol: str, interval_s: float, count: int, before_ns: int | None = None
@@ -71,10 +74,11 @@ class BarStore:
         """The last ``count`` bars (oldest first) that started before ``before_ns`` (None: any)."""
         if count <= 0:
             return []
-        bars = [
-            _decoder.decode(value)
-            for _, value in self.journal.state_items(bar_prefix(venue, symbol, interval_s))
-        ]
-        if before_ns is not None:
-            bars = [b for b in bars if b.start_ns < before_ns]
-        return bars[-count:]
+        stop = "" if before_ns is None else _suffix(max(before_ns, 0))
+        items = self.journal.state_items(bar_prefix(venue, symbol, interval_s), stop=stop, last=count)
+        return [_decoder.decode(value) for _, value in items]
+
+
+def _suffix(start_ns: int) -> str:
+    """A bar's key after its prefix: its start, zero-padded so that key order is time order."""
+    return f"{start_ns:020d}"
