@@ -542,6 +542,10 @@ def test_state_items_reads_a_key_range_and_the_last_n_by_cursor(tmp_path: Path) 
         assert journal.state_items("b/", last=5) == [("b/1", b"-")]  # the last prefix of the database
         with pytest.raises(ValueError, match="last must be >= 0"):
             journal.state_items("a/", last=-1)
+        # state_keys: the same keys for every range, without the values (the bar store's prune).
+        for kwargs in ({}, {"start": "005", "stop": "008"}, {"last": 3}, {"stop": "010", "last": 2}):
+            assert journal.state_keys("a/", **kwargs) == [k for k, _ in journal.state_items("a/", **kwargs)]
+        assert journal.state_keys("zz/", last=5) == []
     finally:
         journal.close()
 

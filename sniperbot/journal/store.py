@@ -1311,6 +1311,16 @@ class Journal:
         cursor, so the cost is what is returned, not how much the prefix holds (a strategy's warm-up
         reads its last bars of the thousands the bar store keeps).
         """
+        return self._state_scan(prefix, start, stop, last, values=True)
+
+    def state_keys(self, prefix: str, *, start: str = "", stop: str = "", last: int = 0) -> list[str]:
+        """The keys :meth:`state_items` would return, without reading or copying their values."""
+        return [key for key, _ in self._state_scan(prefix, start, stop, last, values=False)]
+
+    def _state_scan(
+        self, prefix: str, start: str, stop: str, last: int, *, values: bool
+    ) -> list[tuple[str, bytes]]:
+        """One cursor scan of the state keys for :meth:`state_items` / :meth:`state_keys`."""
         if last < 0:
             raise ValueError(f"last must be >= 0, got {last}")
         base = prefix.encode()
@@ -1323,10 +1333,10 @@ class Journal:
             cur = txn.cursor(db=dbs.state)
             if not last:
                 if cur.set_range(low):
-                    for key, value in cur:
+                    for key in cur.iternext(keys=True, values=False):
                         if key >= high or not key.startswith(base):
                             break
-                        out.append((key.decode(), bytes(value)))
+                        out.append((key.decode(), bytes(cur.value()) if values else b""))
                 return out
             # Backwards from the last key below ``high``.
             here = cur.prev() if cur.set_range(high) else cur.last()
@@ -1334,7 +1344,7 @@ class Journal:
                 key = cur.key()
                 if key < low or not key.startswith(base):
                     break
-                out.append((key.decode(), bytes(cur.value())))
+                out.append((key.decode(), bytes(cur.value()) if values else b""))
                 here = cur.prev()
             out.reverse()
             return out

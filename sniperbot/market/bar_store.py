@@ -52,12 +52,14 @@ class BarStore:
     def prune(self, venue: str, symbol: str, interval_s: float) -> int:
         """Delete all but the last ``keep`` bars of one key, in one transaction; returns how many went."""
         prefix = bar_prefix(venue, symbol, interval_s)
-        kept = self.journal.state_items(prefix, last=self.keep)
+        # Keys only: the prune runs every few hundred bars and must not decode or copy the
+        # thousands it keeps (that showed as strategy memory growth in the soak).
+        kept = self.journal.state_keys(prefix, last=self.keep)
         if len(kept) < self.keep:
             return 0
-        old = self.journal.state_items(prefix, stop=kept[0][0][len(prefix) :])
+        old = self.journal.state_keys(prefix, stop=kept[0][len(prefix) :])
         if old:
-            self.journal.put_states(dict.fromkeys((key for key, _ in old), None))
+            self.journal.put_states(dict.fromkeys(old, None))
         return len(old)
 
     def between(self, venue: str, symbol: str, interval_s: float, after_ns: int, before_ns: int) -> list[Bar]:
