@@ -116,10 +116,10 @@ def _simulate(
         drop, write_txn = journal.drop_archived, journal._write_txn
         dropping = [False]
 
-        def timed_write(fn: Callable[[Any], Any]) -> Any:
+        def timed_write(fn: Callable[[Any], Any], *args: Any) -> Any:
             t = time.perf_counter_ns()
             try:
-                return write_txn(fn)
+                return write_txn(fn, *args)
             finally:
                 if dropping[0]:
                     drops.append(time.perf_counter_ns() - t)
