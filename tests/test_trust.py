@@ -20,6 +20,7 @@ import msgspec
 import pytest
 import zmq
 
+from sniperbot.chaos.invariants import check_run_dir
 from sniperbot.journal import Journal, keys
 from sniperbot.messages import (
     Ack,
@@ -61,8 +62,6 @@ from sniperbot.messages import (
     decode_envelope,
     encode_envelope,
 )
-from sniperbot.messages.control import position_key
-from sniperbot.risk import TRADING_STATES
 from sniperbot.rundir import RunDir
 from tests.conftest import FAST_CONFIG, RunningNode, eventually, sniperbot
 
@@ -280,21 +279,6 @@ def _journal_fills(run_dir: Path) -> list[dict[str, Any]]:
     return json.loads(result.stdout)
 
 
-def _positions_match_journal(node: RunningNode) -> bool:
-    """The reported positions equal the sum of journaled fills (read twice around, to be stable)."""
-    fills = _journal_fills(node.run_dir)
-    positions = node.admin("status")["positions"]
-    if fills != _journal_fills(node.run_dir):
-        return False  # a fill landed meanwhile: try again
-    expected: dict[str, float] = {}
-    for f in fills:
-        key = position_key(f["venue"], f["symbol"])  # status keys positions by venue and symbol
-        expected[key] = expected.get(key, 0.0) + (f["quantity"] if f["side"] == "buy" else -f["quantity"])
-    return all(abs(positions.get(s, 0.0) - q) < 1e-9 for s, q in expected.items()) and all(
-        abs(q) < 1e-9 or s in expected for s, q in positions.items()
-    )
-
-
 def test_every_kind_from_a_stray_process_on_every_topic_and_inbox(short_tmp: Path) -> None:
     config = short_tmp / "fast.toml"
     config.write_text(FAST_CONFIG)
@@ -345,13 +329,31 @@ def test_every_kind_from_a_stray_process_on_every_topic_and_inbox(short_tmp: Pat
         assert not [
             f for f in _journal_fills(run_dir) if EVIL in f["fill_id"] or EVIL in f["client_order_id"]
         ]
-        eventually(lambda: _positions_match_journal(node), 30, what="positions equal the journaled fills")
+        # The forged SetTradingState left the saved state alone (read while running: the halt below
+        # saves its own).
+        journal = Journal.open(run_dir, readonly=True)
+        try:
+            saved = journal.get_state(TRADING_STATE_KEY)
+            assert saved is None or msgspec.json.decode(saved)["state"] == "ACTIVE"
+        finally:
+            journal.close()
+        # Stop trading and let the last orders land: the positions are the journaled fills summed (the
+        # invariant checker's own rule). Compared while trading, a fill landing between the reads kept
+        # the comparison from ever settling on a loaded machine.
+        assert node.admin("halt")["trading_state"] == "HALTED"
+        eventually(lambda: (r := check_run_dir(run_dir)).ok and r.settled, 30, what="settled after halt")
+        eventually(
+            lambda: check_run_dir(run_dir, node.admin("status")["positions"]).ok,
+            30,
+            what="positions equal the journaled fills",
+        )
+        report = check_run_dir(run_dir, node.admin("status")["positions"])
+        assert report.ok, report.problems
         assert node.stop() == 0
         journal = Journal.open(run_dir, readonly=True)
         try:
             saved = journal.get_state(TRADING_STATE_KEY)
-            assert saved is None or msgspec.json.decode(saved)["state"] in TRADING_STATES
-            assert saved is None or msgspec.json.decode(saved)["state"] == "ACTIVE"
+            assert saved is not None and msgspec.json.decode(saved)["state"] == "HALTED"
             assert journal.order(f"{EVIL}-order") is None
             assert journal.order("fast_btc-999999") is None
             assert all(EVIL not in o.client_order_id and o.quantity < 5.0 for o in journal.orders())
