@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -260,8 +261,9 @@ def run_commit_floor(work: Path, count: int, warmup: int) -> list[int]:
     from sniperbot.journal import Journal
     from sniperbot.messages import Fill, Order, OrderUpdate
 
-    path = work / "commit-floor"
-    path.mkdir(exist_ok=True)
+    # A fresh journal per call: the same client ids in a journal that has them would be deduplicated,
+    # and a commit with nothing new in it costs no flush (a later round's floor would read low).
+    path = Path(tempfile.mkdtemp(prefix="commit-floor-", dir=work))
     journal = Journal.open(path, durability="fsync")
     samples: list[int] = []
     try:
