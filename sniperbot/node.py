@@ -836,8 +836,7 @@ class Node:
                 self.root.send_heartbeats()
             # Again right before the liveness check: a pause that began inside this round (after the
             # check above) would otherwise count against every actor at once.
-            self._awake(0.0)
-            self.root.tick()
+            self.root.tick(self._awake(0.0))
             self.breakers.tick(self.root.state == "running" and not self._stop_requested)
             if self._metrics is not None and now >= next_metrics:
                 next_metrics = now + self.config.metrics.interval_s

@@ -20,7 +20,7 @@ import zmq
 
 from sniperbot.actors.base import Actor
 from sniperbot.actors.placement import Launcher
-from sniperbot.actors.runtime import ActorLaunch, close_process_journals
+from sniperbot.actors.runtime import ActorLaunch, SupervisorSilence, close_process_journals
 from sniperbot.messages import Envelope, Heartbeat, Payload, Ready, decode_envelope, encode_envelope
 from sniperbot.rundir import RunDir
 from sniperbot.supervision import Child, ChildSpec, RestartIntensity, Supervisor, SupFlags
@@ -555,6 +555,37 @@ def test_hung_child_is_killed_after_interval_times_liveness_and_restarted() -> N
     root.tick()
     assert host.events("kill") == [("kill", "a", 1)], "the new incarnation starts with a fresh deadline"
     assert host.incarnation("b") == 1
+
+
+def test_tick_judges_liveness_by_the_reading_it_is_given_down_the_tree() -> None:
+    """A host that forgave its own pause passes that clock reading: a pause after it (the host's clock
+    now far ahead) is not silence of the children, nested supervisors' children included."""
+    spec = sup("root", [worker("a"), sup("venue", [worker("v")])])
+    root, host = started(spec, Host(interval_s=0.5, liveness=4))
+    t0 = host.now[0]
+    host.now[0] = t0 + 10.0  # the host was stopped right after taking its reading
+    root.tick(t0 + 1.0)
+    assert host.events("kill") == []
+    root.tick(t0 + 2.1)
+    assert sorted(host.events("kill")) == [("kill", "a", 1), ("kill", "v", 1)]
+
+
+def test_an_actor_forgives_its_own_pause_but_not_a_silent_supervisor() -> None:
+    """The actor's side of liveness (heartbeat 0.2 s x liveness 5): a pause of this process is not
+    its supervisor's silence, even while the supervisor is still stopped after it; real silence is."""
+    ms = 1_000_000
+    silence = SupervisorSilence(200 * ms, 0)
+    for t in range(200, 1001, 200):  # heard and beating on time
+        silence.heard(t * ms - 5 * ms)
+        assert silence.beat(t * ms) == 5 * ms
+    # Stopped from 1.05 s to 3.05 s (the supervisor too, until 3.35 s): the late beat is forgiven.
+    assert silence.beat(3050 * ms) < 400 * ms
+    assert max(silence.beat(t * ms) for t in (3250, 3450)) < 1000 * ms
+    silence.heard(3460 * ms)
+    # Then the supervisor goes silent for good: on-time beats see it grow past the 1 s limit.
+    silent = [silence.beat(t * ms) for t in range(3650, 4851, 200)]
+    assert silent[-1] == 4850 * ms - 3460 * ms > 1000 * ms
+    assert silent == sorted(silent)
 
 
 def test_start_timeout_kills_a_child_that_never_becomes_ready() -> None:

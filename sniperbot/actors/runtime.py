@@ -169,6 +169,36 @@ class _Timer:
         self.once = once
 
 
+class SupervisorSilence:
+    """How long this actor's supervisor has been silent, less the time this process did not run.
+
+    Every judgement takes one clock reading: a pause (SIGSTOP, a VM pause) that fell between two
+    readings in one heartbeat would count as the supervisor's silence and stop a healthy actor as
+    orphaned. A heartbeat that fires more than an interval late means this process did not run;
+    the supervisor could not be heard meanwhile, so that time is not held against it.
+    """
+
+    __slots__ = ("_interval_ns", "_last_beat_ns", "_last_heard_ns")
+
+    def __init__(self, interval_ns: int, now_ns: int) -> None:
+        """``interval_ns``: this actor's heartbeat interval; ``now_ns``: monotonic now."""
+        self._interval_ns = interval_ns
+        self._last_heard_ns = now_ns
+        self._last_beat_ns = now_ns
+
+    def heard(self, now_ns: int) -> None:
+        """The supervisor spoke at ``now_ns``."""
+        self._last_heard_ns = now_ns
+
+    def beat(self, now_ns: int) -> int:
+        """This actor's heartbeat timer fired at ``now_ns``: the supervisor's silence so far (ns)."""
+        paused_ns = now_ns - self._last_beat_ns - self._interval_ns
+        self._last_beat_ns = now_ns
+        if paused_ns > self._interval_ns:
+            self._last_heard_ns += paused_ns
+        return now_ns - self._last_heard_ns
+
+
 class ActorRuntime(ActorContext):
     """Runs one incarnation of one actor: sockets, loop, timers, heartbeats."""
 
@@ -199,8 +229,7 @@ class ActorRuntime(ActorContext):
         self.handled = 0
         self._invalid_reasons_logged: set[tuple[str, str]] = set()
         self._hb_seq = 0
-        self._last_supervisor_ns = time.monotonic_ns()
-        self._last_beat_ns = self._last_supervisor_ns  # when _heartbeat last ran (its own lateness)
+        self._silence = SupervisorSilence(int(launch.heartbeat_interval_s * 1e9), time.monotonic_ns())
         self.actor: Actor | None = None
         self.poller = zmq.Poller()
         self._direct = PollWatch(self.poller)  # the direct sockets (sniperbot.transport.direct)
@@ -752,7 +781,7 @@ class ActorRuntime(ActorContext):
 
     def _on_control(self, envelope: Envelope) -> None:
         payload = envelope.payload
-        self._last_supervisor_ns = time.monotonic_ns()
+        self._silence.heard(time.monotonic_ns())
         if isinstance(payload, Heartbeat):
             return
         if isinstance(payload, Crash):
@@ -783,14 +812,7 @@ class ActorRuntime(ActorContext):
             pass
 
     def _heartbeat(self) -> None:
-        now_ns = time.monotonic_ns()
-        interval_ns = int(self.launch.heartbeat_interval_s * 1e9)
-        paused_ns = now_ns - self._last_beat_ns - interval_ns
-        self._last_beat_ns = now_ns
-        if paused_ns > interval_ns:
-            # This timer fired that late: this process did not run (a VM or process pause). The
-            # supervisor's heartbeats could not be heard meanwhile either: not a sign of its death.
-            self._last_supervisor_ns += paused_ns
+        silent_ns = self._silence.beat(time.monotonic_ns())
         self._hb_seq += 1
         self._send_control(
             Heartbeat(
@@ -800,7 +822,6 @@ class ActorRuntime(ActorContext):
                 handled=self.handled,
             )
         )
-        silent_ns = time.monotonic_ns() - self._last_supervisor_ns
         limit_ns = self.launch.heartbeat_interval_s * self.launch.heartbeat_liveness * 1e9
         if silent_ns > limit_ns:
             self.log.error(
