@@ -71,7 +71,7 @@ from sniperbot.admin.protocol import (
 )
 from sniperbot.admin.service import AdminService
 from sniperbot.config import Config
-from sniperbot.journal import JournalError, keys
+from sniperbot.journal import AheadLog, JournalError, keys
 from sniperbot.journal.lmdbfile import DATA_FILE, check_before_open, is_disk_full
 from sniperbot.journal.seal import break_seal, is_sealed, write_seal
 from sniperbot.kernel.last_values import LastValues
@@ -629,6 +629,19 @@ class Node:
             else:
                 self.journal.verify()
             break_seal(self.rundir.journal)
+            # What an executor sent or published but LMDB never got (it died first), whatever the
+            # venue's fate since (removed from the config, never restarted): journaled before anyone
+            # reads the journal.
+            recovered = AheadLog.recover_all(self.journal)
+            if recovered:
+                log.warning(
+                    "sent or published but missing from the journal: journaled from the write-ahead logs",
+                    extra={
+                        "event": "ahead_recovered",
+                        "count": len(recovered),
+                        "orders": sorted({r.client_order_id for r in recovered})[:10],
+                    },
+                )
         except JournalError as e:
             raise RunDirError(f"refusing to start: {e}. {self._recovery_hint()}") from None
         has_orders = self.journal.counts()["orders"] > 0

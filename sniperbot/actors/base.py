@@ -59,6 +59,10 @@ class ActorContext:
         """Call ``callback`` every ``interval_s`` seconds on the actor's own loop."""
         raise NotImplementedError
 
+    def after(self, delay_s: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, ``delay_s`` seconds from now, on the actor's own loop."""
+        raise NotImplementedError
+
     @property
     def credentials(self) -> bytes:
         """This actor's sealed venue key (``Credentials.to_launch()``); only a venue's gateway has one."""

@@ -446,6 +446,10 @@ class ActorRuntime(ActorContext):
         if self._held is not None:
             self._once(_SNAPSHOT_WAIT_S, self._snapshot_late)
 
+    def after(self, delay_s: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, ``delay_s`` seconds from now, on this actor's loop."""
+        self._once(delay_s, callback)
+
     def _once(self, delay_s: float, callback: Callable[[], None]) -> None:
         """Run ``callback`` once, ``delay_s`` from now."""
         timer = _Timer(int(delay_s * 1e9), callback, once=True)

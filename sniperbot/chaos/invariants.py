@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from sniperbot.execution.executor import EXPIRED_UNSENT
-from sniperbot.journal import TERMINAL_STATUSES, Journal, JournalError
+from sniperbot.journal import TERMINAL_STATUSES, AheadLog, Journal, JournalError
 from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.messages.control import position_key
 from sniperbot.venues.sim.ledger import LedgerError, VenueLedger
@@ -86,6 +86,17 @@ class _Book:
         self.fill_counts: Counter[str] = Counter()
         self.status: dict[str, tuple[str, str]] = {}
 
+    def is_news(self, record: Order | OrderUpdate | Fill) -> bool:
+        """Whether ``record`` adds to what this book has (an order or fill it lacks, a status change)."""
+        if isinstance(record, Order):
+            return record.client_order_id not in self.orders
+        if isinstance(record, Fill):
+            return record.fill_id not in self.fills
+        previous = self.status.get(record.client_order_id, ("", ""))[0]
+        return previous != record.status and not (
+            previous in TERMINAL_STATUSES and record.status not in TERMINAL_STATUSES
+        )
+
     def add(self, record: Order | OrderUpdate | Fill) -> None:
         if isinstance(record, Order):
             self.order_counts[record.client_order_id] += 1
@@ -130,12 +141,15 @@ def check(
     ledgers: Mapping[str, VenueLedger],
     node_positions: Mapping[str, float] | None = None,
     skip: Iterable[str] = (),
+    logged: Iterable[Order | OrderUpdate | Fill] = (),
 ) -> InvariantReport:
     """Compare an open journal with open venue ledgers (venue name -> ledger).
 
     ``node_positions`` (``"venue:symbol"`` -> signed quantity, as ``admin status`` reports them)
     are compared with the sum of journaled fills when given. Venues in ``skip`` (checked against
-    their exchange instead) are left out of every comparison.
+    their exchange instead) are left out of every comparison. ``logged``: what the executors'
+    write-ahead logs hold (:meth:`AheadLog.read_all`, read before the journal): journaled too,
+    where LMDB does not have it yet.
     """
     skipped = set(skip)
     if skipped and node_positions is not None:
@@ -148,6 +162,12 @@ def check(
         book = ours.get(record.venue)
         if book is not None:
             book.add(record)
+    for record in logged:
+        book = ours.get(record.venue)
+        if book is not None and book.is_news(record):
+            book.add(record)
+            if isinstance(record, Fill):
+                all_fills.append(record)
     r = InvariantReport(
         ok=True,
         settled=True,
@@ -289,6 +309,8 @@ def check_run_dir(
     """
     skipped = set(exclude)
     try:
+        # The logs first: what an executor commits to LMDB after this read is in LMDB when it is read.
+        logged = AheadLog.read_all(Path(run_dir) / "journal")
         journal = Journal.open(Path(run_dir), readonly=True)
     except JournalError as e:
         raise CheckError(str(e)) from e
@@ -299,7 +321,7 @@ def check_run_dir(
                 ledgers[venue] = VenueLedger.open(run_dir, venue, readonly=True)
         if not ledgers:
             raise CheckError(f"no venue ledger in {run_dir} (venue-<name>/): nothing to check against")
-        return check(journal, ledgers, node_positions, skipped)
+        return check(journal, ledgers, node_positions, skipped, logged)
     except (JournalError, LedgerError) as e:
         raise CheckError(str(e)) from e
     finally:

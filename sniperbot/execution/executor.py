@@ -6,10 +6,16 @@ whose id it is given (``paper.<venue>`` in paper mode, :mod:`sniperbot.venues.si
 (:mod:`sniperbot.venues.base`). The gateway has its own books, so either side can die
 at any moment. Money stays exact because:
 
-* **Journal first.** An order is journaled before it is sent; the venue's answers
-  (:class:`~sniperbot.messages.venue.VenueEvents`) are journaled before they are
-  published (with "fsync" durability, with one fsync instead of two: a power loss
-  may undo the last such commit, never the order, and reconciliation asks again).
+* **Journal first.** An order is journaled before it is sent, and the venue's answers
+  (:class:`~sniperbot.messages.venue.VenueEvents`) before they are published. With
+  "fsync" durability "journaled" means the executor's write-ahead log
+  (:mod:`sniperbot.journal.ahead`: one device flush, where an LMDB commit costs two);
+  LMDB gets an order in one commit with the venue's first answer, right after that
+  answer is published (or alone after :data:`PENDING_COMMIT_S` without one). Until then
+  the executor counts the order as journaled (a resend is dropped, a cancel goes out,
+  cancel-all, a report and a stop commit it first), and the log's recovery at the next
+  start puts back whatever a crash kept out of LMDB. Without the log ("process"
+  durability) every commit goes to LMDB before the send or the publish.
   A resent ``Order`` whose client order id is already journaled is acknowledged
   and dropped: it was sent once already.
 * **Reconcile before trading.** A new incarnation first asks the venue about every
@@ -49,13 +55,14 @@ strategies and the risk guard without it (receivers drop what they already have)
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.journal import TERMINAL_STATUSES, keys
+from sniperbot.journal import TERMINAL_STATUSES, AheadLog, keys
 from sniperbot.messages import (
     BreakerChanged,
     CancelOrder,
@@ -77,6 +84,8 @@ _SLOW_RECONCILE_S = 10.0
 _MAX_ACK_TIMERS = 10_000  # orders awaiting their first venue answer, for the ack latency
 CANCEL_RESEND_S = 10.0  # a trip's cancel for an order still open is sent again after this long
 BREAKER_CHECK_S = 2.0  # how often the journal's breaker states are read (a missed announcement)
+#: An order logged ahead and sent goes into LMDB with the venue's first answer, or alone after this long.
+PENDING_COMMIT_S = 0.05
 
 
 class Executor(Actor):
@@ -105,10 +114,28 @@ class Executor(Actor):
         self.topics = (topic.BREAKERS, topic.STATUS_RISK)
         self._scopes = ("global", f"venue:{venue}")
         self._cancels_sent: dict[str, float] = {}  # client order id -> monotonic time of the trip's cancel
+        self._ahead: AheadLog | None = None  # "fsync" durability only (see _submit)
+        # Logged ahead and sent or published, not yet in LMDB, in order (module docstring), and the
+        # client order ids of the orders among them.
+        self._pending: list[Order | OrderUpdate | Fill] = []
+        self._pending_orders: set[str] = set()
+        self._commit_due = math.inf  # monotonic time of the earliest commit timer armed
 
     # -- start: reconcile -------------------------------------------------------------------
     def on_start(self) -> None:
-        """Re-announce recent events, then ask the venue about every unfinished order."""
+        """Recover the write-ahead log, re-announce recent events, ask the venue about unfinished orders."""
+        journal = self.ctx.journal
+        if journal.durability == "fsync":
+            self._ahead = AheadLog.open(journal, self.ctx.actor_id)
+            if self._ahead.recovered:
+                self.ctx.log.warning(
+                    "sent or published but not in the journal when the last incarnation died: journaled now",
+                    extra={
+                        "event": "ahead_recovered",
+                        "orders": sorted({r.client_order_id for r in self._ahead.recovered})[:10],
+                        "count": len(self._ahead.recovered),
+                    },
+                )
         self._republish_tail()
         self._reconcile_started = time.monotonic()
         unfinished = [o for o in self.ctx.journal.open_orders() if o.venue == self.venue]
@@ -130,6 +157,9 @@ class Executor(Actor):
 
     def on_stop(self) -> None:
         """Say what is still open at the venue: the next incarnation reconciles it."""
+        self._commit_pending()
+        if self._ahead is not None:
+            self._ahead.close()
         still_open = [o.client_order_id for o in self.ctx.journal.open_orders() if o.venue == self.venue]
         if still_open:
             self.ctx.log.warning(
@@ -198,6 +228,7 @@ class Executor(Actor):
     def cancel_all(self, reason: str) -> None:
         """Cancel every unfinished order of this venue (a breaker trip, trading HALTED)."""
         now = time.monotonic()
+        self._commit_pending()
         orders = [o for o in self.ctx.journal.open_orders() if o.venue == self.venue]
         sent = {
             o.client_order_id: self._cancels_sent[o.client_order_id]
@@ -239,10 +270,22 @@ class Executor(Actor):
 
     def _submit(self, order: Order) -> None:
         journal = self.ctx.journal
-        if journal.order(order.client_order_id) is not None:
+        cid = order.client_order_id
+        if cid in self._pending_orders or journal.order(cid) is not None:
             return  # sent once already (a resend from the risk guard); acked, never resent
-        journal.append(order)
-        self.ctx.send(self.gateway, order)
+        ahead = self._ahead
+        if ahead is None:
+            journal.append(order)
+            self.ctx.send(self.gateway, order)
+        else:
+            # Durable in one flush before the send; into LMDB with the venue's answer (one commit
+            # for both), or alone if that is slow (module docstring).
+            if ahead.write((order,), unsettled=self._pending):
+                self._settled_by_log()
+            self.ctx.send(self.gateway, order)
+            self._pending.append(order)
+            self._pending_orders.add(cid)
+            self._arm_commit(PENDING_COMMIT_S)
         metrics = self.ctx.metrics
         if metrics.enabled:
             now = time.time_ns()
@@ -253,8 +296,35 @@ class Executor(Actor):
                 self._sent_ns.clear()  # acks that never came (a venue outage): forget, never grow
             self._sent_ns[order.client_order_id] = now
 
+    def _arm_commit(self, delay_s: float) -> None:
+        """Commit what is pending within ``delay_s`` (a timer, unless an earlier one is armed)."""
+        due = time.monotonic() + delay_s
+        if due < self._commit_due:
+            self._commit_due = due
+            self.ctx.after(delay_s, self._commit_timer)
+
+    def _commit_timer(self) -> None:
+        self._commit_due = math.inf
+        self._commit_pending()
+
+    def _settled_by_log(self) -> None:
+        """The log started a new generation and committed what was pending to LMDB itself."""
+        self._pending = []
+        self._pending_orders.clear()
+
+    def _commit_pending(self) -> None:
+        """Commit to LMDB what was logged ahead and is not there yet, in the order logged."""
+        if self._pending:
+            # One fsync, not two (Journal.append_many): they are durable in the log ahead already.
+            self.ctx.journal.append_many(self._pending, sync_meta=False)
+        self._pending = []
+        self._pending_orders.clear()
+
     def _cancel(self, cancel: CancelOrder) -> None:
         journal = self.ctx.journal
+        if cancel.client_order_id in self._pending_orders:
+            self.ctx.send(self.gateway, cancel)  # sent, not in LMDB yet: unfinished by definition
+            return
         if journal.order(cancel.client_order_id) is None:
             return  # never ours: nothing to cancel
         if journal.order_status(cancel.client_order_id) in TERMINAL_STATUSES:
@@ -273,6 +343,7 @@ class Executor(Actor):
         self._record([e for e in events if not (isinstance(e, OrderUpdate) and e.reason == DUPLICATE)])
 
     def _on_report(self, report: VenueOrderReport) -> None:
+        self._commit_pending()  # a report may concern one (after a duplicate refusal): look it up in LMDB
         cid = report.client_order_id
         journal = self.ctx.journal
         order = journal.order(cid)
@@ -325,33 +396,30 @@ class Executor(Actor):
 
     # -- journal, then publish ------------------------------------------------------------------
     def _record(self, events: list[OrderUpdate | Fill]) -> None:
-        """Journal what is new (fills by id, updates that change a status), then publish it."""
+        """Journal what is new (fills by id, updates that change a status), then publish it.
+
+        Without the log ahead: committed to LMDB (one flush), then published. With it: logged (one
+        flush), published, then committed to LMDB with what else is pending (the order). Either way
+        nothing is published before it is durable. (Committing later, on a timer, was measured: the
+        commit then lands on the next order's path.)
+        """
         journal = self.ctx.journal
-        new: list[OrderUpdate | Fill] = []
-        status: dict[str, str | None] = {}
-        for event in events:
-            if isinstance(event, Fill):
-                if not journal.has_fill(event.fill_id) and all(
-                    not (isinstance(n, Fill) and n.fill_id == event.fill_id) for n in new
-                ):
-                    new.append(event)
-                continue
-            cid = event.client_order_id
-            current = status[cid] if cid in status else journal.order_status(cid)
-            if current == event.status or (
-                current in TERMINAL_STATUSES and event.status not in TERMINAL_STATUSES
-            ):
-                continue  # heard before (resend, or report after events), or late
-            status[cid] = event.status
-            new.append(event)
-        if not new:
-            return
-        # One fsync, not two (Journal.append_many): the order itself was made durable before it was
-        # sent; a venue's answer lost with the machine is asked again by reconciliation at start.
-        journal.append_many(new, sync_meta=False)
+        ahead = self._ahead
+        new: list[OrderUpdate | Fill] = journal.unseen(events, after=self._pending)  # type: ignore[assignment]
+        if ahead is None:
+            if new:
+                # One fsync, not two (Journal.append_many): the order was made durable before it
+                # was sent; an answer lost with the machine is asked again at start.
+                journal.append_many(new, sync_meta=False)
+        elif new:
+            if ahead.write(new, unsettled=self._pending):
+                self._settled_by_log()
+            self._pending.extend(new)
         for event in new:
             self._publish(event)
-        if self.ctx.metrics.enabled:
+        if ahead is not None:
+            self._commit_pending()
+        if new and self.ctx.metrics.enabled:
             self._count(new)
 
     def _count_reconciling(self) -> None:

@@ -1,5 +1,6 @@
 """The LMDB order journal: Orders, OrderUpdates and Fills, durable before they are acted on."""
 
+from sniperbot.journal.ahead import AheadLog
 from sniperbot.journal.store import (
     DEFAULT_MAP_SIZE,
     ORDER_RECORDS,
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_MAP_SIZE",
     "ORDER_RECORDS",
     "TERMINAL_STATUSES",
+    "AheadLog",
     "Durability",
     "Journal",
     "JournalError",

@@ -59,7 +59,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import lmdb
 import msgspec
@@ -958,6 +958,59 @@ class Journal:
         key = _key(fill_id, "fill_id")
         return self._read(lambda txn, dbs: txn.get(key, db=dbs.fills) is not None, False)
 
+    def unseen(
+        self,
+        records: Iterable[Order | OrderUpdate | Fill],
+        after: Iterable[Order | OrderUpdate | Fill] = (),
+    ) -> list[Order | OrderUpdate | Fill]:
+        """Of ``records``, in order, what would be news to the journal: orders and fills whose id it
+        lacks, updates that change an order's status (a resent answer, or a late non-terminal one
+        after a terminal one, is not). Each is judged after the ones before it, all of them after
+        ``after`` (records on their way to the journal, not in it yet). One read transaction.
+        """
+        ahead = list(after)
+        records = [*ahead, *list(records)]
+
+        def judge(txn: lmdb.Transaction | None, dbs: _Dbs | None) -> list[Order | OrderUpdate | Fill]:
+            def get(key: bytes, db_of: Callable[[_Dbs], Any]) -> bytes | None:
+                return None if txn is None or dbs is None else txn.get(key, db=db_of(dbs))
+
+            seen: set[tuple[bool, str]] = set()
+            status: dict[str, str | None] = {}
+            new: list[Order | OrderUpdate | Fill] = []
+            for record in records:
+                if isinstance(record, Order | Fill):
+                    is_order = isinstance(record, Order)
+                    ident = record.client_order_id if is_order else record.fill_id  # type: ignore[union-attr]
+                    index = (lambda d: d.orders) if is_order else (lambda d: d.fills)
+                    if (is_order, ident) in seen or get(_key(ident, "id"), index) is not None:
+                        continue
+                    seen.add((is_order, ident))
+                    new.append(record)
+                    continue
+                cid = record.client_order_id
+                if cid not in status:
+                    value = get(_key(cid, "client_order_id"), lambda d: d.status)
+                    status[cid] = None if value is None else value.decode()
+                current = status[cid]
+                if current == record.status or (
+                    current in TERMINAL_STATUSES and record.status not in TERMINAL_STATUSES
+                ):
+                    continue  # heard before (a resend, a report after the events), or late
+                status[cid] = record.status
+                new.append(record)
+            return new
+
+        if len(records) == len(ahead):
+            return []
+        judged = self._read(judge, None)
+        judged = judge(None, None) if judged is None else judged
+        if ahead:
+            # The news among ``after`` is not asked for: what is left is news after it.
+            drop = {id(r) for r in ahead}
+            judged = [r for r in judged if id(r) not in drop]
+        return judged
+
     def last_txnid(self) -> int:
         """LMDB's id of the last committed write transaction (any process's): changes with every commit."""
         with self._lock:
@@ -1367,6 +1420,15 @@ class Journal:
             return {"orders": orders, "fills": fills, "updates": total - orders - fills - reports}
 
         return self._read(get, {"orders": 0, "fills": 0, "updates": 0})
+
+    def sync(self) -> None:
+        """Make every commit so far durable, data and meta pages (what ``sync_meta=False`` left)."""
+        with self._lock:
+            self._check_usable(write=True)
+            try:
+                self._env.sync(True)
+            except lmdb.Error as e:
+                raise JournalError(f"journal {self._path}: sync failed: {e}") from e
 
     # ------------------------------------------------------------------ closing
 
