@@ -23,6 +23,7 @@ from sniperbot.chaos.invariants import check_run_dir
 from sniperbot.execution.executor import EXPIRED_UNSENT
 from sniperbot.journal import AheadLog, Journal, JournalError
 from sniperbot.journal.ahead import CAPACITY
+from sniperbot.journal.archive import archive_until_done
 from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.messages.orders import make_intent_id
 from sniperbot.venues.sim.ledger import VenueLedger
@@ -154,6 +155,30 @@ def test_a_log_that_wrapped_around_replays_nothing_stale_and_keeps_what_awaits_a
     assert last.recovered == [_order(total)]
     last.close()
     journal.close()
+
+
+def test_what_the_archive_took_from_an_old_generation_is_not_journaled_again(tmp_path: Path) -> None:
+    """A writer that ran for days without filling its log: its generation still holds an order and the
+    answer that the archiver has since moved out of LMDB. Recovery must not journal them a second time."""
+    old_ns = time.time_ns() - 10 * 86_400 * 10**9
+    order = _order(0, ts_ns=old_ns)
+    answer = [msgspec.structs.replace(r, ts_ns=old_ns) for r in _answer(0)]
+    with Journal.open(tmp_path) as journal:
+        log = AheadLog.open(journal, WRITER)
+        log.write((order,))
+        log.write(answer)
+        journal.append_many((order, *answer), sync_meta=False)
+        journal.append(_order(1, ts_ns=time.time_ns()))  # the archive never takes the last record
+        assert archive_until_done(journal, 7 * 86_400.0).floor == 4
+        assert journal.order(order.client_order_id) is None  # its fill's id stays hot a day (dedup)
+        log.write((_order(2),))  # logged, never committed: this one is news
+        log.close()
+        before = journal.counts()
+        log = AheadLog.open(journal, WRITER)
+        assert log.recovered == [_order(2)]
+        assert journal.counts() == {**before, "orders": before["orders"] + 1}
+        assert sum(isinstance(r, Fill) for _, r in journal.records()) == 1  # archive included
+        log.close()
 
 
 def test_two_incarnations_cannot_hold_one_log(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ Rules:
 * **Recovery** (the writer's :meth:`AheadLog.open`, and the node's start for every log no
   live writer holds, :meth:`AheadLog.recover_all`): every record of the current
   generation that is news to the journal (:meth:`Journal.unseen`: orders and fills by
-  id, updates that change a status) is appended to it, in the order written, with both
-  flushes. A writer killed between a send and the LMDB commit, or a power loss, never
+  id, updates that change a status; and not in the archive, which a finished order can
+  reach before its log generation ends) is appended to it, in the order written, with
+  both flushes. A writer killed between a send and the LMDB commit, or a power loss, never
   leaves a sent order or a published answer out of the journal; the executor then
   reconciles the order with the venue like any other unfinished one.
 * **Generations.** The file starts with a header (a random 64-bit generation and its
@@ -57,6 +58,7 @@ from pathlib import Path
 
 import msgspec
 
+from sniperbot.journal.archive import in_archive
 from sniperbot.journal.store import Journal, JournalError
 from sniperbot.messages import Fill, Order, OrderUpdate
 
@@ -207,6 +209,10 @@ def _recover(fd: int, path: Path, journal: Journal) -> list[Logged]:
     """Append to ``journal`` every record of the file's current generation that is news to it (by
     :meth:`Journal.unseen`, in the order written); those records."""
     missing = journal.unseen(_read(fd, path))
+    if missing:
+        # Archiving removes a finished order from LMDB, and a log generation can outlive that (a
+        # writer that ran for days without filling its log): what the archive holds is not news.
+        missing = [r for r, held in zip(missing, in_archive(journal.path, missing), strict=True) if not held]
     if missing:
         journal.append_many(missing)
     return missing

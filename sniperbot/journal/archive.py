@@ -67,14 +67,15 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
-from sniperbot.journal.store import JournalError
+from sniperbot.journal.store import JournalError, JournalRecord
+from sniperbot.messages import Fill, Order, OrderUpdate
 
 if TYPE_CHECKING:
     from sniperbot.journal.store import Journal
@@ -88,6 +89,7 @@ __all__ = [
     "archive_files",
     "archive_step",
     "archive_until_done",
+    "in_archive",
     "read_archive",
 ]
 
@@ -109,6 +111,7 @@ _HEADER = struct.Struct(">4sQQII")  # magic, first seq, last seq, body length, C
 _NS_PER_DAY = 86_400 * 1_000_000_000
 _encoder = msgspec.msgpack.Encoder()
 _frame_decoder = msgspec.msgpack.Decoder(list[tuple[int, bytes]])
+_record_decoder = msgspec.msgpack.Decoder(JournalRecord)
 
 
 class StepResult(NamedTuple):
@@ -192,6 +195,30 @@ def read_archive(
             break
         last = seq
         yield seq, raw
+
+
+def in_archive(journal_path: Path, records: Sequence[Order | OrderUpdate | Fill]) -> list[bool]:
+    """For each of ``records``, whether the archive beside ``journal_path`` holds it (an order by client
+    order id, a fill by id, an update by order and status). Reads only the day files of the records'
+    own days (a record is archived into the file of its ``ts_ns``'s day)."""
+    directory = archive_dir(journal_path)
+    held: set[tuple[str, ...]] = set()
+    for day in sorted({_day(r.ts_ns) for r in records}):
+        path = directory / f"{day}{SUFFIX}"
+        if path.is_file():
+            for _, raw in read_file(path):
+                held.add(_identity(_record_decoder.decode(raw)))
+    return [_identity(r) in held for r in records]
+
+
+def _identity(record: JournalRecord) -> tuple[str, ...]:
+    if isinstance(record, Order):
+        return ("order", record.client_order_id)
+    if isinstance(record, Fill):
+        return ("fill", record.fill_id)
+    if isinstance(record, OrderUpdate):
+        return ("update", record.client_order_id, record.status)
+    return ("report",)
 
 
 def _day(ts_ns: int) -> str:
