@@ -65,7 +65,8 @@ from sniperbot.messages import Fill, Order, OrderUpdate
 __all__ = ["CAPACITY", "AheadLog", "Logged"]
 
 CAPACITY = 1 << 20
-"""Bytes of one log file: about 3,500 orders between two resets (a reset costs two flushes)."""
+"""Bytes of one log file: about 1,000 orders with their answers between two resets (a reset costs a
+journal sync and one flush here)."""
 
 _HEADER = struct.Struct("<QI")  # generation, crc32 of the generation's 8 bytes
 _RECORD = struct.Struct("<QII")  # generation, payload length, crc32 of the payload
@@ -78,7 +79,7 @@ Logged = Order | OrderUpdate | Fill
 
 
 class AheadLog:
-    """One writer's write-ahead log of orders; create it with :meth:`open`."""
+    """One writer's write-ahead log of orders and answers; create it with :meth:`open`."""
 
     def __init__(self, path: Path, fd: int, journal: Journal, generation: int) -> None:
         """Use :meth:`open`."""
