@@ -52,7 +52,7 @@ from typing import Any
 
 import msgspec
 
-from sniperbot.journal import TERMINAL_STATUSES, Journal
+from sniperbot.journal import TERMINAL_STATUSES, Journal, reopens
 from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.messages.control import position_key
 
@@ -295,7 +295,7 @@ def _journal_view(
         elif isinstance(record, OrderUpdate):
             previous = status.get(record.client_order_id, ("", ""))[0]
             # The journal's own rule: nothing reopens a finished order.
-            if not (previous in TERMINAL_STATUSES and record.status not in TERMINAL_STATUSES):
+            if not reopens(previous, record.status):
                 status[record.client_order_id] = (record.status, record.reason)
     return orders, status, fills, counts
 

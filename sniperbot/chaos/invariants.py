@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from sniperbot.execution.executor import EXPIRED_UNSENT
-from sniperbot.journal import TERMINAL_STATUSES, AheadLog, Journal, JournalError
+from sniperbot.journal import TERMINAL_STATUSES, AheadLog, Journal, JournalError, reopens
 from sniperbot.messages import Fill, Order, OrderUpdate
 from sniperbot.messages.control import position_key
 from sniperbot.venues.sim.ledger import LedgerError, VenueLedger
@@ -93,9 +93,7 @@ class _Book:
         if isinstance(record, Fill):
             return record.fill_id not in self.fills
         previous = self.status.get(record.client_order_id, ("", ""))[0]
-        return previous != record.status and not (
-            previous in TERMINAL_STATUSES and record.status not in TERMINAL_STATUSES
-        )
+        return previous != record.status and not reopens(previous, record.status)
 
     def add(self, record: Order | OrderUpdate | Fill) -> None:
         if isinstance(record, Order):
@@ -109,8 +107,8 @@ class _Book:
             if record.status == "accepted":
                 self.accepted_counts[cid] += 1
             previous = self.status.get(cid, ("", ""))[0]
-            # Same rule as the journal's status index: nothing reopens a finished order.
-            if not (previous in TERMINAL_STATUSES and record.status not in TERMINAL_STATUSES):
+            # The journal's status index's rule: nothing reopens a finished order.
+            if not reopens(previous, record.status):
                 self.status[cid] = (record.status, record.reason)
 
 

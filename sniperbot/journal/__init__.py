@@ -9,6 +9,7 @@ from sniperbot.journal.store import (
     Journal,
     JournalError,
     JournalRecord,
+    reopens,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalRecord",
+    "reopens",
 ]

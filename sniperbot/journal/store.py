@@ -78,6 +78,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalRecord",
+    "reopens",
 ]
 
 Durability = Literal["fsync", "process"]
@@ -128,6 +129,13 @@ _BASE_INTENT = b"i"  # archived: strategy -> highest intent seq of its archived 
 
 TERMINAL_STATUSES: frozenset[str] = frozenset({"rejected", "cancelled", "filled"})
 """Order statuses after which an order is no longer open."""
+
+
+def reopens(current: str | None, status: str) -> bool:
+    """Whether an update to ``status`` would reopen an order whose status is ``current``: never applied
+    (venues deliver updates out of order; a late "accepted" must not reopen a filled order)."""
+    return current in TERMINAL_STATUSES and status not in TERMINAL_STATUSES
+
 
 DEFAULT_MAP_SIZE = 16 * 1024**3
 """Initial map size: a virtual reservation (the file only grows as pages are written)."""
@@ -289,13 +297,7 @@ def _put_all(txn: lmdb.Transaction, dbs: _Dbs, prepared: list[_Prepared]) -> lis
             txn.put(_REPORTS_KEY, _seq_key(count + 1), db=dbs.meta)
         else:
             prev_status = txn.get(id_key, db=dbs.status)
-            # Venues can deliver updates out of order; a late "accepted" must not
-            # reopen an order that is already filled/cancelled/rejected.
-            if not (
-                prev_status is not None
-                and prev_status.decode() in TERMINAL_STATUSES
-                and record.status not in TERMINAL_STATUSES
-            ):
+            if not reopens(None if prev_status is None else prev_status.decode(), record.status):
                 txn.put(id_key, record.status.encode(), db=dbs.status)
             if record.status in TERMINAL_STATUSES:
                 txn.delete(id_key, db=dbs.open)
@@ -616,11 +618,7 @@ class Journal:
                 else:
                     cid = record.client_order_id.encode()
                     prev = status.get(cid)
-                    if not (
-                        prev is not None
-                        and prev.decode() in TERMINAL_STATUSES
-                        and record.status not in TERMINAL_STATUSES
-                    ):
+                    if not reopens(None if prev is None else prev.decode(), record.status):
                         status[cid] = record.status.encode()
             indexes: list[tuple[str, lmdb._Database, dict[bytes, bytes]]] = [
                 ("orders", dbs.orders, orders),
@@ -993,9 +991,7 @@ class Journal:
                     value = get(_key(cid, "client_order_id"), lambda d: d.status)
                     status[cid] = None if value is None else value.decode()
                 current = status[cid]
-                if current == record.status or (
-                    current in TERMINAL_STATUSES and record.status not in TERMINAL_STATUSES
-                ):
+                if current == record.status or reopens(current, record.status):
                     continue  # heard before (a resend, a report after the events), or late
                 status[cid] = record.status
                 new.append(record)

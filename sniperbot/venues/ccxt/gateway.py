@@ -117,7 +117,7 @@ import ccxt.pro
 import msgspec
 
 from sniperbot.actors.base import Actor, ActorContext
-from sniperbot.journal import TERMINAL_STATUSES, keys
+from sniperbot.journal import TERMINAL_STATUSES, keys, reopens
 from sniperbot.messages import CancelOrder, Envelope, Fill, Order, OrderUpdate, update_of
 from sniperbot.messages import topics as topic
 from sniperbot.messages.venue import VenueEvents, VenueOrderQuery, VenueOrderReport, VenueStatus
@@ -1107,9 +1107,7 @@ class CcxtGateway(Actor):
                     continue
                 if isinstance(e, Fill) and e.fill_id in known:
                     continue
-                if isinstance(e, OrderUpdate) and (
-                    e.status == status or (status in TERMINAL_STATUSES and e.status not in TERMINAL_STATUSES)
-                ):
+                if isinstance(e, OrderUpdate) and (e.status == status or reopens(status, e.status)):
                     continue
                 self._inflight.add(key)
                 new.append(e)

@@ -34,7 +34,7 @@ import lmdb
 import msgspec
 
 from sniperbot.journal.lmdbfile import check_before_open, check_mapped_size
-from sniperbot.journal.store import TERMINAL_STATUSES
+from sniperbot.journal.store import reopens
 from sniperbot.messages import Fill, Order, OrderUpdate
 
 __all__ = [
@@ -331,7 +331,7 @@ class VenueLedger:
                     e = entry(cid)
                     if e.status == record.status:
                         continue  # said already
-                    if e.status in TERMINAL_STATUSES and record.status not in TERMINAL_STATUSES:
+                    if reopens(e.status, record.status):
                         continue  # a late update never reopens a finished order
                     e.status, e.reason = record.status, record.reason
                 seq += 1
