@@ -111,6 +111,17 @@ def test_recovery_journals_only_what_is_news_in_the_order_it_was_logged(tmp_path
         log.close()
 
 
+def test_news_is_judged_after_what_is_on_its_way_to_the_journal(tmp_path: Path) -> None:
+    """``Journal.unseen(records, after=pending)``: the executor's pending order and answer count as
+    heard (a resent "accepted" is not news) but are never returned themselves."""
+    accepted, fill, filled = _answer(0)
+    with Journal.open(tmp_path) as journal:
+        assert journal.unseen([accepted, fill, filled], after=[_order(0), accepted]) == [fill, filled]
+        assert journal.unseen([], after=[_order(0)]) == []
+        journal.append_many((_order(0), accepted, fill, filled))
+        assert journal.unseen([_order(0), accepted, fill, filled]) == []
+
+
 def test_a_torn_last_record_is_ignored_and_the_ones_before_it_are_recovered(tmp_path: Path) -> None:
     _run_and_kill(tmp_path, committed=0, logged=3)
     path = tmp_path / "journal" / "ahead" / f"{WRITER}.log"

@@ -967,7 +967,9 @@ class Journal:
         ``after`` (records on their way to the journal, not in it yet). One read transaction.
         """
         ahead = list(after)
-        records = [*ahead, *list(records)]
+        asked = list(records)
+        if not asked:
+            return []
 
         def judge(txn: lmdb.Transaction | None, dbs: _Dbs | None) -> list[Order | OrderUpdate | Fill]:
             def get(key: bytes, db_of: Callable[[_Dbs], Any]) -> bytes | None:
@@ -976,7 +978,7 @@ class Journal:
             seen: set[tuple[bool, str]] = set()
             status: dict[str, str | None] = {}
             new: list[Order | OrderUpdate | Fill] = []
-            for record in records:
+            for i, record in enumerate([*ahead, *asked]):
                 if isinstance(record, Order | Fill):
                     is_order = isinstance(record, Order)
                     ident = record.client_order_id if is_order else record.fill_id  # type: ignore[union-attr]
@@ -984,28 +986,21 @@ class Journal:
                     if (is_order, ident) in seen or get(_key(ident, "id"), index) is not None:
                         continue
                     seen.add((is_order, ident))
+                else:
+                    cid = record.client_order_id
+                    if cid not in status:
+                        value = get(_key(cid, "client_order_id"), lambda d: d.status)
+                        status[cid] = None if value is None else value.decode()
+                    current = status[cid]
+                    if current == record.status or reopens(current, record.status):
+                        continue  # heard before (a resend, a report after the events), or late
+                    status[cid] = record.status
+                if i >= len(ahead):  # the records of ``after`` are judged, never returned
                     new.append(record)
-                    continue
-                cid = record.client_order_id
-                if cid not in status:
-                    value = get(_key(cid, "client_order_id"), lambda d: d.status)
-                    status[cid] = None if value is None else value.decode()
-                current = status[cid]
-                if current == record.status or reopens(current, record.status):
-                    continue  # heard before (a resend, a report after the events), or late
-                status[cid] = record.status
-                new.append(record)
             return new
 
-        if len(records) == len(ahead):
-            return []
         judged = self._read(judge, None)
-        judged = judge(None, None) if judged is None else judged
-        if ahead:
-            # The news among ``after`` is not asked for: what is left is news after it.
-            drop = {id(r) for r in ahead}
-            judged = [r for r in judged if id(r) not in drop]
-        return judged
+        return judge(None, None) if judged is None else judged
 
     def last_txnid(self) -> int:
         """LMDB's id of the last committed write transaction (any process's): changes with every commit."""
