@@ -13,7 +13,7 @@ at any moment. Money stays exact because:
   LMDB gets an order in one commit with the venue's first answer, right after that
   answer is published (or alone after :data:`PENDING_COMMIT_S` without one). Until then
   the executor counts the order as journaled (a resend is dropped, a cancel goes out,
-  cancel-all, a report and a stop commit it first), and the log's recovery at the next
+  cancel-all includes it, a report and a stop commit it first), and the log's recovery at the next
   start puts back whatever a crash kept out of LMDB. Without the log ("process"
   durability) every commit goes to LMDB before the send or the publish.
   A resent ``Order`` whose client order id is already journaled is acknowledged
@@ -228,8 +228,11 @@ class Executor(Actor):
     def cancel_all(self, reason: str) -> None:
         """Cancel every unfinished order of this venue (a breaker trip, trading HALTED)."""
         now = time.monotonic()
-        self._commit_pending()
+        # The orders sent but not in LMDB yet too, without writing first: a trip is often a storage
+        # fault, and cancelling must not wait for a commit that may fail.
         orders = [o for o in self.ctx.journal.open_orders() if o.venue == self.venue]
+        listed = {o.client_order_id for o in orders}
+        orders += [r for r in self._pending if isinstance(r, Order) and r.client_order_id not in listed]
         sent = {
             o.client_order_id: self._cancels_sent[o.client_order_id]
             for o in orders
